@@ -1,0 +1,234 @@
+"""PPO on CartPole-v1: lucidrl against Stable-Baselines3, same hyperparameters, same machine.
+
+What it measures, per (library, seed) run:
+
+* ``train_s``: wall time of ``model.learn(total_timesteps)`` only (``time.perf_counter`` around
+  the call; building the model and the envs, and the evaluation, are not counted);
+* ``steps_per_s``: ``model.num_timesteps / train_s``;
+* ``eval_mean`` / ``eval_std``: return of 10 deterministic episodes on a fresh single
+  ``CartPole-v1`` env (lucidrl: ``lucidrl.evaluate(..., seed=0)``; SB3: ``evaluate_policy`` on a
+  fresh ``gym.make`` env, Monitor-wrapped and seeded with 0);
+* ``peak_rss_mib``: peak resident memory of the worker process (``resource.getrusage``).
+
+How:
+
+* Hyperparameters are the RL-Zoo ones for CartPole-v1 in both libraries: 8 envs, n_steps 32,
+  batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, no entropy bonus, learning rate 1e-3 and
+  clip range 0.2, both decayed linearly to 0. ``--lucidrl-kwargs`` adds lucidrl-only overrides
+  (e.g. ``{"variant": "kl_penalty"}``).
+* Every run is a fresh Python process (this script re-invoked in a hidden ``--worker`` mode that
+  prints one JSON line), so no run warms caches, JIT or allocators for the next one. The runs
+  alternate libraries (lucidrl seed 0, SB3 seed 0, lucidrl seed 1, ...) so slow drift of the
+  machine affects both alike. Run nothing else heavy meanwhile.
+* ``torch.set_num_threads(--threads)`` (default 1) is applied identically in both libraries'
+  workers; it is recorded with every result.
+
+Every result is appended as one JSON line to ``benchmarks/results/ppo_cartpole.jsonl`` (with a
+timestamp, library versions, thread count and a hostname-free machine description); then a
+markdown summary is printed.
+
+Examples:
+
+    python benchmarks/ppo_cartpole_vs_sb3.py                       # 3 seeds, 100k steps, both libs
+    python benchmarks/ppo_cartpole_vs_sb3.py --only lucidrl --timesteps 200000 \\
+        --lucidrl-kwargs '{"variant": "kl_penalty"}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "ppo_cartpole.jsonl"
+ENV_ID = "CartPole-v1"
+SOLVED = 475.0
+LIBS = ("lucidrl", "sb3")
+
+# RL-Zoo hyperparameters for PPO on CartPole-v1 (schedules are written per library below).
+HYPERPARAMS = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0)
+LR, CLIP = 1e-3, 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# Worker: one training run in this process, one JSON line on stdout.
+# --------------------------------------------------------------------------------------------
+
+def _train_lucidrl(seed: int, timesteps: int, extra: dict):
+    import lucidrl
+
+    model = lucidrl.PPO(ENV_ID, seed=seed, verbose=0, preset=False, **HYPERPARAMS,
+                        learning_rate=lucidrl.linear(LR), clip_range=lucidrl.linear(CLIP), **extra)
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=timesteps)
+    train_s = time.perf_counter() - t0
+    mean, std = lucidrl.evaluate(model, ENV_ID, n_episodes=10, deterministic=True, seed=0)
+    return model.num_timesteps, train_s, mean, std, {"lucidrl": lucidrl.__version__}
+
+
+def _train_sb3(seed: int, timesteps: int, extra: dict):
+    import gymnasium as gym
+    import stable_baselines3
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    if extra:
+        raise SystemExit("--lucidrl-kwargs do not apply to SB3")
+    hp = dict(HYPERPARAMS)
+    env = make_vec_env(ENV_ID, n_envs=hp.pop("n_envs"), seed=seed)
+    model = PPO("MlpPolicy", env, **hp, learning_rate=lambda p: p * LR, clip_range=lambda p: p * CLIP,
+                device="cpu", seed=seed, verbose=0)
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=timesteps)
+    train_s = time.perf_counter() - t0
+    eval_env = DummyVecEnv([lambda: Monitor(gym.make(ENV_ID))])
+    eval_env.seed(0)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    return model.num_timesteps, train_s, float(mean), float(std), {"stable_baselines3": stable_baselines3.__version__}
+
+
+def worker(lib: str, seed: int, timesteps: int, threads: int, extra: dict) -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import gymnasium
+    import numpy
+    import torch
+
+    torch.set_num_threads(threads)
+    train = _train_lucidrl if lib == "lucidrl" else _train_sb3
+    num_timesteps, train_s, mean, std, lib_version = train(seed, timesteps, extra)
+    print(json.dumps({
+        "library": lib, "seed": seed, "timesteps": timesteps, "num_timesteps": int(num_timesteps),
+        "lucidrl_kwargs": extra if lib == "lucidrl" else {},
+        "train_s": round(train_s, 3), "steps_per_s": round(num_timesteps / train_s, 1),
+        "eval_mean": mean, "eval_std": std,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch_threads": torch.get_num_threads(),
+        "versions": {**lib_version, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
+                     "numpy": numpy.__version__, "python": platform.python_version()},
+    }))
+
+
+# --------------------------------------------------------------------------------------------
+# Parent: schedule the runs, record them, print the summary.
+# --------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    """CPU description without the hostname."""
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_count": os.cpu_count(), "cpu_model": model, "arch": platform.machine(), "os": platform.system()}
+
+
+def run_one(lib: str, seed: int, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib, str(seed),
+           "--timesteps", str(args.timesteps), "--threads", str(args.threads),
+           "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        print(f"  {lib} seed {seed}: FAILED (exit {proc.returncode})\n{tail}", file=sys.stderr)
+        return {"library": lib, "seed": seed, "timesteps": args.timesteps, "error": tail,
+                "lucidrl_kwargs": args.lucidrl_kwargs if lib == "lucidrl" else {}, "torch_threads": args.threads}
+    return json.loads(lines[-1])
+
+
+def summarize(results: list[dict], libs: list[str]) -> str:
+    out = ["| library | seed | train time (s) | steps/s | eval return (mean ± std) | peak RSS (MiB) |",
+           "|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            out.append(f"| {r['library']} | {r['seed']} | FAILED | | | |")
+        else:
+            out.append(f"| {r['library']} | {r['seed']} | {r['train_s']:.1f} | {r['steps_per_s']:.0f} | "
+                       f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['peak_rss_mib']:.0f} |")
+    out += ["", "| library | median train time (s) | median steps/s | seeds with return >= 475 |", "|---|---|---|---|"]
+    medians = {}
+    for lib in libs:
+        ok = [r for r in results if r["library"] == lib and "error" not in r]
+        n = sum(1 for r in results if r["library"] == lib)
+        if not ok:
+            out.append(f"| {lib} | - | - | 0/{n} |")
+            continue
+        medians[lib] = statistics.median(r["train_s"] for r in ok)
+        solved = sum(r["eval_mean"] >= SOLVED for r in ok)
+        out.append(f"| {lib} | {medians[lib]:.1f} | {statistics.median(r['steps_per_s'] for r in ok):.0f} | {solved}/{n} |")
+    out.append("")
+    if "lucidrl" in medians and "sb3" in medians:
+        out.append(f"median time ratio lucidrl / sb3: **{medians['lucidrl'] / medians['sb3']:.2f}** "
+                   f"(< 1: lucidrl is faster)")
+    if "lucidrl" in libs:
+        runs = [r for r in results if r["library"] == "lucidrl"]
+        solved = sum("error" not in r and r["eval_mean"] >= SOLVED for r in runs)
+        need = math.ceil(2 * len(runs) / 3)
+        out.append(f"lucidrl reached >= {SOLVED:.0f} on {solved}/{len(runs)} seeds (needs {need}): "
+                   f"**{'PASS' if solved >= need else 'FAIL'}**")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--timesteps", type=int, default=100_000, help="training steps per run (default 100000)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries (default 1)")
+    p.add_argument("--only", choices=LIBS, help="run one library only")
+    p.add_argument("--lucidrl-kwargs", type=json.loads, default={},
+                   help="JSON dict of extra lucidrl.PPO arguments, e.g. '{\"variant\": \"kl_penalty\"}'")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSONL file the results are appended to")
+    p.add_argument("--worker", nargs=2, metavar=("LIB", "SEED"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if not isinstance(args.lucidrl_kwargs, dict):
+        p.error("--lucidrl-kwargs must be a JSON object")
+
+    if args.worker:
+        lib, seed = args.worker
+        if lib not in LIBS:
+            p.error(f"unknown library {lib!r}")
+        worker(lib, int(seed), args.timesteps, args.threads, args.lucidrl_kwargs)
+        return 0
+
+    libs = [args.only] if args.only else list(LIBS)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    context = {"machine": machine(), "benchmark": "ppo_cartpole_vs_sb3", "env_id": ENV_ID}
+    print(f"PPO {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
+          f"torch threads {args.threads}, lucidrl extra kwargs {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
+    results = []
+    for seed in args.seeds:
+        for lib in libs:
+            print(f"  running {lib} seed {seed} ...", file=sys.stderr, flush=True)
+            r = run_one(lib, seed, args)
+            results.append(r)
+            record = {"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **context, **r}
+            with args.results.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    print(f"\nPPO {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
+          + (f", lucidrl kwargs {json.dumps(args.lucidrl_kwargs)}" if args.lucidrl_kwargs else "") + "\n")
+    print(summarize(results, libs))
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""lucidrl: classic deep-RL algorithms on PyTorch and Gymnasium, to use for real and to learn from.
+
+    import lucidrl
+    model = lucidrl.PPO("CartPole-v1", seed=0)
+    model.learn(total_timesteps=100_000, progress_bar=True)
+    mean, std = lucidrl.evaluate(model, "CartPole-v1", n_episodes=10)
+"""
+
+__version__ = "0.1.0"
+
+from lucidrl.config import linear  # noqa: E402
+from lucidrl.agent import Algorithm, evaluate, load  # noqa: E402
+from lucidrl.algos import PPO, PPOConfig  # noqa: E402
+from lucidrl.envs import make_env, make_vec_env  # noqa: E402
+from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, MissingDependencyError  # noqa: E402
+
+__all__ = [
+    "PPO", "PPOConfig", "Algorithm", "load", "evaluate", "linear", "make_env", "make_vec_env",
+    "LucidRLError", "ConfigError", "EnvError", "CheckpointError", "MissingDependencyError", "__version__",
+]

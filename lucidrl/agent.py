@@ -1,0 +1,305 @@
+"""The ``Algorithm`` base: what every lucidrl model shares and that is not training.
+
+Construction (config from preset + user values, checked before anything else; seeding; the
+vector env), ``predict`` (same signature and return as Stable-Baselines3's), ``save`` /
+``load`` (safe checkpoints), ``evaluate``, and the bookkeeping of ``learn`` (logger,
+progress bar, periodic checkpoints) as plain methods that each algorithm's ``learn`` calls.
+The training math lives in ``lucidrl/algos/<name>.py``, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from lucidrl import __version__
+from lucidrl.checkpoint import (checkpoint_dir, load_checkpoint, optimizer_from_flat, optimizer_to_flat,
+                                save_checkpoint)
+from lucidrl.config import config_to_dict, resolve_config
+from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
+from lucidrl.errors import CheckpointError, ConfigError, EnvError
+from lucidrl.logging import Logger
+
+ALGORITHMS: dict[str, type["Algorithm"]] = {}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:0' or 'auto'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but torch sees no CUDA GPU; use device='cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (the envs are seeded separately, by ``make_vec_env``)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Algorithm:
+    """Base of every lucidrl model. Subclasses set ``name``, ``config_class`` and build their networks."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    state_attributes: ClassVar[tuple[str, ...]] = ()  # scalar attributes saved in state.json (e.g. PPO's beta)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            ALGORITHMS[cls.name] = cls
+
+    def __init__(self, env: EnvLike | None, *, preset: bool | str = True, run_dir: str | os.PathLike | None = None,
+                 verbose: int = 1, tensorboard: bool = True, vectorization: str = "auto",
+                 _spaces: tuple[gym.Space, gym.Space] | None = None, **hyperparams: Any):
+        """
+        Args:
+            env: an env id (``"CartPole-v1"``), a ``gymnasium.Env``, a callable returning one, or a
+                ``gymnasium.vector.VectorEnv``.
+            preset: ``True`` starts from the tuned preset for this env id when there is one;
+                ``False`` uses the plain defaults; a string names a preset.
+            run_dir: where ``learn`` writes ``metrics.csv``, TensorBoard events, checkpoints and the
+                final model. ``None``: nothing is written.
+            verbose: 0 silent, 1 progress bar and summaries, 2 every metric at every update.
+            vectorization: ``"auto"``, ``"native"``, ``"sync"`` or ``"async"`` (see ``make_vec_env``).
+            **hyperparams: fields of the algorithm's config dataclass, applied on top of the preset.
+        """
+        self.env_id = env_id_of(env) if env is not None else None
+        self.config, self.preset_name, self.preset_source = resolve_config(
+            self.name, self.config_class, self.env_id, preset, hyperparams)
+        if self.config.seed is None:
+            self.config.seed = int(np.random.SeedSequence().entropy % 2**31)
+        self.verbose = verbose
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.tensorboard = tensorboard
+        self.vectorization = vectorization
+        self.device = resolve_device(self.config.device)
+        self.num_timesteps = 0
+        self.n_updates = 0
+        self.notes: list[str] = []
+        if self.preset_name:
+            given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
+            self.notes.append(f"{self.name}: preset {self.preset_name!r} ({self.preset_source}); your overrides: {given}")
+        seed_everything(self.config.seed)
+        # the model's own RNG for sampling actions and shuffling minibatches: two models in one
+        # process do not disturb each other's random streams
+        self.generator = torch.Generator(self.device).manual_seed(self.config.seed)
+        self.env: gym.vector.VectorEnv | None = None
+        if env is not None:
+            self.set_env(env)
+        elif _spaces is not None:
+            self.observation_space, self.action_space = _spaces
+        else:
+            raise EnvError("an env is needed: pass an env id such as 'CartPole-v1', a gymnasium.Env or a VectorEnv")
+
+    # ------------------------------------------------------------------ env
+    def set_env(self, env: EnvLike) -> None:
+        """Attach (or replace) the training env; its spaces must match the model's."""
+        venv = make_vec_env(env, self.config.n_envs, seed=self.config.seed, vectorization=self.vectorization)
+        if venv.num_envs != self.config.n_envs:
+            self.notes.append(f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})")
+            self.config.n_envs = venv.num_envs
+        obs_space, act_space = venv.single_observation_space, venv.single_action_space
+        if hasattr(self, "observation_space") and (obs_space != self.observation_space or act_space != self.action_space):
+            raise EnvError(
+                f"the env's spaces ({obs_space}, {act_space}) differ from the model's "
+                f"({self.observation_space}, {self.action_space}); use an env of the same kind"
+            )
+        self.observation_space, self.action_space = obs_space, act_space
+        self.env = venv
+        if self.env_id is None:
+            self.env_id = env_id_of(env)
+
+    def _require_env(self) -> gym.vector.VectorEnv:
+        if self.env is None:
+            if self.env_id is None:
+                raise EnvError("this model has no env to train on; call model.set_env(env) or load(path, env=env)")
+            self.set_env(self.env_id)
+        return self.env
+
+    # ------------------------------------------------------------------ acting
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """Action(s) for one observation or a batch: ``(actions, None)`` as in SB3.
+
+        ``state`` and ``episode_start`` exist for SB3 compatibility (recurrent policies) and are
+        ignored. A single observation gives a single action; a batch [B, ...] gives B actions.
+        """
+        obs = np.asarray(observation)
+        shape = self.observation_space.shape
+        if obs.shape == shape:
+            batch, single = obs[None], True
+        elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
+            batch, single = obs, False
+        else:
+            raise EnvError(f"predict got an observation of shape {obs.shape}; this model takes {shape} "
+                           f"(one observation) or (batch, {', '.join(map(str, shape))}) for {self.observation_space}")
+        actions = self._act(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
+        return (actions[0] if single else actions), None
+
+    # ------------------------------------------------------------------ learn bookkeeping
+    def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool) -> tuple[Logger, int]:
+        if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
+            raise ConfigError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        self._require_env()
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+            self.n_updates = 0
+        logger = Logger(self.run_dir, self.verbose, self.tensorboard, append=not reset_num_timesteps)
+        for note in self.notes:
+            logger.info(note)
+        self.notes = []
+        target = self.num_timesteps + int(total_timesteps)
+        logger.start(total=target, initial=self.num_timesteps, progress_bar=progress_bar)
+        self._t_start = time.perf_counter()
+        return logger, target
+
+    def _progress_remaining(self, target: int) -> float:
+        """1 at the start of training, 0 at the end (SB3's convention for schedules)."""
+        return max(0.0, 1.0 - self.num_timesteps / target)
+
+    def _maybe_checkpoint(self, checkpoint_freq: int | None, steps_before: int) -> None:
+        if checkpoint_freq and self.run_dir is not None and \
+                self.num_timesteps // checkpoint_freq > steps_before // checkpoint_freq:
+            self.save(self.run_dir / "checkpoints" / f"step_{self.num_timesteps:09d}")
+
+    def _end_learn(self, logger: Logger) -> None:
+        seconds = time.perf_counter() - self._t_start
+        if self.run_dir is not None:
+            self.save(self.run_dir / "model")
+        logger.close()
+        logger.info(f"{self.name}: {self.num_timesteps} steps in {seconds:.1f} s; "
+                    f"mean return of the last {len(logger.recent_returns)} episodes {logger.mean_return:.1f}")
+        self.last_training_seconds = seconds
+
+    # ------------------------------------------------------------------ save / load
+    def _modules(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
+        tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state()}
+        for name, module in self._modules().items():
+            tensors.update({f"{name}/{k}": v for k, v in module.state_dict().items()})
+        optim_meta = {}
+        for name, opt in self._optimizers().items():
+            t, meta = optimizer_to_flat(f"optim/{name}", opt)
+            tensors.update(t)
+            optim_meta[name] = meta
+        config = {
+            "algo": self.name,
+            "lucidrl_version": __version__,
+            "env_id": self.env_id,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "config": config_to_dict(self.config),
+        }
+        state = {
+            "lucidrl_version": __version__,
+            "num_timesteps": self.num_timesteps,
+            "n_updates": self.n_updates,
+            "attributes": {k: getattr(self, k) for k in self.state_attributes},
+            "optimizers": optim_meta,
+        }
+        return save_checkpoint(path, tensors, config, state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None,
+             **kwargs: Any) -> "Algorithm":
+        """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``."""
+        tensors, config, state = load_checkpoint(path)
+        algo = config["algo"]
+        if algo not in ALGORITHMS:
+            raise CheckpointError(f"the checkpoint is of an unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
+        klass = ALGORITHMS[algo]
+        if cls is not Algorithm and klass is not cls:
+            raise CheckpointError(f"{str(path)!r} holds a {algo} model, not {cls.name}; "
+                                  f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()")
+        try:
+            spaces = (space_from_json(config["observation_space"]), space_from_json(config["action_space"]))
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"corrupt checkpoint: cannot read the spaces in config.json ({e})") from None
+        hyper = dict(config["config"])
+        if device is not None:
+            hyper["device"] = device
+        kwargs.setdefault("verbose", 0 if env is None else 1)
+        model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)
+        if env is None:
+            model.env_id = config.get("env_id")
+        try:
+            for name, module in model._modules().items():
+                sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")}
+                module.load_state_dict(sub, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"the weights in {str(path)!r} do not fit this {algo} model: {e}") from None
+        for name, opt in model._optimizers().items():
+            meta = state.get("optimizers", {}).get(name)
+            if meta is None:
+                raise CheckpointError(f"corrupt checkpoint: no state for optimiser {name!r} in state.json")
+            optimizer_from_flat(f"optim/{name}", opt, tensors, meta)
+        model.num_timesteps = int(state.get("num_timesteps", 0))
+        model.n_updates = int(state.get("n_updates", 0))
+        for k, v in state.get("attributes", {}).items():
+            if k in klass.state_attributes:
+                setattr(model, k, v)
+        if "rng/generator" in tensors:
+            model.generator.set_state(tensors["rng/generator"])
+        return model
+
+
+def load(path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None, **kwargs: Any) -> Algorithm:
+    """Load any lucidrl model (the algorithm is read from the checkpoint)."""
+    import lucidrl.algos  # noqa: F401  (registers every algorithm)
+
+    return Algorithm.load(path, env=env, device=device, **kwargs)
+
+
+def evaluate(model: Algorithm, env: EnvLike | None = None, n_episodes: int = 10, deterministic: bool = True,
+             seed: int | None = 0, return_episode_returns: bool = False):
+    """Play ``n_episodes`` full episodes with ``model.predict``; returns ``(mean, std)`` of the raw returns.
+
+    The env is a fresh single env (``env`` or the model's env id), seeded with ``seed`` + episode
+    index so evaluations are repeatable. Nothing in the model changes.
+    """
+    if n_episodes < 1:
+        raise ConfigError(f"n_episodes must be >= 1, got {n_episodes}")
+    if env is None:
+        env = model.env_id
+        if env is None:
+            raise EnvError("evaluate needs an env: pass env= (the model was not trained on a registered env id)")
+    e = make_env(env)
+    returns = []
+    try:
+        for i in range(n_episodes):
+            obs, _ = e.reset(seed=None if seed is None else seed + i)
+            total, done = 0.0, False
+            while not done:
+                action, _ = model.predict(obs, deterministic=deterministic)
+                obs, reward, terminated, truncated, _ = e.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        if not isinstance(env, gym.Env):
+            e.close()
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    return (mean, std, returns) if return_episode_returns else (mean, std)

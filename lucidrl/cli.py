@@ -1,0 +1,256 @@
+"""The ``lucidrl`` command: train, eval, plot, presets.
+
+The CLI only parses arguments into a config and calls the Python API (the same code path).
+Every hyperparameter flag is generated from the algorithm's config dataclass, with the help
+text written under each field; only the flags you give override the preset.
+
+    lucidrl train ppo --env CartPole-v1                  # zoo preset, 100k steps, run in runs/
+    lucidrl train ppo --env CartPole-v1 --variant kl_penalty --timesteps 200000
+    lucidrl train ppo --resume runs/ppo-CartPole-v1-s0-... --timesteps 50000
+    lucidrl eval runs/ppo-CartPole-v1-s0-... --episodes 20 --video cartpole.gif
+    lucidrl plot runs/* -o curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+from lucidrl.config import field_docs, is_schedule_field, load_presets, parse_schedule
+from lucidrl.errors import ConfigError, LucidRLError
+
+
+def _algorithms() -> dict[str, type]:
+    import lucidrl.algos  # noqa: F401
+    from lucidrl.agent import ALGORITHMS
+
+    return ALGORITHMS
+
+
+def _none_or(parse):
+    def f(text: str):
+        return None if text.lower() in ("none", "null") else parse(text)
+
+    f.__name__ = getattr(parse, "__name__", "value")
+    return f
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> list[str]:
+    """One ``--field-name`` flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
+    hints = typing.get_type_hints(config_class)
+    docs = field_docs(config_class)
+    group = parser.add_argument_group(f"{config_class.__name__} hyperparameters (override the preset)")
+    names = []
+    for f in dataclasses.fields(config_class):
+        hint, name = hints[f.name], f.name
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name,
+                              "help": f"{docs.get(name, '')} (default: {default})".replace("%", "%%")}
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        if is_schedule_field(config_class, name):
+            kw.update(type=_none_or(parse_schedule) if optional else parse_schedule, metavar="X|lin_X")
+        elif hint is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is typing.Literal:
+            kw["choices"] = list(args)
+        elif typing.get_origin(hint) is list:
+            kw.update(type=args[0], nargs="+", metavar="N")
+        else:
+            base = next((a for a in args if a is not type(None)), hint)
+            kw["type"] = _none_or(base) if optional else base
+            kw["metavar"] = base.__name__.upper()
+        # SB3/zoo spelling (--n_steps) is accepted too, except for on/off flags (--no-x reads better)
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name and hint is not bool else [])
+        group.add_argument(*flags, **kw)
+        names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
+    import lucidrl
+    from lucidrl.plotting import plot_runs
+
+    algos = _algorithms()
+    cls = algos[args.algo]
+    overrides = {k: getattr(args, k) for k in config_names if hasattr(args, k)}
+    if args.resume:
+        run_dir = Path(args.resume)
+        model = cls.load(run_dir, env=args.env, verbose=args.verbose, run_dir=run_dir)
+        if overrides:
+            raise ConfigError("--resume continues a run with its saved hyperparameters; drop " +
+                              ", ".join("--" + k.replace("_", "-") for k in overrides))
+        timesteps = args.timesteps
+        if timesteps is None:
+            raise ConfigError("--resume needs --timesteps: how many more steps to train")
+        reset = False
+    else:
+        if args.env is None:
+            raise ConfigError("train needs --env ID (e.g. --env CartPole-v1), or --resume RUN_DIR")
+        preset: bool | str = True if args.preset is None else (False if args.preset.lower() == "none" else args.preset)
+        model = cls(args.env, preset=preset, verbose=args.verbose, vectorization=args.vectorization, **overrides)
+        if args.run_dir:
+            model.run_dir = Path(args.run_dir)
+        else:  # named after what it holds; a seed drawn at random is known only now
+            env_name = args.env.split("/")[-1].replace(":", "-")
+            model.run_dir = Path("runs") / f"{args.algo}-{env_name}-s{model.config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        timesteps = args.timesteps
+        if timesteps is None:
+            timesteps = load_presets(args.algo).get(model.preset_name or "", {}).get("n_timesteps", 100_000)
+        reset = True
+    print(f"lucidrl train {args.algo} on {model.env_id} for {timesteps} steps -> {model.run_dir}")
+    model.learn(int(timesteps), progress_bar=not args.no_progress, reset_num_timesteps=reset,
+                checkpoint_freq=args.checkpoint_freq)
+    png = plot_runs([model.run_dir], model.run_dir / "learning_curve.png", title=f"{args.algo} on {model.env_id}")
+    if args.eval_episodes > 0:
+        mean, std = lucidrl.evaluate(model, n_episodes=args.eval_episodes, deterministic=True)
+        print(f"mean evaluation return: {mean:.1f} +/- {std:.1f} "
+              f"({args.eval_episodes} deterministic episodes, {model.num_timesteps} training steps, "
+              f"{model.last_training_seconds:.1f} s of training)")
+    print(f"run directory: {model.run_dir}  (model/, metrics.csv, TensorBoard events, {png.name})")
+    return 0
+
+
+# --------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    import lucidrl
+
+    model = lucidrl.load(args.run_dir)
+    env = args.env or model.env_id
+    mean, std, returns = lucidrl.evaluate(model, env, n_episodes=args.episodes, deterministic=not args.stochastic,
+                                          seed=args.seed, return_episode_returns=True)
+    print(f"{model.name} from {args.run_dir} on {env}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} "
+          f"{'stochastic' if args.stochastic else 'deterministic'} episodes")
+    if args.video:
+        path = record_gif(model, env, args.video, deterministic=not args.stochastic, seed=args.seed)
+        print(f"video of one episode: {path}")
+    return 0
+
+
+def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: int = 0, fps: int = 30) -> Path:
+    """Play one episode with ``render_mode='rgb_array'`` and write its frames as an animated GIF."""
+    from PIL import Image
+
+    from lucidrl.envs import make_env
+
+    out = Path(path)
+    if out.suffix.lower() != ".gif":
+        raise ConfigError(f"--video writes an animated GIF; give a path ending in .gif, not {out.name!r}")
+    import gymnasium as gym
+
+    from lucidrl.errors import MissingDependencyError
+
+    env = make_env(env_id, render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, done = [env.render()], False
+        while not done:
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, _, terminated, truncated, _ = env.step(action)
+            frames.append(env.render())
+            done = terminated or truncated
+    except gym.error.DependencyNotInstalled as e:
+        raise MissingDependencyError(f"rendering {env_id} needs a package that is not installed: {e}") from None
+    finally:
+        env.close()
+    images = [Image.fromarray(f) for f in frames if f is not None]
+    if not images:
+        raise LucidRLError(f"{env_id} rendered no frames in rgb_array mode")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return out
+
+
+# --------------------------------------------------------------------------- plot / presets
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lucidrl.plotting import plot_runs
+
+    out = args.output or (str(Path(args.run_dirs[0]) / "learning_curve.png") if len(args.run_dirs) == 1 else "learning_curves.png")
+    path = plot_runs(args.run_dirs, out, metric=args.metric)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for algo in [args.algo] if args.algo else sorted(_algorithms()):
+        for name, p in load_presets(algo).items():
+            print(f"{algo:6s} {name:24s} {p.get('n_timesteps', ''):>9} steps  source: {p.get('source', '?')}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
+    from lucidrl import __version__
+
+    parser = argparse.ArgumentParser(prog="lucidrl", description="Train, evaluate and plot RL agents (lucidrl).")
+    parser.add_argument("--version", action="version", version=f"lucidrl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent", description="Train an agent; writes a run directory.")
+    algo_sub = train.add_subparsers(dest="algo", required=True, metavar="ALGO")
+    config_names = {}
+    for name, cls in sorted(_algorithms().items()):
+        p = algo_sub.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0],
+                                description=f"Train {name.upper()}. Flags below the options override the preset.")
+        p.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
+        p.add_argument("--timesteps", type=int, default=None,
+                       help="env steps to train (default: the preset's budget, else 100000)")
+        p.add_argument("--preset", default=None,
+                       help="preset name (default: the env id when a preset exists); 'none' for the plain defaults")
+        p.add_argument("--run-dir", default=None, help="run directory (default: runs/ALGO-ENV-sSEED-TIME)")
+        p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its model/")
+        p.add_argument("--checkpoint-freq", type=int, default=None, metavar="STEPS",
+                       help="also save RUN_DIR/checkpoints/step_N every STEPS steps")
+        p.add_argument("--eval-episodes", type=int, default=10,
+                       help="deterministic evaluation episodes after training (default: 10)")
+        p.add_argument("--vectorization", choices=["auto", "native", "sync", "async"], default="auto",
+                       help="how the n_envs copies are stepped (default: auto)")
+        p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        config_names[name] = add_config_arguments(p, cls.config_class)
+
+    ev = sub.add_parser("eval", help="evaluate a saved model", description="Evaluate a saved model or run directory.")
+    ev.add_argument("run_dir", help="a run directory or a checkpoint directory")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 per episode)")
+    ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
+    ev.add_argument("--video", default=None, metavar="PATH.gif", help="also record one episode as an animated GIF")
+
+    pl = sub.add_parser("plot", help="plot learning curves", description="Plot learning curves of run directories.")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("-o", "--output", default=None, help="PNG path (default: RUN_DIR/learning_curve.png for one run)")
+    pl.add_argument("--metric", default="rollout/episode_return", help="a column of metrics.csv")
+
+    pr = sub.add_parser("presets", help="list the tuned presets")
+    pr.add_argument("algo", nargs="?")
+    return parser, config_names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, config_names = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args, config_names[args.algo])
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "plot":
+            return cmd_plot(args)
+        return cmd_presets(args)
+    except LucidRLError as e:
+        print(f"lucidrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lucidrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

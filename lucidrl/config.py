@@ -1,0 +1,234 @@
+"""Configuration plumbing shared by every algorithm: schedules, checks, presets, (de)serialisation.
+
+An algorithm's hyperparameters are a dataclass in its own file (``PPOConfig`` in ``algos/ppo.py``).
+This module holds what all of them need:
+
+* schedules: a hyperparameter such as the learning rate is a float or a callable of the
+  *remaining progress* (1 at the start of training, 0 at the end), as in Stable-Baselines3;
+  ``linear(x)`` is the common one and is written ``lin_<x>`` in presets and on the command line;
+* small checks that raise :class:`~lucidrl.errors.ConfigError` with a useful message;
+* the tuned presets, kept as data in ``lucidrl/presets/<algo>.yaml``;
+* turning a config into JSON and back, refusing unknown keys and never evaluating code;
+* the help text of each field, read from the docstring written under it (the CLI uses it).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import textwrap
+import typing
+from importlib import resources
+from typing import Any, Callable, Union
+
+import yaml
+
+from lucidrl.errors import ConfigError
+
+Schedule = Callable[[float], float]
+"""A function of the remaining progress (1 -> 0) returning the value to use now."""
+
+FloatOrSchedule = Union[float, Schedule]
+
+
+# --------------------------------------------------------------------------- schedules
+@dataclasses.dataclass(frozen=True)
+class LinearSchedule:
+    """Goes linearly from ``start`` (progress 1) to ``end`` (progress 0)."""
+
+    start: float
+    end: float = 0.0
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.end + progress_remaining * (self.start - self.end)
+
+    def __repr__(self) -> str:
+        return f"lin_{self.start:g}" if self.end == 0.0 else f"linear({self.start:g}, {self.end:g})"
+
+
+def linear(start: float, end: float = 0.0) -> LinearSchedule:
+    """A schedule that decays linearly from ``start`` to ``end`` over training (SB3's ``lin_<x>``)."""
+    return LinearSchedule(float(start), float(end))
+
+
+def value_at(x: FloatOrSchedule, progress_remaining: float) -> float:
+    """The value of a float-or-schedule hyperparameter at the given remaining progress."""
+    return float(x(progress_remaining)) if callable(x) else float(x)
+
+
+def parse_schedule(text: str | float | int, name: str = "value") -> FloatOrSchedule:
+    """Parse ``"3e-4"``, ``3e-4`` or ``"lin_3e-4"``. Never evaluates code."""
+    if isinstance(text, bool):
+        raise ConfigError(f"{name}: expected a number or 'lin_<number>', got {text!r}")
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip()
+    try:
+        if s.startswith("lin_"):
+            return linear(float(s[4:]))
+        return float(s)
+    except ValueError:
+        raise ConfigError(
+            f"{name}: cannot read {text!r}; write a number such as 3e-4 or a linear schedule such as lin_3e-4"
+        ) from None
+
+
+def schedule_to_json(x: FloatOrSchedule, name: str) -> float | str | dict:
+    """JSON form of a float-or-schedule: a float, ``"lin_x"``, or a note for a custom callable."""
+    if x is None:
+        return None
+    if isinstance(x, LinearSchedule):
+        return {"linear": [x.start, x.end]} if x.end else f"lin_{x.start!r}"
+    if callable(x):
+        # A user's own function cannot be stored without pickling code; keep its start value.
+        return {"custom_schedule": repr(x), "start_value": float(x(1.0))}
+    return float(x)
+
+
+def schedule_from_json(v: Any, name: str) -> FloatOrSchedule | None:
+    if v is None or (isinstance(v, str) and v.lower() == "none"):
+        return None
+    if isinstance(v, dict) and "linear" in v:
+        start, end = v["linear"]
+        return linear(float(start), float(end))
+    if isinstance(v, dict) and "start_value" in v:
+        import warnings
+
+        warnings.warn(
+            f"{name} was a custom schedule ({v.get('custom_schedule')}) that cannot be stored; "
+            f"using its start value {v['start_value']} as a constant. Pass {name}= to choose another.",
+            stacklevel=3,
+        )
+        return float(v["start_value"])
+    return parse_schedule(v, name)
+
+
+# --------------------------------------------------------------------------- checks
+def check(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) when condition is false."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_schedule(x: FloatOrSchedule, name: str, low: float, high: float = float("inf"), low_open=False) -> None:
+    """Check a float-or-schedule stays within [low, high] at the start and end of training."""
+    for progress in (1.0, 0.0):
+        try:
+            v = value_at(x, progress)
+        except Exception as e:  # a user's schedule that raises
+            raise ConfigError(f"{name}: the schedule failed at progress {progress}: {e}") from None
+        ok = (v > low if low_open else v >= low) and v <= high
+        if not ok or v != v:
+            bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise ConfigError(f"{name} must lie in {bound}, got {v:g} at progress {progress:g}")
+
+
+# --------------------------------------------------------------------------- dataclass <-> dict
+def _type_hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def is_schedule_field(cls, name: str) -> bool:
+    hint = _type_hints(cls)[name]
+    return "Callable" in str(hint)
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    """JSON-ready dict of a config dataclass (schedules become ``lin_x`` strings)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        out[f.name] = schedule_to_json(v, f.name) if is_schedule_field(type(config), f.name) else v
+    return out
+
+
+def config_from_dict(cls, values: dict[str, Any], context: str = "") -> Any:
+    """Build ``cls`` from a dict (JSON, YAML, CLI), refusing unknown keys with a suggestion."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in values.items():
+        if k not in names:
+            close = difflib.get_close_matches(k, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{cls.__name__} has no hyperparameter {k!r}{context}.{hint} "
+                f"Valid names: {', '.join(names)}"
+            )
+        kwargs[k] = schedule_from_json(v, k) if is_schedule_field(cls, k) and not callable(v) else v
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # wrong types that __post_init__ did not catch
+        raise ConfigError(f"{cls.__name__}{context}: {e}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs(cls) -> dict[str, str]:
+    """The docstring written under each dataclass field (``x: int = 1`` then ``\"\"\"help\"\"\"``)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+# --------------------------------------------------------------------------- presets
+@functools.lru_cache(maxsize=None)
+def load_presets(algo: str) -> dict[str, dict[str, Any]]:
+    """All presets of one algorithm: ``{name: {"source": str, "n_timesteps": int, "hyperparams": {...}}}``."""
+    try:
+        text = resources.files("lucidrl.presets").joinpath(f"{algo}.yaml").read_text()
+    except FileNotFoundError:
+        return {}
+    return yaml.safe_load(text) or {}
+
+
+def get_preset(algo: str, name: str) -> dict[str, Any]:
+    presets = load_presets(algo)
+    if name not in presets:
+        close = difflib.get_close_matches(name, list(presets), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"No {algo} preset named {name!r}.{hint} Available: {', '.join(presets) or 'none'}; "
+            "or use preset=False (CLI: --preset none) for the plain defaults."
+        )
+    return presets[name]
+
+
+def resolve_config(algo: str, cls, env_id: str | None, preset: bool | str, overrides: dict[str, Any]):
+    """Build the config: the preset for ``env_id`` (or the named one), then the user's values on top.
+
+    Returns ``(config, preset_name_or_None, preset_source_or_None)``.
+    """
+    name = None
+    if preset is True and env_id is not None and env_id in load_presets(algo):
+        name = env_id
+    elif isinstance(preset, str):
+        name = preset
+    elif preset not in (True, False, None):
+        raise ConfigError(f"preset must be True, False or a preset name, got {preset!r}")
+    values: dict[str, Any] = {}
+    source = None
+    if name is not None:
+        p = get_preset(algo, name)
+        values.update(p.get("hyperparams", {}))
+        source = p.get("source")
+    values.update(overrides)
+    context = f" (preset {name!r})" if name and not overrides else ""
+    return config_from_dict(cls, values, context), name, source

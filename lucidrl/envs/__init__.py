@@ -1,0 +1,189 @@
+"""Building Gymnasium environments the way every lucidrl algorithm needs them.
+
+``make_vec_env`` accepts what a user has at hand (an env id, an env instance, a callable that
+builds one, or a ready ``gymnasium.vector.VectorEnv``) and returns a seeded vector env of
+``n_envs`` copies. It prefers Gymnasium's native vectorised implementation when the env
+registers one (CartPole's ``vector_entry_point`` steps all copies in one NumPy call), and
+otherwise a ``SyncVectorEnv`` (or ``AsyncVectorEnv`` on request) in *same-step* autoreset mode.
+
+Autoreset modes (Gymnasium >= 1.1) decide where the last observation of an episode appears:
+
+* ``SAME_STEP``: the step that ends an episode returns the first observation of the next
+  one and puts the final observation in ``info["final_obs"]``.
+* ``NEXT_STEP``: the step that ends an episode returns the final observation; the *next*
+  ``step`` call ignores its action, resets that copy and returns reward 0. Gymnasium's native
+  vector envs (CartPole's included) only offer this mode.
+
+``lucidrl.rollout`` handles both exactly (see its docstring); ``autoreset_mode(env)`` tells
+which one a vector env uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Literal, Union
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from lucidrl.errors import EnvError, MissingDependencyError
+
+EnvLike = Union[str, gym.Env, Callable[[], gym.Env], gym.vector.VectorEnv]
+Vectorization = Literal["auto", "native", "sync", "async"]
+
+# Which extra installs what an env family needs (used in the missing-dependency message).
+_EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale_py": "atari", "atari": "atari", "pygame": "box2d"}
+
+
+def env_id_of(env: EnvLike) -> str | None:
+    """The registered id of ``env`` if it has one (used to pick presets and to rebuild on load)."""
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    return getattr(spec, "id", None)
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The spec of a registered env id, or an EnvError that suggests the closest ids."""
+    if ":" in env_id:  # "module:EnvId" imports the module that registers it
+        try:
+            gym.spec(env_id)
+        except Exception:
+            pass
+        env_id = env_id.split(":", 1)[1]
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as e:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise EnvError(
+            f"Unknown environment id {env_id!r} ({e}).{hint} "
+            "List the registered ids with `python -c \"import gymnasium; gymnasium.pprint_registry()\"`; "
+            "Atari, Box2D and MuJoCo ids need `pip install 'lucidrl[atari]'`, '[box2d]' or '[mujoco]'."
+        ) from None
+
+
+def _missing_dependency(env_id: str, e: Exception) -> MissingDependencyError:
+    text = f"{e}".lower()
+    extra = next((x for k, x in _EXTRAS.items() if k in text or k in env_id.lower()), None)
+    fix = f"pip install 'lucidrl[{extra}]'" if extra else "install the package the message names"
+    return MissingDependencyError(f"{env_id} needs a package that is not installed ({e}). Fix: {fix}")
+
+
+def make_env(env: str | gym.Env | Callable[[], gym.Env], **kwargs: Any) -> gym.Env:
+    """One (non-vector) env from an id, an instance (returned as is) or a callable."""
+    if isinstance(env, gym.vector.VectorEnv):
+        raise EnvError("make_env needs a single env, got a VectorEnv; pass its id or a callable instead")
+    if isinstance(env, gym.Env):
+        return env
+    if callable(env):
+        out = env()
+        if not isinstance(out, gym.Env):
+            raise EnvError(f"the env factory returned {type(out).__name__}, not a gymnasium.Env")
+        return out
+    if isinstance(env, str):
+        check_env_id(env)
+        try:
+            return gym.make(env, **kwargs)
+        except gym.error.DependencyNotInstalled as e:
+            raise _missing_dependency(env, e) from None
+    raise EnvError(f"cannot build an env from {type(env).__name__}; pass an env id, a gymnasium.Env or a callable")
+
+
+def make_vec_env(
+    env: EnvLike,
+    n_envs: int = 1,
+    seed: int | None = None,
+    vectorization: Vectorization = "auto",
+    **kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """A seeded vector env of ``n_envs`` copies of ``env``, reset once.
+
+    vectorization: ``"auto"`` uses the env's native vector implementation when it registers one,
+    else ``"sync"``; ``"native"`` insists on it; ``"sync"``/``"async"`` build a
+    ``SyncVectorEnv``/``AsyncVectorEnv`` (one process per copy) in same-step autoreset mode.
+    """
+    if vectorization not in ("auto", "native", "sync", "async"):
+        raise EnvError(f"vectorization must be 'auto', 'native', 'sync' or 'async', got {vectorization!r}")
+    if n_envs < 1:
+        raise EnvError(f"n_envs must be >= 1, got {n_envs}")
+    same_step = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    if isinstance(env, gym.vector.VectorEnv):
+        venv = env
+    elif isinstance(env, str):
+        spec = check_env_id(env)
+        native = spec.vector_entry_point is not None
+        if vectorization == "native" and not native:
+            raise EnvError(f"{env} registers no native vector implementation; use vectorization='sync'")
+        try:
+            if native and vectorization in ("auto", "native"):
+                venv = gym.make_vec(env, n_envs, vectorization_mode="vector_entry_point", **kwargs)
+            else:
+                mode = "async" if vectorization == "async" else "sync"
+                venv = gym.make_vec(env, n_envs, vectorization_mode=mode, vector_kwargs=same_step, **kwargs)
+        except gym.error.DependencyNotInstalled as e:
+            raise _missing_dependency(env, e) from None
+    elif isinstance(env, gym.Env):
+        if n_envs != 1:
+            raise EnvError(
+                f"an env instance is one copy, but n_envs={n_envs} copies were asked for; "
+                "pass the env id or a callable that builds the env (e.g. lambda: MyEnv()) instead"
+            )
+        venv = gym.vector.SyncVectorEnv([lambda: env], **same_step)
+    elif callable(env):
+        cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
+        venv = cls([env] * n_envs, **same_step)
+    else:
+        raise EnvError(
+            f"cannot build an env from {type(env).__name__}; pass an env id such as 'CartPole-v1', "
+            "a gymnasium.Env, a callable returning one, or a gymnasium.vector.VectorEnv"
+        )
+    autoreset_mode(venv)  # refuses DISABLED early
+    if seed is not None:
+        venv.action_space.seed(seed)
+    venv.reset(seed=seed)
+    return venv
+
+
+def autoreset_mode(venv: gym.vector.VectorEnv) -> AutoresetMode:
+    """SAME_STEP or NEXT_STEP; an EnvError for DISABLED (nothing would reset the copies)."""
+    mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if isinstance(mode, str):
+        mode = AutoresetMode(mode)
+    if mode == AutoresetMode.DISABLED:
+        raise EnvError("this vector env has autoreset disabled; build it with AutoresetMode.SAME_STEP or NEXT_STEP")
+    return mode
+
+
+# --------------------------------------------------------------------------- spaces <-> JSON
+def space_to_json(space: gym.Space) -> dict[str, Any]:
+    """A JSON description of a Discrete or Box space (stored in checkpoints to rebuild networks)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Box):
+
+        def bound(a: np.ndarray):
+            return a.flat[0].item() if a.size and np.all(a == a.flat[0]) else a.tolist()
+
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": bound(space.low),
+            "high": bound(space.high),
+        }
+    raise EnvError(f"cannot describe space {space}")
+
+
+def space_from_json(d: dict[str, Any]) -> gym.Space:
+    if d.get("type") == "Discrete":
+        return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
+    if d.get("type") == "Box":
+        shape = tuple(int(s) for s in d["shape"])
+        dtype = np.dtype(d["dtype"])
+        low = np.broadcast_to(np.asarray(d["low"], dtype=np.float64), shape)
+        high = np.broadcast_to(np.asarray(d["high"], dtype=np.float64), shape)
+        return gym.spaces.Box(low.astype(dtype), high.astype(dtype), shape=shape, dtype=dtype)
+    raise ValueError(f"unknown space description {d!r}")

@@ -1,0 +1,151 @@
+"""Collecting on-policy experience: ``RolloutCollector.collect(agent, n_steps) -> Rollout``.
+
+A rollout holds time-major tensors [T, N, ...] (T steps of N parallel envs). Row t is the
+transition (s_t, a_t, r_t, terminated_t, truncated_t, s_{t+1}), in Gymnasium's words.
+
+Episode ends, the one place they are handled (``lucidrl.advantages`` does the math):
+
+* ``next_values[t]`` is V(s_{t+1}) for the **true** next state of transition t. When an episode
+  is truncated (time limit) that is the value of its final observation, which the algorithms
+  bootstrap from; when it terminated the value is masked to 0 by ``terminated``.
+* Gymnasium vector envs reset finished copies automatically, in one of two modes:
+
+  - SAME_STEP (lucidrl's ``SyncVectorEnv``/``AsyncVectorEnv``): the ending step returns the next
+    episode's first observation and puts the final one in ``info["final_obs"]``; we evaluate
+    V(final_obs) there, only for the truncated copies.
+  - NEXT_STEP (Gymnasium's native vector envs, e.g. CartPole's): the ending step returns the
+    final observation, so V(s_{t+1}) is simply the next row's value; the *following* step is a
+    reset step (its action is ignored, reward 0). Such rows get ``valid = False`` and the
+    algorithms leave them out of every loss and statistic.
+
+Episode statistics (return, length) are counted here on the raw rewards, before any scaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from lucidrl.envs import autoreset_mode
+from lucidrl.networks import ActorCritic
+
+
+@dataclass
+class Rollout:
+    """Time-major on-policy batch; every tensor is [T, N, ...] on the agent's device."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    values_old: torch.Tensor  # V_old(s_t)
+    next_values: torch.Tensor  # V_old(s_{t+1}) of the true next state
+    logprob_old: torch.Tensor  # log π_old(a_t|s_t)
+    params_old: torch.Tensor  # π_old's distribution parameters (logits), for exact KL
+    valid: torch.Tensor | None  # False on NEXT_STEP reset rows; None when every row is valid
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def n_transitions(self) -> int:
+        return self.rewards.numel() if self.valid is None else int(self.valid.sum())
+
+
+class RolloutCollector:
+    """Steps a vector env with the current policy; carries the last observation between calls."""
+
+    def __init__(self, env: gym.vector.VectorEnv, device: torch.device, seed: int | None = None,
+                 generator: torch.Generator | None = None):
+        """``generator``: the torch RNG for sampling actions (the model's own, so runs are reproducible)."""
+        self.env = env
+        self.generator = generator
+        self.device = device
+        self.n_envs = env.num_envs
+        self.mode = autoreset_mode(env)
+        self.obs, _ = env.reset(seed=seed)
+        self.prev_done = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP: the next step is a reset step
+        self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
+        self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device)
+
+    @torch.no_grad()
+    def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
+        T, N, dev = n_steps, self.n_envs, self.device
+        head = agent.head
+        obs_buf = np.empty((T, *self.obs.shape), dtype=self.obs.dtype)
+        rew_buf = np.empty((T, N), dtype=np.float32)
+        term_buf = np.empty((T, N), dtype=bool)
+        trunc_buf = np.empty((T, N), dtype=bool)
+        valid_buf = np.ones((T, N), dtype=bool)
+        # the policy's outputs stay on the device; stacked once at the end (cheaper than T indexed writes)
+        actions: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        dist_params: list[torch.Tensor] = []
+        final_values: list[tuple[int, np.ndarray, torch.Tensor]] = []  # SAME_STEP truncations
+        ep_returns: list[float] = []
+        ep_lengths: list[int] = []
+        next_step = self.mode == AutoresetMode.NEXT_STEP
+
+        act_fn = agent.acting_forward() if hasattr(agent, "acting_forward") else agent
+        obs = self.obs
+        for t in range(T):
+            obs_buf[t] = obs
+            params, value = act_fn(self._tensor(obs))
+            action = head.sample(params, self.generator)
+            actions.append(action)
+            values.append(value)
+            dist_params.append(params)
+            if next_step:
+                valid_buf[t] = ~self.prev_done
+            obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+            rew_buf[t], term_buf[t], trunc_buf[t] = reward, terminated, truncated
+
+            # episode statistics on the raw reward (a NEXT_STEP reset row adds reward 0, length 0)
+            self.episode_return += reward
+            self.episode_length += valid_buf[t]
+            done = terminated | truncated
+            if done.any():
+                idx = np.flatnonzero(done)
+                ep_returns += self.episode_return[idx].tolist()
+                ep_lengths += self.episode_length[idx].tolist()
+                self.episode_return[idx] = 0.0
+                self.episode_length[idx] = 0
+                if not next_step and truncated.any():  # bootstrap from V(final observation)
+                    tidx = np.flatnonzero(truncated)
+                    final = np.stack([info["final_obs"][i] for i in tidx])
+                    final_values.append((t, tidx, agent.value(self._tensor(final))))
+            if next_step:
+                self.prev_done = done
+        self.obs = obs
+
+        last_value = agent.value(self._tensor(obs))
+        act_buf, params_buf = torch.stack(actions), torch.stack(dist_params)
+        val_buf = torch.stack(values)
+        next_values = torch.cat([val_buf[1:], last_value.unsqueeze(0)])  # V(s_{t+1}) while episodes go on
+        for t, tidx, v in final_values:
+            next_values[t, torch.as_tensor(tidx, device=dev)] = v
+
+        valid = None
+        if next_step and not valid_buf.all():
+            valid = self._tensor(valid_buf)
+        return Rollout(
+            obs=self._tensor(obs_buf),
+            actions=act_buf,
+            rewards=self._tensor(rew_buf),
+            terminated=self._tensor(term_buf),
+            truncated=self._tensor(trunc_buf),
+            values_old=val_buf,
+            next_values=next_values,
+            logprob_old=head.log_prob(params_buf, act_buf),  # one batched op instead of one per step
+            params_old=params_buf,
+            valid=valid,
+            episode_returns=ep_returns,
+            episode_lengths=ep_lengths,
+        )

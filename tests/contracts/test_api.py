@@ -1,0 +1,149 @@
+"""The public API: construction, presets, predict, evaluate, save/load, resume, determinism."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import lucidrl
+from lucidrl.config import LinearSchedule
+
+SMALL = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=2, seed=0, verbose=0)
+
+
+def small_ppo(env="CartPole-v1", **kw):
+    return lucidrl.PPO(env, preset=False, **{**SMALL, **kw})
+
+
+def test_preset_is_the_start_and_explicit_arguments_win():
+    m = lucidrl.PPO("CartPole-v1", seed=1, n_epochs=5, verbose=0)
+    assert m.preset_name == "CartPole-v1" and "rl-baselines3-zoo" in m.preset_source
+    c = m.config
+    assert (c.n_envs, c.n_steps, c.batch_size, c.gae_lambda, c.gamma, c.ent_coef) == (8, 32, 256, 0.8, 0.98, 0.0)
+    assert c.n_epochs == 5 and c.seed == 1  # the user's values on top of the preset
+    assert c.learning_rate == lucidrl.linear(1e-3) and c.clip_range == LinearSchedule(0.2)
+    assert any("preset" in n and "n_epochs=5" in n for n in m.notes)  # said in the log
+    plain = lucidrl.PPO("CartPole-v1", preset=False, verbose=0)
+    assert (plain.config.n_envs, plain.config.n_steps, plain.config.batch_size) == (1, 2048, 64)
+
+
+def test_env_forms_are_all_accepted():
+    assert small_ppo("CartPole-v1").env.num_envs == 2
+    assert small_ppo(lambda: gym.make("CartPole-v1")).env.num_envs == 2
+    assert small_ppo(gym.make("CartPole-v1"), n_envs=1).env.num_envs == 1
+    venv = gym.make_vec("CartPole-v1", 3, vectorization_mode="sync")
+    m = small_ppo(venv)
+    assert m.env is venv and m.config.n_envs == 3
+    m.learn(384)
+    assert m.num_timesteps == 384
+
+
+def test_predict_single_and_batch_like_sb3():
+    m = small_ppo()
+    obs, _ = gym.make("CartPole-v1").reset(seed=0)
+    action, state = m.predict(obs, deterministic=True)
+    assert state is None and np.shape(action) == () and m.action_space.contains(int(action))
+    actions, _ = m.predict(np.stack([obs] * 5), deterministic=True)
+    assert actions.shape == (5,) and actions.dtype == np.int64
+    assert (actions == action).all()
+    with pytest.raises(lucidrl.EnvError, match=r"shape \(3,\)"):
+        m.predict(np.zeros(3))
+
+
+def test_sb3_evaluate_policy_runs_on_a_lucidrl_model():
+    evaluation = pytest.importorskip("stable_baselines3.common.evaluation")
+    m = small_ppo()
+    mean, std = evaluation.evaluate_policy(m, gym.make("CartPole-v1"), n_eval_episodes=3, deterministic=True)
+    assert mean > 0
+
+
+def test_evaluate_returns_mean_and_std_and_is_repeatable():
+    m = small_ppo()
+    a = lucidrl.evaluate(m, "CartPole-v1", n_episodes=4)
+    b = lucidrl.evaluate(m, "CartPole-v1", n_episodes=4)
+    assert a == b and len(a) == 2
+    mean, std, returns = lucidrl.evaluate(m, n_episodes=3, return_episode_returns=True)
+    assert len(returns) == 3 and mean == pytest.approx(np.mean(returns))
+
+
+def test_save_load_round_trip_gives_identical_actions_and_state(tmp_path):
+    m = small_ppo(learning_rate=lucidrl.linear(1e-3), variant="kl_penalty")
+    m.learn(512)
+    m.beta = 0.25
+    m.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "state.json", "weights.safetensors"]
+    m2 = lucidrl.load(tmp_path / "ckpt")
+    assert type(m2) is lucidrl.PPO and m2.num_timesteps == 512 and m2.n_updates == m.n_updates and m2.beta == 0.25
+    assert m2.config == m.config
+    for p, q in zip(m.agent.state_dict().values(), m2.agent.state_dict().values()):
+        assert torch.equal(p, q)
+    obs = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    assert (m.predict(obs, deterministic=True)[0] == m2.predict(obs, deterministic=True)[0]).all()
+    assert torch.equal(m.generator.get_state(), m2.generator.get_state())  # the RNG is restored
+    assert (m.predict(obs)[0] == m2.predict(obs)[0]).all()  # so stochastic actions match too
+    s1, s2 = m.optimizer.state_dict(), m2.optimizer.state_dict()
+    for k in s1["state"]:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(s1["state"][k][name], s2["state"][k][name])
+    assert lucidrl.PPO.load(tmp_path / "ckpt").num_timesteps == 512
+
+
+def test_resume_continues_the_step_counter_and_the_schedules(tmp_path):
+    a = small_ppo(learning_rate=lucidrl.linear(1e-3))
+    a.learn(256)
+    a.save(tmp_path / "mid")
+    a.learn(256, reset_num_timesteps=False)
+    b = lucidrl.load(tmp_path / "mid", env="CartPole-v1")
+    assert b.num_timesteps == 256
+    b.learn(256, reset_num_timesteps=False)
+    assert b.num_timesteps == 512 and a.num_timesteps == 512
+    # progress (1 -> 0) continues too: the linear learning rate is at its second half in both
+    assert b.optimizer.param_groups[0]["lr"] == pytest.approx(a.optimizer.param_groups[0]["lr"])
+
+
+def test_same_seed_same_training():
+    a, b = small_ppo(), small_ppo()
+    a.learn(512)
+    b.learn(512)
+    for p, q in zip(a.agent.parameters(), b.agent.parameters()):
+        assert torch.equal(p, q)
+    c = small_ppo(seed=1)
+    c.learn(512)
+    assert not all(torch.equal(p, q) for p, q in zip(a.agent.parameters(), c.agent.parameters()))
+
+
+def test_run_dir_gets_metrics_tensorboard_model_and_periodic_checkpoints(tmp_path):
+    m = small_ppo(run_dir=tmp_path / "run")
+    m.learn(512, checkpoint_freq=256)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert "metrics.csv" in files and "model" in files and any(f.startswith("events.out.tfevents") for f in files)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_000000256", "step_000000512"]
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for name in ["time/total_timesteps", "loss/policy", "loss/value", "loss/entropy", "diag/approx_kl",
+                 "diag/clip_fraction", "diag/explained_variance", "diag/grad_norm", "time/steps_per_second"]:
+        assert name in header
+    assert lucidrl.load(tmp_path / "run").num_timesteps == 512  # a run directory loads its model/
+
+
+def test_callback_can_stop_training():
+    m = small_ppo()
+    seen = []
+    m.learn(10_000, callback=lambda model, metrics: seen.append(metrics["loss/value"]) or len(seen) < 2)
+    assert len(seen) == 2 and m.num_timesteps == 256
+
+
+def test_custom_schedule_is_used_and_saved_as_its_start_value(tmp_path):
+    m = small_ppo(learning_rate=lambda p: 1e-3 * p ** 2)
+    m.learn(256)
+    m.save(tmp_path / "c")
+    with pytest.warns(UserWarning, match="custom schedule"):
+        m2 = lucidrl.load(tmp_path / "c")
+    assert m2.config.learning_rate == pytest.approx(1e-3)
+
+
+def test_discrete_observations_are_one_hot_encoded():
+    m = small_ppo("FrozenLake-v1", n_steps=32, batch_size=32)
+    m.learn(128)
+    action, _ = m.predict(0)
+    assert m.action_space.contains(int(action))
+    assert m.predict(np.array([0, 5, 15]))[0].shape == (3,)

@@ -1,0 +1,173 @@
+"""Bad input gets a clear error that names the problem and the fix, and nothing saved is lost."""
+
+import json
+import os
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import lucidrl
+from lucidrl import CheckpointError, ConfigError, EnvError
+from lucidrl.cli import main
+
+SMALL = dict(n_envs=1, n_steps=64, batch_size=64, n_epochs=1, seed=0, verbose=0, preset=False)
+
+
+def test_unknown_env_id_suggests_the_right_one():
+    with pytest.raises(EnvError, match=r"Unknown environment id 'CartPol-v1'.*Did you mean 'CartPole-v1'"):
+        lucidrl.PPO("CartPol-v1")
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
+    ({"gae_lambda": -0.1}, r"gae_lambda must lie in \[0, 1\]"),
+    ({"learning_rate": -1e-3}, r"learning_rate must lie in"),
+    ({"n_steps": 16, "batch_size": 64}, r"batch_size=64 is larger than a rollout .*n_steps \* n_envs = 16"),
+    ({"variant": "trust"}, r"variant must be 'clip' or 'kl_penalty'"),
+    ({"clip_range": 0.0}, r"clip_range must be > 0"),
+    ({"net_arch": [64, -1]}, r"net_arch must be a list of positive layer sizes"),
+    ({"n_epoch": 3}, r"no hyperparameter 'n_epoch'.*Did you mean 'n_epochs'"),
+    ({"learning_rate": "fast"}, r"learning_rate: cannot read 'fast'"),
+    ({"device": "cuda:7"}, r"(no CUDA GPU|cuda:7)"),
+])
+def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, pattern):
+    # the env id is wrong too: the config is checked first, before any env is built
+    with pytest.raises(ConfigError, match=pattern):
+        lucidrl.PPO("NoSuchEnv-v0", **kwargs)
+
+
+def test_box_action_space_names_the_space_and_what_is_supported():
+    with pytest.raises(EnvError, match=r"PPO .*supports Discrete action spaces; got Box\("):
+        lucidrl.PPO("Pendulum-v1", verbose=0)
+
+
+def test_image_observations_are_refused_clearly():
+    class ImageEnv(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros((84, 84, 3), np.uint8), {}
+
+    with pytest.raises(EnvError, match=r"flat Box .*got Box\(0, 255, \(84, 84, 3\)"):
+        lucidrl.PPO(ImageEnv(), **SMALL)
+
+
+def test_env_instance_cannot_be_copied_into_many_envs():
+    with pytest.raises(EnvError, match="pass the env id or a callable"):
+        lucidrl.PPO(gym.make("CartPole-v1"), **{**SMALL, "n_envs": 4})
+
+
+def test_learn_needs_a_positive_budget():
+    with pytest.raises(ConfigError, match="total_timesteps must be a positive integer"):
+        lucidrl.PPO("CartPole-v1", **SMALL).learn(0)
+
+
+# --------------------------------------------------------------------------- checkpoints
+@pytest.fixture
+def saved(tmp_path):
+    m = lucidrl.PPO("CartPole-v1", **SMALL)
+    m.learn(64)
+    return m, m.save(tmp_path / "ckpt")
+
+
+def test_missing_checkpoint_and_missing_files(tmp_path, saved):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        lucidrl.load(tmp_path / "nowhere")
+    _, path = saved
+    os.remove(path / "state.json")
+    with pytest.raises(CheckpointError, match=r"not a complete lucidrl checkpoint: missing state.json"):
+        lucidrl.load(path)
+
+
+def test_corrupt_json_and_corrupt_weights(saved):
+    _, path = saved
+    good = (path / "weights.safetensors").read_bytes()
+    (path / "weights.safetensors").write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="weights.safetensors is not a readable safetensors file"):
+        lucidrl.load(path)
+    (path / "weights.safetensors").write_bytes(good)
+    (path / "config.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        lucidrl.load(path)
+
+
+def test_newer_format_and_other_algorithm(saved):
+    _, path = saved
+    state = json.loads((path / "state.json").read_text())
+    (path / "state.json").write_text(json.dumps({**state, "format_version": 99}))
+    with pytest.raises(CheckpointError, match=r"format 99.*reads formats up to 1.*pip install -U lucidrl"):
+        lucidrl.load(path)
+    (path / "state.json").write_text(json.dumps(state))
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "algo": "dqn9"}))
+    with pytest.raises(CheckpointError, match="unknown algorithm 'dqn9'"):
+        lucidrl.load(path)
+
+
+def test_weights_of_another_architecture_are_named(saved, tmp_path):
+    other = lucidrl.PPO("CartPole-v1", **{**SMALL, "net_arch": [32]})
+    p = other.save(tmp_path / "other")
+    config = json.loads((p / "config.json").read_text())
+    config["config"]["net_arch"] = [64, 64]  # claims an architecture its weights do not have
+    (p / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not fit this ppo model"):
+        lucidrl.load(p)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (open, ("PWNED", "w"))
+
+
+def test_loading_a_tampered_file_runs_no_code(saved, tmp_path):
+    _, path = saved
+    (path / "weights.safetensors").write_bytes(pickle.dumps({"agent/x": _Payload()}))
+    with pytest.raises(CheckpointError):
+        lucidrl.load(path)
+    assert not (tmp_path / "PWNED").exists()
+    # a code string in the config is data, never evaluated
+    (path / "weights.safetensors").unlink()
+    m, p2 = saved[0], saved[0].save(tmp_path / "ckpt2")
+    config = json.loads((p2 / "config.json").read_text())
+    config["config"]["learning_rate"] = "__import__('os').system('touch PWNED')"
+    (p2 / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="learning_rate: cannot read"):
+        lucidrl.load(p2)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(saved, monkeypatch):
+    m, path = saved
+    before = (path / "weights.safetensors").read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("lucidrl.checkpoint.save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        m.save(path)
+    assert (path / "weights.safetensors").read_bytes() == before
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
+    assert lucidrl.load(path).num_timesteps == 64
+
+
+def test_saving_into_a_run_directory_never_overwrites_its_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("keep me")
+    lucidrl.PPO("CartPole-v1", **SMALL).save(run)
+    assert (run / "metrics.csv").read_text() == "keep me" and (run / "model" / "weights.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_reports_errors_in_one_line_without_a_traceback(capsys):
+    assert main(["train", "ppo", "--env", "CartPol-v1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lucidrl: error: Unknown environment id 'CartPol-v1'") and "Traceback" not in err
+    assert main(["train", "ppo", "--env", "CartPole-v1", "--gamma", "2"]) == 2
+    assert "gamma must lie in" in capsys.readouterr().err
+    assert main(["eval", "does/not/exist"]) == 2
+    assert "does not exist" in capsys.readouterr().err
