@@ -81,13 +81,12 @@ class Logger:
         new = [k for k in row if k not in self.columns]
         if new:
             self.columns += new
-        if self._bar is not None:
-            self._bar.n = step
+        if self._bar is not None:  # tqdm redraws at most every mininterval seconds
             self._bar.set_postfix_str(
                 f"return={row.get('rollout/episode_return', math.nan):.1f} sps={row['time/steps_per_second']:.0f}",
                 refresh=False,
             )
-            self._bar.refresh()
+            self._bar.update(step - self._bar.n)
         if self.verbose >= 2:
             self.info(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if self._tb is not None:

@@ -355,13 +355,15 @@ class PPO(Algorithm):
             if cfg.variant == "kl_penalty":
                 with torch.no_grad():  # (E4) adapt β on the KL the whole update produced
                     kl = self.agent.head.kl(batch["params_old"], self.agent.policy_params(batch["obs"])).mean().item()
-                metrics["diag/kl"] = kl
+                metrics["diag/kl_after_update"] = kl  # diag/kl is the mean over the minibatches, before each step
                 metrics["train/beta"] = self.beta
                 self.beta = adapt_beta(self.beta, kl, cfg.d_targ)
 
             # 4. log
             metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["returns"])
-            metrics.update({"train/learning_rate": lr, "train/clip_range": clip_range, "train/n_updates": self.n_updates})
+            metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
+            if cfg.variant == "clip":
+                metrics["train/clip_range"] = clip_range
             logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
             logger.record(self.num_timesteps, metrics)
             self._maybe_checkpoint(checkpoint_freq, steps_before)

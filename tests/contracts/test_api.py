@@ -147,3 +147,29 @@ def test_discrete_observations_are_one_hot_encoded():
     action, _ = m.predict(0)
     assert m.action_space.contains(int(action))
     assert m.predict(np.array([0, 5, 15]))[0].shape == (3,)
+
+
+def test_options_shared_trunk_value_clipping_and_async_envs_train():
+    m = small_ppo(shared_trunk=True, clip_range_vf=0.2, activation="relu", ortho_init=False,
+                  vectorization="async", max_grad_norm=None)
+    assert isinstance(m.env, gym.vector.AsyncVectorEnv) and hasattr(m.agent, "trunk")
+    rows = []
+    m.learn(256, callback=lambda model, metrics: rows.append(metrics))
+    assert all(np.isfinite(r["loss/value"]) and np.isfinite(r["diag/grad_norm"]) for r in rows)
+    m.env.close()
+
+
+def test_target_kl_stops_the_epochs_early():
+    rows = []
+    m = small_ppo(n_epochs=50, target_kl=1e-4, learning_rate=3e-3)
+    m.learn(512, callback=lambda model, metrics: rows.append(metrics))
+    stopped = [r for r in rows if r["train/epochs"] < 50]
+    assert stopped and all(r["train/gradient_steps"] < 100 for r in stopped)  # 50 epochs x 2 minibatches
+
+
+def test_kl_penalty_logs_beta_and_adapts_it():
+    rows = []
+    m = small_ppo(variant="kl_penalty", d_targ=1e-6, beta_init=1.0, n_epochs=4)
+    m.learn(512, callback=lambda model, metrics: rows.append(metrics))
+    assert [r["train/beta"] for r in rows][:2] == [1.0, 2.0]  # KL far above d_targ: β doubles
+    assert "train/clip_range" not in rows[0] and "diag/kl_after_update" in rows[0]
