@@ -98,3 +98,10 @@ def flat_parameters(module: torch.nn.Module) -> torch.nn.Parameter:
             p.grad = flat.grad[offset:offset + n].view_as(p)
             offset += n
     return flat
+
+
+def zero_grad(parameters: list[torch.Tensor]) -> None:
+    """Zero the gradients in place (views into a flat gradient stay views); skip those not yet made."""
+    for p in parameters:
+        if p.grad is not None:
+            p.grad.zero_()

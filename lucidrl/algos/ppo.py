@@ -40,7 +40,7 @@ from lucidrl.advantages import gae
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
 from lucidrl.networks import ActivationName, ActorCritic
-from lucidrl.optim import Adam, clip_grad_norm, flat_parameters
+from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 from lucidrl.rollout import Rollout, RolloutCollector
 
 
@@ -150,7 +150,7 @@ def ratio_diagnostics(ratio: torch.Tensor, clip_range: float) -> dict[str, torch
     """How far π_θ moved from π_old on this minibatch: approximate KL and fraction of clipped ratios."""
     approx_kl = (ratio - ratio.log()).mean() - 1.0  # E[(r-1) - log r], the k3 estimator of KL(π_old||π_θ)
     clip_fraction = ((ratio - 1.0).abs() > clip_range).mean(dtype=torch.float32)
-    return {"approx_kl": approx_kl, "clip_fraction": clip_fraction}
+    return {"diag/approx_kl": approx_kl, "diag/clip_fraction": clip_fraction}
 
 
 class FusedClippedSurrogate(torch.autograd.Function):
@@ -186,12 +186,9 @@ class FusedClippedSurrogate(torch.autograd.Function):
 def kl_penalty_surrogate(logprob: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor,
                          kl: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-L^KLPEN (E3) to minimise; ``kl`` is the exact KL(π_old||π_θ) of each state."""
-    log_ratio = logprob - logprob_old
-    ratio = log_ratio.exp()  # (E1)
+    ratio = (logprob - logprob_old).exp()  # (E1)
     loss = -(ratio * advantages).mean() + beta * kl.mean()  # (E3) KL-penalised surrogate
-    with torch.no_grad():
-        approx_kl = (ratio - log_ratio).mean() - 1.0
-    return loss, {"approx_kl": approx_kl, "kl": kl.detach().mean()}
+    return loss, {"kl": kl.detach().mean()}
 
 
 def adapt_beta(beta: float, kl: float, d_targ: float) -> float:
@@ -227,14 +224,19 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
 def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
                cfg: PPOConfig, clip_range: float, clip_range_vf: float | None, beta: float,
                generator: torch.Generator | None = None) -> dict[str, float]:
-    """K epochs of minibatch steps on one flat batch; returns the mean of each metric."""
+    """K epochs of minibatch steps on one flat batch; returns the diagnostics of the whole update.
+
+    Diagnostics (entropy, approximate KL, clip fraction) are computed once at the end from what
+    each step saw, as means over all the samples of the update: the same figures as computing
+    them at every step, without ~10 small ops per step (measured ~5% of an update on CartPole).
+    """
     head = agent.head
     params = [p for g in optimizer.param_groups for p in g["params"]]
     n = batch["advantages"].shape[0]
     full_batch = cfg.batch_size >= n  # one minibatch per epoch: no shuffling, normalise once
     if full_batch and cfg.normalize_advantage:
         full_batch_adv = normalize(batch["advantages"])
-    stats: list[torch.Tensor] = []
+    seen: dict[str, list[torch.Tensor]] = {"params": [], "ratio": [], "pg": [], "v": [], "grad_norm": [], "kl": []}
     stopped_early = False
     for epoch in range(cfg.n_epochs):
         order = None if full_batch else torch.randperm(n, device=batch["advantages"].device, generator=generator)
@@ -245,36 +247,44 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
                 adv = full_batch_adv if full_batch else normalize(adv)
             dist_params, values = agent(mb["obs"])
             logprob = head.log_prob(dist_params, mb["actions"])
-            with torch.set_grad_enabled(cfg.ent_coef != 0.0):  # no bonus: entropy is only a diagnostic
-                entropy = head.entropy(dist_params).mean()
             if cfg.variant == "clip":  # (E2), the same as clipped_surrogate() with a hand-written gradient
                 pg_loss, ratio = FusedClippedSurrogate.apply(logprob, mb["logprob_old"], adv, clip_range)
-                m = ratio_diagnostics(ratio, clip_range)
             else:
                 kl = head.kl(mb["params_old"], dist_params)
                 pg_loss, m = kl_penalty_surrogate(logprob, mb["logprob_old"], adv, kl, beta)
-            if cfg.target_kl is not None and m["approx_kl"].item() > 1.5 * cfg.target_kl:
+                ratio = (logprob - mb["logprob_old"]).detach().exp()
+                seen["kl"].append(m["kl"])
+            if cfg.target_kl is not None and ratio_diagnostics(ratio, clip_range)["diag/approx_kl"].item() > 1.5 * cfg.target_kl:
                 stopped_early = True  # Deviation: the policy already moved far enough from π_old
                 break
             v_loss = value_loss(values, mb["values_old"], mb["returns"], clip_range_vf)
             loss = pg_loss + cfg.vf_coef * v_loss  # (E6) full objective, negated ...
             if cfg.ent_coef:
-                loss = loss - cfg.ent_coef * entropy  # ... with its entropy bonus
-            optimizer.zero_grad(set_to_none=False)  # zero in place: the layers' gradients are views
+                loss = loss - cfg.ent_coef * head.entropy(dist_params).mean()  # ... with its entropy bonus
+            zero_grad(params)
             loss.backward()
             # Deviation: global gradient clipping (max_grad_norm=None: only measure the norm)
             grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
             optimizer.step()
-            stats.append(torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach(), m["approx_kl"],
-                                      m.get("clip_fraction", m.get("kl")), grad_norm]))
+            for key, value in (("params", dist_params), ("ratio", ratio), ("pg", pg_loss), ("v", v_loss),
+                               ("grad_norm", grad_norm)):
+                seen[key].append(value.detach())
         if stopped_early:
             break
-    mean = torch.stack(stats).mean(0).tolist() if stats else [float("nan")] * 6
-    out = dict(zip(["loss/policy", "loss/value", "diag/entropy", "diag/approx_kl",
-                    "diag/clip_fraction" if cfg.variant == "clip" else "diag/kl", "diag/grad_norm"], mean))
+    out = {"train/epochs": epoch + (0 if stopped_early else 1), "train/gradient_steps": len(seen["pg"])}
+    if not seen["pg"]:
+        return out
+    with torch.no_grad():
+        out.update(ratio_diagnostics(torch.cat(seen["ratio"]), clip_range))
+        out["diag/entropy"] = head.entropy(torch.cat(seen["params"])).mean()
+        out["loss/policy"], out["loss/value"] = torch.stack(seen["pg"]).mean(), torch.stack(seen["v"]).mean()
+        out["diag/grad_norm"] = torch.stack(seen["grad_norm"]).mean()
+        if seen["kl"]:
+            out["diag/kl"] = torch.stack(seen["kl"]).mean()
+    out = {k: float(v) for k, v in out.items()}
     out["loss/entropy"] = -out["diag/entropy"]
-    out["train/epochs"] = epoch + (0 if stopped_early else 1)
-    out["train/gradient_steps"] = len(stats)
+    if cfg.variant != "clip":
+        del out["diag/clip_fraction"]  # ε plays no part in PPO-Penalty
     return out
 
 

@@ -32,8 +32,8 @@ def test_at_theta_old_the_ratio_is_one_and_nothing_is_clipped():
     logprob = ac.head.log_prob(ac.policy_params(obs), actions)
     loss, m = clipped_surrogate(logprob, logprob_old, adv, 0.2)
     torch.testing.assert_close(loss, -adv.mean())
-    assert m["clip_fraction"].item() == 0.0
-    assert abs(m["approx_kl"].item()) < 1e-6
+    assert m["diag/clip_fraction"].item() == 0.0
+    assert abs(m["diag/approx_kl"].item()) < 1e-6
 
 
 @pytest.mark.parametrize("variant", ["clip", "kl_penalty"])
@@ -63,7 +63,7 @@ def test_clipping_removes_the_gradient_only_where_the_min_picks_the_clipped_term
     assert g[0] == 0 and g[1] == 0
     # A<0, r>1+ε and A>0, r<1-ε: the unclipped term is the minimum, the gradient pulls back
     assert g[2] != 0 and g[3] != 0
-    assert m["clip_fraction"].item() == 1.0
+    assert m["diag/clip_fraction"].item() == 1.0
     # value of the objective: mean of min(rA, clip(r)A)
     torch.testing.assert_close(loss, -torch.tensor([1.2, -0.8, -1.5, 0.5]).mean())
 
