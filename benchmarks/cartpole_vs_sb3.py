@@ -1,4 +1,8 @@
-"""PPO on CartPole-v1: lucidrl against Stable-Baselines3, same hyperparameters, same machine.
+"""lucidrl against Stable-Baselines3 / sb3-contrib on CartPole-v1: same hyperparameters, same machine.
+
+``--algo`` picks the algorithm: ``ppo`` (SB3 PPO), ``a2c`` (SB3 A2C), ``trpo`` (sb3-contrib TRPO),
+each with the rl-baselines3-zoo CartPole-v1 hyperparameters (table ``ALGOS`` below); the peer's
+defaults fill in the rest, and lucidrl's defaults equal them for the same names.
 
 What it measures, per (library, seed) run:
 
@@ -12,10 +16,7 @@ What it measures, per (library, seed) run:
 
 How:
 
-* Hyperparameters are the RL-Zoo ones for CartPole-v1 in both libraries: 8 envs, n_steps 32,
-  batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, no entropy bonus, learning rate 1e-3 and
-  clip range 0.2, both decayed linearly to 0. ``--lucidrl-kwargs`` adds lucidrl-only overrides
-  (e.g. ``{"variant": "kl_penalty"}``).
+* ``--lucidrl-kwargs`` adds lucidrl-only overrides (e.g. ``{"variant": "kl_penalty"}``).
 * Every run is a fresh Python process (this script re-invoked in a hidden ``--worker`` mode that
   prints one JSON line), so no run warms caches, JIT or allocators for the next one. The runs
   alternate libraries (lucidrl seed 0, SB3 seed 0, lucidrl seed 1, ...) so slow drift of the
@@ -23,15 +24,15 @@ How:
 * ``torch.set_num_threads(--threads)`` (default 1) is applied identically in both libraries'
   workers; it is recorded with every result.
 
-Every result is appended as one JSON line to ``benchmarks/results/ppo_cartpole.jsonl`` (with a
+Every result is appended as one JSON line to ``benchmarks/results/<algo>_cartpole.jsonl`` (with a
 timestamp, library versions, thread count and a hostname-free machine description); then a
 markdown summary is printed.
 
 Examples:
 
-    python benchmarks/ppo_cartpole_vs_sb3.py                       # 3 seeds, 100k steps, both libs
-    python benchmarks/ppo_cartpole_vs_sb3.py --only lucidrl --timesteps 200000 \\
-        --lucidrl-kwargs '{"variant": "kl_penalty"}'
+    python benchmarks/cartpole_vs_sb3.py --algo ppo                # 3 seeds, 100k steps, both libs
+    python benchmarks/cartpole_vs_sb3.py --algo a2c
+    python benchmarks/cartpole_vs_sb3.py --algo ppo --only lucidrl --lucidrl-kwargs '{"variant": "kl_penalty"}'
 """
 
 from __future__ import annotations
@@ -50,25 +51,38 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "ppo_cartpole.jsonl"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
 LIBS = ("lucidrl", "sb3")
 
-# RL-Zoo hyperparameters for PPO on CartPole-v1 (schedules are written per library below).
-HYPERPARAMS = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0)
-LR, CLIP = 1e-3, 0.2
+# rl-baselines3-zoo CartPole-v1 hyperparameters (hyperparams/<algo>.yml). "linear" entries decay
+# linearly to 0 (zoo's lin_<x>): lucidrl.linear(x) and SB3's callable of the remaining progress.
+ALGOS = {
+    "ppo": {"lucidrl": "PPO", "peer": ("stable_baselines3", "PPO"),
+            "hyperparams": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                                ent_coef=0.0),
+            "linear": {"learning_rate": 1e-3, "clip_range": 0.2}},
+    "a2c": {"lucidrl": "A2C", "peer": ("stable_baselines3", "A2C"),
+            "hyperparams": dict(n_envs=8, ent_coef=0.0), "linear": {}},
+    "trpo": {"lucidrl": "TRPO", "peer": ("sb3_contrib", "TRPO"),
+             "hyperparams": dict(n_envs=2, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
+                                 learning_rate=1e-3, n_critic_updates=20),
+             "linear": {}},
+}
 
 
 # --------------------------------------------------------------------------------------------
 # Worker: one training run in this process, one JSON line on stdout.
 # --------------------------------------------------------------------------------------------
 
-def _train_lucidrl(seed: int, timesteps: int, extra: dict):
+def _train_lucidrl(algo: str, seed: int, timesteps: int, extra: dict):
     import lucidrl
 
-    model = lucidrl.PPO(ENV_ID, seed=seed, verbose=0, preset=False, **HYPERPARAMS,
-                        learning_rate=lucidrl.linear(LR), clip_range=lucidrl.linear(CLIP), **extra)
+    spec = ALGOS[algo]
+    schedules = {k: lucidrl.linear(v) for k, v in spec["linear"].items()}
+    model = getattr(lucidrl, spec["lucidrl"])(ENV_ID, seed=seed, verbose=0, preset=False, **spec["hyperparams"],
+                                              **schedules, **extra)
     t0 = time.perf_counter()
     model.learn(total_timesteps=timesteps)
     train_s = time.perf_counter() - t0
@@ -76,10 +90,10 @@ def _train_lucidrl(seed: int, timesteps: int, extra: dict):
     return model.num_timesteps, train_s, mean, std, {"lucidrl": lucidrl.__version__}
 
 
-def _train_sb3(seed: int, timesteps: int, extra: dict):
+def _train_sb3(algo: str, seed: int, timesteps: int, extra: dict):
+    import importlib
+
     import gymnasium as gym
-    import stable_baselines3
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
@@ -87,20 +101,23 @@ def _train_sb3(seed: int, timesteps: int, extra: dict):
 
     if extra:
         raise SystemExit("--lucidrl-kwargs do not apply to SB3")
-    hp = dict(HYPERPARAMS)
+    spec = ALGOS[algo]
+    package, cls_name = spec["peer"]
+    module = importlib.import_module(package)
+    hp = dict(spec["hyperparams"])
     env = make_vec_env(ENV_ID, n_envs=hp.pop("n_envs"), seed=seed)
-    model = PPO("MlpPolicy", env, **hp, learning_rate=lambda p: p * LR, clip_range=lambda p: p * CLIP,
-                device="cpu", seed=seed, verbose=0)
+    schedules = {k: (lambda p, v=v: p * v) for k, v in spec["linear"].items()}
+    model = getattr(module, cls_name)("MlpPolicy", env, **hp, **schedules, device="cpu", seed=seed, verbose=0)
     t0 = time.perf_counter()
     model.learn(total_timesteps=timesteps)
     train_s = time.perf_counter() - t0
     eval_env = DummyVecEnv([lambda: Monitor(gym.make(ENV_ID))])
     eval_env.seed(0)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    return model.num_timesteps, train_s, float(mean), float(std), {"stable_baselines3": stable_baselines3.__version__}
+    return model.num_timesteps, train_s, float(mean), float(std), {package: module.__version__}
 
 
-def worker(lib: str, seed: int, timesteps: int, threads: int, extra: dict) -> None:
+def worker(algo: str, lib: str, seed: int, timesteps: int, threads: int, extra: dict) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import gymnasium
@@ -109,9 +126,9 @@ def worker(lib: str, seed: int, timesteps: int, threads: int, extra: dict) -> No
 
     torch.set_num_threads(threads)
     train = _train_lucidrl if lib == "lucidrl" else _train_sb3
-    num_timesteps, train_s, mean, std, lib_version = train(seed, timesteps, extra)
+    num_timesteps, train_s, mean, std, lib_version = train(algo, seed, timesteps, extra)
     print(json.dumps({
-        "library": lib, "seed": seed, "timesteps": timesteps, "num_timesteps": int(num_timesteps),
+        "algo": algo, "library": lib, "seed": seed, "timesteps": timesteps, "num_timesteps": int(num_timesteps),
         "lucidrl_kwargs": extra if lib == "lucidrl" else {},
         "train_s": round(train_s, 3), "steps_per_s": round(num_timesteps / train_s, 1),
         "eval_mean": mean, "eval_std": std,
@@ -140,7 +157,7 @@ def machine() -> dict:
 
 
 def run_one(lib: str, seed: int, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib, str(seed),
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--worker", lib, str(seed),
            "--timesteps", str(args.timesteps), "--threads", str(args.threads),
            "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -190,13 +207,15 @@ def summarize(results: list[dict], libs: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="algorithm (default ppo)")
     p.add_argument("--timesteps", type=int, default=100_000, help="training steps per run (default 100000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries (default 1)")
     p.add_argument("--only", choices=LIBS, help="run one library only")
     p.add_argument("--lucidrl-kwargs", type=json.loads, default={},
-                   help="JSON dict of extra lucidrl.PPO arguments, e.g. '{\"variant\": \"kl_penalty\"}'")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSONL file the results are appended to")
+                   help="JSON dict of extra lucidrl arguments, e.g. '{\"variant\": \"kl_penalty\"}'")
+    p.add_argument("--results", type=Path, default=None,
+                   help="JSONL file the results are appended to (default benchmarks/results/ALGO_cartpole.jsonl)")
     p.add_argument("--worker", nargs=2, metavar=("LIB", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not isinstance(args.lucidrl_kwargs, dict):
@@ -206,13 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         lib, seed = args.worker
         if lib not in LIBS:
             p.error(f"unknown library {lib!r}")
-        worker(lib, int(seed), args.timesteps, args.threads, args.lucidrl_kwargs)
+        worker(args.algo, lib, int(seed), args.timesteps, args.threads, args.lucidrl_kwargs)
         return 0
 
     libs = [args.only] if args.only else list(LIBS)
+    args.results = args.results or RESULTS_DIR / f"{args.algo}_cartpole.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    context = {"machine": machine(), "benchmark": "ppo_cartpole_vs_sb3", "env_id": ENV_ID}
-    print(f"PPO {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
+    context = {"machine": machine(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID}
+    print(f"{args.algo.upper()} {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
           f"torch threads {args.threads}, lucidrl extra kwargs {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
     results = []
     for seed in args.seeds:
@@ -224,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             with args.results.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    print(f"\nPPO {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
+    print(f"\n{args.algo.upper()} {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
           + (f", lucidrl kwargs {json.dumps(args.lucidrl_kwargs)}" if args.lucidrl_kwargs else "") + "\n")
     print(summarize(results, libs))
     return 1 if any("error" in r for r in results) else 0
