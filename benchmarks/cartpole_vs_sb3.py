@@ -2,7 +2,8 @@
 
 ``--algo`` picks the algorithm: ``ppo`` (SB3 PPO), ``a2c`` (SB3 A2C), ``trpo`` (sb3-contrib TRPO),
 each with the rl-baselines3-zoo CartPole-v1 hyperparameters (table ``ALGOS`` below); the peer's
-defaults fill in the rest, and lucidrl's defaults equal them for the same names.
+defaults fill in the rest, and lucidrl's defaults equal them for the same names. ``vpg`` and
+``reinforce`` have no SB3 counterpart: they run lucidrl alone, with its tuned CartPole presets.
 
 What it measures, per (library, seed) run:
 
@@ -65,6 +66,14 @@ ALGOS = {
             "linear": {"learning_rate": 1e-3, "clip_range": 0.2}},
     "a2c": {"lucidrl": "A2C", "peer": ("stable_baselines3", "A2C"),
             "hyperparams": dict(n_envs=8, ent_coef=0.0), "linear": {}},
+    # no SB3 counterpart: lucidrl only, with its own tuned presets (lucidrl/presets/vpg.yaml, reinforce.yaml)
+    "vpg": {"lucidrl": "VPG", "peer": None,
+            "hyperparams": dict(n_envs=8, n_steps=250, psi="gae", learning_rate=3e-3, critic_learning_rate=3e-3,
+                                n_critic_updates=20, gamma=0.99, gae_lambda=0.97),
+            "linear": {}},
+    "reinforce": {"lucidrl": "REINFORCE", "peer": None,
+                  "hyperparams": dict(n_envs=8, n_steps=250, psi="reward_to_go", learning_rate=3e-3, gamma=0.99),
+                  "linear": {}},
     "trpo": {"lucidrl": "TRPO", "peer": ("sb3_contrib", "TRPO"),
              "hyperparams": dict(n_envs=2, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
                                  learning_rate=1e-3, n_critic_updates=20),
@@ -228,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.algo, lib, int(seed), args.timesteps, args.threads, args.lucidrl_kwargs)
         return 0
 
-    libs = [args.only] if args.only else list(LIBS)
+    libs = [args.only] if args.only else [lib for lib in LIBS if lib == "lucidrl" or ALGOS[args.algo]["peer"]]
     args.results = args.results or RESULTS_DIR / f"{args.algo}_cartpole.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
     context = {"machine": machine(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID}

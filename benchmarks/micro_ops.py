@@ -9,7 +9,12 @@ Prints microseconds per call (median of several timed blocks, after a warm-up) f
   (Box(4) observations, Discrete(2) actions; two 64x64 MLPs) with random gradients set:
   ``torch.optim.Adam(fused=True).step()`` vs ``lucidrl.optim.Adam.step()``;
 * gradient clipping on the same parameters: ``torch.nn.utils.clip_grad_norm_`` vs
-  ``lucidrl.optim.clip_grad_norm``.
+  ``lucidrl.optim.clip_grad_norm``;
+* A2C's per-update and per-step work on the same network (flat parameters in both columns):
+  ``torch.optim.RMSprop.step()`` vs ``lucidrl.optim.RMSprop.step()``; forward + backward on 40
+  observations (8 envs x 5 steps), ``ActorCritic`` with autograd vs ``lucidrl.packed.PackedActorCritic``;
+  acting for one 5-step rollout on 8 observations, ``ActorCritic.acting_forward()`` (built once
+  per rollout) vs the packed acting forward.
 
 Runs with ``torch.set_num_threads(1)`` (``--threads`` to change). Run nothing else heavy meanwhile.
 
@@ -34,7 +39,8 @@ import torch  # noqa: E402
 
 import lucidrl  # noqa: E402
 from lucidrl.networks import ActorCritic, Tanh  # noqa: E402
-from lucidrl.optim import Adam, clip_grad_norm  # noqa: E402
+from lucidrl.optim import Adam, RMSprop, clip_grad_norm, flat_parameters  # noqa: E402
+from lucidrl.packed import PackedActorCritic  # noqa: E402
 
 
 def time_us(fn: Callable[[], object], iters: int, repeats: int, warmup: int) -> float:
@@ -92,6 +98,44 @@ def optim_cases():
     ], f"ActorCritic(Box(4), Discrete(2)): {len(p_torch)} tensors, {n} parameters"
 
 
+def a2c_cases():
+    def net():
+        torch.manual_seed(0)
+        return ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+
+    plain, packed = net(), PackedActorCritic(net())
+    flat = flat_parameters(plain)
+    flat.grad.normal_(0, 1e-2)
+    packed.flat.grad.copy_(flat.grad)
+    rms_torch = torch.optim.RMSprop([flat], lr=1e-9, alpha=0.99, eps=1e-5)  # tiny lr: the weights stay put
+    rms_ours = RMSprop([packed.flat], lr=1e-9, alpha=0.99, eps=1e-5)
+    x, acting_obs = torch.randn(40, 4), torch.randn(8, 4)
+
+    def fwd_bwd(f):
+        def run():
+            p, v = f(x)
+            (p.sum() + v.sum()).backward()
+        return run
+
+    def acting_plain():  # both under no_grad, as in RolloutCollector.collect
+        act = plain.acting_forward()
+        with torch.no_grad():
+            for _ in range(5):
+                act(acting_obs)
+
+    def acting_packed():
+        act = packed.acting_forward()
+        with torch.no_grad():
+            for _ in range(5):
+                act(acting_obs)
+
+    return [
+        ("RMSprop step (flat ActorCritic)", rms_torch.step, rms_ours.step),
+        ("A2C forward+backward [40, 4]", fwd_bwd(plain), fwd_bwd(packed)),
+        ("acting, one 5-step rollout [8, 4]", acting_plain, acting_packed),
+    ], "A2C cases: the same ActorCritic as above, with every weight in one flat tensor"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=3000, help="calls per timed block (default 3000)")
@@ -102,7 +146,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     cases, notes = [], []
-    for make in (tanh_cases, optim_cases):
+    for make in (tanh_cases, optim_cases, a2c_cases):
         c, note = make()
         cases += c
         notes.append(note)

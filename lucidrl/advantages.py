@@ -21,6 +21,8 @@ Advantage Estimation", arXiv:1506.02438):
 * (A4) discounted return G_t = r_t + γ (1 - done_t) G_{t+1} + γ truncated_t V(s_{t+1})
   (reward-to-go; Sutton & Barto 2018, eq. 3.8, with the time-limit bootstrap of
   Pardo et al. 2018, "Time Limits in Reinforcement Learning")
+* (A5) total return     Ψ_t = G_{t0} for every step t of an episode, t0 its first step
+  (REINFORCE's weight, Williams 1992; Ψ option 1 of the GAE paper, section 2)
 
 Checks in tests/math: λ=1 gives G_t - V(s_t); λ=0 gives δ_t; truncation bootstraps and
 termination does not.
@@ -85,3 +87,47 @@ def discounted_returns(
         running = rewards[t] + gamma * running  # (A4)
         out[t] = running
     return out
+
+
+def total_returns(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    gamma: float,
+    next_values: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The discounted return of each step's whole episode, G_{t0}, broadcast to its steps, [T, N]. (A5)
+
+    G_{t0} = Σ_k γ^k r_{t0+k} counts from the episode's first step t0 *in this rollout*; an
+    episode that began in an earlier rollout counts from row 0 (its earlier rewards came before
+    every action here, so leaving them out changes no expectation). The tail of an episode cut
+    by a truncation or by the rollout end is handled as in ``discounted_returns``: 0 without
+    ``next_values``, the bootstrap γ^k V(s) with it.
+
+    ``valid``: the rollout's mask of real rows (False on NEXT_STEP reset rows, see
+    ``lucidrl.rollout``); an episode then starts on the first valid row after a reset row, not on
+    the reset row itself (whose zero reward would discount the whole return by one γ).
+    """
+    returns = discounted_returns(rewards, terminated, truncated, gamma, next_values)  # G_t of every step
+    starts = torch.ones_like(terminated)
+    starts[1:] = terminated[:-1] | truncated[:-1]  # a step after an episode end starts a new one
+    if valid is not None:
+        starts[1:] |= ~valid[:-1]  # ... and so does the step after a NEXT_STEP reset row
+    out = torch.empty_like(rewards)
+    running = returns[0]
+    for t in range(rewards.shape[0]):
+        running = torch.where(starts[t], returns[t], running)  # (A5) the episode's first G, carried on
+        out[t] = running
+    return out
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit standard deviation (a single element is only centred). Used on advantages."""
+    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x - x.mean()
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 is no better than a constant, < 0 worse."""
+    var = target.var()
+    return float("nan") if not var > 0 else float(1.0 - (target - predicted).var() / var)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lucidrl import __version__
-from lucidrl.checkpoint import (checkpoint_dir, load_checkpoint, optimizer_from_flat, optimizer_to_flat,
+from lucidrl.checkpoint import (load_checkpoint, optimizer_from_flat, optimizer_to_flat,
                                 save_checkpoint)
 from lucidrl.config import config_to_dict, resolve_config
 from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
@@ -132,7 +132,10 @@ class Algorithm:
 
     # ------------------------------------------------------------------ acting
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        raise NotImplementedError
+        """Actions of the policy ``self.agent`` (an ActorCritic): its mode, or a sample from the model's RNG.
+        Algorithms whose agent is not an actor-critic (DQN's Q-network) override this."""
+        params = self.agent.policy_params(obs)
+        return self.agent.head.mode(params) if deterministic else self.agent.head.sample(params, self.generator)
 
     @torch.no_grad()
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
@@ -179,6 +182,22 @@ class Algorithm:
                 self.num_timesteps // checkpoint_freq > steps_before // checkpoint_freq:
             self.save(self.run_dir / "checkpoints" / f"step_{self.num_timesteps:09d}")
 
+    def _rollout_collector(self):
+        """The collector for the current env (made on first use, kept between ``learn`` calls)."""
+        from lucidrl.rollout import RolloutCollector
+
+        if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
+            self._collector = RolloutCollector(self.env, self.device, seed=self.config.seed, generator=self.generator)
+        return self._collector
+
+    def _after_update(self, logger: Logger, rollout, metrics: dict, steps_before: int,
+                      checkpoint_freq: int | None, callback) -> bool:
+        """Log an update's episodes and metrics, checkpoint when due, run the callback; True means stop."""
+        logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
+        logger.record(self.num_timesteps, metrics)
+        self._maybe_checkpoint(checkpoint_freq, steps_before)
+        return callback is not None and callback(self, metrics) is False
+
     def _end_learn(self, logger: Logger) -> None:
         seconds = time.perf_counter() - self._t_start
         if self.run_dir is not None:
@@ -190,7 +209,8 @@ class Algorithm:
 
     # ------------------------------------------------------------------ save / load
     def _modules(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        """The networks saved in a checkpoint (default: ``self.agent``)."""
+        return {"agent": self.agent}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
@@ -232,7 +252,7 @@ class Algorithm:
             raise CheckpointError(f"the checkpoint is of an unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
         klass = ALGORITHMS[algo]
         if cls is not Algorithm and klass is not cls:
-            raise CheckpointError(f"{str(path)!r} holds a {algo} model, not {cls.name}; "
+            raise CheckpointError(f"{str(path)!r} is a checkpoint of {algo.upper()}, not of {cls.name.upper()}; "
                                   f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()")
         try:
             spaces = (space_from_json(config["observation_space"]), space_from_json(config["action_space"]))

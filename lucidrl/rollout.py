@@ -51,6 +51,17 @@ class Rollout:
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
 
+    def flat(self, **per_step: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The batch of an update: ``obs``, ``actions``, ``logprob_old``, ``values_old``, ``params_old``
+        and the [T, N, ...] tensors given by name (e.g. ``advantages=...``; ``None`` ones are left
+        out), flattened to [T*N, ...] without the NEXT_STEP reset rows (``valid`` False)."""
+        batch = {"obs": self.obs, "actions": self.actions, "logprob_old": self.logprob_old,
+                 "values_old": self.values_old, "params_old": self.params_old}
+        batch.update({k: v for k, v in per_step.items() if v is not None})
+        if self.valid is None:
+            return {k: v.flatten(0, 1) for k, v in batch.items()}
+        return {k: v[self.valid] for k, v in batch.items()}
+
     @property
     def n_transitions(self) -> int:
         return self.rewards.numel() if self.valid is None else int(self.valid.sum())

@@ -1,5 +1,8 @@
 """One file per algorithm; importing this package registers them all with ``lucidrl.load``."""
 
 from lucidrl.algos.ppo import PPO, PPOConfig
+from lucidrl.algos.trpo import TRPO, TRPOConfig
+from lucidrl.algos.vpg import REINFORCE, VPG, REINFORCEConfig, VPGConfig
+from lucidrl.algos.a2c import A2C, A2CConfig
 
-__all__ = ["PPO", "PPOConfig"]
+__all__ = ["PPO", "PPOConfig", "TRPO", "TRPOConfig", "VPG", "VPGConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig"]

@@ -34,14 +34,12 @@ from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from lucidrl.advantages import gae
+from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
-from lucidrl.rollout import Rollout, RolloutCollector
 
 
 @dataclass
@@ -209,15 +207,8 @@ def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Te
     return torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit standard deviation (a single element is only centred)."""
-    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x - x.mean()
 
 
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 is no better than a constant."""
-    var = target.var()
-    return float("nan") if var == 0 else float(1.0 - (target - predicted).var() / var)
 
 
 # --------------------------------------------------------------------------- one update
@@ -288,13 +279,6 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     return out
 
 
-def flatten_rollout(r: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, torch.Tensor]:
-    """[T, N, ...] -> [T*N, ...], dropping NEXT_STEP reset rows (``valid`` False)."""
-    batch = {"obs": r.obs, "actions": r.actions, "logprob_old": r.logprob_old, "values_old": r.values_old,
-             "params_old": r.params_old, "advantages": advantages, "returns": returns}
-    if r.valid is None:
-        return {k: v.flatten(0, 1) for k, v in batch.items()}
-    return {k: v[r.valid] for k, v in batch.items()}
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -317,17 +301,9 @@ class PPO(Algorithm):
         # one flat tensor holds every weight (the layers see views of it): one optimiser tensor, not 12
         self.optimizer = Adam([flat_parameters(self.agent)], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
         self.beta = cfg.beta_init
-        self._collector: RolloutCollector | None = None
-
-    def _modules(self) -> dict[str, nn.Module]:
-        return {"agent": self.agent}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
-
-    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        params = self.agent.policy_params(obs)
-        return self.agent.head.mode(params) if deterministic else self.agent.head.sample(params, self.generator)
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
               checkpoint_freq: int | None = None, callback: Callable[["PPO", dict], bool | None] | None = None) -> "PPO":
@@ -338,8 +314,7 @@ class PPO(Algorithm):
         """
         cfg: PPOConfig = self.config
         logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
-        if self._collector is None or self._collector.env is not self.env:
-            self._collector = RolloutCollector(self.env, self.device, seed=cfg.seed, generator=self.generator)
+        collector = self._rollout_collector()
         while self.num_timesteps < target:
             progress = self._progress_remaining(target)
             lr = value_at(cfg.learning_rate, progress)
@@ -349,14 +324,14 @@ class PPO(Algorithm):
             clip_range_vf = None if cfg.clip_range_vf is None else value_at(cfg.clip_range_vf, progress)
 
             # 1. collect T steps in each of the N envs with the current policy π_old
-            rollout = self._collector.collect(self.agent, cfg.n_steps)
+            rollout = collector.collect(self.agent, cfg.n_steps)
             steps_before = self.num_timesteps
             self.num_timesteps += cfg.n_steps * self.env.num_envs
 
             # 2. advantages Â_t (GAE) and λ-return targets R_t
             advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
                                       rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
-            batch = flatten_rollout(rollout, advantages, returns)
+            batch = rollout.flat(advantages=advantages, returns=returns)
 
             # 3. K epochs of minibatch updates of the surrogate objective
             metrics = ppo_update(self.agent, self.optimizer, batch, cfg, clip_range, clip_range_vf, self.beta,
@@ -374,10 +349,7 @@ class PPO(Algorithm):
             metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
             if cfg.variant == "clip":
                 metrics["train/clip_range"] = clip_range
-            logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
-            logger.record(self.num_timesteps, metrics)
-            self._maybe_checkpoint(checkpoint_freq, steps_before)
-            if callback is not None and callback(self, metrics) is False:
+            if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
                 break
         self._end_learn(logger)
         return self

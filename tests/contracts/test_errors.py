@@ -171,3 +171,11 @@ def test_cli_reports_errors_in_one_line_without_a_traceback(capsys):
     assert "gamma must lie in" in capsys.readouterr().err
     assert main(["eval", "does/not/exist"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_loading_a_checkpoint_of_another_algorithm_names_both(tmp_path):
+    a2c = lucidrl.A2C("CartPole-v1", n_envs=1, seed=0, verbose=0)
+    path = a2c.save(tmp_path / "a2c")
+    with pytest.raises(CheckpointError, match=r"is a checkpoint of A2C, not of PPO.*lucidrl.load\(\)"):
+        lucidrl.PPO.load(path)
+    assert type(lucidrl.load(path)) is lucidrl.A2C

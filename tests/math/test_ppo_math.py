@@ -166,3 +166,21 @@ def test_fused_clipped_surrogate_has_the_same_value_and_gradient():
     torch.testing.assert_close(b.grad, a.grad)
     assert (a.grad == 0).float().mean() > 0.2  # a good share of the samples were clipped
     assert not ratio.requires_grad
+
+
+def test_lean_adam_with_two_groups_steps_each_group_once():
+    torch.manual_seed(0)
+    a1, a2, b1, b2 = (torch.nn.Linear(3, 2) for _ in range(4))
+    b1.load_state_dict(a1.state_dict())
+    b2.load_state_dict(a2.state_dict())
+    oa = Adam([{"params": a1.parameters()}, {"params": a2.parameters(), "lr": 1e-2}], lr=1e-3)
+    ob = torch.optim.Adam([{"params": b1.parameters()}, {"params": b2.parameters(), "lr": 1e-2}], lr=1e-3)
+    for i in range(5):
+        x = torch.randn(4, 3)
+        for (m1, m2, o) in ((a1, a2, oa), (b1, b2, ob)):
+            o.zero_grad()
+            # the second group gets gradients only from step 2 on: its state is created late
+            (m1(x).sum() + (m2(x).sum() if i >= 2 else 0.0)).backward()
+            o.step()
+    for p, q in zip(list(a1.parameters()) + list(a2.parameters()), list(b1.parameters()) + list(b2.parameters())):
+        torch.testing.assert_close(p, q)

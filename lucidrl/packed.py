@@ -1,0 +1,214 @@
+"""The actor and critic MLPs of an ``ActorCritic`` as one small set of ops, with the gradient written out.
+
+Why: A2C takes one gradient step on 40 samples (CartPole, 8 envs x 5 steps) 2,500 times per
+100k env steps, and acts 12,500 times on 8 observations. At that size a pass costs what its
+ops cost to launch, not what their arithmetic costs, and two things dominate on this project's
+CPU build of torch: the autograd bookkeeping of ~20 nodes, and ``torch.tanh`` (~12 us on a
+[40, 128] tensor against ~2 us for ``torch.sigmoid``). Measured with ``benchmarks/micro_ops.py``
+on CartPole's networks: forward + backward of an A2C update ~200 us -> ~140 us, acting for a
+5-step rollout of 8 envs ~160 us -> ~115 us (no per-rollout weight copies, unlike
+``ActorCritic.acting_forward``); a 100k-step A2C run ~6% faster in all.
+
+What it does, exact up to float rounding (``tests/math/test_a2c_math.py`` checks values and
+gradients against ``ActorCritic.forward``):
+
+* **One flat tensor, pairs side by side.** Every weight moves into one flat tensor (as
+  ``lucidrl.optim.flat_parameters`` does), in an order that puts each actor layer next to the
+  critic layer of the same depth. Each pair is then one view: the first layers a [2h, in]
+  matrix (one matmul), each hidden pair a [2, h, h] block (one batched matmul). The optimiser,
+  clipping and zeroing see one tensor. The module's own parameters are views of the same
+  storage, so ``state_dict``, ``load_state_dict``, ``predict`` and ``forward`` are unchanged.
+* **tanh through the sigmoid** in the update: tanh(z) = 2 sigmoid(2z) - 1, where the matmul
+  returns 2z directly (``addmm(..., beta=2, alpha=2)``). Acting keeps ``torch.tanh``, cheaper
+  on a handful of rows (as in ``lucidrl.networks.Tanh``).
+* **The backward written out** (``_PairMLP``, one autograd node): from the top layer down,
+  dz = dh * act'(z), dW = dzᵀ h_in, db = Σ dz, dh_in = dz W, written into one gradient buffer
+  laid out like the flat tensor.
+
+Layouts other than two tanh or ReLU MLPs with equal hidden sizes on a flat Box observation (a
+shared trunk, one-hot observations, ELU) fall back to ``flat_parameters`` and the module's own
+forward with autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lucidrl.networks import ActorCritic, FlattenFloat, Tanh
+from lucidrl.optim import flat_parameters
+
+_aten = torch.ops.aten
+
+
+def _linears(seq: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in seq if isinstance(m, nn.Linear)]
+
+
+class PackedActorCritic:
+    """Wraps an ``ActorCritic``: ``forward`` (with gradients), ``acting_forward`` (for the collector),
+    ``value``, ``head`` and ``flat``, the one Parameter that holds every weight (give it to the optimiser).
+
+    Build it after the agent is on its device: moving the agent afterwards would replace the views.
+    """
+
+    def __init__(self, agent: ActorCritic):
+        self.agent = agent
+        self.head = agent.head
+        self.packed = self.supports(agent)
+        if not self.packed:
+            self.flat = flat_parameters(agent)
+            return
+        actor, critic = _linears(agent.actor), _linears(agent.critic)
+        self.tanh = isinstance(agent.actor[1], Tanh)
+        # actor and critic layers of the same depth side by side, the output layers last
+        order: list[nn.Parameter] = []
+        for a, c in zip(actor[:-1], critic[:-1]):
+            order += [a.weight, c.weight, a.bias, c.bias]
+        order += [actor[-1].weight, actor[-1].bias, critic[-1].weight, critic[-1].bias]
+        self.flat = nn.Parameter(torch.cat([p.detach().flatten() for p in order]))
+        self.flat.grad = torch.zeros_like(self.flat)
+        offset = 0
+        for p in order:  # the module's parameters (and their gradients) become views of the flat tensors
+            n = p.numel()
+            p.data = self.flat.data[offset:offset + n].view_as(p)
+            p.grad = self.flat.grad[offset:offset + n].view_as(p)
+            offset += n
+        # the same storage cut into layer pairs: [2h, in], [2h], then [2, out, in], [2, 1, out] per
+        # hidden pair, then the actor's and the critic's output weight and bias
+        shapes = [(2 * actor[0].out_features, actor[0].in_features), (2 * actor[0].out_features,)]
+        shapes += [s for a in actor[1:-1] for s in ((2, *a.weight.shape), (2, 1, a.out_features))]
+        shapes += [tuple(actor[-1].weight.shape), (actor[-1].out_features,), tuple(critic[-1].weight.shape), (1,)]
+        self._cuts, offset = [], 0
+        for shape in shapes:
+            n = torch.Size(shape).numel()
+            self._cuts.append((offset, offset + n, shape))
+            offset += n
+        self.w = self.blocks(self.flat.detach())  # views: they follow every in-place update of the weights
+        # transposed once, as the matmuls take them: x @ W0ᵀ, h @ Wᵀ per pair, h @ W_outᵀ
+        self.w_t = [w.mT if i % 2 == 0 else w for i, w in enumerate(self.w)]  # weights at even places
+        self.n_hidden_pairs = len(actor) - 2
+        self.n_in, self.width, self.obs_ndim = actor[0].in_features, actor[0].out_features, agent.encoder.ndim
+        self._grad = torch.empty_like(self.flat)  # the backward's output buffer, reused (see _PairMLP.backward)
+        self._grad_blocks = self.blocks(self._grad)
+
+    @staticmethod
+    def supports(agent: ActorCritic) -> bool:
+        """Two tanh or ReLU MLPs with equal hidden layers on a flat Box observation."""
+        if agent.shared or not isinstance(agent.encoder, FlattenFloat):
+            return False
+        actor, critic = _linears(agent.actor), _linears(agent.critic)
+        acts = {type(m) for m in list(agent.actor) + list(agent.critic) if not isinstance(m, nn.Linear)}
+        return (len(actor) >= 2 and len(actor) == len(critic) and len(acts) == 1 and acts <= {Tanh, nn.ReLU}
+                and all(a.weight.shape == c.weight.shape for a, c in zip(actor[:-1], critic[:-1])))
+
+    def blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``flat`` (the weights, or a gradient laid out like them) cut into the layer-pair views."""
+        return [flat[a:b].view(shape) for a, b, shape in self._cuts]
+
+    # ------------------------------------------------------------------ forward
+    def hidden(self, x: torch.Tensor, via_sigmoid: bool) -> list[torch.Tensor]:
+        """Hidden activations of both MLPs (no autograd): [B, 2h] for the first layers, [2, B, h] per hidden pair."""
+        w = self.w_t
+        if not self.tanh:
+            act, scale = torch.relu_, {}
+        elif via_sigmoid:  # the matmul returns 2z; tanh(z) = 2 sigmoid(2z) - 1
+            act, scale = _tanh_of_doubled, {"beta": 2, "alpha": 2}
+        else:
+            act, scale = torch.tanh, {}
+        hs = [act(torch.addmm(w[1], x, w[0], **scale))]
+        h = self.pairs(hs[0])
+        for i in range(2, 2 + 2 * self.n_hidden_pairs, 2):
+            h = act(torch.baddbmm(w[i + 1], h, w[i], **scale))
+            hs.append(h)
+        return hs
+
+    def pairs(self, h0: torch.Tensor) -> torch.Tensor:
+        """The first layers' output [B, 2h] seen as [2, B, h] (actor, critic); a view."""
+        return h0.view(h0.shape[0], 2, self.width).transpose(0, 1)
+
+    def outputs(self, last: torch.Tensor, batch_shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output layers on the last hidden pair [2, B, h]: (policy params, V(s))."""
+        w = self.w_t
+        params = torch.addmm(w[-3], last[0], w[-4])
+        values = torch.addmm(w[-1], last[1], w[-2])
+        if len(batch_shape) == 1:
+            return params, values.view(batch_shape)
+        return params.reshape(*batch_shape, -1), values.reshape(batch_shape)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy params, V(s)), the same function as ``ActorCritic.forward``; gradients reach ``flat.grad``."""
+        if not self.packed:
+            return self.agent(obs)
+        return _PairMLP.apply(self.flat, obs, self)
+
+    __call__ = forward
+
+    def _inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+        batch_shape = obs.shape[:obs.dim() - self.obs_ndim]
+        x = obs if obs.dtype == torch.float32 and obs.dim() == 2 else obs.float().reshape(-1, self.n_in)
+        return x, batch_shape
+
+    @torch.no_grad()
+    def _acting(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, batch_shape = self._inputs(obs)
+        hs = self.hidden(x, via_sigmoid=False)
+        return self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), batch_shape)
+
+    def acting_forward(self):
+        """The no-grad forward the rollout collector calls at every env step (no per-rollout copies)."""
+        return self._acting if self.packed else self.agent.acting_forward()
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.agent.value(obs)
+
+
+def _tanh_of_doubled(z2: torch.Tensor) -> torch.Tensor:
+    """tanh(z) from 2z, as 2 sigmoid(2z) - 1, in place after the sigmoid."""
+    return torch.sigmoid(z2).mul_(2.0).sub_(1.0)
+
+
+class _PairMLP(torch.autograd.Function):
+    """(flat weights, obs) -> (policy params, values) for a ``PackedActorCritic``, one autograd node."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, obs: torch.Tensor, net: PackedActorCritic):
+        x, batch_shape = net._inputs(obs)
+        hs = net.hidden(x, via_sigmoid=True)
+        ctx.save_for_backward(x, *hs)
+        ctx.net = net
+        return net.outputs(hs[-1] if net.n_hidden_pairs else net.pairs(hs[0]), batch_shape)
+
+    @staticmethod
+    def backward(ctx, d_params: torch.Tensor, d_values: torch.Tensor):
+        x, *hs = ctx.saved_tensors
+        net = ctx.net
+        w, B = net.w, x.shape[0]
+        act_backward = _aten.tanh_backward if net.tanh else (lambda d, h: _aten.threshold_backward(d, h, 0))
+        if net.flat.grad is not None:  # autograd adds our result into flat.grad and drops it: reuse the buffer
+            grad, g = net._grad, net._grad_blocks
+        else:  # autograd would keep our tensor as flat.grad itself: give it a fresh one
+            grad = torch.empty_like(net.flat)
+            g = net.blocks(grad)
+        d_params, d_values = d_params.reshape(B, -1), d_values.reshape(B, 1)
+        last = hs[-1] if net.n_hidden_pairs else net.pairs(hs[0])
+        # output layers: dW = dyᵀ h, db = Σ dy; then dh, the gradient at each MLP's last hidden layer
+        torch.mm(d_params.t(), last[0], out=g[-4])
+        torch.sum(d_params, 0, out=g[-3])
+        torch.mm(d_values.t(), last[1], out=g[-2])
+        torch.sum(d_values, 0, out=g[-1])
+        dh = torch.empty(2, B, last.shape[-1], dtype=x.dtype, device=x.device)
+        torch.mm(d_params, w[-4], out=dh[0])
+        torch.mul(d_values, w[-2], out=dh[1])
+        # hidden pairs, top down: dz = dh * act'(z), dW = dzᵀ h_in, db = Σ dz, dh_in = dz W
+        for k in range(net.n_hidden_pairs, 0, -1):
+            dz = act_backward(dh, hs[k])
+            h_in = hs[k - 1] if k > 1 else net.pairs(hs[0])
+            torch.bmm(dz.transpose(1, 2), h_in, out=g[2 * k])
+            torch.sum(dz, 1, keepdim=True, out=g[2 * k + 1])
+            dh = torch.bmm(dz, w[2 * k])
+        # first layers, on the [B, 2h] layout
+        dz = act_backward(dh.transpose(0, 1).reshape(B, 2 * net.width), hs[0])
+        torch.mm(dz.t(), x, out=g[0])
+        torch.sum(dz, 0, out=g[1])
+        return grad, None, None

@@ -1,0 +1,295 @@
+"""TRPO's math, checked exactly on tiny categorical policies (lucidrl/algos/trpo.py, lucidrl/linalg.py).
+
+The Fisher-vector product against the Hessian of the mean KL and against the Fisher matrix's
+definition; conjugate gradient against a direct solve; the step length; the line search's two
+acceptance tests and its fallback; the surrogate's gradient at θ_old against the vanilla policy
+gradient.
+"""
+
+import math
+
+import pytest
+import torch
+from torch.func import functional_call, jacrev
+
+from lucidrl.algos.trpo import (TRPOConfig, backtracking_line_search, fisher_vector_product, mean_kl,
+                                surrogate_advantage, trpo_policy_step)
+from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
+from lucidrl.networks import CategoricalHead, mlp
+from lucidrl.optim import flat_parameters
+
+N_ACTIONS = 3
+
+
+def _tiny_actor(seed=0, n_obs=16, dtype=torch.float64, hidden=(8, 8)):
+    """A 3-action softmax policy on 4-d observations, its flat θ, and a batch from π_old."""
+    torch.manual_seed(seed)
+    actor = mlp(4, list(hidden), N_ACTIONS, "tanh", out_std=1.0).to(dtype)  # out_std 1: a far-from-uniform π
+    theta = flat_parameters(actor)
+    obs = torch.randn(n_obs, 4, dtype=dtype)
+    head = CategoricalHead(N_ACTIONS)
+    with torch.no_grad():
+        logits_old = actor(obs)
+        actions = head.sample(logits_old)
+    adv = torch.randn(n_obs, dtype=dtype)
+    return actor, theta, head, obs, actions, logits_old, head.log_prob(logits_old, actions), adv
+
+
+def _as_function(actor, obs):
+    """logits(θ_flat): the actor as a function of one flat parameter vector (for autograd.functional)."""
+    names = [n for n, _ in actor.named_parameters()]
+    shapes = [p.shape for p in actor.parameters()]
+
+    def logits(theta_flat):
+        chunks = torch.split(theta_flat, [math.prod(s) for s in shapes])
+        return functional_call(actor, {n: c.view(s) for n, c, s in zip(names, chunks, shapes)}, (obs,))
+
+    return logits
+
+
+def _fvp_at_old(actor, head, obs, logits_old, damping=0.0):
+    params = list(actor.parameters())
+    return fisher_vector_product(mean_kl(head, logits_old, actor(obs)), params, damping)
+
+
+# --------------------------------------------------------------------------- Fisher-vector product
+@pytest.mark.parametrize("damping", [0.0, 0.1])
+def test_fvp_equals_hessian_of_mean_kl_times_v(damping):
+    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor()
+    f = _as_function(actor, obs)
+    theta_old = theta.detach().clone()
+    hessian = torch.autograd.functional.hessian(lambda t: mean_kl(head, logits_old, f(t)), theta_old)
+    fvp = _fvp_at_old(actor, head, obs, logits_old, damping)
+    for seed in range(3):
+        v = torch.randn(theta.numel(), dtype=theta.dtype, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-10, atol=1e-12)
+    # F is symmetric positive semi-definite: the Fisher matrix of the policy
+    torch.testing.assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-12)
+    assert torch.linalg.eigvalsh(hessian).min() > -1e-10
+
+
+def test_fvp_through_the_fast_tanh_path_matches_the_float64_hessian():
+    # 600 observations x 8 hidden units: the actor's Tanh takes the sigmoid path (>= 4096 elements, float32),
+    # a custom autograd.Function that the double backward goes through; the reference uses torch.tanh in float64
+    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor(n_obs=600, dtype=torch.float32)
+    actor64 = mlp(4, [8, 8], N_ACTIONS, "tanh").double()
+    actor64.load_state_dict({k: v.double() for k, v in actor.state_dict().items()})
+    f64 = _as_function(actor64, obs.double())
+    hessian = torch.autograd.functional.hessian(lambda t: mean_kl(head, logits_old.double(), f64(t)),
+                                                theta.detach().double())
+    v = torch.randn(theta.numel())
+    got = _fvp_at_old(actor, head, obs, logits_old)(v)
+    want = hessian @ v.double()
+    assert (got.double() - want).norm() < 1e-4 * want.norm()
+
+
+def _per_action_scores(actor, obs, theta):
+    """∇_θ log π(a|s) for every state and every action: [N, A, P] (exact, by jacrev)."""
+    f = _as_function(actor, obs)
+    return jacrev(lambda t: f(t).log_softmax(-1))(theta.detach().clone())
+
+
+def test_fvp_is_the_fisher_matrix_times_v():
+    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor()
+    v = torch.randn(theta.numel(), dtype=theta.dtype)
+    fv = _fvp_at_old(actor, head, obs, logits_old)(v)
+    scores = _per_action_scores(actor, obs, theta)  # [N, A, P]
+    probs = logits_old.softmax(-1)  # [N, A]
+    # F v = E_s Σ_a π_old(a|s) ∇log π(a|s) (∇log π(a|s)ᵀ v), the expectation over actions done exactly
+    exact = torch.einsum("na,nap,na->p", probs, scores, scores @ v) / obs.shape[0]
+    torch.testing.assert_close(fv, exact, rtol=1e-9, atol=1e-12)
+
+
+def test_fvp_agrees_with_the_empirical_fisher_within_sampling_error():
+    """F v against (1/M) Σ_i ∇log π(a_i|s_i) ∇log π(a_i|s_i)ᵀ v with a_i ~ π_old(·|s_i).
+
+    Tolerance: each coordinate of the sample mean has standard error σ_p / sqrt(M), σ_p the
+    sample standard deviation of that coordinate's M terms. We allow 5 standard errors per
+    coordinate: a correct F v fails this with probability < P · 6e-7 (two-sided Gaussian tail
+    at 5σ, union bound over the P ≈ 130 coordinates), i.e. about 1e-4, and the seed is fixed
+    anyway. The estimate must also be close overall: a wrong F v (e.g. off by a factor 2, or a
+    transposed Hessian term) misses by hundreds of standard errors.
+    """
+    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor(n_obs=64)
+    v = torch.randn(theta.numel(), dtype=theta.dtype)
+    fv = _fvp_at_old(actor, head, obs, logits_old)(v)
+    scores = _per_action_scores(actor, obs, theta)  # [N, A, P]
+    per_state = 400  # actions sampled per state: M = 64 * 400 samples
+    gen = torch.Generator().manual_seed(1)
+    actions = torch.multinomial(logits_old.softmax(-1), per_state, replacement=True, generator=gen)  # [N, K]
+    sampled = scores[torch.arange(obs.shape[0])[:, None], actions]  # [N, K, P]: ∇log π(a_i|s_i)
+    terms = (sampled * (sampled @ v)[..., None]).reshape(-1, theta.numel())  # [M, P]
+    estimate = terms.mean(0)
+    stderr = terms.std(0) / math.sqrt(terms.shape[0])
+    assert ((estimate - fv).abs() <= 5 * stderr + 1e-12).all()
+    assert (estimate - fv).norm() < 0.1 * fv.norm()
+
+
+# --------------------------------------------------------------------------- conjugate gradient
+def test_cg_matches_a_direct_solve_on_a_random_spd_system():
+    gen = torch.Generator().manual_seed(0)
+    n = 30
+    q = torch.randn(n, n, dtype=torch.float64, generator=gen)
+    a = q @ q.T + 0.5 * torch.eye(n, dtype=torch.float64)
+    b = torch.randn(n, dtype=torch.float64, generator=gen)
+    x, info = conjugate_gradient(lambda v: a @ v, b, max_steps=3 * n, residual_tol=1e-20)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
+    assert info["steps"] <= 3 * n and info["residual_norm"] < 1e-9
+    torch.testing.assert_close(torch.tensor(info["xAx"], dtype=torch.float64), x @ a @ x)
+
+
+def test_cg_stopped_early_reports_its_true_residual_and_xAx():
+    gen = torch.Generator().manual_seed(1)
+    n = 40
+    q = torch.randn(n, n, dtype=torch.float64, generator=gen)
+    a = q @ q.T + 0.1 * torch.eye(n, dtype=torch.float64)
+    b = torch.randn(n, dtype=torch.float64, generator=gen)
+    x, info = conjugate_gradient(lambda v: a @ v, b, max_steps=5)
+    assert info["steps"] == 5 and info["residual_norm"] > 1e-6  # not converged in 5 steps on 40 dimensions
+    assert info["residual_norm"] == pytest.approx(float((b - a @ x).norm()), rel=1e-8)
+    assert info["xAx"] == pytest.approx(float(x @ a @ x), rel=1e-8)
+
+
+def test_cg_on_a_zero_right_hand_side_returns_zero_without_products():
+    calls = []
+    x, info = conjugate_gradient(lambda v: calls.append(1) or v, torch.zeros(5), max_steps=10)
+    assert torch.equal(x, torch.zeros(5)) and info["steps"] == 0 and not calls
+
+
+def test_flat_parameter_helpers_round_trip():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    params = list(net.parameters())
+    flat = get_flat_params(params)
+    assert flat.shape == (sum(p.numel() for p in params),)
+    set_flat_params(params, flat + 1.0)
+    torch.testing.assert_close(get_flat_params(params), flat + 1.0)
+    y = net(torch.randn(5, 3)).sum()
+    reference = torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, retain_graph=True)])
+    torch.testing.assert_close(flat_grad(y, params), reference)
+    with pytest.raises(ValueError, match="7 values for 26 parameters"):
+        set_flat_params(params, torch.zeros(7))
+
+
+# --------------------------------------------------------------------------- step length and line search
+def _policy_batch(obs, actions, logprob_old, logits_old, adv):
+    return {"x": obs, "actions": actions, "logprob_old": logprob_old, "params_old": logits_old, "advantages": adv}
+
+
+@pytest.mark.parametrize("variant", ["npg", "trpo"])
+def test_natural_gradient_step_fills_the_quadratic_trust_region(variant):
+    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    # F is singular for a softmax policy (adding a constant to every logit changes nothing), so CG
+    # solves the damped system (F + λI) s = g, and the step length uses the same damped matrix
+    delta, damping = 1e-4, 1e-2
+    cfg = TRPOConfig(target_kl=delta, cg_damping=damping, cg_max_steps=200, variant=variant, normalize_advantage=False)
+    theta_old = theta.detach().clone()
+    metrics = trpo_policy_step(actor, theta, head, _policy_batch(obs, actions, logprob_old, logits_old, adv), cfg)
+    assert metrics["diag/cg_residual"] < 1e-5  # CG converged (‖r‖² < 1e-10): the step is along F⁻¹g
+    theta_new = theta.detach().clone()
+    step = theta_new - theta_old
+    with torch.no_grad():
+        real_kl = float(mean_kl(head, logits_old, actor(obs)))
+        theta.copy_(theta_old)  # F is the curvature at θ_old
+    fvp, fvp_damped = _fvp_at_old(actor, head, obs, logits_old), _fvp_at_old(actor, head, obs, logits_old, damping)
+    shrink = 0.8 ** metrics["train/backtracks"]  # TRPO may take a shorter step than the full one
+    # (E7): the full step β s satisfies ½ (βs)ᵀ(F + λI)(βs) = δ exactly
+    assert 0.5 * step @ fvp_damped(step) / shrink ** 2 == pytest.approx(delta, rel=1e-6)
+    # with δ this small the quadratic model is accurate: the real KL is ½ ΔᵀFΔ (a little under δ: the damping)
+    assert real_kl == pytest.approx(metrics["diag/kl"], rel=1e-9)
+    assert real_kl == pytest.approx(0.5 * float(step @ fvp(step)), rel=0.02)
+    assert 0.5 * shrink ** 2 * delta < real_kl <= delta
+    assert metrics["diag/surrogate_improvement"] > 0
+    # the step is along the natural gradient: (F + λI) Δ is parallel to g
+    g = flat_grad(surrogate_advantage(head.log_prob(actor(obs), actions), logprob_old, adv), list(actor.parameters()))
+    assert torch.nn.functional.cosine_similarity(fvp_damped(step), g, dim=0) > 1 - 1e-9
+
+
+def _evaluator(actor, theta, head, obs, actions, logits_old, logprob_old, adv, log):
+    @torch.no_grad()
+    def evaluate(candidate):
+        theta.copy_(candidate)
+        logits = actor(obs)
+        surrogate = surrogate_advantage(head.log_prob(logits, actions), logprob_old, adv)
+        kl = mean_kl(head, logits_old, logits)
+        log.append((float(surrogate), float(kl)))
+        return surrogate, kl
+    return evaluate
+
+
+def _natural_direction(actor, head, obs, actions, logits_old, logprob_old, adv, damping=1e-2):
+    params = list(actor.parameters())
+    logits = actor(obs)
+    g = flat_grad(surrogate_advantage(head.log_prob(logits, actions), logprob_old, adv), params, retain_graph=True)
+    s, info = conjugate_gradient(fisher_vector_product(mean_kl(head, logits_old, logits), params, damping), g, 200)
+    return s, info["xAx"]
+
+
+def test_line_search_backtracks_from_a_step_that_breaks_the_kl_bound():
+    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    delta = 0.01
+    s, sFs = _natural_direction(actor, head, obs, actions, logits_old, logprob_old, adv)
+    full_step = 5.0 * math.sqrt(2 * delta / sFs) * s  # 5 times too long: KL about 25 δ
+    theta_old, log = theta.detach().clone(), []
+    l_old = float(adv.mean())  # L(θ_old): every ratio is 1
+    new_theta, info = backtracking_line_search(_evaluator(actor, theta, head, obs, actions, logits_old, logprob_old,
+                                                          adv, log), theta_old, full_step, l_old, delta, 0.8, 20)
+    assert info["accepted"] and info["backtracks"] >= 1
+    assert all(kl > delta for _, kl in log[:-1])  # every rejected candidate broke the bound ...
+    assert log[0][0] > l_old  # ... even though it improved the surrogate
+    assert info["kl"] <= delta and info["surrogate"] > l_old
+    torch.testing.assert_close(new_theta, theta_old + 0.8 ** info["backtracks"] * full_step)
+
+
+def test_line_search_rejects_a_step_that_lowers_the_surrogate():
+    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    delta = 0.01
+    s, sFs = _natural_direction(actor, head, obs, actions, logits_old, logprob_old, adv)
+    full_step = -0.5 * math.sqrt(2 * delta / sFs) * s  # downhill, well inside the trust region
+    theta_old, log = theta.detach().clone(), []
+    l_old = float(adv.mean())  # L(θ_old): every ratio is 1
+    new_theta, info = backtracking_line_search(_evaluator(actor, theta, head, obs, actions, logits_old, logprob_old,
+                                                          adv, log), theta_old, full_step, l_old, delta, 0.8, 10)
+    assert len(log) == 10 and all(kl <= delta and surr < l_old for surr, kl in log)  # within δ, but worse: rejected
+    assert not info["accepted"] and info["backtracks"] == 10 and info["kl"] == 0.0
+    assert torch.equal(new_theta, theta_old)
+
+
+def test_line_search_takes_the_first_candidate_that_passes_both_tests():
+    outcomes = iter([(1.0, 0.5), (-0.1, 0.001), (0.2, 0.01), (0.3, 0.001)])  # KL too big; worse; ok (KL = δ); ok
+    theta, info = backtracking_line_search(lambda t: next(outcomes), torch.zeros(2), torch.ones(2), 0.0, 0.01, 0.5, 10)
+    assert info == {"accepted": True, "backtracks": 2, "kl": 0.01, "surrogate": 0.2}
+    torch.testing.assert_close(theta, torch.full((2,), 0.25))
+
+
+def test_failed_line_search_restores_the_old_parameters(monkeypatch):
+    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    real_cg = conjugate_gradient
+
+    def downhill_cg(matvec, b, max_steps, residual_tol=1e-10):  # a search direction that only makes things worse
+        s, info = real_cg(matvec, b, max_steps, residual_tol)
+        return -s, info
+
+    monkeypatch.setattr("lucidrl.algos.trpo.conjugate_gradient", downhill_cg)
+    theta_old = theta.detach().clone()
+    cfg = TRPOConfig(line_search_max_iter=5)
+    metrics = trpo_policy_step(actor, theta, head, _policy_batch(obs, actions, logprob_old, logits_old, adv), cfg)
+    assert torch.equal(theta.detach(), theta_old)
+    with torch.no_grad():
+        assert torch.equal(actor(obs), logits_old)  # the policy is π_old again, exactly
+    assert metrics["train/line_search_success"] == 0.0 and metrics["train/backtracks"] == 5
+    assert metrics["diag/kl"] == 0.0 and metrics["diag/surrogate_improvement"] == 0.0
+
+
+# --------------------------------------------------------------------------- gradient at θ_old
+def test_surrogate_gradient_at_theta_old_equals_the_vanilla_policy_gradient():
+    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    params = list(actor.parameters())
+    logprob = head.log_prob(actor(obs), actions)
+    assert torch.allclose(logprob, logprob_old)  # at θ_old every ratio is 1 ...
+    g_trpo = flat_grad(surrogate_advantage(logprob, logprob_old, adv), params)
+    vpg_loss = -(head.log_prob(actor(obs), actions) * adv).mean()  # -E[log π(a|s) Â]
+    g_vpg = flat_grad(vpg_loss, params)
+    torch.testing.assert_close(g_trpo, -g_vpg, rtol=1e-10, atol=1e-12)  # ... and ∇L = E[∇log π Â] = -∇(VPG loss)
+    # the KL's gradient vanishes there (θ_old is its minimum): only its curvature shapes the step
+    assert flat_grad(mean_kl(head, logits_old, actor(obs)), params).abs().max() < 1e-12
