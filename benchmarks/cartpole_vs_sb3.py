@@ -1,6 +1,6 @@
 """lucidrl against Stable-Baselines3 / sb3-contrib on CartPole-v1: same hyperparameters, same machine.
 
-``--algo`` picks the algorithm: ``ppo`` (SB3 PPO), ``a2c`` (SB3 A2C), ``trpo`` (sb3-contrib TRPO),
+``--algo`` picks the algorithm: ``ppo`` (SB3 PPO), ``a2c`` (SB3 A2C), ``dqn`` (SB3 DQN), ``trpo`` (sb3-contrib TRPO),
 each with the rl-baselines3-zoo CartPole-v1 hyperparameters (table ``ALGOS`` below); the peer's
 defaults fill in the rest, and lucidrl's defaults equal them for the same names. ``vpg`` and
 ``reinforce`` have no SB3 counterpart: they run lucidrl alone, with its tuned CartPole presets.
@@ -33,6 +33,7 @@ Examples:
 
     python benchmarks/cartpole_vs_sb3.py --algo ppo                # 3 seeds, 100k steps, both libs
     python benchmarks/cartpole_vs_sb3.py --algo a2c
+    python benchmarks/cartpole_vs_sb3.py --algo dqn --timesteps 50000   # the zoo's DQN budget
     python benchmarks/cartpole_vs_sb3.py --algo ppo --only lucidrl --lucidrl-kwargs '{"variant": "kl_penalty"}'
 """
 
@@ -74,6 +75,12 @@ ALGOS = {
     "reinforce": {"lucidrl": "REINFORCE", "peer": None,
                   "hyperparams": dict(n_envs=8, n_steps=250, psi="reward_to_go", learning_rate=3e-3, gamma=0.99),
                   "linear": {}},
+    "dqn": {"lucidrl": "DQN", "peer": ("stable_baselines3", "DQN"),
+            "hyperparams": dict(n_envs=1, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+                                gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+                                exploration_fraction=0.16, exploration_final_eps=0.04),
+            "policy_kwargs": {"net_arch": [256, 256]},  # lucidrl: net_arch=[256, 256]; SB3: policy_kwargs
+            "linear": {}},
     "trpo": {"lucidrl": "TRPO", "peer": ("sb3_contrib", "TRPO"),
              "hyperparams": dict(n_envs=2, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
                                  learning_rate=1e-3, n_critic_updates=20),
@@ -91,7 +98,7 @@ def _train_lucidrl(algo: str, seed: int, timesteps: int, extra: dict):
     spec = ALGOS[algo]
     schedules = {k: lucidrl.linear(v) for k, v in spec["linear"].items()}
     model = getattr(lucidrl, spec["lucidrl"])(ENV_ID, seed=seed, verbose=0, preset=False, **spec["hyperparams"],
-                                              **schedules, **extra)
+                                              **spec.get("policy_kwargs", {}), **schedules, **extra)
     t0 = time.perf_counter()
     model.learn(total_timesteps=timesteps)
     train_s = time.perf_counter() - t0
@@ -116,6 +123,8 @@ def _train_sb3(algo: str, seed: int, timesteps: int, extra: dict):
     hp = dict(spec["hyperparams"])
     env = make_vec_env(ENV_ID, n_envs=hp.pop("n_envs"), seed=seed)
     schedules = {k: (lambda p, v=v: p * v) for k, v in spec["linear"].items()}
+    if spec.get("policy_kwargs"):
+        hp["policy_kwargs"] = spec["policy_kwargs"]
     model = getattr(module, cls_name)("MlpPolicy", env, **hp, **schedules, device="cpu", seed=seed, verbose=0)
     t0 = time.perf_counter()
     model.learn(total_timesteps=timesteps)

@@ -188,9 +188,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    for algo in [args.algo] if args.algo else sorted(_algorithms()):
+    algos = [args.algo] if args.algo else sorted(_algorithms())
+    width = max(map(len, algos))
+    for algo in algos:
         for name, p in load_presets(algo).items():
-            print(f"{algo:6s} {name:24s} {p.get('n_timesteps', ''):>9} steps  source: {p.get('source', '?')}")
+            print(f"{algo:{width}s} {name:24s} {p.get('n_timesteps', ''):>9} steps  source: {p.get('source', '?')}")
     return 0
 
 

@@ -263,3 +263,31 @@ class ActorCritic(nn.Module):
             return self.actor_out(h), self.critic_out(h).squeeze(-1)
         return self.actor(x), self.critic(x).squeeze(-1)
 
+
+
+# --------------------------------------------------------------------------- Q-network
+class QNetwork(nn.Module):
+    """Q(s, ·): an MLP from an observation to one action value per Discrete action (DQN's network).
+
+    As SB3's DQN ``QNetwork``: ReLU hidden layers and PyTorch's default initialisation
+    (``ortho_init=False``). A Box action space gets an EnvError: a Q-network needs a finite set of
+    actions to take the max over.
+    """
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, net_arch: Sequence[int] = (64, 64),
+                 activation: str = "relu", ortho_init: bool = False, algo: str = "DQN"):
+        super().__init__()
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise EnvError(
+                f"{algo} needs a Discrete action space (one Q-value per action); got {action_space}. "
+                "Continuous (Box) actions are planned for the policy-gradient algorithms (PPO, A2C, TRPO, VPG) "
+                "with a Gaussian policy head, coming in a later release; in this version no lucidrl algorithm "
+                "takes them, so discretise the actions with a wrapper."
+            )
+        self.n_actions = int(action_space.n)
+        self.encoder, in_dim = obs_encoder(obs_space, algo)
+        self.q = mlp(in_dim, net_arch, self.n_actions, activation, out_std=1.0, ortho=ortho_init)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) for every action: [..., n_actions]."""
+        return self.q(self.encoder(obs))

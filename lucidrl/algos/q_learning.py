@@ -1,0 +1,391 @@
+"""Tabular Q-learning (Watkins 1989; Sutton & Barto 2018, section 6.5), with SARSA and Expected SARSA.
+
+A table Q[s, a] holds one number per (state, action). The agent acts ε-greedily on it and,
+after every transition (s, a, r, s'), moves the one entry Q[s, a] a step α towards a
+one-step target. The three members of the family differ only in that target:
+
+* (E1) ε-greedy policy   a = argmax_a Q[s, a] with probability 1-ε, else uniform         [S&B 2018, sec. 2.2, 5.4]
+* (E2) Q-learning        Q[s,a] ← Q[s,a] + α (r + γ max_a' Q[s',a'] - Q[s,a])             [S&B 2018, eq. 6.8; Watkins 1989]
+* (E3) SARSA             Q[s,a] ← Q[s,a] + α (r + γ Q[s',a'] - Q[s,a]),  a' ~ ε-greedy(s')  [S&B 2018, eq. 6.7]
+* (E4) Expected SARSA    Q[s,a] ← Q[s,a] + α (r + γ Σ_a' π(a'|s') Q[s',a'] - Q[s,a])      [S&B 2018, eq. 6.9]
+* (E5) episode ends      the bootstrap term γ(...) is 0 only when s' is *terminal*; after a
+                         time-limit truncation it is kept, computed at the true final s'     [Pardo et al. 2018]
+* (E6) value iteration's fixed point: Q* = T Q*, T Q(s,a) = E[r + γ max_a' Q(s',a')]      [S&B 2018, eq. 3.20]
+
+(E2) samples the Bellman *optimality* operator (E6): its target uses the max, whatever the
+behaviour policy did, so Q-learning is off-policy and converges to Q* (Watkins & Dayan 1992)
+when every pair is visited infinitely often and Σα = ∞, Σα² < ∞. (E3) and (E4) sample the
+Bellman *expectation* operator of the ε-greedy policy being followed (on-policy): they learn
+Q^π of that policy, which becomes Q* only as ε → 0.
+
+**Why no target network.** DQN (Mnih et al. 2015) needs a frozen copy of its Q-network because
+a gradient step on one (s, a) moves the network's outputs for *every* state, including the s'
+it bootstraps from: the target moves with each update and the regression can chase itself
+and diverge (the "deadly triad": function approximation, bootstrapping, off-policy data).
+A table does not generalise: an update changes exactly one entry, Q[s, a], and leaves
+max_a' Q[s', a'] untouched unless s' = s. Each update is one sampled, partial step of the
+operator T, which is a γ-contraction in the max-norm, so the asynchronous stochastic
+approximation argument (Watkins & Dayan 1992; Jaakkola, Jordan & Singh 1994) gives
+convergence to the unique fixed point Q* without freezing anything.
+
+Observations: a ``Discrete`` space indexes the table directly (FrozenLake, Taxi,
+CliffWalking). A ``Box`` space is discretised (D1): each dimension i is clipped to
+[low_i, high_i] and cut into ``n_bins[i]`` equal bins; the bin indices are flattened into one
+state index (``np.ravel_multi_index``). Unbounded dimensions need explicit ``bounds``;
+CartPole-v1 has known defaults (``KNOWN_BOUNDS``): cart velocity ±3 and pole angular velocity
+±3.5, which cover what a balancing policy visits, and position ±2.4 / angle ±0.21 rad, the
+termination thresholds.
+
+Several envs at once (``n_envs`` > 1): all N transitions of a step are computed from the table
+as it was before the step, then applied together. When k of them hit the same entry Q[s, a]
+their TD errors are *averaged* (``np.bincount`` of the errors over a count), so the entry
+moves once, by α times the mean error: a step towards the mean target, which never overshoots
+(summing them would move it by up to kα). With n_envs=1 this is exactly (E2)-(E4).
+
+Deviations from Watkins / Sutton & Barto, each a switch: decaying ε (``exploration_*``; the
+book uses a constant ε), a learning-rate schedule (``learning_rate`` may be ``lin_x``),
+an initial value Q_0 (``initial_q``; optimistic values explore), random tie-breaking among
+equal greedy actions during training (``predict`` takes the first maximum).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import nn
+
+from lucidrl.agent import Algorithm
+from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
+from lucidrl.envs import autoreset_mode
+from lucidrl.errors import ConfigError, EnvError
+
+UpdateName = Literal["q_learning", "sarsa", "expected_sarsa"]
+
+# (D1) default [low, high] per dimension for Box envs whose space has infinite bounds.
+KNOWN_BOUNDS: dict[str, list[float]] = {
+    # x (terminates at ±2.4), x_dot, θ (terminates at ±0.2095 rad), θ_dot
+    "CartPole-v1": [-2.4, 2.4, -3.0, 3.0, -0.21, 0.21, -3.5, 3.5],
+    "CartPole-v0": [-2.4, 2.4, -3.0, 3.0, -0.21, 0.21, -3.5, 3.5],
+}
+MAX_TABLE_ENTRIES = 50_000_000  # 400 MB of float64: a larger table is almost surely a mistake
+
+
+@dataclass
+class QLearningConfig:
+    """Tabular Q-learning's hyperparameters. Defaults: Sutton & Barto's examples (α 0.1, ε-greedy), ε decaying as SB3's DQN."""
+
+    n_envs: int = 1
+    """Number of parallel envs N; their transitions update one shared table (duplicate entries averaged)."""
+    update: UpdateName = "q_learning"
+    """Target of the update: q_learning (max, E2, off-policy), sarsa (sampled next action, E3) or expected_sarsa (E4)."""
+    learning_rate: FloatOrSchedule = 0.1
+    """Step size α (Sutton & Barto's examples: 0.1); a float or a schedule, e.g. lin_0.1."""
+    gamma: float = 0.99
+    """Discount γ."""
+    exploration_initial_eps: float = 1.0
+    """ε at the start of training (SB3's name)."""
+    exploration_final_eps: float = 0.05
+    """ε after exploration_fraction of training, kept until the end (SB3's name)."""
+    exploration_fraction: float = 0.5
+    """Share of the training budget over which ε decays from initial to final (SB3's name)."""
+    exploration_decay: Literal["linear", "exponential"] = "linear"
+    """Shape of the ε decay: linear (as SB3) or exponential (geometric: the same factor every step; needs final eps > 0)."""
+    initial_q: float = 0.0
+    """Deviation: Q_0, the value every table entry starts at (> 0 on negative-reward tasks explores optimistically)."""
+    n_bins: list[int] = field(default_factory=lambda: [10])
+    """Box observations only (D1): bins per dimension; one number is used for every dimension, 1 ignores a dimension."""
+    bounds: list[float] = field(default_factory=list)
+    """Box observations only (D1): low_1 high_1 ... low_d high_d; values outside are clipped. Empty: KNOWN_BOUNDS (CartPole) or the space's bounds; the bounds used are recorded here."""
+    seed: int | None = None
+    """Seed of NumPy, torch and the envs (None: drawn at random and recorded)."""
+    device: str = "cpu"
+    """The table lives on the CPU (NumPy updates); only 'cpu' is accepted."""
+
+    def __post_init__(self):
+        check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
+        check(self.update in ("q_learning", "sarsa", "expected_sarsa"),
+              f"update must be 'q_learning', 'sarsa' or 'expected_sarsa', got {self.update!r}")
+        check_schedule(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=False)
+        check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}")
+        for name in ("exploration_initial_eps", "exploration_final_eps"):
+            v = getattr(self, name)
+            check(isinstance(v, (int, float)) and 0.0 <= v <= 1.0, f"{name} must lie in [0, 1], got {v!r}")
+        check(0.0 < self.exploration_fraction <= 1.0, f"exploration_fraction must lie in (0, 1], got {self.exploration_fraction}")
+        check(self.exploration_decay in ("linear", "exponential"),
+              f"exploration_decay must be 'linear' or 'exponential', got {self.exploration_decay!r}")
+        check(self.exploration_decay == "linear" or (self.exploration_final_eps > 0 and self.exploration_initial_eps > 0),
+              "exploration_decay='exponential' needs exploration_initial_eps and exploration_final_eps > 0 "
+              "(a geometric decay never reaches 0); use exploration_decay='linear' to reach 0")
+        check(math.isfinite(self.initial_q), f"initial_q must be a finite number, got {self.initial_q}")
+        check(isinstance(self.n_bins, (list, tuple)) and len(self.n_bins) >= 1
+              and all(isinstance(b, int) and b >= 1 for b in self.n_bins),
+              f"n_bins must be a list of integers >= 1 such as [10] or [1, 1, 6, 12], got {self.n_bins!r}")
+        self.n_bins = list(self.n_bins)
+        check(isinstance(self.bounds, (list, tuple)) and len(self.bounds) % 2 == 0
+              and all(isinstance(b, (int, float)) and math.isfinite(b) for b in self.bounds)
+              and all(lo < hi for lo, hi in zip(self.bounds[::2], self.bounds[1::2])),
+              f"bounds must be finite pairs low_1 high_1 ... low_d high_d with low < high, got {self.bounds!r}")
+        self.bounds = [float(b) for b in self.bounds]
+        check(self.device == "cpu", f"the Q-table lives on the CPU; device must be 'cpu', got {self.device!r}")
+
+
+# --------------------------------------------------------------------------- pure functions
+def exploration_rate(progress_remaining: float, initial: float, final: float, fraction: float,
+                     decay: str = "linear") -> float:
+    """(E1) ε at a point of training: ``initial`` at progress 1, ``final`` once ``fraction`` of training is done."""
+    done = min(1.0, (1.0 - progress_remaining) / fraction)
+    if decay == "linear":
+        return initial + done * (final - initial)
+    return initial * (final / initial) ** done  # geometric: ε_t = ε_0 (ε_end/ε_0)^(t / T_decay)
+
+
+class Discretiser:
+    """(D1) Box observation -> one state index: clip to [low, high], cut each dimension into equal bins."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, n_bins: np.ndarray):
+        self.low, self.high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        self.n_bins = np.asarray(n_bins, np.int64)
+        self.width = (self.high - self.low) / self.n_bins
+        self.n_states = int(np.prod(self.n_bins))
+
+    def bins(self, obs: np.ndarray) -> np.ndarray:
+        """Per-dimension bin indices [B, d]: floor((x - low) / width), clipped to 0..n-1 (x = high is in the last bin)."""
+        idx = np.floor((np.asarray(obs, np.float64) - self.low) / self.width).astype(np.int64)
+        return np.clip(idx, 0, self.n_bins - 1)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        b = self.bins(obs)
+        return np.ravel_multi_index(tuple(b.reshape(-1, len(self.n_bins)).T), tuple(self.n_bins))
+
+
+def epsilon_greedy(q: np.ndarray, states: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
+    """(E1) one action per state: greedy (ties broken at random) with probability 1-ε, else uniform."""
+    qs = q[states]
+    noise = rng.random(qs.shape)
+    greedy = np.where(qs == qs.max(axis=1, keepdims=True), noise, -1.0).argmax(axis=1)  # random tie-break
+    explore = rng.random(len(states)) < eps
+    return np.where(explore, rng.integers(0, q.shape[1], len(states)), greedy)
+
+
+def bootstrap_values(q: np.ndarray, next_states: np.ndarray, update: str, eps: float,
+                     next_actions: np.ndarray | None = None) -> np.ndarray:
+    """The value of s' in the target: max (E2), Q[s', a'] (E3) or the ε-greedy expectation (E4)."""
+    qn = q[next_states]
+    if update == "q_learning":
+        return qn.max(axis=1)  # (E2) Bellman optimality: max_a' Q(s', a')
+    if update == "sarsa":
+        return qn[np.arange(len(next_states)), next_actions]  # (E3) the action the policy takes next
+    # (E4) Bellman expectation under ε-greedy: (1-ε) max + ε mean (tied maxima share the same value)
+    return (1.0 - eps) * qn.max(axis=1) + eps * qn.mean(axis=1)
+
+
+def td_targets(rewards: np.ndarray, terminated: np.ndarray, next_values: np.ndarray, gamma: float) -> np.ndarray:
+    """(E5) r + γ V(s'), with V(s') = 0 only where s' is terminal; truncated transitions keep the bootstrap."""
+    return rewards + gamma * np.where(terminated, 0.0, next_values)
+
+
+def apply_td_update(q: np.ndarray, states: np.ndarray, actions: np.ndarray, targets: np.ndarray,
+                    alpha: float) -> np.ndarray:
+    """Q[s,a] += α (target - Q[s,a]) in place, one entry per transition (E2-E4); returns the TD errors.
+
+    Transitions that share an entry move it once, by α times their mean TD error (all errors are
+    computed from the table before this call)."""
+    td = targets - q[states, actions]
+    if len(states) == 1:
+        q[states[0], actions[0]] += alpha * td[0]
+        return td
+    entries, which = np.unique(states * q.shape[1] + actions, return_inverse=True)
+    mean_td = np.bincount(which, weights=td) / np.bincount(which)  # per entry: Σ td / count
+    q.reshape(-1)[entries] += alpha * mean_td  # (a view: q itself changes)
+    return td
+
+
+# --------------------------------------------------------------------------- the table as a module
+class QTable(nn.Module):
+    """The Q-table as a float64 buffer [n_states, n_actions], so checkpoints save it like any network."""
+
+    def __init__(self, n_states: int, n_actions: int, initial_q: float = 0.0):
+        super().__init__()
+        self.register_buffer("q", torch.full((n_states, n_actions), float(initial_q), dtype=torch.float64))
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy view sharing the buffer's memory: updates through it change the module."""
+        return self.q.numpy()
+
+
+# --------------------------------------------------------------------------- the algorithm
+class QLearning(Algorithm):
+    """Tabular Q-learning (or SARSA / Expected SARSA). ``QLearning("FrozenLake-v1").learn(300_000)``.
+
+    Hyperparameters are the fields of :class:`QLearningConfig`; with an env id that has a preset,
+    the preset is the starting point (``preset=False`` to skip it).
+    """
+
+    name = "qlearning"
+    config_class = QLearningConfig
+    state_attributes = ("exploration_rate",)
+
+    def __init__(self, env, **kwargs: Any):
+        super().__init__(env, **kwargs)
+        cfg: QLearningConfig = self.config
+        obs_space, act_space = self.observation_space, self.action_space
+        if not isinstance(act_space, gym.spaces.Discrete):
+            raise EnvError(f"QLearning needs a Discrete action space (one table column per action); got {act_space}. "
+                           "For continuous actions use PPO, TRPO, A2C or VPG with a Gaussian policy, or discretise "
+                           "the actions with a wrapper.")
+        self.discretiser: Discretiser | None = None
+        if isinstance(obs_space, gym.spaces.Discrete):
+            n_states = int(obs_space.n)
+            self._obs_start = int(obs_space.start)
+            if cfg.bounds or cfg.n_bins != [10]:
+                self.notes.append("qlearning: n_bins and bounds are ignored: the observations are Discrete already")
+        elif isinstance(obs_space, gym.spaces.Box):
+            self.discretiser = self._make_discretiser(obs_space)
+            n_states = self.discretiser.n_states
+        else:
+            raise EnvError(f"QLearning needs a Discrete observation space, or a Box one to discretise; got {obs_space}")
+        if n_states * int(act_space.n) > MAX_TABLE_ENTRIES:
+            raise ConfigError(f"the Q-table would have {n_states} states x {act_space.n} actions "
+                              f"(> {MAX_TABLE_ENTRIES:,} entries); use fewer n_bins")
+        self.agent = QTable(n_states, int(act_space.n), cfg.initial_q)
+        self.exploration_rate = cfg.exploration_initial_eps
+
+    def _make_discretiser(self, space: gym.spaces.Box) -> Discretiser:
+        cfg: QLearningConfig = self.config
+        d = int(np.prod(space.shape))
+        n_bins = cfg.n_bins * d if len(cfg.n_bins) == 1 else cfg.n_bins
+        if len(n_bins) != d:
+            raise ConfigError(f"n_bins has {len(cfg.n_bins)} entries but the observations have {d} dimensions; "
+                              f"give one number or {d}")
+        bounds = cfg.bounds or KNOWN_BOUNDS.get(self.env_id or "", [])
+        if bounds:
+            if len(bounds) != 2 * d:
+                raise ConfigError(f"bounds has {len(bounds)} numbers; {d}-dimensional observations need {2 * d} "
+                                  "(low_1 high_1 ... low_d high_d)")
+            low, high = np.array(bounds[::2]), np.array(bounds[1::2])
+        else:
+            low, high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
+            wide = ~(np.isfinite(low) & np.isfinite(high)) | (np.abs(low) > 1e6) | (np.abs(high) > 1e6)
+            if wide.any():
+                raise ConfigError(f"observation dimensions {np.flatnonzero(wide).tolist()} of {space} are unbounded; "
+                                  "give bounds=[low_1, high_1, ..., low_d, high_d] to discretise them")
+        # record what is used, so a saved model rebuilds the same cells without its env id
+        cfg.bounds = [float(v) for pair in zip(low, high) for v in pair]
+        cfg.n_bins = [int(b) for b in n_bins]
+        return Discretiser(low, high, np.array(n_bins))
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}  # the table is updated by (E2)-(E4) directly, not by an optimiser
+
+    def states(self, obs: np.ndarray) -> np.ndarray:
+        """Table row of each observation in a batch (Discrete: the index; Box: the discretised cell)."""
+        if self.discretiser is None:
+            return np.asarray(obs, np.int64).reshape(-1) - self._obs_start
+        return self.discretiser(np.asarray(obs).reshape(len(obs), -1))
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        q = self.agent.numpy()
+        s = self.states(obs.cpu().numpy())
+        greedy = q[s].argmax(axis=1)  # the first maximum: repeatable
+        if deterministic:
+            return torch.as_tensor(greedy)
+        explore = torch.rand(len(s), generator=self.generator).numpy() < self.exploration_rate
+        random_a = torch.randint(q.shape[1], (len(s),), generator=self.generator).numpy()
+        return torch.as_tensor(np.where(explore, random_a, greedy))
+
+    def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
+              checkpoint_freq: int | None = None, callback: Callable[["QLearning", dict], bool | None] | None = None,
+              log_interval: int = 1000) -> "QLearning":
+        """Train for ``total_timesteps`` env steps (counted over all envs).
+
+        log_interval: env steps between rows of metrics (and callback calls).
+        checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
+        callback: called as ``callback(model, metrics)`` after each logged chunk; returning False stops.
+        """
+        cfg: QLearningConfig = self.config
+        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
+        env, N = self.env, self.env.num_envs
+        next_step_mode = autoreset_mode(env) == AutoresetMode.NEXT_STEP
+        # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
+        q = self.agent.numpy()
+        if getattr(self, "_obs", None) is None or getattr(self, "_obs_env", None) is not env:
+            self._obs, _ = env.reset(seed=cfg.seed)
+            self._obs_env = env
+            self._prev_done = np.zeros(N, dtype=bool)
+            self._ep_return, self._ep_length = np.zeros(N), np.zeros(N, dtype=np.int64)
+        obs, prev_done = self._obs, self._prev_done
+        ep_returns: list[float] = []
+        ep_lengths: list[int] = []
+        td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
+        eps = alpha = 0.0
+        s = self.states(obs)
+        a = epsilon_greedy(q, s, self.exploration_rate, rng)
+        while self.num_timesteps < target:
+            progress = self._progress_remaining(target)
+            eps = exploration_rate(progress, cfg.exploration_initial_eps, cfg.exploration_final_eps,
+                                   cfg.exploration_fraction, cfg.exploration_decay)
+            alpha = value_at(cfg.learning_rate, progress)
+            self.exploration_rate = eps
+
+            # 1. act in every env; find the true next state s' of each transition
+            next_obs, reward, terminated, truncated, info = env.step(a)
+            done = terminated | truncated
+            final_obs = next_obs
+            if not next_step_mode and done.any():  # SAME_STEP: next_obs is already the next episode's start
+                final_obs = next_obs.copy()
+                for i in np.flatnonzero(done):
+                    final_obs[i] = info["final_obs"][i]
+            s_next = self.states(final_obs)
+            # NEXT_STEP: a step right after a done is a reset step (action ignored, reward 0): skip it
+            valid = ~prev_done if next_step_mode else np.ones(N, dtype=bool)
+
+            # 2. the next action: ε-greedy at s' (SARSA's a' of (E3), and the action taken next)
+            a_next = epsilon_greedy(q, s_next, eps, rng)
+
+            # 3. one TD update per valid transition (E2)-(E5)
+            if valid.any():
+                v = np.flatnonzero(valid) if not valid.all() else slice(None)
+                values = bootstrap_values(q, s_next[v], cfg.update, eps, a_next[v])
+                targets = td_targets(reward[v], terminated[v], values, cfg.gamma)  # (E5)
+                td = apply_td_update(q, s[v], a[v], targets, alpha)
+                td_abs += float(np.abs(td).sum())
+                n_updates += len(td)
+
+            # 4. bookkeeping: episode statistics on valid steps, move on to s'
+            self._ep_return += np.where(valid, reward, 0.0)
+            self._ep_length += valid
+            if done.any():
+                idx = np.flatnonzero(done & valid)
+                ep_returns += self._ep_return[idx].tolist()
+                ep_lengths += self._ep_length[idx].tolist()
+                self._ep_return[done] = 0.0
+                self._ep_length[done] = 0
+                if not next_step_mode:  # SAME_STEP: the action for a new episode is chosen at its first state
+                    s_next = self.states(next_obs)
+                    a_next = np.where(done, epsilon_greedy(q, s_next, eps, rng), a_next)
+            obs, s, a = next_obs, s_next, a_next
+            prev_done = done if next_step_mode else prev_done
+            self.num_timesteps += N
+
+            # 5. log a row every log_interval steps
+            if self.num_timesteps - chunk_start >= log_interval or self.num_timesteps >= target:
+                self.n_updates += n_updates
+                metrics = {"train/learning_rate": alpha, "train/exploration_rate": eps,
+                           "diag/mean_abs_td_error": td_abs / max(n_updates, 1), "train/n_updates": self.n_updates}
+                stop = self._after_update(logger, SimpleNamespace(episode_returns=ep_returns, episode_lengths=ep_lengths),
+                                          metrics, chunk_start, checkpoint_freq, callback)
+                ep_returns, ep_lengths = [], []
+                td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
+                if stop:
+                    break
+        self._obs, self._prev_done = obs, prev_done
+        self._end_learn(logger)
+        return self

@@ -1,0 +1,167 @@
+"""DQN's math, checked exactly: targets at episode ends, Double DQN, target updates, ε, replay, gradients."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+import lucidrl
+from lucidrl.algos.dqn import (dqn_loss, exploration_rate, relu_mlp_huber_backward, relu_mlp_layers, soft_update,
+                               td_target)
+from lucidrl.replay import ReplayBuffer
+
+
+class Counter(gym.Env):
+    """obs = steps taken so far in the episode; reward 1; terminates when the count reaches ``term_at``."""
+
+    observation_space = gym.spaces.Box(0.0, 1000.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, term_at: int):
+        self.term_at = term_at
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t >= self.term_at, False, {}
+
+
+def _counter_vec(mode: AutoresetMode, term_at: int, limit: int, n: int = 2):
+    make = lambda: gym.wrappers.TimeLimit(Counter(term_at), max_episode_steps=limit)  # noqa: E731
+    return gym.vector.SyncVectorEnv([make] * n, autoreset_mode=mode)
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP])
+@pytest.mark.parametrize("term_at,limit", [(3, 10), (100, 4)])  # episodes that terminate / are truncated
+def test_buffer_stores_the_true_next_obs_and_terminated_in_both_autoreset_modes(mode, term_at, limit):
+    env = _counter_vec(mode, term_at, limit)
+    m = lucidrl.DQN(env, seed=0, verbose=0, preset=False, learning_starts=8, batch_size=4, train_freq=5,
+                    buffer_size=1000, net_arch=[8])
+    m.learn(60)
+    rb = m.replay
+    n = len(rb)
+    obs, nxt = rb.obs[:n, 0], rb.next_obs[:n, 0]
+    term = rb.terminated[:n].bool()
+    # the true next observation: s' = s + 1, never a reset observation 0
+    assert torch.equal(nxt, obs + 1), "a reset observation was stored as s'"
+    end = min(term_at, limit)
+    assert obs.max().item() == end - 1 and (nxt == end).any()
+    # terminated only at a true terminal state; a time-limit end is stored as not terminated
+    assert torch.equal(term, nxt == term_at)
+    if term_at > limit:
+        assert not term.any() and (nxt == limit).sum() > 0  # truncations are there, and bootstrapped
+    # NEXT_STEP reset steps are not transitions: 60 env steps, minus one per finished episode
+    episodes = 60 // 2 // (end + (mode == AutoresetMode.NEXT_STEP))
+    expected = 60 - (2 * episodes if mode == AutoresetMode.NEXT_STEP else 0)
+    if mode == AutoresetMode.NEXT_STEP:
+        assert n in (expected, expected + 2)
+    else:
+        assert n == 60
+    # the target bootstraps on truncation: only terminated transitions lose the γ max Q term
+    y = td_target(rb.rewards[:n], rb.terminated[:n], torch.full((n, 2), 5.0), 0.9)
+    assert torch.allclose(y, torch.where(term, torch.tensor(1.0), torch.tensor(1.0 + 0.9 * 5.0)))
+
+
+def test_target_masks_only_terminated():
+    rewards = torch.tensor([1.0, 1.0, 2.0])
+    terminated = torch.tensor([0.0, 1.0, 0.0])
+    next_q = torch.tensor([[1.0, 3.0], [2.0, 5.0], [-1.0, -2.0]])
+    y = td_target(rewards, terminated, next_q, 0.5)
+    assert torch.allclose(y, torch.tensor([1.0 + 0.5 * 3.0, 1.0, 2.0 + 0.5 * -1.0]))
+
+
+def test_double_dqn_target_uses_the_online_argmax_evaluated_by_the_target_net():
+    rewards = torch.zeros(2)
+    terminated = torch.tensor([0.0, 1.0])
+    q_target = torch.tensor([[10.0, 1.0, 7.0], [4.0, 5.0, 6.0]])
+    q_online = torch.tensor([[0.0, 0.0, 9.0], [9.0, 0.0, 0.0]])  # picks action 2, then 0
+    y = td_target(rewards, terminated, q_target, 1.0, next_q_online=q_online)
+    assert torch.allclose(y, torch.tensor([7.0, 0.0]))  # not max_a' Q_target = 10
+    assert torch.allclose(td_target(rewards, terminated, q_target, 1.0), torch.tensor([10.0, 0.0]))
+
+
+def test_soft_update_tau_one_copies_tau_zero_keeps_and_k_updates_compose():
+    g = torch.Generator().manual_seed(0)
+    online = [torch.randn(5, generator=g), torch.randn(3, 2, generator=g)]
+    target = [torch.randn(5, generator=g), torch.randn(3, 2, generator=g)]
+    before = [t.clone() for t in target]
+    soft_update(target, online, 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(target, before))
+    soft_update(target, online, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(target, online))
+    # k Polyak steps towards a fixed online net equal one step with 1 - (1 - τ)^k (used in learn())
+    a, b = [before[0].clone()], [before[0].clone()]
+    for _ in range(3):
+        soft_update(a, online[:1], 0.2)
+    soft_update(b, online[:1], 1 - 0.8 ** 3)
+    assert torch.allclose(a[0], b[0], atol=1e-6)
+
+
+def test_model_target_update_after_learning_copies_online_net_with_tau_one():
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, learning_starts=50, train_freq=20,
+                    gradient_steps=5, target_update_interval=10, net_arch=[16])
+    m.learn(200)
+    # with C = 10 <= train_freq the target was copied during the last collection, and then the online net moved
+    assert not torch.equal(m._params[0], m._target_params[0])
+    soft_update(m._target_params, m._params, 1.0)
+    for p, q in zip(m.q_net.parameters(), m.q_net_target.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_epsilon_schedule_hits_its_end_points():
+    assert exploration_rate(1.0, 1.0, 0.05, 0.1) == 1.0
+    assert exploration_rate(0.9, 1.0, 0.05, 0.1) == pytest.approx(0.05)
+    assert exploration_rate(0.95, 1.0, 0.05, 0.1) == pytest.approx(0.525)
+    assert exploration_rate(0.0, 1.0, 0.05, 0.1) == 0.05
+    assert exploration_rate(0.5, 1.0, 0.05, 0.0) == 0.05  # fraction 0: final value at once
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, learning_starts=10, exploration_fraction=0.5,
+                    exploration_final_eps=0.02, net_arch=[8])
+    m.learn(100)
+    assert m.exploration_rate == pytest.approx(0.02)
+
+
+def test_replay_sampling_is_consistent_across_the_ring_wrap_around():
+    obs_space = gym.spaces.Box(-1e6, 1e6, (2,), np.float32)
+    rb = ReplayBuffer(7, obs_space, gym.spaces.Discrete(3), generator=torch.Generator().manual_seed(0))
+    i = 0
+    for k in (3, 4, 5, 2, 6):  # batches of rows, as several envs per step give; wraps several times
+        ids = torch.arange(i, i + k, dtype=torch.float32)
+        obs = torch.stack([ids, -ids], 1)
+        rb.add(obs, ids.long() % 3, ids * 10, obs + 1, ids.long() % 2 == 0)
+        i += k
+    assert len(rb) == 7 and rb.pos == i % 7
+    b = rb.sample(500)
+    s = b["obs"][:, 0]
+    assert set(s.long().tolist()) == set(range(i - 7, i))  # exactly the 7 newest transitions
+    assert torch.equal(b["obs"][:, 1], -s)
+    assert torch.equal(b["next_obs"], b["obs"] + 1)
+    assert torch.equal(b["actions"], s.long() % 3)
+    assert torch.equal(b["rewards"], s * 10)
+    assert torch.equal(b["terminated"], (s.long() % 2 == 0).float())
+    # batched sampling for a training round keeps the tuples together too
+    g = rb.get(rb.sample_indices(4, 9))
+    assert g["obs"].shape == (4, 9, 2) and torch.equal(g["rewards"], g["obs"][..., 0] * 10)
+
+
+def test_hand_written_backward_equals_autograd():
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 16])
+    layers = relu_mlp_layers(m.q_net)
+    assert layers is not None
+    g = torch.Generator().manual_seed(1)
+    x, a, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g), 3 * torch.randn(64, generator=g)
+    loss1, q1 = relu_mlp_huber_backward(layers, x, a, y)
+    grad1 = m._params[0].grad.clone()
+    loss2, q2 = dqn_loss(m.q_net(x), a, y)
+    m._params[0].grad.zero_()
+    loss2.backward()
+    assert torch.allclose(loss1, loss2.detach()) and torch.allclose(q1, q2.detach())
+    assert torch.allclose(grad1, m._params[0].grad, atol=1e-6)
+    # the Huber loss is quadratic near 0 and linear beyond 1
+    assert dqn_loss(torch.tensor([[0.5]]), torch.tensor([0]), torch.tensor([0.0]))[0].item() == pytest.approx(0.125)
+    assert dqn_loss(torch.tensor([[3.0]]), torch.tensor([0]), torch.tensor([0.0]))[0].item() == pytest.approx(2.5)
