@@ -126,6 +126,14 @@ def check_schedule(x: FloatOrSchedule, name: str, low: float, high: float = floa
             raise ConfigError(f"{name} must lie in {bound}, got {v:g} at progress {progress:g}")
 
 
+def check_network(net_arch, activation: str) -> list[int]:
+    """Check the MLP fields every algorithm shares; returns ``net_arch`` as a list."""
+    check(isinstance(net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in net_arch),
+          f"net_arch must be a list of positive layer sizes such as [64, 64], got {net_arch!r}")
+    check(activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {activation!r}")
+    return list(net_arch)
+
+
 # --------------------------------------------------------------------------- dataclass <-> dict
 def _type_hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)

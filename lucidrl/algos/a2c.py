@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import gae
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, RMSprop, clip_grad_norm, zero_grad
 from lucidrl.packed import PackedActorCritic
@@ -104,10 +104,7 @@ class A2CConfig:
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(0.0 <= self.rms_prop_alpha < 1.0, f"rms_prop_alpha must lie in [0, 1), got {self.rms_prop_alpha}")
         check(self.rms_prop_eps > 0, f"rms_prop_eps must be > 0, got {self.rms_prop_eps}")
-        check(isinstance(self.net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in self.net_arch),
-              f"net_arch must be a list of positive layer sizes such as [64, 64], got {self.net_arch!r}")
-        self.net_arch = list(self.net_arch)
-        check(self.activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {self.activation!r}")
+        self.net_arch = check_network(self.net_arch, self.activation)
 
     @property
     def rollout_size(self) -> int:

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
 from lucidrl.envs import autoreset_mode
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
@@ -127,10 +127,7 @@ class DQNConfig:
             check(0.0 <= v <= 1.0, f"{name} must lie in [0, 1], got {v}")
         check(self.max_grad_norm is None or self.max_grad_norm > 0,
               f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
-        check(isinstance(self.net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in self.net_arch),
-              f"net_arch must be a list of positive layer sizes such as [64, 64], got {self.net_arch!r}")
-        self.net_arch = list(self.net_arch)
-        check(self.activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {self.activation!r}")
+        self.net_arch = check_network(self.net_arch, self.activation)
 
 
 # --------------------------------------------------------------------------- pure functions

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 
@@ -118,10 +118,7 @@ class PPOConfig:
         check(self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef}")
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
-        check(isinstance(self.net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in self.net_arch),
-              f"net_arch must be a list of positive layer sizes such as [64, 64], got {self.net_arch!r}")
-        self.net_arch = list(self.net_arch)
-        check(self.activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {self.activation!r}")
+        self.net_arch = check_network(self.net_arch, self.activation)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property

@@ -44,7 +44,7 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad
 from lucidrl.networks import ActivationName, ActorCritic
@@ -120,10 +120,7 @@ class TRPOConfig:
         check(0.0 < self.line_search_shrinking_factor < 1.0,
               f"line_search_shrinking_factor must lie in (0, 1), got {self.line_search_shrinking_factor}")
         check(self.variant in ("trpo", "npg"), f"variant must be 'trpo' or 'npg', got {self.variant!r}")
-        check(isinstance(self.net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in self.net_arch),
-              f"net_arch must be a list of positive layer sizes such as [64, 64], got {self.net_arch!r}")
-        self.net_arch = list(self.net_arch)
-        check(self.activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {self.activation!r}")
+        self.net_arch = check_network(self.net_arch, self.activation)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property

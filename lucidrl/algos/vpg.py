@@ -69,7 +69,7 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 from lucidrl.rollout import Rollout
@@ -132,10 +132,7 @@ class VPGConfig:
         check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
-        check(isinstance(self.net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in self.net_arch),
-              f"net_arch must be a list of positive layer sizes such as [64, 64], got {self.net_arch!r}")
-        self.net_arch = list(self.net_arch)
-        check(self.activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {self.activation!r}")
+        self.net_arch = check_network(self.net_arch, self.activation)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property
