@@ -46,7 +46,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
     docs = field_docs(config_class)
     group = parser.add_argument_group(f"{config_class.__name__} hyperparameters (override the preset)")
     names = []
+    hidden = getattr(config_class, "cli_hidden", ())
     for f in dataclasses.fields(config_class):
+        if f.name in hidden:
+            continue
         hint, name = hints[f.name], f.name
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name,
@@ -187,6 +190,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lucidrl.compare import compare
+
+    seeds = args.seeds[0] if len(args.seeds) == 1 else args.seeds
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    paths = compare(args.algos, args.env, seeds=seeds, timesteps=args.timesteps, out=args.out, n_jobs=args.jobs,
+                    eval_episodes=args.eval_episodes, force=args.force)
+    print(paths["table"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     algos = [args.algo] if args.algo else sorted(_algorithms())
     width = max(map(len, algos))
@@ -243,6 +259,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     pl.add_argument("-o", "--output", default=None, help="PNG path (default: RUN_DIR/learning_curve.png for one run)")
     pl.add_argument("--metric", default="rollout/episode_return", help="a column of metrics.csv")
 
+    cp = sub.add_parser("compare", help="train algorithms over seeds and compare them",
+                        description="Train every (algorithm, seed) pair on one env, in parallel processes, then "
+                                    "write learning_curves.png, final_returns.png and results.md (mean, std, IQM "
+                                    "with a 95%% bootstrap CI, wall time). Finished runs in OUT are reused.")
+    cp.add_argument("algos", nargs="+", metavar="ALGO", help="algorithms, e.g. ppo a2c trpo")
+    cp.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
+    cp.add_argument("--seeds", type=int, nargs="+", default=[3],
+                    help="a number of seeds (0..N-1; default 3) or, with several values, the seeds themselves")
+    cp.add_argument("--timesteps", type=int, default=100_000, help="env steps per run (default: 100000)")
+    cp.add_argument("--out", default=None, help="output directory (default: compare-ENV)")
+    cp.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the number of CPU cores)")
+    cp.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per run")
+    cp.add_argument("--force", action="store_true", help="retrain runs that are already finished in OUT")
+
     pr = sub.add_parser("presets", help="list the tuned presets")
     pr.add_argument("algo", nargs="?")
     return parser, config_names
@@ -258,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.command == "plot":
             return cmd_plot(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_presets(args)
     except LucidRLError as e:
         print(f"lucidrl: error: {e}", file=sys.stderr)

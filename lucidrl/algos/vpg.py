@@ -62,7 +62,7 @@ Spinning Up).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -284,7 +284,14 @@ class REINFORCEConfig(VPGConfig):
     normalize_advantage: bool = False
     """Deviation: normalise Ψ over each batch; this subtracts the batch mean, a constant baseline (off: plain REINFORCE)."""
 
+    cli_hidden: ClassVar[tuple[str, ...]] = ("critic_learning_rate", "n_critic_updates", "gae_lambda")
+    """VPG's critic settings, which REINFORCE has no use for: not offered by the CLI, an error when changed."""
+
     def __post_init__(self):
+        for name in self.cli_hidden:
+            check(getattr(self, name) == getattr(VPGConfig, name),
+                  f"REINFORCE has no critic, so {name} is unused; leave it out, or use lucidrl.VPG "
+                  f"(psi='reward_to_go_baseline' or 'gae') for a learned baseline")
         check(self.psi in ("total_return", "reward_to_go"),
               f"REINFORCE has no critic: psi must be 'total_return' or 'reward_to_go', got {self.psi!r}; "
               f"use lucidrl.VPG for a learned baseline or GAE")

@@ -178,3 +178,14 @@ def test_cli_help_and_a_tiny_training_run(tmp_path, capsys):
                      "--seed", "0", "--eval-episodes", "1", "--no-progress", "--run-dir", str(run)]) == 0
         assert type(lucidrl.load(run)) is CLASSES[algo]
     assert "mean evaluation return" in capsys.readouterr().out
+
+
+def test_reinforce_refuses_and_hides_the_critic_settings_it_has_no_use_for(capsys):
+    for name, value in (("critic_learning_rate", 1e-2), ("n_critic_updates", 5), ("gae_lambda", 0.9)):
+        with pytest.raises(ConfigError, match=f"REINFORCE has no critic, so {name} is unused"):
+            lucidrl.REINFORCE("CartPole-v1", verbose=0, **{name: value})
+    with pytest.raises(SystemExit):
+        main(["train", "reinforce", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--n-critic-updates" not in help_text and "--gae-lambda" not in help_text
+    assert "--critic-learning-rate" not in help_text and "--psi" in help_text
