@@ -172,7 +172,7 @@ def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], time
             ax.plot(i + 0.3, s.iqm, "D", color="black", markersize=5)
     ax.set_xticks(range(len(algos)), algos)
     ax.set_ylabel("final return (10 deterministic episodes)")
-    ax.set_title(f"{env_id} after {timesteps} steps: seeds (dots), IQM and 95% CI (black)")
+    ax.set_title(f"{env_id}, {timesteps} steps: each seed (dots);\nIQM and its 95% bootstrap CI (black)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     final_png = out / "final_returns.png"
