@@ -132,10 +132,11 @@ def make_vec_env(
         spec = check_env_id(env)
         atari = is_atari_spec(spec)
         native = spec.vector_entry_point is not None and not atari
+        if vectorization == "native" and atari:
+            raise EnvError(f"lucidrl builds {env} with Gymnasium's preprocessing wrappers (lucidrl.envs.atari), not "
+                           "ale-py's native AtariVectorEnv; use vectorization='auto', 'sync' or 'async'")
         if vectorization == "native" and not native:
-            raise EnvError(f"{env} registers no native vector implementation lucidrl uses; use vectorization='sync'"
-                           + (" (Atari ids get Gymnasium's preprocessing wrappers, see lucidrl.envs.atari)"
-                              if atari else ""))
+            raise EnvError(f"{env} registers no native vector implementation; use vectorization='sync'")
         try:
             if atari:  # training: DQN-paper preprocessing with the rewards clipped to their sign
                 cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv

@@ -215,3 +215,16 @@ def test_missing_opencv_for_the_atari_preprocessing_names_the_atari_extra(monkey
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'lucidrl\[atari\]'"):
         make_env("ALE/Pong-v5")
+
+
+def test_cli_train_shorter_than_an_episode_still_evaluates(tmp_path, capsys):
+    """A short run (a few thousand steps of Pong; here 4 steps of CartPole) may finish no episode:
+    the learning curve is skipped with a note, and training still saves and evaluates."""
+    from lucidrl.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "ppo", "--env", "CartPole-v1", "--timesteps", "4", "--n-envs", "1", "--n-steps", "4",
+                 "--batch-size", "4", "--run-dir", str(run), "--no-progress", "--eval-episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "no learning curve" in out and "mean evaluation return" in out
+    assert (run / "model").is_dir()
