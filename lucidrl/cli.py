@@ -116,13 +116,18 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     print(f"lucidrl train {args.algo} on {model.env_id} for {timesteps} steps -> {model.run_dir}")
     model.learn(int(timesteps), progress_bar=not args.no_progress, reset_num_timesteps=reset,
                 checkpoint_freq=args.checkpoint_freq)
-    png = plot_runs([model.run_dir], model.run_dir / "learning_curve.png", title=f"{args.algo} on {model.env_id}")
+    try:
+        png = plot_runs([model.run_dir], model.run_dir / "learning_curve.png", title=f"{args.algo} on {model.env_id}")
+        curve = png.name
+    except LucidRLError as e:  # a run too short to finish an episode (e.g. a few thousand steps of Pong)
+        print(f"no learning curve: {e}")
+        curve = "no learning curve: no episode finished"
     if args.eval_episodes > 0:
         mean, std = lucidrl.evaluate(model, n_episodes=args.eval_episodes, deterministic=True)
         print(f"mean evaluation return: {mean:.1f} +/- {std:.1f} "
               f"({args.eval_episodes} deterministic episodes, {model.num_timesteps} training steps, "
               f"{model.last_training_seconds:.1f} s of training)")
-    print(f"run directory: {model.run_dir}  (model/, metrics.csv, TensorBoard events, {png.name})")
+    print(f"run directory: {model.run_dir}  (model/, metrics.csv, TensorBoard events, {curve})")
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import fnmatch
 import functools
 import inspect
 import textwrap
@@ -219,14 +220,26 @@ def get_preset(algo: str, name: str) -> dict[str, Any]:
     return presets[name]
 
 
+def preset_for_env(algo: str, env_id: str) -> str | None:
+    """The name of the preset for ``env_id``: the one named exactly so, else the first pattern key that
+    matches it (shell-style, e.g. ``ALE/*`` for every Atari game of ale-py's namespace), else None."""
+    presets = load_presets(algo)
+    if env_id in presets:
+        return env_id
+    for key in presets:
+        if any(c in key for c in "*?[") and fnmatch.fnmatchcase(env_id, key):
+            return key
+    return None
+
+
 def resolve_config(algo: str, cls, env_id: str | None, preset: bool | str, overrides: dict[str, Any]):
     """Build the config: the preset for ``env_id`` (or the named one), then the user's values on top.
 
     Returns ``(config, preset_name_or_None, preset_source_or_None)``.
     """
     name = None
-    if preset is True and env_id is not None and env_id in load_presets(algo):
-        name = env_id
+    if preset is True and env_id is not None:
+        name = preset_for_env(algo, env_id)
     elif isinstance(preset, str):
         name = preset
     elif preset not in (True, False, None):

@@ -1,4 +1,4 @@
-"""Networks: MLPs with orthogonal init, the actor's action heads, the critic.
+"""Networks: MLPs with orthogonal init, the Nature-DQN CNN for images, the actor's action heads, the critic.
 
 The actor is split in two so that new action spaces plug in without touching an algorithm:
 
@@ -21,6 +21,7 @@ import math
 from typing import Literal, Sequence
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,15 +124,91 @@ class FlattenFloat(nn.Module):
         return obs.flatten(start_dim=obs.dim() - self.ndim) if self.ndim != 1 else obs
 
 
-def obs_encoder(space: gym.Space, algo: str) -> tuple[nn.Module, int]:
-    """The module that turns raw observations into network input, and its output size."""
+class NatureCNN(nn.Module):
+    """The convolutional torso of DQN (Mnih et al. 2015, "Human-level control through deep
+    reinforcement learning", Nature 518, Methods: "Model architecture"), for image observations.
+
+    conv 32 filters 8x8 stride 4 -> ReLU -> conv 64 4x4 stride 2 -> ReLU -> conv 64 3x3 stride 1
+    -> ReLU -> fully connected ``features_dim`` (the paper's 512) -> ReLU. Its input in the paper is
+    the last 4 preprocessed 84x84 frames, channels first; any (C, H, W) with H, W >= 36 works
+    (36 is the smallest size the three convolutions leave a 1x1 map on), and a channels-last
+    (H, W, C) space is transposed inside the network.
+
+    uint8 pixels are scaled to [0, 1] here, in the network (as SB3's ``preprocess_obs``), so that
+    rollouts and the replay memory keep the observations in uint8: a frame stack of 4x84x84 is
+    28 KB as bytes, 113 KB as float32.
+
+    ``ortho=True`` initialises the layers orthogonally with gain sqrt(2) (as SB3's actor-critic
+    policies do to their feature extractor); ``False`` keeps PyTorch's default init (SB3's DQN).
+    """
+
+    def __init__(self, space: gym.spaces.Box, features_dim: int = 512, ortho: bool = True, algo: str = "this algorithm"):
+        super().__init__()
+        shape = tuple(int(s) for s in space.shape)
+        self.channels_last = image_channels_last(shape)
+        c, h, w = (shape[2], shape[0], shape[1]) if self.channels_last else shape
+        if h < 36 or w < 36:
+            raise EnvError(
+                f"{algo}: the Nature-DQN CNN needs images of at least 36x36 pixels (its three convolutions "
+                f"shrink 36 to 1); got {h}x{w} from {space}. Resize the frames with "
+                "gymnasium.wrappers.ResizeObservation, or flatten them with gymnasium.wrappers.FlattenObservation "
+                "to use an MLP.")
+        self.ndim = 3
+        self.scale = 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, 32, kernel_size=8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        n_flat = self.conv(torch.zeros(1, c, h, w)).shape[1]  # 64 * 7 * 7 = 3136 for 84x84
+        self.fc = nn.Sequential(nn.Linear(n_flat, features_dim), nn.ReLU())
+        self.features_dim = features_dim
+        if ortho:
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    layer_init(m, math.sqrt(2))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """[..., C, H, W] (or [..., H, W, C]) pixels -> [..., features_dim] features; batch dims are kept."""
+        batch_shape = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:])
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        x = x.float()
+        if self.scale != 1.0:
+            x = x.mul_(self.scale)  # uint8 [0, 255] -> [0, 1]
+        return self.fc(self.conv(x)).reshape(*batch_shape, self.features_dim)
+
+
+def image_channels_last(shape: tuple[int, ...]) -> bool:
+    """True for an (H, W, C) image, False for (C, H, W): the channel axis is the smaller end (as SB3)."""
+    return shape[-1] < shape[0]
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """A 3-D Box: (C, H, W) or (H, W, C) pixels, e.g. Atari's stacked (4, 84, 84) uint8 frames."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Module, int]:
+    """The module that turns raw observations into network input, and its output size.
+
+    Discrete: one-hot. Box with at most 2 dimensions: flattened floats. A 3-D Box (an image,
+    channels first or last; uint8 pixels are scaled to [0, 1]): the Nature-DQN CNN
+    (:class:`NatureCNN`), whose 512 features the heads then read; in an ``ActorCritic`` the one
+    encoder is shared by actor and critic. ``ortho``: orthogonal init of the CNN (see NatureCNN).
+    """
     if isinstance(space, gym.spaces.Discrete):
         return OneHot(int(space.n)), int(space.n)
     if isinstance(space, gym.spaces.Box) and len(space.shape) <= 2:
         return FlattenFloat(space.shape), int(math.prod(space.shape))
+    if is_image_space(space):
+        cnn = NatureCNN(space, ortho=ortho, algo=algo)
+        return cnn, cnn.features_dim
     raise EnvError(
-        f"{algo} takes a Discrete observation space or a flat Box (at most 2 dimensions); got {space}. "
-        "Image observations need the CNN encoder of a later release; for a Dict or Tuple space wrap the env "
+        f"{algo} takes a Discrete observation space, a flat Box (at most 2 dimensions) or an image "
+        f"(a 3-D Box, channels first or last); got {space}. For a Dict or Tuple space wrap the env "
         "with gymnasium.wrappers.FlattenObservation."
     )
 
@@ -192,7 +269,7 @@ class ActorCritic(nn.Module):
                  algo: str = "this algorithm"):
         super().__init__()
         self.head = make_head(action_space, algo)
-        self.encoder, in_dim = obs_encoder(obs_space, algo)
+        self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)
         self.shared = shared
         if shared:
             self.trunk = mlp(in_dim, net_arch, None, activation, ortho=ortho_init)
@@ -269,6 +346,8 @@ class ActorCritic(nn.Module):
 class QNetwork(nn.Module):
     """Q(s, ·): an MLP from an observation to one action value per Discrete action (DQN's network).
 
+    Image observations first go through the Nature CNN (``obs_encoder``), as in the DQN paper.
+
     As SB3's DQN ``QNetwork``: ReLU hidden layers and PyTorch's default initialisation
     (``ortho_init=False``). A Box action space gets an EnvError: a Q-network needs a finite set of
     actions to take the max over.
@@ -285,7 +364,7 @@ class QNetwork(nn.Module):
                 "takes them, so discretise the actions with a wrapper."
             )
         self.n_actions = int(action_space.n)
-        self.encoder, in_dim = obs_encoder(obs_space, algo)
+        self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)
         self.q = mlp(in_dim, net_arch, self.n_actions, activation, out_std=1.0, ortho=ortho_init)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,10 @@ Episode ends, the one place they are handled (``lucidrl.advantages`` does the ma
     reset step (its action is ignored, reward 0). Such rows get ``valid = False`` and the
     algorithms leave them out of every loss and statistic.
 
-Episode statistics (return, length) are counted here on the raw rewards, before any scaling.
+Episode statistics (return, length) are counted here on the raw rewards, before any scaling;
+an env that records its episodes with ``RecordEpisodeStatistics`` (lucidrl's Atari envs, which
+clip the training rewards after it) reports its recorded raw score instead
+(``lucidrl.envs.episode_scores``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from lucidrl.envs import autoreset_mode
+from lucidrl.envs import autoreset_mode, episode_scores
 from lucidrl.networks import ActorCritic
 
 
@@ -124,7 +127,7 @@ class RolloutCollector:
             done = terminated | truncated
             if done.any():
                 idx = np.flatnonzero(done)
-                ep_returns += self.episode_return[idx].tolist()
+                ep_returns += episode_scores(info, idx, self.episode_return)  # raw score if recorded
                 ep_lengths += self.episode_length[idx].tolist()
                 self.episode_return[idx] = 0.0
                 self.episode_length[idx] = 0

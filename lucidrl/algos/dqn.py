@@ -33,8 +33,9 @@ if more than ``learning_starts`` env steps were taken, ``gradient_steps`` gradie
 Deviations from the paper, each with a switch: Adam instead of RMSProp (``learning_rate``, as
 SB3), gradient-norm clipping (``max_grad_norm``, SB3's 10), Huber loss instead of error clipping
 (same gradient; always on), soft target updates (``tau``), Double DQN (``double_q``, off).
-Frame stacking, reward clipping and the Atari preprocessing of the paper are env wrappers, not
-part of this file.
+Frame stacking, reward clipping and the Atari preprocessing of the paper are env wrappers
+(``lucidrl.envs.atari``), not part of this file; image observations go through the paper's CNN
+(``lucidrl.networks.NatureCNN``), and the replay memory keeps them as uint8.
 
 Speed (one fact the code relies on, exact): with SB3's semantics the target network changes only
 while collecting, never during a round of gradient steps; so the targets y of a whole round are
@@ -56,7 +57,7 @@ from gymnasium.vector import AutoresetMode
 
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
-from lucidrl.envs import autoreset_mode
+from lucidrl.envs import autoreset_mode, episode_scores
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
@@ -410,7 +411,7 @@ class DQN(Algorithm):
             self._ep_length += valid_buf[t]
             if any_done:
                 idx = np.flatnonzero(done)
-                ep_returns += self._ep_return[idx].tolist()
+                ep_returns += episode_scores(info, idx, self._ep_return)  # raw score if recorded
                 ep_lengths += self._ep_length[idx].tolist()
                 self._ep_return[idx] = 0.0
                 self._ep_length[idx] = 0

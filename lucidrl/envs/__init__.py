@@ -16,17 +16,24 @@ Autoreset modes (Gymnasium >= 1.1) decide where the last observation of an episo
 
 ``lucidrl.rollout`` handles both exactly (see its docstring); ``autoreset_mode(env)`` tells
 which one a vector env uses.
+
+Atari ids (``"ALE/Pong-v5"``, ``"PongNoFrameskip-v4"``) are built by ``lucidrl.envs.atari``
+with the DQN paper's preprocessing: ``make_vec_env`` (training) clips the rewards to their
+sign, ``make_env`` (evaluation, play, video) does not; the raw game score is recorded by
+``RecordEpisodeStatistics`` and read back by ``episode_scores``.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any, Callable, Literal, Union
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from lucidrl.envs.atari import is_atari_spec, looks_like_atari_id, make_atari_env, register_atari_envs
 from lucidrl.errors import EnvError, MissingDependencyError
 
 EnvLike = Union[str, gym.Env, Callable[[], gym.Env], gym.vector.VectorEnv]
@@ -52,6 +59,13 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         except Exception:
             pass
         env_id = env_id.split(":", 1)[1]
+    if looks_like_atari_id(env_id):
+        register_atari_envs()  # Gymnasium >= 1.0 registers ale-py's ids only when asked; names the extra if missing
+    elif env_id not in gym.registry:
+        try:  # maybe one of ale-py's other names ("Pong-v4")
+            register_atari_envs()
+        except MissingDependencyError:
+            pass
     try:
         return gym.spec(env_id)
     except gym.error.Error as e:
@@ -83,8 +97,10 @@ def make_env(env: str | gym.Env | Callable[[], gym.Env], **kwargs: Any) -> gym.E
             raise EnvError(f"the env factory returned {type(out).__name__}, not a gymnasium.Env")
         return out
     if isinstance(env, str):
-        check_env_id(env)
+        spec = check_env_id(env)
         try:
+            if is_atari_spec(spec):  # evaluation and play: the preprocessing, but the game's own rewards
+                return make_atari_env(env, clip_reward=False, **kwargs)
             return gym.make(env, **kwargs)
         except gym.error.DependencyNotInstalled as e:
             raise _missing_dependency(env, e) from None
@@ -114,11 +130,18 @@ def make_vec_env(
         venv = env
     elif isinstance(env, str):
         spec = check_env_id(env)
-        native = spec.vector_entry_point is not None
+        atari = is_atari_spec(spec)
+        native = spec.vector_entry_point is not None and not atari
+        if vectorization == "native" and atari:
+            raise EnvError(f"lucidrl builds {env} with Gymnasium's preprocessing wrappers (lucidrl.envs.atari), not "
+                           "ale-py's native AtariVectorEnv; use vectorization='auto', 'sync' or 'async'")
         if vectorization == "native" and not native:
             raise EnvError(f"{env} registers no native vector implementation; use vectorization='sync'")
         try:
-            if native and vectorization in ("auto", "native"):
+            if atari:  # training: DQN-paper preprocessing with the rewards clipped to their sign
+                cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
+                venv = cls([functools.partial(make_atari_env, env, clip_reward=True, **kwargs)] * n_envs, **same_step)
+            elif native and vectorization in ("auto", "native"):
                 venv = gym.make_vec(env, n_envs, vectorization_mode="vector_entry_point", **kwargs)
             else:
                 mode = "async" if vectorization == "async" else "sync"
@@ -155,6 +178,22 @@ def autoreset_mode(venv: gym.vector.VectorEnv) -> AutoresetMode:
     if mode == AutoresetMode.DISABLED:
         raise EnvError("this vector env has autoreset disabled; build it with AutoresetMode.SAME_STEP or NEXT_STEP")
     return mode
+
+
+def episode_scores(info: dict, idx: np.ndarray, counted: np.ndarray) -> list[float]:
+    """The returns of the episodes of copies ``idx`` that ended on this vector-env step.
+
+    Where the env records them with ``gymnasium.wrappers.RecordEpisodeStatistics`` (lucidrl's
+    Atari envs do, before clipping the rewards), the recorded score: the game's raw score, not
+    the sum of the clipped rewards the agent trains on. Otherwise ``counted[idx]``, the sum of
+    the rewards the collector received. SAME_STEP vector envs put the ending step's info under
+    ``info["final_info"]``; NEXT_STEP ones return it as ``info``.
+    """
+    src = info.get("final_info", info) if isinstance(info, dict) else {}
+    episode, mask = src.get("episode"), src.get("_episode")
+    if isinstance(episode, dict) and "r" in episode and mask is not None and np.all(mask[idx]):
+        return np.asarray(episode["r"], dtype=np.float64)[idx].tolist()
+    return counted[idx].tolist()
 
 
 # --------------------------------------------------------------------------- spaces <-> JSON

@@ -43,16 +43,22 @@ def test_box_action_space_names_the_space_and_what_is_supported():
         lucidrl.PPO("Pendulum-v1", verbose=0)
 
 
-def test_image_observations_are_refused_clearly():
-    class ImageEnv(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
-        action_space = gym.spaces.Discrete(2)
+def test_unsupported_observations_are_refused_clearly():
+    def env_with(shape):
+        class ObsEnv(gym.Env):
+            observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
+            action_space = gym.spaces.Discrete(2)
 
-        def reset(self, *, seed=None, options=None):
-            return np.zeros((84, 84, 3), np.uint8), {}
+            def reset(self, *, seed=None, options=None):
+                return np.zeros(shape, np.uint8), {}
 
-    with pytest.raises(EnvError, match=r"flat Box .*got Box\(0, 255, \(84, 84, 3\)"):
-        lucidrl.PPO(ImageEnv(), **SMALL)
+        return ObsEnv()
+
+    # images (3-D Box) go to the Nature CNN (tests/contracts/test_images.py); 4-D is refused
+    with pytest.raises(EnvError, match=r"an image \(a 3-D Box.*got Box\(0, 255, \(2, 84, 84, 3\)"):
+        lucidrl.PPO(env_with((2, 84, 84, 3)), **SMALL)
+    with pytest.raises(EnvError, match=r"at least 36x36 pixels.*got 20x20"):
+        lucidrl.PPO(env_with((20, 20, 3)), **SMALL)
 
 
 def test_env_instance_cannot_be_copied_into_many_envs():

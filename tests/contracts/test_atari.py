@@ -1,0 +1,97 @@
+"""Atari smoke tests: the DQN-paper preprocessing, raw scores, and PPO/A2C/DQN training for a few
+hundred steps on ALE/Pong-v5. Skipped where the atari extra (ale-py, OpenCV) is not installed."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ale_py")
+pytest.importorskip("cv2")
+
+import gymnasium as gym  # noqa: E402
+
+import lucidrl  # noqa: E402
+from lucidrl.envs import make_env, make_vec_env  # noqa: E402
+from lucidrl.envs.atari import make_atari_env  # noqa: E402
+from lucidrl.networks import NatureCNN  # noqa: E402
+
+
+def _wrappers(env: gym.Env) -> list[str]:
+    names = []
+    while isinstance(env, gym.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_atari_ids_get_the_dqn_preprocessing():
+    venv = make_vec_env("ALE/Pong-v5", 2, seed=0)
+    assert venv.single_observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    env = venv.envs[0]
+    # outermost first: clipping after the statistics, so the statistics see the raw score
+    assert _wrappers(env)[:4] == ["TransformReward", "RecordEpisodeStatistics", "FrameStackObservation",
+                                  "AtariPreprocessing"]
+    pre = env.env.env.env
+    assert (pre.noop_max, pre.frame_skip, pre.terminal_on_life_loss) == (30, 4, False)
+    assert env.unwrapped._frameskip == 1  # the ALE itself does not skip: no 4 x 4
+    venv.close()
+    # evaluation envs: the same preprocessing, no clipping
+    assert "TransformReward" not in _wrappers(make_env("ALE/Pong-v5"))
+    assert make_env("PongNoFrameskip-v4").observation_space.shape == (4, 84, 84)
+
+
+def test_training_rewards_are_clipped_and_the_recorded_score_is_raw():
+    """Space Invaders pays 5 to 30 points per alien: the clipped env gives sign(raw) at every step,
+    and both envs record the raw game score."""
+    clipped, raw = make_atari_env("ALE/SpaceInvaders-v5"), make_atari_env("ALE/SpaceInvaders-v5", clip_reward=False)
+    clipped.reset(seed=3)
+    raw.reset(seed=3)
+    rng = np.random.default_rng(0)
+    raw_rewards, clipped_rewards = [], []
+    done = False
+    while not done:
+        a = int(rng.integers(6))
+        _, rc, tc, uc, info_c = clipped.step(a)
+        _, rr, tr, ur, info_r = raw.step(a)
+        clipped_rewards.append(rc)
+        raw_rewards.append(rr)
+        done = tc or uc
+        assert (tc, uc) == (tr, ur)
+    assert max(raw_rewards) > 1  # the game's own rewards
+    assert clipped_rewards == [float(np.sign(r)) for r in raw_rewards]
+    assert info_c["episode"]["r"] == info_r["episode"]["r"] == sum(raw_rewards)
+    assert sum(clipped_rewards) < sum(raw_rewards)
+
+
+def test_evaluation_reports_the_raw_game_score():
+    model = lucidrl.PPO("ALE/SpaceInvaders-v5", n_envs=1, n_steps=8, batch_size=8, seed=0, verbose=0)
+    env = make_env("ALE/SpaceInvaders-v5")
+    assert isinstance(env, gym.wrappers.RecordEpisodeStatistics)  # outermost: no clipping after it
+    mean, _ = lucidrl.evaluate(model, env, n_episodes=1, deterministic=False, seed=0)
+    assert mean == env.return_queue[-1]  # the game score the recorder saw
+    assert mean > 1 and mean % 5 == 0  # points of Space Invaders, not a count of clipped rewards
+
+
+def test_ppo_a2c_and_dqn_train_on_pong_for_a_few_hundred_steps(tmp_path):
+    ppo = lucidrl.PPO("ALE/Pong-v5", n_envs=2, n_steps=64, batch_size=64, n_epochs=1, seed=0, verbose=0)
+    assert ppo.preset_name == "ALE/*" and isinstance(ppo.agent.encoder, NatureCNN)
+    before = ppo.agent.encoder.conv[0].weight.detach().clone()
+    ppo.learn(256)
+    assert ppo.num_timesteps == 256 and not torch.equal(before, ppo.agent.encoder.conv[0].weight)
+    ppo.save(tmp_path / "ppo")
+    loaded = lucidrl.load(tmp_path / "ppo")
+    obs = np.random.default_rng(0).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], ppo.predict(obs, deterministic=True)[0])
+
+    a2c = lucidrl.A2C("ALE/Pong-v5", n_envs=2, seed=0, verbose=0)
+    assert a2c.preset_name == "ALE/*"
+    a2c.learn(100)
+    assert a2c.num_timesteps == 100
+
+    dqn = lucidrl.DQN("ALE/Pong-v5", buffer_size=1_000, learning_starts=100, seed=0, verbose=0)
+    assert dqn.preset_name == "ALE/*" and dqn.config.target_update_interval == 1000
+    dqn.learn(200)
+    assert dqn.n_updates == 25  # (200 - 100) / train_freq 4
+    assert dqn.replay.obs.dtype == torch.uint8 and dqn.replay.obs.shape[1:] == (4, 84, 84)
