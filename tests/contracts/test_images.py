@@ -10,7 +10,7 @@ import torch
 
 import lucidrl
 from lucidrl import config as config_module
-from lucidrl.algos.dqn import relu_mlp_layers
+from lucidrl.relu_mlp import relu_mlp_layers
 from lucidrl.envs import episode_scores, make_env, make_vec_env
 from lucidrl.errors import EnvError, MissingDependencyError
 from lucidrl.networks import ActorCritic, FlattenFloat, NatureCNN, QNetwork, obs_encoder

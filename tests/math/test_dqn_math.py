@@ -7,7 +7,8 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import lucidrl
-from lucidrl.algos.dqn import (dqn_loss, exploration_rate, relu_mlp_huber_backward, relu_mlp_layers, soft_update,
+from lucidrl.relu_mlp import relu_mlp_huber_backward, relu_mlp_layers
+from lucidrl.algos.dqn import (dqn_loss, exploration_rate, soft_update,
                                td_target)
 from lucidrl.replay import ReplayBuffer
 
