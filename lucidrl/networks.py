@@ -252,7 +252,10 @@ class StateIndependentLogStd(nn.Module):
 
     log σ is one free parameter per action dimension, the same in every state: as in the PPO
     paper's continuous-control experiments (Schulman et al. 2017, section 6.1), SB3 and CleanRL.
-    It is bounded to [LOG_STD_MIN, LOG_STD_MAX] by :class:`_BoundedLogStd`.
+    Deviation (not in the PPO/TRPO papers, which leave log σ free): it is bounded to
+    [LOG_STD_MIN, LOG_STD_MAX] by :class:`_BoundedLogStd`, a safety net against σ collapsing to 0 or
+    blowing up (NaN log-probabilities and ratios). No switch: σ in [2e-9, 7.4] is never reached by a
+    run that is learning, so the bound changes nothing there.
     """
 
     def __init__(self, d: int, log_std_init: float = 0.0):
