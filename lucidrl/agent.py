@@ -154,6 +154,8 @@ class Algorithm:
             raise EnvError(f"predict got an observation of shape {obs.shape}; this model takes {shape} "
                            f"(one observation) or (batch, {', '.join(map(str, shape))}) for {self.observation_space}")
         actions = self._act(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Box):  # as SB3: what leaves for an env lies within its bounds
+            actions = np.clip(actions, self.action_space.low, self.action_space.high)
         return (actions[0] if single else actions), None
 
     # ------------------------------------------------------------------ learn bookkeeping

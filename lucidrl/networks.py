@@ -7,12 +7,14 @@ The actor is split in two so that new action spaces plug in without touching an 
 * an *action head* is a small object of pure functions on those parameters: ``sample``,
   ``mode``, ``log_prob``, ``entropy`` and ``kl``. Algorithms only ever call these.
 
-A diagonal Gaussian head for Box actions adds one class here (its params: mean and log-std)
-and one line in :func:`make_head`; PPO, A2C, VPG and TRPO stay as they are.
+Two heads: :class:`CategoricalHead` (Discrete actions, params = logits) and
+:class:`DiagGaussianHead` (1-D Box actions, params = concat(mean, log-std)). PPO, A2C, VPG and
+TRPO only call the head's functions, so they take either without a change.
 
-We write the categorical formulas by hand instead of using ``torch.distributions``: they are
-four lines, they read as the math, and they skip the argument validation that costs
-microseconds on every environment step.
+We write the distributions' formulas by hand instead of using ``torch.distributions``: they are
+a few lines, they read as the math, and they skip the argument validation that costs
+microseconds on every environment step (``tests/math/test_gaussian_head.py`` checks them
+against ``torch.distributions``).
 """
 
 from __future__ import annotations
@@ -244,14 +246,120 @@ class CategoricalHead:
         return (logp_old.exp() * (logp_old - logits_new.log_softmax(-1))).sum(-1)
 
 
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+"""Bounds of the Gaussian policy's log σ (SB3's and Spinning Up's SAC use the same): σ stays in
+[2e-9, 7.4], so log π, the entropy and the KL stay finite whatever the optimiser does."""
+
+
+class DiagGaussianHead:
+    """π(a|s) = Π_i N(a_i; μ_i(s), σ_i²) for a 1-D Box action space of d dimensions.
+
+    ``params`` are concat(μ, log σ) over the last dim: [..., 2d]. Log-probabilities and entropies are
+    sums over the d action dimensions (the dimensions are independent). Samples are *not* clipped to
+    the action bounds here: clipping happens only where actions leave for the env
+    (``lucidrl.rollout``, ``Algorithm.predict``), so log_prob scores the sample that was drawn.
+    """
+
+    def __init__(self, d: int):
+        self.d = d
+        self.n_params = 2 * d
+        self.action_shape: tuple[int, ...] = (d,)
+        self.action_dtype = torch.float32
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ), each [..., d]."""
+        return params[..., :self.d], params[..., self.d:]
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """a = μ + σ ε, ε ~ N(0, I) from ``generator``."""
+        mean, log_std = self.split(params)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return self.split(params)[0]
+
+    def log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) = Σ_i [ -(a_i - μ_i)² / (2σ_i²) - log σ_i - ½ log 2π ]."""
+        mean, log_std = self.split(params)
+        z = (action - mean) * (-log_std).exp()
+        return (-0.5 * z.square() - log_std).sum(-1) - self.d * _HALF_LOG_2PI
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        """H = Σ_i [ log σ_i + ½ (1 + log 2π) ]."""
+        return self.split(params)[1].sum(-1) + self.d * (0.5 + _HALF_LOG_2PI)
+
+    def kl(self, params_old: torch.Tensor, params_new: torch.Tensor) -> torch.Tensor:
+        """KL(π_old || π_new) per state, exact: Σ_i [ log(σ_new/σ_old) + (σ_old² + (μ_old-μ_new)²)/(2σ_new²) - ½ ]."""
+        mean_old, log_std_old = self.split(params_old)
+        mean_new, log_std_new = self.split(params_new)
+        var_ratio = (2.0 * (log_std_old - log_std_new)).exp()  # σ_old² / σ_new²
+        mean_term = ((mean_old - mean_new) * (-log_std_new).exp()).square()  # (μ_old-μ_new)² / σ_new²
+        return (log_std_new - log_std_old + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class _BoundedLogStd(torch.autograd.Function):
+    """clamp(x, lo, hi) whose gradient never pushes x further outside the bounds but can pull it back.
+
+    ``torch.clamp`` has zero gradient outside [lo, hi]: a log σ that overshot a bound (an Adam step
+    can) would stay there for good. Here the gradient passes inside the bounds, and outside them
+    only when a descent step (x -= lr * grad) moves x back towards [lo, hi].
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        g = grad.detach()
+        passes = ((x >= lo) & (x <= hi)) | ((x > hi) & (g > 0)) | ((x < lo) & (g < 0))
+        return torch.where(passes, grad, torch.zeros_like(grad)), None, None  # differentiable in grad (TRPO's FVP)
+
+
+class StateIndependentLogStd(nn.Module):
+    """The Gaussian actor's last module: μ [..., d] -> concat(μ, log σ) [..., 2d].
+
+    log σ is one free parameter per action dimension, the same in every state: as in the PPO
+    paper's continuous-control experiments (Schulman et al. 2017, section 6.1), SB3 and CleanRL.
+    Deviation (not in the PPO/TRPO papers, which leave log σ free): it is bounded to
+    [LOG_STD_MIN, LOG_STD_MAX] by :class:`_BoundedLogStd`, a safety net against σ collapsing to 0 or
+    blowing up (NaN log-probabilities and ratios). No switch: σ in [2e-9, 7.4] is never reached by a
+    run that is learning, so the bound changes nothing there.
+    """
+
+    def __init__(self, d: int, log_std_init: float = 0.0):
+        super().__init__()
+        self.log_std = nn.Parameter(torch.full((d,), float(log_std_init)))
+
+    def bounded_log_std(self) -> torch.Tensor:
+        return _BoundedLogStd.apply(self.log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+    def forward(self, mean: torch.Tensor) -> torch.Tensor:
+        return torch.cat([mean, self.bounded_log_std().expand_as(mean)], -1)
+
+
 def make_head(space: gym.Space, algo: str):
     """The action head for an action space, or an EnvError naming what is supported."""
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(int(space.n))
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return DiagGaussianHead(int(space.shape[0]))
+    if isinstance(space, gym.spaces.Box):
+        raise EnvError(
+            f"{algo} takes a Box action space of one dimension (a vector of d actions); got shape {space.shape}. "
+            "Reshape the actions with a gymnasium.ActionWrapper whose action_space is a flat Box."
+        )
     raise EnvError(
-        f"{algo} in this version supports Discrete action spaces; got {space}. "
-        "Continuous (Box) actions come with the Gaussian policy head; until then use an env with "
-        "Discrete actions, or discretise the actions with a wrapper."
+        f"{algo} takes a Discrete or a 1-D Box action space; got {space}. "
+        "For MultiDiscrete, MultiBinary or Dict actions, wrap the env to expose one of those two."
     )
 
 
@@ -262,26 +370,37 @@ class ActorCritic(nn.Module):
     ``shared=False`` (default, as SB3's MlpPolicy): two separate MLPs.
     ``shared=True``: one trunk, two linear outputs (A2C/A3C style; cheaper, but the value loss
     and the policy loss then pull on the same features, weighted by ``vf_coef``).
+
+    For a Box action space the actor's network outputs the mean μ(s) and ends with a
+    :class:`StateIndependentLogStd` (log σ starts at ``log_std_init``), so every actor output,
+    ``policy_params``, ``forward`` and ``acting_forward``, is concat(μ, log σ), and the actor's
+    parameters (what TRPO and VPG step) include log σ.
     """
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, net_arch: Sequence[int] = (64, 64),
                  activation: str = "tanh", shared: bool = False, ortho_init: bool = True,
-                 algo: str = "this algorithm"):
+                 algo: str = "this algorithm", log_std_init: float = 0.0):
         super().__init__()
         self.head = make_head(action_space, algo)
         self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)
         self.shared = shared
+        gaussian = isinstance(self.head, DiagGaussianHead)
+        n_out = self.head.d if gaussian else self.head.n_params  # the network gives μ; log σ is appended
         if shared:
             self.trunk = mlp(in_dim, net_arch, None, activation, ortho=ortho_init)
             last = net_arch[-1] if net_arch else in_dim
-            self.actor_out = linear_layer(last, self.head.n_params, std=0.01, ortho=ortho_init)
+            self.actor_out = linear_layer(last, n_out, std=0.01, ortho=ortho_init)
+            if gaussian:
+                self.actor_out = nn.Sequential(self.actor_out, StateIndependentLogStd(n_out, log_std_init))
             self.critic_out = linear_layer(last, 1, std=1.0, ortho=ortho_init)
         else:
-            self.actor = mlp(in_dim, net_arch, self.head.n_params, activation, out_std=0.01, ortho=ortho_init)
+            self.actor = mlp(in_dim, net_arch, n_out, activation, out_std=0.01, ortho=ortho_init)
+            if gaussian:
+                self.actor.append(StateIndependentLogStd(n_out, log_std_init))
             self.critic = mlp(in_dim, net_arch, 1, activation, out_std=1.0, ortho=ortho_init)
 
     def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
-        """Distribution parameters of π(·|s) (logits for Discrete actions)."""
+        """Distribution parameters of π(·|s): logits for Discrete actions, concat(μ, log σ) for Box ones."""
         x = self.encoder(obs)
         return self.actor_out(self.trunk(x)) if self.shared else self.actor(x)
 
@@ -300,13 +419,15 @@ class ActorCritic(nn.Module):
         collecting): the first layers become one [in, 2h] matmul, the next layers one batched
         matmul over the pair, the output layers one batched matmul with the critic's single
         row padded to the actor's width. Same function, ~half the ops (measured 2x faster at 8
-        envs, benchmarks/micro_ops.py). Falls back to ``forward`` for other layouts.
+        envs, benchmarks/micro_ops.py). A Gaussian actor's log σ is appended to the mean as in
+        ``forward``. Falls back to ``forward`` for other layouts.
         """
         if self.shared or not isinstance(self.encoder, FlattenFloat):
             return self.forward
         actor = [m for m in self.actor if isinstance(m, nn.Linear)]
         critic = [m for m in self.critic if isinstance(m, nn.Linear)]
-        acts = [m for m in self.actor if not isinstance(m, nn.Linear)]
+        tail = self.actor[-1] if isinstance(self.actor[-1], StateIndependentLogStd) else None
+        acts = [m for m in self.actor if not isinstance(m, (nn.Linear, StateIndependentLogStd))]
         if len(actor) < 2 or any(a.weight.shape != c.weight.shape for a, c in zip(actor[:-1], critic[:-1])):
             return self.forward
         w0 = torch.cat([actor[0].weight, critic[0].weight]).t().contiguous()  # [in, 2h]
@@ -328,7 +449,8 @@ class ActorCritic(nn.Module):
             for w, b in hidden:
                 h = act(torch.baddbmm(b, h, w))
             out = torch.baddbmm(b_out, h, w_out)  # [2, B, n_out]
-            return out[0].reshape(*batch_shape, n_out), out[1, :, 0].reshape(batch_shape)
+            params = out[0].reshape(*batch_shape, n_out)
+            return params if tail is None else tail(params), out[1, :, 0].reshape(batch_shape)
 
         return forward
 
@@ -359,9 +481,9 @@ class QNetwork(nn.Module):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise EnvError(
                 f"{algo} needs a Discrete action space (one Q-value per action); got {action_space}. "
-                "Continuous (Box) actions are planned for the policy-gradient algorithms (PPO, A2C, TRPO, VPG) "
-                "with a Gaussian policy head, coming in a later release; in this version no lucidrl algorithm "
-                "takes them, so discretise the actions with a wrapper."
+                "Continuous (Box) actions are taken by the policy-gradient algorithms (PPO, A2C, TRPO, VPG), "
+                "which use a diagonal Gaussian policy, e.g. lucidrl.PPO(env); or discretise the actions with "
+                "a wrapper to keep using a Q-network."
             )
         self.n_actions = int(action_space.n)
         self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)

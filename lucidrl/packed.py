@@ -26,7 +26,8 @@ gradients against ``ActorCritic.forward``):
   laid out like the flat tensor.
 
 Layouts other than two tanh or ReLU MLPs with equal hidden sizes on a flat Box observation (a
-shared trunk, one-hot observations, ELU) fall back to ``flat_parameters`` and the module's own
+shared trunk, one-hot observations, ELU) and Gaussian actors (Box actions: the state-independent
+log σ is not part of the packed layout) fall back to ``flat_parameters`` and the module's own
 forward with autograd.
 """
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lucidrl.networks import ActorCritic, FlattenFloat, Tanh
+from lucidrl.networks import ActorCritic, CategoricalHead, FlattenFloat, Tanh
 from lucidrl.optim import flat_parameters
 
 _aten = torch.ops.aten
@@ -94,8 +95,8 @@ class PackedActorCritic:
 
     @staticmethod
     def supports(agent: ActorCritic) -> bool:
-        """Two tanh or ReLU MLPs with equal hidden layers on a flat Box observation."""
-        if agent.shared or not isinstance(agent.encoder, FlattenFloat):
+        """Two tanh or ReLU MLPs with equal hidden layers on a flat Box observation, and a categorical head."""
+        if agent.shared or not isinstance(agent.encoder, FlattenFloat) or not isinstance(agent.head, CategoricalHead):
             return False
         actor, critic = _linears(agent.actor), _linears(agent.critic)
         acts = {type(m) for m in list(agent.actor) + list(agent.critic) if not isinstance(m, nn.Linear)}

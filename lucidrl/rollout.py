@@ -22,6 +22,9 @@ Episode statistics (return, length) are counted here on the raw rewards, before 
 an env that records its episodes with ``RecordEpisodeStatistics`` (lucidrl's Atari envs, which
 clip the training rewards after it) reports its recorded raw score instead
 (``lucidrl.envs.episode_scores``).
+
+Box actions: the Gaussian sample goes to ``env.step`` clipped to the action space's bounds, but
+the rollout stores (and ``log_prob`` scores) the unclipped sample, the one π actually drew.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Rollout:
     values_old: torch.Tensor  # V_old(s_t)
     next_values: torch.Tensor  # V_old(s_{t+1}) of the true next state
     logprob_old: torch.Tensor  # log π_old(a_t|s_t)
-    params_old: torch.Tensor  # π_old's distribution parameters (logits), for exact KL
+    params_old: torch.Tensor  # π_old's distribution parameters (logits, or concat(μ, log σ)), for exact KL
     valid: torch.Tensor | None  # False on NEXT_STEP reset rows; None when every row is valid
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
@@ -85,6 +88,8 @@ class RolloutCollector:
         self.prev_done = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP: the next step is a reset step
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
+        space = env.single_action_space  # Box actions are clipped to the bounds on their way to the env only
+        self.action_bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device)
@@ -118,7 +123,10 @@ class RolloutCollector:
             dist_params.append(params)
             if next_step:
                 valid_buf[t] = ~self.prev_done
-            obs, reward, terminated, truncated, info = self.env.step(action.cpu().numpy())
+            env_action = action.cpu().numpy()
+            if self.action_bounds is not None:
+                env_action = np.clip(env_action, *self.action_bounds)
+            obs, reward, terminated, truncated, info = self.env.step(env_action)
             rew_buf[t], term_buf[t], trunc_buf[t] = reward, terminated, truncated
 
             # episode statistics on the raw reward (a NEXT_STEP reset row adds reward 0, length 0)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from lucidrl.advantages import gae
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
-from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
 from lucidrl.optim import Adam, RMSprop, clip_grad_norm, zero_grad
 from lucidrl.packed import PackedActorCritic
 
@@ -86,6 +86,8 @@ class A2CConfig:
     """One trunk for actor and critic with two linear outputs (the paper's design) instead of two MLPs (SB3's)."""
     ortho_init: bool = True
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1), as SB3; False: PyTorch's default."""
+    log_std_init: float = 0.0
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     seed: int | None = None
     """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
     device: str = "cpu"
@@ -105,6 +107,8 @@ class A2CConfig:
         check(0.0 <= self.rms_prop_alpha < 1.0, f"rms_prop_alpha must lie in [0, 1), got {self.rms_prop_alpha}")
         check(self.rms_prop_eps > 0, f"rms_prop_eps must be > 0, got {self.rms_prop_eps}")
         self.net_arch = check_network(self.net_arch, self.activation)
+        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
+              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
 
     @property
     def rollout_size(self) -> int:
@@ -180,7 +184,8 @@ class A2C(Algorithm):
         super().__init__(env, **kwargs)
         cfg: A2CConfig = self.config
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
-                                 shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="A2C").to(self.device)
+                                 shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="A2C",
+                                 log_std_init=cfg.log_std_init).to(self.device)
         # speed: one flat tensor holds every weight (one optimiser tensor, one clip, one zeroing), laid out
         # so that actor and critic run as one set of batched ops (lucidrl.packed); self.agent is unchanged
         self._net = PackedActorCritic(self.agent)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
-from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 
 
@@ -88,6 +88,8 @@ class PPOConfig:
     """One trunk for actor and critic (two linear outputs) instead of two separate MLPs."""
     ortho_init: bool = True
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default."""
+    log_std_init: float = 0.0
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: Adam's ε (PyTorch's default is 1e-8; baselines and SB3 use 1e-5)."""
     seed: int | None = None
@@ -119,6 +121,8 @@ class PPOConfig:
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
         self.net_arch = check_network(self.net_arch, self.activation)
+        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
+              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property
@@ -294,7 +298,8 @@ class PPO(Algorithm):
         super().__init__(env, **kwargs)
         cfg: PPOConfig = self.config
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
-                                 shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="PPO").to(self.device)
+                                 shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="PPO",
+                                 log_std_init=cfg.log_std_init).to(self.device)
         # one flat tensor holds every weight (the layers see views of it): one optimiser tensor, not 12
         self.optimizer = Adam([flat_parameters(self.agent)], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
         self.beta = cfg.beta_init

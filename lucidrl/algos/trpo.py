@@ -47,7 +47,7 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad
-from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
 from lucidrl.optim import Adam, flat_parameters, zero_grad
 
 
@@ -91,6 +91,8 @@ class TRPOConfig:
     """Hidden activation: tanh, relu or elu."""
     ortho_init: bool = True
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default."""
+    log_std_init: float = 0.0
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: the critic's Adam ε (PyTorch's default is 1e-8; SB3 uses 1e-5)."""
     seed: int | None = None
@@ -121,6 +123,8 @@ class TRPOConfig:
               f"line_search_shrinking_factor must lie in (0, 1), got {self.line_search_shrinking_factor}")
         check(self.variant in ("trpo", "npg"), f"variant must be 'trpo' or 'npg', got {self.variant!r}")
         self.net_arch = check_network(self.net_arch, self.activation)
+        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
+              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property
@@ -185,7 +189,7 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
 
     ``theta``: the actor's parameters as one flat tensor (``flat_parameters(actor)``), which the
     layers view, so writing it moves the policy. ``batch``: encoded ``x``, ``actions``,
-    ``logprob_old``, ``params_old`` (π_old's logits) and ``advantages``.
+    ``logprob_old``, ``params_old`` (π_old's distribution parameters: logits, or concat(μ, log σ) for Box actions) and ``advantages``.
     """
     params = list(actor.parameters())  # the autograd leaves (views into theta)
     x, actions, logprob_old, params_old = batch["x"], batch["actions"], batch["logprob_old"], batch["params_old"]
@@ -282,7 +286,8 @@ class TRPO(Algorithm):
         cfg: TRPOConfig = self.config
         # Deviations: orthogonal initialisation (ortho_init) and the critic's Adam ε (adam_eps), as SB3
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
-                                 shared=False, ortho_init=cfg.ortho_init, algo="TRPO").to(self.device)
+                                 shared=False, ortho_init=cfg.ortho_init, algo="TRPO",
+                                 log_std_init=cfg.log_std_init).to(self.device)
         # each network's weights in one flat tensor: θ for CG and the line search, φ for the critic's Adam
         self.actor_theta = flat_parameters(self.agent.actor)
         self.critic_optimizer = Adam([flat_parameters(self.agent.critic)], lr=value_at(cfg.learning_rate, 1.0),

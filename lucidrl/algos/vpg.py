@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
-from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 from lucidrl.rollout import Rollout
 
@@ -110,6 +110,8 @@ class VPGConfig:
     """Hidden activation: tanh, relu or elu (Spinning Up: tanh)."""
     ortho_init: bool = False
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default, as Spinning Up."""
+    log_std_init: float = 0.0
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-8
     """Adam's ε for both optimisers (PyTorch's default, as Spinning Up)."""
     seed: int | None = None
@@ -133,6 +135,8 @@ class VPGConfig:
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         self.net_arch = check_network(self.net_arch, self.activation)
+        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
+              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property
@@ -221,7 +225,8 @@ class VPG(Algorithm):
         super().__init__(env, **kwargs)
         cfg: VPGConfig = self.config
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
-                                 shared=False, ortho_init=cfg.ortho_init, algo=type(self).__name__).to(self.device)
+                                 shared=False, ortho_init=cfg.ortho_init, algo=type(self).__name__,
+                                 log_std_init=cfg.log_std_init).to(self.device)
         # actor and critic each in one flat tensor, each with its own Adam (lucidrl.optim)
         self._policy_params = [flat_parameters(self.agent.actor)]
         self._critic_params = [flat_parameters(self.agent.critic)]

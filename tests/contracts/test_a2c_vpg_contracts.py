@@ -108,11 +108,21 @@ def test_invalid_hyperparameters_are_refused_before_anything_starts(algo, kwargs
         CLASSES[algo]("NoSuchEnv-v0", **kwargs)
 
 
-def test_box_actions_are_refused_naming_the_algorithm():
-    with pytest.raises(lucidrl.EnvError, match=r"A2C .*supports Discrete action spaces"):
-        lucidrl.A2C("Pendulum-v1", verbose=0)
-    with pytest.raises(lucidrl.EnvError, match=r"REINFORCE .*supports Discrete action spaces"):
-        lucidrl.REINFORCE("Pendulum-v1", verbose=0)
+def test_unsupported_action_shapes_are_refused_naming_the_algorithm():
+    class MatrixActions(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (2,))
+        action_space = gym.spaces.Box(-1, 1, (2, 2))
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(2, dtype=np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, dtype=np.float32), 0.0, False, False, {}
+
+    with pytest.raises(lucidrl.EnvError, match=r"A2C takes a Box action space of one dimension"):
+        lucidrl.A2C(MatrixActions, verbose=0, preset=False)
+    with pytest.raises(lucidrl.EnvError, match=r"REINFORCE takes a Box action space of one dimension"):
+        lucidrl.REINFORCE(MatrixActions, verbose=0, preset=False)
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -38,9 +38,19 @@ def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, patt
         lucidrl.PPO("NoSuchEnv-v0", **kwargs)
 
 
-def test_box_action_space_names_the_space_and_what_is_supported():
-    with pytest.raises(EnvError, match=r"PPO .*supports Discrete action spaces; got Box\("):
-        lucidrl.PPO("Pendulum-v1", verbose=0)
+def test_unsupported_action_space_names_the_space_and_what_is_supported():
+    class TwoKnobs(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (2,))
+        action_space = gym.spaces.MultiDiscrete([2, 3])
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(2, dtype=np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, dtype=np.float32), 0.0, False, False, {}
+
+    with pytest.raises(EnvError, match=r"PPO takes a Discrete or a 1-D Box action space; got MultiDiscrete\("):
+        lucidrl.PPO(TwoKnobs, verbose=0, preset=False)
 
 
 def test_unsupported_observations_are_refused_clearly():
