@@ -55,7 +55,7 @@ class RunningMeanStd(nn.Module):
         """(N1) merge a batch's mean, population variance and size into the running statistics.
 
         The moments are tensors, or NumPy arrays / floats when the buffers are on the CPU: then the
-        update runs in NumPy on views of the buffers (~10x less overhead than torch for a few numbers).
+        update runs in NumPy on views of the buffers (less per-call overhead than torch ops on a few numbers).
         """
         if self.mean.device.type == "cpu" and not isinstance(batch_mean, torch.Tensor):
             mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()  # views: written in place
