@@ -160,3 +160,19 @@ def test_a_checkpoint_without_normalisation_still_loads(tmp_path):
     assert loaded.obs_normalizer is None
     obs = np.zeros((3, 4), np.float32)
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_a_ppo_update_at_zero_step_size_sees_ratio_one_everywhere_with_normalisation_on():
+    """Through the real update: with learning_rate 0 the policy stays π_old, so every minibatch of every
+    epoch must see ratio 1 (approx KL 0, nothing clipped): log π_old was computed on the stored inputs.
+    PyTorch's default initialisation (not the orthogonal one, whose 0.01 output gain gives a nearly uniform
+    policy) makes π depend on the input enough that inconsistent inputs would show."""
+    seen = []
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=4, n_steps=64, batch_size=32,
+                        n_epochs=3, learning_rate=0.0, vectorization="sync", ortho_init=False, **NORM)
+    model.learn(512, callback=lambda m, metrics: seen.append(metrics))
+    assert len(seen) == 2
+    assert seen[0]["diag/entropy"] < 0.69  # not the uniform policy (log 2 = 0.693)
+    for metrics in seen:
+        assert abs(metrics["diag/approx_kl"]) < 1e-7
+        assert metrics["diag/clip_fraction"] == 0.0
