@@ -25,6 +25,7 @@ from lucidrl.checkpoint import (load_checkpoint, optimizer_from_flat, optimizer_
                                 save_checkpoint)
 from lucidrl.config import config_to_dict, resolve_config
 from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
+from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError
 from lucidrl.logging import Logger
 
@@ -104,6 +105,9 @@ class Algorithm:
             self.observation_space, self.action_space = _spaces
         else:
             raise EnvError("an env is needed: pass an env id such as 'CartPole-v1', a gymnasium.Env or a VectorEnv")
+        # observation / reward normalisation (lucidrl.envs.normalize), when the config asks for it: part of the
+        # model, updated by the rollout collector, applied frozen by predict and evaluate
+        self.obs_normalizer, self.reward_scaler = make_normalizers(self.config, self.observation_space, self.device)
 
     # ------------------------------------------------------------------ env
     def set_env(self, env: EnvLike) -> None:
@@ -132,8 +136,12 @@ class Algorithm:
 
     # ------------------------------------------------------------------ acting
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        """Actions of the policy ``self.agent`` (an ActorCritic): its mode, or a sample from the model's RNG.
-        Algorithms whose agent is not an actor-critic (DQN's Q-network) override this."""
+        """Actions of the policy ``self.agent`` (an ActorCritic) for raw observations: its mode, or a sample
+        from the model's RNG. With ``normalize_obs`` the observations are first normalised with the frozen
+        statistics (never updated here). Algorithms whose agent is not an actor-critic (DQN's Q-network)
+        override this."""
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer(obs)
         params = self.agent.policy_params(obs)
         return self.agent.head.mode(params) if deterministic else self.agent.head.sample(params, self.generator)
 
@@ -189,7 +197,8 @@ class Algorithm:
         from lucidrl.rollout import RolloutCollector
 
         if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
-            self._collector = RolloutCollector(self.env, self.device, seed=self.config.seed, generator=self.generator)
+            self._collector = RolloutCollector(self.env, self.device, seed=self.config.seed, generator=self.generator,
+                                               obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler)
         return self._collector
 
     def _after_update(self, logger: Logger, rollout, metrics: dict, steps_before: int,
@@ -214,13 +223,21 @@ class Algorithm:
         """The networks saved in a checkpoint (default: ``self.agent``)."""
         return {"agent": self.agent}
 
+    def _checkpoint_modules(self) -> dict[str, nn.Module]:
+        """``_modules()`` plus the normalisers in use: their statistics are model state, saved with the weights."""
+        modules = dict(self._modules())
+        for name in ("obs_normalizer", "reward_scaler"):
+            if getattr(self, name, None) is not None:
+                modules[name] = getattr(self, name)
+        return modules
+
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
         tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state()}
-        for name, module in self._modules().items():
+        for name, module in self._checkpoint_modules().items():
             tensors.update({f"{name}/{k}": v for k, v in module.state_dict().items()})
         optim_meta = {}
         for name, opt in self._optimizers().items():
@@ -268,7 +285,7 @@ class Algorithm:
         if env is None:
             model.env_id = config.get("env_id")
         try:
-            for name, module in model._modules().items():
+            for name, module in model._checkpoint_modules().items():
                 sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")}
                 module.load_state_dict(sub, strict=True)
         except RuntimeError as e:

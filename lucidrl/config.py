@@ -135,6 +135,16 @@ def check_network(net_arch, activation: str) -> list[int]:
     return list(net_arch)
 
 
+def check_normalization(config) -> None:
+    """Check the normalisation fields the policy-gradient configs share (see lucidrl.envs.normalize)."""
+    for name in ("normalize_obs", "normalize_reward"):
+        check(isinstance(getattr(config, name), bool), f"{name} must be true or false, got {getattr(config, name)!r}")
+    for name in ("clip_obs", "clip_reward"):
+        v = getattr(config, name)
+        check(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+              f"{name} must be a number > 0 (the bound of the normalised values), got {v!r}")
+
+
 # --------------------------------------------------------------------------- dataclass <-> dict
 def _type_hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -157,6 +167,8 @@ def config_to_dict(config) -> dict[str, Any]:
 def config_from_dict(cls, values: dict[str, Any], context: str = "") -> Any:
     """Build ``cls`` from a dict (JSON, YAML, CLI), refusing unknown keys with a suggestion."""
     names = [f.name for f in dataclasses.fields(cls)]
+    if "normalize" in values and "normalize_obs" in names:
+        values = zoo_normalize(values, context)
     kwargs = {}
     for k, v in values.items():
         if k not in names:
@@ -171,6 +183,41 @@ def config_from_dict(cls, values: dict[str, Any], context: str = "") -> Any:
         return cls(**kwargs)
     except TypeError as e:  # wrong types that __post_init__ did not catch
         raise ConfigError(f"{cls.__name__}{context}: {e}") from None
+
+
+def zoo_normalize(values: dict[str, Any], context: str = "") -> dict[str, Any]:
+    """Translate rl-baselines3-zoo's ``normalize`` setting into lucidrl's fields.
+
+    The zoo writes ``normalize: true`` (observations and rewards, as SB3's VecNormalize
+    defaults) or a dict, or its string form, of VecNormalize arguments:
+    ``"{'norm_obs': True, 'norm_reward': False}"``; ``norm_obs``, ``norm_reward``,
+    ``clip_obs`` and ``clip_reward`` map to ``normalize_obs``, ``normalize_reward``,
+    ``clip_obs`` and ``clip_reward``; ``gamma`` is dropped, since lucidrl always uses the
+    algorithm's γ (as the zoo does). The string is read with ``ast.literal_eval``: no code runs.
+    """
+    values = dict(values)
+    setting = values.pop("normalize")
+    if isinstance(setting, str) and setting.strip().lower() in ("true", "false"):
+        setting = setting.strip().lower() == "true"
+    elif isinstance(setting, str):
+        try:
+            setting = ast.literal_eval(setting)
+        except (ValueError, SyntaxError):
+            setting = None
+    if isinstance(setting, bool):
+        setting = {"norm_obs": setting, "norm_reward": setting}
+    if not isinstance(setting, dict):
+        raise ConfigError(f"normalize{context}: expected true, false or a dict such as "
+                          f"{{'norm_obs': True, 'norm_reward': False}}, got {setting!r}")
+    names = {"norm_obs": "normalize_obs", "norm_reward": "normalize_reward", "clip_obs": "clip_obs",
+             "clip_reward": "clip_reward"}
+    for k, v in setting.items():
+        if k == "gamma":
+            continue
+        if k not in names:
+            raise ConfigError(f"normalize{context}: unknown VecNormalize argument {k!r}; known: {', '.join(names)}")
+        values.setdefault(names[k], v)  # an explicit normalize_obs=... wins over the zoo setting
+    return values
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,6 +25,13 @@ clip the training rewards after it) reports its recorded raw score instead
 
 Box actions: the Gaussian sample goes to ``env.step`` clipped to the action space's bounds, but
 the rollout stores (and ``log_prob`` scores) the unclipped sample, the one π actually drew.
+
+Normalisation (``lucidrl.envs.normalize``, optional), the way SB3's VecNormalize does it: each
+observation the env returns first updates the observation statistics, then is normalised with
+them, and that normalised observation is what the policy sees and what the rollout stores, so
+``logprob_old`` and the update's log π are computed on the same input. Final observations of
+truncated episodes (SAME_STEP) are normalised with the same statistics, without updating them.
+Rewards are scaled for ``Rollout.rewards`` only; the episode returns stay raw.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from lucidrl.envs import autoreset_mode, episode_scores
+from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.networks import ActorCritic
 
 
@@ -77,14 +85,20 @@ class RolloutCollector:
     """Steps a vector env with the current policy; carries the last observation between calls."""
 
     def __init__(self, env: gym.vector.VectorEnv, device: torch.device, seed: int | None = None,
-                 generator: torch.Generator | None = None):
-        """``generator``: the torch RNG for sampling actions (the model's own, so runs are reproducible)."""
+                 generator: torch.Generator | None = None, obs_normalizer: ObsNormalizer | None = None,
+                 reward_scaler: RewardScaler | None = None):
+        """``generator``: the torch RNG for sampling actions (the model's own, so runs are reproducible).
+        ``obs_normalizer`` / ``reward_scaler``: the model's normalisers (None: off); collecting updates them."""
         self.env = env
+        self.obs_normalizer = obs_normalizer
+        self.reward_scaler = reward_scaler
         self.generator = generator
         self.device = device
         self.n_envs = env.num_envs
         self.mode = autoreset_mode(env)
-        self.obs, _ = env.reset(seed=seed)
+        self.obs, _ = env.reset(seed=seed)  # what the policy sees next (normalised with normalize_obs)
+        if obs_normalizer is not None:
+            self.obs = self._normalize(self.obs)
         self.prev_done = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP: the next step is a reset step
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
@@ -93,6 +107,10 @@ class RolloutCollector:
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device)
+
+    def _normalize(self, raw_obs: np.ndarray) -> np.ndarray:
+        """Update the observation statistics with a batch of raw observations, then normalise it (N2)."""
+        return self.obs_normalizer.update_and_normalize(raw_obs)
 
     @torch.no_grad()
     def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
@@ -113,6 +131,7 @@ class RolloutCollector:
         next_step = self.mode == AutoresetMode.NEXT_STEP
 
         act_fn = agent.acting_forward() if hasattr(agent, "acting_forward") else agent
+        obs_norm, rew_scale = self.obs_normalizer, self.reward_scaler
         obs = self.obs
         for t in range(T):
             obs_buf[t] = obs
@@ -127,7 +146,11 @@ class RolloutCollector:
             if self.action_bounds is not None:
                 env_action = np.clip(env_action, *self.action_bounds)
             obs, reward, terminated, truncated, info = self.env.step(env_action)
+            if obs_norm is not None:
+                obs = self._normalize(obs)
             rew_buf[t], term_buf[t], trunc_buf[t] = reward, terminated, truncated
+            if rew_scale is not None:  # the scaled reward trains; NEXT_STEP reset rows stay out of the statistics
+                rew_buf[t] = rew_scale.scale(reward, terminated | truncated, valid=valid_buf[t] if next_step else None)
 
             # episode statistics on the raw reward (a NEXT_STEP reset row adds reward 0, length 0)
             self.episode_return += reward
@@ -141,8 +164,10 @@ class RolloutCollector:
                 self.episode_length[idx] = 0
                 if not next_step and truncated.any():  # bootstrap from V(final observation)
                     tidx = np.flatnonzero(truncated)
-                    final = np.stack([info["final_obs"][i] for i in tidx])
-                    final_values.append((t, tidx, agent.value(self._tensor(final))))
+                    final = self._tensor(np.stack([info["final_obs"][i] for i in tidx]))
+                    if obs_norm is not None:
+                        final = obs_norm(final)  # the same statistics as the step's observations, not updated
+                    final_values.append((t, tidx, agent.value(final)))
             if next_step:
                 self.prev_done = done
         self.obs = obs

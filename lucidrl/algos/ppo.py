@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 
@@ -92,12 +92,21 @@ class PPOConfig:
     """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: Adam's ε (PyTorch's default is 1e-8; baselines and SB3 use 1e-5)."""
+    normalize_obs: bool = False
+    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
+    normalize_reward: bool = False
+    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
+    clip_obs: float = 10.0
+    """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
+    clip_reward: float = 10.0
+    """Bound of the scaled rewards, ±clip_reward (SB3's default 10)."""
     seed: int | None = None
     """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
     device: str = "cpu"
     """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
 
     def __post_init__(self):
+        check_normalization(self)
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
         check(isinstance(self.n_steps, int) and self.n_steps >= 1, f"n_steps must be an integer >= 1, got {self.n_steps!r}")
         check(isinstance(self.batch_size, int) and self.batch_size >= 2,

@@ -44,7 +44,7 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
@@ -95,6 +95,14 @@ class TRPOConfig:
     """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: the critic's Adam ε (PyTorch's default is 1e-8; SB3 uses 1e-5)."""
+    normalize_obs: bool = False
+    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
+    normalize_reward: bool = False
+    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
+    clip_obs: float = 10.0
+    """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
+    clip_reward: float = 10.0
+    """Bound of the scaled rewards, ±clip_reward (SB3's default 10)."""
     seed: int | None = None
     """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
     device: str = "cpu"
@@ -108,6 +116,7 @@ class TRPOConfig:
         for name in ("n_envs", "n_steps", "batch_size", "n_critic_updates", "cg_max_steps", "line_search_max_iter",
                      "sub_sampling_factor"):
             positive_int(name)
+        check_normalization(self)
         check(self.batch_size <= self.rollout_size,
               f"batch_size={self.batch_size} is larger than a rollout (n_steps * n_envs = {self.rollout_size}); "
               f"lower batch_size or raise n_steps or n_envs")
