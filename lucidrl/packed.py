@@ -33,6 +33,9 @@ forward with autograd.
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -153,8 +156,83 @@ class PackedActorCritic:
     @torch.no_grad()
     def _acting(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, batch_shape = self._inputs(obs)
-        hs = self.hidden(x, via_sigmoid=False)
+        hs = self.hidden(x, via_sigmoid=x.shape[0] * self.width >= 2048)  # torch.tanh on a handful of rows only
         return self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), batch_shape)
+
+    def numpy_policy(self, n_rows: int) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The actor's logits in NumPy for a batch of ``n_rows`` observations, or None where it does not pay.
+
+        Speed only, same function as ``forward(obs)[0]`` (float32 NumPy on views of the same
+        weights, so it follows every update; ``tests/math/test_packed_speed.py``). At CartPole's
+        size (8 rows, 64-unit layers) a call costs ~10 us against ~33 us for the packed torch
+        forward: NumPy's per-op overhead is ~1 us, torch's ~4 us. Larger batches stay in torch
+        (NumPy's BLAS may go multi-threaded there); so do other devices and dtypes.
+        """
+        if not self.packed or self.flat.device.type != "cpu" or self.flat.dtype != torch.float32 \
+                or n_rows * self.width > 4096:
+            return None
+        cached = self.__dict__.get("_numpy_policy")
+        if cached is None or cached[0] != self.flat.data_ptr():  # made once: views of the weights
+            self._numpy_policy = cached = (self.flat.data_ptr(), self._make_numpy_policy())
+        return cached[1]
+
+    def _make_numpy_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        layers = [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in _linears(self.agent.actor)]
+        act = np.tanh if self.tanh else (lambda z: np.maximum(z, 0.0, out=z))
+        hidden, (w_out, b_out) = layers[:-1], layers[-1]
+        n_in = self.n_in
+
+        def logits(obs: np.ndarray) -> np.ndarray:
+            h = obs.reshape(obs.shape[0], n_in).astype(np.float32, copy=False)
+            for w, b in hidden:
+                h = act(h @ w + b)
+            return h @ w_out + b_out
+
+        return logits
+
+    def policy_value_backward(self, obs: torch.Tensor, actions: torch.Tensor, policy_term: Callable,
+                              returns: torch.Tensor, vf_coef: float, ent_coef: float = 0.0):
+        """One loss of the form ``policy_term(log π(a|s)) + vf_coef mean((V - R)²) - ent_coef mean(H)``,
+        its gradient written into ``flat.grad`` (overwritten: no zeroing needed), without autograd.
+
+        ``policy_term(logprob) -> (loss, ∂loss/∂logprob, extra)`` is the algorithm's surrogate with its
+        gradient (PPO's clipped surrogate, A2C's -mean(A log π)). Returns ``(logits, policy_loss,
+        value_loss, entropy or None, extra)``; ``entropy`` (per state) only when ``ent_coef`` > 0.
+
+        Speed only, same math as ``forward`` + the loss + ``backward()`` (``tests/math/test_packed_speed.py``
+        checks loss and gradient against autograd): with l the logits, p = softmax(l),
+        ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H), ∂mean((V-R)²)/∂V = 2 (V - R) / B;
+        then ``backward_into``. Only for a packed agent with a categorical head.
+        """
+        x, _ = self._inputs(obs)
+        B = x.shape[0]
+        hs = self.hidden(x, via_sigmoid=True)
+        logits, values = self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), (B,))
+        logp = logits.log_softmax(-1)
+        idx = actions.reshape(B, 1).long()
+        logprob = logp.gather(-1, idx).squeeze(-1)
+        policy_loss, d_logprob, extra = policy_term(logprob)
+        p = logp.exp()
+        entropy = None
+        if ent_coef:
+            entropy = -(p * logp).sum(-1)
+            d_ent = p * (logp + entropy.unsqueeze(-1)) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
+        d_logits = p.mul_(-d_logprob.unsqueeze(-1)).scatter_add_(-1, idx, d_logprob.unsqueeze(-1))
+        if ent_coef:
+            d_logits += d_ent
+        diff = values - returns.reshape(B)
+        value_loss = diff.square().mean()
+        d_values = diff.mul_(2.0 * vf_coef / B)
+        self.backward_into(self._flat_grad_blocks(), x, hs, d_logits, d_values)
+        return logits, policy_loss, value_loss, entropy, extra
+
+    def _flat_grad_blocks(self) -> list[torch.Tensor]:
+        grad = self.flat.grad
+        if grad is None:
+            grad = self.flat.grad = torch.zeros_like(self.flat)
+        if getattr(self, "_flat_grad_of", None) is not grad:  # cut once, again only if flat.grad was replaced
+            self._flat_grad_of, self._flat_grad_cut = grad, self.blocks(grad)
+        return self._flat_grad_cut
 
     def acting_forward(self):
         """The no-grad forward the rollout collector calls at every env step (no per-rollout copies)."""
@@ -163,10 +241,38 @@ class PackedActorCritic:
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.agent.value(obs)
 
+    def backward_into(self, g: list[torch.Tensor], x: torch.Tensor, hs: list[torch.Tensor],
+                      d_params: torch.Tensor, d_values: torch.Tensor) -> None:
+        """Write ∂loss/∂weights into the blocks ``g`` (laid out like ``blocks(flat)``), overwriting them,
+        from the gradients at the outputs and what ``hidden(x, ...)`` returned."""
+        w, B = self.w, x.shape[0]
+        act_backward = _aten.tanh_backward if self.tanh else (lambda d, h: _aten.threshold_backward(d, h, 0))
+        d_params, d_values = d_params.reshape(B, -1), d_values.reshape(B, 1)
+        last = hs[-1] if self.n_hidden_pairs else self.pairs(hs[0])
+        # output layers: dW = dyᵀ h, db = Σ dy; then dh, the gradient at each MLP's last hidden layer
+        torch.mm(d_params.t(), last[0], out=g[-4])
+        torch.sum(d_params, 0, out=g[-3])
+        torch.mm(d_values.t(), last[1], out=g[-2])
+        torch.sum(d_values, 0, out=g[-1])
+        dh = torch.empty(2, B, last.shape[-1], dtype=x.dtype, device=x.device)
+        torch.mm(d_params, w[-4], out=dh[0])
+        torch.mul(d_values, w[-2], out=dh[1])
+        # hidden pairs, top down: dz = dh * act'(z), dW = dzᵀ h_in, db = Σ dz, dh_in = dz W
+        for k in range(self.n_hidden_pairs, 0, -1):
+            dz = act_backward(dh, hs[k])
+            h_in = hs[k - 1] if k > 1 else self.pairs(hs[0])
+            torch.bmm(dz.transpose(1, 2), h_in, out=g[2 * k])
+            torch.sum(dz, 1, keepdim=True, out=g[2 * k + 1])
+            dh = torch.bmm(dz, w[2 * k])
+        # first layers, on the [B, 2h] layout
+        dz = act_backward(dh.transpose(0, 1).reshape(B, 2 * self.width), hs[0])
+        torch.mm(dz.t(), x, out=g[0])
+        torch.sum(dz, 0, out=g[1])
+
 
 def _tanh_of_doubled(z2: torch.Tensor) -> torch.Tensor:
     """tanh(z) from 2z, as 2 sigmoid(2z) - 1, in place after the sigmoid."""
-    return torch.sigmoid(z2).mul_(2.0).sub_(1.0)
+    return z2.sigmoid_().mul_(2.0).sub_(1.0)
 
 
 class _PairMLP(torch.autograd.Function):
@@ -184,32 +290,10 @@ class _PairMLP(torch.autograd.Function):
     def backward(ctx, d_params: torch.Tensor, d_values: torch.Tensor):
         x, *hs = ctx.saved_tensors
         net = ctx.net
-        w, B = net.w, x.shape[0]
-        act_backward = _aten.tanh_backward if net.tanh else (lambda d, h: _aten.threshold_backward(d, h, 0))
         if net.flat.grad is not None:  # autograd adds our result into flat.grad and drops it: reuse the buffer
             grad, g = net._grad, net._grad_blocks
         else:  # autograd would keep our tensor as flat.grad itself: give it a fresh one
             grad = torch.empty_like(net.flat)
             g = net.blocks(grad)
-        d_params, d_values = d_params.reshape(B, -1), d_values.reshape(B, 1)
-        last = hs[-1] if net.n_hidden_pairs else net.pairs(hs[0])
-        # output layers: dW = dyᵀ h, db = Σ dy; then dh, the gradient at each MLP's last hidden layer
-        torch.mm(d_params.t(), last[0], out=g[-4])
-        torch.sum(d_params, 0, out=g[-3])
-        torch.mm(d_values.t(), last[1], out=g[-2])
-        torch.sum(d_values, 0, out=g[-1])
-        dh = torch.empty(2, B, last.shape[-1], dtype=x.dtype, device=x.device)
-        torch.mm(d_params, w[-4], out=dh[0])
-        torch.mul(d_values, w[-2], out=dh[1])
-        # hidden pairs, top down: dz = dh * act'(z), dW = dzᵀ h_in, db = Σ dz, dh_in = dz W
-        for k in range(net.n_hidden_pairs, 0, -1):
-            dz = act_backward(dh, hs[k])
-            h_in = hs[k - 1] if k > 1 else net.pairs(hs[0])
-            torch.bmm(dz.transpose(1, 2), h_in, out=g[2 * k])
-            torch.sum(dz, 1, keepdim=True, out=g[2 * k + 1])
-            dh = torch.bmm(dz, w[2 * k])
-        # first layers, on the [B, 2h] layout
-        dz = act_backward(dh.transpose(0, 1).reshape(B, 2 * net.width), hs[0])
-        torch.mm(dz.t(), x, out=g[0])
-        torch.sum(dz, 0, out=g[1])
+        net.backward_into(g, x, hs, d_params, d_values)
         return grad, None, None

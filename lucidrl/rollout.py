@@ -45,7 +45,7 @@ from gymnasium.vector import AutoresetMode
 
 from lucidrl.envs import autoreset_mode, episode_scores
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
-from lucidrl.networks import ActorCritic
+from lucidrl.networks import ActorCritic, CategoricalHead
 
 
 @dataclass
@@ -96,6 +96,7 @@ class RolloutCollector:
         self.device = device
         self.n_envs = env.num_envs
         self.mode = autoreset_mode(env)
+        self.next_step = self.mode == AutoresetMode.NEXT_STEP
         self.obs, _ = env.reset(seed=seed)  # what the policy sees next (normalised with normalize_obs)
         if obs_normalizer is not None:
             self.obs = self._normalize(self.obs)
@@ -115,12 +116,15 @@ class RolloutCollector:
     @torch.no_grad()
     def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
         T, N, dev = n_steps, self.n_envs, self.device
+        next_step = self.next_step
         head = agent.head
         obs_buf = np.empty((T, *self.obs.shape), dtype=self.obs.dtype)
         rew_buf = np.empty((T, N), dtype=np.float32)
         term_buf = np.empty((T, N), dtype=bool)
         trunc_buf = np.empty((T, N), dtype=bool)
-        valid_buf = np.ones((T, N), dtype=bool)
+        valid_buf = np.empty((T, N), dtype=bool)  # every row is written below (NEXT_STEP) or filled here
+        if not next_step:
+            valid_buf.fill(True)
         # the policy's outputs stay on the device; stacked once at the end (cheaper than T indexed writes)
         actions: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
@@ -128,21 +132,29 @@ class RolloutCollector:
         final_values: list[tuple[int, np.ndarray, torch.Tensor]] = []  # SAME_STEP truncations
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
-        next_step = self.mode == AutoresetMode.NEXT_STEP
 
         act_fn = agent.acting_forward() if hasattr(agent, "acting_forward") else agent
+        # speed only (see the module docstring): the actor in NumPy, π_old's outputs in one pass at the end
+        policy_np = agent.numpy_policy(N) if isinstance(head, CategoricalHead) and hasattr(agent, "numpy_policy") else None
+        if policy_np is not None:
+            # Gumbel-max with the noise of the whole rollout drawn at once from the model's generator
+            gumbel = (-torch.empty((T, N, head.n)).exponential_(generator=self.generator).log_()).numpy()
+            act_np = np.empty((T, N), dtype=np.int64)
         obs_norm, rew_scale = self.obs_normalizer, self.reward_scaler
         obs = self.obs
         for t in range(T):
             obs_buf[t] = obs
-            params, value = act_fn(self._tensor(obs))
-            action = head.sample(params, self.generator)
-            actions.append(action)
-            values.append(value)
-            dist_params.append(params)
+            if policy_np is not None:
+                env_action = act_np[t] = (policy_np(obs) + gumbel[t]).argmax(-1)
+            else:
+                params, value = act_fn(self._tensor(obs))
+                action = head.sample(params, self.generator)
+                actions.append(action)
+                values.append(value)
+                dist_params.append(params)
+                env_action = action.cpu().numpy()
             if next_step:
                 valid_buf[t] = ~self.prev_done
-            env_action = action.cpu().numpy()
             if self.action_bounds is not None:
                 env_action = np.clip(env_action, *self.action_bounds)
             obs, reward, terminated, truncated, info = self.env.step(env_action)
@@ -172,9 +184,13 @@ class RolloutCollector:
                 self.prev_done = done
         self.obs = obs
 
-        last_value = agent.value(self._tensor(obs))
-        act_buf, params_buf = torch.stack(actions), torch.stack(dist_params)
-        val_buf = torch.stack(values)
+        if policy_np is not None:  # π_old's logits and V_old of every step and of the last observation, one pass
+            all_params, all_values = act_fn(self._tensor(np.concatenate([obs_buf, obs[None]])))
+            act_buf, params_buf, val_buf, last_value = self._tensor(act_np), all_params[:T], all_values[:T], all_values[T]
+        else:
+            last_value = agent.value(self._tensor(obs))
+            act_buf, params_buf = torch.stack(actions), torch.stack(dist_params)
+            val_buf = torch.stack(values)
         next_values = torch.cat([val_buf[1:], last_value.unsqueeze(0)])  # V(s_{t+1}) while episodes go on
         for t, tidx, v in final_values:
             next_values[t, torch.as_tensor(tidx, device=dev)] = v

@@ -46,7 +46,7 @@ from lucidrl.advantages import gae
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
-from lucidrl.optim import Adam, RMSprop, clip_grad_norm, zero_grad
+from lucidrl.optim import Adam, RMSprop, clip_grad_norm, optimizer_step, zero_grad
 from lucidrl.packed import PackedActorCritic
 
 
@@ -143,6 +143,14 @@ def a2c_loss(logprob: torch.Tensor, values: torch.Tensor, advantages: torch.Tens
     return loss, policy_loss, value_loss
 
 
+def a2c_policy_term(advantages: torch.Tensor) -> Callable:
+    """The policy term of ``a2c_loss`` as ``PackedActorCritic.policy_value_backward`` takes it:
+    log π -> (-mean(A log π), its gradient -A / B, None)."""
+    def term(logprob: torch.Tensor):
+        return -(advantages * logprob).mean(), advantages * (-1.0 / advantages.numel()), None  # (E3), negated
+    return term
+
+
 # --------------------------------------------------------------------------- one update
 def a2c_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
                batch: dict[str, torch.Tensor], cfg: A2CConfig) -> dict[str, float]:
@@ -156,15 +164,19 @@ def a2c_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Op
     adv = batch["advantages"]
     if cfg.normalize_advantage:  # Deviation: advantage normalisation (off by default, as in SB3)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    dist_params, values = agent(batch["obs"])
-    logprob = head.log_prob(dist_params, batch["actions"])
-    entropy = head.entropy(dist_params) if cfg.ent_coef else None
-    loss, policy_loss, value_loss = a2c_loss(logprob, values, adv, batch["returns"], cfg.vf_coef, entropy, cfg.ent_coef)
-    zero_grad(params)
-    loss.backward()
+    if isinstance(agent, PackedActorCritic) and agent.packed:  # speed only: a2c_loss's gradient without autograd (tested)
+        dist_params, policy_loss, value_loss, entropy, _ = agent.policy_value_backward(
+            batch["obs"], batch["actions"], a2c_policy_term(adv), batch["returns"], cfg.vf_coef, cfg.ent_coef)
+    else:
+        dist_params, values = agent(batch["obs"])
+        logprob = head.log_prob(dist_params, batch["actions"])
+        entropy = head.entropy(dist_params) if cfg.ent_coef else None
+        loss, policy_loss, value_loss = a2c_loss(logprob, values, adv, batch["returns"], cfg.vf_coef, entropy, cfg.ent_coef)
+        zero_grad(params)
+        loss.backward()
     # Deviation: global gradient clipping (max_grad_norm=None: only measure the norm)
     grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
-    optimizer.step()  # (E5) RMSprop (or Adam)
+    optimizer_step(optimizer)  # (E5) RMSprop (or Adam)
     with torch.no_grad():
         mean_entropy = (entropy if entropy is not None else head.entropy(dist_params.detach())).mean()
         returns = batch["returns"]

@@ -39,7 +39,8 @@ from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
-from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
+from lucidrl.optim import Adam, clip_grad_norm, optimizer_step, zero_grad
+from lucidrl.packed import PackedActorCritic
 
 
 @dataclass
@@ -178,17 +179,26 @@ class FusedClippedSurrogate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logprob, logprob_old, advantages, clip_range: float):
-        ratio = (logprob - logprob_old).exp()  # (E1)
-        unclipped = ratio * advantages
-        clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
-        ctx.save_for_backward(torch.where(unclipped <= clipped, unclipped, 0.0))  # r Â where the gradient flows
+        loss, d_logprob, ratio = clipped_surrogate_grad(logprob, logprob_old, advantages, clip_range)
+        ctx.save_for_backward(d_logprob)
         ctx.mark_non_differentiable(ratio)
-        return -torch.minimum(unclipped, clipped).mean(), ratio  # (E2)
+        return loss, ratio
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_ratio):
-        (flowing,) = ctx.saved_tensors
-        return flowing * (-grad_loss / flowing.numel()), None, None, None
+        (d_logprob,) = ctx.saved_tensors
+        return d_logprob * grad_loss, None, None, None
+
+
+def clipped_surrogate_grad(logprob: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor,
+                           clip_range: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-L^CLIP (E2), its gradient with respect to log π (see ``FusedClippedSurrogate``) and the ratio."""
+    ratio = (logprob - logprob_old).exp()  # (E1)
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
+    loss = -torch.minimum(unclipped, clipped).mean()  # (E2)
+    d_logprob = torch.where(unclipped <= clipped, unclipped, 0.0).mul_(-1.0 / unclipped.numel())  # -r Â / n where it flows
+    return loss, d_logprob, ratio
 
 
 def kl_penalty_surrogate(logprob: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor,
@@ -222,7 +232,7 @@ def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Te
 
 
 # --------------------------------------------------------------------------- one update
-def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+def ppo_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
                cfg: PPOConfig, clip_range: float, clip_range_vf: float | None, beta: float,
                generator: torch.Generator | None = None) -> dict[str, float]:
     """K epochs of minibatch steps on one flat batch; returns the diagnostics of the whole update.
@@ -238,6 +248,9 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     if full_batch and cfg.normalize_advantage:
         full_batch_adv = normalize(batch["advantages"])
     seen: dict[str, list[torch.Tensor]] = {"params": [], "ratio": [], "pg": [], "v": [], "grad_norm": [], "kl": []}
+    # PackedActorCritic's loss gradient without autograd (speed only): PPO-Clip without target_kl or value clipping
+    fast = (isinstance(agent, PackedActorCritic) and agent.packed and cfg.variant == "clip"
+            and clip_range_vf is None and cfg.target_kl is None)
     stopped_early = False
     for epoch in range(cfg.n_epochs):
         order = None if full_batch else torch.randperm(n, device=batch["advantages"].device, generator=generator)
@@ -246,6 +259,17 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
             adv = mb["advantages"]
             if cfg.normalize_advantage:  # Deviation: per-minibatch advantage normalisation
                 adv = full_batch_adv if full_batch else normalize(adv)
+            if fast:  # speed only, the same loss and gradient as below (lucidrl.packed, tested)
+                lp_old = mb["logprob_old"]
+                dist_params, pg_loss, v_loss, _, ratio = agent.policy_value_backward(
+                    mb["obs"], mb["actions"], lambda lp: clipped_surrogate_grad(lp, lp_old, adv, clip_range),
+                    mb["returns"], cfg.vf_coef, cfg.ent_coef)
+                grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
+                optimizer_step(optimizer)
+                for key, value in (("params", dist_params), ("ratio", ratio), ("pg", pg_loss), ("v", v_loss),
+                                   ("grad_norm", grad_norm)):
+                    seen[key].append(value)
+                continue
             dist_params, values = agent(mb["obs"])
             logprob = head.log_prob(dist_params, mb["actions"])
             if cfg.variant == "clip":  # (E2), the same as clipped_surrogate() with a hand-written gradient
@@ -309,8 +333,10 @@ class PPO(Algorithm):
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
                                  shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="PPO",
                                  log_std_init=cfg.log_std_init).to(self.device)
-        # one flat tensor holds every weight (the layers see views of it): one optimiser tensor, not 12
-        self.optimizer = Adam([flat_parameters(self.agent)], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
+        # one flat tensor holds every weight (the layers see views of it): one optimiser tensor, not 12,
+        # laid out so that actor and critic run as one set of batched ops (lucidrl.packed); self.agent is unchanged
+        self._net = PackedActorCritic(self.agent)
+        self.optimizer = Adam([self._net.flat], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
         self.beta = cfg.beta_init
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -335,7 +361,7 @@ class PPO(Algorithm):
             clip_range_vf = None if cfg.clip_range_vf is None else value_at(cfg.clip_range_vf, progress)
 
             # 1. collect T steps in each of the N envs with the current policy π_old
-            rollout = collector.collect(self.agent, cfg.n_steps)
+            rollout = collector.collect(self._net, cfg.n_steps)
             steps_before = self.num_timesteps
             self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -345,7 +371,7 @@ class PPO(Algorithm):
             batch = rollout.flat(advantages=advantages, returns=returns)
 
             # 3. K epochs of minibatch updates of the surrogate objective
-            metrics = ppo_update(self.agent, self.optimizer, batch, cfg, clip_range, clip_range_vf, self.beta,
+            metrics = ppo_update(self._net, self.optimizer, batch, cfg, clip_range, clip_range_vf, self.beta,
                                  self.generator)
             self.n_updates += metrics["train/gradient_steps"]
             if cfg.variant == "kl_penalty":
