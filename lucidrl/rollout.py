@@ -140,12 +140,16 @@ class RolloutCollector:
             # Gumbel-max with the noise of the whole rollout drawn at once from the model's generator
             gumbel = (-torch.empty((T, N, head.n)).exponential_(generator=self.generator).log_()).numpy()
             act_np = np.empty((T, N), dtype=np.int64)
+            params_np = np.empty((T, N, head.n), dtype=np.float32)
+            values_np = np.empty((T, N), dtype=np.float32)
         obs_norm, rew_scale = self.obs_normalizer, self.reward_scaler
         obs = self.obs
         for t in range(T):
             obs_buf[t] = obs
             if policy_np is not None:
-                env_action = act_np[t] = (policy_np(obs) + gumbel[t]).argmax(-1)
+                logits, values_np[t] = policy_np(obs)
+                params_np[t] = logits
+                env_action = act_np[t] = (logits + gumbel[t]).argmax(-1)
             else:
                 params, value = act_fn(self._tensor(obs))
                 action = head.sample(params, self.generator)
@@ -184,9 +188,9 @@ class RolloutCollector:
                 self.prev_done = done
         self.obs = obs
 
-        if policy_np is not None:  # π_old's logits and V_old of every step and of the last observation, one pass
-            all_params, all_values = act_fn(self._tensor(np.concatenate([obs_buf, obs[None]])))
-            act_buf, params_buf, val_buf, last_value = self._tensor(act_np), all_params[:T], all_values[:T], all_values[T]
+        if policy_np is not None:
+            act_buf, params_buf, val_buf = self._tensor(act_np), self._tensor(params_np), self._tensor(values_np)
+            last_value = self._tensor(policy_np(obs)[1])
         else:
             last_value = agent.value(self._tensor(obs))
             act_buf, params_buf = torch.stack(actions), torch.stack(dist_params)

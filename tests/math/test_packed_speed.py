@@ -2,7 +2,7 @@
 
 * ``PackedActorCritic.policy_value_backward`` with PPO's clipped surrogate and with A2C's policy
   term: loss and gradient against ``ActorCritic`` + the algorithm's own loss + ``backward()``;
-* ``PackedActorCritic.numpy_policy``: the actor's logits in NumPy against ``forward``;
+* ``PackedActorCritic.numpy_policy``: logits and values in NumPy against ``forward``;
 * the collector's NumPy acting path: stored actions, π_old's log-probabilities, values and
   bootstraps against the agent's own forward, and reproducibility from the model's generator;
 * ``clip_grad_norm`` on one flat tensor against torch's.
@@ -87,14 +87,16 @@ def test_a2c_loss_gradient_without_autograd_equals_autograd(net_arch, activation
 
 
 @pytest.mark.parametrize("net_arch, activation", ARCHS)
-def test_numpy_policy_equals_the_actor_and_follows_the_weights(net_arch, activation):
+def test_numpy_policy_equals_forward_and_follows_the_weights(net_arch, activation):
     a, packed, _, _ = _pair(net_arch, activation)
     obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
-    f = packed.numpy_policy(8)
-    np.testing.assert_allclose(f(obs), a.policy_params(torch.from_numpy(obs)).detach().numpy(), atol=1e-6, rtol=1e-5)
-    with torch.no_grad():
-        packed.flat.add_(0.05)  # an optimiser step: the NumPy arrays are views of the same weights
-    np.testing.assert_allclose(f(obs), a.policy_params(torch.from_numpy(obs)).detach().numpy(), atol=1e-6, rtol=1e-5)
+    for _ in range(2):
+        logits, values = packed.numpy_policy(8)(obs)
+        ref_logits, ref_values = a(torch.from_numpy(obs))
+        np.testing.assert_allclose(logits, ref_logits.detach().numpy(), atol=1e-6, rtol=1e-5)
+        np.testing.assert_allclose(values, ref_values.detach().numpy(), atol=1e-6, rtol=1e-5)
+        with torch.no_grad():
+            packed.flat.add_(0.05)  # an optimiser step: the next rollout's numpy_policy sees it
     assert packed.numpy_policy(10_000) is None  # large batches stay in torch
 
 
