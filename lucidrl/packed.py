@@ -162,71 +162,47 @@ class PackedActorCritic:
     def numpy_policy(self, n_rows: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
         """``obs -> (logits, V(s))`` in NumPy for a batch of ``n_rows`` observations, or None where it does not pay.
 
-        Speed only, the same function as ``forward`` (float32 NumPy; ``tests/math/test_packed_speed.py``).
-        At CartPole's size (8 rows, 64-unit layers) a call costs ~12 us against ~33 us for the packed
-        torch forward: NumPy's per-op overhead is ~1 us, torch's ~4 us. Actor and critic run as one
-        MLP: the first layers side by side ([in, 2h], as in the packed layout), each hidden pair and
-        the output layers as one block-diagonal matrix (the zero blocks add exact zeros). Call it once
-        per rollout: the first layer is a view of the weights, the block matrices are refreshed from
-        them here. Larger batches stay in torch (NumPy's BLAS may go multi-threaded there); so do
-        other devices and dtypes.
+        Speed only, the same function as ``forward`` (float32 NumPy on views of the packed weights,
+        so it follows every update; ``tests/math/test_packed_speed.py``). At CartPole's size (8
+        rows, 64-unit layers) a call costs ~10 us against ~33 us for the packed torch forward:
+        NumPy's per-op overhead is ~1 us, torch's ~4 us. The layout is the packed one: the first
+        layers side by side ([in, 2h]), each hidden pair as one stacked [2, h, h] matmul. Larger
+        batches stay in torch (NumPy's BLAS may go multi-threaded there); so do other devices and dtypes.
         """
         if not self.packed or self.flat.device.type != "cpu" or self.flat.dtype != torch.float32 \
                 or n_rows * self.width > 4096:
             return None
         cached = self.__dict__.get("_numpy_policy")
-        if cached is None or cached[0] != self.flat.data_ptr():
-            self._numpy_policy = cached = (self.flat.data_ptr(), *self._numpy_layers())
-        _, layers, refresh, n_params = cached
-        refresh()
-        (w0, b0), hidden, (w_out, b_out) = layers[0], layers[1:-1], layers[-1]
+        if cached is None or cached[0] != self.flat.data_ptr():  # made once: views of the weights
+            self._numpy_policy = cached = (self.flat.data_ptr(), self._make_numpy_policy())
+        return cached[1]
+
+    def _make_numpy_policy(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        w = [t.numpy() for t in self.w]  # views of the flat weights, laid out as ``blocks``
+        w0, b0 = w[0].T, w[1]  # [in, 2h], [2h]
+        pairs = [(w[i].transpose(0, 2, 1), w[i + 1]) for i in range(2, 2 + 2 * self.n_hidden_pairs, 2)]
+        w_pi, b_pi, w_v, b_v = w[-4].T, w[-3], w[-2][0], w[-1]  # views (b_v [1], not a scalar copy)
         act = np.tanh if self.tanh else (lambda z: np.maximum(z, 0.0, out=z))
-        n_in = self.n_in
+        n_in, width = self.n_in, self.width
 
         def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            h = act(obs.reshape(obs.shape[0], n_in).astype(np.float32, copy=False) @ w0 + b0)
-            for w, b in hidden:
-                h = act(h @ w + b)
-            out = h @ w_out + b_out
-            return out[:, :n_params], out[:, n_params]
+            B = obs.shape[0]
+            h = act(obs.reshape(B, n_in).astype(np.float32, copy=False) @ w0 + b0)
+            h = h.reshape(B, 2, width).transpose(1, 0, 2)  # [2, B, h]: actor, critic
+            for wt, b in pairs:
+                h = act(h @ wt + b)
+            return h[0] @ w_pi + b_pi, h[1] @ w_v + b_v
 
         return forward
 
-    def _numpy_layers(self):
-        """NumPy views and block-diagonal buffers of the packed weights, and the function that refreshes the buffers."""
-        w = [t.numpy() for t in self.w]  # views of the flat weights
-        n = w[-4].shape[0]
-        layers = [(w[0].T, w[1])]  # [in, 2h] side by side, bias [2h]
-        blocks = []
-        for i in range(2, 2 + 2 * self.n_hidden_pairs, 2):
-            _, h_out, h_in = w[i].shape
-            bd = np.zeros((2 * h_in, 2 * h_out), dtype=np.float32)
-            layers.append((bd, w[i + 1].reshape(2 * h_out)))
-            blocks.append((bd, w[i], h_in, h_out))
-        h = w[-4].shape[1]
-        w_out = np.zeros((2 * h, n + 1), dtype=np.float32)
-        b_out = np.zeros(n + 1, dtype=np.float32)
-        layers.append((w_out, b_out))
-
-        def refresh():
-            for bd, pair, h_in, h_out in blocks:  # pair [2, out, in]: the block-diagonal of the transposed weights
-                bd[:h_in, :h_out] = pair[0].T
-                bd[h_in:, h_out:] = pair[1].T
-            w_out[:h, :n] = w[-4].T
-            w_out[h:, n] = w[-2][0]
-            b_out[:n] = w[-3]
-            b_out[n] = w[-1][0]
-
-        return layers, refresh, n
-
     def policy_value_backward(self, obs: torch.Tensor, actions: torch.Tensor, policy_term: Callable,
-                              returns: torch.Tensor, vf_coef: float, ent_coef: float = 0.0):
+                              returns: torch.Tensor, vf_coef: float, ent_coef: float = 0.0, with_entropy: bool = False):
         """One loss of the form ``policy_term(log π(a|s)) + vf_coef mean((V - R)²) - ent_coef mean(H)``,
         its gradient written into ``flat.grad`` (overwritten: no zeroing needed), without autograd.
 
         ``policy_term(logprob) -> (loss, ∂loss/∂logprob, extra)`` is the algorithm's surrogate with its
         gradient (PPO's clipped surrogate, A2C's -mean(A log π)). Returns ``(logits, policy_loss,
-        value_loss, entropy or None, extra)``; ``entropy`` (per state) only when ``ent_coef`` > 0.
+        value_loss, entropy or None, extra)``; ``entropy`` (per state) only when ``ent_coef`` > 0 or ``with_entropy``.
 
         Speed only, same math as ``forward`` + the loss + ``backward()`` (``tests/math/test_packed_speed.py``
         checks loss and gradient against autograd): with l the logits, p = softmax(l),
@@ -242,9 +218,8 @@ class PackedActorCritic:
         logprob = logp.gather(-1, idx).squeeze(-1)
         policy_loss, d_logprob, extra = policy_term(logprob)
         p = logp.exp()
-        entropy = None
+        entropy = -(p * logp).sum(-1) if ent_coef or with_entropy else None
         if ent_coef:
-            entropy = -(p * logp).sum(-1)
             d_ent = p * (logp + entropy.unsqueeze(-1)) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
         d_logits = p.mul_(-d_logprob.unsqueeze(-1)).scatter_add_(-1, idx, d_logprob.unsqueeze(-1))
         if ent_coef:

@@ -166,7 +166,8 @@ def a2c_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Op
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     if isinstance(agent, PackedActorCritic) and agent.packed:  # speed only: a2c_loss's gradient without autograd (tested)
         dist_params, policy_loss, value_loss, entropy, _ = agent.policy_value_backward(
-            batch["obs"], batch["actions"], a2c_policy_term(adv), batch["returns"], cfg.vf_coef, cfg.ent_coef)
+            batch["obs"], batch["actions"], a2c_policy_term(adv), batch["returns"], cfg.vf_coef, cfg.ent_coef,
+            with_entropy=True)  # for the diagnostics
     else:
         dist_params, values = agent(batch["obs"])
         logprob = head.log_prob(dist_params, batch["actions"])
