@@ -11,7 +11,10 @@ Anything unusual (amsgrad, maximize, a closure, a missing kernel) falls back to 
 and SB3). PyTorch 2.13 has no fused RMSprop kernel, so its ``step`` issues the five tensor ops of
 torch's own single-tensor RMSprop directly, on all of a group's parameters at once.
 
-``clip_grad_norm`` is the rule of ``torch.nn.utils.clip_grad_norm_`` in four fused ops.
+``clip_grad_norm`` is the rule of ``torch.nn.utils.clip_grad_norm_`` in four fused ops (two on
+one flat tensor). ``optimizer_step`` calls an optimiser's own ``step`` without the profiling
+wrapper torch puts around it (~6 us a call: Adam's step ~16 -> ~10 us, RMSprop's ~23 -> ~17 us on
+9k parameters), when no step hooks are registered. Both speed only, the same updates (tested).
 """
 
 from __future__ import annotations

@@ -32,6 +32,19 @@ them, and that normalised observation is what the policy sees and what the rollo
 ``logprob_old`` and the update's log π are computed on the same input. Final observations of
 truncated episodes (SAME_STEP) are normalised with the same statistics, without updating them.
 Rewards are scaled for ``Rollout.rewards`` only; the episode returns stay raw.
+
+Speed path (speed only, same math; ``tests/math/test_packed_speed.py``): with a categorical
+policy whose agent offers ``numpy_policy`` (``lucidrl.packed.PackedActorCritic``: PPO and A2C with
+separate tanh/ReLU MLPs on CPU), each step's logits and V(s) are computed in NumPy on views of the
+weights, and the action is the Gumbel-max sample argmax(logits + g), an exact sample of
+softmax(logits), with the Gumbel noise g of the whole rollout drawn at the start from the model's
+own ``generator`` (so a seed still fixes every action, and the saved generator state still
+continues the stream). log π_old and the other [T, N] tensors are made once after the loop. On
+CartPole with 8 envs this takes a step's acting from ~43 us (packed torch forward + torch
+sampling) to ~12 us; the zoo's PPO preset collects 100k steps in ~0.8 s instead of ~1.2 s and A2C
+in ~1.1 s instead of ~1.5 s (process CPU time; ~0.5 s of either is CartPole's own ``step``).
+Everything else (Gaussian heads, shared trunks, CNNs, other devices) acts with torch, one
+batched forward and one ``head.sample`` per step.
 """
 
 from __future__ import annotations
@@ -74,7 +87,8 @@ class Rollout:
         batch.update({k: v for k, v in per_step.items() if v is not None})
         if self.valid is None:
             return {k: v.flatten(0, 1) for k, v in batch.items()}
-        return {k: v[self.valid] for k, v in batch.items()}
+        rows = self.valid.flatten().nonzero().squeeze(1)  # once, not a boolean mask (a nonzero) per tensor
+        return {k: v.flatten(0, 1).index_select(0, rows) for k, v in batch.items()}
 
     @property
     def n_transitions(self) -> int:
@@ -94,6 +108,7 @@ class RolloutCollector:
         self.reward_scaler = reward_scaler
         self.generator = generator
         self.device = device
+        self._on_cpu = torch.device(device).type == "cpu"
         self.n_envs = env.num_envs
         self.mode = autoreset_mode(env)
         self.next_step = self.mode == AutoresetMode.NEXT_STEP
@@ -107,6 +122,8 @@ class RolloutCollector:
         self.action_bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        if self._on_cpu and x.flags.writeable:
+            return torch.from_numpy(x)  # the same memory, as as_tensor, a few us cheaper
         return torch.as_tensor(x, device=self.device)
 
     def _normalize(self, raw_obs: np.ndarray) -> np.ndarray:
@@ -138,10 +155,11 @@ class RolloutCollector:
         policy_np = agent.numpy_policy(N) if isinstance(head, CategoricalHead) and hasattr(agent, "numpy_policy") else None
         if policy_np is not None:
             # Gumbel-max with the noise of the whole rollout drawn at once from the model's generator
-            gumbel = (-torch.empty((T, N, head.n)).exponential_(generator=self.generator).log_()).numpy()
+            gumbel = np.log(torch.empty((T, N, head.n)).exponential_(generator=self.generator).numpy())
+            np.negative(gumbel, out=gumbel)
             act_np = np.empty((T, N), dtype=np.int64)
             params_np = np.empty((T, N, head.n), dtype=np.float32)
-            values_np = np.empty((T, N), dtype=np.float32)
+            values_np = np.empty((T + 1, N), dtype=np.float32)  # row T: V(last observation)
         obs_norm, rew_scale = self.obs_normalizer, self.reward_scaler
         obs = self.obs
         for t in range(T):
@@ -189,13 +207,14 @@ class RolloutCollector:
         self.obs = obs
 
         if policy_np is not None:
-            act_buf, params_buf, val_buf = self._tensor(act_np), self._tensor(params_np), self._tensor(values_np)
-            last_value = self._tensor(policy_np(obs)[1])
+            values_np[T] = policy_np(obs)[1]
+            act_buf, params_buf, all_values = self._tensor(act_np), self._tensor(params_np), self._tensor(values_np)
+            val_buf, next_values = all_values[:T], all_values[1:].clone()  # V(s_{t+1}) while episodes go on
         else:
             last_value = agent.value(self._tensor(obs))
             act_buf, params_buf = torch.stack(actions), torch.stack(dist_params)
             val_buf = torch.stack(values)
-        next_values = torch.cat([val_buf[1:], last_value.unsqueeze(0)])  # V(s_{t+1}) while episodes go on
+            next_values = torch.cat([val_buf[1:], last_value.unsqueeze(0)])  # V(s_{t+1}) while episodes go on
         for t, tidx, v in final_values:
             next_values[t, torch.as_tensor(tidx, device=dev)] = v
 

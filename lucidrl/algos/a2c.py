@@ -32,6 +32,13 @@ presets carry over. Deviations from the paper, each with a switch: global gradie
 ``rms_prop_eps``), orthogonal initialisation (``ortho_init``), Adam instead of RMSprop
 (``use_rms_prop``), advantage normalisation (``normalize_advantage``, off), separate actor and
 critic networks (``shared_trunk``; the paper shares all non-output layers).
+
+Speed (speed only, same math, tested in ``tests/math/test_packed_speed.py`` and, for a whole update,
+against SB3 in ``tests/math/test_a2c_math.py``): the update's gradient is written out without
+autograd (``a2c_policy_term`` + ``lucidrl.packed.PackedActorCritic.policy_value_backward``), the
+collector acts in NumPy (``lucidrl.rollout``) and ``gae`` runs on NumPy views. On the zoo's
+CartPole-v1 preset (100k steps, 2,500 updates, 1 torch thread) a run went from ~2.9 s to ~2.0 s of
+CPU time on this project's 2-core machine.
 """
 
 from __future__ import annotations

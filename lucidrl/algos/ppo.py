@@ -25,6 +25,14 @@ advantage normalisation per minibatch (``normalize_advantage``), optional value 
 (``clip_range_vf``), global gradient-norm clipping (``max_grad_norm``), Adam eps 1e-5
 (``adam_eps``), orthogonal initialisation (``ortho_init``), the learning-rate and clip-range
 schedules, and early stopping of the epochs on a KL bound (``target_kl``).
+
+Speed (speed only, same math, tested in ``tests/math/test_packed_speed.py``): actor and critic live in
+one ``lucidrl.packed.PackedActorCritic``. For PPO-Clip without ``target_kl`` or value clipping, each
+gradient step computes the loss of ``clipped_surrogate`` and ``value_loss`` and its gradient without
+autograd (``clipped_surrogate_grad`` + ``PackedActorCritic.policy_value_backward``); the collector
+acts in NumPy (``lucidrl.rollout``). On the zoo's CartPole-v1 preset (100k steps, 7,820 gradient
+steps, 1 torch thread) a run went from ~6.5 s to ~4 s of CPU time on this project's 2-core machine.
+Other settings take the autograd path below, through the same packed forward.
 """
 
 from __future__ import annotations

@@ -148,3 +148,21 @@ def test_gae_through_numpy_equals_the_torch_loop(gae_lambda):
     adv_t, ret_t = gae(r, v.clone().requires_grad_(), nv, term, trunc, 0.98, gae_lambda)  # the torch loop
     torch.testing.assert_close(adv, adv_t.detach(), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(ret, ret_t.detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_optimizer_step_is_the_optimisers_own_step_and_keeps_hooks():
+    from lucidrl.optim import Adam, RMSprop, optimizer_step
+    for make in (lambda ps: Adam(ps, lr=1e-2, eps=1e-5), lambda ps: RMSprop(ps, lr=1e-2, alpha=0.99, eps=1e-5)):
+        p, q = torch.nn.Parameter(torch.randn(20)), None
+        q = torch.nn.Parameter(p.detach().clone())
+        op, oq = make([p]), make([q])
+        for i in range(3):
+            p.grad = torch.full((20,), float(i + 1))
+            q.grad = p.grad.clone()
+            optimizer_step(op)
+            oq.step()
+        assert torch.equal(p, q)
+        calls = []
+        op.register_step_post_hook(lambda *a: calls.append(1))
+        optimizer_step(op)  # with a hook: the plain step(), which runs it
+        assert calls == [1]
