@@ -228,14 +228,17 @@ class PackedActorCritic:
         hs = self.hidden(x, via_sigmoid=True)
         logits, values = self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), (B,))
         logp = logits.log_softmax(-1)
-        idx = actions.reshape(B, 1).long()
+        idx = actions.reshape(B, 1)
+        if idx.dtype != torch.long:
+            idx = idx.long()
         logprob = logp.gather(-1, idx).squeeze(-1)
         policy_loss, d_logprob, extra = policy_term(logprob)
         p = logp.exp()
         entropy = -(p * logp).sum(-1) if ent_coef or with_entropy else None
         if ent_coef:
             d_ent = p * (logp + entropy.unsqueeze(-1)) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
-        d_logits = p.mul_(-d_logprob.unsqueeze(-1)).scatter_add_(-1, idx, d_logprob.unsqueeze(-1))
+        d_lp = d_logprob.unsqueeze(-1)
+        d_logits = p.mul_(d_lp).neg_().scatter_add_(-1, idx, d_lp)  # d (onehot - p)
         if ent_coef:
             d_logits += d_ent
         diff = values - returns.reshape(B)

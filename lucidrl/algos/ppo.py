@@ -201,10 +201,10 @@ class FusedClippedSurrogate(torch.autograd.Function):
 def clipped_surrogate_grad(logprob: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor,
                            clip_range: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-L^CLIP (E2), its gradient with respect to log π (see ``FusedClippedSurrogate``) and the ratio."""
-    ratio = (logprob - logprob_old).exp()  # (E1)
+    ratio = (logprob - logprob_old).exp_()  # (E1)
     unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
-    loss = -torch.minimum(unclipped, clipped).mean()  # (E2)
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range).mul_(advantages)
+    loss = torch.minimum(unclipped, clipped).mean().neg_()  # (E2)
     d_logprob = torch.where(unclipped <= clipped, unclipped, 0.0).mul_(-1.0 / unclipped.numel())  # -r Â / n where it flows
     return loss, d_logprob, ratio
 
@@ -259,6 +259,8 @@ def ppo_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Op
     # PackedActorCritic's loss gradient without autograd (speed only): PPO-Clip without target_kl or value clipping
     fast = (isinstance(agent, PackedActorCritic) and agent.packed and cfg.variant == "clip"
             and clip_range_vf is None and cfg.target_kl is None)
+    seen_params, seen_ratio, seen_pg, seen_v, seen_grad_norm = (seen[k] for k in ("params", "ratio", "pg", "v", "grad_norm"))
+    max_grad_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     stopped_early = False
     for epoch in range(cfg.n_epochs):
         order = None if full_batch else torch.randperm(n, device=batch["advantages"].device, generator=generator)
@@ -272,11 +274,10 @@ def ppo_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Op
                 dist_params, pg_loss, v_loss, _, ratio = agent.policy_value_backward(
                     mb["obs"], mb["actions"], lambda lp: clipped_surrogate_grad(lp, lp_old, adv, clip_range),
                     mb["returns"], cfg.vf_coef, cfg.ent_coef)
-                grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
+                grad_norm = clip_grad_norm(params, max_grad_norm)
                 optimizer_step(optimizer)
-                for key, value in (("params", dist_params), ("ratio", ratio), ("pg", pg_loss), ("v", v_loss),
-                                   ("grad_norm", grad_norm)):
-                    seen[key].append(value)
+                seen_params.append(dist_params), seen_ratio.append(ratio), seen_pg.append(pg_loss)
+                seen_v.append(v_loss), seen_grad_norm.append(grad_norm)
                 continue
             dist_params, values = agent(mb["obs"])
             logprob = head.log_prob(dist_params, mb["actions"])
