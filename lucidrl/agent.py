@@ -234,6 +234,25 @@ class Algorithm:
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
+    def _parameter_layout(self, optimizer: torch.optim.Optimizer) -> list[list]:
+        """Where each named network parameter sits in the optimiser's tensors: [[group, index, name, offset, numel]].
+
+        The speed paths pack many parameters into one flat tensor (``optim.flat_parameters``,
+        ``packed.PackedActorCritic``); the optimiser's state then follows that packing, so a
+        checkpoint records it and loading restores the optimiser only under the same layout.
+        """
+        owners = {}
+        for mod_name, module in self._modules().items():
+            for p_name, p in module.named_parameters():
+                owners.setdefault(p.untyped_storage().data_ptr(), []).append((f"{mod_name}/{p_name}", p))
+        layout = []
+        for g, group in enumerate(optimizer.param_groups):
+            for i, t in enumerate(group["params"]):
+                base = t.untyped_storage().data_ptr()
+                for name, p in sorted(owners.get(base, []), key=lambda x: x[1].storage_offset()):
+                    layout.append([g, i, name, int(p.storage_offset() - t.storage_offset()), int(p.numel())])
+        return layout
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
         tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state()}
@@ -243,7 +262,7 @@ class Algorithm:
         for name, opt in self._optimizers().items():
             t, meta = optimizer_to_flat(f"optim/{name}", opt)
             tensors.update(t)
-            optim_meta[name] = meta
+            optim_meta[name] = {**meta, "layout": self._parameter_layout(opt)}
         config = {
             "algo": self.name,
             "lucidrl_version": __version__,
@@ -294,6 +313,13 @@ class Algorithm:
             meta = state.get("optimizers", {}).get(name)
             if meta is None:
                 raise CheckpointError(f"corrupt checkpoint: no state for optimiser {name!r} in state.json")
+            if meta.get("layout") != model._parameter_layout(opt):
+                # Adam's moments are stored per optimiser tensor; when the weights are packed into
+                # that tensor in another order (a checkpoint of an older lucidrl), they would be
+                # paired with the wrong weights. The weights load by name; the moments start afresh.
+                model.notes.append(f"{algo}: optimiser {name!r} state not restored (saved with another parameter "
+                                   "layout, by an older lucidrl); training resumes with fresh optimiser moments")
+                continue
             optimizer_from_flat(f"optim/{name}", opt, tensors, meta)
         model.num_timesteps = int(state.get("num_timesteps", 0))
         model.n_updates = int(state.get("n_updates", 0))

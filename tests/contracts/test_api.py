@@ -173,3 +173,29 @@ def test_kl_penalty_logs_beta_and_adapts_it():
     m.learn(512, callback=lambda model, metrics: rows.append(metrics))
     assert [r["train/beta"] for r in rows][:2] == [1.0, 2.0]  # KL far above d_targ: β doubles
     assert "train/clip_range" not in rows[0] and "diag/kl_after_update" in rows[0]
+
+
+def test_optimizer_state_is_restored_only_under_the_same_parameter_layout(tmp_path):
+    """The optimiser's moments follow the packing of the weights into one flat tensor; a checkpoint
+    written with another packing (an older lucidrl) loads its weights but not those moments."""
+    import json
+
+    import torch
+
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=64, batch_size=64, n_epochs=1)
+    model.learn(256)
+    path = model.save(tmp_path / "m")
+    loaded = lucidrl.load(path)
+    assert loaded.notes == []
+    torch.testing.assert_close(loaded.optimizer.state_dict()["state"][0]["exp_avg"],
+                               model.optimizer.state_dict()["state"][0]["exp_avg"])
+    state = json.loads((path / "state.json").read_text())
+    layout = state["optimizers"]["optimizer"]["layout"]
+    assert [row[2] for row in layout][:2] == ["agent/actor.0.weight", "agent/critic.0.weight"]
+    layout[0], layout[1] = layout[1], layout[0]  # as if the weights had been packed in another order
+    (path / "state.json").write_text(json.dumps(state))
+    old = lucidrl.load(path)
+    assert any("state not restored" in n for n in old.notes)
+    assert old.optimizer.state_dict()["state"] == {}
+    for (k, a), b in zip(model.agent.state_dict().items(), old.agent.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
