@@ -171,8 +171,9 @@ def sb3_arguments(algo: str, config) -> tuple[dict[str, Any], dict[str, Any], di
         policy_kwargs["log_std_init"] = config.log_std_init
         if hasattr(config, "adam_eps"):
             policy_kwargs["optimizer_kwargs"] = {"eps": config.adam_eps}
-        if algo == "a2c" and not config.use_rms_prop:
-            policy_kwargs["optimizer_kwargs"] = {"eps": config.rms_prop_eps}
+        if algo == "a2c" and (config.rms_prop_alpha != 0.99 or not config.use_rms_prop):
+            # SB3's A2C fixes RMSprop's alpha at 0.99 and, without RMSprop, uses its own Adam settings
+            raise SystemExit("a2c: only use_rms_prop=True with rms_prop_alpha=0.99 has an exact SB3 counterpart")
     kwargs["policy_kwargs"] = policy_kwargs
     vec = {"n_envs": config.n_envs}
     norm = None

@@ -95,7 +95,8 @@ def _reference_text(cell: dict[str, Any] | None) -> str:
         parts.append(f"{ref['mean']:.1f} ± {ref['std']:.1f} at {_fmt_steps(int(ref['budget']))} steps "
                      f"(zoo benchmark, 1 agent, {ref['episodes']} episodes{note})"
                      if "zoo" in ref["source"] else
-                     f"{ref['mean']:.1f} at {_fmt_steps(int(ref['budget']))} steps ({ref['source']}{note})")
+                     f"{ref['mean']:.1f} ± {ref['std']:.1f} at {_fmt_steps(int(ref['budget']))} steps "
+                     f"({ref['source'].split(',')[0]}, training episodes{note})")
     return "; ".join(parts)
 
 
@@ -204,8 +205,12 @@ METHOD = """\
   benchmark table is one trained agent per cell, evaluated over ~150k steps, not a mean over
   seeds; its LunarLander rows are v2 (Gymnasium renamed the task v3) and its Pendulum agents use
   gSDE, which lucidrl lacks (lucidrl's Pendulum presets use plain Gaussian noise and a 300k
-  budget instead). No CleanRL or Spinning Up figure for these (algorithm, env, budget) cells could
-  be verified from their published material, so none is quoted.
+  budget instead). CleanRL's figures (PPO and DQN on CartPole-v1 and Acrobot-v1, from its docs)
+  are the mean return of the training episodes over 3 seeds, with CleanRL's own hyperparameters
+  and 500k steps: a different metric, budget and configuration, shown for orientation only.
+  Spinning Up benchmarks five MuJoCo tasks only (openai/spinningup docs/spinningup/bench.rst), so
+  none is quoted here. Sources and
+  commits: `benchmarks/grid.yaml`.
 """
 
 
@@ -242,7 +247,7 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
         lines += [f"## {env}", ""]
         if keys:
             lines += ["| algorithm | library | budget (env steps) | seeds | final return, mean ± std | IQM [95% CI] "
-                      "| median train time (s) | median steps/s | time ratio lucidrl / peer | peak RSS (MiB) "
+                      "| median train time (s) | median steps/s | time ratio lucidrl / peer (median over seed pairs) | peak RSS (MiB) "
                       "| published reference |",
                       "|---|---|---|---|---|---|---|---|---|---|---|"]
             for k in keys:
@@ -252,8 +257,10 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
                 ratio = ""
                 if k[2] == "lucidrl":
                     peer = [q for q in groups if q[0] == env and q[1] == k[1] and q[3] == k[3] and q[2] != "lucidrl"]
-                    if peer:
-                        ratio = f"{st['train_s'] / cell_stats(groups[peer[0]])['train_s']:.2f}"
+                    if peer:  # runs alternate: lucidrl seed i and the peer's seed i ran back to back
+                        peer_s = {r["seed"]: r["train_s"] for r in groups[peer[0]]}
+                        pairs = [r["train_s"] / peer_s[r["seed"]] for r in groups[k] if r["seed"] in peer_s]
+                        ratio = f"{statistics.median(pairs):.2f}" if pairs else ""
                 budget = _fmt_steps(k[3]) + ("" if st["full_budget"] else " (reduced)")
                 lines.append(f"| {k[1]} | {LIB_NAMES.get(k[2], k[2])} | {budget} | {st['n']} | "
                              f"{st['mean']:.1f} ± {st['std']:.1f} | {ci} | {st['train_s']:.1f}{' †' if st['loaded'] else ''} | "
