@@ -214,6 +214,13 @@ METHOD = """\
 """
 
 
+def _done(cell: dict[str, Any], groups: dict) -> bool:
+    """Whether a grid cell has 3 seeds at its full budget for lucidrl and for its peer (if any)."""
+    def n(lib):
+        return len(groups.get((cell["env"], cell["algo"], lib, cell["budget"]), []))
+    return n("lucidrl") >= 3 and (not cell.get("peer") or n(cell["peer"]) >= 3)
+
+
 def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]], figures: Path, page: Path) -> str:
     groups = group(rows)
     by_cell = {(c["algo"], c["env"]): c for c in cells}
@@ -238,6 +245,10 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
                   "ran meanwhile, so absolute times and steps/s here are not speed claims; the lucidrl/peer ratio is "
                   "less affected (runs alternate) but still noisy. Rerun the grid on an idle machine for speed "
                   "figures.", ""]
+    done = sum(_done(c, groups) for c in cells)
+    lines += [f"**Coverage**: {done} of the {len(cells)} cells of the grid have 3 seeds at their full budget in lucidrl "
+              "and in the peer library (where one has the algorithm); the others are listed under each env as "
+              "*still to run*, with the command that runs them.", ""]
     lines += [METHOD, ""]
     rel = lambda p: Path(p).resolve().relative_to(page.resolve().parent) if Path(p).resolve().is_relative_to(  # noqa: E731
         page.resolve().parent) else Path(p).resolve()
@@ -272,10 +283,7 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
             paths = plot_env(env, groups, figures)
             for name, path in paths.items():
                 lines += [f"![{env} {'learning curves' if name == 'curves' else 'final returns'}]({rel(path)})", ""]
-        todo = [c for c in cells if c["env"] == env and not any(
-            k[1] == c["algo"] and k[3] == c["budget"] and k[2] == "lucidrl" and cell_stats(groups[k])["n"] >= 3
-            and (not c.get("peer") or any(q[:2] == k[:2] and q[3] == k[3] and q[2] == c["peer"] for q in groups))
-            for k in keys)]
+        todo = [c for c in cells if c["env"] == env and not _done(c, groups)]
         if todo:
             lines += ["**Still to run** at the full budget with 3 seeds (the reference figures are given for when "
                       "they are):", "", "| algorithm | peer | budget | hyperparameters | published reference |",
