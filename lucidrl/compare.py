@@ -121,7 +121,11 @@ def curve_band(run_dirs: Sequence[str | os.PathLike], n_points: int = 100, confi
     logged step and the earliest last one (the span every run covers); the band is the
     percentile bootstrap over runs of the mean at each step.
     """
-    curves = [load_curve(d) for d in run_dirs]
+    return band([load_curve(d) for d in run_dirs], n_points, confidence)
+
+
+def band(curves: Sequence[tuple[Sequence[float], Sequence[float]]], n_points: int = 100, confidence: float = 0.95):
+    """(steps, mean, low, high) of learning curves given as ``(steps, values)`` pairs (see ``curve_band``)."""
     start, end = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
     grid = np.linspace(start, end, n_points) if end > start else np.array([end], dtype=np.float64)
     ys = np.stack([np.interp(grid, c[0], c[1]) for c in curves])  # [runs, points]
