@@ -111,25 +111,11 @@ def load_grid(path: Path = GRID) -> list[dict[str, Any]]:
 # lucidrl config -> SB3 arguments
 # --------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class _SB3Linear:
-    """lucidrl's ``linear(start, end)`` as SB3 wants a schedule: a function of the remaining progress (1 -> 0)."""
-
-    start: float
-    end: float = 0.0
-
-    def __call__(self, progress_remaining: float) -> float:
-        return self.end + progress_remaining * (self.start - self.end)
-
-    def __repr__(self) -> str:
-        return f"lin_{self.start:g}" if self.end == 0.0 else f"linear({self.start:g}, {self.end:g})"
-
-
 def _schedule_for_sb3(value):
     from lucidrl.config import LinearSchedule
 
     if isinstance(value, LinearSchedule):
-        return _SB3Linear(value.start, value.end)
+        return value  # already what SB3 wants: a function of the remaining progress (1 -> 0)
     if callable(value):
         raise SystemExit(f"cannot translate the custom schedule {value!r} for the peer")
     return value
