@@ -135,6 +135,14 @@ def check_network(net_arch, activation: str) -> list[int]:
     return list(net_arch)
 
 
+def check_log_std_init(value: float) -> None:
+    """Check the Gaussian policy's initial log σ against the bounds the network keeps it in."""
+    from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN
+
+    check(LOG_STD_MIN <= value <= LOG_STD_MAX,
+          f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {value}")
+
+
 def check_normalization(config) -> None:
     """Check the normalisation fields the policy-gradient configs share (see lucidrl.envs.normalize)."""
     for name in ("normalize_obs", "normalize_reward"):

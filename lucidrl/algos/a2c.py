@@ -51,8 +51,9 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import gae
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
-from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
+from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
+                            check_schedule, value_at)
+from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, RMSprop, clip_grad_norm, optimizer_step, zero_grad
 from lucidrl.packed import PackedActorCritic
 
@@ -123,8 +124,7 @@ class A2CConfig:
         check(0.0 <= self.rms_prop_alpha < 1.0, f"rms_prop_alpha must lie in [0, 1), got {self.rms_prop_alpha}")
         check(self.rms_prop_eps > 0, f"rms_prop_eps must be > 0, got {self.rms_prop_eps}")
         self.net_arch = check_network(self.net_arch, self.activation)
-        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
-              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
+        check_log_std_init(self.log_std_init)
 
     @property
     def rollout_size(self) -> int:

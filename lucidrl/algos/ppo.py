@@ -45,8 +45,9 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
-from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
+from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
+                            check_schedule, value_at)
+from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, optimizer_step, zero_grad
 from lucidrl.packed import PackedActorCritic
 
@@ -139,8 +140,7 @@ class PPOConfig:
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
         self.net_arch = check_network(self.net_arch, self.activation)
-        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
-              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
+        check_log_std_init(self.log_std_init)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property

@@ -44,10 +44,11 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
+from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
+                            check_schedule, value_at)
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad
-from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
+from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, flat_parameters, zero_grad
 
 
@@ -132,8 +133,7 @@ class TRPOConfig:
               f"line_search_shrinking_factor must lie in (0, 1), got {self.line_search_shrinking_factor}")
         check(self.variant in ("trpo", "npg"), f"variant must be 'trpo' or 'npg', got {self.variant!r}")
         self.net_arch = check_network(self.net_arch, self.activation)
-        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
-              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
+        check_log_std_init(self.log_std_init)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property

@@ -69,8 +69,9 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_normalization, check_network, check_schedule, value_at
-from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic
+from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
+                            check_schedule, value_at)
+from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 from lucidrl.rollout import Rollout
 
@@ -144,8 +145,7 @@ class VPGConfig:
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
         check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         self.net_arch = check_network(self.net_arch, self.activation)
-        check(LOG_STD_MIN <= self.log_std_init <= LOG_STD_MAX,
-              f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {self.log_std_init}")
+        check_log_std_init(self.log_std_init)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property
