@@ -43,16 +43,17 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import machine, run_worker  # noqa: E402
+
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -161,32 +162,16 @@ def worker(algo: str, lib: str, seed: int, timesteps: int, threads: int, extra: 
 # Parent: schedule the runs, record them, print the summary.
 # --------------------------------------------------------------------------------------------
 
-def machine() -> dict:
-    """CPU description without the hostname."""
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu_count": os.cpu_count(), "cpu_model": model, "arch": platform.machine(), "os": platform.system()}
-
-
 def run_one(lib: str, seed: int, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--worker", lib, str(seed),
            "--timesteps", str(args.timesteps), "--threads", str(args.threads),
            "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f"  {lib} seed {seed}: FAILED (exit {proc.returncode})\n{tail}", file=sys.stderr)
+    result, tail = run_worker(cmd)
+    if result is None:
+        print(f"  {lib} seed {seed}: FAILED\n{tail}", file=sys.stderr)
         return {"library": lib, "seed": seed, "timesteps": args.timesteps, "error": tail,
                 "lucidrl_kwargs": args.lucidrl_kwargs if lib == "lucidrl" else {}, "torch_threads": args.threads}
-    return json.loads(lines[-1])
+    return result
 
 
 def summarize(results: list[dict], libs: list[str]) -> str:

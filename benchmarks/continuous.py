@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from cartpole_vs_sb3 import machine  # noqa: E402  (the hostname-free CPU description)
+from common import machine, run_worker  # noqa: E402
 
 ALGOS = {"ppo": "PPO", "a2c": "A2C", "vpg": "VPG", "trpo": "TRPO", "reinforce": "REINFORCE"}
 BARS = {"Pendulum-v1": -250.0}  # issue 5: >= -250 within 300k steps on at least 2 of 3 seeds (PPO, TRPO)
@@ -76,15 +74,12 @@ def run_one(seed: int, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--env", args.env,
            "--worker", str(seed), "--timesteps", str(args.timesteps), "--threads", str(args.threads),
            "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f"  seed {seed}: FAILED (exit {proc.returncode})\n{tail}", file=sys.stderr)
+    result, tail = run_worker(cmd)
+    if result is None:
+        print(f"  seed {seed}: FAILED\n{tail}", file=sys.stderr)
         return {"algo": args.algo, "env": args.env, "seed": seed, "timesteps": args.timesteps, "error": tail,
                 "lucidrl_kwargs": args.lucidrl_kwargs, "torch_threads": args.threads}
-    return json.loads(lines[-1])
+    return result
 
 
 def summarize(results: list[dict], env_id: str) -> str:

@@ -54,13 +54,15 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import machine, run_worker  # noqa: E402
+
 GRID = ROOT / "benchmarks" / "grid.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "harness.jsonl"
 PEERS = {  # lucidrl algorithm -> (peer label, module, class)
@@ -309,33 +311,13 @@ def worker(algo: str, env_id: str, lib: str, seed: int, budget: int, hyperparams
 # Parent: schedule the runs, append the results
 # --------------------------------------------------------------------------------------------
 
-def machine() -> dict:
-    """CPU description without the hostname."""
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu_count": os.cpu_count(), "cpu_model": model, "arch": platform.machine(), "os": platform.system()}
-
-
 def run_one(cell: dict, lib: str, seed: int, budget: int, run_root: Path, timeout: float | None) -> dict:
     run_dir = run_root / f"{cell['algo']}-{cell['env']}-s{seed}-{int(time.time() * 1000)}"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", cell["algo"], cell["env"], lib, str(seed),
            str(budget), cell.get("hyperparams", "preset"), str(run_dir)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {"error": "\n".join(proc.stderr.strip().splitlines()[-15:]) or f"exit {proc.returncode}"}
-    r = json.loads(lines[-1])
+    r, why = run_worker(cmd, timeout, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if r is None:
+        return {"error": why}
     r["run_dir"] = str(run_dir.relative_to(ROOT)) if lib == "lucidrl" and run_dir.is_relative_to(ROOT) else (
         str(run_dir) if lib == "lucidrl" else None)
     return r

@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import run_worker  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "normalization.jsonl"
 SETTINGS = {"preset": {}, "off": {"normalize_obs": False, "normalize_reward": False},
             "on": {"normalize_obs": True, "normalize_reward": True}}
@@ -63,19 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.algo, args.env, int(args.worker[0]), args.timesteps, args.worker[1])
         return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     rows, failed = [], False
     for seed in args.seeds:
         for setting in args.settings:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--env", args.env,
                    "--timesteps", str(args.timesteps), "--worker", str(seed), setting]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode or not lines:
-                print(f"seed {seed} {setting}: FAILED\n{proc.stderr[-2000:]}", file=sys.stderr)
+            r, why = run_worker(cmd)
+            if r is None:
+                print(f"seed {seed} {setting}: FAILED\n{why}", file=sys.stderr)
                 failed = True
                 continue
-            r = json.loads(lines[-1])
             rows.append(r)
             with RESULTS.open("a") as f:
                 f.write(json.dumps({"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from cartpole_vs_sb3 import machine  # noqa: E402
+from common import machine, run_worker  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
@@ -121,17 +119,15 @@ def main() -> None:
         return
     path = args.results or RESULTS_DIR / f"ppo_sps_{args.env}.jsonl"
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     results = []
     for seed in args.seeds:
         for lib in ("lucidrl", "sb3"):
             cmd = [sys.executable, __file__, "--env", args.env, "--timesteps", str(args.timesteps),
                    "--worker", lib, str(seed)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode or not lines:
-                raise SystemExit(f"{lib} seed {seed} failed:\n{proc.stderr[-3000:]}")
-            r = {**json.loads(lines[-1]), "time": stamp, "machine": machine()}
+            result, why = run_worker(cmd)
+            if result is None:
+                raise SystemExit(f"{lib} seed {seed} failed:\n{why}")
+            r = {**result, "time": stamp, "machine": machine()}
             results.append(r)
             with path.open("a") as f:
                 f.write(json.dumps(r) + "\n")
