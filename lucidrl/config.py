@@ -127,6 +127,14 @@ def check_schedule(x: FloatOrSchedule, name: str, low: float, high: float = floa
             raise ConfigError(f"{name} must lie in {bound}, got {v:g} at progress {progress:g}")
 
 
+def check_ints(config, names, minimum: int = 1) -> None:
+    """Check that each named field of ``config`` is an integer (not a bool) >= ``minimum``."""
+    for name in names:
+        v = getattr(config, name)
+        check(isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+              f"{name} must be an integer >= {minimum}, got {v!r}")
+
+
 def check_network(net_arch, activation: str) -> list[int]:
     """Check the MLP fields every algorithm shares; returns ``net_arch`` as a list."""
     check(isinstance(net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in net_arch),

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_network, check_schedule, value_at
+from lucidrl.config import FloatOrSchedule, check, check_ints, check_network, check_schedule, value_at
 from lucidrl.envs import autoreset_mode, episode_scores
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
@@ -109,14 +109,8 @@ class DQNConfig:
     """'cpu', 'cuda' or 'auto'. Small MLPs are fastest on the CPU."""
 
     def __post_init__(self):
-        def pos_int(name, minimum=1):
-            v = getattr(self, name)
-            check(isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
-                  f"{name} must be an integer >= {minimum}, got {v!r}")
-
-        for name in ("n_envs", "buffer_size", "batch_size", "train_freq", "target_update_interval"):
-            pos_int(name)
-        pos_int("learning_starts", 0)
+        check_ints(self, ("n_envs", "buffer_size", "batch_size", "train_freq", "target_update_interval"))
+        check_ints(self, ("learning_starts",), minimum=0)
         check(isinstance(self.gradient_steps, int) and (self.gradient_steps >= 0 or self.gradient_steps == -1),
               f"gradient_steps must be an integer >= 0, or -1 (as many as env steps), got {self.gradient_steps!r}")
         check_schedule(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=False)

@@ -44,8 +44,8 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
-                            check_schedule, value_at)
+from lucidrl.config import (FloatOrSchedule, check, check_ints, check_log_std_init, check_network,
+                            check_normalization, check_schedule, value_at)
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad
 from lucidrl.networks import ActivationName, ActorCritic
@@ -110,13 +110,8 @@ class TRPOConfig:
     """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
 
     def __post_init__(self):
-        def positive_int(name: str):
-            v = getattr(self, name)
-            check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
-
-        for name in ("n_envs", "n_steps", "batch_size", "n_critic_updates", "cg_max_steps", "line_search_max_iter",
-                     "sub_sampling_factor"):
-            positive_int(name)
+        check_ints(self, ("n_envs", "n_steps", "batch_size", "n_critic_updates", "cg_max_steps",
+                          "line_search_max_iter", "sub_sampling_factor"))
         check_normalization(self)
         check(self.batch_size <= self.rollout_size,
               f"batch_size={self.batch_size} is larger than a rollout (n_steps * n_envs = {self.rollout_size}); "
