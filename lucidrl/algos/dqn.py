@@ -264,15 +264,6 @@ class DQN(Algorithm):
         return torch.where(explore, random, greedy)
 
     # ------------------------------------------------------------------ collection
-    def _numpy_greedy(self):
-        """argmax_a Q_θ(s, a) in NumPy on the CPU, or None when the network is not a plain ReLU MLP.
-
-        Speed only: acting calls the network on one observation per env step, where torch's
-        per-op overhead (~5 us) outweighs the math; NumPy views of the same weights (no copy, so
-        they follow the training updates) make the same products with less overhead.
-        """
-        return numpy_greedy(self.q_net) if self.device.type == "cpu" else None
-
     def _reset_collection(self) -> None:
         env = self.env
         self._obs, _ = env.reset(seed=self.config.seed)
@@ -303,7 +294,7 @@ class DQN(Algorithm):
         valid_buf = np.ones((n_calls, N), dtype=bool)
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
-        act_np = self._numpy_greedy()
+        act_np = numpy_greedy(self.q_net)  # speed: NumPy acting for a plain ReLU MLP on the CPU, else None
         obs = self._obs
         for t in range(n_calls):
             if self.num_timesteps < cfg.learning_starts:

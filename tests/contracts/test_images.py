@@ -10,7 +10,7 @@ import torch
 
 import lucidrl
 from lucidrl import config as config_module
-from lucidrl.relu_mlp import relu_mlp_layers
+from lucidrl.relu_mlp import numpy_greedy, relu_mlp_layers
 from lucidrl.envs import episode_scores, make_env, make_vec_env
 from lucidrl.errors import EnvError, MissingDependencyError
 from lucidrl.networks import ActorCritic, FlattenFloat, NatureCNN, QNetwork, obs_encoder
@@ -100,7 +100,7 @@ def test_dqn_fast_paths_step_aside_for_the_cnn():
 
     model = lucidrl.DQN(Img, buffer_size=64, learning_starts=8, batch_size=4, train_freq=1, net_arch=[], seed=0,
                         verbose=0)
-    assert model._numpy_greedy() is None
+    assert numpy_greedy(model.q_net) is None
     conv_before = model.q_net.encoder.conv[0].weight.detach().clone()
     model.learn(16)
     assert model.n_updates > 0
