@@ -131,7 +131,9 @@ class RolloutCollector:
         return self.obs_normalizer.update_and_normalize(raw_obs)
 
     @torch.no_grad()
-    def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
+    def collect(self, agent: ActorCritic, n_steps: int, numpy_policy=None) -> Rollout:
+        """T = ``n_steps`` steps in each env with ``agent``'s policy. ``numpy_policy``: the algorithm's own
+        NumPy ``obs -> (logits, V(s))`` for a categorical policy (speed only), else the agent's, if any."""
         T, N, dev = n_steps, self.n_envs, self.device
         next_step = self.next_step
         head = agent.head
@@ -152,7 +154,9 @@ class RolloutCollector:
 
         act_fn = agent.acting_forward() if hasattr(agent, "acting_forward") else agent
         # speed only (see the module docstring): the actor in NumPy, π_old's outputs in one pass at the end
-        policy_np = agent.numpy_policy(N) if isinstance(head, CategoricalHead) and hasattr(agent, "numpy_policy") else None
+        policy_np = numpy_policy
+        if policy_np is None and isinstance(head, CategoricalHead) and hasattr(agent, "numpy_policy"):
+            policy_np = agent.numpy_policy(N)
         if policy_np is not None:
             # Gumbel-max with the noise of the whole rollout drawn at once from the model's generator
             gumbel = np.log(torch.empty((T, N, head.n)).exponential_(generator=self.generator).numpy())

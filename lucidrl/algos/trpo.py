@@ -47,9 +47,10 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import (FloatOrSchedule, check, check_ints, check_log_std_init, check_network,
                             check_normalization, check_schedule, value_at)
 from lucidrl.errors import ConfigError
+from lucidrl.flat_mlp import FlatMLP, numpy_actor_critic
 from lucidrl.linalg import conjugate_gradient, flat_grad
-from lucidrl.networks import ActivationName, ActorCritic
-from lucidrl.optim import Adam, flat_parameters, zero_grad
+from lucidrl.networks import ActivationName, ActorCritic, CategoricalHead, FlattenFloat
+from lucidrl.optim import Adam, flat_parameters, optimizer_step, zero_grad
 
 
 @dataclass
@@ -143,6 +144,20 @@ def surrogate_advantage(logprob: torch.Tensor, logprob_old: torch.Tensor, advant
     return ((logprob - logprob_old).exp() * advantages).mean()
 
 
+def surrogate_and_logit_gradient(logits: torch.Tensor, actions: torch.Tensor, logprob_old: torch.Tensor,
+                                 advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E1) for a softmax policy with its gradient in the logits: L, and ∂L/∂l = (1/B) r Â (onehot(a) - p).
+
+    r = π_θ(a|s) / π_old(a|s) and ∂log π(a|s)/∂l = onehot(a) - softmax(l). Speed only (no autograd).
+    """
+    logp = logits.log_softmax(-1)
+    idx = actions.long().unsqueeze(-1)
+    weight = (logp.gather(-1, idx).squeeze(-1) - logprob_old).exp_().mul_(advantages)  # r Â
+    surrogate = weight.mean()
+    weight = weight.div_(logits.shape[0]).unsqueeze(-1)
+    return surrogate, logp.exp_().mul_(weight).neg_().scatter_add_(-1, idx, weight)
+
+
 def mean_kl(head, params_old: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """(E2) D̄ = mean over states of KL(π_old(·|s) || π_θ(·|s)), exact, from the action head."""
     return head.kl(params_old, params).mean()
@@ -161,6 +176,29 @@ def fisher_vector_product(kl: torch.Tensor, params: list[torch.Tensor],
     def fvp(v: torch.Tensor) -> torch.Tensor:
         # (E5) F v by one double backward; Deviation: + λ v (damping, modular_rl / SB3)
         return flat_grad(grad_kl.dot(v), params, retain_graph=True).add_(v, alpha=damping)
+
+    return fvp
+
+
+def categorical_fisher_vector_product(actor: FlatMLP, hs: list[torch.Tensor], logits: torch.Tensor,
+                                      damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(E5) for a softmax policy, written out: F v = (1/B) Jᵀ (diag p - p pᵀ) J v + λ v, no double backward.
+
+    J = ∂logits/∂θ at θ_old, p = π_old(·|s). Why this is the Hessian of D̄: by the chain rule,
+    ∇²_θ KL = Jᵀ (∂²KL/∂l²) J + Σ_k (∂KL/∂l_k) ∇²_θ l_k, and at θ_old the KL's gradient in the
+    logits, p_θ - p_old, is 0, so only the first term is left; for one state ∂²KL/∂l² = diag(p) - p pᵀ,
+    the Fisher matrix of a categorical distribution in its logits. So F v is a forward-mode product
+    J v, a multiplication by diag(p) - p pᵀ, and a backward pass. Speed only, the same F v as
+    ``fisher_vector_product`` (``tests/math/test_flat_mlp.py``): ~3x cheaper on CartPole's batch of 1,024.
+    ``hs``: the activations of ``actor.forward`` at θ_old; ``logits``: its output.
+    """
+    p = logits.softmax(-1)
+    batch = logits.shape[0]
+
+    def fvp(v: torch.Tensor) -> torch.Tensor:
+        jv = actor.jvp(hs, v)  # J v
+        u = p * (jv - (p * jv).sum(-1, keepdim=True))  # (diag p - p pᵀ) J v
+        return actor.vjp(hs, u.div_(batch)).add_(v, alpha=damping)  # Jᵀ(...) / B; Deviation: + λ v
 
     return fvp
 
@@ -200,11 +238,19 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
     adv = batch["advantages"]
     if cfg.normalize_advantage:  # Deviation: advantage normalisation over the policy step's batch
         adv = normalize(adv)
-    logits = actor(x)
-    surrogate = surrogate_advantage(head.log_prob(logits, actions), logprob_old, adv)  # (E1)
-    kl = mean_kl(head, params_old, logits)  # (E2), 0 here; its curvature is what matters
-    g = flat_grad(surrogate, params, retain_graph=True)  # (E4) g = ∇L(θ_old)
-    fvp = fisher_vector_product(kl, params, cfg.cg_damping)  # (E5)
+    fast = FlatMLP.of(actor, theta) if isinstance(head, CategoricalHead) else None
+    if fast is None:
+        logits = actor(x)
+        surrogate = surrogate_advantage(head.log_prob(logits, actions), logprob_old, adv)  # (E1)
+        kl = mean_kl(head, params_old, logits)  # (E2), 0 here; its curvature is what matters
+        g = flat_grad(surrogate, params, retain_graph=True)  # (E4) g = ∇L(θ_old)
+        fvp = fisher_vector_product(kl, params, cfg.cg_damping)  # (E5)
+    else:  # speed only, the same g and F v with the passes written out (lucidrl.flat_mlp)
+        with torch.no_grad():
+            logits, hs = fast.forward(x)
+            surrogate, d_logits = surrogate_and_logit_gradient(logits, actions, logprob_old, adv)  # (E1)
+            g = fast.vjp(hs, d_logits)  # (E4) g = ∇L(θ_old), backpropagated from the logits
+        fvp = categorical_fisher_vector_product(fast, hs, logits, cfg.cg_damping)  # (E5)
     s, cg = conjugate_gradient(fvp, g, cfg.cg_max_steps)  # (E6) s ≈ (F + λI)⁻¹ g
     sFs = cg["xAx"]  # sᵀ(F + λI)s, from CG's own residual (no extra product)
     surrogate_old = float(surrogate.detach())
@@ -220,7 +266,7 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
     @torch.no_grad()
     def evaluate(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta.copy_(candidate)  # the actor's layers are views of theta
-        last["logits"] = new_logits = actor(x)
+        last["logits"] = new_logits = actor(x) if fast is None else fast.forward(x)[0]
         new_surrogate = surrogate_advantage(head.log_prob(new_logits, actions), logprob_old, adv)  # (E1)
         return new_surrogate, mean_kl(head, params_old, new_logits)  # (E2)
 
@@ -250,8 +296,13 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
 
 
 def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, returns: torch.Tensor,
-               n_epochs: int, batch_size: int, generator: torch.Generator | None = None) -> dict[str, float]:
-    """(E9) ``n_epochs`` passes of minibatch Adam on the mean squared error of V against R; the actor is untouched."""
+               n_epochs: int, batch_size: int, generator: torch.Generator | None = None,
+               fast: FlatMLP | None = None) -> dict[str, float]:
+    """(E9) ``n_epochs`` passes of minibatch Adam on the mean squared error of V against R; the actor is untouched.
+
+    ``fast``: the critic as a :class:`FlatMLP` over the optimiser's one flat tensor, to skip autograd
+    (speed only: ∂mean((V - R)²)/∂V = 2 (V - R) / B backpropagated by hand; tested against autograd).
+    """
     params = [p for g in optimizer.param_groups for p in g["params"]]
     n = x.shape[0]
     losses = []
@@ -259,10 +310,17 @@ def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
         order = None if batch_size >= n else torch.randperm(n, device=x.device, generator=generator)
         for start in range(0, n, batch_size):
             idx = slice(None) if order is None else order[start:start + batch_size]
-            loss = F.mse_loss(critic(x[idx]).squeeze(-1), returns[idx])  # (E9)
-            zero_grad(params)
-            loss.backward()
-            optimizer.step()
+            if fast is None:
+                loss = F.mse_loss(critic(x[idx]).squeeze(-1), returns[idx])  # (E9)
+                zero_grad(params)
+                loss.backward()
+            else:
+                with torch.no_grad():
+                    values, hs = fast.forward(x[idx])
+                    diff = values.squeeze(-1) - returns[idx]
+                    loss = diff.square().mean()  # (E9)
+                    fast.vjp(hs, diff.mul_(2.0 / diff.shape[0]).unsqueeze(-1), out=fast.flat.grad)
+            optimizer_step(optimizer)
             losses.append(loss.detach())
     return {"loss/value": float(torch.stack(losses).mean())}
 
@@ -294,11 +352,21 @@ class TRPO(Algorithm):
                                  log_std_init=cfg.log_std_init).to(self.device)
         # each network's weights in one flat tensor: θ for CG and the line search, φ for the critic's Adam
         self.actor_theta = flat_parameters(self.agent.actor)
-        self.critic_optimizer = Adam([flat_parameters(self.agent.critic)], lr=value_at(cfg.learning_rate, 1.0),
-                                     eps=cfg.adam_eps)
+        critic_phi = flat_parameters(self.agent.critic)
+        self.critic_optimizer = Adam([critic_phi], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
+        # speed only: the critic's passes written out, and NumPy acting (lucidrl.flat_mlp); None: autograd
+        plain = isinstance(self.agent.encoder, FlattenFloat) and isinstance(self.agent.head, CategoricalHead)
+        self._fast_critic = FlatMLP.of(self.agent.critic, critic_phi) if plain else None
+        self._fast_actor = FlatMLP.of(self.agent.actor, self.actor_theta) if plain else None
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}
+
+    def _numpy_policy(self):
+        """obs -> (logits, V(s)) in NumPy on this rollout's weights, or None (speed only; see lucidrl.flat_mlp)."""
+        if self._fast_actor is None or self._fast_critic is None or self.env.num_envs * max(self.config.net_arch, default=1) > 4096:
+            return None
+        return numpy_actor_critic(self._fast_actor, self._fast_critic)
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
               checkpoint_freq: int | None = None, callback: Callable[["TRPO", dict], bool | None] | None = None) -> "TRPO":
@@ -316,7 +384,7 @@ class TRPO(Algorithm):
                 group["lr"] = lr
 
             # 1. collect T steps in each of the N envs with the current policy π_old
-            rollout = collector.collect(self.agent, cfg.n_steps)
+            rollout = collector.collect(self.agent, cfg.n_steps, numpy_policy=self._numpy_policy())
             steps_before = self.num_timesteps
             self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -333,7 +401,7 @@ class TRPO(Algorithm):
 
             # 4. fit the critic to the λ-returns (E9), never through the policy's step
             metrics.update(fit_critic(self.agent.critic, self.critic_optimizer, batch["x"], batch["returns"],
-                                      cfg.n_critic_updates, cfg.batch_size, self.generator))
+                                      cfg.n_critic_updates, cfg.batch_size, self.generator, self._fast_critic))
             self.n_updates += 1
 
             # 5. log

@@ -1,0 +1,147 @@
+"""lucidrl.flat_mlp (TRPO's written-out passes) against the module's forward, autograd and the exact Hessian.
+
+Speed-only code must compute the same functions: the forward, the vector-Jacobian product
+(backprop), the Jacobian-vector product, the written-out Fisher-vector product of a softmax
+policy (against the Hessian of the mean KL, as tests/math/test_trpo_math.py does for the autograd
+one), the surrogate's gradient in the logits, the critic's fit and a whole TRPO policy step.
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+
+import lucidrl.algos.trpo as trpo
+from lucidrl.algos.trpo import (TRPOConfig, categorical_fisher_vector_product, fisher_vector_product, fit_critic,
+                                mean_kl, surrogate_advantage, surrogate_and_logit_gradient, trpo_policy_step)
+from lucidrl.flat_mlp import FlatMLP, numpy_actor_critic
+from lucidrl.networks import CategoricalHead, mlp
+from lucidrl.optim import Adam, flat_parameters
+
+
+def _net(activation="tanh", dtype=torch.float64, hidden=(8, 8), n_out=3, seed=0):
+    torch.manual_seed(seed)
+    net = mlp(4, list(hidden), n_out, activation, out_std=1.0).to(dtype)
+    flat = flat_parameters(net)
+    return net, flat, FlatMLP.of(net, flat)
+
+
+def _as_function(net, x):
+    names, shapes = [n for n, _ in net.named_parameters()], [p.shape for p in net.parameters()]
+
+    def f(flat):
+        chunks = torch.split(flat, [s.numel() for s in shapes])
+        return functional_call(net, {n: c.view(s) for n, c, s in zip(names, chunks, shapes)}, (x,))
+
+    return f
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("rows,dtype", [(16, torch.float64), (700, torch.float32)])  # 700 x 8 >= 4096: sigmoid path
+def test_forward_vjp_and_jvp_match_the_module_and_autograd(activation, rows, dtype):
+    net, flat, fast = _net(activation, dtype)
+    x = torch.randn(rows, 4, dtype=dtype)
+    out, hs = fast.forward(x)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, net(x), **tol)
+    # the reference in float64 (which never takes the sigmoid path, a custom autograd.Function torch.func refuses)
+    net64 = mlp(4, [8, 8], 3, activation).double()
+    net64.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+    f = _as_function(net64, x.double())
+    d_out, v = torch.randn_like(out), torch.randn_like(flat)
+    _, vjp = torch.func.vjp(f, flat.detach().double())
+    torch.testing.assert_close(fast.vjp(hs, d_out), vjp(d_out.double())[0].to(dtype), **tol)
+    _, jvp = torch.func.jvp(f, (flat.detach().double(),), (v.double(),))
+    torch.testing.assert_close(fast.jvp(hs, v), jvp.to(dtype), **tol)
+
+
+def test_of_refuses_what_it_cannot_compute():
+    net = mlp(4, [8], 3, "elu")
+    assert FlatMLP.of(net, flat_parameters(net)) is None  # another activation
+    net = mlp(4, [8], 3, "tanh")
+    assert FlatMLP.of(net, torch.zeros(3)) is None  # parameters that are not views of the flat tensor
+
+
+@pytest.mark.parametrize("damping", [0.0, 0.1])
+def test_written_out_fvp_equals_the_hessian_of_the_mean_kl_and_autograds_fvp(damping):
+    actor, theta, fast = _net()
+    head = CategoricalHead(3)
+    obs = torch.randn(32, 4, dtype=torch.float64)
+    logits_old, hs = fast.forward(obs)
+    f = _as_function(actor, obs)
+    hessian = torch.autograd.functional.hessian(lambda t: mean_kl(head, logits_old, f(t)), theta.detach().clone())
+    fvp = categorical_fisher_vector_product(fast, hs, logits_old, damping)
+    fvp_autograd = fisher_vector_product(mean_kl(head, logits_old, actor(obs)), list(actor.parameters()), damping)
+    for seed in range(3):
+        v = torch.randn(theta.numel(), dtype=theta.dtype, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(fvp(v), fvp_autograd(v), rtol=1e-10, atol=1e-12)
+
+
+def test_surrogate_and_its_logit_gradient_match_autograd():
+    torch.manual_seed(0)
+    logits = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    head = CategoricalHead(3)
+    actions = torch.randint(0, 3, (20,))
+    logprob_old = head.log_prob(logits.detach() + 0.3 * torch.randn(20, 3, dtype=torch.float64), actions)
+    adv = torch.randn(20, dtype=torch.float64)
+    want = surrogate_advantage(head.log_prob(logits, actions), logprob_old, adv)
+    (grad,) = torch.autograd.grad(want, logits)
+    got, d_logits = surrogate_and_logit_gradient(logits.detach(), actions, logprob_old, adv)
+    torch.testing.assert_close(got, want.detach())
+    torch.testing.assert_close(d_logits, grad)
+
+
+def test_fit_critic_written_out_takes_the_same_adam_steps_as_autograd():
+    results = []
+    for use_fast in (False, True):
+        critic, phi, fast = _net(n_out=1, dtype=torch.float32, hidden=(16, 16))
+        opt = Adam([phi], lr=1e-2, eps=1e-5)
+        gen = torch.Generator().manual_seed(3)
+        x, returns = torch.randn(64, 4, generator=gen), torch.randn(64, generator=gen)
+        metrics = fit_critic(critic, opt, x, returns, n_epochs=3, batch_size=16, generator=gen,
+                             fast=fast if use_fast else None)
+        results.append((metrics["loss/value"], phi.detach().clone()))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(results[1][1], _net(n_out=1, dtype=torch.float32, hidden=(16, 16))[1])  # it moved
+
+
+def test_policy_step_written_out_lands_where_the_autograd_step_lands(monkeypatch):
+    cfg = TRPOConfig(target_kl=0.01, cg_damping=0.01, cg_max_steps=10)
+    out = []
+    for use_fast in (False, True):
+        actor, theta, _ = _net(dtype=torch.float32, hidden=(16, 16))
+        head = CategoricalHead(3)
+        gen = torch.Generator().manual_seed(1)
+        obs = torch.randn(256, 4, generator=gen)
+        with torch.no_grad():
+            logits_old = actor(obs)
+        actions = head.sample(logits_old, gen)
+        batch = {"x": obs, "actions": actions, "logprob_old": head.log_prob(logits_old, actions),
+                 "params_old": logits_old, "advantages": torch.randn(256, generator=gen)}
+        if not use_fast:
+            monkeypatch.setattr(trpo.FlatMLP, "of", staticmethod(lambda *a: None))
+        else:
+            monkeypatch.undo()
+        metrics = trpo_policy_step(actor, theta, head, batch, cfg)
+        out.append((metrics, theta.detach().clone()))
+    (m_auto, th_auto), (m_fast, th_fast) = out
+    assert m_fast["train/line_search_success"] == m_auto["train/line_search_success"] == 1.0
+    assert m_fast["train/backtracks"] == m_auto["train/backtracks"]
+    assert m_fast["diag/kl"] == pytest.approx(m_auto["diag/kl"], rel=1e-3)
+    torch.testing.assert_close(th_fast, th_auto, rtol=1e-3, atol=1e-5)
+
+
+def test_numpy_actor_critic_matches_the_torch_forwards():
+    actor, theta, fa = _net(dtype=torch.float32, hidden=(8, 8))
+    critic, phi, fc = _net(dtype=torch.float32, hidden=(8, 8), n_out=1, seed=1)
+    obs = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    logits, values = numpy_actor_critic(fa, fc)(obs)
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, actor(torch.from_numpy(obs)).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(values, critic(torch.from_numpy(obs)).numpy()[:, 0], rtol=1e-5, atol=1e-6)
+    critic_wide, phi_w, fw = _net(dtype=torch.float32, hidden=(8, 12), n_out=1)  # unequal layers: two forwards
+    _, values = numpy_actor_critic(fa, fw)(obs)
+    with torch.no_grad():
+        np.testing.assert_allclose(values, critic_wide(torch.from_numpy(obs)).numpy()[:, 0], rtol=1e-5, atol=1e-6)
