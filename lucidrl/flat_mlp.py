@@ -101,7 +101,11 @@ class FlatMLP:
         grads = self.cut(g)
         d = d_out
         for i in range(len(self.weights) - 1, -1, -1):
-            torch.mm(d.t(), hs[i], out=grads[i][0])  # dW_i = δ_iᵀ h_{i-1}
+            w_grad = grads[i][0]
+            if w_grad.shape[1] < w_grad.shape[0]:  # a narrow input (the first layer): (h_{i-1}ᵀ δ_i)ᵀ, ~5x faster in MKL
+                w_grad.copy_(torch.mm(hs[i].t(), d).t())
+            else:
+                torch.mm(d.t(), hs[i], out=w_grad)  # dW_i = δ_iᵀ h_{i-1}
             torch.sum(d, 0, out=grads[i][1])  # db_i = Σ δ_i
             if i:
                 d = self._act_backward(d.mm(self.weights[i][0]), hs[i])  # δ_{i-1} = (δ_i W_i) ⊙ act'

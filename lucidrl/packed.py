@@ -287,7 +287,10 @@ class PackedActorCritic:
             dh = torch.bmm(dz, w[2 * k])
         # first layers, on the [B, 2h] layout
         dz = act_backward(dh.transpose(0, 1).reshape(B, 2 * self.width), hs[0])
-        torch.mm(dz.t(), x, out=g[0])
+        if x.shape[1] < g[0].shape[0]:  # a narrow observation: (xᵀ dz)ᵀ, ~3x faster in MKL than dzᵀ x (256 rows, 4 inputs)
+            g[0].copy_(torch.mm(x.t(), dz).t())
+        else:
+            torch.mm(dz.t(), x, out=g[0])
         torch.sum(dz, 0, out=g[1])
 
 
