@@ -2,6 +2,7 @@
 
 * ``PackedActorCritic.policy_value_backward`` with PPO's clipped surrogate and with A2C's policy
   term: loss and gradient against ``ActorCritic`` + the algorithm's own loss + ``backward()``;
+* ``PackedActorCritic.policy_value_backward_numpy`` (A2C's small batches) the same way;
 * ``PackedActorCritic.numpy_policy``: logits and values in NumPy against ``forward``;
 * the collector's NumPy acting path: stored actions, π_old's log-probabilities, values and
   bootstraps against the agent's own forward, and reproducibility from the model's generator;
@@ -83,6 +84,29 @@ def test_a2c_loss_gradient_without_autograd_equals_autograd(net_arch, activation
     loss.backward()
     torch.testing.assert_close(pl, pl_ref.detach(), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(vl, vl_ref.detach(), atol=1e-6, rtol=1e-5)
+    _assert_same_grads(a, b)
+
+
+@pytest.mark.parametrize("net_arch, activation", ARCHS)
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_a2c_loss_gradient_in_numpy_equals_autograd(net_arch, activation, ent_coef):
+    a, packed, b, flat_b = _pair(net_arch, activation, n_actions=3)
+    g = torch.Generator().manual_seed(4)
+    n = 40
+    obs, actions = torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+    adv, returns = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    assert packed.numpy_update_fits(n) and not packed.numpy_update_fits(100_000)
+    packed.flat.grad.fill_(123.0)  # overwritten, not accumulated
+    logits, pl, vl, ent = packed.policy_value_backward_numpy(obs.numpy(), actions.numpy(), a2c_policy_term(adv.numpy()),
+                                                             returns.numpy(), 0.5, ent_coef)
+    params, values = b(obs)
+    entropy = b.head.entropy(params)
+    loss, pl_ref, vl_ref = a2c_loss(b.head.log_prob(params, actions), values, adv, returns, 0.5, entropy, ent_coef)
+    loss.backward()
+    np.testing.assert_allclose(logits, params.detach().numpy(), atol=1e-6, rtol=1e-5)
+    assert float(pl) == pytest.approx(float(pl_ref), abs=1e-6, rel=1e-5)
+    assert float(vl) == pytest.approx(float(vl_ref), abs=1e-6, rel=1e-5)
+    np.testing.assert_allclose(ent, entropy.detach().numpy(), atol=1e-6, rtol=1e-5)
     _assert_same_grads(a, b)
 
 
