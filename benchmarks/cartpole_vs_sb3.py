@@ -13,7 +13,9 @@ What it measures, per (library, seed) run:
 * ``eval_mean`` / ``eval_std``: return of 10 deterministic episodes on a fresh single
   ``CartPole-v1`` env (lucidrl: ``lucidrl.evaluate(..., seed=0)``; SB3: ``evaluate_policy`` on a
   fresh ``gym.make`` env, Monitor-wrapped and seeded with 0);
-* ``peak_rss_mib``: peak resident memory of the worker process (``resource.getrusage``).
+* ``peak_rss_mib``: peak resident memory of the worker process (``resource.getrusage``);
+* ``load_before``: the 1-minute load average when the run started (on 2 cores, above ~0.5 means
+  another job was running); ``run_id``: the start time of the invocation, shared by its rows.
 
 How:
 
@@ -43,6 +45,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import resource
 import statistics
@@ -234,16 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     libs = [args.only] if args.only else [lib for lib in LIBS if lib == "lucidrl" or ALGOS[args.algo]["peer"]]
     args.results = args.results or RESULTS_DIR / f"{args.algo}_cartpole.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    context = {"machine": machine(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID}
+    run_id = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")  # groups the rows of this invocation
+    context = {"machine": machine(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID, "run_id": run_id}
     print(f"{args.algo.upper()} {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
           f"torch threads {args.threads}, lucidrl extra kwargs {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
     results = []
     for seed in args.seeds:
         for lib in libs:
             print(f"  running {lib} seed {seed} ...", file=sys.stderr, flush=True)
+            load_before = round(os.getloadavg()[0], 2)
             r = run_one(lib, seed, args)
             results.append(r)
-            record = {"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **context, **r}
+            record = {"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **context,
+                      "load_before": load_before, **r}
             with args.results.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 

@@ -214,6 +214,56 @@ METHOD = """\
 """
 
 
+# The speed bars of record: (algorithm, budget, peer name, bar on the median time ratio), from
+# benchmarks/cartpole_vs_sb3.py's side-by-side runs with the zoo's CartPole-v1 hyperparameters.
+SPEED_BARS = [("ppo", 100_000, "SB3", 0.25), ("a2c", 100_000, "SB3", 0.25), ("trpo", 100_000, "sb3-contrib", 0.25),
+              ("dqn", 50_000, "SB3", 0.33)]
+
+
+def latest_side_by_side(path: Path, budget: int) -> list[dict[str, Any]]:
+    """The rows of the newest ``cartpole_vs_sb3.py`` invocation (``run_id``) at ``budget`` with no extra
+    lucidrl arguments and both libraries; [] if there is none."""
+    if not path.is_file():
+        return []
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        r = json.loads(line) if line.strip() else {}
+        if r.get("run_id") and r.get("timesteps") == budget and not r.get("lucidrl_kwargs") and "error" not in r:
+            runs[r["run_id"]].append(r)
+    complete = [rid for rid, rows in runs.items() if {r["library"] for r in rows} == {"lucidrl", "sb3"}]
+    return runs[max(complete)] if complete else []
+
+
+def render_speed(results_dir: Path) -> list[str]:
+    """The speed section: per algorithm, the newest side-by-side run of 3 seeds per library."""
+    lines = ["## Speed on CartPole-v1: the side-by-side runs", "",
+             "`benchmarks/cartpole_vs_sb3.py --algo ALGO` (DQN: `--timesteps 50000 --threads 2`) trains both libraries "
+             "with the zoo's CartPole-v1 hyperparameters, the same env steps and gradient steps, seeds 0-2, runs "
+             "alternated, each in a fresh process. The figure of record is the ratio of the median training times; "
+             "the load is the 1-minute load average when each run started (2 cores: below ~0.5 means no other job).", "",
+             "| algorithm | budget | torch threads | lucidrl train time (s), seeds 0/1/2 | peer train time (s) | "
+             "median ratio lucidrl / peer | bar | lucidrl returns | peer returns | load | run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for algo, budget, peer, bar in SPEED_BARS:
+        rows = latest_side_by_side(results_dir / f"{algo}_cartpole.jsonl", budget)
+        if not rows:
+            lines.append(f"| {algo} | {_fmt_steps(budget)} | | not yet run with run ids | | | ≤ {bar} | | | | |")
+            continue
+        by = {lib: sorted((r for r in rows if r["library"] == lib), key=lambda r: r["seed"]) for lib in ("lucidrl", "sb3")}
+        med = {lib: statistics.median(r["train_s"] for r in by[lib]) for lib in by}
+        ratio = med["lucidrl"] / med["sb3"]
+        loads = [r.get("load_before", float("nan")) for r in rows]
+        lines.append(
+            f"| {algo} | {_fmt_steps(budget)} | {rows[0]['torch_threads']} | "
+            + " / ".join(f"{r['train_s']:.2f}" for r in by["lucidrl"]) + " | "
+            + " / ".join(f"{r['train_s']:.2f}" for r in by["sb3"]) + f" | **{ratio:.2f}** | ≤ {bar} "
+            + ("(met)" if ratio <= bar else "(not met)") + " | "
+            + " / ".join(f"{r['eval_mean']:.1f}" for r in by["lucidrl"]) + " | "
+            + " / ".join(f"{r['eval_mean']:.1f}" for r in by["sb3"]) + f" | {min(loads):.2f}-{max(loads):.2f} | "
+            + f"{rows[0]['run_id']} |")
+    return lines + [""]
+
+
 def _done(cell: dict[str, Any], groups: dict) -> bool:
     """Whether a grid cell has 3 seeds at its full budget for lucidrl and for its peer (if any)."""
     def n(lib):
@@ -249,6 +299,7 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
     lines += [f"**Coverage**: {done} of the {len(cells)} cells of the grid have 3 seeds at their full budget in lucidrl "
               "and in the peer library (where one has the algorithm); the others are listed under each env as "
               "*still to run*, with the command that runs them.", ""]
+    lines += render_speed(RESULTS.parent)
     lines += [METHOD, ""]
     rel = lambda p: Path(p).resolve().relative_to(page.resolve().parent) if Path(p).resolve().is_relative_to(  # noqa: E731
         page.resolve().parent) else Path(p).resolve()
