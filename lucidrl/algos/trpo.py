@@ -355,9 +355,10 @@ class TRPO(Algorithm):
         critic_phi = flat_parameters(self.agent.critic)
         self.critic_optimizer = Adam([critic_phi], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
         # speed only: the critic's passes written out, and NumPy acting (lucidrl.flat_mlp); None: autograd
-        plain = isinstance(self.agent.encoder, FlattenFloat) and isinstance(self.agent.head, CategoricalHead)
-        self._fast_critic = FlatMLP.of(self.agent.critic, critic_phi) if plain else None
-        self._fast_actor = FlatMLP.of(self.agent.actor, self.actor_theta) if plain else None
+        flat_obs = isinstance(self.agent.encoder, FlattenFloat)
+        self._fast_critic = FlatMLP.of(self.agent.critic, critic_phi) if flat_obs else None
+        categorical = flat_obs and isinstance(self.agent.head, CategoricalHead)
+        self._fast_actor = FlatMLP.of(self.agent.actor, self.actor_theta) if categorical else None
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}
