@@ -364,13 +364,14 @@ class PackedActorCritic:
             torch.bmm(dz.transpose(1, 2), h_in, out=g[2 * k])
             torch.sum(dz, 1, keepdim=True, out=g[2 * k + 1])
             dh = torch.bmm(dz, w[2 * k])
-        # first layers, on the [B, 2h] layout
-        dz = act_backward(dh.transpose(0, 1).reshape(B, 2 * self.width), hs[0])
-        if x.shape[1] < g[0].shape[0]:  # a narrow observation: (xᵀ dz)ᵀ, ~3x faster in MKL than dzᵀ x (256 rows, 4 inputs)
-            g[0].copy_(torch.mm(x.t(), dz).t())
+        # first layers: their [2h, in] weight gradient seen as [2, h, in], so dz stays [2, B, h] (no copy)
+        dz = act_backward(dh, self.pairs(hs[0]))
+        g0 = g[0].view(2, self.width, -1)
+        if x.shape[1] < self.width:  # a narrow observation: (xᵀ dz)ᵀ, ~3x faster in MKL than dzᵀ x (256 rows, 4 inputs)
+            g0.copy_(torch.matmul(x.t(), dz).transpose(1, 2))
         else:
-            torch.mm(dz.t(), x, out=g[0])
-        torch.sum(dz, 0, out=g[1])
+            torch.matmul(dz.transpose(1, 2), x, out=g0)
+        torch.sum(dz, 1, out=g[1].view(2, self.width))
 
 
 def _tanh_of_doubled(z2: torch.Tensor) -> torch.Tensor:

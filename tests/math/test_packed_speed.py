@@ -104,8 +104,8 @@ def test_a2c_loss_gradient_in_numpy_equals_autograd(net_arch, activation, ent_co
     loss, pl_ref, vl_ref = a2c_loss(b.head.log_prob(params, actions), values, adv, returns, 0.5, entropy, ent_coef)
     loss.backward()
     np.testing.assert_allclose(logits, params.detach().numpy(), atol=1e-6, rtol=1e-5)
-    assert float(pl) == pytest.approx(float(pl_ref), abs=1e-6, rel=1e-5)
-    assert float(vl) == pytest.approx(float(vl_ref), abs=1e-6, rel=1e-5)
+    assert float(pl) == pytest.approx(float(pl_ref.detach()), abs=1e-6, rel=1e-5)
+    assert float(vl) == pytest.approx(float(vl_ref.detach()), abs=1e-6, rel=1e-5)
     np.testing.assert_allclose(ent, entropy.detach().numpy(), atol=1e-6, rtol=1e-5)
     _assert_same_grads(a, b)
 
