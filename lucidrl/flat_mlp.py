@@ -16,11 +16,12 @@ and its critic (φ):
   moves along v, ḣ_i = act'(z_i) ⊙ (h_{i-1} V_iᵀ + v_b_i + ḣ_{i-1} W_iᵀ);
 * ``numpy_forward()``: the same forward in NumPy, for acting on a few rows per env step.
 
-act' is written from the output: tanh' = 1 - h², relu' = [h > 0]. Speed only: the same
-functions as the module's own forward and autograd's products, up to float rounding
-(``tests/math/test_flat_mlp.py``). Anything else (other layers, another activation, a
-Gaussian actor's log σ, another device) gets ``None`` from ``FlatMLP.of`` and the
-caller keeps autograd.
+act' is written from the output: tanh' = 1 - h², relu' = [h > 0]. A Gaussian actor's last
+module, the state-independent log σ, may follow: its entries of θ are located (``log_std_slice``)
+and left to the caller, since μ does not depend on them. Speed only: the same functions as the
+module's own forward and autograd's products, up to float rounding (``tests/math/test_flat_mlp.py``).
+Anything else (other layers, another activation, another device) gets ``None`` from
+``FlatMLP.of`` and the caller keeps autograd.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lucidrl.networks import Tanh
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, StateIndependentLogStd, Tanh
 
 _aten = torch.ops.aten
 
@@ -39,7 +40,8 @@ _aten = torch.ops.aten
 class FlatMLP:
     """Linear / activation layers over the flat tensor their parameters view; build with :meth:`of`."""
 
-    def __init__(self, linears: list[nn.Linear], tanh: bool, flat: torch.Tensor):
+    def __init__(self, linears: list[nn.Linear], tanh: bool, flat: torch.Tensor,
+                 log_std: nn.Parameter | None = None):
         self.linears, self.tanh, self.flat = linears, tanh, flat
         base = flat.data_ptr()
         size = flat.element_size()
@@ -48,25 +50,35 @@ class FlatMLP:
             w_off, b_off = (m.weight.data_ptr() - base) // size, (m.bias.data_ptr() - base) // size
             self._cuts.append((w_off, tuple(m.weight.shape), b_off, m.bias.numel()))
         self.weights = self.cut(flat.detach())  # views: they follow every in-place update of θ
+        # a Gaussian actor's state-independent log σ: its place in θ (vjp leaves it alone, jvp ignores it)
+        self.log_std_slice = None
+        if log_std is not None:
+            offset = (log_std.data_ptr() - base) // size
+            self.log_std_slice = slice(offset, offset + log_std.numel())
 
     @staticmethod
     def of(seq: nn.Sequential, flat: torch.Tensor) -> "FlatMLP | None":
-        """A FlatMLP for ``seq`` (Linear, act, ..., Linear; act one of tanh or ReLU) whose parameters are
-        contiguous views covering all of ``flat`` (float32 or float64, CPU); None for anything else."""
+        """A FlatMLP for ``seq`` (Linear, act, ..., Linear; act one of tanh or ReLU; optionally a last
+        ``StateIndependentLogStd`` with log σ inside its bounds) whose parameters are contiguous views
+        covering all of ``flat`` (float32 or float64, CPU); None for anything else."""
         mods = list(seq)
+        log_std = None
+        if mods and isinstance(mods[-1], StateIndependentLogStd):
+            log_std = mods.pop().log_std
+            if not bool(((log_std >= LOG_STD_MIN) & (log_std <= LOG_STD_MAX)).all()):
+                return None  # at a bound the clamp's gradient is not the identity
         linears, acts = mods[0::2], mods[1::2]
         if not linears or not all(type(m) is nn.Linear for m in linears) or len(acts) != len(linears) - 1 \
                 or len({type(a) for a in acts}) > 1 or not all(isinstance(a, (Tanh, nn.ReLU)) for a in acts):
             return None
+        params = [p for m in linears for p in (m.weight, m.bias)] + ([log_std] if log_std is not None else [])
         if flat.dtype not in (torch.float32, torch.float64) or flat.device.type != "cpu" or \
-                sum(m.weight.numel() + m.bias.numel() for m in linears) != flat.numel():
+                sum(p.numel() for p in params) != flat.numel():
             return None
         start, end = flat.data_ptr(), flat.data_ptr() + flat.numel() * flat.element_size()
-        for m in linears:
-            for p in (m.weight, m.bias):
-                if not p.is_contiguous() or not start <= p.data_ptr() < end:
-                    return None
-        return FlatMLP(linears, isinstance(acts[0], Tanh) if acts else True, flat)
+        if not all(p.is_contiguous() and start <= p.data_ptr() < end for p in params):
+            return None
+        return FlatMLP(linears, isinstance(acts[0], Tanh) if acts else True, flat, log_std)
 
     def cut(self, vec: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(W_i, b_i) views of a vector laid out like the flat weights (θ, a gradient, a direction v)."""
@@ -96,7 +108,9 @@ class FlatMLP:
         raise AssertionError("unreachable")
 
     def vjp(self, hs: list[torch.Tensor], d_out: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(∂out/∂θ)ᵀ d_out: backpropagation of ``d_out`` [B, n_out] into a flat vector (``out``, overwritten)."""
+        """(∂out/∂θ)ᵀ d_out: backpropagation of ``d_out`` [B, n_out] into a flat vector (``out``, overwritten).
+
+        The MLP's output is μ for a Gaussian actor; the log σ entries of the vector are not written."""
         g = torch.empty_like(self.flat) if out is None else out
         grads = self.cut(g)
         d = d_out

@@ -144,3 +144,72 @@ def test_numpy_actor_critic_matches_the_torch_forwards():
     _, values = numpy_actor_critic(fa, fw)(obs)
     with torch.no_grad():
         np.testing.assert_allclose(values, critic_wide(torch.from_numpy(obs)).numpy()[:, 0], rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- Gaussian actors
+def _gaussian_actor(seed=0, n=24):
+    import gymnasium as gym
+
+    from lucidrl.networks import ActorCritic
+    torch.manual_seed(seed)
+    ac = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), [6, 6], log_std_init=-0.2).double()
+    theta = flat_parameters(ac.actor)
+    with torch.no_grad():
+        ac.actor[-2].weight.mul_(30.0)  # a mean far from 0, so the KL's curvature in μ is not trivial
+        ac.actor[-1].log_std.copy_(torch.tensor([-0.4, 0.3]))
+        obs = torch.randn(n, 4, dtype=torch.float64)
+        params_old = ac.actor(obs)
+        actions = ac.head.sample(params_old)
+    return ac, theta, obs, params_old, actions, ac.head.log_prob(params_old, actions), torch.randn(n, dtype=torch.float64)
+
+
+def test_gaussian_fvp_written_out_equals_the_hessian_of_the_mean_kl():
+    ac, theta, obs, params_old, *_ = _gaussian_actor()
+    fast = FlatMLP.of(ac.actor, theta)
+    assert fast is not None and fast.log_std_slice == slice(theta.numel() - 2, theta.numel())
+    mean, hs = fast.forward(obs)
+    f = _as_function(ac.actor, obs)
+    hessian = torch.autograd.functional.hessian(lambda t: mean_kl(ac.head, params_old, f(t)), theta.detach().clone())
+    fvp = trpo.gaussian_fisher_vector_product(fast, hs, theta.detach()[fast.log_std_slice], 0.1)
+    for seed in range(3):
+        v = torch.randn(theta.numel(), dtype=theta.dtype, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(fvp(v), hessian @ v + 0.1 * v, rtol=1e-10, atol=1e-12)
+
+
+def test_gaussian_surrogate_and_its_gradient_match_autograd():
+    ac, theta, obs, params_old, actions, logprob_old, adv = _gaussian_actor(1)
+    with torch.no_grad():
+        theta.add_(0.05 * torch.randn_like(theta))  # away from θ_old, so the ratios differ from 1
+    params = ac.actor(obs)
+    want = surrogate_advantage(ac.head.log_prob(params, actions), logprob_old, adv)
+    (grad,) = torch.autograd.grad(want, params)
+    mean, log_std = ac.head.split(params.detach())
+    got, d_mean, d_log_std = trpo.surrogate_and_gaussian_gradient(ac.head, mean, log_std[0], actions, logprob_old, adv)
+    torch.testing.assert_close(got, want.detach())
+    torch.testing.assert_close(d_mean, grad[:, :2])
+    torch.testing.assert_close(d_log_std, grad[:, 2:].sum(0))  # log σ is shared by every state
+
+
+def test_gaussian_policy_step_written_out_lands_where_the_autograd_step_lands(monkeypatch):
+    cfg = TRPOConfig(target_kl=0.01, cg_damping=0.01, cg_max_steps=10)
+    out = []
+    for use_fast in (False, True):
+        ac, theta, obs, params_old, actions, logprob_old, adv = _gaussian_actor(2, n=128)
+        batch = {"x": obs, "actions": actions, "logprob_old": logprob_old, "params_old": params_old, "advantages": adv}
+        if use_fast:
+            monkeypatch.undo()
+        else:
+            monkeypatch.setattr(trpo.FlatMLP, "of", staticmethod(lambda *a: None))
+        metrics = trpo_policy_step(ac.actor, theta, ac.head, batch, cfg)
+        out.append((metrics, theta.detach().clone()))
+    (m_auto, th_auto), (m_fast, th_fast) = out
+    assert m_fast["train/line_search_success"] == m_auto["train/line_search_success"] == 1.0
+    assert m_fast["diag/kl"] == pytest.approx(m_auto["diag/kl"], rel=1e-6)
+    torch.testing.assert_close(th_fast, th_auto, rtol=1e-6, atol=1e-9)
+
+
+def test_a_log_std_at_its_bound_falls_back_to_autograd():
+    ac, theta, *_ = _gaussian_actor()
+    with torch.no_grad():
+        ac.actor[-1].log_std[0] = -25.0  # below LOG_STD_MIN: the clamp's gradient is not the identity there
+    assert FlatMLP.of(ac.actor, theta) is None
