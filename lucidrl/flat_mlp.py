@@ -16,6 +16,10 @@ and its critic (φ):
   moves along v, ḣ_i = act'(z_i) ⊙ (h_{i-1} V_iᵀ + v_b_i + ḣ_{i-1} W_iᵀ);
 * ``numpy_forward()``: the same forward in NumPy, for acting on a few rows per env step.
 
+Large products (TRPO's Fisher-vector products on ~1,000 states, its critic's on 512) go to
+oneDNN instead of MKL where that is faster (``lucidrl.kernels``): a Fisher-vector product on
+CartPole's batch ~550 -> ~450 us.
+
 act' is written from the output: tanh' = 1 - h², relu' = [h > 0]. A Gaussian actor's last
 module, the state-independent log σ, may follow: its entries of θ are located (``log_std_slice``)
 and left to the caller, since μ does not depend on them. Speed only: the same functions as the
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lucidrl.kernels import ONEDNN_MIN_MACS, ONEDNN_MIN_MACS_DW, onednn_linear, use_onednn
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, StateIndependentLogStd, Tanh
 
 _aten = torch.ops.aten
@@ -95,15 +100,27 @@ class FlatMLP:
         """d ⊙ act'(z), from the activation's output h: tanh' = 1 - h², relu' = [h > 0]."""
         return _aten.tanh_backward(d, h) if self.tanh else _aten.threshold_backward(d, h, 0)
 
+    def _linear(self, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+                min_macs: int = ONEDNN_MIN_MACS) -> torch.Tensor | None:
+        """a wᵀ (+ b) by oneDNN when the product is large enough to gain from it (``lucidrl.kernels``), else None."""
+        if a.dtype != torch.float32 or not use_onednn(a.shape[0], w, min_macs):
+            return None
+        dnn = onednn_linear()
+        return None if dnn is None else dnn(a, w, b, "none", [], "")
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(output, hs): hs[i] is the input of layer i (hs[0] = x), as vjp and jvp take them."""
         hs = [x]
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(self.weights):
+            z = self._linear(hs[-1], w, b)
             if i == last:
-                return torch.addmm(b, hs[-1], w.t()), hs
+                return (torch.addmm(b, hs[-1], w.t()) if z is None else z), hs
             doubled = self.tanh and x.shape[0] * w.shape[0] >= 4096 and x.dtype == torch.float32  # as networks.Tanh
-            z = torch.addmm(b, hs[-1], w.t(), beta=2, alpha=2) if doubled else torch.addmm(b, hs[-1], w.t())
+            if z is None:
+                z = torch.addmm(b, hs[-1], w.t(), beta=2, alpha=2) if doubled else torch.addmm(b, hs[-1], w.t())
+            elif doubled:
+                z.mul_(2.0)
             hs.append(self._act(z, doubled))
         raise AssertionError("unreachable")
 
@@ -116,13 +133,18 @@ class FlatMLP:
         d = d_out
         for i in range(len(self.weights) - 1, -1, -1):
             w_grad = grads[i][0]
-            if w_grad.shape[1] < w_grad.shape[0]:  # a narrow input (the first layer): (h_{i-1}ᵀ δ_i)ᵀ, ~5x faster in MKL
+            big = self._linear(d.t(), hs[i].t(), min_macs=ONEDNN_MIN_MACS_DW)  # dW_i = δ_iᵀ h_{i-1}
+            if big is not None:
+                w_grad.copy_(big)
+            elif w_grad.shape[1] < w_grad.shape[0]:  # a narrow input (the first layer): (h_{i-1}ᵀ δ_i)ᵀ, ~5x faster in MKL
                 w_grad.copy_(torch.mm(hs[i].t(), d).t())
             else:
                 torch.mm(d.t(), hs[i], out=w_grad)  # dW_i = δ_iᵀ h_{i-1}
             torch.sum(d, 0, out=grads[i][1])  # db_i = Σ δ_i
             if i:
-                d = self._act_backward(d.mm(self.weights[i][0]), hs[i])  # δ_{i-1} = (δ_i W_i) ⊙ act'
+                w = self.weights[i][0]
+                dh = self._linear(d, w.t())
+                d = self._act_backward(d.mm(w) if dh is None else dh, hs[i])  # δ_{i-1} = (δ_i W_i) ⊙ act'
         return g
 
     def jvp(self, hs: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
@@ -130,9 +152,15 @@ class FlatMLP:
         dh = None
         last = len(self.weights) - 1
         for i, ((w, _), (vw, vb)) in enumerate(zip(self.weights, self.cut(v))):
-            dz = torch.addmm(vb, hs[i], vw.t())  # h_{i-1} V_iᵀ + v_b_i
+            dz = self._linear(hs[i], vw, vb)
+            if dz is None:
+                dz = torch.addmm(vb, hs[i], vw.t())  # h_{i-1} V_iᵀ + v_b_i
             if dh is not None:
-                dz.addmm_(dh, w.t())  # + ḣ_{i-1} W_iᵀ
+                big = self._linear(dh, w)
+                if big is None:
+                    dz.addmm_(dh, w.t())  # + ḣ_{i-1} W_iᵀ
+                else:
+                    dz += big
             if i == last:
                 return dz
             dh = self._act_backward(dz, hs[i + 1])  # ḣ_i = act'(z_i) ⊙ ż_i

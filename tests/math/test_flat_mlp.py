@@ -213,3 +213,25 @@ def test_a_log_std_at_its_bound_falls_back_to_autograd():
     with torch.no_grad():
         ac.actor[-1].log_std[0] = -25.0  # below LOG_STD_MIN: the clamp's gradient is not the identity there
     assert FlatMLP.of(ac.actor, theta) is None
+
+
+def test_large_products_take_onednn_and_still_match_float64():
+    """1,024 states through 64-wide layers: the products go to oneDNN (lucidrl.kernels) where it is available."""
+    from lucidrl.kernels import onednn_linear, use_onednn
+    torch.manual_seed(3)
+    net = mlp(4, [64, 64], 3, "tanh")
+    flat = flat_parameters(net)
+    fast = FlatMLP.of(net, flat)
+    x = torch.randn(1024, 4)
+    assert use_onednn(1024, fast.weights[1][0]) or onednn_linear() is None
+    out, hs = fast.forward(x)
+    net64 = mlp(4, [64, 64], 3, "tanh").double()
+    net64.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+    f = _as_function(net64, x.double())
+    theta64 = flat.detach().double()
+    torch.testing.assert_close(out.double(), f(theta64), rtol=1e-4, atol=1e-5)
+    d_out, v = torch.randn_like(out), torch.randn_like(flat)
+    _, vjp = torch.autograd.functional.vjp(f, theta64, d_out.double())
+    _, jvp = torch.autograd.functional.jvp(f, theta64, v.double())
+    got_vjp, got_jvp = fast.vjp(hs, d_out).double(), fast.jvp(hs, v).double()
+    assert (got_vjp - vjp).norm() < 1e-5 * vjp.norm() and (got_jvp - jvp).norm() < 1e-5 * jvp.norm()
