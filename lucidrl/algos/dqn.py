@@ -46,6 +46,7 @@ buffer is not saved in checkpoints.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -60,8 +61,8 @@ from lucidrl.config import FloatOrSchedule, check, check_ints, check_network, ch
 from lucidrl.envs import autoreset_mode, episode_scores
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
-from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
-from lucidrl.relu_mlp import layer_views, numpy_greedy, relu_mlp_layers, relu_mlp_td_backward
+from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, optimizer_step, zero_grad
+from lucidrl.relu_mlp import layer_views, numpy_greedy, relu_mlp_forward, relu_mlp_layers, relu_mlp_td_backward
 from lucidrl.replay import ReplayBuffer
 
 
@@ -174,43 +175,65 @@ def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.
 
     The minibatches of the whole round are drawn at once (one randint, one index_select per
     field); the target network does not change during a round, so the targets are computed in
-    one batched pass (Double DQN: the online argmax per step). Metrics stay tensors until one
-    ``tolist()`` at the end.
+    one batched pass (Double DQN: the online argmax per step). Metrics are computed once, from
+    the round's TD errors and gradient norms kept in preallocated tensors, with one ``tolist()``.
     """
     B = cfg.batch_size
     batch = buffer.get(buffer.sample_indices(n_steps, B))  # [n_steps, B, ...]
+    layers = relu_mlp_layers(q_net)
+    target_layers = relu_mlp_layers(q_target, need_grad=False) if layers is not None else None
+    forward = q_target if target_layers is None else functools.partial(relu_mlp_forward, layer_views(target_layers))
     with torch.no_grad():  # chunks of ~2k rows keep the activations in cache (measured ~7% faster than one pass)
-        next_q_target = torch.cat([q_target(x) for x in batch["next_obs"].flatten(0, 1).split(2048)]).view(n_steps, B, -1)
+        next_q_target = torch.cat([forward(x) for x in batch["next_obs"].flatten(0, 1).split(2048)]).view(n_steps, B, -1)
         targets = None if cfg.double_q else td_target(batch["rewards"], batch["terminated"], next_q_target, cfg.gamma)
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
-    layers = relu_mlp_layers(q_net)
-    if layers is not None:  # one-hot actions / B, per-step views and weight views, once per round
-        onehot = F.one_hot(batch["actions"].long(), q_net.n_actions).float().div_(B).unbind(0)
-        obs_steps, target_steps = batch["obs"].unbind(0), (targets.unbind(0) if targets is not None else None)
+    flat_grad = params[0].grad if len(params) == 1 else None  # one flat gradient (DQN's flat_parameters)
+    dev = params[0].device
+    if layers is not None:  # one-hot actions / B, per-step views, output buffers and weight views, once per round
         views = layer_views(layers)
-    diffs, grad_norms, ys = [], [], []
+        onehot = F.one_hot(batch["actions"].long(), q_net.n_actions).float().div_(B).unbind(0)
+        obs_steps = batch["obs"].unbind(0)
+        target_cols = targets.unsqueeze(-1).unbind(0) if targets is not None else None
+        diff_all = torch.empty(n_steps, B, q_net.n_actions, device=dev)  # Q_θ(s, k) - y of every step and action k
+        diff_steps = diff_all.unbind(0)
+    grad_norms = torch.empty(n_steps, device=dev)
+    norm_steps = grad_norms.unbind(0)
+    diffs, ys = [], []
     for g in range(n_steps):
         if targets is None:
             with torch.no_grad():
+                next_obs = batch["next_obs"][g]
+                q_next = relu_mlp_forward(views, next_obs) if layers is not None else q_net(next_obs)
                 y = td_target(batch["rewards"][g], batch["terminated"][g], next_q_target[g], cfg.gamma,
-                              next_q_online=q_net(batch["next_obs"][g]))
+                              next_q_online=q_next)
             ys.append(y)
         else:
-            y = target_steps[g] if layers is not None else targets[g]
+            y = targets[g]
         if layers is not None:  # speed: (E3)'s gradient computed by hand (see relu_mlp_td_backward)
-            diffs.append(relu_mlp_td_backward(views, obs_steps[g], onehot[g], y))
+            y_col = target_cols[g] if targets is not None else y.unsqueeze(-1)
+            relu_mlp_td_backward(views, obs_steps[g], onehot[g], y_col, out=diff_steps[g])
         else:
             loss, q = dqn_loss(q_net(batch["obs"][g]), batch["actions"][g], y)  # (E3)
             zero_grad(params)
             loss.backward()
             diffs.append(q.detach() - y)
-        grad_norms.append(clip_grad_norm(params, max_norm))  # Deviation: gradient clipping (SB3: 10)
-        optimizer.step()
+        # Deviation: gradient clipping (SB3: 10), clip_grad_norm's rule. Speed only: on one flat
+        # gradient the coefficient max_norm / (norm + 1e-6), capped at 1, is computed in Python
+        # (one vector_norm and one mul_ instead of five tensor ops; measured ~5 us a step)
+        if flat_grad is not None:
+            norm = torch.linalg.vector_norm(flat_grad, out=norm_steps[g])
+            flat_grad.mul_(min(max_norm / (norm.item() + 1e-6), 1.0))
+        else:
+            norm_steps[g].copy_(clip_grad_norm(params, max_norm))
+        optimizer_step(optimizer)  # speed: without torch's profiling wrapper around step (~6 us)
     with torch.no_grad():  # the round's metrics from its TD errors, in one go
-        diff = torch.stack(diffs)
-        q_mean = (diff + (targets if targets is not None else torch.stack(ys))).mean()  # Q(s, a) = diff + y
-        loss_m, q_m, gn_m = torch.stack([F.smooth_l1_loss(diff, torch.zeros_like(diff)), q_mean,
-                                         torch.stack(grad_norms).mean()]).tolist()
+        y_all = targets if targets is not None else torch.stack(ys)
+        if layers is not None:
+            diff = diff_all.gather(-1, batch["actions"].long().unsqueeze(-1)).squeeze(-1)  # Q(s, a) - y
+        else:
+            diff = torch.stack(diffs)
+        loss_m, q_m, gn_m = torch.stack([F.smooth_l1_loss(diff, torch.zeros_like(diff)), (diff + y_all).mean(),
+                                         grad_norms.mean()]).tolist()
     return {"loss/value": loss_m, "diag/q_mean": q_m, "diag/grad_norm": gn_m}
 
 
