@@ -303,64 +303,88 @@ class DQN(Algorithm):
         Stores the real transitions in the replay buffer: the true next observation at episode
         ends, ``terminated`` (not done), and nothing for NEXT_STEP reset steps. Returns the
         finished episodes' raw returns and lengths.
+
+        Speed only, the same actions and statistics: what does not depend on the env (ε before
+        each call, which calls act uniformly at random) is computed for the whole chunk first, and
+        the episode statistics after it, from the chunk's rewards and done flags; the loop itself
+        only acts, steps the env and stores (measured ~7 us a call less bookkeeping on CartPole).
         """
         cfg, env, N = self.config, self.env, self.env.num_envs
         n_act = self.q_net.n_actions
         # the random numbers of the whole chunk at once, from the model's generator
         coins = torch.rand((n_calls, N), generator=self.generator).numpy()
         random_actions = torch.randint(0, n_act, (n_calls, N), generator=self.generator).numpy()
+        # (E1) ε before call t: ε is recomputed after every call from the env steps taken so far
+        start = self.num_timesteps
+        eps = [self.exploration_rate] + [
+            exploration_rate(max(0.0, 1.0 - (start + N * t) / target), cfg.exploration_initial_eps,
+                             cfg.exploration_final_eps, cfg.exploration_fraction) for t in range(1, n_calls + 1)]
+        explore = coins < np.asarray(eps[:n_calls])[:, None]  # (E1)
+        # uniform random calls: the warm-up ones (as SB3), and those where every env explores (no greedy pass)
+        uniform = (explore.all(1) | (start + N * np.arange(n_calls) < cfg.learning_starts)).tolist()
         obs_buf = np.empty((n_calls, *self._obs.shape), dtype=self._obs.dtype)
         next_buf = np.empty_like(obs_buf)
         act_buf = np.empty((n_calls, N), dtype=np.int64)
         rew_buf = np.empty((n_calls, N), dtype=np.float32)
         term_buf = np.empty((n_calls, N), dtype=bool)
-        valid_buf = np.ones((n_calls, N), dtype=bool)
-        ep_returns: list[float] = []
-        ep_lengths: list[int] = []
+        trunc_buf = np.empty((n_calls, N), dtype=bool)
+        ends: list[tuple[int, np.ndarray, dict]] = []  # (call, envs whose episode ended, info)
         act_np = numpy_greedy(self.q_net)  # speed: NumPy acting for a plain ReLU MLP on the CPU, else None
         obs = self._obs
         for t in range(n_calls):
-            if self.num_timesteps < cfg.learning_starts:
-                actions = random_actions[t]  # uniform random warm-up, as SB3
+            if uniform[t]:
+                actions = random_actions[t]
             else:
-                explore = coins[t] < self.exploration_rate  # (E1)
-                if explore.all():
-                    actions = random_actions[t]
-                else:
-                    greedy = act_np(obs) if act_np is not None else \
-                        self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
-                    actions = greedy if N == 1 else np.where(explore, random_actions[t], greedy)
+                greedy = act_np(obs) if act_np is not None else \
+                    self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
+                actions = greedy if N == 1 else np.where(explore[t], random_actions[t], greedy)
             next_obs, reward, terminated, truncated, info = env.step(actions)
-            obs_buf[t], act_buf[t], rew_buf[t], term_buf[t] = obs, actions, reward, terminated
+            obs_buf[t], act_buf[t], rew_buf[t], term_buf[t], trunc_buf[t] = obs, actions, reward, terminated, truncated
             next_buf[t] = next_obs
-            done = terminated | truncated
-            any_done = done.any()
-            if self._next_step:
-                valid_buf[t] = ~self._prev_done  # a reset step is no transition: not stored, not counted
-                self._prev_done = done
-            elif any_done:  # SAME_STEP: next_obs is already the next episode's; the true s' is final_obs
-                for i in np.flatnonzero(done):
-                    next_buf[t, i] = info["final_obs"][i]
-            # episode statistics on the raw rewards
-            self._ep_return += reward
-            self._ep_length += valid_buf[t]
-            if any_done:
-                idx = np.flatnonzero(done)
-                ep_returns += episode_scores(info, idx, self._ep_return)  # raw score if recorded
-                ep_lengths += self._ep_length[idx].tolist()
-                self._ep_return[idx] = 0.0
-                self._ep_length[idx] = 0
+            if terminated.any() or truncated.any():
+                idx = np.flatnonzero(terminated | truncated)
+                ends.append((t, idx, info))
+                if not self._next_step:  # SAME_STEP: next_obs is already the next episode's; the true s' is final_obs
+                    for i in idx:
+                        next_buf[t, i] = info["final_obs"][i]
             obs = next_obs
-            self.num_timesteps += N
-            self.n_calls += 1
-            self.exploration_rate = exploration_rate(self._progress_remaining(target), cfg.exploration_initial_eps,
-                                                     cfg.exploration_final_eps, cfg.exploration_fraction)
         self._obs = obs
+        self.num_timesteps += N * n_calls
+        self.n_calls += n_calls
+        self.exploration_rate = eps[n_calls]
+        if self._next_step:  # a reset step (the call after an episode's end) is no transition: not stored, not counted
+            done = term_buf | trunc_buf
+            valid_buf = ~np.concatenate([self._prev_done[None], done[:-1]])
+            self._prev_done = done[-1].copy()
+        else:
+            valid_buf = np.ones((n_calls, N), dtype=bool)
+        ep_returns, ep_lengths = self._episode_statistics(rew_buf, valid_buf, ends)
         keep = valid_buf.reshape(-1)
         flat = lambda x: x.reshape(n_calls * N, *x.shape[2:])[keep]  # noqa: E731
         self.replay.add(torch.from_numpy(flat(obs_buf)), torch.from_numpy(flat(act_buf)),
                         torch.from_numpy(flat(rew_buf)), torch.from_numpy(flat(next_buf)),
                         torch.from_numpy(flat(term_buf)))
+        return ep_returns, ep_lengths
+
+    def _episode_statistics(self, rewards: np.ndarray, valid: np.ndarray,
+                            ends: list[tuple[int, np.ndarray, dict]]) -> tuple[list[float], list[int]]:
+        """Raw returns and lengths of the episodes that ended in a chunk, from its rewards [T, N], its
+        transition flags [T, N] and its episode ends; carries the unfinished episodes' sums to the next chunk."""
+        ep_returns: list[float] = []
+        ep_lengths: list[int] = []
+        begin = np.zeros(rewards.shape[1], dtype=np.int64)  # first call of each env's current episode in this chunk
+        for t, idx, info in ends:
+            for i in idx:
+                self._ep_return[i] += rewards[begin[i]:t + 1, i].sum(dtype=np.float64)
+                self._ep_length[i] += int(valid[begin[i]:t + 1, i].sum())
+            ep_returns += episode_scores(info, idx, self._ep_return)  # raw score if recorded
+            ep_lengths += self._ep_length[idx].tolist()
+            self._ep_return[idx] = 0.0
+            self._ep_length[idx] = 0
+            begin[idx] = t + 1
+        for i in range(rewards.shape[1]):
+            self._ep_return[i] += rewards[begin[i]:, i].sum(dtype=np.float64)
+            self._ep_length[i] += int(valid[begin[i]:, i].sum())
         return ep_returns, ep_lengths
 
     # ------------------------------------------------------------------ learn

@@ -8,7 +8,7 @@ from gymnasium.vector import AutoresetMode
 
 import lucidrl
 import lucidrl.algos.dqn as dqn_module
-from lucidrl.relu_mlp import (layer_views, onednn_linear, relu_mlp_forward, relu_mlp_huber_backward,
+from lucidrl.relu_mlp import (layer_views, numpy_greedy, onednn_linear, relu_mlp_forward, relu_mlp_huber_backward,
                               relu_mlp_layers)
 from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, soft_update,
                                td_target)
@@ -69,6 +69,34 @@ def test_buffer_stores_the_true_next_obs_and_terminated_in_both_autoreset_modes(
     # the target bootstraps on truncation: only terminated transitions lose the γ max Q term
     y = td_target(rb.rewards[:n], rb.terminated[:n], torch.full((n, 2), 5.0), 0.9)
     assert torch.allclose(y, torch.where(term, torch.tensor(1.0), torch.tensor(1.0 + 0.9 * 5.0)))
+
+
+class RisingCounter(Counter):
+    """Counter whose reward is the step number: an episode of ``k`` steps returns 1 + 2 + ... + k."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float(self.t), terminated, truncated, info
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP])
+@pytest.mark.parametrize("term_at,limit", [(3, 10), (100, 4)])
+def test_episode_returns_and_lengths_carry_across_collection_chunks(mode, term_at, limit):
+    make = lambda: gym.wrappers.TimeLimit(RisingCounter(term_at), max_episode_steps=limit)  # noqa: E731
+    env = gym.vector.SyncVectorEnv([make] * 2, autoreset_mode=mode)
+    m = lucidrl.DQN(env, seed=0, verbose=0, preset=False, learning_starts=8, batch_size=4, net_arch=[8])
+    m.replay = ReplayBuffer(1000, m.observation_space, m.action_space)
+    m._reset_collection()
+    returns, lengths = [], []
+    for _ in range(6):  # chunks of 5 calls: episodes of 3 or 4 steps (+1 reset call in NEXT_STEP) straddle them
+        r, n = m._collect(5, 1000)
+        returns += r
+        lengths += n
+    k = min(term_at, limit)
+    per_env = 30 // (k + (mode == AutoresetMode.NEXT_STEP))
+    assert lengths == [k] * 2 * per_env and returns == [k * (k + 1) / 2] * 2 * per_env
+    assert m.num_timesteps == 60 and m.n_calls == 30 and len(m.replay) == 60 - (2 * per_env if mode ==
+                                                                                   AutoresetMode.NEXT_STEP else 0)
 
 
 def test_target_masks_only_terminated():
@@ -224,3 +252,19 @@ def test_fast_training_round_equals_the_autograd_round(double_q, monkeypatch):
             assert r1[k] == pytest.approx(r2[k], rel=1e-5, abs=1e-6), k
         assert torch.allclose(m1._params[0], m2._params[0], rtol=0, atol=1e-6)
     assert not torch.equal(m1._params[0], m1._target_params[0])
+
+
+def test_numpy_greedy_picks_the_module_argmax_for_one_row_and_for_a_batch():
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
+    greedy = numpy_greedy(m.q_net)
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    with torch.no_grad():
+        q = m.q_net(torch.from_numpy(x))
+    clear = (q[:, 0] - q[:, 1]).abs() > 1e-5  # rounding may only decide near-ties
+    assert clear.sum() > 250
+    batched = greedy(x)
+    one_by_one = np.concatenate([greedy(x[i:i + 1]) for i in range(len(x))])
+    assert one_by_one.shape == batched.shape == (300,)
+    expected = q.argmax(-1).numpy()
+    assert np.array_equal(batched[clear.numpy()], expected[clear.numpy()])
+    assert np.array_equal(one_by_one[clear.numpy()], expected[clear.numpy()])
