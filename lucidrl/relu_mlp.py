@@ -32,6 +32,7 @@ import torch
 from lucidrl.networks import FlattenFloat, QNetwork
 
 ONEDNN_MIN_MACS = 1 << 21
+ONEDNN_MIN_MACS_DW = 1 << 22
 """Smallest product (rows x in x out multiply-adds) sent to oneDNN; ∂W products need twice this."""
 
 
@@ -155,7 +156,7 @@ def relu_mlp_td_backward(views: list[LayerView], obs: torch.Tensor, onehot_over_
         rows = obs.shape[0]
         for i in range(len(views) - 1, -1, -1):
             v, h = views[i], hs[i]
-            if dnn is not None and _big(rows, v.w, 2 * ONEDNN_MIN_MACS):
+            if dnn is not None and _big(rows, v.w, ONEDNN_MIN_MACS_DW):
                 v.w_grad.copy_(dnn(delta.t(), h.t(), None, "none", [], ""))  # δᵀ h
             elif v.w.shape[1] < v.w.shape[0]:  # a thin input (e.g. 4 features): hᵀ δ is ~2x faster in MKL
                 v.w_grad.copy_(torch.mm(h.t(), delta).t())

