@@ -200,13 +200,15 @@ def test_hand_written_backward_equals_autograd(net_arch):
 
 
 @pytest.mark.parametrize("precision", ["highest", "high"])  # "high" allows oneDNN lower precision: MKL only
-def test_relu_mlp_forward_equals_the_module_with_and_without_onednn(precision):
+def test_relu_mlp_forward_equals_the_module_with_and_without_onednn(precision, monkeypatch):
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(precision)
     try:
         assert (onednn_linear() is None) == (precision != "highest")
-        with torch.backends.mkldnn.flags(enabled=False):
+        with monkeypatch.context() as mp:  # oneDNN switched off: MKL only
+            mp.setattr(torch.backends.mkldnn, "enabled", False)
             assert onednn_linear() is None
+        assert torch.backends.mkldnn.enabled
         m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
         m.q_net_target.load_state_dict(m.q_net.state_dict())
         views = layer_views(relu_mlp_layers(m.q_net_target, need_grad=False))
