@@ -21,8 +21,10 @@ different orders, so results agree to float rounding, not bit for bit. The choic
 on the shapes, so a run is as reproducible as before.
 
 Measured (one thread, a round of 128 steps of the CartPole preset, A/B alternated with the
-previous MKL-only version on a shared 2-core AMD EPYC): 510-540 -> 355-365 us per gradient step;
-whole 50k-step runs (``dqn_train_round`` total) 13.5 -> 9.2 s.
+previous MKL-only version on a shared 2-core AMD EPYC): 518-536 -> 341 us per gradient step;
+whole 50k-step runs (``dqn_train_round`` total) 14.0-14.2 -> 9.2 s. Not measured with 2 threads
+(the shared machine gave no clean window); ``torch.backends.mkldnn.enabled = False`` switches
+back to MKL for such an A/B.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ import torch
 from lucidrl.networks import FlattenFloat, QNetwork
 
 ONEDNN_MIN_MACS = 1 << 21
+"""Smallest product (rows x in x out multiply-adds) sent to oneDNN in the forward pass and for δ W."""
 ONEDNN_MIN_MACS_DW = 1 << 22
-"""Smallest product (rows x in x out multiply-adds) sent to oneDNN; ∂W products need twice this."""
+"""The same for ∂W = δᵀ h, which pays a copy into the flat gradient (measured: a tie at 32x256x256)."""
 
 
 def relu_mlp_layers(q_net: QNetwork, need_grad: bool = True) -> list[torch.nn.Linear] | None:
