@@ -22,9 +22,10 @@ on the shapes, so a run is as reproducible as before.
 
 Measured (one thread, a round of 128 steps of the CartPole preset, A/B alternated with the
 previous MKL-only version on a shared 2-core AMD EPYC): 518-536 -> 341 us per gradient step;
-whole 50k-step runs (``dqn_train_round`` total) 14.0-14.2 -> 9.2 s. Not measured with 2 threads
-(the shared machine gave no clean window); ``torch.backends.mkldnn.enabled = False`` switches
-back to MKL for such an A/B.
+whole 50k-step runs (``dqn_train_round`` total) 14.0-14.2 -> 9.2 s. With 2 threads only the
+single products could be timed (OMP_WAIT_POLICY=ACTIVE on the shared machine): the 64-row
+forward 34 vs 46 us, δ W 29 vs 45 us, ∂W 46 (with its copy) vs 43 us, oneDNN vs MKL; whole runs
+were not measurable there. ``torch.backends.mkldnn.enabled = False`` switches back to MKL for an A/B.
 """
 
 from __future__ import annotations
