@@ -7,29 +7,129 @@ Why it exists: on the zoo's CartPole preset a DQN run takes ~24.6k gradient step
 products, and ~50k acting calls on one observation, where torch's per-op overhead (~5 us)
 outweighs the math. Networks of any other kind (a CNN encoder, tanh, one-hot observations,
 float64) get ``None`` from ``relu_mlp_layers`` / ``numpy_greedy`` and DQN uses autograd.
+
+Which kernel multiplies (speed only, same math): PyTorch's CPU ``addmm``/``mm`` call MKL's
+sgemm, which on AMD CPUs runs its AVX2 code; oneDNN (also inside PyTorch, reached through
+``torch.ops.mkldnn._linear_pointwise``) runs AVX-512 there. Measured on this project's AMD EPYC
+(Zen 5), one thread, fp32: a 64x256 @ 256x256 product takes ~80 us with MKL and ~45-55 us with
+oneDNN (a 1024^3 product: 110 vs 240 GFLOP/s), but oneDNN loses on thin products (a 4-wide input
+layer: 15 vs 5 us; the 2-wide output layer: 14 vs 4.5 us) and on small ones (64x64x64: 16 vs 8
+us). So the products with both sides >= 64 wide and at least ``ONEDNN_MIN_MACS`` multiply-adds go
+to oneDNN, the rest stay with MKL. Both are IEEE fp32 (oneDNN only leaves fp32 when torch is
+told to allow bf16/tf32: then everything stays with MKL, see ``onednn_linear``); the two sum in
+different orders, so results agree to float rounding, not bit for bit. The choice depends only
+on the shapes, so a run is as reproducible as before.
+
+Measured (one thread, a round of 128 steps of the CartPole preset, A/B alternated with the
+previous MKL-only version on a shared 2-core AMD EPYC): 518-536 -> 341 us per gradient step;
+whole 50k-step runs (``dqn_train_round`` total) 14.0-14.2 -> 9.2 s. With 2 threads only the
+single products could be timed (OMP_WAIT_POLICY=ACTIVE on the shared machine): the 64-row
+forward 34 vs 46 us, δ W 29 vs 45 us, ∂W 46 (with its copy) vs 43 us, oneDNN vs MKL; whole runs
+were not measurable there. ``torch.backends.mkldnn.enabled = False`` switches back to MKL for an A/B.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lucidrl.networks import FlattenFloat, QNetwork
 
+ONEDNN_MIN_MACS = 1 << 21
+"""Smallest product (rows x in x out multiply-adds) sent to oneDNN in the forward pass and for δ W."""
+ONEDNN_MIN_MACS_DW = 1 << 22
+"""The same for ∂W = δᵀ h, which pays a copy into the flat gradient (measured: a tie at 32x256x256)."""
 
-def relu_mlp_layers(q_net: QNetwork) -> list[torch.nn.Linear] | None:
-    """The Linear layers of ``q_net`` if it is a plain float ReLU MLP with gradients allocated, else None."""
+
+def relu_mlp_layers(q_net: QNetwork, need_grad: bool = True) -> list[torch.nn.Linear] | None:
+    """The Linear layers of ``q_net`` if it is a plain float ReLU MLP (with gradients allocated, unless
+    ``need_grad`` is False, as for a target network), else None."""
     mods = list(q_net.q)
     linears = mods[0::2]
     if not isinstance(q_net.encoder, FlattenFloat) or q_net.encoder.ndim != 1 or \
             not all(isinstance(m, torch.nn.Linear) for m in linears) or \
             not all(isinstance(m, torch.nn.ReLU) for m in mods[1::2]) or len(linears) != (len(mods) + 1) // 2 or \
-            any(p.grad is None or p.dtype != torch.float32 for m in linears for p in (m.weight, m.bias)):
+            any((need_grad and p.grad is None) or p.dtype != torch.float32 for m in linears for p in (m.weight, m.bias)):
         return None
     return linears
+
+
+@functools.cache
+def _onednn_op() -> Callable | None:
+    """``torch.ops.mkldnn._linear_pointwise`` if this PyTorch has it and it agrees with ``addmm`` on a test product."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        if not torch.backends.mkldnn.is_available():
+            return None
+        g = torch.Generator().manual_seed(0)
+        x, w, b, d = (torch.randn(s, generator=g) for s in ((64, 96), (80, 96), (80,), (64, 80)))
+        ok = all(torch.allclose(a, e, rtol=1e-4, atol=1e-4) for a, e in (
+            (op(x, w, b, "relu", [], ""), torch.addmm(b, x, w.t()).relu_()),  # forward
+            (op(d, w.t(), None, "none", [], ""), d @ w),  # δ W, with Wᵀ as a strided view
+            (op(d.t(), x.t(), None, "none", [], ""), d.t() @ x)))  # δᵀ h, both strided
+        return op if ok else None
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+
+
+def onednn_linear() -> Callable | None:
+    """oneDNN's fp32 linear (y = x Wᵀ + b, optionally relu) when it computes in full fp32, else None.
+
+    None as well when PyTorch is allowed lower-precision fp32 products (``torch.set_float32_matmul_precision``
+    other than "highest", or ``torch.backends.mkldnn.matmul.fp32_precision`` other than "ieee"/"none"), which
+    oneDNN would honour and MKL does not, and when oneDNN is switched off (``torch.backends.mkldnn.flags``).
+    """
+    fp32 = getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none")
+    if torch.get_float32_matmul_precision() != "highest" or fp32 not in ("none", "ieee") or \
+            not torch.backends.mkldnn.enabled:
+        return None
+    return _onednn_op()
+
+
+class LayerView(NamedTuple):
+    """One Linear layer's tensors, detached views made once per round: W, Wᵀ, b, ∂W, ∂b (None without grads)."""
+
+    w: torch.Tensor
+    wt: torch.Tensor
+    b: torch.Tensor
+    w_grad: torch.Tensor | None
+    b_grad: torch.Tensor | None
+
+
+def layer_views(layers: list[torch.nn.Linear]) -> list[LayerView]:
+    """(W, Wᵀ, b, ∂W, ∂b) of each layer: views made once per round instead of once per step."""
+    return [LayerView(m.weight.detach(), m.weight.detach().t(), m.bias.detach(), m.weight.grad, m.bias.grad)
+            for m in layers]
+
+
+def _big(rows: int, w: torch.Tensor, min_macs: int = ONEDNN_MIN_MACS) -> bool:
+    """Whether the product of ``rows`` rows with ``w`` [out, in] goes to oneDNN (see the module docstring)."""
+    out_f, in_f = w.shape
+    return min(out_f, in_f) >= 64 and rows * out_f * in_f >= min_macs
+
+
+def _linear(v: LayerView, x: torch.Tensor, relu: bool, dnn: Callable | None) -> torch.Tensor:
+    """relu(x Wᵀ + b) or x Wᵀ + b, with the kernel chosen by shape."""
+    if dnn is not None and _big(x.shape[0], v.w):
+        return dnn(x, v.w, v.b, "relu" if relu else "none", [], "")
+    y = torch.addmm(v.b, x, v.wt)
+    return y.relu_() if relu else y
+
+
+@torch.no_grad()
+def relu_mlp_forward(views: list[LayerView], x: torch.Tensor, dnn: Callable | None = ...) -> torch.Tensor:
+    """Q(x, ·) of the MLP whose ``layer_views`` are ``views``, no gradient (the batched target pass).
+
+    ``dnn``: ``onednn_linear()``'s answer, if the caller looked it up once for many calls (~2 us each)."""
+    if dnn is ...:
+        dnn = onednn_linear() if x.device.type == "cpu" else None
+    h = x.float()
+    for v in views[:-1]:
+        h = _linear(v, h, True, dnn)
+    return _linear(views[-1], h, False, dnn)
 
 
 def relu_mlp_huber_backward(layers: list[torch.nn.Linear], obs: torch.Tensor, actions: torch.Tensor,
@@ -39,61 +139,78 @@ def relu_mlp_huber_backward(layers: list[torch.nn.Linear], obs: torch.Tensor, ac
     The numbers of ``dqn_loss`` followed by ``loss.backward()``, up to float rounding (tested); see
     ``relu_mlp_td_backward``.
     """
-    onehot = F.one_hot(actions.long(), layers[-1].out_features).float().div_(obs.shape[0])
-    diff = relu_mlp_td_backward(layers, obs, onehot, targets)
-    return F.smooth_l1_loss(diff, torch.zeros_like(diff)), diff + targets
+    onehot = torch.nn.functional.one_hot(actions.long(), layers[-1].out_features).float().div_(obs.shape[0])
+    diff = relu_mlp_td_backward(layer_views(layers), obs, onehot, targets.unsqueeze(-1))
+    diff = diff.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # Q(s, a) - y
+    return torch.nn.functional.smooth_l1_loss(diff, torch.zeros_like(diff)), diff + targets
 
 
-def relu_mlp_td_backward(layers: list, obs: torch.Tensor, onehot_over_b: torch.Tensor,
-                          targets: torch.Tensor) -> torch.Tensor:
-    """The gradient of (E3) for a ReLU MLP into the parameters' ``.grad``; returns the TD errors Q_θ(s, a) - y.
+def relu_mlp_td_backward(views: list[LayerView], obs: torch.Tensor, onehot_over_b: torch.Tensor,
+                         targets: torch.Tensor, out: torch.Tensor | None = None,
+                         dnn: Callable | None = ...) -> torch.Tensor:
+    """The gradient of (E3) for a ReLU MLP into the parameters' ``.grad``; returns Q_θ(s, k) - y for every action k.
 
     Deviation (speed only, same math): autograd's bookkeeping costs about as much as the matrix
     products of a 256x256 MLP on a batch of 64, so the forward and backward passes are written
-    out: z_i = h_{i-1} W_iᵀ + b_i, h_i = relu(z_i); Q(s, a) = Σ_k onehot_k(a) Q(s, k);
-    ∂L/∂Q(s, ·) = onehot(a) clamp(Q(s, a) - y, -1, 1) / B (Huber, δ = 1); ∂L/∂W_i = δ_iᵀ h_{i-1},
-    ∂L/∂b_i = Σ δ_i, δ_{i-1} = (δ_i W_i) ⊙ [h_{i-1} > 0]. ``onehot_over_b`` is onehot(a) / B.
-    Gradients overwrite ``.grad`` (no zeroing needed). ``layers``: the Linear layers, or their
-    ``layer_views``.
+    out: z_i = h_{i-1} W_iᵀ + b_i, h_i = relu(z_i); with a the action taken,
+    ∂L/∂Q(s, k) = onehot_k(a) clamp(Q(s, k) - y, -1, 1) / B (Huber, δ = 1; only k = a is nonzero,
+    where it is clamp(Q(s, a) - y, -1, 1) / B); ∂L/∂W_i = δ_iᵀ h_{i-1}, ∂L/∂b_i = Σ δ_i,
+    δ_{i-1} = (δ_i W_i) ⊙ [h_{i-1} > 0]. ``onehot_over_b`` is onehot(a) / B [B, A]; ``targets`` is
+    y as a column [B, 1]; ``out`` [B, A], if given, receives the result. Gradients overwrite
+    ``.grad`` (no zeroing needed). The products go to MKL or oneDNN by shape (module docstring);
+    ``dnn`` as in ``relu_mlp_forward``.
     """
+    if dnn is ...:
+        dnn = onednn_linear() if obs.device.type == "cpu" else None
     with torch.no_grad():
-        views = layers if isinstance(layers[0], tuple) else layer_views(layers)
         hs = [obs.float()]
-        for w, wt, b, _, _ in views[:-1]:
-            hs.append(torch.addmm(b, hs[-1], wt).relu_())
-        w, wt, b, _, _ = views[-1]
-        q_all = torch.addmm(b, hs[-1], wt)
-        diff = torch.sum(q_all.mul_(onehot_over_b), -1).mul_(onehot_over_b.shape[0]).sub_(targets)  # Q(s, a) - y
-        delta = onehot_over_b * diff.clamp(-1.0, 1.0).unsqueeze_(-1)
+        for v in views[:-1]:
+            hs.append(_linear(v, hs[-1], True, dnn))
+        diff = torch.sub(_linear(views[-1], hs[-1], False, dnn), targets, out=out)  # Q(s, k) - y
+        delta = diff.clamp(-1.0, 1.0).mul_(onehot_over_b)  # ∂L/∂Q
+        rows = obs.shape[0]
         for i in range(len(views) - 1, -1, -1):
-            w, _, _, w_grad, b_grad = views[i]
-            torch.mm(delta.t(), hs[i], out=w_grad)
-            torch.sum(delta, 0, out=b_grad)
+            v, h = views[i], hs[i]
+            if dnn is not None and _big(rows, v.w, ONEDNN_MIN_MACS_DW):
+                v.w_grad.copy_(dnn(delta.t(), h.t(), None, "none", [], ""))  # δᵀ h
+            elif v.w.shape[1] < v.w.shape[0]:  # a thin input (e.g. 4 features): hᵀ δ is ~2x faster in MKL
+                v.w_grad.copy_(torch.mm(h.t(), delta).t())
+            else:
+                torch.mm(delta.t(), h, out=v.w_grad)
+            torch.sum(delta, 0, out=v.b_grad)
             if i > 0:
-                delta = torch.ops.aten.threshold_backward(delta.mm(w), hs[i], 0.0)
+                back = dnn(delta, v.wt, None, "none", [], "") if dnn is not None and _big(rows, v.w) else delta.mm(v.w)
+                delta = torch.ops.aten.threshold_backward(back, h, 0.0)
     return diff
-
-
-def layer_views(layers: list[torch.nn.Linear]) -> list[tuple[torch.Tensor, ...]]:
-    """(W, Wᵀ, b, ∂W, ∂b) of each layer: views made once per round instead of once per step."""
-    return [(m.weight.detach(), m.weight.detach().t(), m.bias.detach(), m.weight.grad, m.bias.grad) for m in layers]
 
 
 def numpy_greedy(q_net: QNetwork) -> Callable[[np.ndarray], np.ndarray] | None:
     """argmax_a Q_θ(s, a) in NumPy, or None when ``q_net`` is not a plain float ReLU MLP on the CPU.
 
     The NumPy arrays are views of the weights (no copy), so they follow every training update.
+    One observation (DQN's usual n_envs = 1) goes through matrix-vector products with in-place
+    bias and ReLU: ~7.3 us instead of ~8.6 us a call for CartPole's 4-256-256-2 net (speed only).
     """
     layers = relu_mlp_layers(q_net)
     if layers is None or layers[0].weight.device.type != "cpu":
         return None
-    weights = [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in layers]
+    weights = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in layers]  # W [out, in], b
 
     def greedy(obs: np.ndarray) -> np.ndarray:
         h = obs.astype(np.float32, copy=False).reshape(obs.shape[0], -1)
+        if h.shape[0] == 1:
+            h = h[0]
+            for w, b in weights[:-1]:
+                h = w @ h
+                h += b
+                np.maximum(h, 0.0, out=h)
+            w, b = weights[-1]
+            q = w @ h
+            q += b
+            return q.argmax(keepdims=True)
         for w, b in weights[:-1]:
-            h = np.maximum(h @ w + b, 0.0)
+            h = np.maximum(h @ w.T + b, 0.0)
         w, b = weights[-1]
-        return (h @ w + b).argmax(-1)
+        return (h @ w.T + b).argmax(-1)
 
     return greedy

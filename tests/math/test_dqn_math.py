@@ -7,8 +7,10 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import lucidrl
-from lucidrl.relu_mlp import relu_mlp_huber_backward, relu_mlp_layers
-from lucidrl.algos.dqn import (dqn_loss, exploration_rate, soft_update,
+import lucidrl.algos.dqn as dqn_module
+from lucidrl.relu_mlp import (layer_views, numpy_greedy, onednn_linear, relu_mlp_forward, relu_mlp_huber_backward,
+                              relu_mlp_layers)
+from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, soft_update,
                                td_target)
 from lucidrl.replay import ReplayBuffer
 
@@ -67,6 +69,34 @@ def test_buffer_stores_the_true_next_obs_and_terminated_in_both_autoreset_modes(
     # the target bootstraps on truncation: only terminated transitions lose the γ max Q term
     y = td_target(rb.rewards[:n], rb.terminated[:n], torch.full((n, 2), 5.0), 0.9)
     assert torch.allclose(y, torch.where(term, torch.tensor(1.0), torch.tensor(1.0 + 0.9 * 5.0)))
+
+
+class RisingCounter(Counter):
+    """Counter whose reward is the step number: an episode of ``k`` steps returns 1 + 2 + ... + k."""
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float(self.t), terminated, truncated, info
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP])
+@pytest.mark.parametrize("term_at,limit", [(3, 10), (100, 4)])
+def test_episode_returns_and_lengths_carry_across_collection_chunks(mode, term_at, limit):
+    make = lambda: gym.wrappers.TimeLimit(RisingCounter(term_at), max_episode_steps=limit)  # noqa: E731
+    env = gym.vector.SyncVectorEnv([make] * 2, autoreset_mode=mode)
+    m = lucidrl.DQN(env, seed=0, verbose=0, preset=False, learning_starts=8, batch_size=4, net_arch=[8])
+    m.replay = ReplayBuffer(1000, m.observation_space, m.action_space)
+    m._reset_collection()
+    returns, lengths = [], []
+    for _ in range(6):  # chunks of 5 calls: episodes of 3 or 4 steps (+1 reset call in NEXT_STEP) straddle them
+        r, n = m._collect(5, 1000)
+        returns += r
+        lengths += n
+    k = min(term_at, limit)
+    per_env = 30 // (k + (mode == AutoresetMode.NEXT_STEP))
+    assert lengths == [k] * 2 * per_env and returns == [k * (k + 1) / 2] * 2 * per_env
+    assert m.num_timesteps == 60 and m.n_calls == 30 and len(m.replay) == 60 - (2 * per_env if mode ==
+                                                                                   AutoresetMode.NEXT_STEP else 0)
 
 
 def test_target_masks_only_terminated():
@@ -150,8 +180,9 @@ def test_replay_sampling_is_consistent_across_the_ring_wrap_around():
     assert g["obs"].shape == (4, 9, 2) and torch.equal(g["rewards"], g["obs"][..., 0] * 10)
 
 
-def test_hand_written_backward_equals_autograd():
-    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 16])
+@pytest.mark.parametrize("net_arch", [[32, 16], [256, 256]])  # [256, 256] on 64 rows: oneDNN's products
+def test_hand_written_backward_equals_autograd(net_arch):
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=net_arch)
     layers = relu_mlp_layers(m.q_net)
     assert layers is not None
     g = torch.Generator().manual_seed(1)
@@ -161,8 +192,83 @@ def test_hand_written_backward_equals_autograd():
     loss2, q2 = dqn_loss(m.q_net(x), a, y)
     m._params[0].grad.zero_()
     loss2.backward()
-    assert torch.allclose(loss1, loss2.detach()) and torch.allclose(q1, q2.detach())
+    assert torch.allclose(loss1, loss2.detach()) and torch.allclose(q1, q2.detach(), atol=1e-6)
     assert torch.allclose(grad1, m._params[0].grad, atol=1e-6)
     # the Huber loss is quadratic near 0 and linear beyond 1
     assert dqn_loss(torch.tensor([[0.5]]), torch.tensor([0]), torch.tensor([0.0]))[0].item() == pytest.approx(0.125)
     assert dqn_loss(torch.tensor([[3.0]]), torch.tensor([0]), torch.tensor([0.0]))[0].item() == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])  # "high" allows oneDNN lower precision: MKL only
+def test_relu_mlp_forward_equals_the_module_with_and_without_onednn(precision, monkeypatch):
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        assert (onednn_linear() is None) == (precision != "highest")
+        with monkeypatch.context() as mp:  # oneDNN switched off: MKL only
+            mp.setattr(torch.backends.mkldnn, "enabled", False)
+            assert onednn_linear() is None
+        assert torch.backends.mkldnn.enabled
+        m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
+        m.q_net_target.load_state_dict(m.q_net.state_dict())
+        views = layer_views(relu_mlp_layers(m.q_net_target, need_grad=False))
+        assert relu_mlp_layers(m.q_net_target) is None  # the target net has no gradients
+        x = torch.randn(2048, 4, generator=torch.Generator().manual_seed(0))
+        for rows in (2048, 64, 1):  # oneDNN for the 256x256 layer on 2048 and 64 rows, MKL on 1
+            with torch.no_grad():
+                assert torch.allclose(relu_mlp_forward(views, x[:rows]), m.q_net(x[:rows]), rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_float32_matmul_precision(old)
+
+
+def _filled_model(double_q: bool):
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256], batch_size=64,
+                    learning_rate=1e-4, max_grad_norm=0.25, double_q=double_q)
+    g = torch.Generator().manual_seed(3)
+    rb = ReplayBuffer(500, m.observation_space, m.action_space, generator=torch.Generator().manual_seed(4))
+    obs = torch.randn(500, 4, generator=g)
+    rb.add(obs, torch.randint(0, 2, (500,), generator=g), torch.rand(500, generator=g),
+           obs + 0.1 * torch.randn(500, 4, generator=g), torch.rand(500, generator=g) < 0.1)
+    with torch.no_grad():  # a target net different from the online one
+        m._target_params[0].add_(0.05 * torch.randn(m._target_params[0].shape, generator=g))
+    return m, rb
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_fast_training_round_equals_the_autograd_round(double_q, monkeypatch):
+    """dqn_train_round's hand-written path (oneDNN/MKL products, Python-side clip coefficient) against autograd.
+
+    A small max_grad_norm makes the clipping act, so the clip rule is checked as well. The small
+    learning rate keeps the two runs on the same ReLU pattern: with the preset's 2.3e-3 a rare unit
+    near 0 flips on one side and not the other after a few steps (the rounding of the two kernels
+    differs), and Adam's per-weight normalisation magnifies such differences.
+    """
+    m1, rb1 = _filled_model(double_q)
+    m2, rb2 = _filled_model(double_q)
+    assert torch.equal(m1._params[0], m2._params[0])
+    for _ in range(2):  # the first round creates Adam's state, the second takes the lean path
+        r1 = dqn_train_round(m1.q_net, m1.q_net_target, m1.optimizer, m1._params, rb1, 6, m1.config)
+        with monkeypatch.context() as mp:
+            mp.setattr(dqn_module, "relu_mlp_layers", lambda *a, **k: None)  # autograd and torch's modules
+            r2 = dqn_train_round(m2.q_net, m2.q_net_target, m2.optimizer, m2._params, rb2, 6, m2.config)
+        assert r1["diag/grad_norm"] > 0.25  # clipped
+        for k in r1:
+            assert r1[k] == pytest.approx(r2[k], rel=1e-5, abs=1e-6), k
+        assert torch.allclose(m1._params[0], m2._params[0], rtol=0, atol=1e-6)
+    assert not torch.equal(m1._params[0], m1._target_params[0])
+
+
+def test_numpy_greedy_picks_the_module_argmax_for_one_row_and_for_a_batch():
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
+    greedy = numpy_greedy(m.q_net)
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    with torch.no_grad():
+        q = m.q_net(torch.from_numpy(x))
+    clear = (q[:, 0] - q[:, 1]).abs() > 1e-5  # rounding may only decide near-ties
+    assert clear.sum() > 250
+    batched = greedy(x)
+    one_by_one = np.concatenate([greedy(x[i:i + 1]) for i in range(len(x))])
+    assert one_by_one.shape == batched.shape == (300,)
+    expected = q.argmax(-1).numpy()
+    assert np.array_equal(batched[clear.numpy()], expected[clear.numpy()])
+    assert np.array_equal(one_by_one[clear.numpy()], expected[clear.numpy()])
