@@ -8,17 +8,10 @@ products, and ~50k acting calls on one observation, where torch's per-op overhea
 outweighs the math. Networks of any other kind (a CNN encoder, tanh, one-hot observations,
 float64) get ``None`` from ``relu_mlp_layers`` / ``numpy_greedy`` and DQN uses autograd.
 
-Which kernel multiplies (speed only, same math): PyTorch's CPU ``addmm``/``mm`` call MKL's
-sgemm, which on AMD CPUs runs its AVX2 code; oneDNN (also inside PyTorch, reached through
-``torch.ops.mkldnn._linear_pointwise``) runs AVX-512 there. Measured on this project's AMD EPYC
-(Zen 5), one thread, fp32: a 64x256 @ 256x256 product takes ~80 us with MKL and ~45-55 us with
-oneDNN (a 1024^3 product: 110 vs 240 GFLOP/s), but oneDNN loses on thin products (a 4-wide input
-layer: 15 vs 5 us; the 2-wide output layer: 14 vs 4.5 us) and on small ones (64x64x64: 16 vs 8
-us). So the products with both sides >= 64 wide and at least ``ONEDNN_MIN_MACS`` multiply-adds go
-to oneDNN, the rest stay with MKL. Both are IEEE fp32 (oneDNN only leaves fp32 when torch is
-told to allow bf16/tf32: then everything stays with MKL, see ``onednn_linear``); the two sum in
-different orders, so results agree to float rounding, not bit for bit. The choice depends only
-on the shapes, so a run is as reproducible as before.
+Which kernel multiplies (speed only, same math): the 256-wide products go to oneDNN, which runs
+AVX-512 on this project's AMD CPU where MKL runs AVX2, and the thin first and last layers stay
+with MKL (``lucidrl.kernels``: the shape rule, the measurements, and why results agree with
+MKL's to float rounding only).
 
 Measured (one thread, a round of 128 steps of the CartPole preset, A/B alternated with the
 previous MKL-only version on a shared 2-core AMD EPYC): 518-536 -> 341 us per gradient step;
@@ -30,19 +23,13 @@ were not measurable there. ``torch.backends.mkldnn.enabled = False`` switches ba
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
+from lucidrl.kernels import ONEDNN_MIN_MACS_DW, onednn_linear, use_onednn
 from lucidrl.networks import FlattenFloat, QNetwork
-
-ONEDNN_MIN_MACS = 1 << 21
-"""Smallest product (rows x in x out multiply-adds) sent to oneDNN in the forward pass and for δ W."""
-ONEDNN_MIN_MACS_DW = 1 << 22
-"""The same for ∂W = δᵀ h, which pays a copy into the flat gradient (measured: a tie at 32x256x256)."""
-
 
 def relu_mlp_layers(q_net: QNetwork, need_grad: bool = True) -> list[torch.nn.Linear] | None:
     """The Linear layers of ``q_net`` if it is a plain float ReLU MLP (with gradients allocated, unless
@@ -55,38 +42,6 @@ def relu_mlp_layers(q_net: QNetwork, need_grad: bool = True) -> list[torch.nn.Li
             any((need_grad and p.grad is None) or p.dtype != torch.float32 for m in linears for p in (m.weight, m.bias)):
         return None
     return linears
-
-
-@functools.cache
-def _onednn_op() -> Callable | None:
-    """``torch.ops.mkldnn._linear_pointwise`` if this PyTorch has it and it agrees with ``addmm`` on a test product."""
-    try:
-        op = torch.ops.mkldnn._linear_pointwise
-        if not torch.backends.mkldnn.is_available():
-            return None
-        g = torch.Generator().manual_seed(0)
-        x, w, b, d = (torch.randn(s, generator=g) for s in ((64, 96), (80, 96), (80,), (64, 80)))
-        ok = all(torch.allclose(a, e, rtol=1e-4, atol=1e-4) for a, e in (
-            (op(x, w, b, "relu", [], ""), torch.addmm(b, x, w.t()).relu_()),  # forward
-            (op(d, w.t(), None, "none", [], ""), d @ w),  # δ W, with Wᵀ as a strided view
-            (op(d.t(), x.t(), None, "none", [], ""), d.t() @ x)))  # δᵀ h, both strided
-        return op if ok else None
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return None
-
-
-def onednn_linear() -> Callable | None:
-    """oneDNN's fp32 linear (y = x Wᵀ + b, optionally relu) when it computes in full fp32, else None.
-
-    None as well when PyTorch is allowed lower-precision fp32 products (``torch.set_float32_matmul_precision``
-    other than "highest", or ``torch.backends.mkldnn.matmul.fp32_precision`` other than "ieee"/"none"), which
-    oneDNN would honour and MKL does not, and when oneDNN is switched off (``torch.backends.mkldnn.flags``).
-    """
-    fp32 = getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none")
-    if torch.get_float32_matmul_precision() != "highest" or fp32 not in ("none", "ieee") or \
-            not torch.backends.mkldnn.enabled:
-        return None
-    return _onednn_op()
 
 
 class LayerView(NamedTuple):
@@ -105,15 +60,9 @@ def layer_views(layers: list[torch.nn.Linear]) -> list[LayerView]:
             for m in layers]
 
 
-def _big(rows: int, w: torch.Tensor, min_macs: int = ONEDNN_MIN_MACS) -> bool:
-    """Whether the product of ``rows`` rows with ``w`` [out, in] goes to oneDNN (see the module docstring)."""
-    out_f, in_f = w.shape
-    return min(out_f, in_f) >= 64 and rows * out_f * in_f >= min_macs
-
-
 def _linear(v: LayerView, x: torch.Tensor, relu: bool, dnn: Callable | None) -> torch.Tensor:
     """relu(x Wᵀ + b) or x Wᵀ + b, with the kernel chosen by shape."""
-    if dnn is not None and _big(x.shape[0], v.w):
+    if dnn is not None and use_onednn(x.shape[0], v.w):
         return dnn(x, v.w, v.b, "relu" if relu else "none", [], "")
     y = torch.addmm(v.b, x, v.wt)
     return y.relu_() if relu else y
@@ -171,7 +120,7 @@ def relu_mlp_td_backward(views: list[LayerView], obs: torch.Tensor, onehot_over_
         rows = obs.shape[0]
         for i in range(len(views) - 1, -1, -1):
             v, h = views[i], hs[i]
-            if dnn is not None and _big(rows, v.w, ONEDNN_MIN_MACS_DW):
+            if dnn is not None and use_onednn(rows, v.w, ONEDNN_MIN_MACS_DW):
                 v.w_grad.copy_(dnn(delta.t(), h.t(), None, "none", [], ""))  # δᵀ h
             elif v.w.shape[1] < v.w.shape[0]:  # a thin input (e.g. 4 features): hᵀ δ is ~2x faster in MKL
                 v.w_grad.copy_(torch.mm(h.t(), delta).t())
@@ -179,7 +128,7 @@ def relu_mlp_td_backward(views: list[LayerView], obs: torch.Tensor, onehot_over_
                 torch.mm(delta.t(), h, out=v.w_grad)
             torch.sum(delta, 0, out=v.b_grad)
             if i > 0:
-                back = dnn(delta, v.wt, None, "none", [], "") if dnn is not None and _big(rows, v.w) else delta.mm(v.w)
+                back = dnn(delta, v.wt, None, "none", [], "") if dnn is not None and use_onednn(rows, v.w) else delta.mm(v.w)
                 delta = torch.ops.aten.threshold_backward(back, h, 0.0)
     return diff
 

@@ -62,9 +62,10 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, check, check_ints, check_network, check_schedule, value_at
 from lucidrl.envs import autoreset_mode, episode_scores
 from lucidrl.errors import ConfigError
+from lucidrl.kernels import onednn_linear
 from lucidrl.networks import ActivationName, QNetwork
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, optimizer_step, zero_grad
-from lucidrl.relu_mlp import (layer_views, numpy_greedy, onednn_linear, relu_mlp_forward, relu_mlp_layers,
+from lucidrl.relu_mlp import (layer_views, numpy_greedy, relu_mlp_forward, relu_mlp_layers,
                               relu_mlp_td_backward)
 from lucidrl.replay import ReplayBuffer
 

@@ -8,10 +8,11 @@ from gymnasium.vector import AutoresetMode
 
 import lucidrl
 import lucidrl.algos.dqn as dqn_module
-from lucidrl.relu_mlp import (layer_views, numpy_greedy, onednn_linear, relu_mlp_forward, relu_mlp_huber_backward,
-                              relu_mlp_layers)
 from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, soft_update,
                                td_target)
+from lucidrl.kernels import onednn_linear
+from lucidrl.relu_mlp import (layer_views, numpy_greedy, relu_mlp_forward, relu_mlp_huber_backward,
+                              relu_mlp_layers)
 from lucidrl.replay import ReplayBuffer
 
 
