@@ -38,6 +38,7 @@ from torch import nn
 
 from lucidrl.kernels import ONEDNN_MIN_MACS, ONEDNN_MIN_MACS_DW, onednn_linear, use_onednn
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, StateIndependentLogStd, Tanh
+from lucidrl.packed import numpy_activation, numpy_pair_forward
 
 _aten = torch.ops.aten
 
@@ -100,20 +101,26 @@ class FlatMLP:
         """d ⊙ act'(z), from the activation's output h: tanh' = 1 - h², relu' = [h > 0]."""
         return _aten.tanh_backward(d, h) if self.tanh else _aten.threshold_backward(d, h, 0)
 
-    def _linear(self, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
+    @staticmethod
+    def _kernel(x: torch.Tensor) -> Callable | None:
+        """oneDNN's linear for this pass's products, looked up once a pass (``lucidrl.kernels``), or None."""
+        return onednn_linear() if x.dtype == torch.float32 else None
+
+    @staticmethod
+    def _linear(dnn: Callable | None, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None,
                 min_macs: int = ONEDNN_MIN_MACS) -> torch.Tensor | None:
-        """a wᵀ (+ b) by oneDNN when the product is large enough to gain from it (``lucidrl.kernels``), else None."""
-        if a.dtype != torch.float32 or not use_onednn(a.shape[0], w, min_macs):
+        """a wᵀ (+ b) by oneDNN when the product is large enough to gain from it, else None (MKL's turn)."""
+        if dnn is None or not use_onednn(a.shape[0], w, min_macs):
             return None
-        dnn = onednn_linear()
-        return None if dnn is None else dnn(a, w, b, "none", [], "")
+        return dnn(a, w, b, "none", [], "")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(output, hs): hs[i] is the input of layer i (hs[0] = x), as vjp and jvp take them."""
         hs = [x]
         last = len(self.weights) - 1
+        dnn = self._kernel(x)
         for i, (w, b) in enumerate(self.weights):
-            z = self._linear(hs[-1], w, b)
+            z = self._linear(dnn, hs[-1], w, b)
             if i == last:
                 return (torch.addmm(b, hs[-1], w.t()) if z is None else z), hs
             doubled = self.tanh and x.shape[0] * w.shape[0] >= 4096 and x.dtype == torch.float32  # as networks.Tanh
@@ -131,9 +138,10 @@ class FlatMLP:
         g = torch.empty_like(self.flat) if out is None else out
         grads = self.cut(g)
         d = d_out
+        dnn = self._kernel(d_out)
         for i in range(len(self.weights) - 1, -1, -1):
             w_grad = grads[i][0]
-            big = self._linear(d.t(), hs[i].t(), min_macs=ONEDNN_MIN_MACS_DW)  # dW_i = δ_iᵀ h_{i-1}
+            big = self._linear(dnn, d.t(), hs[i].t(), min_macs=ONEDNN_MIN_MACS_DW)  # dW_i = δ_iᵀ h_{i-1}
             if big is not None:
                 w_grad.copy_(big)
             elif w_grad.shape[1] < w_grad.shape[0]:  # a narrow input (the first layer): (h_{i-1}ᵀ δ_i)ᵀ, ~5x faster in MKL
@@ -143,7 +151,7 @@ class FlatMLP:
             torch.sum(d, 0, out=grads[i][1])  # db_i = Σ δ_i
             if i:
                 w = self.weights[i][0]
-                dh = self._linear(d, w.t())
+                dh = self._linear(dnn, d, w.t())
                 d = self._act_backward(d.mm(w) if dh is None else dh, hs[i])  # δ_{i-1} = (δ_i W_i) ⊙ act'
         return g
 
@@ -151,12 +159,13 @@ class FlatMLP:
         """(∂out/∂θ) v: how the output [B, n_out] moves when θ moves along the flat direction ``v``."""
         dh = None
         last = len(self.weights) - 1
+        dnn = self._kernel(v)
         for i, ((w, _), (vw, vb)) in enumerate(zip(self.weights, self.cut(v))):
-            dz = self._linear(hs[i], vw, vb)
+            dz = self._linear(dnn, hs[i], vw, vb)
             if dz is None:
                 dz = torch.addmm(vb, hs[i], vw.t())  # h_{i-1} V_iᵀ + v_b_i
             if dh is not None:
-                big = self._linear(dh, w)
+                big = self._linear(dnn, dh, w)
                 if big is None:
                     dz.addmm_(dh, w.t())  # + ḣ_{i-1} W_iᵀ
                 else:
@@ -173,7 +182,7 @@ class FlatMLP:
         """
         layers = [(w.numpy().T.copy(), b.numpy().copy()) for w, b in self.weights]
         hidden, (w_out, b_out) = layers[:-1], layers[-1]
-        act = np.tanh if self.tanh else (lambda z: np.maximum(z, 0.0, out=z))
+        act = numpy_activation(self.tanh)
 
         def forward(x: np.ndarray) -> np.ndarray:
             h = x.astype(np.float32, copy=False).reshape(x.shape[0], -1)
@@ -201,17 +210,5 @@ def numpy_actor_critic(actor: FlatMLP, critic: FlatMLP) -> Callable[[np.ndarray]
     w0 = np.concatenate([a[0][0], c[0][0]]).T.copy()  # [in, 2h]
     b0 = np.concatenate([a[0][1], c[0][1]])
     pairs = [(np.stack([wa.T, wc.T]), np.stack([ba, bc])[:, None, :]) for (wa, ba), (wc, bc) in zip(a[1:-1], c[1:-1])]
-    w_pi, b_pi = a[-1][0].T.copy(), a[-1][1].copy()
-    w_v, b_v = c[-1][0][0].copy(), c[-1][1].copy()
-    act = np.tanh if actor.tanh else (lambda z: np.maximum(z, 0.0, out=z))
-    width = b0.shape[0] // 2
-
-    def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = obs.shape[0]
-        h = act(obs.astype(np.float32, copy=False).reshape(n, -1) @ w0 + b0)
-        h = h.reshape(n, 2, width).transpose(1, 0, 2)  # [2, B, h]: actor, critic
-        for w, b in pairs:
-            h = act(h @ w + b)
-        return h[0] @ w_pi + b_pi, h[1] @ w_v + b_v
-
-    return forward
+    return numpy_pair_forward(w0, b0, pairs, a[-1][0].T.copy(), a[-1][1].copy(), c[-1][0][0].copy(), c[-1][1].copy(),
+                              actor.tanh)

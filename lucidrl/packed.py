@@ -197,21 +197,9 @@ class PackedActorCritic:
 
     def _make_numpy_policy(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         w = [t.numpy() for t in self.w]  # views of the flat weights, laid out as ``blocks``
-        w0, b0 = w[0].T, w[1]  # [in, 2h], [2h]
         pairs = [(w[i].transpose(0, 2, 1), w[i + 1]) for i in range(2, 2 + 2 * self.n_hidden_pairs, 2)]
-        w_pi, b_pi, w_v, b_v = w[-4].T, w[-3], w[-2][0], w[-1]  # views (b_v [1], not a scalar copy)
-        act = np.tanh if self.tanh else (lambda z: np.maximum(z, 0.0, out=z))
-        n_in, width = self.n_in, self.width
-
-        def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            B = obs.shape[0]
-            h = act(obs.reshape(B, n_in).astype(np.float32, copy=False) @ w0 + b0)
-            h = h.reshape(B, 2, width).transpose(1, 0, 2)  # [2, B, h]: actor, critic
-            for wt, b in pairs:
-                h = act(h @ wt + b)
-            return h[0] @ w_pi + b_pi, h[1] @ w_v + b_v
-
-        return forward
+        # views (b_v [1], not a scalar copy)
+        return numpy_pair_forward(w[0].T, w[1], pairs, w[-4].T, w[-3], w[-2][0], w[-1], self.tanh)
 
     def policy_value_backward(self, obs: torch.Tensor, actions: torch.Tensor, policy_term: Callable,
                               returns: torch.Tensor, vf_coef: float, ent_coef: float = 0.0, with_entropy: bool = False):
@@ -272,8 +260,8 @@ class PackedActorCritic:
         w, g = self._numpy_blocks()
         B = obs.shape[0]
         x = obs.reshape(B, self.n_in).astype(np.float32, copy=False)
-        act, act_grad = (np.tanh, lambda d, h: d * (1.0 - h * h)) if self.tanh else \
-            (lambda z: np.maximum(z, 0.0, out=z), lambda d, h: d * (h > 0))
+        act = numpy_activation(self.tanh)
+        act_grad = (lambda d, h: d * (1.0 - h * h)) if self.tanh else (lambda d, h: d * (h > 0))
         # forward: the first layers side by side [B, 2h], then each hidden pair stacked [2, B, h]
         h0 = act(x @ w[0].T + w[1])
         hs = [h0.reshape(B, 2, self.width).transpose(1, 0, 2)]
@@ -372,6 +360,35 @@ class PackedActorCritic:
         else:
             torch.matmul(dz.transpose(1, 2), x, out=g0)
         torch.sum(dz, 1, out=g[1].view(2, self.width))
+
+
+def numpy_activation(tanh: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """NumPy's tanh, or a ReLU in place (on a fresh pre-activation)."""
+    return np.tanh if tanh else (lambda z: np.maximum(z, 0.0, out=z))
+
+
+def numpy_pair_forward(w0: np.ndarray, b0: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], w_pi: np.ndarray,
+                       b_pi: np.ndarray, w_v: np.ndarray, b_v: np.ndarray,
+                       tanh: bool) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """obs -> (actor output, V(s)) in NumPy for an actor and a critic MLP with equal hidden layers, side by side.
+
+    ``w0`` [in, 2h] and ``b0`` [2h]: both first layers as one matmul; ``pairs``: per hidden pair
+    (Wᵀ [2, h, h], b [2, 1, h]), one stacked matmul; ``w_pi`` [h, out], ``b_pi``; ``w_v`` [h], ``b_v`` [1].
+    Used by ``PackedActorCritic.numpy_policy`` (views of the packed weights) and by TRPO's
+    ``lucidrl.flat_mlp.numpy_actor_critic`` (copies made once per rollout).
+    """
+    act = numpy_activation(tanh)
+    width = b0.shape[0] // 2
+
+    def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = obs.shape[0]
+        h = act(obs.reshape(n, -1).astype(np.float32, copy=False) @ w0 + b0)
+        h = h.reshape(n, 2, width).transpose(1, 0, 2)  # [2, B, h]: actor, critic
+        for wt, b in pairs:
+            h = act(h @ wt + b)
+        return h[0] @ w_pi + b_pi, h[1] @ w_v + b_v
+
+    return forward
 
 
 def _tanh_of_doubled(z2: torch.Tensor) -> torch.Tensor:

@@ -297,7 +297,8 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
             g = fast.vjp(hs, d_mean)  # (E4)
             g[fast.log_std_slice] = d_log_std
         fvp = gaussian_fisher_vector_product(fast, hs, log_std, cfg.cg_damping)  # (E5)
-        fast = None  # the line search evaluates with the module (μ and log σ)
+    # the line search's forward: the written-out one gives logits; μ and log σ come from the module
+    written_logits = fast is not None and fast.log_std_slice is None
     s, cg = conjugate_gradient(fvp, g, cfg.cg_max_steps)  # (E6) s ≈ (F + λI)⁻¹ g
     sFs = cg["xAx"]  # sᵀ(F + λI)s, from CG's own residual (no extra product)
     surrogate_old = float(surrogate.detach())
@@ -313,7 +314,7 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
     @torch.no_grad()
     def evaluate(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta.copy_(candidate)  # the actor's layers are views of theta
-        last["logits"] = new_logits = actor(x) if fast is None else fast.forward(x)[0]
+        last["logits"] = new_logits = fast.forward(x)[0] if written_logits else actor(x)
         new_surrogate = surrogate_advantage(head.log_prob(new_logits, actions), logprob_old, adv)  # (E1)
         return new_surrogate, mean_kl(head, params_old, new_logits)  # (E2)
 

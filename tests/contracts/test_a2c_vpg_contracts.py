@@ -123,6 +123,8 @@ def test_unsupported_action_shapes_are_refused_naming_the_algorithm():
         lucidrl.A2C(MatrixActions, verbose=0, preset=False)
     with pytest.raises(lucidrl.EnvError, match=r"REINFORCE takes a Box action space of one dimension"):
         lucidrl.REINFORCE(MatrixActions, verbose=0, preset=False)
+    with pytest.raises(lucidrl.EnvError, match="1-D|one dimension"):
+        lucidrl.PPO(MatrixActions, verbose=0, preset=False)
 
 
 @pytest.mark.parametrize("shared", [False, True])

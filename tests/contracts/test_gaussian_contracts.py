@@ -1,7 +1,6 @@
 """Box actions through the API and the CLI: every policy-gradient algorithm trains on Pendulum-v1,
 predict clips to the bounds, save/load keeps the Gaussian policy exactly, errors name the fix."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -70,18 +69,6 @@ def test_box_action_errors_name_the_fix():
     with pytest.raises(EnvError, match="PPO, A2C, TRPO, VPG"):
         lucidrl.DQN("Pendulum-v1", preset=False, verbose=0)
 
-    class Matrix(gym.Env):
-        observation_space = gym.spaces.Box(-1, 1, (2,))
-        action_space = gym.spaces.Box(-1, 1, (2, 2))
-
-        def reset(self, seed=None, options=None):
-            return np.zeros(2, dtype=np.float32), {}
-
-        def step(self, action):
-            return np.zeros(2, dtype=np.float32), 0.0, False, False, {}
-
-    with pytest.raises(EnvError, match="1-D|one dimension"):
-        lucidrl.PPO(Matrix, preset=False, verbose=0)
 
 
 def test_pendulum_presets_are_found_with_their_source():

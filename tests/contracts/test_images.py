@@ -194,20 +194,16 @@ def _without(monkeypatch, package: str, env_modules: str):
         monkeypatch.delitem(sys.modules, name)
 
 
-def test_missing_box2d_names_the_box2d_extra(monkeypatch):
-    _without(monkeypatch, "Box2D", "gymnasium.envs.box2d")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'lucidrl\[box2d\]'"):
-        make_env("LunarLander-v3")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'lucidrl\[box2d\]'"):
-        make_vec_env("LunarLander-v3", 2)
-
-
-def test_missing_mujoco_names_the_mujoco_extra(monkeypatch):
-    _without(monkeypatch, "mujoco", "gymnasium.envs.mujoco")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'lucidrl\[mujoco\]'"):
-        make_env("HalfCheetah-v5")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'lucidrl\[mujoco\]'"):
-        make_vec_env("HalfCheetah-v5", 2)
+@pytest.mark.parametrize("package, env_modules, env_id, extra", [
+    ("Box2D", "gymnasium.envs.box2d", "LunarLander-v3", "box2d"),
+    ("mujoco", "gymnasium.envs.mujoco", "HalfCheetah-v5", "mujoco"),
+])
+def test_a_missing_physics_engine_names_its_extra(monkeypatch, package, env_modules, env_id, extra):
+    _without(monkeypatch, package, env_modules)
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'lucidrl\[{extra}\]'"):
+        make_env(env_id)
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'lucidrl\[{extra}\]'"):
+        make_vec_env(env_id, 2)
 
 
 def test_missing_opencv_for_the_atari_preprocessing_names_the_atari_extra(monkeypatch):
