@@ -16,6 +16,7 @@ What it measures, per (library, seed) run:
 * ``peak_rss_mib``: peak resident memory of the worker process (``resource.getrusage``);
 * ``load_before``: the 1-minute load average when the run started (on 2 cores, above ~0.5 means
   another job was running); ``run_id``: the start time of the invocation, shared by its rows.
+* ``code``: the lucidrl commit measured (``git describe --dirty``: "-dirty" marks uncommitted changes).
 
 How:
 
@@ -55,7 +56,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import machine, run_worker  # noqa: E402
+from common import code_version, machine, run_worker  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 ENV_ID = "CartPole-v1"
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results = args.results or RESULTS_DIR / f"{args.algo}_cartpole.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
     run_id = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")  # groups the rows of this invocation
-    context = {"machine": machine(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID, "run_id": run_id}
+    context = {"machine": machine(), "code": code_version(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID, "run_id": run_id}
     print(f"{args.algo.upper()} {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
           f"torch threads {args.threads}, lucidrl extra kwargs {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
     results = []

@@ -17,6 +17,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def code_version() -> str:
+    """The lucidrl commit the run measured, with "-dirty" when the working tree had uncommitted changes."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def machine() -> dict:
     """CPU description without the hostname."""
     model = platform.processor() or ""

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import machine, run_worker  # noqa: E402
+from common import code_version, machine, run_worker  # noqa: E402
 
 ALGOS = {"ppo": "PPO", "a2c": "A2C", "vpg": "VPG", "trpo": "TRPO", "reinforce": "REINFORCE"}
 BARS = {"Pendulum-v1": -250.0}  # issue 5: >= -250 within 300k steps on at least 2 of 3 seeds (PPO, TRPO)
@@ -121,7 +121,7 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         r = run_one(seed, args)
-        r.update({"time": stamp, "machine": machine()})
+        r.update({"time": stamp, "machine": machine(), "code": code_version()})
         results.append(r)
         with path.open("a") as f:
             f.write(json.dumps(r) + "\n")

@@ -61,7 +61,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import machine, run_worker  # noqa: E402
+from common import code_version, machine, run_worker  # noqa: E402
 
 GRID = ROOT / "benchmarks" / "grid.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "harness.jsonl"
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             print("no cell matches --algos/--envs", file=sys.stderr)
         return 0 if cells else 2
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    context = {"machine": machine(), "grid": str(args.grid.name)}
+    context = {"machine": machine(), "code": code_version(), "grid": str(args.grid.name)}
     failed = 0
     for c in cells:
         budget = args.timesteps or c["budget"]

@@ -38,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import machine, run_worker  # noqa: E402
+from common import code_version, machine, run_worker  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 ENV_ID = "LunarLander-v3"
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results = args.results or RESULTS_DIR / f"ppo_{ENV_ID}.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    context = {"machine": machine(), "benchmark": "lunarlander"}
+    context = {"machine": machine(), "code": code_version(), "benchmark": "lunarlander"}
     print(f"PPO {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, torch threads {args.threads}, "
           f"overrides {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
     results = []

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import machine, run_worker  # noqa: E402
+from common import code_version, machine, run_worker  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
@@ -127,7 +127,7 @@ def main() -> None:
             result, why = run_worker(cmd)
             if result is None:
                 raise SystemExit(f"{lib} seed {seed} failed:\n{why}")
-            r = {**result, "time": stamp, "machine": machine()}
+            r = {**result, "time": stamp, "machine": machine(), "code": code_version()}
             results.append(r)
             with path.open("a") as f:
                 f.write(json.dumps(r) + "\n")

@@ -243,7 +243,8 @@ def render_speed(results_dir: Path) -> list[str]:
              "bar counts as met when the ratio is at or under it *and* lucidrl reaches >= 475 on at least 2 of the 3 "
              "seeds. Every run of the current record format is listed, newest first, so the spread between runs shows. "
              "Load: the 1-minute load average when each run started; a run adds about 1 itself, so on 2 cores a value "
-             "above ~1.5 means another job was running.", "",
+             "above ~1.5 means another job was running. Run: its start time, and the lucidrl commit it measured "
+             "where recorded (`-dirty`: with uncommitted changes).", "",
              "| algorithm | budget | torch threads | lucidrl train time (s), seeds 0/1/2 | peer train time (s) | "
              "median ratio lucidrl / peer | bar | lucidrl returns | peer returns | load | run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -266,7 +267,7 @@ def render_speed(results_dir: Path) -> list[str]:
                 + ("(met)" if met else "(not met)") + " | "
                 + " / ".join(f"{r['eval_mean']:.1f}" for r in by["lucidrl"]) + f" ({solved} >= 475) | "
                 + " / ".join(f"{r['eval_mean']:.1f}" for r in by["sb3"]) + f" | {min(loads):.2f}-{max(loads):.2f} | "
-                + f"{rows[0]['run_id']} |")
+                + f"{rows[0]['run_id']}" + (f" `{rows[0]['code']}`" if rows[0].get("code") else "") + " |")
     return lines + [""]
 
 

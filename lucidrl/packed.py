@@ -33,10 +33,13 @@ gradients against ``ActorCritic.forward``):
   ``flat.grad`` (no zeroing). PPO on the zoo's CartPole preset (7,820 gradient steps on ~250
   samples): ~640 us -> ~420 us per gradient step with the optimiser step included; A2C's whole
   update (2,500 of them on 40 samples) ~480 us -> ~290 us (process CPU time, in a 100k-step run).
-* **A2C's update in NumPy** (``policy_value_backward_numpy``; speed only, same math, tested against
-  autograd): on 40 rows every op costs its launch, ~1 us in NumPy against ~2-4 us in torch. A2C's
-  whole update ~200 us -> ~140 us, a 100k-step CartPole run ~1.73 s -> ~1.40 s (busy machine).
-  Only where ``numpy_update_fits``: matrices small enough that OpenBLAS keeps every product on one core.
+* **PPO's and A2C's updates in NumPy** (``policy_value_backward_numpy``; speed only, same math,
+  tested against autograd and against the torch path): at these sizes an op costs its launch and its
+  element-wise passes, ~1 us in NumPy against ~2-4 us in torch, and ``np.tanh`` on [2, 256, 64] ~6 us
+  against ~12 us for torch's sigmoid route; every array is a buffer allocated once per batch size.
+  A2C's update (40 rows) ~200 us -> ~140 us; PPO's gradient step on CartPole (256 rows) ~300 us ->
+  ~230 us, a 100k-step PPO run ~3.7 s -> ~3.0 s. Only inside ``numpy_update``'s context, which holds
+  NumPy's own BLAS (OpenBLAS, which ignores ``torch.set_num_threads``) to torch's thread count.
 * **NumPy acting** (``numpy_policy``; speed only, same function as ``forward``, tested in
   ``tests/math/test_packed_speed.py``): the collector's per-step forward on 8 observations in
   NumPy on views of the same weights, ~10 us against ~33 us for the packed torch forward plus
@@ -51,12 +54,14 @@ and batches above 4,096 hidden units x rows, where NumPy's BLAS may go multi-thr
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from lucidrl.kernels import numpy_blas_threads, numpy_blas_threads_held
 from lucidrl.networks import ActorCritic, CategoricalHead, FlattenFloat, Tanh
 from lucidrl.optim import flat_parameters
 
@@ -239,71 +244,124 @@ class PackedActorCritic:
         self.backward_into(self._flat_grad_blocks(), x, hs, d_logits, d_values)
         return logits, policy_loss, value_loss, entropy, extra
 
-    def numpy_update_fits(self, n_rows: int) -> bool:
-        """Whether ``policy_value_backward_numpy`` applies to a batch of ``n_rows``: a packed float32 CPU agent
-        and matrices small enough that OpenBLAS keeps every product on one core (m·n·k <= 65536·4, its
-        threshold for threading), so a single-threaded comparison stays single-threaded."""
+    def numpy_update(self, n_rows: int) -> "contextlib.AbstractContextManager | None":
+        """The context to run ``policy_value_backward_numpy`` in for batches of ``n_rows``, or None where it
+        does not apply (not packed, not a float32 CPU agent).
+
+        NumPy's BLAS must stay on torch's thread count, so that a single-threaded run stays single-threaded:
+        where every product is small enough that OpenBLAS keeps it on one core (m·n·k <= 65536·4, its
+        threshold for threading) no context is needed; larger ones run inside ``numpy_blas_threads()``
+        (threadpoolctl), or stay in torch without it. Enter it once around many steps (~8 us)."""
         if not self.packed or self.flat.device.type != "cpu" or self.flat.dtype != torch.float32:
-            return False
-        return n_rows * self.width * max(self.width, 2 * self.n_in) <= 2 ** 18  # [B, w] x [w, w]; [B, in] x [in, 2w]
+            return None
+        if n_rows * self.width * max(self.width, 2 * self.n_in) <= 2 ** 18:  # [B, w] x [w, w]; [B, in] x [in, 2w]
+            return contextlib.nullcontext()
+        return numpy_blas_threads() if numpy_blas_threads_held() else None
 
     def policy_value_backward_numpy(self, obs: np.ndarray, actions: np.ndarray, policy_term: Callable,
-                                    returns: np.ndarray, vf_coef: float, ent_coef: float = 0.0):
-        """``policy_value_backward`` in NumPy, for small batches (A2C: 40 rows on CartPole).
+                                    returns: np.ndarray, vf_coef: float, ent_coef: float = 0.0,
+                                    with_entropy: bool = False):
+        """``policy_value_backward`` in NumPy: the same loss, gradient and returns, as NumPy values.
 
         Speed only, the same math and the same layout (``tests/math/test_packed_speed.py`` checks loss
-        and gradient against autograd): at 40 rows an op costs its launch, ~1 us in NumPy against
-        ~2-4 us in torch, and the update is ~60 ops: ~120 us -> ~70 us. ``policy_term`` takes and
-        returns NumPy arrays. Returns ``(logits, policy_loss, value_loss, entropy per state)`` as NumPy
-        values; the gradient overwrites ``flat.grad``. Use only where ``numpy_update_fits``.
+        and gradient against autograd). Where a pass costs its ops' launches and its element-wise
+        passes, not its arithmetic, NumPy wins: an op costs ~1 us against torch's ~2-4 us, ``np.tanh``
+        is ~6 us on [2, 256, 64] against ~12 us for torch's sigmoid route, and every array lives in a
+        buffer allocated once per batch size (64-byte aligned: torch allocates them), written with
+        ``out=``. A2C's update on 40 rows: ~120 us -> ~70 us; PPO's on 256 rows (CartPole, 64-unit
+        layers): ~300 us -> ~215 us, of which ~120 us are the three [2, 256, 64] x [2, 64, 64] products.
+
+        ``policy_term`` takes and returns NumPy arrays. The gradient overwrites ``flat.grad``. The
+        returned logits are a buffer the next call overwrites: copy them to keep them. Run it inside
+        ``numpy_update(n_rows)``'s context, and only where that is not None.
         """
         w, g = self._numpy_blocks()
-        B = obs.shape[0]
-        x = obs.reshape(B, self.n_in).astype(np.float32, copy=False)
-        act = numpy_activation(self.tanh)
-        act_grad = (lambda d, h: d * (1.0 - h * h)) if self.tanh else (lambda d, h: d * (h > 0))
-        # forward: the first layers side by side [B, 2h], then each hidden pair stacked [2, B, h]
-        h0 = act(x @ w[0].T + w[1])
-        hs = [h0.reshape(B, 2, self.width).transpose(1, 0, 2)]
-        for i in range(2, 2 + 2 * self.n_hidden_pairs, 2):
-            hs.append(act(hs[-1] @ w[i].transpose(0, 2, 1) + w[i + 1]))
-        last = hs[-1]
-        logits = last[0] @ w[-4].T + w[-3]
-        values = last[1] @ w[-2][0] + w[-1][0]
-        # log π and its gradient in the logits: ∂log π(a)/∂l = onehot(a) - p
-        shifted = logits - logits.max(-1, keepdims=True)
-        e = np.exp(shifted)
-        total = e.sum(-1, keepdims=True)
-        logp = shifted - np.log(total)
-        p = e / total
-        rows = np.arange(B)
-        idx = actions.reshape(B)
-        policy_loss, d_logprob, _ = policy_term(logp[rows, idx])
-        entropy = -(p * logp).sum(-1)
-        d_logits = p * -d_logprob[:, None]
+        B, h, n_in, P = obs.shape[0], self.width, self.n_in, self.n_hidden_pairs
+        buf = self._numpy_buffers(B)
+        hs = buf["hs"]  # each layer's activations, actor and critic stacked: [2, B, h]
+        x = obs.reshape(B, n_in).astype(np.float32, copy=False)
+        act = (lambda z: np.tanh(z, out=z)) if self.tanh else (lambda z: np.maximum(z, 0.0, out=z))  # in place
+        # forward: the first layers (x W0ᵀ + b0, [2h, in] seen as [2, h, in]), then each hidden pair
+        np.matmul(x, w[0].reshape(2, h, n_in).transpose(0, 2, 1), out=hs[0])
+        hs[0] += w[1].reshape(2, 1, h)
+        act(hs[0])
+        for k in range(1, P + 1):
+            np.matmul(hs[k - 1], w[2 * k].transpose(0, 2, 1), out=hs[k])
+            hs[k] += w[2 * k + 1]
+            act(hs[k])
+        last = hs[P]
+        logits = np.matmul(last[0], w[-4].T, out=buf["logits"])
+        logits += w[-3]
+        values = np.matmul(last[1], w[-2][0], out=buf["values"])
+        values += w[-1][0]
+        # log π and π from the logits, a column at a time (a reduction along a short last axis is slow)
+        n_out, col, total, p = logits.shape[1], buf["col"], buf["total"], buf["p"]
+        np.copyto(col, logits[:, 0])
+        for j in range(1, n_out):
+            np.maximum(col, logits[:, j], out=col)
+        logp = np.subtract(logits, col[:, None], out=buf["logp"])
+        np.exp(logp, out=p)
+        np.copyto(total, p[:, 0])
+        for j in range(1, n_out):
+            total += p[:, j]
+        p /= total[:, None]
+        logp -= np.log(total, out=col)[:, None]
+        rows, idx = buf["rows"], actions.reshape(B)
+        policy_loss, d_logprob, extra = policy_term(logp[rows, idx])
+        # ∂loss/∂logits: ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H)
+        d_logits = np.multiply(p, -d_logprob[:, None], out=buf["d_logits"])
         d_logits[rows, idx] += d_logprob
+        entropy = -np.einsum("ij,ij->i", p, logp) if ent_coef or with_entropy else None
         if ent_coef:
             d_logits += p * (logp + entropy[:, None]) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
+        # ∂mean((V-R)²)/∂V = 2 (V - R) / B
         diff = values - returns.reshape(B)
         value_loss = np.mean(diff * diff)
         d_values = diff * (2.0 * vf_coef / B)
         # backward, the layout of backward_into: dW = dzᵀ h_in, db = Σ dz, dh_in = dz W
         np.matmul(d_logits.T, last[0], out=g[-4])
         np.sum(d_logits, 0, out=g[-3])
-        np.matmul(d_values[None, :], last[1], out=g[-2])
+        np.matmul(d_values, last[1], out=g[-2][0])
         g[-1][0] = d_values.sum()
-        dh = np.empty((2, B, last.shape[-1]), dtype=np.float32)
-        np.matmul(d_logits, w[-4], out=dh[0])
-        np.multiply(d_values[:, None], w[-2][0], out=dh[1])
-        for k in range(self.n_hidden_pairs, 0, -1):
-            dz = act_grad(dh, hs[k])
-            np.matmul(dz.transpose(0, 2, 1), hs[k - 1], out=g[2 * k])
-            np.sum(dz, 1, keepdims=True, out=g[2 * k + 1])
-            dh = dz @ w[2 * k]
-        dz = act_grad(dh.transpose(1, 0, 2).reshape(B, 2 * self.width), h0)
-        np.matmul(dz.T, x, out=g[0])
-        np.sum(dz, 0, out=g[1])
-        return logits, policy_loss, value_loss, entropy
+        dhs, tmps = buf["dh"], buf["tmp"]  # dh: ∂loss/∂h of each layer, shaped like hs, then dz in place
+        np.matmul(d_logits, w[-4], out=dhs[P][0])
+        np.multiply(d_values[:, None], w[-2][0], out=dhs[P][1])
+        for k in range(P, -1, -1):
+            dh = dhs[k]
+            if self.tanh:  # dz = dh (1 - h²)
+                np.multiply(hs[k], hs[k], out=tmps[k])
+                np.subtract(1.0, tmps[k], out=tmps[k])
+                dh *= tmps[k]
+            else:
+                dh *= hs[k] > 0
+            if k == 0:
+                break
+            np.matmul(dh.transpose(0, 2, 1), hs[k - 1], out=g[2 * k])
+            np.sum(dh, 1, keepdims=True, out=g[2 * k + 1])
+            np.matmul(dh, w[2 * k], out=dhs[k - 1])
+        np.matmul(dh.transpose(0, 2, 1), x, out=g[0].reshape(2, h, n_in))
+        np.sum(dh, 1, out=g[1].reshape(2, h))
+        return logits, policy_loss, value_loss, entropy, extra
+
+    def _numpy_buffers(self, n_rows: int) -> dict[str, np.ndarray]:
+        """The arrays ``policy_value_backward_numpy`` writes into, allocated once per batch size.
+
+        torch allocates them (64-byte aligned; NumPy's own arrays may be only 16-byte aligned, which
+        makes the element-wise passes' speed depend on where malloc put them)."""
+        cache = self.__dict__.setdefault("_np_buffers", {})
+        if n_rows not in cache:
+            def empty(*shape):
+                return torch.empty(shape, dtype=torch.float32).numpy()
+            h, n_out = self.width, self.w[-4].shape[0]
+            widths = [h] + [self.w[2 * k].shape[1] for k in range(1, self.n_hidden_pairs + 1)]
+            cache[n_rows] = {
+                "hs": [empty(2, n_rows, n) for n in widths], "dh": [empty(2, n_rows, n) for n in widths],
+                "tmp": [empty(2, n_rows, n) for n in widths],
+                "logits": empty(n_rows, n_out), "values": empty(n_rows), "logp": empty(n_rows, n_out),
+                "p": empty(n_rows, n_out), "d_logits": empty(n_rows, n_out), "col": empty(n_rows),
+                "total": empty(n_rows),
+                "rows": np.arange(n_rows)}
+        return cache[n_rows]
 
     def _numpy_blocks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """NumPy views of the weight blocks and of ``flat.grad``'s blocks, made once per storage."""

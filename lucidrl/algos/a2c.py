@@ -173,10 +173,12 @@ def a2c_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Op
     if cfg.normalize_advantage:  # Deviation: advantage normalisation (off by default, as in SB3)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     packed = isinstance(agent, PackedActorCritic) and agent.packed
-    if packed and agent.numpy_update_fits(adv.shape[0]):  # speed only: the same gradient in NumPy (tested)
-        _, policy_loss, value_loss, entropy = agent.policy_value_backward_numpy(
-            batch["obs"].numpy(), batch["actions"].numpy(), a2c_policy_term(adv.numpy()), batch["returns"].numpy(),
-            cfg.vf_coef, cfg.ent_coef)
+    in_numpy = agent.numpy_update(adv.shape[0]) if packed else None
+    if in_numpy is not None:  # speed only: the same gradient in NumPy (tested)
+        with in_numpy:
+            _, policy_loss, value_loss, entropy, _ = agent.policy_value_backward_numpy(
+                batch["obs"].numpy(), batch["actions"].numpy(), a2c_policy_term(adv.numpy()), batch["returns"].numpy(),
+                cfg.vf_coef, cfg.ent_coef, with_entropy=True)  # for the diagnostics
         grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
         optimizer_step(optimizer)  # (E5) RMSprop (or Adam)
         returns = batch["returns"].numpy()

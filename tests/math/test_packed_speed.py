@@ -2,7 +2,8 @@
 
 * ``PackedActorCritic.policy_value_backward`` with PPO's clipped surrogate and with A2C's policy
   term: loss and gradient against ``ActorCritic`` + the algorithm's own loss + ``backward()``;
-* ``PackedActorCritic.policy_value_backward_numpy`` (A2C's small batches) the same way;
+* ``PackedActorCritic.policy_value_backward_numpy`` (A2C's small batches) the same way, and with
+  PPO's clipped surrogate in NumPy (256 rows) against the torch path; ``numpy_blas_threads``;
 * ``PackedActorCritic.numpy_policy``: logits and values in NumPy against ``forward``;
 * the collector's NumPy acting path: stored actions, π_old's log-probabilities, values and
   bootstraps against the agent's own forward, and reproducibility from the model's generator;
@@ -17,7 +18,8 @@ import pytest
 import torch
 
 from lucidrl.algos.a2c import a2c_loss, a2c_policy_term
-from lucidrl.algos.ppo import clipped_surrogate, clipped_surrogate_grad, value_loss
+from lucidrl.algos.ppo import clipped_surrogate, clipped_surrogate_grad, clipped_surrogate_grad_numpy, value_loss
+from lucidrl.kernels import numpy_blas_threads, numpy_blas_threads_held
 from lucidrl.networks import ActorCritic
 from lucidrl.optim import clip_grad_norm, flat_parameters
 from lucidrl.packed import PackedActorCritic
@@ -95,10 +97,10 @@ def test_a2c_loss_gradient_in_numpy_equals_autograd(net_arch, activation, ent_co
     n = 40
     obs, actions = torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
     adv, returns = torch.randn(n, generator=g), torch.randn(n, generator=g)
-    assert packed.numpy_update_fits(n) and not packed.numpy_update_fits(100_000)
+    assert packed.numpy_update(n) is not None
     packed.flat.grad.fill_(123.0)  # overwritten, not accumulated
-    logits, pl, vl, ent = packed.policy_value_backward_numpy(obs.numpy(), actions.numpy(), a2c_policy_term(adv.numpy()),
-                                                             returns.numpy(), 0.5, ent_coef)
+    logits, pl, vl, ent, _ = packed.policy_value_backward_numpy(
+        obs.numpy(), actions.numpy(), a2c_policy_term(adv.numpy()), returns.numpy(), 0.5, ent_coef, with_entropy=True)
     params, values = b(obs)
     entropy = b.head.entropy(params)
     loss, pl_ref, vl_ref = a2c_loss(b.head.log_prob(params, actions), values, adv, returns, 0.5, entropy, ent_coef)
@@ -108,6 +110,58 @@ def test_a2c_loss_gradient_in_numpy_equals_autograd(net_arch, activation, ent_co
     assert float(vl) == pytest.approx(float(vl_ref.detach()), abs=1e-6, rel=1e-5)
     np.testing.assert_allclose(ent, entropy.detach().numpy(), atol=1e-6, rtol=1e-5)
     _assert_same_grads(a, b)
+
+
+@pytest.mark.parametrize("net_arch, activation", ARCHS)
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_ppo_loss_gradient_in_numpy_equals_the_torch_path(net_arch, activation, ent_coef):
+    """PPO's NumPy update (256 rows: above OpenBLAS's threading threshold, so inside numpy_blas_threads)
+    against the torch path, which the test above checks against autograd."""
+    a, packed, b, _ = _pair(net_arch, activation)
+    twin = PackedActorCritic(b)  # the same weights, a torch path of its own
+    g = torch.Generator().manual_seed(5)
+    n = 256
+    obs, actions = torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+    adv, returns = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    with torch.no_grad():
+        logprob_old = b.head.log_prob(b.policy_params(obs), actions) + 0.4 * torch.randn(n, generator=g)
+    clip = 0.2
+    assert packed.numpy_update(n) is not None
+    logits_t, pg_t, vl_t, ent_t, ratio_t = twin.policy_value_backward(
+        obs, actions, lambda lp: clipped_surrogate_grad(lp, logprob_old, adv, clip), returns, 0.5, ent_coef)
+    for _ in range(2):  # the second call reuses the buffers
+        packed.flat.grad.fill_(123.0)
+        with packed.numpy_update(n):
+            logits, pg, vl, ent, ratio = packed.policy_value_backward_numpy(
+                obs.numpy(), actions.numpy(),
+                lambda lp: clipped_surrogate_grad_numpy(lp, logprob_old.numpy(), adv.numpy(), clip),
+                returns.numpy(), 0.5, ent_coef)
+        np.testing.assert_allclose(logits, logits_t.numpy(), atol=1e-6, rtol=1e-5)
+        np.testing.assert_allclose(ratio, ratio_t.numpy(), atol=1e-6, rtol=1e-5)
+        assert float(pg) == pytest.approx(float(pg_t), abs=1e-6, rel=1e-5)
+        assert float(vl) == pytest.approx(float(vl_t), abs=1e-6, rel=1e-5)
+        assert (ent is None) == (ent_t is None)
+        if ent_coef:
+            np.testing.assert_allclose(ent, ent_t.numpy(), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(packed.flat.grad, twin.flat.grad, atol=2e-6, rtol=1e-4)
+
+
+def test_numpy_blas_threads_holds_numpys_blas_to_torchs_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    assert numpy_blas_threads_held()
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"}
+    before, torch_threads = blas_threads(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with numpy_blas_threads():
+            assert blas_threads() == {1}
+        with numpy_blas_threads(2):
+            assert blas_threads() == {2}
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert blas_threads() == before  # restored on the way out
 
 
 @pytest.mark.parametrize("net_arch, activation", ARCHS)
@@ -190,3 +244,34 @@ def test_optimizer_step_is_the_optimisers_own_step_and_keeps_hooks():
         op.register_step_post_hook(lambda *a: calls.append(1))
         optimizer_step(op)  # with a hook: the plain step(), which runs it
         assert calls == [1]
+
+
+@pytest.mark.parametrize("batch_size", [256, 64])
+def test_ppo_update_in_numpy_equals_the_torch_update(batch_size):
+    """Whole updates (K epochs, shuffled minibatches or one full batch, Adam, clipping, diagnostics):
+    the NumPy path and the torch path end at the same weights and report the same figures."""
+    from lucidrl.algos.ppo import PPOConfig, ppo_update
+    from lucidrl.optim import Adam
+    a, packed, b, _ = _pair([64, 64], "tanh", n_actions=2)
+    twin = PackedActorCritic(b)
+    twin.numpy_update = lambda n_rows: None  # the torch path
+    g = torch.Generator().manual_seed(6)
+    n = 256
+    obs = torch.randn(n, 4, generator=g)
+    actions = torch.randint(0, 2, (n,), generator=g)
+    with torch.no_grad():
+        params_old, values_old = a(obs)
+    batch = {"obs": obs, "actions": actions, "logprob_old": a.head.log_prob(params_old, actions),
+             "advantages": torch.randn(n, generator=g), "returns": torch.randn(n, generator=g),
+             "values_old": values_old, "params_old": params_old}
+    cfg = PPOConfig(n_envs=8, n_steps=32, batch_size=batch_size, n_epochs=4, learning_rate=1e-2)
+    out = []
+    for net in (packed, twin):
+        opt = Adam([net.flat], lr=1e-2, eps=1e-5)
+        out.append(ppo_update(net, opt, batch, cfg, 0.2, None, 1.0, torch.Generator().manual_seed(7)))
+    torch.testing.assert_close(packed.flat, twin.flat, atol=1e-5, rtol=1e-4)
+    assert out[0].keys() == out[1].keys()
+    for key in out[0]:
+        assert out[0][key] == pytest.approx(out[1][key], rel=1e-4, abs=1e-5), key
+    assert out[0]["train/gradient_steps"] == 4 * n // batch_size
+    assert out[0]["diag/clip_fraction"] > 0  # the policy moved far enough for clipping to act
