@@ -290,23 +290,20 @@ def ppo_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Op
                 adv = mb["advantages"]
                 if cfg.normalize_advantage:  # Deviation: per-minibatch advantage normalisation
                     adv = full_batch_adv if full_batch else normalize(adv)
-                if in_numpy is not None:  # speed only, the same loss and gradient as below (lucidrl.packed, tested)
-                    if not full_batch or epoch == 0:
-                        obs, actions, returns, lp_old, adv_np = (t.numpy() for t in (
-                            mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv))
-                    logits, pg_loss, v_loss, _, ratio = agent.policy_value_backward_numpy(
-                        obs, actions, lambda lp: clipped_surrogate_grad_numpy(lp, lp_old, adv_np, clip_range),
-                        returns, cfg.vf_coef, cfg.ent_coef)
-                    grad_norm = clip_grad_norm(params, max_grad_norm)
-                    optimizer_step(optimizer)
-                    seen_params.append(logits.copy()), seen_ratio.append(ratio), seen_pg.append(pg_loss)
-                    seen_v.append(v_loss), seen_grad_norm.append(grad_norm)
-                    continue
                 if fast:  # speed only, the same loss and gradient as below (lucidrl.packed, tested)
-                    lp_old = mb["logprob_old"]
-                    dist_params, pg_loss, v_loss, _, ratio = agent.policy_value_backward(
-                        mb["obs"], mb["actions"], lambda lp: clipped_surrogate_grad(lp, lp_old, adv, clip_range),
-                        mb["returns"], cfg.vf_coef, cfg.ent_coef)
+                    if in_numpy is not None:  # NumPy arrays (views of the same memory) in, NumPy values out
+                        if not full_batch or epoch == 0:
+                            obs, actions, returns, lp_old, adv_np = (t.numpy() for t in (
+                                mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv))
+                        dist_params, pg_loss, v_loss, _, ratio = agent.policy_value_backward_numpy(
+                            obs, actions, lambda lp: clipped_surrogate_grad_numpy(lp, lp_old, adv_np, clip_range),
+                            returns, cfg.vf_coef, cfg.ent_coef)
+                        dist_params = dist_params.copy()  # a buffer the next step overwrites
+                    else:
+                        lp_old = mb["logprob_old"]
+                        dist_params, pg_loss, v_loss, _, ratio = agent.policy_value_backward(
+                            mb["obs"], mb["actions"], lambda lp: clipped_surrogate_grad(lp, lp_old, adv, clip_range),
+                            mb["returns"], cfg.vf_coef, cfg.ent_coef)
                     grad_norm = clip_grad_norm(params, max_grad_norm)
                     optimizer_step(optimizer)
                     seen_params.append(dist_params), seen_ratio.append(ratio), seen_pg.append(pg_loss)
