@@ -55,6 +55,7 @@ and batches above 4,096 hidden units x rows, where NumPy's BLAS may go multi-thr
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import numpy as np
@@ -62,10 +63,12 @@ import torch
 from torch import nn
 
 from lucidrl.kernels import numpy_blas_threads, numpy_blas_threads_held
-from lucidrl.networks import ActorCritic, CategoricalHead, FlattenFloat, Tanh
+from lucidrl.networks import (LOG_STD_MAX, LOG_STD_MIN, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat,
+                              StateIndependentLogStd, Tanh)
 from lucidrl.optim import flat_parameters
 
 _aten = torch.ops.aten
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _linears(seq: nn.Sequential) -> list[nn.Linear]:
@@ -93,6 +96,9 @@ class PackedActorCritic:
         for a, c in zip(actor[:-1], critic[:-1]):
             order += [a.weight, c.weight, a.bias, c.bias]
         order += [actor[-1].weight, actor[-1].bias, critic[-1].weight, critic[-1].bias]
+        self.gaussian = isinstance(agent.head, DiagGaussianHead)
+        if self.gaussian:  # a Gaussian actor's state-independent log σ, last
+            order.append(agent.actor[-1].log_std)
         self.flat = nn.Parameter(torch.cat([p.detach().flatten() for p in order]))
         self.flat.grad = torch.zeros_like(self.flat)
         offset = 0
@@ -111,6 +117,8 @@ class PackedActorCritic:
             n = torch.Size(shape).numel()
             self._cuts.append((offset, offset + n, shape))
             offset += n
+        self._log_std_at = (offset, self.flat.numel())  # empty for a categorical head
+        self.log_std = self.flat.detach()[offset:]  # a view: raw log σ (bounded where it is used)
         self.w = self.blocks(self.flat.detach())  # views: they follow every in-place update of the weights
         # transposed once, as the matmuls take them: x @ W0ᵀ, h @ Wᵀ per pair, h @ W_outᵀ
         self.w_t = [w.mT if i % 2 == 0 else w for i, w in enumerate(self.w)]  # weights at even places
@@ -121,11 +129,16 @@ class PackedActorCritic:
 
     @staticmethod
     def supports(agent: ActorCritic) -> bool:
-        """Two tanh or ReLU MLPs with equal hidden layers on a flat Box observation, and a categorical head."""
-        if agent.shared or not isinstance(agent.encoder, FlattenFloat) or not isinstance(agent.head, CategoricalHead):
+        """Two tanh or ReLU MLPs with equal hidden layers on a flat Box observation, and a categorical head
+        or a Gaussian one with a state-independent log σ."""
+        head_ok = isinstance(agent.head, CategoricalHead) or (
+            isinstance(agent.head, DiagGaussianHead) and not agent.shared
+            and isinstance(agent.actor[-1], StateIndependentLogStd))
+        if agent.shared or not isinstance(agent.encoder, FlattenFloat) or not head_ok:
             return False
         actor, critic = _linears(agent.actor), _linears(agent.critic)
-        acts = {type(m) for m in list(agent.actor) + list(agent.critic) if not isinstance(m, nn.Linear)}
+        acts = {type(m) for m in list(agent.actor) + list(agent.critic)
+                if not isinstance(m, (nn.Linear, StateIndependentLogStd))}
         return (len(actor) >= 2 and len(actor) == len(critic) and len(acts) == 1 and acts <= {Tanh, nn.ReLU}
                 and all(a.weight.shape == c.weight.shape for a, c in zip(actor[:-1], critic[:-1])))
 
@@ -165,7 +178,7 @@ class PackedActorCritic:
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy params, V(s)), the same function as ``ActorCritic.forward``; gradients reach ``flat.grad``."""
-        if not self.packed:
+        if not self.packed or self.gaussian:  # Gaussian: the module's forward; its gradients land in flat.grad too
             return self.agent(obs)
         return _PairMLP.apply(self.flat, obs, self)
 
@@ -180,7 +193,10 @@ class PackedActorCritic:
     def _acting(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, batch_shape = self._inputs(obs)
         hs = self.hidden(x, via_sigmoid=x.shape[0] * self.width >= 2048)  # torch.tanh on a handful of rows only
-        return self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), batch_shape)
+        params, values = self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), batch_shape)
+        if self.gaussian:  # concat(μ, log σ), as StateIndependentLogStd
+            params = torch.cat([params, self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).expand_as(params)], -1)
+        return params, values
 
     def numpy_policy(self, n_rows: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
         """``obs -> (logits, V(s))`` in NumPy for a batch of ``n_rows`` observations, or None where it does not pay.
@@ -204,7 +220,16 @@ class PackedActorCritic:
         w = [t.numpy() for t in self.w]  # views of the flat weights, laid out as ``blocks``
         pairs = [(w[i].transpose(0, 2, 1), w[i + 1]) for i in range(2, 2 + 2 * self.n_hidden_pairs, 2)]
         # views (b_v [1], not a scalar copy)
-        return numpy_pair_forward(w[0].T, w[1], pairs, w[-4].T, w[-3], w[-2][0], w[-1], self.tanh)
+        forward = numpy_pair_forward(w[0].T, w[1], pairs, w[-4].T, w[-3], w[-2][0], w[-1], self.tanh)
+        if not self.gaussian:
+            return forward
+        log_std = self.log_std.numpy()  # a view: follows the updates
+
+        def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # concat(μ, log σ), as StateIndependentLogStd
+            mean, values = forward(obs)
+            bounded = np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+            return np.concatenate([mean, np.broadcast_to(bounded, mean.shape)], -1), values
+        return gaussian
 
     def policy_value_backward(self, obs: torch.Tensor, actions: torch.Tensor, policy_term: Callable,
                               returns: torch.Tensor, vf_coef: float, ent_coef: float = 0.0, with_entropy: bool = False):
@@ -212,24 +237,40 @@ class PackedActorCritic:
         its gradient written into ``flat.grad`` (overwritten: no zeroing needed), without autograd.
 
         ``policy_term(logprob) -> (loss, ∂loss/∂logprob, extra)`` is the algorithm's surrogate with its
-        gradient (PPO's clipped surrogate, A2C's -mean(A log π)). Returns ``(logits, policy_loss,
-        value_loss, entropy or None, extra)``; ``entropy`` (per state) only when ``ent_coef`` > 0 or ``with_entropy``.
+        gradient (PPO's clipped surrogate, A2C's -mean(A log π)). Returns ``(params, policy_loss,
+        value_loss, entropy or None, extra)``: ``params`` the distribution's (logits, or concat(μ, log σ)),
+        ``entropy`` (per state) only when ``ent_coef`` > 0 or ``with_entropy``.
 
         Speed only, same math as ``forward`` + the loss + ``backward()`` (``tests/math/test_packed_speed.py``
-        checks loss and gradient against autograd): with l the logits, p = softmax(l),
-        ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H), ∂mean((V-R)²)/∂V = 2 (V - R) / B;
-        then ``backward_into``. Only for a packed agent with a categorical head.
+        checks loss and gradient against autograd). Categorical, with l the logits and p = softmax(l):
+        ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H). Gaussian, with z = (a - μ)/σ:
+        ∂log π/∂μ = z/σ, ∂log π/∂log σ = z² - 1, ∂H/∂log σ = 1 (log σ bounded as ``StateIndependentLogStd``).
+        Both: ∂mean((V-R)²)/∂V = 2 (V - R) / B; then ``backward_into``.
         """
         x, _ = self._inputs(obs)
         B = x.shape[0]
         hs = self.hidden(x, via_sigmoid=True)
-        logits, values = self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), (B,))
+        out, values = self.outputs(hs[-1] if self.n_hidden_pairs else self.pairs(hs[0]), (B,))
+        if self.gaussian:
+            params, d_out, policy_loss, entropy, extra = self._gaussian_terms(out, actions, policy_term, ent_coef,
+                                                                              with_entropy)
+        else:
+            params, d_out, policy_loss, entropy, extra = self._categorical_terms(out, actions, policy_term, ent_coef,
+                                                                                 with_entropy)
+        diff = values - returns.reshape(B)
+        value_loss = diff.square().mean()
+        d_values = diff.mul_(2.0 * vf_coef / B)
+        self.backward_into(self._flat_grad_blocks(), x, hs, d_out, d_values)
+        return params, policy_loss, value_loss, entropy, extra
+
+    def _categorical_terms(self, logits, actions, policy_term, ent_coef, with_entropy):
+        """(logits, ∂loss/∂logits, policy loss, entropy or None, extra) of the policy part of the loss."""
+        B = logits.shape[0]
         logp = logits.log_softmax(-1)
         idx = actions.reshape(B, 1)
         if idx.dtype != torch.long:
             idx = idx.long()
-        logprob = logp.gather(-1, idx).squeeze(-1)
-        policy_loss, d_logprob, extra = policy_term(logprob)
+        policy_loss, d_logprob, extra = policy_term(logp.gather(-1, idx).squeeze(-1))
         p = logp.exp()
         entropy = -(p * logp).sum(-1) if ent_coef or with_entropy else None
         if ent_coef:
@@ -238,11 +279,33 @@ class PackedActorCritic:
         d_logits = p.mul_(d_lp).neg_().scatter_add_(-1, idx, d_lp)  # d (onehot - p)
         if ent_coef:
             d_logits += d_ent
-        diff = values - returns.reshape(B)
-        value_loss = diff.square().mean()
-        d_values = diff.mul_(2.0 * vf_coef / B)
-        self.backward_into(self._flat_grad_blocks(), x, hs, d_logits, d_values)
-        return logits, policy_loss, value_loss, entropy, extra
+        return logits, d_logits, policy_loss, entropy, extra
+
+    def _gaussian_terms(self, mean, actions, policy_term, ent_coef, with_entropy):
+        """(concat(μ, log σ), ∂loss/∂μ, policy loss, entropy or None, extra); writes ∂loss/∂log σ into flat.grad."""
+        B, d = mean.shape
+        raw = self.log_std
+        log_std = raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        inv_std = log_std.neg().exp_()
+        z = (actions.reshape(B, d) - mean).mul_(inv_std)  # (a - μ) / σ
+        logprob = (z.square().mul_(-0.5) - log_std).sum(-1) - d * _HALF_LOG_2PI
+        policy_loss, d_logprob, extra = policy_term(logprob)
+        d_lp = d_logprob.unsqueeze(-1)
+        d_mean = z * inv_std * d_lp  # ∂log π/∂μ = z / σ
+        d_log_std = ((z.square() - 1.0) * d_lp).sum(0)  # ∂log π/∂log σ = z² - 1
+        if ent_coef:
+            d_log_std -= ent_coef  # ∂(-ent_coef mean H)/∂log σ, H = Σ log σ + d (1 + log 2π) / 2
+        # the bound's rule (networks._BoundedLogStd): pass inside, and outside only towards the bounds
+        passes = ((raw >= LOG_STD_MIN) & (raw <= LOG_STD_MAX)) | ((raw > LOG_STD_MAX) & (d_log_std > 0)) \
+            | ((raw < LOG_STD_MIN) & (d_log_std < 0))
+        self._log_std_grad().copy_(d_log_std.mul_(passes))
+        entropy = (log_std.sum() + d * (0.5 + _HALF_LOG_2PI)).expand(B) if ent_coef or with_entropy else None
+        return torch.cat([mean, log_std.expand(B, d)], -1), d_mean, policy_loss, entropy, extra
+
+    def _log_std_grad(self) -> torch.Tensor:
+        self._flat_grad_blocks()  # makes flat.grad if it is missing
+        a, b = self._log_std_at
+        return self.flat.grad[a:b]
 
     def numpy_update(self, n_rows: int) -> "contextlib.AbstractContextManager | None":
         """The context to run ``policy_value_backward_numpy`` in for batches of ``n_rows``, or None where it
@@ -272,7 +335,7 @@ class PackedActorCritic:
         layers): ~300 us -> ~215 us, of which ~120 us are the three [2, 256, 64] x [2, 64, 64] products.
 
         ``policy_term`` takes and returns NumPy arrays. The gradient overwrites ``flat.grad``. The
-        returned logits are a buffer the next call overwrites: copy them to keep them. Run it inside
+        returned distribution parameters are a buffer the next call overwrites: copy them to keep them. Run it inside
         ``numpy_update(n_rows)``'s context, and only where that is not None.
         """
         w, g = self._numpy_blocks()
@@ -290,41 +353,27 @@ class PackedActorCritic:
             hs[k] += w[2 * k + 1]
             act(hs[k])
         last = hs[P]
-        logits = np.matmul(last[0], w[-4].T, out=buf["logits"])
-        logits += w[-3]
+        out = np.matmul(last[0], w[-4].T, out=buf["out"])
+        out += w[-3]
         values = np.matmul(last[1], w[-2][0], out=buf["values"])
         values += w[-1][0]
-        # log π and π from the logits, a column at a time (a reduction along a short last axis is slow)
-        n_out, col, total, p = logits.shape[1], buf["col"], buf["total"], buf["p"]
-        np.copyto(col, logits[:, 0])
-        for j in range(1, n_out):
-            np.maximum(col, logits[:, j], out=col)
-        logp = np.subtract(logits, col[:, None], out=buf["logp"])
-        np.exp(logp, out=p)
-        np.copyto(total, p[:, 0])
-        for j in range(1, n_out):
-            total += p[:, j]
-        p /= total[:, None]
-        logp -= np.log(total, out=col)[:, None]
-        rows, idx = buf["rows"], actions.reshape(B)
-        policy_loss, d_logprob, extra = policy_term(logp[rows, idx])
-        # ∂loss/∂logits: ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H)
-        d_logits = np.multiply(p, -d_logprob[:, None], out=buf["d_logits"])
-        d_logits[rows, idx] += d_logprob
-        entropy = -np.einsum("ij,ij->i", p, logp) if ent_coef or with_entropy else None
-        if ent_coef:
-            d_logits += p * (logp + entropy[:, None]) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
+        if self.gaussian:
+            params, d_out, policy_loss, entropy, extra = self._gaussian_terms_numpy(
+                out, actions, policy_term, ent_coef, with_entropy, buf)
+        else:
+            params, d_out, policy_loss, entropy, extra = self._categorical_terms_numpy(
+                out, actions, policy_term, ent_coef, with_entropy, buf)
         # ∂mean((V-R)²)/∂V = 2 (V - R) / B
         diff = values - returns.reshape(B)
         value_loss = np.mean(diff * diff)
         d_values = diff * (2.0 * vf_coef / B)
         # backward, the layout of backward_into: dW = dzᵀ h_in, db = Σ dz, dh_in = dz W
-        np.matmul(d_logits.T, last[0], out=g[-4])
-        np.sum(d_logits, 0, out=g[-3])
+        np.matmul(d_out.T, last[0], out=g[-4])
+        np.sum(d_out, 0, out=g[-3])
         np.matmul(d_values, last[1], out=g[-2][0])
         g[-1][0] = d_values.sum()
         dhs, tmps = buf["dh"], buf["tmp"]  # dh: ∂loss/∂h of each layer, shaped like hs, then dz in place
-        np.matmul(d_logits, w[-4], out=dhs[P][0])
+        np.matmul(d_out, w[-4], out=dhs[P][0])
         np.multiply(d_values[:, None], w[-2][0], out=dhs[P][1])
         for k in range(P, -1, -1):
             dh = dhs[k]
@@ -341,7 +390,62 @@ class PackedActorCritic:
             np.matmul(dh, w[2 * k], out=dhs[k - 1])
         np.matmul(dh.transpose(0, 2, 1), x, out=g[0].reshape(2, h, n_in))
         np.sum(dh, 1, out=g[1].reshape(2, h))
-        return logits, policy_loss, value_loss, entropy, extra
+        return params, policy_loss, value_loss, entropy, extra
+
+    @staticmethod
+    def _categorical_terms_numpy(logits, actions, policy_term, ent_coef, with_entropy, buf):
+        """``_categorical_terms`` in NumPy, into the buffers ``buf``."""
+        B, n_out = logits.shape
+        # log π and π from the logits, a column at a time (a reduction along a short last axis is slow)
+        col, total, p = buf["col"], buf["total"], buf["p"]
+        np.copyto(col, logits[:, 0])
+        for j in range(1, n_out):
+            np.maximum(col, logits[:, j], out=col)
+        logp = np.subtract(logits, col[:, None], out=buf["logp"])
+        np.exp(logp, out=p)
+        np.copyto(total, p[:, 0])
+        for j in range(1, n_out):
+            total += p[:, j]
+        p /= total[:, None]
+        logp -= np.log(total, out=col)[:, None]
+        rows, idx = buf["rows"], actions.reshape(B)
+        policy_loss, d_logprob, extra = policy_term(logp[rows, idx])
+        # ∂loss/∂logits: ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H)
+        d_logits = np.multiply(p, -d_logprob[:, None], out=buf["d_out"])
+        d_logits[rows, idx] += d_logprob
+        entropy = -np.einsum("ij,ij->i", p, logp) if ent_coef or with_entropy else None
+        if ent_coef:
+            d_logits += p * (logp + entropy[:, None]) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
+        return logits, d_logits, policy_loss, entropy, extra
+
+    def _gaussian_terms_numpy(self, mean, actions, policy_term, ent_coef, with_entropy, buf):
+        """``_gaussian_terms`` in NumPy: ∂loss/∂log σ goes into flat.grad, the rest as there."""
+        B, d = mean.shape
+        raw = self.log_std.numpy()
+        log_std = np.clip(raw, LOG_STD_MIN, LOG_STD_MAX)
+        inv_std = np.exp(-log_std)
+        z = np.subtract(actions.reshape(B, d), mean, out=buf["p"])
+        z *= inv_std  # (a - μ) / σ
+        z2 = z * z
+        logprob = (z2 * -0.5 - log_std).sum(-1) - d * _HALF_LOG_2PI
+        policy_loss, d_logprob, extra = policy_term(logprob)
+        d_lp = d_logprob[:, None]
+        d_mean = np.multiply(z, inv_std, out=buf["d_out"])
+        d_mean *= d_lp  # ∂log π/∂μ = z / σ
+        z2 -= 1.0
+        z2 *= d_lp
+        d_log_std = z2.sum(0)  # ∂log π/∂log σ = z² - 1
+        if ent_coef:
+            d_log_std -= ent_coef  # ∂(-ent_coef mean H)/∂log σ
+        passes = ((raw >= LOG_STD_MIN) & (raw <= LOG_STD_MAX)) | ((raw > LOG_STD_MAX) & (d_log_std > 0)) \
+            | ((raw < LOG_STD_MIN) & (d_log_std < 0))  # the bound's rule, as networks._BoundedLogStd
+        self._log_std_grad().numpy()[...] = np.where(passes, d_log_std, 0.0)
+        entropy = np.full(B, log_std.sum() + d * (0.5 + _HALF_LOG_2PI), np.float32) if ent_coef or with_entropy \
+            else None
+        params = buf["params"]
+        params[:, :d] = mean
+        params[:, d:] = log_std
+        return params, d_mean, policy_loss, entropy, extra
 
     def _numpy_buffers(self, n_rows: int) -> dict[str, np.ndarray]:
         """The arrays ``policy_value_backward_numpy`` writes into, allocated once per batch size.
@@ -357,8 +461,9 @@ class PackedActorCritic:
             cache[n_rows] = {
                 "hs": [empty(2, n_rows, n) for n in widths], "dh": [empty(2, n_rows, n) for n in widths],
                 "tmp": [empty(2, n_rows, n) for n in widths],
-                "logits": empty(n_rows, n_out), "values": empty(n_rows), "logp": empty(n_rows, n_out),
-                "p": empty(n_rows, n_out), "d_logits": empty(n_rows, n_out), "col": empty(n_rows),
+                "out": empty(n_rows, n_out), "values": empty(n_rows), "logp": empty(n_rows, n_out),
+                "p": empty(n_rows, n_out), "d_out": empty(n_rows, n_out), "col": empty(n_rows),
+                "params": empty(n_rows, 2 * n_out),
                 "total": empty(n_rows),
                 "rows": np.arange(n_rows)}
         return cache[n_rows]

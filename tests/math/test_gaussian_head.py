@@ -125,16 +125,18 @@ def test_acting_forward_equals_forward(act_space, net_arch):
     assert p1.shape == (2, 5, 6 if isinstance(act_space, gym.spaces.Box) else 3)
 
 
-def test_packed_actor_critic_falls_back_to_autograd_for_a_gaussian_actor():
+def test_packed_actor_critic_packs_a_gaussian_actor_with_log_std_last():
     torch.manual_seed(0)
     ac = ActorCritic(BOX_OBS, BOX_ACT, [16, 16])
     packed = PackedActorCritic(ac)
-    assert not packed.packed
+    assert packed.packed and packed.gaussian
     assert packed.flat.numel() == sum(p.numel() for p in ac.parameters())  # log σ is among the optimised weights
     x = torch.randn(7, 4)
-    torch.testing.assert_close(packed(x)[0], ac(x)[0])
-    packed(x)[0][:, 3:].sum().backward()  # the gradient reaches log σ through the flat tensor
+    torch.testing.assert_close(packed(x)[0], ac(x)[0])  # with gradients: the module's own forward
+    packed.flat.grad.zero_()
+    packed(x)[0][:, 3:].sum().backward()  # the gradient reaches log σ, the last 3 entries of the flat tensor
     assert ac.actor[-1].log_std.grad.tolist() == [7.0, 7.0, 7.0]
+    assert packed.flat.grad[-3:].tolist() == [7.0, 7.0, 7.0]
 
 
 # --------------------------------------------------------------------------- TRPO and PPO on a Gaussian policy

@@ -247,20 +247,21 @@ def test_optimizer_step_is_the_optimisers_own_step_and_keeps_hooks():
 
 
 @pytest.mark.parametrize("batch_size", [256, 64])
-def test_ppo_update_in_numpy_equals_the_torch_update(batch_size):
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_ppo_update_in_numpy_equals_the_torch_update(batch_size, gaussian):
     """Whole updates (K epochs, shuffled minibatches or one full batch, Adam, clipping, diagnostics):
     the NumPy path and the torch path end at the same weights and report the same figures."""
     from lucidrl.algos.ppo import PPOConfig, ppo_update
     from lucidrl.optim import Adam
-    a, packed, b, _ = _pair([64, 64], "tanh", n_actions=2)
+    a, packed, b, _ = _gaussian_pair([64, 64], "tanh", d=2) if gaussian else _pair([64, 64], "tanh", n_actions=2)
     twin = PackedActorCritic(b)
     twin.numpy_update = lambda n_rows: None  # the torch path
     g = torch.Generator().manual_seed(6)
     n = 256
     obs = torch.randn(n, 4, generator=g)
-    actions = torch.randint(0, 2, (n,), generator=g)
     with torch.no_grad():
         params_old, values_old = a(obs)
+    actions = a.head.sample(params_old, g)
     batch = {"obs": obs, "actions": actions, "logprob_old": a.head.log_prob(params_old, actions),
              "advantages": torch.randn(n, generator=g), "returns": torch.randn(n, generator=g),
              "values_old": values_old, "params_old": params_old}
@@ -275,3 +276,147 @@ def test_ppo_update_in_numpy_equals_the_torch_update(batch_size):
         assert out[0][key] == pytest.approx(out[1][key], rel=1e-4, abs=1e-5), key
     assert out[0]["train/gradient_steps"] == 4 * n // batch_size
     assert out[0]["diag/clip_fraction"] > 0  # the policy moved far enough for clipping to act
+
+
+def _gaussian_pair(net_arch, activation, d=3, log_std=None, seed=0):
+    torch.manual_seed(seed)
+    a = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (d,)), net_arch, activation, log_std_init=-0.3)
+    if log_std is not None:
+        with torch.no_grad():
+            a.actor[-1].log_std.copy_(torch.as_tensor(log_std))
+    b = copy.deepcopy(a)
+    packed, flat_b = PackedActorCritic(a), flat_parameters(b)
+    assert packed.packed and packed.gaussian
+    return a, packed, b, flat_b
+
+
+# log σ inside its bounds, and one component above the upper one (the bound's rule: the gradient may only pull
+# it back); below the lower bound σ = e^-20 makes every gradient ~1e9, see the test after the next
+LOG_STDS = [None, [3.0, -0.5, 0.2]]
+
+
+@pytest.mark.parametrize("net_arch, activation", ARCHS)
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+@pytest.mark.parametrize("log_std", LOG_STDS)
+@pytest.mark.parametrize("in_numpy", [False, True])
+def test_gaussian_ppo_gradient_without_autograd_equals_autograd(net_arch, activation, ent_coef, log_std, in_numpy):
+    """A Gaussian actor (state-independent log σ, last in the flat tensor): PPO's loss and gradient, torch and
+    NumPy paths, against ActorCritic + clipped_surrogate + the entropy bonus + backward()."""
+    a, packed, b, flat_b = _gaussian_pair(net_arch, activation, log_std=log_std)
+    g = torch.Generator().manual_seed(8)
+    n = 256
+    obs = torch.randn(n, 4, generator=g)
+    with torch.no_grad():
+        params_old = b.policy_params(obs)
+        actions = b.head.sample(params_old, g)
+        logprob_old = b.head.log_prob(params_old, actions) + 0.3 * torch.randn(n, generator=g)
+    adv, returns = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    clip, vf_coef = 0.2, 0.5
+    packed.flat.grad.fill_(123.0)  # overwritten, not accumulated
+    if in_numpy:
+        with packed.numpy_update(n):
+            params, pg, vl, ent, ratio = packed.policy_value_backward_numpy(
+                obs.numpy(), actions.numpy(),
+                lambda lp: clipped_surrogate_grad_numpy(lp, logprob_old.numpy(), adv.numpy(), clip),
+                returns.numpy(), vf_coef, ent_coef, with_entropy=True)
+        params, ratio, ent = (torch.from_numpy(np.array(v)) for v in (params, ratio, ent))
+        pg, vl = torch.tensor(float(pg)), torch.tensor(float(vl))
+    else:
+        params, pg, vl, ent, ratio = packed.policy_value_backward(
+            obs, actions, lambda lp: clipped_surrogate_grad(lp, logprob_old, adv, clip), returns, vf_coef, ent_coef,
+            with_entropy=True)
+    params_ref, values = b(obs)
+    logprob = b.head.log_prob(params_ref, actions)
+    pg_ref, diag = clipped_surrogate(logprob, logprob_old, adv, clip)
+    vl_ref = value_loss(values, None, returns, None)
+    entropy = b.head.entropy(params_ref)
+    (pg_ref + vf_coef * vl_ref - ent_coef * entropy.mean()).backward()
+    assert 0.05 < diag["diag/clip_fraction"] < 0.95
+    torch.testing.assert_close(params, params_ref.detach(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(pg, pg_ref.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(vl, vl_ref.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ratio, (logprob - logprob_old).exp().detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent.float(), entropy.detach(), atol=1e-5, rtol=1e-5)
+    _assert_same_grads(a, b)
+    if log_std is not None:  # the bounds were in play: one component's gradient is blocked, as autograd's
+        assert (b.actor[-1].log_std.grad == 0).any()
+
+
+@pytest.mark.parametrize("in_numpy", [False, True])
+def test_gaussian_log_std_below_its_bound_gets_autograds_gradient(in_numpy):
+    a, packed, b, _ = _gaussian_pair([16], "tanh", d=2, log_std=[-25.0, -0.5])
+    g = torch.Generator().manual_seed(10)
+    n = 64
+    obs, actions = torch.randn(n, 4, generator=g), torch.randn(n, 2, generator=g)
+    adv, returns = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    if in_numpy:
+        with packed.numpy_update(n):
+            packed.policy_value_backward_numpy(obs.numpy(), actions.numpy(), a2c_policy_term(adv.numpy()),
+                                               returns.numpy(), 0.5, 0.01)
+    else:
+        packed.policy_value_backward(obs, actions, a2c_policy_term(adv), returns, 0.5, 0.01)
+    params, values = b(obs)
+    loss, _, _ = a2c_loss(b.head.log_prob(params, actions), values, adv, returns, 0.5, b.head.entropy(params), 0.01)
+    loss.backward()
+    torch.testing.assert_close(a.actor[-1].log_std.grad, b.actor[-1].log_std.grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("in_numpy", [False, True])
+def test_gaussian_a2c_gradient_without_autograd_equals_autograd(in_numpy):
+    a, packed, b, flat_b = _gaussian_pair([64, 64], "tanh", d=1)
+    g = torch.Generator().manual_seed(9)
+    n = 40
+    obs = torch.randn(n, 4, generator=g)
+    actions = torch.randn(n, 1, generator=g)
+    adv, returns = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    if in_numpy:
+        with packed.numpy_update(n):
+            _, pl, vl, _, _ = packed.policy_value_backward_numpy(obs.numpy(), actions.numpy(),
+                                                                 a2c_policy_term(adv.numpy()), returns.numpy(), 0.5)
+    else:
+        _, pl, vl, _, _ = packed.policy_value_backward(obs, actions, a2c_policy_term(adv), returns, 0.5)
+    params, values = b(obs)
+    loss, pl_ref, vl_ref = a2c_loss(b.head.log_prob(params, actions), values, adv, returns, 0.5)
+    loss.backward()
+    assert float(pl) == pytest.approx(float(pl_ref.detach()), abs=1e-5, rel=1e-5)
+    assert float(vl) == pytest.approx(float(vl_ref.detach()), abs=1e-5, rel=1e-5)
+    _assert_same_grads(a, b)
+
+
+def test_gaussian_packed_acting_and_forward_equal_the_module():
+    a, packed, b, _ = _gaussian_pair([64, 64], "tanh", log_std=[3.0, 0.1, -0.2])
+    obs = torch.randn(8, 4)
+    params, values = b(obs)
+    for fwd in (packed.acting_forward(), packed.forward):
+        p, v = fwd(obs)
+        torch.testing.assert_close(p, params.detach(), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(v, values.detach(), atol=1e-6, rtol=1e-5)
+    # the module's own parameters are views of the flat tensor, log σ included
+    assert a.actor[-1].log_std.data_ptr() == packed.flat.data_ptr() + 4 * (packed.flat.numel() - 3)
+
+
+def test_gaussian_numpy_acting_rollout_matches_the_agent_and_is_reproducible():
+    def collect(seed):
+        torch.manual_seed(0)
+        agent = ActorCritic(gym.spaces.Box(-np.inf, np.inf, (3,)), gym.spaces.Box(-2, 2, (1,)), [64, 64], "tanh",
+                            log_std_init=-0.5)
+        net = PackedActorCritic(agent)
+        env = gym.make_vec("Pendulum-v1", num_envs=4, vectorization_mode="sync")
+        col = RolloutCollector(env, torch.device("cpu"), seed=0, generator=torch.Generator().manual_seed(seed))
+        assert net.numpy_policy(4) is not None
+        return agent, col.collect(net, 200)
+
+    agent, r = collect(0)
+    params, values = agent(r.obs)
+    with torch.no_grad():
+        torch.testing.assert_close(r.params_old, params, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(r.values_old, values, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(r.logprob_old, agent.head.log_prob(params, r.actions), atol=1e-5, rtol=1e-5)
+        mean, log_std = agent.head.split(params)
+        z = (r.actions - mean) / log_std.exp()  # the stored, unclipped sample: standard normal noise
+    assert abs(float(z.mean())) < 0.1 and abs(float(z.std()) - 1.0) < 0.1
+    assert (r.actions.abs() > 2).any()  # stored unclipped (only the env's copy is clipped to [-2, 2])
+    _, same = collect(0)
+    assert torch.equal(same.actions, r.actions)
+    _, other = collect(1)
+    assert not torch.equal(other.actions, r.actions)
