@@ -45,9 +45,17 @@ gradients against ``ActorCritic.forward``):
   NumPy on views of the same weights, ~10 us against ~33 us for the packed torch forward plus
   ~10 us for torch's sampling (see ``lucidrl.rollout``).
 
+* **Gaussian actors** (Box actions, a state-independent log σ, ``networks.StateIndependentLogStd``):
+  log σ sits last in the flat tensor, after the packed layers. The update's gradient is written out
+  the same way, with z = (a - μ)/σ: ∂log π/∂μ = z/σ, ∂log π/∂log σ = z² - 1, ∂H/∂log σ = 1, and
+  the log σ bound's rule of ``networks._BoundedLogStd``; acting samples μ + σ ε in NumPy. The
+  autograd ``forward`` of a Gaussian agent is the module's own (its parameters are views of the
+  flat tensor, so its gradients land in ``flat.grad`` too). On HalfCheetah-v5's preset (256x256
+  ReLU MLPs, minibatches of 64) a gradient step ~1,020 us (autograd) -> ~600 us (NumPy), and a
+  50k-step run trains at ~2,500 env steps/s against ~1,450 before.
+
 Layouts other than two tanh or ReLU MLPs with equal hidden sizes on a flat Box observation (a
-shared trunk, one-hot observations, ELU) and Gaussian actors (Box actions: the state-independent
-log σ is not part of the packed layout) fall back to ``flat_parameters`` and the module's own
+shared trunk, one-hot observations, ELU) fall back to ``flat_parameters`` and the module's own
 forward with autograd; ``numpy_policy`` returns None for them (and for other devices, float64,
 and batches above 4,096 hidden units x rows, where NumPy's BLAS may go multi-threaded).
 """
