@@ -46,7 +46,10 @@ class RunningMeanStd(nn.Module):
         """Add a batch x of shape [B, *shape] (B >= 1)."""
         if isinstance(x, np.ndarray) and self.mean.device.type == "cpu":  # speed: NumPy on small CPU arrays
             x = x.reshape(-1, *self.mean.shape).astype(np.float64, copy=False)
-            self.update_from_moments(x.mean(0), x.var(0), x.shape[0])
+            if x.shape[0] == 1:  # one env: the batch's mean is its row and its variance 0, exactly as mean/var give
+                self.update_from_moments(x[0], 0.0, 1)
+            else:
+                self.update_from_moments(x.mean(0), x.var(0), x.shape[0])
             return
         x = torch.as_tensor(x, device=self.mean.device).to(torch.float64).reshape(-1, *self.mean.shape)
         self.update_from_moments(x.mean(0), x.var(0, unbiased=False), x.shape[0])
@@ -58,7 +61,7 @@ class RunningMeanStd(nn.Module):
         update runs in NumPy on views of the buffers (less per-call overhead than torch ops on a few numbers).
         """
         if self.mean.device.type == "cpu" and not isinstance(batch_mean, torch.Tensor):
-            mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()  # views: written in place
+            mean, var, count = self.numpy_views()  # written in place
         else:
             mean, var, count = self.mean, self.var, self.count
         delta = batch_mean - mean
@@ -67,6 +70,14 @@ class RunningMeanStd(nn.Module):
         mean += delta * (batch_count / total)  # (N1)
         var[...] = m2 / total
         count[...] = total
+
+    def numpy_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """NumPy views of (mean, var, count) on the CPU, made once per storage (this runs at every env step)."""
+        key = (self.mean.data_ptr(), self.var.data_ptr(), self.count.data_ptr())
+        cached = self.__dict__.get("_views")
+        if cached is None or cached[0] != key:
+            self._views = cached = (key, (self.mean.numpy(), self.var.numpy(), self.count.numpy()))
+        return cached[1]
 
 
 class ObsNormalizer(nn.Module):
@@ -88,7 +99,8 @@ class ObsNormalizer(nn.Module):
         self.rms.update(raw_obs)
         if self.rms.mean.device.type != "cpu":
             return self(torch.as_tensor(raw_obs, device=self.rms.mean.device)).cpu().numpy()
-        z = (raw_obs - self.rms.mean.numpy()) / np.sqrt(self.rms.var.numpy() + self.epsilon)  # (N2)
+        mean, var, _ = self.rms.numpy_views()
+        z = (raw_obs - mean) / np.sqrt(var + self.epsilon)  # (N2)
         return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     @torch.no_grad()
@@ -133,7 +145,8 @@ class RewardScaler(nn.Module):
             if seen.size:
                 self.rms.update(seen)
             self.returns[np.asarray(done, dtype=bool)] = 0.0  # a new episode starts its return at 0
-        std = math.sqrt(float(self.rms.var) + self.epsilon)
+        std = math.sqrt(float(self.rms.numpy_views()[1] if self.rms.var.device.type == "cpu" else self.rms.var)
+                        + self.epsilon)
         return np.clip(reward / std, -self.clip_reward, self.clip_reward).astype(np.float32)  # (N3)
 
     def forward(self, reward: np.ndarray) -> np.ndarray:

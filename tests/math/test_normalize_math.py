@@ -38,6 +38,21 @@ def test_running_mean_std_equals_numpy_over_the_concatenated_batches(as_tensor):
     np.testing.assert_allclose(rms.var.numpy(), var, rtol=1e-12)
 
 
+def test_one_row_batches_take_the_exact_same_steps_as_the_general_update():
+    """update() on one row (one env: the mean is the row, the variance 0) is bit-identical to the general
+    (N1) merge of that row's np.mean / np.var, and the cached NumPy views follow a reload."""
+    rng = np.random.default_rng(1)
+    fast, ref = RunningMeanStd((5,)), RunningMeanStd((5,))
+    for _ in range(200):
+        x = rng.normal(3.0, 4.0, (1, 5))
+        fast.update(x)
+        ref.update_from_moments(x.mean(0), x.var(0), 1)
+    for k in ("mean", "var", "count"):
+        assert torch.equal(getattr(fast, k), getattr(ref, k)), k
+    fast.load_state_dict(RunningMeanStd((5,)).state_dict())  # copied into the same buffers
+    assert fast.numpy_views()[0].tolist() == [0.0] * 5 and float(fast.numpy_views()[2]) == pytest.approx(1e-4)
+
+
 def test_obs_normalizer_standardises_and_clips_and_forward_changes_nothing():
     norm = ObsNormalizer((2,), clip_obs=2.0)
     x = np.array([[0.0, 100.0], [2.0, 100.0], [4.0, 100.0]], np.float32)
