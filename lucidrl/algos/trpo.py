@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,7 +50,8 @@ from lucidrl.config import (FloatOrSchedule, check, check_ints, check_log_std_in
 from lucidrl.errors import ConfigError
 from lucidrl.flat_mlp import FlatMLP, numpy_actor_critic
 from lucidrl.linalg import conjugate_gradient, flat_grad
-from lucidrl.networks import ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat
+from lucidrl.networks import (LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead,
+                              FlattenFloat)
 from lucidrl.optim import Adam, flat_parameters, optimizer_step, zero_grad
 
 
@@ -405,17 +407,26 @@ class TRPO(Algorithm):
         # speed only: the critic's passes written out, and NumPy acting (lucidrl.flat_mlp); None: autograd
         flat_obs = isinstance(self.agent.encoder, FlattenFloat)
         self._fast_critic = FlatMLP.of(self.agent.critic, critic_phi) if flat_obs else None
-        categorical = flat_obs and isinstance(self.agent.head, CategoricalHead)
-        self._fast_actor = FlatMLP.of(self.agent.actor, self.actor_theta) if categorical else None
+        known_head = flat_obs and isinstance(self.agent.head, (CategoricalHead, DiagGaussianHead))
+        self._fast_actor = FlatMLP.of(self.agent.actor, self.actor_theta) if known_head else None
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}
 
     def _numpy_policy(self):
-        """obs -> (logits, V(s)) in NumPy on this rollout's weights, or None (speed only; see lucidrl.flat_mlp)."""
+        """obs -> (distribution parameters, V(s)) in NumPy on this rollout's weights, or None (speed only; see
+        lucidrl.flat_mlp): logits, or concat(μ, log σ) with log σ bounded as StateIndependentLogStd."""
         if self._fast_actor is None or self._fast_critic is None or self.env.num_envs * max(self.config.net_arch, default=1) > 4096:
             return None
-        return numpy_actor_critic(self._fast_actor, self._fast_critic)
+        forward = numpy_actor_critic(self._fast_actor, self._fast_critic)
+        if self._fast_actor.log_std_slice is None:
+            return forward
+        log_std = np.clip(self.actor_theta.detach()[self._fast_actor.log_std_slice].numpy(), LOG_STD_MIN, LOG_STD_MAX)
+
+        def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            mean, values = forward(obs)
+            return np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], -1), values
+        return gaussian
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
               checkpoint_freq: int | None = None, callback: Callable[["TRPO", dict], bool | None] | None = None) -> "TRPO":

@@ -146,6 +146,22 @@ def test_numpy_actor_critic_matches_the_torch_forwards():
         np.testing.assert_allclose(values, critic_wide(torch.from_numpy(obs)).numpy()[:, 0], rtol=1e-5, atol=1e-6)
 
 
+def test_trpo_numpy_acting_of_a_gaussian_actor_equals_the_agents_forward():
+    """TRPO's NumPy policy for Box actions: concat(μ, bounded log σ) and V(s), as the agent's own forward."""
+    import lucidrl
+    model = lucidrl.TRPO("Pendulum-v1", preset=False, seed=0, verbose=0, n_envs=2, n_steps=64, batch_size=64)
+    with torch.no_grad():
+        model.agent.actor[-1].log_std.copy_(torch.tensor([3.0]))  # above the bound: acting sees it clamped
+    policy = model._numpy_policy()
+    assert policy is not None
+    obs = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    params, values = policy(obs)
+    with torch.no_grad():
+        ref_params, ref_values = model.agent(torch.from_numpy(obs))
+    np.testing.assert_allclose(params, ref_params.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values, ref_values.numpy(), rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- Gaussian actors
 def _gaussian_actor(seed=0, n=24):
     import gymnasium as gym
