@@ -421,7 +421,7 @@ class PackedActorCritic:
         # ∂loss/∂logits: ∂log π(a)/∂l = onehot(a) - p, ∂H/∂l = -p (log p + H)
         d_logits = np.multiply(p, -d_logprob[:, None], out=buf["d_out"])
         d_logits[rows, idx] += d_logprob
-        entropy = -np.einsum("ij,ij->i", p, logp) if ent_coef or with_entropy else None
+        entropy = -(p * logp).sum(-1) if ent_coef or with_entropy else None
         if ent_coef:
             d_logits += p * (logp + entropy[:, None]) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
         return logits, d_logits, policy_loss, entropy, extra
