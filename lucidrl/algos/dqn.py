@@ -28,7 +28,9 @@ presets carry over: every ``train_freq`` calls of ``env.step`` (each call is ``n
 if more than ``learning_starts`` env steps were taken, ``gradient_steps`` gradient steps
 (-1: as many as env steps just collected); the target network is updated every
 ``target_update_interval // n_envs`` calls of ``env.step``, during collection. Before
-``learning_starts`` the actions are uniformly random.
+``learning_starts`` the actions are uniformly random. ``learn`` runs whole rounds, as SB3 does,
+so the last one may overshoot ``total_timesteps`` (the zoo's CartPole budget of 50,000 steps is
+50,176 in both libraries: 196 rounds of 256).
 
 Deviations from the paper, each with a switch: Adam instead of RMSProp (``learning_rate``, as
 SB3), gradient-norm clipping (``max_grad_norm``, SB3's 10), Huber loss instead of error clipping
@@ -412,7 +414,7 @@ class DQN(Algorithm):
         while self.num_timesteps < target:
             # 1. act ε-greedily for train_freq calls of env.step, storing transitions in the replay memory
             steps_before, calls_before = self.num_timesteps, self.n_calls
-            n_calls = min(cfg.train_freq, -(-(target - self.num_timesteps) // N))
+            n_calls = cfg.train_freq  # whole rounds, as SB3: the last one may overshoot total_timesteps
             ep_returns, ep_lengths = self._collect(n_calls, target)
 
             # 2. (E4) target updates due during this collection; the online net was fixed meanwhile,
