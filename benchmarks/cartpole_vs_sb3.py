@@ -16,7 +16,7 @@ What it measures, per (library, seed) run:
 * ``peak_rss_mib``: peak resident memory of the worker process (``resource.getrusage``);
 * ``load_before``: the 1-minute load average when the run started (on 2 cores, above ~0.5 means
   another job was running); ``run_id``: the start time of the invocation, shared by its rows.
-* ``code``: the lucidrl commit measured (``git describe --dirty``: "-dirty" marks uncommitted changes).
+* ``code``: the lucidrl commit measured ("-dirty": the library or the benchmark scripts had uncommitted changes).
 
 How:
 

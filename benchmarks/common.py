@@ -18,11 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def code_version() -> str:
-    """The lucidrl commit the run measured, with "-dirty" when the working tree had uncommitted changes."""
+    """The lucidrl commit the run measured, with "-dirty" when the library or the benchmark scripts had
+    uncommitted changes (results files and docs do not count: the runs themselves append to them)."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "lucidrl", "benchmarks/*.py",
+                                  "pyproject.toml"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        return (head + ("-dirty" if changed.strip() else "")) if head else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -244,7 +244,8 @@ def render_speed(results_dir: Path) -> list[str]:
              "seeds. Every run of the current record format is listed, newest first, so the spread between runs shows. "
              "Load: the 1-minute load average when each run started; a run adds about 1 itself, so on 2 cores a value "
              "above ~1.5 means another job was running. Run: its start time, and the lucidrl commit it measured "
-             "where recorded (`-dirty`: with uncommitted changes).", "",
+             "where recorded (`-dirty`: with uncommitted changes; in rows before 2026-11-30 08:50 these may be only the "
+             "results files the runs append to, later rows count the library and the scripts only).", "",
              "| algorithm | budget | torch threads | lucidrl train time (s), seeds 0/1/2 | peer train time (s) | "
              "median ratio lucidrl / peer | bar | lucidrl returns | peer returns | load | run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
