@@ -212,3 +212,24 @@ def numpy_actor_critic(actor: FlatMLP, critic: FlatMLP) -> Callable[[np.ndarray]
     pairs = [(np.stack([wa.T, wc.T]), np.stack([ba, bc])[:, None, :]) for (wa, ba), (wc, bc) in zip(a[1:-1], c[1:-1])]
     return numpy_pair_forward(w0, b0, pairs, a[-1][0].T.copy(), a[-1][1].copy(), c[-1][0][0].copy(), c[-1][1].copy(),
                               actor.tanh)
+
+
+def numpy_rollout_policy(actor: FlatMLP | None, critic: FlatMLP | None,
+                         n_rows: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """obs -> (distribution parameters, V(s)) in NumPy for one rollout's acting (``RolloutCollector.collect``'s
+    ``numpy_policy``), on copies of the current weights: logits, or concat(μ, log σ) with log σ bounded as
+    ``StateIndependentLogStd`` for a Gaussian actor. None without a FlatMLP for either network, or when
+    ``n_rows`` x the widest layer exceeds 4,096 (NumPy's BLAS may go multi-threaded there). Used by TRPO
+    and VPG, whose actor and critic have an optimiser each (PPO and A2C use ``lucidrl.packed``).
+    """
+    if actor is None or critic is None or n_rows * max(w.shape[0] for w, _ in actor.weights) > 4096:
+        return None
+    forward = numpy_actor_critic(actor, critic)
+    if actor.log_std_slice is None:
+        return forward
+    log_std = np.clip(actor.flat.detach()[actor.log_std_slice].numpy(), LOG_STD_MIN, LOG_STD_MAX)
+
+    def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, values = forward(obs)
+        return np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], -1), values
+    return gaussian

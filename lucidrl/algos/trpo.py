@@ -38,7 +38,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,10 +47,9 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import (FloatOrSchedule, check, check_ints, check_log_std_init, check_network,
                             check_normalization, check_schedule, value_at)
 from lucidrl.errors import ConfigError
-from lucidrl.flat_mlp import FlatMLP, numpy_actor_critic
+from lucidrl.flat_mlp import FlatMLP, numpy_rollout_policy
 from lucidrl.linalg import conjugate_gradient, flat_grad
-from lucidrl.networks import (LOG_STD_MAX, LOG_STD_MIN, ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead,
-                              FlattenFloat)
+from lucidrl.networks import ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat
 from lucidrl.optim import Adam, flat_parameters, optimizer_step, zero_grad
 
 
@@ -414,19 +412,8 @@ class TRPO(Algorithm):
         return {"critic_optimizer": self.critic_optimizer}
 
     def _numpy_policy(self):
-        """obs -> (distribution parameters, V(s)) in NumPy on this rollout's weights, or None (speed only; see
-        lucidrl.flat_mlp): logits, or concat(μ, log σ) with log σ bounded as StateIndependentLogStd."""
-        if self._fast_actor is None or self._fast_critic is None or self.env.num_envs * max(self.config.net_arch, default=1) > 4096:
-            return None
-        forward = numpy_actor_critic(self._fast_actor, self._fast_critic)
-        if self._fast_actor.log_std_slice is None:
-            return forward
-        log_std = np.clip(self.actor_theta.detach()[self._fast_actor.log_std_slice].numpy(), LOG_STD_MIN, LOG_STD_MAX)
-
-        def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            mean, values = forward(obs)
-            return np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], -1), values
-        return gaussian
+        """obs -> (distribution parameters, V(s)) in NumPy on this rollout's weights, or None (speed only)."""
+        return numpy_rollout_policy(self._fast_actor, self._fast_critic, self.env.num_envs)
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
               checkpoint_freq: int | None = None, callback: Callable[["TRPO", dict], bool | None] | None = None) -> "TRPO":

@@ -57,6 +57,11 @@ Deviations from the papers, each with a switch: advantage (Ψ) normalisation per
 (``normalize_advantage``, Spinning Up does it), an entropy bonus (``ent_coef``, off), gradient
 clipping (``max_grad_norm``, off), orthogonal initialisation (``ortho_init``, off as in
 Spinning Up).
+
+Speed (speed only, same math; ``tests/math/test_vpg_math.py``): for MLPs on flat observations the
+collector acts in NumPy on copies of each rollout's weights (``lucidrl.flat_mlp.numpy_rollout_policy``,
+as TRPO), and the critic's regression (E4) is written out (``FlatMLP.forward`` / ``vjp``, no autograd).
+VPG with GAE on CartPole-v1 (300k steps, 1 thread): ~7.3 s -> ~4.9 s a run.
 """
 
 from __future__ import annotations
@@ -71,7 +76,8 @@ from lucidrl.advantages import discounted_returns, explained_variance, gae, norm
 from lucidrl.agent import Algorithm
 from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
                             check_schedule, value_at)
-from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.flat_mlp import FlatMLP, numpy_rollout_policy
+from lucidrl.networks import ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat
 from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
 from lucidrl.rollout import Rollout
 
@@ -201,13 +207,25 @@ def policy_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, params: li
 
 
 def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
-               obs: torch.Tensor, targets: torch.Tensor, n_updates: int) -> dict[str, float]:
-    """(E4) ``n_updates`` full-batch Adam steps of V(s) towards G_t; returns the mean and the last loss."""
+               obs: torch.Tensor, targets: torch.Tensor, n_updates: int, fast: FlatMLP | None = None) -> dict[str, float]:
+    """(E4) ``n_updates`` full-batch Adam steps of V(s) towards G_t; returns the mean and the last loss.
+
+    ``fast``: the critic as a :class:`FlatMLP` over ``params``' one flat tensor, to skip autograd (speed
+    only: ∂mean((V - G)²)/∂V = 2 (V - G) / B backpropagated by hand, ``FlatMLP.vjp``; tested against autograd).
+    """
     losses = []
+    x = agent.encoder(obs) if fast is not None else None
     for _ in range(n_updates):
-        value_loss = F.mse_loss(agent.value(obs), targets)  # (E4)
-        zero_grad(params)
-        value_loss.backward()
+        if fast is None:
+            value_loss = F.mse_loss(agent.value(obs), targets)  # (E4)
+            zero_grad(params)
+            value_loss.backward()
+        else:
+            with torch.no_grad():
+                values, hs = fast.forward(x)
+                diff = values.squeeze(-1) - targets
+                value_loss = diff.square().mean()  # (E4)
+                fast.vjp(hs, diff.mul_(2.0 / diff.shape[0]).unsqueeze(-1), out=fast.flat.grad)
         optimizer.step()
         losses.append(value_loss.detach())
     losses = torch.stack(losses)
@@ -241,6 +259,12 @@ class VPG(Algorithm):
         self._critic_params = [flat_parameters(self.agent.critic)]
         self.policy_optimizer = Adam(self._policy_params, lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
         self.critic_optimizer = Adam(self._critic_params, lr=value_at(cfg.critic_learning_rate, 1.0), eps=cfg.adam_eps)
+        # speed only: acting in NumPy on copies of each rollout's weights, the critic's regression written
+        # out (lucidrl.flat_mlp; None: torch and autograd)
+        flat_obs = isinstance(self.agent.encoder, FlattenFloat)
+        known_head = flat_obs and isinstance(self.agent.head, (CategoricalHead, DiagGaussianHead))
+        self._fast_actor = FlatMLP.of(self.agent.actor, self._policy_params[0]) if known_head else None
+        self._fast_critic = FlatMLP.of(self.agent.critic, self._critic_params[0]) if flat_obs else None
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy_optimizer": self.policy_optimizer, "critic_optimizer": self.critic_optimizer}
@@ -263,7 +287,8 @@ class VPG(Algorithm):
                     group["lr"] = rate
 
             # 1. collect T steps in each of the N envs with the current policy
-            rollout = collector.collect(self.agent, cfg.n_steps)
+            rollout = collector.collect(self.agent, cfg.n_steps, numpy_policy=numpy_rollout_policy(
+                self._fast_actor, self._fast_critic, self.env.num_envs))
             steps_before = self.num_timesteps
             self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -275,7 +300,7 @@ class VPG(Algorithm):
             metrics = policy_step(self.agent, self.policy_optimizer, self._policy_params, batch, cfg)
             if cfg.uses_critic:
                 metrics.update(fit_critic(self.agent, self.critic_optimizer, self._critic_params, batch["obs"],
-                                          batch["targets"], cfg.n_critic_updates))
+                                          batch["targets"], cfg.n_critic_updates, fast=self._fast_critic))
                 metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["targets"])
                 metrics["train/critic_learning_rate"] = critic_lr
             self.n_updates += 1

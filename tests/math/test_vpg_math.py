@@ -266,3 +266,35 @@ def test_psi_bootstraps_only_where_a_critic_exists():
     r_ = _rollout(r, torch.tensor([[True], [False]]), torch.tensor([[False], [False]]), v, nv)
     _, targets = psi_and_targets(r_, VPGConfig(psi="gae", gamma=g))
     assert targets[0, 0] == 1.0
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_vpg_speed_paths_equal_autograd_and_the_agents_forward(env_id):
+    """The critic's written-out regression lands where autograd's does, and the NumPy acting policy
+    (logits, or concat(μ, log σ)) and V(s) equal the agent's own forward."""
+    import numpy as np
+
+    import lucidrl
+    from lucidrl.algos.vpg import fit_critic
+    from lucidrl.flat_mlp import numpy_rollout_policy
+
+    m = lucidrl.VPG(env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32)
+    assert m._fast_actor is not None and m._fast_critic is not None
+    obs = torch.randn(64, m.observation_space.shape[0], generator=torch.Generator().manual_seed(0))
+    policy = numpy_rollout_policy(m._fast_actor, m._fast_critic, 2)
+    params, values = policy(obs[:2].numpy())
+    with torch.no_grad():
+        ref_params, ref_values = m.agent(obs[:2])
+    np.testing.assert_allclose(params, ref_params.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values, ref_values.numpy(), rtol=1e-5, atol=1e-6)
+
+    targets = torch.randn(64, generator=torch.Generator().manual_seed(1)) * 10
+    twin = lucidrl.VPG(env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32)  # the same initial weights
+    assert torch.equal(twin._critic_params[0], m._critic_params[0])
+    out = []
+    for model, fast in ((m, m._fast_critic), (twin, None)):
+        opt = torch.optim.SGD(model._critic_params, lr=1e-3)  # not Adam: it would hide a wrong gradient scale
+        out.append(fit_critic(model.agent, opt, model._critic_params, obs, targets, 5, fast=fast))
+    torch.testing.assert_close(m._critic_params[0], twin._critic_params[0], rtol=1e-4, atol=1e-6)
+    assert out[0]["loss/value"] == pytest.approx(out[1]["loss/value"], rel=1e-4)
+    assert out[0]["diag/value_loss_last"] < out[0]["diag/value_loss_before"]  # the regression made progress
