@@ -4,7 +4,8 @@ verbose=0: silent. verbose=1: a progress bar (steps, episode return, steps/s, ET
 start/end lines. verbose=2: also a table of every metric at each log step.
 
 Files are written only when a run directory is given: ``metrics.csv`` (one row per update,
-one column per metric, ``time/total_timesteps`` first) and TensorBoard event files.
+one column per metric, ``time/total_timesteps`` first; on disk within a second, and at close) and
+TensorBoard event files (at most ``TB_MIN_INTERVAL_S`` apart, the last row always).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 STEP_KEY = "time/total_timesteps"
+TB_MIN_INTERVAL_S = 0.01
+"""TensorBoard gets at most one row per this many seconds (and always the last one); metrics.csv gets every row.
+
+Why: TensorBoard's event files checksum every record with a pure-Python CRC32C, ~0.3 ms for a row of
+~17 metrics. A2C on CartPole logs 2,500 updates in ~1.4 s of training: every row to TensorBoard made
+the run ~1.6x slower (1.39 s -> 2.17 s measured); at most 100 rows a second caps the cost near 3%."""
 
 
 class Logger:
@@ -34,15 +41,19 @@ class Logger:
         self._bar = None
         self._tb = None
         self._csv_file = None
+        self._flushed = 0.0
+        self._tb_written, self._tb_pending = -math.inf, None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if append and (self.run_dir / "metrics.csv").exists():
                 self.rows = read_metrics(self.run_dir / "metrics.csv")
                 self.columns += [k for k in (self.rows[0] if self.rows else {}) if k not in self.columns]
             if tensorboard:
+                from tensorboard.compat.proto.summary_pb2 import Summary
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(self.run_dir))
+                self._summary, self._summary_value = Summary, Summary.Value
 
     # ------------------------------------------------------------------ console
     def info(self, message: str) -> None:
@@ -90,11 +101,21 @@ class Logger:
         if self.verbose >= 2:
             self.info(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if self._tb is not None:
-            for k, v in row.items():
-                if k != STEP_KEY and isinstance(v, (int, float)):
-                    self._tb.add_scalar(k, v, step)
+            now = time.perf_counter()
+            if now - self._tb_written >= TB_MIN_INTERVAL_S:
+                self._write_tb(row)
+                self._tb_written = now
+            else:
+                self._tb_pending = row  # written at the next row that is due, or at close
         if self.run_dir is not None:
             self._write_csv(new_columns=bool(new))
+
+    def _write_tb(self, row: dict[str, Any]) -> None:
+        """One TensorBoard event holding every scalar of the row (one add_scalar per metric costs ~30 us each)."""
+        values = [self._summary_value(tag=k, simple_value=float(v)) for k, v in row.items()
+                  if k != STEP_KEY and isinstance(v, (int, float))]
+        self._tb.file_writer.add_summary(self._summary(value=values), row[STEP_KEY])
+        self._tb_pending = None
 
     def _write_csv(self, new_columns: bool) -> None:
         path = self.run_dir / "metrics.csv"
@@ -107,13 +128,18 @@ class Logger:
             self._csv.writerows(self.rows)
         else:
             self._csv.writerow(self.rows[-1])
-        self._csv_file.flush()
+        now = time.perf_counter()
+        if new_columns or now - self._flushed >= 1.0:  # on disk within a second (and at close), not at every row
+            self._csv_file.flush()
+            self._flushed = now
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         if self._tb is not None:
+            if self._tb_pending is not None:  # the last row always reaches TensorBoard
+                self._write_tb(self._tb_pending)
             self._tb.flush()
             self._tb.close()
             self._tb = None

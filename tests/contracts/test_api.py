@@ -199,3 +199,22 @@ def test_optimizer_state_is_restored_only_under_the_same_parameter_layout(tmp_pa
     assert old.optimizer.state_dict()["state"] == {}
     for (k, a), b in zip(model.agent.state_dict().items(), old.agent.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+def test_logger_keeps_every_row_in_csv_and_throttles_tensorboard_keeping_the_last(tmp_path, monkeypatch):
+    """metrics.csv gets every row; TensorBoard at most one row per TB_MIN_INTERVAL_S, and always the last one."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import lucidrl.logging as lg
+    monkeypatch.setattr(lg, "TB_MIN_INTERVAL_S", 3600.0)  # only the first row is due, then the last at close
+    logger = lg.Logger(tmp_path, verbose=0)
+    logger.start(1000, 0, progress_bar=False)
+    for i in range(1, 51):
+        logger.record(i * 10, {"loss/value": float(i)})
+    logger.close()
+    rows = lg.read_metrics(tmp_path / "metrics.csv")
+    assert [r["loss/value"] for r in rows] == [float(i) for i in range(1, 51)]
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    events = acc.Scalars("loss/value")
+    assert [(e.step, e.value) for e in events] == [(10, 1.0), (500, 50.0)]
