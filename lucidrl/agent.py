@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lucidrl import __version__
-from lucidrl.checkpoint import (load_checkpoint, optimizer_from_flat, optimizer_to_flat,
+from lucidrl.checkpoint import (load_checkpoint, optimizer_from_flat, optimizer_to_flat, remap_optimizer_tensors,
                                 save_checkpoint)
 from lucidrl.config import config_to_dict, resolve_config
 from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
@@ -313,14 +313,21 @@ class Algorithm:
             meta = state.get("optimizers", {}).get(name)
             if meta is None:
                 raise CheckpointError(f"corrupt checkpoint: no state for optimiser {name!r} in state.json")
-            if meta.get("layout") != model._parameter_layout(opt):
-                # Adam's moments are stored per optimiser tensor; when the weights are packed into
-                # that tensor in another order (a checkpoint of an older lucidrl), they would be
-                # paired with the wrong weights. The weights load by name; the moments start afresh.
-                model.notes.append(f"{algo}: optimiser {name!r} state not restored (saved with another parameter "
-                                   "layout, by an older lucidrl); training resumes with fresh optimiser moments")
-                continue
-            optimizer_from_flat(f"optim/{name}", opt, tensors, meta)
+            layout = model._parameter_layout(opt)
+            opt_tensors = tensors
+            if meta.get("layout") != layout:
+                # Adam's moments are stored per optimiser tensor; when the weights are packed into that
+                # tensor in another order (a checkpoint of an older lucidrl), each weight's slice of the
+                # moments moves to its new place; where the layouts cannot be matched, they start afresh.
+                moved = remap_optimizer_tensors(f"optim/{name}", tensors, meta, meta.get("layout") or [], layout)
+                if moved is None:
+                    model.notes.append(f"{algo}: optimiser {name!r} state not restored (saved with another "
+                                       "parameter layout, by an older lucidrl); training resumes with fresh "
+                                       "optimiser moments")
+                    continue
+                opt_tensors = {**tensors, **moved}
+                model.notes.append(f"{algo}: optimiser {name!r} state moved from an older parameter layout")
+            optimizer_from_flat(f"optim/{name}", opt, opt_tensors, meta)
         model.num_timesteps = int(state.get("num_timesteps", 0))
         model.n_updates = int(state.get("n_updates", 0))
         for k, v in state.get("attributes", {}).items():

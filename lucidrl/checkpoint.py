@@ -140,3 +140,44 @@ def optimizer_from_flat(prefix: str, optimizer: torch.optim.Optimizer, tensors: 
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"the optimiser state {prefix!r} in the checkpoint does not fit this model ({e})") from None
+
+
+def remap_optimizer_tensors(prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], saved_layout: list,
+                            layout: list) -> dict[str, torch.Tensor] | None:
+    """The optimiser's per-weight state tensors (Adam's moments) moved from ``saved_layout`` to ``layout``.
+
+    A layout (``Algorithm._parameter_layout``) lists, for each named network parameter, the optimiser
+    tensor it lives in and its offset there. When the same parameters were packed in another order (a
+    checkpoint of an older lucidrl), each one's slice of the moments moves to its new place: exact, as
+    the moments are element-wise. Returns the replaced tensors, or None when the layouts do not hold the
+    same parameters or do not cover every element (then the caller starts the optimiser afresh).
+    """
+    def by_name(rows):
+        return {name: (g, i, int(off), int(n)) for g, i, name, off, n in rows}
+    old, new = by_name(saved_layout), by_name(layout)
+    if old.keys() != new.keys() or any(old[k][3] != new[k][3] for k in old):
+        return None
+    index = {(g, i): idx for idx, (g, i) in enumerate(
+        (g, i) for g, group in enumerate(meta["param_groups"]) for i in range(len(group["params"])))}
+    try:
+        ids = [meta["param_groups"][g]["params"][i] for g, i in index]
+    except (KeyError, IndexError, TypeError):
+        return None
+    state_id = dict(zip(index, ids))  # (group, position) -> the id the state dict uses
+    out: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        if not key.startswith(prefix + "/state/") or value.dim() == 0:
+            continue  # scalars such as Adam's step count stay as they are
+        idx, k = key[len(prefix) + 7:].split("/", 1)
+        dest = [(name, place) for name, place in new.items() if state_id.get(place[:2]) == int(idx)]
+        if sum(place[3] for _, place in dest) != value.numel():
+            return None  # the named parameters do not cover this tensor
+        moved = torch.empty_like(value).view(-1)
+        for name, (_, _, off, n) in dest:
+            g, i, src_off, _ = old[name]
+            src = tensors.get(f"{prefix}/state/{state_id.get((g, i))}/{k}")
+            if src is None or src_off + n > src.numel():
+                return None
+            moved[off:off + n] = src.reshape(-1)[src_off:src_off + n]
+        out[key] = moved.view_as(value)
+    return out

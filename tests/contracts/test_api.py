@@ -175,9 +175,10 @@ def test_kl_penalty_logs_beta_and_adapts_it():
     assert "train/clip_range" not in rows[0] and "diag/kl_after_update" in rows[0]
 
 
-def test_optimizer_state_is_restored_only_under_the_same_parameter_layout(tmp_path):
-    """The optimiser's moments follow the packing of the weights into one flat tensor; a checkpoint
-    written with another packing (an older lucidrl) loads its weights but not those moments."""
+def test_optimizer_state_follows_the_parameter_layout_across_versions(tmp_path):
+    """The optimiser's moments follow the packing of the weights into one flat tensor. A checkpoint written
+    with another packing (an older lucidrl) has each weight's slice of the moments moved to its new place;
+    one whose layout cannot be matched loads its weights, and the moments start afresh."""
     import json
 
     import torch
@@ -187,18 +188,28 @@ def test_optimizer_state_is_restored_only_under_the_same_parameter_layout(tmp_pa
     path = model.save(tmp_path / "m")
     loaded = lucidrl.load(path)
     assert loaded.notes == []
-    torch.testing.assert_close(loaded.optimizer.state_dict()["state"][0]["exp_avg"],
-                               model.optimizer.state_dict()["state"][0]["exp_avg"])
+    saved_avg = model.optimizer.state_dict()["state"][0]["exp_avg"]
+    torch.testing.assert_close(loaded.optimizer.state_dict()["state"][0]["exp_avg"], saved_avg)
     state = json.loads((path / "state.json").read_text())
     layout = state["optimizers"]["optimizer"]["layout"]
-    assert [row[2] for row in layout][:2] == ["agent/actor.0.weight", "agent/critic.0.weight"]
-    layout[0], layout[1] = layout[1], layout[0]  # as if the weights had been packed in another order
+    actor0, critic0 = layout[0], layout[1]
+    assert (actor0[2], critic0[2]) == ("agent/actor.0.weight", "agent/critic.0.weight") and actor0[4] == critic0[4]
+    actor0[3], critic0[3] = critic0[3], actor0[3]  # as if an older lucidrl had packed the critic's first
     (path / "state.json").write_text(json.dumps(state))
     old = lucidrl.load(path)
-    assert any("state not restored" in n for n in old.notes)
-    assert old.optimizer.state_dict()["state"] == {}
-    for (k, a), b in zip(model.agent.state_dict().items(), old.agent.state_dict().values()):
-        torch.testing.assert_close(a, b, msg=k)
+    assert any("moved from an older parameter layout" in n for n in old.notes)
+    moved, n = old.optimizer.state_dict()["state"][0]["exp_avg"], actor0[4]
+    a, c = critic0[3], actor0[3]  # the current offsets of the actor's and the critic's first weights
+    torch.testing.assert_close(moved[a:a + n], saved_avg[c:c + n])  # each weight took its own moments
+    torch.testing.assert_close(moved[c:c + n], saved_avg[a:a + n])
+    torch.testing.assert_close(moved[2 * n:], saved_avg[2 * n:])
+    layout[0][2] = "agent/actor.0.renamed"  # a layout that cannot be matched
+    (path / "state.json").write_text(json.dumps(state))
+    unmatched = lucidrl.load(path)
+    assert any("state not restored" in n for n in unmatched.notes)
+    assert unmatched.optimizer.state_dict()["state"] == {}
+    for (k, x), y in zip(model.agent.state_dict().items(), unmatched.agent.state_dict().values()):
+        torch.testing.assert_close(x, y, msg=k)
 
 
 def test_logger_keeps_every_row_in_csv_and_throttles_tensorboard_keeping_the_last(tmp_path, monkeypatch):
