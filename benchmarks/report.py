@@ -64,16 +64,10 @@ def _order(k: tuple) -> tuple:
 
 
 def group(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str, int], list[dict[str, Any]]]:
-    """Rows by (env, algo, library, budget), seeds in order: the newest run of each seed (a cell run
-    again, e.g. after a change to lucidrl, replaces its older runs here; they stay in the JSONL file)."""
-    newest: dict[tuple, dict[str, Any]] = {}
-    for r in rows:
-        key = (r["env"], r["algo"], r["library"], r["budget"], r["seed"])
-        if key not in newest or r["timestamp"] >= newest[key]["timestamp"]:
-            newest[key] = r
+    """Rows by (env, algo, library, budget), seeds in order."""
     groups: dict[tuple, list] = defaultdict(list)
-    for (env, algo, library, budget, _), r in newest.items():
-        groups[(env, algo, library, budget)].append(r)
+    for r in rows:
+        groups[(r["env"], r["algo"], r["library"], r["budget"])].append(r)
     for g in groups.values():
         g.sort(key=lambda r: r["seed"])
     return groups
