@@ -157,13 +157,11 @@ def remap_optimizer_tensors(prefix: str, tensors: dict[str, torch.Tensor], meta:
     old, new = by_name(saved_layout), by_name(layout)
     if old.keys() != new.keys() or any(old[k][3] != new[k][3] for k in old):
         return None
-    index = {(g, i): idx for idx, (g, i) in enumerate(
-        (g, i) for g, group in enumerate(meta["param_groups"]) for i in range(len(group["params"])))}
-    try:
-        ids = [meta["param_groups"][g]["params"][i] for g, i in index]
-    except (KeyError, IndexError, TypeError):
+    try:  # (group, position) -> the id the state dict uses
+        state_id = {(g, i): pid for g, group in enumerate(meta["param_groups"])
+                    for i, pid in enumerate(group["params"])}
+    except (KeyError, TypeError):
         return None
-    state_id = dict(zip(index, ids))  # (group, position) -> the id the state dict uses
     out: dict[str, torch.Tensor] = {}
     for key, value in tensors.items():
         if not key.startswith(prefix + "/state/") or value.dim() == 0:

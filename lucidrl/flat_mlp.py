@@ -38,7 +38,7 @@ from torch import nn
 
 from lucidrl.kernels import ONEDNN_MIN_MACS, ONEDNN_MIN_MACS_DW, onednn_linear, use_onednn
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, StateIndependentLogStd, Tanh
-from lucidrl.packed import numpy_activation, numpy_pair_forward
+from lucidrl.packed import numpy_activation, numpy_gaussian_params, numpy_pair_forward
 
 _aten = torch.ops.aten
 
@@ -155,6 +155,16 @@ class FlatMLP:
                 d = self._act_backward(d.mm(w) if dh is None else dh, hs[i])  # δ_{i-1} = (δ_i W_i) ⊙ act'
         return g
 
+    @torch.no_grad()
+    def mse_backward(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """A critic's regression step (TRPO's and VPG's): mean((V(x) - y)²), its gradient written into
+        ``flat.grad`` (overwritten): ∂mean((V - y)²)/∂V = 2 (V - y) / B backpropagated by ``vjp``. Returns the loss."""
+        values, hs = self.forward(x)
+        diff = values.squeeze(-1) - targets
+        loss = diff.square().mean()
+        self.vjp(hs, diff.mul_(2.0 / diff.shape[0]).unsqueeze(-1), out=self.flat.grad)
+        return loss
+
     def jvp(self, hs: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
         """(∂out/∂θ) v: how the output [B, n_out] moves when θ moves along the flat direction ``v``."""
         dh = None
@@ -227,9 +237,4 @@ def numpy_rollout_policy(actor: FlatMLP | None, critic: FlatMLP | None,
     forward = numpy_actor_critic(actor, critic)
     if actor.log_std_slice is None:
         return forward
-    log_std = np.clip(actor.flat.detach()[actor.log_std_slice].numpy(), LOG_STD_MIN, LOG_STD_MAX)
-
-    def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, values = forward(obs)
-        return np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], -1), values
-    return gaussian
+    return numpy_gaussian_params(forward, actor.flat.detach()[actor.log_std_slice].numpy().copy())

@@ -118,11 +118,10 @@ class Logger:
         self._tb_pending = None
 
     def _write_csv(self, new_columns: bool) -> None:
-        path = self.run_dir / "metrics.csv"
         if new_columns or self._csv_file is None:  # rewrite with the wider header (rare: first rows only)
             if self._csv_file is not None:
                 self._csv_file.close()
-            self._csv_file = open(path, "w", newline="")
+            self._csv_file = open(self.run_dir / "metrics.csv", "w", newline="")
             self._csv = csv.DictWriter(self._csv_file, fieldnames=self.columns, restval="")
             self._csv.writeheader()
             self._csv.writerows(self.rows)

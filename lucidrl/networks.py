@@ -301,6 +301,12 @@ class DiagGaussianHead:
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def bound_gradient_passes(x, grad, lo: float = LOG_STD_MIN, hi: float = LOG_STD_MAX):
+    """Where the gradient of clamp(x, lo, hi) passes in :class:`_BoundedLogStd`: inside the bounds, and outside
+    them only where a descent step (x -= lr * grad) moves x back. Torch tensors or NumPy arrays."""
+    return ((x >= lo) & (x <= hi)) | ((x > hi) & (grad > 0)) | ((x < lo) & (grad < 0))
+
+
 class _BoundedLogStd(torch.autograd.Function):
     """clamp(x, lo, hi) whose gradient never pushes x further outside the bounds but can pull it back.
 
@@ -319,8 +325,7 @@ class _BoundedLogStd(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
         lo, hi = ctx.bounds
-        g = grad.detach()
-        passes = ((x >= lo) & (x <= hi)) | ((x > hi) & (g > 0)) | ((x < lo) & (g < 0))
+        passes = bound_gradient_passes(x, grad.detach(), lo, hi)
         return torch.where(passes, grad, torch.zeros_like(grad)), None, None  # differentiable in grad (TRPO's FVP)
 
 

@@ -37,8 +37,8 @@ gradients against ``ActorCritic.forward``):
   tested against autograd and against the torch path): at these sizes an op costs its launch and its
   element-wise passes, ~1 us in NumPy against ~2-4 us in torch, and ``np.tanh`` on [2, 256, 64] ~6 us
   against ~12 us for torch's sigmoid route; every array is a buffer allocated once per batch size.
-  A2C's update (40 rows) ~200 us -> ~140 us; PPO's gradient step on CartPole (256 rows) ~300 us ->
-  ~230 us, a 100k-step PPO run ~3.7 s -> ~3.0 s. Only inside ``numpy_update``'s context, which holds
+  A2C's update (40 rows) ~200 us -> ~140 us; PPO's loss and gradient on CartPole (256 rows) ~300 us ->
+  ~235 us, a 100k-step PPO run ~3.7 s -> ~3.2 s. Only inside ``numpy_update``'s context, which holds
   NumPy's own BLAS (OpenBLAS, which ignores ``torch.set_num_threads``) to torch's thread count.
 * **NumPy acting** (``numpy_policy``; speed only, same function as ``forward``, tested in
   ``tests/math/test_packed_speed.py``): the collector's per-step forward on 8 observations in
@@ -72,7 +72,7 @@ from torch import nn
 
 from lucidrl.kernels import numpy_blas_threads, numpy_blas_threads_held
 from lucidrl.networks import (LOG_STD_MAX, LOG_STD_MIN, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat,
-                              StateIndependentLogStd, Tanh)
+                              StateIndependentLogStd, Tanh, bound_gradient_passes)
 from lucidrl.optim import flat_parameters
 
 _aten = torch.ops.aten
@@ -139,10 +139,10 @@ class PackedActorCritic:
     def supports(agent: ActorCritic) -> bool:
         """Two tanh or ReLU MLPs with equal hidden layers on a flat Box observation, and a categorical head
         or a Gaussian one with a state-independent log σ."""
-        head_ok = isinstance(agent.head, CategoricalHead) or (
-            isinstance(agent.head, DiagGaussianHead) and not agent.shared
-            and isinstance(agent.actor[-1], StateIndependentLogStd))
-        if agent.shared or not isinstance(agent.encoder, FlattenFloat) or not head_ok:
+        if agent.shared or not isinstance(agent.encoder, FlattenFloat):
+            return False
+        if not (isinstance(agent.head, CategoricalHead) or (isinstance(agent.head, DiagGaussianHead)
+                                                            and isinstance(agent.actor[-1], StateIndependentLogStd))):
             return False
         actor, critic = _linears(agent.actor), _linears(agent.critic)
         acts = {type(m) for m in list(agent.actor) + list(agent.critic)
@@ -229,15 +229,7 @@ class PackedActorCritic:
         pairs = [(w[i].transpose(0, 2, 1), w[i + 1]) for i in range(2, 2 + 2 * self.n_hidden_pairs, 2)]
         # views (b_v [1], not a scalar copy)
         forward = numpy_pair_forward(w[0].T, w[1], pairs, w[-4].T, w[-3], w[-2][0], w[-1], self.tanh)
-        if not self.gaussian:
-            return forward
-        log_std = self.log_std.numpy()  # a view: follows the updates
-
-        def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # concat(μ, log σ), as StateIndependentLogStd
-            mean, values = forward(obs)
-            bounded = np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
-            return np.concatenate([mean, np.broadcast_to(bounded, mean.shape)], -1), values
-        return gaussian
+        return numpy_gaussian_params(forward, self.log_std.numpy()) if self.gaussian else forward  # a view of log σ
 
     def policy_value_backward(self, obs: torch.Tensor, actions: torch.Tensor, policy_term: Callable,
                               returns: torch.Tensor, vf_coef: float, ent_coef: float = 0.0, with_entropy: bool = False):
@@ -304,9 +296,7 @@ class PackedActorCritic:
         if ent_coef:
             d_log_std -= ent_coef  # ∂(-ent_coef mean H)/∂log σ, H = Σ log σ + d (1 + log 2π) / 2
         # the bound's rule (networks._BoundedLogStd): pass inside, and outside only towards the bounds
-        passes = ((raw >= LOG_STD_MIN) & (raw <= LOG_STD_MAX)) | ((raw > LOG_STD_MAX) & (d_log_std > 0)) \
-            | ((raw < LOG_STD_MIN) & (d_log_std < 0))
-        self._log_std_grad().copy_(d_log_std.mul_(passes))
+        self._log_std_grad().copy_(d_log_std.mul_(bound_gradient_passes(raw, d_log_std)))
         entropy = (log_std.sum() + d * (0.5 + _HALF_LOG_2PI)).expand(B) if ent_coef or with_entropy else None
         return torch.cat([mean, log_std.expand(B, d)], -1), d_mean, policy_loss, entropy, extra
 
@@ -340,7 +330,7 @@ class PackedActorCritic:
         is ~6 us on [2, 256, 64] against ~12 us for torch's sigmoid route, and every array lives in a
         buffer allocated once per batch size (64-byte aligned: torch allocates them), written with
         ``out=``. A2C's update on 40 rows: ~120 us -> ~70 us; PPO's on 256 rows (CartPole, 64-unit
-        layers): ~300 us -> ~215 us, of which ~120 us are the three [2, 256, 64] x [2, 64, 64] products.
+        layers): ~300 us -> ~235 us, of which ~120 us are the three [2, 256, 64] x [2, 64, 64] products.
 
         ``policy_term`` takes and returns NumPy arrays. The gradient overwrites ``flat.grad``. The
         returned distribution parameters are a buffer the next call overwrites: copy them to keep them. Run it inside
@@ -351,7 +341,7 @@ class PackedActorCritic:
         buf = self._numpy_buffers(B)
         hs = buf["hs"]  # each layer's activations, actor and critic stacked: [2, B, h]
         x = obs.reshape(B, n_in).astype(np.float32, copy=False)
-        act = (lambda z: np.tanh(z, out=z)) if self.tanh else (lambda z: np.maximum(z, 0.0, out=z))  # in place
+        act = numpy_activation(self.tanh)
         # forward: the first layers (x W0ᵀ + b0, [2h, in] seen as [2, h, in]), then each hidden pair
         np.matmul(x, w[0].reshape(2, h, n_in).transpose(0, 2, 1), out=hs[0])
         hs[0] += w[1].reshape(2, 1, h)
@@ -445,8 +435,7 @@ class PackedActorCritic:
         d_log_std = z2.sum(0)  # ∂log π/∂log σ = z² - 1
         if ent_coef:
             d_log_std -= ent_coef  # ∂(-ent_coef mean H)/∂log σ
-        passes = ((raw >= LOG_STD_MIN) & (raw <= LOG_STD_MAX)) | ((raw > LOG_STD_MAX) & (d_log_std > 0)) \
-            | ((raw < LOG_STD_MIN) & (d_log_std < 0))  # the bound's rule, as networks._BoundedLogStd
+        passes = bound_gradient_passes(raw, d_log_std)  # the bound's rule, as networks._BoundedLogStd
         self._log_std_grad().numpy()[...] = np.where(passes, d_log_std, 0.0)
         entropy = np.full(B, log_std.sum() + d * (0.5 + _HALF_LOG_2PI), np.float32) if ent_coef or with_entropy \
             else None
@@ -534,8 +523,19 @@ class PackedActorCritic:
 
 
 def numpy_activation(tanh: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """NumPy's tanh, or a ReLU in place (on a fresh pre-activation)."""
-    return np.tanh if tanh else (lambda z: np.maximum(z, 0.0, out=z))
+    """NumPy's tanh or a ReLU, in place (on a fresh pre-activation or a buffer), returning its argument."""
+    return (lambda z: np.tanh(z, out=z)) if tanh else (lambda z: np.maximum(z, 0.0, out=z))
+
+
+def numpy_gaussian_params(forward: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                          log_std: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``forward``'s (μ, V(s)) turned into (concat(μ, log σ), V(s)), log σ bounded as ``StateIndependentLogStd``
+    at each call (``log_std`` may be a view that follows the updates, or a rollout's copy)."""
+    def gaussian(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, values = forward(obs)
+        bounded = np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        return np.concatenate([mean, np.broadcast_to(bounded, mean.shape)], -1), values
+    return gaussian
 
 
 def numpy_pair_forward(w0: np.ndarray, b0: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], w_pi: np.ndarray,

@@ -35,11 +35,12 @@ Rewards are scaled for ``Rollout.rewards`` only; the episode returns stay raw.
 
 Speed path (speed only, same math; ``tests/math/test_packed_speed.py``): with a policy whose agent
 offers ``numpy_policy`` (``lucidrl.packed.PackedActorCritic``: PPO and A2C with separate tanh/ReLU
-MLPs on CPU), or whose algorithm passes one (TRPO, ``lucidrl.flat_mlp.numpy_actor_critic``), each
-step's distribution parameters and V(s) are computed in NumPy. A categorical action is the Gumbel-max sample argmax(logits + g), an exact sample of
-softmax(logits); a Gaussian one is μ + σ ε. The noise (g or ε) of the whole rollout is drawn at the
-start from the model's own ``generator`` (so a seed still fixes every action, and the saved
-generator state still continues the stream). log π_old and the other [T, N] tensors are made once after the loop. On
+MLPs on CPU), or whose algorithm passes one (TRPO and VPG, ``lucidrl.flat_mlp.numpy_rollout_policy``),
+each step's distribution parameters and V(s) are computed in NumPy. A categorical action is the
+Gumbel-max sample argmax(logits + g), an exact sample of softmax(logits); a Gaussian one is
+μ + σ ε. The noise (g or ε) of the whole rollout is drawn at the start from the model's own
+``generator`` (so a seed still fixes every action, and the saved generator state still continues
+the stream). log π_old and the other [T, N] tensors are made once after the loop. On
 CartPole with 8 envs this takes a step's acting from ~43 us (packed torch forward + torch
 sampling) to ~12 us; the zoo's PPO preset collects 100k steps in ~0.8 s instead of ~1.2 s and A2C
 in ~1.1 s instead of ~1.5 s (process CPU time; ~0.5 s of either is CartPole's own ``step``).

@@ -363,11 +363,7 @@ def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
                 zero_grad(params)
                 loss.backward()
             else:
-                with torch.no_grad():
-                    values, hs = fast.forward(x[idx])
-                    diff = values.squeeze(-1) - returns[idx]
-                    loss = diff.square().mean()  # (E9)
-                    fast.vjp(hs, diff.mul_(2.0 / diff.shape[0]).unsqueeze(-1), out=fast.flat.grad)
+                loss = fast.mse_backward(x[idx], returns[idx])  # (E9), its gradient into the critic's flat.grad
             optimizer_step(optimizer)
             losses.append(loss.detach())
     return {"loss/value": float(torch.stack(losses).mean())}

@@ -211,7 +211,7 @@ def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, params: lis
     """(E4) ``n_updates`` full-batch Adam steps of V(s) towards G_t; returns the mean and the last loss.
 
     ``fast``: the critic as a :class:`FlatMLP` over ``params``' one flat tensor, to skip autograd (speed
-    only: ∂mean((V - G)²)/∂V = 2 (V - G) / B backpropagated by hand, ``FlatMLP.vjp``; tested against autograd).
+    only: ∂mean((V - G)²)/∂V = 2 (V - G) / B backpropagated by hand, ``FlatMLP.mse_backward``; tested against autograd).
     """
     losses = []
     x = agent.encoder(obs) if fast is not None else None
@@ -221,11 +221,7 @@ def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, params: lis
             zero_grad(params)
             value_loss.backward()
         else:
-            with torch.no_grad():
-                values, hs = fast.forward(x)
-                diff = values.squeeze(-1) - targets
-                value_loss = diff.square().mean()  # (E4)
-                fast.vjp(hs, diff.mul_(2.0 / diff.shape[0]).unsqueeze(-1), out=fast.flat.grad)
+            value_loss = fast.mse_backward(x, targets)  # (E4), its gradient into the critic's flat.grad
         optimizer.step()
         losses.append(value_loss.detach())
     losses = torch.stack(losses)
