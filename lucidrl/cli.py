@@ -202,7 +202,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     paths = compare(args.algos, args.env, seeds=seeds, timesteps=args.timesteps, out=args.out, n_jobs=args.jobs,
-                    eval_episodes=args.eval_episodes, force=args.force)
+                    eval_episodes=args.eval_episodes, force=args.force, metrics=args.metrics)
     print(paths["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -277,6 +277,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     cp.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the number of CPU cores)")
     cp.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per run")
     cp.add_argument("--force", action="store_true", help="retrain runs that are already finished in OUT")
+    cp.add_argument("--metrics", nargs="+", default=[], metavar="METRIC",
+                    help="other logged metrics to plot over training, one PNG each (e.g. diag/approx_kl)")
 
     pr = sub.add_parser("presets", help="list the tuned presets")
     pr.add_argument("algo", nargs="?")

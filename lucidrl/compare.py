@@ -18,11 +18,17 @@ Then three outputs, from the run directories alone:
 
 Seeds that differ only in their seed are the unit of resampling: nothing here pools episodes
 across seeds, because episodes of one run are not independent draws of the algorithm.
+
+``compare_variants`` is the same machinery for variants of one algorithm (an ablation: the same
+algorithm with one setting changed, or on a wrapped env), reported under their own labels; the
+experiments of ``experiments/`` use it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
+import importlib
 import json
 import multiprocessing
 import os
@@ -35,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lucidrl.errors import ConfigError, LucidRLError
-from lucidrl.plotting import load_curve
+from lucidrl.plotting import METRIC, load_curve
 from lucidrl.stats import bootstrap_ci, summarize
 
 
@@ -48,11 +54,54 @@ class Job:
     run_dir: str
     eval_episodes: int = 10
     overrides: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
+    """The name the run is reported under (default: the algorithm's)."""
+    wrapper: str = ""
+    """``"module:function"``: the function wraps every env built from ``env_id`` (training and evaluation)."""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.algo
 
     def spec(self) -> dict[str, Any]:
         """What must match for a finished run directory to be reused."""
         return {"algo": self.algo, "env_id": self.env_id, "seed": self.seed, "timesteps": self.timesteps,
-                "eval_episodes": self.eval_episodes, "overrides": dict(self.overrides)}
+                "eval_episodes": self.eval_episodes, "overrides": dict(self.overrides), "label": self.name,
+                "wrapper": self.wrapper}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a comparison: an algorithm, the config fields it changes, and optionally an env wrapper."""
+
+    label: str
+    algo: str
+    overrides: dict[str, Any] | None = None
+    wrapper: str = ""
+    """``"module:function"`` taking a gymnasium.Env and returning one; the module must be importable
+    by the worker processes (an installed package, or a file beside the script that runs the comparison)."""
+
+
+def load_wrapper(path: str):
+    """The function named by ``"module:function"``, with a clear error when it cannot be imported."""
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"an env wrapper is named as 'module:function', got {path!r}")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import the env wrapper {path!r} ({e}); it must be importable by the worker "
+                          "processes (an installed module, or a file in the directory of the script you run)") from None
+    if not callable(fn):
+        raise ConfigError(f"the env wrapper {path!r} is not callable")
+    return fn
+
+
+def wrapped_env(env_id: str, wrapper: str):
+    """A single env ``env_id`` passed through the wrapper function ``wrapper`` (``"module:function"``)."""
+    from lucidrl.envs import make_env
+
+    return load_wrapper(wrapper)(make_env(env_id))
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -62,10 +111,18 @@ def run_job(job: Job) -> dict[str, Any]:
     import lucidrl
     from lucidrl.agent import ALGORITHMS
 
+    from lucidrl.config import preset_for_env
+
     torch.set_num_threads(1)  # one process per core: more threads per process only contend
-    model = ALGORITHMS[job.algo](job.env_id, seed=job.seed, run_dir=job.run_dir, verbose=0, **dict(job.overrides))
+    env: Any = job.env_id
+    preset: bool | str = True
+    if job.wrapper:  # a factory of the wrapped env; the preset is still the one of the env id underneath
+        env = functools.partial(wrapped_env, job.env_id, job.wrapper)
+        preset = preset_for_env(job.algo, job.env_id) or False
+    model = ALGORITHMS[job.algo](env, preset=preset, seed=job.seed, run_dir=job.run_dir, verbose=0,
+                                 **dict(job.overrides))
     model.learn(job.timesteps)
-    mean, std = lucidrl.evaluate(model, n_episodes=job.eval_episodes, deterministic=True)
+    mean, std = lucidrl.evaluate(model, env=env, n_episodes=job.eval_episodes, deterministic=True)
     result = {**job.spec(), "eval_mean": mean, "eval_std": std, "train_s": model.last_training_seconds,
               "num_timesteps": model.num_timesteps, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (Path(job.run_dir) / "result.json").write_text(json.dumps(result, indent=1))
@@ -106,22 +163,23 @@ def run_all(jobs: Sequence[Job], n_jobs: int, force: bool = False, log=print) ->
                 except LucidRLError:
                     raise
                 except Exception as e:  # a crash in a worker names its run instead of a bare traceback
-                    raise LucidRLError(f"{job.algo} seed {job.seed} failed in {job.run_dir}: {e!r}") from e
+                    raise LucidRLError(f"{job.name} seed {job.seed} failed in {job.run_dir}: {e!r}") from e
                 r = results[job]
-                log(f"  {job.algo} seed {job.seed}: eval {r['eval_mean']:.1f} +/- {r['eval_std']:.1f}, "
+                log(f"  {job.name} seed {job.seed}: eval {r['eval_mean']:.1f} +/- {r['eval_std']:.1f}, "
                     f"{r['train_s']:.1f} s")
     return [{**results[j], "run_dir": j.run_dir} for j in jobs]
 
 
 # --------------------------------------------------------------------------- report
-def curve_band(run_dirs: Sequence[str | os.PathLike], n_points: int = 100, confidence: float = 0.95):
-    """(steps, mean, low, high) of the runs' learning curves on a common grid of env steps.
+def curve_band(run_dirs: Sequence[str | os.PathLike], n_points: int = 100, confidence: float = 0.95,
+               metric: str = METRIC):
+    """(steps, mean, low, high) of the runs' learning curves (``metric``) on a common grid of env steps.
 
     Each run's curve is linearly interpolated onto ``n_points`` steps between the latest first
     logged step and the earliest last one (the span every run covers); the band is the
     percentile bootstrap over runs of the mean at each step.
     """
-    return band([load_curve(d) for d in run_dirs], n_points, confidence)
+    return band([load_curve(d, metric) for d in run_dirs], n_points, confidence)
 
 
 def band(curves: Sequence[tuple[Sequence[float], Sequence[float]]], n_points: int = 100, confidence: float = 0.95):
@@ -136,31 +194,83 @@ def band(curves: Sequence[tuple[Sequence[float], Sequence[float]]], n_points: in
     return grid, mean, np.asarray(low), np.asarray(high)
 
 
-def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], timesteps: int) -> dict[str, Path]:
-    """The two PNGs and the markdown table from the finished runs; returns their paths."""
+def _label(r: dict[str, Any]) -> str:
+    return r.get("label") or r["algo"]
+
+
+def group_runs(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The results by algorithm (or variant label), in the order they first appear."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(_label(r), []).append(r)
+    return groups
+
+
+def plot_curves(groups: dict[str, list[dict[str, Any]]], path: Path, metric: str = METRIC, title: str = "",
+                ylabel: str | None = None, reference: tuple[float, str] | None = None, log_y: bool = False) -> Path:
+    """One PNG: per group, the mean over its runs of ``metric`` against env steps with a 95% bootstrap band.
+
+    ``reference``: (value, label) of a horizontal line to draw (e.g. the best possible value);
+    ``log_y``: a logarithmic y axis (for quantities such as a KL divergence that span decades).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    algos = list(dict.fromkeys(r["algo"] for r in results))
-    by_algo = {a: [r for r in results if r["algo"] == a] for a in algos}
-    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algos)}
-
+    bands = {}
+    for name, runs in groups.items():
+        try:
+            bands[name] = curve_band([Path(r["run_dir"]) for r in runs], metric=metric)
+        except LucidRLError:  # this algorithm does not log the metric: left out of this figure
+            continue
+    if not bands:
+        raise LucidRLError(f"no run logged {metric!r}; the metrics an algorithm logs are the columns of a run's "
+                           "metrics.csv (e.g. diag/approx_kl for ppo, diag/q_mean for dqn)")
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for a in algos:
-        steps, mean, low, high = curve_band([Path(r["run_dir"]) for r in by_algo[a]])
-        ax.plot(steps, mean, color=colors[a], linewidth=1.6, label=f"{a} ({len(by_algo[a])} seeds)")
-        ax.fill_between(steps, low, high, color=colors[a], alpha=0.2, linewidth=0)
+    for i, (name, runs) in enumerate(groups.items()):
+        if name not in bands:
+            continue
+        steps, mean, low, high = bands[name]
+        color = plt.get_cmap("tab10")(i % 10)
+        ax.plot(steps, mean, color=color, linewidth=1.6, label=f"{name} ({len(runs)} seeds)")
+        ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+    if reference is not None:
+        ax.axhline(reference[0], color="black", linestyle="--", linewidth=1, label=reference[1])
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return (mean of last 100 training episodes)")
-    ax.set_title(f"{env_id}: mean over seeds, 95% bootstrap band")
+    ax.set_ylabel(ylabel or ("episode return (mean of last 100 training episodes)" if metric == METRIC else metric))
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    curves_png = out / "learning_curves.png"
-    fig.savefig(curves_png)
+    fig.savefig(path)
     plt.close(fig)
+    return path
+
+
+def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], timesteps: int,
+                 metrics: Sequence[str] = ()) -> dict[str, Path]:
+    """The two PNGs, the markdown table and ``results.json`` from the finished runs; returns their paths.
+
+    ``metrics``: other logged metrics (e.g. ``diag/approx_kl``) to plot like the learning curves, one
+    ``curves_<metric>.png`` each.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_algo = group_runs(results)
+    algos = list(by_algo)  # algorithms, or the variants' labels
+    column = "algorithm" if all(_label(r) == r["algo"] for r in results) else "variant"
+    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algos)}
+    paths = {"learning_curves": plot_curves(by_algo, out / "learning_curves.png",
+                                            title=f"{env_id}: mean over seeds, 95% bootstrap band")}
+    for m in metrics:
+        paths[m] = plot_curves(by_algo, out / f"curves_{_dir_name(m)}.png", metric=m,
+                               title=f"{env_id}: {m}, mean over seeds, 95% bootstrap band")
 
     summaries = {a: summarize([r["eval_mean"] for r in by_algo[a]]) for a in algos}
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(algos) + 1.5), 4.2), dpi=120)
@@ -188,50 +298,100 @@ def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], time
              f"{results[0]['eval_episodes']} deterministic evaluation episodes after training; "
              "statistics over seeds (IQM and its 95% percentile-bootstrap CI after Agarwal et al. 2021); "
              "wall time = training only, one torch thread per run.", "",
-             "| algorithm | seeds | mean | std | IQM | IQM 95% CI | median wall time (s) |",
+             f"| {column} | seeds | mean | std | IQM | IQM 95% CI | median wall time (s) |",
              "|---|---|---|---|---|---|---|"]
     for a in algos:
         s = summaries[a]
         ci = f"[{s.iqm_low:.1f}, {s.iqm_high:.1f}]" if s.n >= 2 else "n/a (1 seed)"
         wall = statistics.median(r["train_s"] for r in by_algo[a])
         lines.append(f"| {a} | {s.n} | {s.mean:.1f} | {s.std:.1f} | {s.iqm:.1f} | {ci} | {wall:.1f} |")
-    lines += ["", "Per seed:", "", "| algorithm | seed | final return | wall time (s) | run directory |",
+    lines += ["", "Per seed:", "", f"| {column} | seed | final return | wall time (s) | run directory |",
               "|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['algo']} | {r['seed']} | {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['train_s']:.1f} "
+        lines.append(f"| {_label(r)} | {r['seed']} | {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['train_s']:.1f} "
                      f"| {Path(r['run_dir']).name} |")
     table = out / "results.md"
     table.write_text("\n".join(lines) + "\n")
-    return {"learning_curves": curves_png, "final_returns": final_png, "table": table}
+    (out / "results.json").write_text(json.dumps([{**r, "run_dir": _relative(r["run_dir"], out)} for r in results],
+                                                 indent=1))
+    return {**paths, "final_returns": final_png, "table": table, "results": out / "results.json"}
 
 
 def compare(algos: Sequence[str], env_id: str, seeds: int | Sequence[int] = 3, timesteps: int = 100_000,
             out: str | os.PathLike | None = None, n_jobs: int | None = None, eval_episodes: int = 10,
-            force: bool = False, log=print) -> dict[str, Path]:
+            force: bool = False, log=print, metrics: Sequence[str] = ()) -> dict[str, Path]:
     """Train every (algorithm, seed) pair on ``env_id`` and write the comparison to ``out``.
 
-    ``seeds``: a count (seeds 0..n-1) or the seeds themselves. Returns the paths of
-    ``learning_curves.png``, ``final_returns.png`` and ``results.md``.
+    ``seeds``: a count (seeds 0..n-1) or the seeds themselves; ``metrics``: other logged metrics to
+    plot over training, one PNG each. Returns the paths of ``learning_curves.png``,
+    ``final_returns.png``, ``results.md``, ``results.json`` and the metrics' PNGs.
+    """
+    if not algos:
+        raise ConfigError("compare needs at least one algorithm, e.g. ppo a2c trpo")
+    return compare_variants([Variant(a, a) for a in dict.fromkeys(algos)], env_id, seeds, timesteps, out, n_jobs,
+                            eval_episodes, force, log, metrics)
+
+
+def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequence[int] = 3,
+                     timesteps: int = 100_000, out: str | os.PathLike | None = None, n_jobs: int | None = None,
+                     eval_episodes: int = 10, force: bool = False, log=print,
+                     metrics: Sequence[str] = ()) -> dict[str, Path]:
+    """``compare`` for variants: every (variant, seed) pair trained on ``env_id``, reported under the labels.
+
+    Each variant starts from its algorithm's preset for ``env_id`` (as ``compare`` does) with its
+    ``overrides`` on top; every override is checked here, before any process starts.
     """
     import lucidrl.algos  # noqa: F401  (registers every algorithm)
     from lucidrl.agent import ALGORITHMS
+    from lucidrl.config import resolve_config
     from lucidrl.envs import check_env_id
 
     known = set(ALGORITHMS)
-    unknown = [a for a in algos if a not in known]
-    if unknown or not algos:
+    unknown = [v.algo for v in variants if v.algo not in known]
+    if unknown or not variants:
         raise ConfigError(f"unknown algorithm(s) {', '.join(unknown) or '(none given)'}; choose from "
                           f"{', '.join(sorted(known))}")
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels) or not all(labels):
+        raise ConfigError(f"every variant needs its own non-empty label, got {labels}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare needs at least one seed")
     if timesteps < 1:
         raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
     check_env_id(env_id)
+    for v in variants:  # bad hyperparameters or a missing wrapper fail now, with the variant named
+        try:
+            resolve_config(v.algo, ALGORITHMS[v.algo].config_class, env_id, True, dict(v.overrides or {}))
+        except ConfigError as e:
+            raise ConfigError(f"variant {v.label!r}: {e}") from None
+        if v.wrapper:
+            load_wrapper(v.wrapper)
     out = Path(out or f"compare-{env_id.split('/')[-1]}")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(a, env_id, s, int(timesteps), str(out / "runs" / f"{a}-s{s}"), eval_episodes)
-            for a in dict.fromkeys(algos) for s in seed_list]
+    jobs = [Job(v.algo, env_id, s, int(timesteps), str(out / "runs" / f"{_dir_name(v.label)}-s{s}"), eval_episodes,
+                tuple(sorted((v.overrides or {}).items())), "" if v.label == v.algo else v.label, v.wrapper)
+            for v in variants for s in seed_list]
     n_jobs = n_jobs or os.cpu_count() or 1
     results = run_all(jobs, max(1, min(n_jobs, len(jobs))), force=force, log=log)
-    return write_report(out, env_id, results, int(timesteps))
+    return write_report(out, env_id, results, int(timesteps), metrics)
+
+
+def _relative(path: str, base: Path) -> str:
+    """``path`` relative to ``base`` when it lies inside it (results.json stays valid if ``base`` moves)."""
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_results(out: str | os.PathLike) -> list[dict[str, Any]]:
+    """The runs of a comparison written to ``out`` (its ``results.json``), with their ``run_dir`` under ``out``."""
+    out = Path(out)
+    return [{**r, "run_dir": str(out / r["run_dir"])} for r in json.loads((out / "results.json").read_text())]
+
+
+def _dir_name(label: str) -> str:
+    """A label as a directory name: ASCII letters and digits, '.' and '-' kept, each run of anything else one '_'."""
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_" for c in label)
+    return "_".join(part for part in name.split("_") if part) or "run"

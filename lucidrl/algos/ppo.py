@@ -418,10 +418,10 @@ class PPO(Algorithm):
             metrics = ppo_update(self._net, self.optimizer, batch, cfg, clip_range, clip_range_vf, self.beta,
                                  self.generator)
             self.n_updates += metrics["train/gradient_steps"]
-            if cfg.variant == "kl_penalty":
-                with torch.no_grad():  # (E4) adapt β on the KL the whole update produced
-                    kl = self.agent.head.kl(batch["params_old"], self.agent.policy_params(batch["obs"])).mean().item()
-                metrics["diag/kl_after_update"] = kl  # diag/kl is the mean over the minibatches, before each step
+            with torch.no_grad():  # how far the whole update moved π: the exact mean KL(π_old || π_new) on the batch
+                kl = self.agent.head.kl(batch["params_old"], self.agent.policy_params(batch["obs"])).mean().item()
+            metrics["diag/kl_after_update"] = kl  # (diag/kl, PPO-Penalty's: the mean over minibatches, before each step)
+            if cfg.variant == "kl_penalty":  # (E4) adapt β on the KL the whole update produced
                 metrics["train/beta"] = self.beta
                 self.beta = adapt_beta(self.beta, kl, cfg.d_targ)
 
