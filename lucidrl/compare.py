@@ -110,7 +110,6 @@ def run_job(job: Job) -> dict[str, Any]:
 
     import lucidrl
     from lucidrl.agent import ALGORITHMS
-
     from lucidrl.config import preset_for_env
 
     torch.set_num_threads(1)  # one process per core: more threads per process only contend
@@ -354,6 +353,10 @@ def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequ
     labels = [v.label for v in variants]
     if len(set(labels)) != len(labels) or not all(labels):
         raise ConfigError(f"every variant needs its own non-empty label, got {labels}")
+    dirs = [_dir_name(label) for label in labels]
+    if len(set(dirs)) != len(dirs):
+        raise ConfigError(f"the labels {labels} give the same run directory names {dirs} (only ASCII letters, digits, "
+                          "'.' and '-' are kept); make them differ in those characters")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare needs at least one seed")

@@ -74,6 +74,8 @@ def _field(config_json: dict, name: str):
 def test_variants_refuse_bad_input_before_training(tmp_path):
     with pytest.raises(ConfigError, match="own non-empty label"):
         compare_variants([Variant("a", "ppo"), Variant("a", "a2c")], "CartPole-v1", out=tmp_path)
+    with pytest.raises(ConfigError, match="same run directory names"):
+        compare_variants([Variant("a b", "ppo"), Variant("a_b", "ppo")], "CartPole-v1", out=tmp_path)
     with pytest.raises(ConfigError, match="variant 'wide': .*n_epochs"):
         compare_variants([Variant("wide", "ppo", {"n_epochs": 0})], "CartPole-v1", out=tmp_path)
     with pytest.raises(ConfigError, match="cannot import the env wrapper 'nowhere:wrap'"):
