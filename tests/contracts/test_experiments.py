@@ -43,3 +43,23 @@ def test_experiment_script_runs(name, tmp_path):
         stats = json.loads((out / "gradient_statistics.json").read_text())
         for s in stats["psi"].values():
             assert -1.0 <= s["cosine_mean"] <= 1.0 and s["relative_variance"] >= 0.0
+
+
+def test_truncation_wrappers_report_the_time_limit_as_a_termination():
+    """The truncation experiment's bug, on purpose: step 200 of Pendulum says terminated, never truncated."""
+    import gymnasium as gym
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import env_wrappers
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    for wrap, obs_dim in ((env_wrappers.truncation_as_termination, 3),
+                          (env_wrappers.time_aware_truncation_as_termination, 4)):
+        env = wrap(gym.make("Pendulum-v1"))
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (obs_dim,)
+        steps = [env.step(env.action_space.sample()) for _ in range(200)]
+        assert [s[2:4] for s in steps] == [(False, False)] * 199 + [(True, False)]
+        if obs_dim == 4:  # t / 200 rides along in the last entry: 0 at the reset, 1 at the cut
+            assert obs[-1] == 0.0 and abs(steps[99][0][-1] - 0.5) < 1e-6 and abs(steps[-1][0][-1] - 1.0) < 1e-6
