@@ -34,45 +34,25 @@ import torch
 from _common import budget, parse_args
 
 from lucidrl.advantages import gae, normalize
-from lucidrl.algos.trpo import fisher_vector_product, mean_kl
-from lucidrl.linalg import conjugate_gradient, flat_grad
+from lucidrl.algos.trpo import fisher_vector_product, mean_kl, surrogate_advantage
+from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
+from lucidrl.networks import CategoricalHead
 
 DELTA = 0.01  # TRPO's δ (the preset's target_kl)
 SCALES = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]
 
 
-def natural_step(actor: torch.nn.Module, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
-                 damping: float = 1e-3) -> torch.Tensor:
+def natural_step(actor: torch.nn.Module, head: CategoricalHead, obs: torch.Tensor, actions: torch.Tensor,
+                 advantages: torch.Tensor, damping: float = 1e-3) -> torch.Tensor:
     """TRPO's full step (E4-E7) at the actor's current weights: s ≈ F⁻¹g scaled so that ½ sᵀFs = δ."""
     params = list(actor.parameters())
     logits = actor(obs)
-    logp = torch.distributions.Categorical(logits=logits).log_prob(actions)
-    surrogate = ((logp - logp.detach()).exp() * normalize(advantages)).mean()  # (E1) with normalised Â, as TRPO
+    logp = head.log_prob(logits, actions)
+    surrogate = surrogate_advantage(logp, logp.detach(), normalize(advantages))  # (E1) with normalised Â, as TRPO
     g = flat_grad(surrogate, params, retain_graph=True)  # (E4)
-    fvp = fisher_vector_product(mean_kl(_Head(), logits.detach(), logits), params, damping)  # (E5)
+    fvp = fisher_vector_product(mean_kl(head, logits.detach(), logits), params, damping)  # (E5)
     s, cg = conjugate_gradient(fvp, g, 10)  # (E6)
     return math.sqrt(2 * DELTA / cg["xAx"]) * s.detach()  # (E7)
-
-
-class _Head:
-    """The categorical KL, KL(p_old || p_new) per state, from logits."""
-
-    @staticmethod
-    def kl(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        lp_old, lp_new = old.log_softmax(-1), new.log_softmax(-1)
-        return (lp_old.exp() * (lp_old - lp_new)).sum(-1)
-
-
-def set_flat(params: list[torch.Tensor], flat: torch.Tensor) -> None:
-    with torch.no_grad():
-        i = 0
-        for p in params:
-            p.copy_(flat[i:i + p.numel()].view_as(p))
-            i += p.numel()
-
-
-def get_flat(params: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in params]).clone()
 
 
 # --------------------------------------------------------------------------- 1. a one-step problem
@@ -84,27 +64,28 @@ def bandit(n_states: int, seed: int = 0) -> dict:
     rewards = states @ reward_w  # r(s, a): every action's reward, known exactly
     torch.manual_seed(seed)
     actor = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
-    params = list(actor.parameters())
+    head, params = CategoricalHead(3), list(actor.parameters())
     with torch.no_grad():
-        p_old = actor(states).softmax(-1)
+        logits_old = actor(states)
+        p_old = logits_old.softmax(-1)
     actions = torch.multinomial(p_old, 1, generator=g).squeeze(-1)  # one action per state, from π_old
     baseline = (p_old * rewards).sum(-1)  # V_old(s), exact
     adv = rewards.gather(-1, actions[:, None]).squeeze(-1) - baseline  # A_old(s, a), exact
-    logp_old = p_old.log().gather(-1, actions[:, None]).squeeze(-1)
-    theta_old = get_flat(params)
-    step = natural_step(actor, states, actions, adv)
+    logp_old = head.log_prob(logits_old, actions)
+    theta_old = get_flat_params(params)
+    step = natural_step(actor, head, states, actions, adv)
     rows = []
     for scale in SCALES:
-        set_flat(params, theta_old + scale * step)
+        set_flat_params(params, theta_old + scale * step)
         with torch.no_grad():
             logits = actor(states)
             p = logits.softmax(-1)
-            log_ratio = logits.log_softmax(-1).gather(-1, actions[:, None]).squeeze(-1) - logp_old
-            rows.append({"scale": scale, "kl": float(_Head.kl(p_old.log(), logits).mean()),
+            log_ratio = head.log_prob(logits, actions) - logp_old
+            rows.append({"scale": scale, "kl": float(head.kl(logits_old, logits).mean()),
                          "true": float(((p - p_old) * rewards).sum(-1).mean()),  # exact, over every action
                          "ratio": float(((log_ratio.exp() - 1) * adv).mean()),  # (E1) minus L(θ_old)
                          "log": float((log_ratio * adv).mean())})
-    set_flat(params, theta_old)
+    set_flat_params(params, theta_old)
     return {"n_states": n_states, "rows": rows}
 
 
@@ -149,9 +130,9 @@ def cartpole(snapshot_steps: int, n_batch: int, n_eval: int, seed: int = 0) -> d
 
     torch.set_num_threads(1)
     model = TRPO("CartPole-v1", seed=seed, verbose=0).learn(snapshot_steps)
-    cfg, actor, critic = model.config, model.agent.actor, model.agent.critic
+    cfg, actor, critic, head = model.config, model.agent.actor, model.agent.critic, model.agent.head
     params = list(actor.parameters())
-    theta_old = get_flat(params)
+    theta_old = get_flat_params(params)
     b = run_episodes(actor, critic, n_batch, seed=10_000, gamma=cfg.gamma)
     T, N = b["rewards"].shape
     with torch.no_grad():
@@ -168,22 +149,22 @@ def cartpole(snapshot_steps: int, n_batch: int, n_eval: int, seed: int = 0) -> d
     discount = (cfg.gamma ** torch.arange(T, dtype=torch.float32))[:, None] * alive  # γ^t on real steps
     with torch.no_grad():
         logits_old = actor(obs)
-        logp_old = torch.distributions.Categorical(logits=logits_old).log_prob(actions)
-    step = natural_step(actor, obs[alive], actions[alive], adv[alive], cfg.cg_damping)
+        logp_old = head.log_prob(logits_old, actions)
+    step = natural_step(actor, head, obs[alive], actions[alive], adv[alive], cfg.cg_damping)
     base = run_episodes(actor, None, n_eval, seed=20_000, gamma=cfg.gamma)["discounted"]
     rows = []
     for scale in SCALES:
-        set_flat(params, theta_old + scale * step)
+        set_flat_params(params, theta_old + scale * step)
         with torch.no_grad():
             logits = actor(obs)
-            log_ratio = torch.distributions.Categorical(logits=logits).log_prob(actions) - logp_old
-            kl = float(_Head.kl(logits_old[alive], logits[alive]).mean())
+            log_ratio = head.log_prob(logits, actions) - logp_old
+            kl = float(mean_kl(head, logits_old[alive], logits[alive]))
             ratio_pred = float(((log_ratio.exp() - 1) * adv * discount).sum(0).mean())  # per episode, then mean
             log_pred = float((log_ratio * adv * discount).sum(0).mean())
         diff = run_episodes(actor, None, n_eval, seed=20_000, gamma=cfg.gamma)["discounted"] - base
         rows.append({"scale": scale, "kl": kl, "ratio": ratio_pred, "log": log_pred, "true": float(diff.mean()),
                      "true_se": float(diff.std(ddof=1) / math.sqrt(n_eval)) if scale else 0.0})
-    set_flat(params, theta_old)
+    set_flat_params(params, theta_old)
     return {"snapshot_steps": snapshot_steps, "n_batch_episodes": n_batch, "batch_steps": int(alive.sum()),
             "n_eval_episodes": n_eval, "mean_discounted_return_old": float(base.mean()),
             "mean_episode_length_batch": float(alive.sum(0).float().mean()), "gamma": cfg.gamma, "rows": rows}

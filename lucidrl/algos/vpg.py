@@ -60,7 +60,7 @@ Spinning Up).
 
 Speed (speed only, same math; ``tests/math/test_vpg_math.py``): for MLPs on flat observations the
 collector acts in NumPy on copies of each rollout's weights (``lucidrl.flat_mlp.numpy_rollout_policy``,
-as TRPO), and the critic's regression (E4) is written out (``FlatMLP.forward`` / ``vjp``, no autograd).
+as TRPO), and the critic's regression (E4) is written out (``FlatMLP.mse_backward``, no autograd).
 VPG with GAE on CartPole-v1 (300k steps, 1 thread): ~7.3 s -> ~4.9 s a run.
 """
 
