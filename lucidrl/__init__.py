@@ -6,7 +6,7 @@
     mean, std = lucidrl.evaluate(model, "CartPole-v1", n_episodes=10)
 """
 
-__version__ = "0.1.0"
+from lucidrl.version import __version__  # noqa: E402
 
 from lucidrl.config import linear  # noqa: E402
 from lucidrl.agent import Algorithm, evaluate, load  # noqa: E402
@@ -16,6 +16,7 @@ from lucidrl.algos import DQN, DQNConfig  # noqa: E402
 from lucidrl.algos import QLearning, QLearningConfig  # noqa: E402
 from lucidrl.algos import A2C, REINFORCE, VPG, A2CConfig, REINFORCEConfig, VPGConfig  # noqa: E402
 from lucidrl.envs import make_env, make_vec_env  # noqa: E402
+import lucidrl.fast  # noqa: E402,F401  (registers the fast backend's twins of the reference updates)
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, MissingDependencyError  # noqa: E402
 
 __all__ = [

@@ -9,6 +9,7 @@ The training math lives in ``lucidrl/algos/<name>.py``, never here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -20,14 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from lucidrl import __version__
-from lucidrl.checkpoint import (load_checkpoint, optimizer_from_flat, optimizer_to_flat, remap_optimizer_tensors,
-                                save_checkpoint)
+from lucidrl import backends
+from lucidrl.checkpoint import legacy_optimizer_state, load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from lucidrl.config import config_to_dict, resolve_config
 from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError
 from lucidrl.logging import Logger
+from lucidrl.threads import hold_threads
+from lucidrl.version import __version__
 
 ALGORITHMS: dict[str, type["Algorithm"]] = {}
 
@@ -91,6 +93,7 @@ class Algorithm:
         self.num_timesteps = 0
         self.n_updates = 0
         self.notes: list[str] = []
+        self.backend_lines: list[str] = []  # which backend computes what (``_select_backend``), logged by learn
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
             self.notes.append(f"{self.name}: preset {self.preset_name!r} ({self.preset_source}); your overrides: {given}")
@@ -166,9 +169,38 @@ class Algorithm:
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
         return (actions[0] if single else actions), None
 
+    # ------------------------------------------------------------------ backends
+    def _select_backend(self, name: str, reference):
+        """``reference`` (a function of the algorithm's file) or its fast twin, by ``config.backend``
+        (``lucidrl.backends``); the choice is logged at the start of ``learn``."""
+        function, line = backends.select(name, reference, self)
+        self.backend_lines.append(line)
+        return function
+
     # ------------------------------------------------------------------ learn bookkeeping
+    @contextlib.contextmanager
+    def _learning(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool):
+        """``with self._learning(...) as (logger, target):`` around a training loop.
+
+        Before: checks, the logger, the thread settings (``torch_threads``). After: the final
+        model in ``run_dir/model``, the summary line; the thread settings are restored and the
+        logger closed however the loop ends.
+        """
+        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
+        try:
+            with hold_threads(self.config.torch_threads, self) as threads:
+                for line in self.backend_lines:
+                    logger.info(f"{self.name}: backend: {line}")
+                logger.info(f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS "
+                            f"(torch_threads={self.config.torch_threads!r})")
+                yield logger, target
+        except BaseException:
+            logger.close()
+            raise
+        self._end_learn(logger)
+
     def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool) -> tuple[Logger, int]:
-        if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
+        if not isinstance(total_timesteps, (int, np.integer)) or isinstance(total_timesteps, bool) or total_timesteps < 1:
             raise ConfigError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
         self._require_env()
         if reset_num_timesteps:
@@ -193,12 +225,16 @@ class Algorithm:
             self.save(self.run_dir / "checkpoints" / f"step_{self.num_timesteps:09d}")
 
     def _rollout_collector(self):
-        """The collector for the current env (made on first use, kept between ``learn`` calls)."""
-        from lucidrl.rollout import RolloutCollector
+        """The on-policy collector for the current env (made on first use, kept between ``learn`` calls),
+        acting with ``rollout.rollout_policy`` or its fast twin."""
+        from lucidrl.rollout import RolloutCollector, rollout_policy
 
+        if getattr(self, "_rollout_policy", None) is None:
+            self._rollout_policy = self._select_backend("rollout", rollout_policy)
         if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
             self._collector = RolloutCollector(self.env, self.device, seed=self.config.seed, generator=self.generator,
-                                               obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler)
+                                               obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler,
+                                               policy=self._rollout_policy)
         return self._collector
 
     def _after_update(self, logger: Logger, rollout, metrics: dict, steps_before: int,
@@ -234,24 +270,11 @@ class Algorithm:
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def _parameter_layout(self, optimizer: torch.optim.Optimizer) -> list[list]:
-        """Where each named network parameter sits in the optimiser's tensors: [[group, index, name, offset, numel]].
-
-        The speed paths pack many parameters into one flat tensor (``optim.flat_parameters``,
-        ``packed.PackedActorCritic``); the optimiser's state then follows that packing, so a
-        checkpoint records it and loading restores the optimiser only under the same layout.
-        """
-        owners = {}
-        for mod_name, module in self._modules().items():
-            for p_name, p in module.named_parameters():
-                owners.setdefault(p.untyped_storage().data_ptr(), []).append((f"{mod_name}/{p_name}", p))
-        layout = []
-        for g, group in enumerate(optimizer.param_groups):
-            for i, t in enumerate(group["params"]):
-                base = t.untyped_storage().data_ptr()
-                for name, p in sorted(owners.get(base, []), key=lambda x: x[1].storage_offset()):
-                    layout.append([g, i, name, int(p.storage_offset() - t.storage_offset()), int(p.numel())])
-        return layout
+    def _parameter_names(self, optimizer: torch.optim.Optimizer) -> list[str]:
+        """The name (``module/parameter``) of each tensor the optimiser steps, in its order."""
+        names = {id(p): f"{mod}/{name}" for mod, module in self._modules().items()
+                 for name, p in module.named_parameters()}
+        return [names.get(id(p), "?") for group in optimizer.param_groups for p in group["params"]]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
@@ -262,7 +285,7 @@ class Algorithm:
         for name, opt in self._optimizers().items():
             t, meta = optimizer_to_flat(f"optim/{name}", opt)
             tensors.update(t)
-            optim_meta[name] = {**meta, "layout": self._parameter_layout(opt)}
+            optim_meta[name] = {**meta, "parameters": self._parameter_names(opt)}
         config = {
             "algo": self.name,
             "lucidrl_version": __version__,
@@ -282,8 +305,11 @@ class Algorithm:
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None,
-             **kwargs: Any) -> "Algorithm":
-        """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``."""
+             backend: str | None = None, torch_threads: int | str | None = None, **kwargs: Any) -> "Algorithm":
+        """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``.
+
+        ``device``, ``backend`` and ``torch_threads`` replace the saved settings when given: a model
+        trained under one backend continues under the other (same networks, same optimiser state)."""
         tensors, config, state = load_checkpoint(path)
         algo = config["algo"]
         if algo not in ALGORITHMS:
@@ -297,8 +323,9 @@ class Algorithm:
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"corrupt checkpoint: cannot read the spaces in config.json ({e})") from None
         hyper = dict(config["config"])
-        if device is not None:
-            hyper["device"] = device
+        for key, value in (("device", device), ("backend", backend), ("torch_threads", torch_threads)):
+            if value is not None:
+                hyper[key] = value
         kwargs.setdefault("verbose", 0 if env is None else 1)
         model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)
         if env is None:
@@ -313,20 +340,15 @@ class Algorithm:
             meta = state.get("optimizers", {}).get(name)
             if meta is None:
                 raise CheckpointError(f"corrupt checkpoint: no state for optimiser {name!r} in state.json")
-            layout = model._parameter_layout(opt)
             opt_tensors = tensors
-            if meta.get("layout") != layout:
-                # Adam's moments are stored per optimiser tensor; when the weights are packed into that
-                # tensor in another order (a checkpoint of an older lucidrl), each weight's slice of the
-                # moments moves to its new place; where the layouts cannot be matched, they start afresh.
-                moved = remap_optimizer_tensors(f"optim/{name}", tensors, meta, meta.get("layout") or [], layout)
-                if moved is None:
-                    model.notes.append(f"{algo}: optimiser {name!r} state not restored (saved with another "
-                                       "parameter layout, by an older lucidrl); training resumes with fresh "
-                                       "optimiser moments")
+            if "layout" in meta:  # written by a lucidrl that kept the optimiser's state in one flat tensor
+                converted = legacy_optimizer_state(f"optim/{name}", tensors, meta, model._parameter_names(opt), opt)
+                if converted is None:
+                    model.notes.append(f"{algo}: optimiser {name!r} state not restored (an older lucidrl's layout that "
+                                       "does not match this model); training resumes with fresh optimiser moments")
                     continue
-                opt_tensors = {**tensors, **moved}
-                model.notes.append(f"{algo}: optimiser {name!r} state moved from an older parameter layout")
+                opt_tensors, meta = converted
+                model.notes.append(f"{algo}: optimiser {name!r} state converted from an older lucidrl's flat layout")
             optimizer_from_flat(f"optim/{name}", opt, opt_tensors, meta)
         model.num_timesteps = int(state.get("num_timesteps", 0))
         model.n_updates = int(state.get("n_updates", 0))

@@ -125,6 +125,9 @@ def optimizer_to_flat(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[di
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
+_IMPLEMENTATION_OPTIONS = ("fused", "foreach", "capturable", "differentiable")
+
+
 def optimizer_from_flat(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                         meta: dict[str, Any]) -> None:
     state: dict[int, dict[str, Any]] = {}
@@ -136,46 +139,51 @@ def optimizer_from_flat(prefix: str, optimizer: torch.optim.Optimizer, tensors: 
         idx, k = key.split("/", 1)
         state.setdefault(int(idx), {})[k] = v
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    # how torch computes the step (fused, foreach, ...) is this optimiser's choice, not the checkpoint's
+    for group, current in zip(groups, optimizer.param_groups):
+        group.update({k: current[k] for k in _IMPLEMENTATION_OPTIONS if k in current})
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"the optimiser state {prefix!r} in the checkpoint does not fit this model ({e})") from None
 
 
-def remap_optimizer_tensors(prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], saved_layout: list,
-                            layout: list) -> dict[str, torch.Tensor] | None:
-    """The optimiser's per-weight state tensors (Adam's moments) moved from ``saved_layout`` to ``layout``.
+def legacy_optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], names: list[str],
+                           optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """An older lucidrl's optimiser state, kept for weights packed into flat tensors, cut into torch's per-parameter
+    state for ``optimizer`` (whose parameters are named ``names``, in order).
 
-    A layout (``Algorithm._parameter_layout``) lists, for each named network parameter, the optimiser
-    tensor it lives in and its offset there. When the same parameters were packed in another order (a
-    checkpoint of an older lucidrl), each one's slice of the moments moves to its new place: exact, as
-    the moments are element-wise. Returns the replaced tensors, or None when the layouts do not hold the
-    same parameters or do not cover every element (then the caller starts the optimiser afresh).
+    ``meta["layout"]`` lists, for each named parameter, the flat tensor it lived in (group, index) and its
+    offset there; each parameter's slice of the moments (Adam's, RMSprop's) moves to its own state entry:
+    exact, as the moments are element-wise. Returns ``(tensors, meta)`` in the current format, or None when
+    the layout does not name exactly these parameters (the caller then starts the optimiser afresh).
     """
-    def by_name(rows):
-        return {name: (g, i, int(off), int(n)) for g, i, name, off, n in rows}
-    old, new = by_name(saved_layout), by_name(layout)
-    if old.keys() != new.keys() or any(old[k][3] != new[k][3] for k in old):
+    try:
+        rows = {name: (int(g), int(i), int(off), int(n)) for g, i, name, off, n in meta["layout"]}
+        state_id = {(g, i): pid for g, group in enumerate(meta["param_groups"]) for i, pid in enumerate(group["params"])}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+    except (KeyError, TypeError, ValueError):
         return None
-    try:  # (group, position) -> the id the state dict uses
-        state_id = {(g, i): pid for g, group in enumerate(meta["param_groups"])
-                    for i, pid in enumerate(group["params"])}
-    except (KeyError, TypeError):
+    if set(rows) != set(names) or len(names) != len(params) or len(meta["param_groups"]) != 1:
         return None
     out: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        if not key.startswith(prefix + "/state/") or value.dim() == 0:
-            continue  # scalars such as Adam's step count stay as they are
-        idx, k = key[len(prefix) + 7:].split("/", 1)
-        dest = [(name, place) for name, place in new.items() if state_id.get(place[:2]) == int(idx)]
-        if sum(place[3] for _, place in dest) != value.numel():
-            return None  # the named parameters do not cover this tensor
-        moved = torch.empty_like(value).view(-1)
-        for name, (_, _, off, n) in dest:
-            g, i, src_off, _ = old[name]
-            src = tensors.get(f"{prefix}/state/{state_id.get((g, i))}/{k}")
-            if src is None or src_off + n > src.numel():
-                return None
-            moved[off:off + n] = src.reshape(-1)[src_off:src_off + n]
-        out[key] = moved.view_as(value)
-    return out
+    scalars: dict[str, Any] = {}
+    for j, (name, p) in enumerate(zip(names, params)):
+        g, i, off, n = rows[name]
+        if n != p.numel():
+            return None
+        src = state_id.get((g, i))
+        for key, value in tensors.items():
+            if key.startswith(f"{prefix}/state/{src}/"):
+                k = key.rsplit("/", 1)[1]
+                if value.dim() == 0:
+                    out[f"{prefix}/state/{j}/{k}"] = value.clone()
+                elif off + n <= value.numel():
+                    out[f"{prefix}/state/{j}/{k}"] = value.reshape(-1)[off:off + n].reshape(p.shape).clone()
+                else:
+                    return None
+        for key, value in meta.get("scalars", {}).items():
+            if key.split("/", 1)[0] == str(src):
+                scalars[f"{j}/{key.split('/', 1)[1]}"] = value
+    group = {**meta["param_groups"][0], "params": list(range(len(params)))}
+    return out, {"param_groups": [group], "scalars": scalars}

@@ -40,6 +40,10 @@ def _none_or(parse):
     return f
 
 
+def _int_or_word(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> list[str]:
     """One ``--field-name`` flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
     hints = typing.get_type_hints(config_class)
@@ -64,6 +68,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             kw["choices"] = list(args)
         elif typing.get_origin(hint) is list:
             kw.update(type=args[0], nargs="+", metavar="N")
+        elif set(args) == {int, str}:  # a number or a word, e.g. torch_threads: 2 or auto
+            kw.update(type=_int_or_word, metavar="N|auto")
         else:
             base = next((a for a in args if a is not type(None)), hint)
             kw["type"] = _none_or(base) if optional else base
@@ -77,27 +83,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
 
 # --------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
-    import torch
-
     import lucidrl
     from lucidrl.plotting import plot_runs
-
-    if args.torch_threads < 1:
-        raise ConfigError(f"--torch-threads must be >= 1, got {args.torch_threads}")
-    torch.set_num_threads(args.torch_threads)
 
     algos = _algorithms()
     cls = algos[args.algo]
     overrides = {k: getattr(args, k) for k in config_names if hasattr(args, k)}
     if args.resume:
         run_dir = Path(args.resume)
-        model = cls.load(run_dir, env=args.env, verbose=args.verbose, run_dir=run_dir)
+        # how a run computes (device, backend, threads) may change on resume; its hyperparameters may not
+        settings = {k: overrides.pop(k) for k in ("device", "backend", "torch_threads") if k in overrides}
         if overrides:
             raise ConfigError("--resume continues a run with its saved hyperparameters; drop " +
                               ", ".join("--" + k.replace("_", "-") for k in overrides))
         timesteps = args.timesteps
         if timesteps is None:
             raise ConfigError("--resume needs --timesteps: how many more steps to train")
+        model = cls.load(run_dir, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
         reset = False
     else:
         if args.env is None:
@@ -246,9 +248,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
                        help="how the n_envs copies are stepped (default: auto)")
         p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.add_argument("--torch-threads", type=int, default=1, metavar="N",
-                       help="torch CPU threads (default: 1, fastest for small MLPs; with more, a busy second "
-                            "core can make training many times slower)")
         config_names[name] = add_config_arguments(p, cls.config_class)
 
     ev = sub.add_parser("eval", help="evaluate a saved model", description="Evaluate a saved model or run directory.")

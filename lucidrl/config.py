@@ -161,6 +161,51 @@ def check_normalization(config) -> None:
               f"{name} must be a number > 0 (the bound of the normalised values), got {v!r}")
 
 
+# --------------------------------------------------------------------------- shared fields
+BACKENDS = ("auto", "reference", "fast")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The fields every algorithm's config starts with: how a run is seeded, where and how it computes."""
+
+    seed: int | None = None
+    """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
+    device: str = "cpu"
+    """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
+    backend: typing.Literal["auto", "reference", "fast"] = "auto"
+    """How the update is computed: 'reference' (the algorithm's file, autograd), 'fast' (lucidrl.fast, the same numbers, written out for CPU speed; an error where it does not apply) or 'auto' (fast where it applies)."""
+    torch_threads: typing.Union[int, str] = "auto"
+    """CPU threads for torch and NumPy's BLAS while learn() runs (restored after): 'auto' (1 for MLPs, torch's default for CNNs) or a number."""
+
+    def __post_init__(self):
+        check(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
+              f"seed must be a non-negative integer or None, got {self.seed!r}")
+        check(isinstance(self.device, str), f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
+        check(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        check(self.torch_threads == "auto" or (isinstance(self.torch_threads, int)
+                                               and not isinstance(self.torch_threads, bool) and self.torch_threads >= 1),
+              f"torch_threads must be 'auto' or an integer >= 1, got {self.torch_threads!r}")
+
+
+@dataclasses.dataclass
+class NormalizationConfig(RunConfig):
+    """RunConfig plus the observation / reward normalisation fields of the policy-gradient algorithms."""
+
+    normalize_obs: bool = False
+    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
+    normalize_reward: bool = False
+    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
+    clip_obs: float = 10.0
+    """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
+    clip_reward: float = 10.0
+    """Bound of the scaled rewards, ±clip_reward (SB3's default 10)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_normalization(self)
+
+
 # --------------------------------------------------------------------------- dataclass <-> dict
 def _type_hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)

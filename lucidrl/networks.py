@@ -30,42 +30,7 @@ from torch import nn
 
 from lucidrl.errors import EnvError
 
-_ONE = torch.ones(())  # a float32 tensor: subtracting it needs no Python-scalar conversion
-
-
-class _SigmoidTanh(torch.autograd.Function):
-    """tanh(x) = 2 sigmoid(2x) - 1, with the backward of tanh: dy/dx = 1 - y²."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(x + x)
-        y = s.add_(s).sub_(_ONE)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-class Tanh(nn.Module):
-    """tanh, computed through the sigmoid on large CPU batches.
-
-    Speed, measured (benchmarks/micro_ops.py): on the CPU build of torch 2.13, ``torch.tanh`` of
-    a [256, 64] float32 tensor takes ~34 us while ``torch.sigmoid`` takes ~4 us, so the identity
-    tanh(x) = 2 sigmoid(2x) - 1 is about 2x faster there (agreement with torch.tanh: 2e-7 max
-    abs. error, tested). Small batches (acting in a rollout) keep ``torch.tanh``, which is
-    cheaper below a few thousand elements.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() >= 4096 and x.device.type == "cpu" and x.dtype == torch.float32:
-            return _SigmoidTanh.apply(x)
-        return torch.tanh(x)
-
-
-ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 ActivationName = Literal["tanh", "relu", "elu"]
 
 
@@ -225,10 +190,20 @@ class CategoricalHead:
         self.action_shape: tuple[int, ...] = ()
         self.action_dtype = torch.long
 
-    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Gumbel-max: argmax(logits + Gumbel noise) is an exact sample of softmax(logits)."""
-        gumbel = -torch.empty_like(logits).exponential_(generator=generator).log()
-        return (logits + gumbel).argmax(-1)
+    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+        """Gumbel noise g = -log(E), E ~ Exp(1), one per action: [*batch_shape, n]."""
+        return torch.empty((*batch_shape, self.n), device=device).exponential_(generator=generator).log_().neg_()
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Gumbel-max: argmax(logits + g), g Gumbel noise, is an exact sample of softmax(logits).
+
+        ``noise``: g drawn beforehand (``noise()``); a rollout draws all of its noise at once, so the
+        actions depend only on the generator's stream, whichever backend computes the logits."""
+        if noise is None:
+            noise = self.noise(logits.shape[:-1], generator, logits.device)
+        return (logits + noise).argmax(-1)
 
     def mode(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1)
@@ -270,10 +245,17 @@ class DiagGaussianHead:
         """(μ, log σ), each [..., d]."""
         return params[..., :self.d], params[..., self.d:]
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """a = μ + σ ε, ε ~ N(0, I) from ``generator``."""
+    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+        """Standard normal ε ~ N(0, I): [*batch_shape, d]."""
+        return torch.randn((*batch_shape, self.d), generator=generator, device=device)
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """a = μ + σ ε, ε ~ N(0, I) from ``generator`` (or ``noise``, drawn beforehand)."""
         mean, log_std = self.split(params)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if noise is None:
+            noise = self.noise(mean.shape[:-1], generator, mean.device)
         return mean + log_std.exp() * noise
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
@@ -376,18 +358,27 @@ class ActorCritic(nn.Module):
     ``shared=True``: one trunk, two linear outputs (A2C/A3C style; cheaper, but the value loss
     and the policy loss then pull on the same features, weighted by ``vf_coef``).
 
+    Image observations go through the Nature CNN (``obs_encoder``). ``share_encoder=True`` (PPO,
+    A2C, as SB3) gives actor and critic one CNN, trained by the sum of their losses;
+    ``share_encoder=False`` (TRPO and VPG, which step the policy and fit the critic separately)
+    gives each its own, so that the critic's regression never moves π and the policy's step
+    trains the policy's CNN (``actor_parameters`` / ``critic_parameters``).
+
     For a Box action space the actor's network outputs the mean μ(s) and ends with a
     :class:`StateIndependentLogStd` (log σ starts at ``log_std_init``), so every actor output,
-    ``policy_params``, ``forward`` and ``acting_forward``, is concat(μ, log σ), and the actor's
-    parameters (what TRPO and VPG step) include log σ.
+    ``policy_params`` and ``forward``, is concat(μ, log σ), and the actor's parameters include log σ.
     """
 
     def __init__(self, obs_space: gym.Space, action_space: gym.Space, net_arch: Sequence[int] = (64, 64),
                  activation: str = "tanh", shared: bool = False, ortho_init: bool = True,
-                 algo: str = "this algorithm", log_std_init: float = 0.0):
+                 algo: str = "this algorithm", log_std_init: float = 0.0, share_encoder: bool = True):
         super().__init__()
         self.head = make_head(action_space, algo)
         self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)
+        # the critic's own encoder, where the encoder has weights (a CNN) and they are not shared
+        self.critic_encoder = None
+        if not share_encoder and not shared and any(True for _ in self.encoder.parameters()):
+            self.critic_encoder, _ = obs_encoder(obs_space, algo, ortho=ortho_init)
         self.shared = shared
         gaussian = isinstance(self.head, DiagGaussianHead)
         n_out = self.head.d if gaussian else self.head.n_params  # the network gives μ; log σ is appended
@@ -404,6 +395,15 @@ class ActorCritic(nn.Module):
                 self.actor.append(StateIndependentLogStd(n_out, log_std_init))
             self.critic = mlp(in_dim, net_arch, 1, activation, out_std=1.0, ortho=ortho_init)
 
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """θ, what π depends on: the actor's encoder and MLP (separate networks only)."""
+        return [*self.encoder.parameters(), *self.actor.parameters()]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """φ, what V depends on and π does not (separate networks and encoders only)."""
+        encoder = self.critic_encoder if self.critic_encoder is not None else nn.Module()
+        return [*encoder.parameters(), *self.critic.parameters()]
+
     def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
         """Distribution parameters of π(·|s): logits for Discrete actions, concat(μ, log σ) for Box ones."""
         x = self.encoder(obs)
@@ -411,62 +411,19 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), shape [...] (no trailing 1)."""
-        x = self.encoder(obs)
-        return (self.critic_out(self.trunk(x)) if self.shared else self.critic(x)).squeeze(-1)
-
-    @torch.no_grad()
-    def acting_forward(self):
-        """A no-grad ``forward`` for acting, with both MLPs packed into one set of batched ops.
-
-        Collecting a rollout calls the networks once per env step on a small batch, where the
-        cost is the number of ops, not their size. With separate actor and critic MLPs of the
-        same shape, we stack their weights once per rollout (they do not change while
-        collecting): the first layers become one [in, 2h] matmul, the next layers one batched
-        matmul over the pair, the output layers one batched matmul with the critic's single
-        row padded to the actor's width. Same function, ~half the ops (measured 2x faster at 8
-        envs, benchmarks/micro_ops.py). A Gaussian actor's log σ is appended to the mean as in
-        ``forward``. Falls back to ``forward`` for other layouts.
-        """
-        if self.shared or not isinstance(self.encoder, FlattenFloat):
-            return self.forward
-        actor = [m for m in self.actor if isinstance(m, nn.Linear)]
-        critic = [m for m in self.critic if isinstance(m, nn.Linear)]
-        tail = self.actor[-1] if isinstance(self.actor[-1], StateIndependentLogStd) else None
-        acts = [m for m in self.actor if not isinstance(m, (nn.Linear, StateIndependentLogStd))]
-        if len(actor) < 2 or any(a.weight.shape != c.weight.shape for a, c in zip(actor[:-1], critic[:-1])):
-            return self.forward
-        w0 = torch.cat([actor[0].weight, critic[0].weight]).t().contiguous()  # [in, 2h]
-        b0 = torch.cat([actor[0].bias, critic[0].bias])
-        hidden = [(torch.stack([a.weight.t(), c.weight.t()]).contiguous(), torch.stack([a.bias, c.bias]).unsqueeze(1))
-                  for a, c in zip(actor[1:-1], critic[1:-1])]  # [2, h, h], [2, 1, h]
-        n_out = actor[-1].out_features
-        w_out = torch.zeros(2, actor[-1].in_features, n_out)
-        w_out[0], w_out[1, :, 0] = actor[-1].weight.t(), critic[-1].weight[0]
-        b_out = torch.zeros(2, 1, n_out)
-        b_out[0, 0], b_out[1, 0, 0] = actor[-1].bias, critic[-1].bias[0]
-        act = acts[0]
-        n_in, obs_ndim = w0.shape[0], self.encoder.ndim
-
-        def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            batch_shape = obs.shape[:obs.dim() - obs_ndim]
-            x = obs.float().reshape(-1, n_in)
-            h = act(torch.addmm(b0, x, w0)).view(x.shape[0], 2, -1).transpose(0, 1)  # [2, B, h]
-            for w, b in hidden:
-                h = act(torch.baddbmm(b, h, w))
-            out = torch.baddbmm(b_out, h, w_out)  # [2, B, n_out]
-            params = out[0].reshape(*batch_shape, n_out)
-            return params if tail is None else tail(params), out[1, :, 0].reshape(batch_shape)
-
-        return forward
+        if self.shared:
+            return self.critic_out(self.trunk(self.encoder(obs))).squeeze(-1)
+        encoder = self.encoder if self.critic_encoder is None else self.critic_encoder
+        return self.critic(encoder(obs)).squeeze(-1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(policy params, V(s)) in one pass (the trunk runs once when shared)."""
+        """(policy params, V(s)) in one pass (a shared trunk or encoder runs once)."""
         x = self.encoder(obs)
         if self.shared:
             h = self.trunk(x)
             return self.actor_out(h), self.critic_out(h).squeeze(-1)
-        return self.actor(x), self.critic(x).squeeze(-1)
-
+        x_critic = x if self.critic_encoder is None else self.critic_encoder(obs)
+        return self.actor(x), self.critic(x_critic).squeeze(-1)
 
 
 # --------------------------------------------------------------------------- Q-network

@@ -33,12 +33,10 @@ presets carry over. Deviations from the paper, each with a switch: global gradie
 (``use_rms_prop``), advantage normalisation (``normalize_advantage``, off), separate actor and
 critic networks (``shared_trunk``; the paper shares all non-output layers).
 
-Speed (speed only, same math, tested in ``tests/math/test_packed_speed.py`` and, for a whole update,
-against SB3 in ``tests/math/test_a2c_math.py``): the update's gradient is written out without
-autograd (``a2c_policy_term`` + ``lucidrl.packed.PackedActorCritic.policy_value_backward``), the
-collector acts in NumPy (``lucidrl.rollout``) and ``gae`` runs on NumPy views. On the zoo's
-CartPole-v1 preset (100k steps, 2,500 updates, 1 torch thread) a run went from ~2.9 s to ~2.0 s of
-CPU time on this project's 2-core machine.
+This file is the reference: what runs is what you read (autograd through ``torch.nn``,
+``torch.optim.RMSprop``). ``lucidrl.fast`` computes the same update with the gradient written out
+(``backend="fast"``, taken by ``backend="auto"`` where it applies), tested equal to ``a2c_update``
+(``tests/math/test_backends.py``; ``docs/algorithms/a2c.md``).
 """
 
 from __future__ import annotations
@@ -46,21 +44,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from lucidrl.advantages import gae
+from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
+from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
-from lucidrl.optim import Adam, RMSprop, clip_grad_norm, optimizer_step, zero_grad
-from lucidrl.packed import PackedActorCritic
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(NormalizationConfig):
     """A2C's hyperparameters. Defaults: Stable-Baselines3's A2C (the paper's t_max = 5, γ, RMSProp α)."""
 
     n_envs: int = 1
@@ -97,21 +93,9 @@ class A2CConfig:
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1), as SB3; False: PyTorch's default."""
     log_std_init: float = 0.0
     """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
-    normalize_obs: bool = False
-    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
-    normalize_reward: bool = False
-    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
-    clip_obs: float = 10.0
-    """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
-    clip_reward: float = 10.0
-    """Bound of the scaled rewards, ±clip_reward (SB3's default 10)."""
-    seed: int | None = None
-    """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
-    device: str = "cpu"
-    """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
 
     def __post_init__(self):
-        check_normalization(self)
+        super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
         check(isinstance(self.n_steps, int) and self.n_steps >= 1, f"n_steps must be an integer >= 1, got {self.n_steps!r}")
         check(not self.normalize_advantage or self.n_steps * self.n_envs >= 2,
@@ -151,72 +135,28 @@ def a2c_loss(logprob: torch.Tensor, values: torch.Tensor, advantages: torch.Tens
     return loss, policy_loss, value_loss
 
 
-def a2c_policy_term(advantages: torch.Tensor) -> Callable:
-    """The policy term of ``a2c_loss`` as ``PackedActorCritic.policy_value_backward`` takes it:
-    log π -> (-mean(A log π), its gradient -A / B, None); torch tensors or NumPy arrays."""
-    def term(logprob: torch.Tensor):
-        return -(advantages * logprob).mean(), advantages * (-1.0 / advantages.shape[0]), None  # (E3), negated
-    return term
-
-
 # --------------------------------------------------------------------------- one update
-def a2c_update(agent: ActorCritic | PackedActorCritic, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
-               batch: dict[str, torch.Tensor], cfg: A2CConfig) -> dict[str, float]:
-    """One gradient step on the whole batch (SB3's ``A2C.train``); returns its diagnostics.
-
-    This runs 2,500 times per 100k CartPole steps, so it does nothing it does not need: the
-    entropy gets a gradient only when ``ent_coef`` > 0, and the diagnostics stay tensors until
-    one ``tolist()`` at the end (one conversion instead of one ``.item()`` per metric).
-    """
+def a2c_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               cfg: A2CConfig) -> dict[str, float]:
+    """One gradient step on the whole batch (E3-E5, SB3's ``A2C.train``); returns its diagnostics."""
     head = agent.head
-    adv = batch["advantages"]
-    if cfg.normalize_advantage:  # Deviation: advantage normalisation (off by default, as in SB3)
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    packed = isinstance(agent, PackedActorCritic) and agent.packed
-    in_numpy = agent.numpy_update(adv.shape[0]) if packed else None
-    if in_numpy is not None:  # speed only: the same gradient in NumPy (tested)
-        with in_numpy:
-            _, policy_loss, value_loss, entropy, _ = agent.policy_value_backward_numpy(
-                batch["obs"].numpy(), batch["actions"].numpy(), a2c_policy_term(adv.numpy()), batch["returns"].numpy(),
-                cfg.vf_coef, cfg.ent_coef, with_entropy=True)  # for the diagnostics
-        grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
-        optimizer_step(optimizer)  # (E5) RMSprop (or Adam)
-        returns = batch["returns"].numpy()
-        var_residual, var_returns = _unbiased_var(returns - batch["values_old"].numpy()), _unbiased_var(returns)
-        pl, vl, ent, gn = float(policy_loss), float(value_loss), float(entropy.mean()), float(grad_norm)
-        return {"loss/policy": pl, "loss/value": vl, "loss/entropy": -ent, "diag/entropy": ent, "diag/grad_norm": gn,
-                "diag/explained_variance": 1.0 - var_residual / var_returns if var_returns > 0 else float("nan")}
-    if packed:  # speed only: a2c_loss's gradient without autograd (tested)
-        dist_params, policy_loss, value_loss, entropy, _ = agent.policy_value_backward(
-            batch["obs"], batch["actions"], a2c_policy_term(adv), batch["returns"], cfg.vf_coef, cfg.ent_coef,
-            with_entropy=True)  # for the diagnostics
-    else:
-        dist_params, values = agent(batch["obs"])
-        logprob = head.log_prob(dist_params, batch["actions"])
-        entropy = head.entropy(dist_params) if cfg.ent_coef else None
-        loss, policy_loss, value_loss = a2c_loss(logprob, values, adv, batch["returns"], cfg.vf_coef, entropy, cfg.ent_coef)
-        zero_grad(params)
-        loss.backward()
+    adv = normalize(batch["advantages"]) if cfg.normalize_advantage else batch["advantages"]  # Deviation (off)
+    dist_params, values = agent(batch["obs"])
+    logprob = head.log_prob(dist_params, batch["actions"])
+    entropy = head.entropy(dist_params)
+    loss, policy_loss, value_loss = a2c_loss(logprob, values, adv, batch["returns"], cfg.vf_coef, entropy,
+                                             cfg.ent_coef)
+    optimizer.zero_grad()
+    loss.backward()
     # Deviation: global gradient clipping (max_grad_norm=None: only measure the norm)
-    grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
-    optimizer_step(optimizer)  # (E5) RMSprop (or Adam)
-    with torch.no_grad():
-        mean_entropy = (entropy if entropy is not None else head.entropy(dist_params.detach())).mean()
-        returns = batch["returns"]
-        variances = torch.stack([returns - batch["values_old"], returns]).var(dim=1)  # for the explained variance
-        stats = torch.cat([torch.stack([policy_loss, value_loss, mean_entropy, grad_norm]), variances]).tolist()
-    pl, vl, ent, gn, var_residual, var_returns = stats
-    return {"loss/policy": pl, "loss/value": vl, "loss/entropy": -ent, "diag/entropy": ent, "diag/grad_norm": gn,
-            # 1 - Var[R - V_old] / Var[R]: how much of the targets' spread the critic explained before the step
-            "diag/explained_variance": 1.0 - var_residual / var_returns if var_returns > 0 else float("nan")}
-
-
-
-
-def _unbiased_var(x: np.ndarray) -> float:
-    """torch's default ``var`` (n - 1 in the denominator) of a 1-D array; a third of np.var's cost on 40 values."""
-    centred = x - x.mean()
-    return float(centred @ centred) / (x.shape[0] - 1) if x.shape[0] > 1 else float("nan")
+    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(),
+                                         cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
+    optimizer.step()  # (E5) RMSprop (or Adam)
+    ent = float(entropy.detach().mean())
+    return {"loss/policy": float(policy_loss.detach()), "loss/value": float(value_loss.detach()), "loss/entropy": -ent,
+            "diag/entropy": ent, "diag/grad_norm": float(grad_norm),
+            # how much of the targets' spread the critic explained before the step
+            "diag/explained_variance": explained_variance(batch["values_old"], batch["returns"])}
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -236,15 +176,13 @@ class A2C(Algorithm):
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
                                  shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="A2C",
                                  log_std_init=cfg.log_std_init).to(self.device)
-        # speed: one flat tensor holds every weight (one optimiser tensor, one clip, one zeroing), laid out
-        # so that actor and critic run as one set of batched ops (lucidrl.packed); self.agent is unchanged
-        self._net = PackedActorCritic(self.agent)
-        self._params = [self._net.flat]
         lr = value_at(cfg.learning_rate, 1.0)
-        if cfg.use_rms_prop:
-            self.optimizer = RMSprop(self._params, lr=lr, alpha=cfg.rms_prop_alpha, eps=cfg.rms_prop_eps)
+        if cfg.use_rms_prop:  # (E5)
+            self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=lr, alpha=cfg.rms_prop_alpha,
+                                                 eps=cfg.rms_prop_eps)
         else:
-            self.optimizer = Adam(self._params, lr=lr, eps=1e-5)
+            self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=lr, eps=1e-5, fused=True)
+        self._update = self._select_backend("a2c", a2c_update)  # this file's a2c_update, or lucidrl.fast's twin
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
@@ -257,34 +195,30 @@ class A2C(Algorithm):
         callback: called as ``callback(model, metrics)`` after each update; returning False stops.
         """
         cfg: A2CConfig = self.config
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
-        collector = self._rollout_collector()
-        scheduled = callable(cfg.learning_rate)
-        lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-        while self.num_timesteps < target:
-            if scheduled:
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+            collector = self._rollout_collector()
+            while self.num_timesteps < target:
                 lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
 
-            # 1. T steps in each of the N envs, in lockstep, with the current policy
-            rollout = collector.collect(self._net, cfg.n_steps)
-            steps_before = self.num_timesteps
-            self.num_timesteps += cfg.n_steps * self.env.num_envs
+                # 1. T steps in each of the N envs, in lockstep, with the current policy
+                rollout = collector.collect(self.agent, cfg.n_steps)
+                steps_before = self.num_timesteps
+                self.num_timesteps += cfg.n_steps * self.env.num_envs
 
-            # 2. (E1, E2) n-step returns R_t and advantages A_t = R_t - V(s_t) (GAE with λ = 1)
-            advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
-                                      rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
-            batch = rollout.flat(advantages=advantages, returns=returns)
+                # 2. (E1, E2) n-step returns R_t and advantages A_t = R_t - V(s_t) (GAE with λ = 1)
+                advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
+                                          rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
+                batch = rollout.flat(advantages=advantages, returns=returns)
 
-            # 3. one gradient step on actor and critic together (E3-E5)
-            metrics = a2c_update(self._net, self.optimizer, self._params, batch, cfg)
-            self.n_updates += 1
+                # 3. one gradient step on actor and critic together (E3-E5)
+                metrics = self._update(self.agent, self.optimizer, batch, cfg)
+                self.n_updates += 1
 
-            # 4. log
-            metrics["train/learning_rate"] = lr
-            metrics["train/n_updates"] = self.n_updates
-            if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
-                break
-        self._end_learn(logger)
+                # 4. log
+                metrics["train/learning_rate"] = lr
+                metrics["train/n_updates"] = self.n_updates
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                    break
         return self

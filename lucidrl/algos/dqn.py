@@ -39,18 +39,16 @@ Frame stacking, reward clipping and the Atari preprocessing of the paper are env
 (``lucidrl.envs.atari``), not part of this file; image observations go through the paper's CNN
 (``lucidrl.networks.NatureCNN``), and the replay memory keeps them as uint8.
 
-Speed (one fact the code relies on, exact): with SB3's semantics the target network changes only
-while collecting, never during a round of gradient steps; so the targets y of a whole round are
-computed in one batched no-grad pass over all ``gradient_steps * batch_size`` sampled next
-observations (Double DQN evaluates its argmax per step, as the online net moves). For a plain
-ReLU MLP the gradient is written out and the matrix products go to the faster of PyTorch's two
-CPU kernels by shape (``lucidrl.relu_mlp``; the same math to float rounding, tested). The replay
-buffer is not saved in checkpoints.
+This file is the reference: every gradient step samples its minibatch, builds its targets and
+steps ``torch.optim.Adam`` through autograd, as Algorithm 1 reads. ``lucidrl.fast`` computes the
+same round of steps with the gradient written out for ReLU MLPs on the CPU (using one fact: with
+SB3's semantics the target network changes only while collecting, so a round's targets can be
+computed in one batched pass), tested equal (``tests/math/test_backends.py``; ``docs/algorithms/dqn.md``).
+The replay buffer is not saved in checkpoints.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -58,22 +56,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium.vector import AutoresetMode
+from torch import nn
 
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_ints, check_network, check_schedule, value_at
-from lucidrl.envs import autoreset_mode, episode_scores
+from lucidrl.config import FloatOrSchedule, RunConfig, check, check_ints, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
-from lucidrl.kernels import onednn_linear
 from lucidrl.networks import ActivationName, QNetwork
-from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, optimizer_step, zero_grad
-from lucidrl.relu_mlp import (layer_views, numpy_greedy, relu_mlp_forward, relu_mlp_layers,
-                              relu_mlp_td_backward)
 from lucidrl.replay import ReplayBuffer
+from lucidrl.rollout import VectorStepper
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(RunConfig):
     """DQN's hyperparameters. Defaults: Stable-Baselines3's DQN (itself the Nature paper's, scaled down)."""
 
     n_envs: int = 1
@@ -110,12 +104,9 @@ class DQNConfig:
     """Hidden layer sizes of the Q-network (SB3's DQN MlpPolicy: 64, 64)."""
     activation: ActivationName = "relu"
     """Hidden activation: relu (SB3 and the paper), tanh or elu."""
-    seed: int | None = None
-    """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
-    device: str = "cpu"
-    """'cpu', 'cuda' or 'auto'. Small MLPs are fastest on the CPU."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_ints(self, ("n_envs", "buffer_size", "batch_size", "train_freq", "target_update_interval"))
         check_ints(self, ("learning_starts",), minimum=0)
         check(isinstance(self.gradient_steps, int) and (self.gradient_steps >= 0 or self.gradient_steps == -1),
@@ -175,67 +166,37 @@ def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: flo
 
 
 # --------------------------------------------------------------------------- one training round
-def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.Optimizer,
-                    params: list[torch.Tensor], buffer: ReplayBuffer, n_steps: int, cfg: DQNConfig) -> dict[str, float]:
-    """``n_steps`` gradient steps on minibatches drawn uniformly from ``buffer`` (SB3's ``DQN.train``).
-
-    The minibatches of the whole round are drawn at once (one randint, one index_select per
-    field); the target network does not change during a round, so the targets are computed in
-    one batched pass (Double DQN: the online argmax per step). Metrics are computed once, from
-    the round's TD errors and gradient norms kept in preallocated tensors, with one ``tolist()``.
-    """
-    B = cfg.batch_size
-    batch = buffer.get(buffer.sample_indices(n_steps, B))  # [n_steps, B, ...]
-    layers = relu_mlp_layers(q_net)
-    target_layers = relu_mlp_layers(q_target, need_grad=False) if layers is not None else None
-    dnn = onednn_linear() if params[0].device.type == "cpu" else None  # looked up once a round
-    forward = q_target if target_layers is None else \
-        functools.partial(relu_mlp_forward, layer_views(target_layers), dnn=dnn)
-    with torch.no_grad():  # chunks of 1024 rows keep the activations in cache (measured: 5.5 ms per 8192 rows,
-        # 5.9 ms in chunks of 2048, 7.4 ms in one pass, on the CartPole preset's 4-256-256-2 net, one thread)
-        next_q_target = torch.cat([forward(x) for x in batch["next_obs"].flatten(0, 1).split(1024)]).view(n_steps, B, -1)
-        targets = None if cfg.double_q else td_target(batch["rewards"], batch["terminated"], next_q_target, cfg.gamma)
+def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
+                    n_steps: int, cfg: DQNConfig) -> dict[str, float]:
+    """``n_steps`` gradient steps (E2, E3, E5) on minibatches drawn uniformly from ``buffer`` (SB3's ``DQN.train``)."""
+    losses, q_means, grad_norms = [], [], []
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
-    dev = params[0].device
-    if layers is not None:  # one-hot actions / B, per-step views, output buffers and weight views, once per round
-        views = layer_views(layers)
-        onehot = F.one_hot(batch["actions"].long(), q_net.n_actions).float().div_(B).unbind(0)
-        obs_steps = batch["obs"].unbind(0)
-        target_cols = targets.unsqueeze(-1).unbind(0) if targets is not None else None
-        diff_all = torch.empty(n_steps, B, q_net.n_actions, device=dev)  # Q_θ(s, k) - y of every step and action k
-        diff_steps = diff_all.unbind(0)
-    grad_norms = torch.empty(n_steps, device=dev)
-    norm_steps = grad_norms.unbind(0)
-    diffs, ys = [], []
-    for g in range(n_steps):
-        if targets is None:
-            with torch.no_grad():
-                next_obs = batch["next_obs"][g]
-                q_next = relu_mlp_forward(views, next_obs, dnn) if layers is not None else q_net(next_obs)
-                y = td_target(batch["rewards"][g], batch["terminated"][g], next_q_target[g], cfg.gamma,
-                              next_q_online=q_next)
-            ys.append(y)
-        else:
-            y = targets[g]
-        if layers is not None:  # speed: (E3)'s gradient computed by hand (see relu_mlp_td_backward)
-            y_col = target_cols[g] if targets is not None else y.unsqueeze(-1)
-            relu_mlp_td_backward(views, obs_steps[g], onehot[g], y_col, out=diff_steps[g], dnn=dnn)
-        else:
-            loss, q = dqn_loss(q_net(batch["obs"][g]), batch["actions"][g], y)  # (E3)
-            zero_grad(params)
-            loss.backward()
-            diffs.append(q.detach() - y)
-        norm_steps[g].copy_(clip_grad_norm(params, max_norm))  # Deviation: gradient clipping (SB3: 10)
-        optimizer_step(optimizer)  # speed: without torch's profiling wrapper around step (~6 us)
-    with torch.no_grad():  # the round's metrics from its TD errors, in one go
-        y_all = targets if targets is not None else torch.stack(ys)
-        if layers is not None:
-            diff = diff_all.gather(-1, batch["actions"].long().unsqueeze(-1)).squeeze(-1)  # Q(s, a) - y
-        else:
-            diff = torch.stack(diffs)
-        loss_m, q_m, gn_m = torch.stack([F.smooth_l1_loss(diff, torch.zeros_like(diff)), (diff + y_all).mean(),
-                                         grad_norms.mean()]).tolist()
+    for _ in range(n_steps):
+        batch = buffer.sample(cfg.batch_size)  # a uniform minibatch of the replay memory
+        with torch.no_grad():  # the target y, held fixed: no gradient flows into it
+            next_q_online = q_net(batch["next_obs"]) if cfg.double_q else None  # (E5) Double DQN picks a' with θ
+            y = td_target(batch["rewards"], batch["terminated"], q_target(batch["next_obs"]), cfg.gamma,
+                          next_q_online)  # (E2)
+        loss, q = dqn_loss(q_net(batch["obs"]), batch["actions"], y)  # (E3)
+        optimizer.zero_grad()
+        loss.backward()
+        grad_norms.append(nn.utils.clip_grad_norm_(q_net.parameters(), max_norm))  # Deviation: clipping (SB3: 10)
+        optimizer.step()
+        losses.append(loss.detach()), q_means.append(q.detach().mean())
+    loss_m, q_m, gn_m = torch.stack([torch.stack(losses).mean(), torch.stack(q_means).mean(),
+                                     torch.stack(grad_norms).mean()]).tolist()
     return {"loss/value": loss_m, "diag/q_mean": q_m, "diag/grad_norm": gn_m}
+
+
+def greedy_policy(q_net: QNetwork) -> Callable[[np.ndarray], np.ndarray]:
+    """obs -> argmax_a Q_θ(s, a), for acting; made at the start of each collection chunk (θ is fixed during it)."""
+    device = next(q_net.parameters()).device
+
+    @torch.no_grad()
+    def greedy(obs: np.ndarray) -> np.ndarray:
+        return q_net(torch.as_tensor(obs, device=device)).argmax(-1).cpu().numpy()
+
+    return greedy
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -257,19 +218,17 @@ class DQN(Algorithm):
         self.q_net_target = QNetwork(self.observation_space, self.action_space, cfg.net_arch,
                                      cfg.activation).to(self.device)
         self.q_net_target.load_state_dict(self.q_net.state_dict())
-        # speed: one flat tensor holds every weight (one Adam tensor, one clip, one zeroing, one Polyak op)
-        self._params = [flat_parameters(self.q_net)]
-        self._target_params = [flat_parameters(self.q_net_target)]
-        self._target_params[0].requires_grad_(False)
-        self._target_params[0].grad = None
         for p in self.q_net_target.parameters():  # the target net is never trained
-            p.grad = None
             p.requires_grad_(False)
-        self.optimizer = Adam(self._params, lr=value_at(cfg.learning_rate, 1.0))
+        # fused=True: torch's one-kernel Adam (the same update), several times cheaper a step on small networks
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=value_at(cfg.learning_rate, 1.0), fused=True)
+        # this file's functions, or lucidrl.fast's twins (the same numbers)
+        self._train_round = self._select_backend("dqn_train_round", dqn_train_round)
+        self._greedy = self._select_backend("dqn_greedy", greedy_policy)
         self.n_calls = 0  # calls of env.step, over all learn() calls (SB3's _n_calls): times target updates
         self.exploration_rate = cfg.exploration_initial_eps
         self.replay: ReplayBuffer | None = None
-        self._obs: np.ndarray | None = None
+        self._stepper: VectorStepper | None = None
 
     def _modules(self):
         return {"q_net": self.q_net, "q_net_target": self.q_net_target}
@@ -288,104 +247,50 @@ class DQN(Algorithm):
         return torch.where(explore, random, greedy)
 
     # ------------------------------------------------------------------ collection
-    def _reset_collection(self) -> None:
-        env = self.env
-        self._obs, _ = env.reset(seed=self.config.seed)
-        self._next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
-        self._prev_done = np.zeros(env.num_envs, dtype=bool)  # NEXT_STEP: the next step is a reset step
-        self._ep_return = np.zeros(env.num_envs, dtype=np.float64)
-        self._ep_length = np.zeros(env.num_envs, dtype=np.int64)
-        self._collection_env = env
-
     @torch.no_grad()
-    def _collect(self, n_calls: int, target: int):
+    def _collect(self, n_calls: int, target: int) -> tuple[list[float], list[int]]:
         """``n_calls`` calls of env.step with (E1) ε-greedy actions (uniform before ``learning_starts``).
 
-        Stores the real transitions in the replay buffer: the true next observation at episode
-        ends, ``terminated`` (not done), and nothing for NEXT_STEP reset steps. Returns the
-        finished episodes' raw returns and lengths.
-
-        Speed only, the same actions and statistics: what does not depend on the env (ε before
-        each call, which calls act uniformly at random) is computed for the whole chunk first, and
-        the episode statistics after it, from the chunk's rewards and done flags; the loop itself
-        only acts, steps the env and stores (measured ~7 us a call less bookkeeping on CartPole).
+        Stores the real transitions in the replay buffer (``rollout.VectorStepper``: the true next
+        observation at episode ends, ``terminated`` (not done), nothing for NEXT_STEP reset steps).
+        Returns the finished episodes' raw returns and lengths.
         """
-        cfg, env, N = self.config, self.env, self.env.num_envs
-        n_act = self.q_net.n_actions
-        # the random numbers of the whole chunk at once, from the model's generator
+        cfg, N, stepper = self.config, self.env.num_envs, self._stepper
+        greedy = self._greedy(self.q_net)  # argmax_a Q_θ(s, a), θ fixed during the chunk
+        # the chunk's random numbers, drawn at once from the model's generator
         coins = torch.rand((n_calls, N), generator=self.generator).numpy()
-        random_actions = torch.randint(0, n_act, (n_calls, N), generator=self.generator).numpy()
-        # (E1) ε before call t: ε is recomputed after every call from the env steps taken so far
-        start = self.num_timesteps
-        eps = [self.exploration_rate] + [
-            exploration_rate(max(0.0, 1.0 - (start + N * t) / target), cfg.exploration_initial_eps,
-                             cfg.exploration_final_eps, cfg.exploration_fraction) for t in range(1, n_calls + 1)]
-        explore = coins < np.asarray(eps[:n_calls])[:, None]  # (E1)
-        # uniform random calls: the warm-up ones (as SB3), and those where every env explores (no greedy pass)
-        uniform = (explore.all(1) | (start + N * np.arange(n_calls) < cfg.learning_starts)).tolist()
-        obs_buf = np.empty((n_calls, *self._obs.shape), dtype=self._obs.dtype)
-        next_buf = np.empty_like(obs_buf)
-        act_buf = np.empty((n_calls, N), dtype=np.int64)
-        rew_buf = np.empty((n_calls, N), dtype=np.float32)
-        term_buf = np.empty((n_calls, N), dtype=bool)
-        trunc_buf = np.empty((n_calls, N), dtype=bool)
-        ends: list[tuple[int, np.ndarray, dict]] = []  # (call, envs whose episode ended, info)
-        act_np = numpy_greedy(self.q_net)  # speed: NumPy acting for a plain ReLU MLP on the CPU, else None
-        obs = self._obs
+        random_actions = torch.randint(0, self.q_net.n_actions, (n_calls, N), generator=self.generator).numpy()
+        obs = stepper.obs
+        shape = (n_calls, N)
+        buf = {"obs": np.empty((*shape, *obs.shape[1:]), obs.dtype), "actions": np.empty(shape, np.int64),
+               "rewards": np.empty(shape, np.float32), "next_obs": np.empty((*shape, *obs.shape[1:]), obs.dtype),
+               "terminated": np.empty(shape, bool)}
+        valid = np.empty(shape, bool)
+        ep_returns, ep_lengths = [], []
         for t in range(n_calls):
-            if uniform[t]:
+            steps = self.num_timesteps + N * t
+            if t:  # (E1) ε, recomputed before every call from the env steps taken so far
+                self.exploration_rate = exploration_rate(max(0.0, 1.0 - steps / target), cfg.exploration_initial_eps,
+                                                         cfg.exploration_final_eps, cfg.exploration_fraction)
+            explore = coins[t] < self.exploration_rate
+            if steps < cfg.learning_starts or explore.all():  # warm-up (as SB3), or every env explores
                 actions = random_actions[t]
             else:
-                greedy = act_np(obs) if act_np is not None else \
-                    self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
-                actions = greedy if N == 1 else np.where(explore[t], random_actions[t], greedy)
-            next_obs, reward, terminated, truncated, info = env.step(actions)
-            obs_buf[t], act_buf[t], rew_buf[t], term_buf[t], trunc_buf[t] = obs, actions, reward, terminated, truncated
-            next_buf[t] = next_obs
-            if terminated.any() or truncated.any():
-                idx = np.flatnonzero(terminated | truncated)
-                ends.append((t, idx, info))
-                if not self._next_step:  # SAME_STEP: next_obs is already the next episode's; the true s' is final_obs
-                    for i in idx:
-                        next_buf[t, i] = info["final_obs"][i]
-            obs = next_obs
-        self._obs = obs
+                actions = np.where(explore, random_actions[t], greedy(obs))
+            tr = stepper.step(actions)
+            buf["obs"][t], buf["actions"][t], buf["rewards"][t] = obs, actions, tr.reward
+            buf["next_obs"][t], buf["terminated"][t], valid[t] = tr.next_obs(), tr.terminated, tr.valid
+            ep_returns += tr.episode_returns
+            ep_lengths += tr.episode_lengths
+            obs = tr.obs
         self.num_timesteps += N * n_calls
         self.n_calls += n_calls
-        self.exploration_rate = eps[n_calls]
-        if self._next_step:  # a reset step (the call after an episode's end) is no transition: not stored, not counted
-            done = term_buf | trunc_buf
-            valid_buf = ~np.concatenate([self._prev_done[None], done[:-1]])
-            self._prev_done = done[-1].copy()
-        else:
-            valid_buf = np.ones((n_calls, N), dtype=bool)
-        ep_returns, ep_lengths = self._episode_statistics(rew_buf, valid_buf, ends)
-        keep = valid_buf.reshape(-1)
-        flat = lambda x: x.reshape(n_calls * N, *x.shape[2:])[keep]  # noqa: E731
-        self.replay.add(torch.from_numpy(flat(obs_buf)), torch.from_numpy(flat(act_buf)),
-                        torch.from_numpy(flat(rew_buf)), torch.from_numpy(flat(next_buf)),
-                        torch.from_numpy(flat(term_buf)))
-        return ep_returns, ep_lengths
-
-    def _episode_statistics(self, rewards: np.ndarray, valid: np.ndarray,
-                            ends: list[tuple[int, np.ndarray, dict]]) -> tuple[list[float], list[int]]:
-        """Raw returns and lengths of the episodes that ended in a chunk, from its rewards [T, N], its
-        transition flags [T, N] and its episode ends; carries the unfinished episodes' sums to the next chunk."""
-        ep_returns: list[float] = []
-        ep_lengths: list[int] = []
-        begin = np.zeros(rewards.shape[1], dtype=np.int64)  # first call of each env's current episode in this chunk
-        for t, idx, info in ends:
-            for i in idx:
-                self._ep_return[i] += rewards[begin[i]:t + 1, i].sum(dtype=np.float64)
-                self._ep_length[i] += int(valid[begin[i]:t + 1, i].sum())
-            ep_returns += episode_scores(info, idx, self._ep_return)  # raw score if recorded
-            ep_lengths += self._ep_length[idx].tolist()
-            self._ep_return[idx] = 0.0
-            self._ep_length[idx] = 0
-            begin[idx] = t + 1
-        for i in range(rewards.shape[1]):
-            self._ep_return[i] += rewards[begin[i]:, i].sum(dtype=np.float64)
-            self._ep_length[i] += int(valid[begin[i]:, i].sum())
+        self.exploration_rate = exploration_rate(max(0.0, 1.0 - self.num_timesteps / target),
+                                                 cfg.exploration_initial_eps, cfg.exploration_final_eps,
+                                                 cfg.exploration_fraction)
+        keep = valid.reshape(-1)
+        self.replay.add(*(torch.from_numpy(buf[k].reshape(n_calls * N, *buf[k].shape[2:])[keep]) for k in
+                          ("obs", "actions", "rewards", "next_obs", "terminated")))
         return ep_returns, ep_lengths
 
     # ------------------------------------------------------------------ learn
@@ -397,49 +302,45 @@ class DQN(Algorithm):
         callback: called as ``callback(model, metrics)`` after each training round; returning False stops.
         """
         cfg: DQNConfig = self.config
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
-        if cfg.learning_starts >= target:
-            logger.close()
-            raise ConfigError(
-                f"learning_starts={cfg.learning_starts} is at or beyond the training budget ({target} env steps): "
-                f"DQN would only act randomly and never take a gradient step. Train for more than "
-                f"{cfg.learning_starts} steps or lower learning_starts.")
-        if self.replay is None:  # checks that it fits in memory before allocating
-            self.replay = ReplayBuffer(cfg.buffer_size, self.observation_space, self.action_space, self.device,
-                                       self.generator)
-        if reset_num_timesteps or self._obs is None or getattr(self, "_collection_env", None) is not self.env:
-            self._reset_collection()
-        N = self.env.num_envs
-        update_every = max(cfg.target_update_interval // N, 1)  # in calls of env.step, as SB3
-        while self.num_timesteps < target:
-            # 1. act ε-greedily for train_freq calls of env.step, storing transitions in the replay memory
-            steps_before, calls_before = self.num_timesteps, self.n_calls
-            n_calls = cfg.train_freq  # whole rounds, as SB3: the last one may overshoot total_timesteps
-            ep_returns, ep_lengths = self._collect(n_calls, target)
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+            if cfg.learning_starts >= target:
+                raise ConfigError(
+                    f"learning_starts={cfg.learning_starts} is at or beyond the training budget ({target} env steps): "
+                    f"DQN would only act randomly and never take a gradient step. Train for more than "
+                    f"{cfg.learning_starts} steps or lower learning_starts.")
+            if self.replay is None:  # checks that it fits in memory before allocating
+                self.replay = ReplayBuffer(cfg.buffer_size, self.observation_space, self.action_space, self.device,
+                                           self.generator)
+            if reset_num_timesteps or getattr(self, "_stepper", None) is None or self._stepper.env is not self.env:
+                self._stepper = VectorStepper(self.env, seed=self.config.seed)
+            update_every = max(cfg.target_update_interval // self.env.num_envs, 1)  # in calls of env.step, as SB3
+            while self.num_timesteps < target:
+                # 1. act ε-greedily for train_freq calls of env.step, storing transitions in the replay memory
+                steps_before, calls_before = self.num_timesteps, self.n_calls
+                ep_returns, ep_lengths = self._collect(cfg.train_freq, target)  # whole rounds, as SB3
 
-            # 2. (E4) target updates due during this collection; the online net was fixed meanwhile,
-            #    so k Polyak updates equal one with 1 - (1 - τ)^k (k hard copies equal one copy)
-            k = self.n_calls // update_every - calls_before // update_every
-            if k:
-                soft_update(self._target_params, self._params, 1.0 - (1.0 - cfg.tau) ** k)
+                # 2. (E4) target updates due during this collection; the online net was fixed meanwhile,
+                #    so k Polyak updates equal one with 1 - (1 - τ)^k (k hard copies equal one copy)
+                k = self.n_calls // update_every - calls_before // update_every
+                if k:
+                    soft_update(list(self.q_net_target.parameters()), list(self.q_net.parameters()),
+                                1.0 - (1.0 - cfg.tau) ** k)
 
-            # 3. a round of gradient steps (E2, E3), once past learning_starts
-            metrics: dict[str, float] = {"train/exploration_rate": self.exploration_rate}
-            if self.num_timesteps > cfg.learning_starts:
+                # 3. a round of gradient steps (E2, E3), once past learning_starts
+                metrics: dict[str, float] = {"train/exploration_rate": self.exploration_rate}
                 n_grad = cfg.gradient_steps if cfg.gradient_steps >= 0 else (self.num_timesteps - steps_before)
-                if n_grad > 0:
+                if self.num_timesteps > cfg.learning_starts and n_grad > 0:
                     lr = value_at(cfg.learning_rate, self._progress_remaining(target))
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    metrics.update(dqn_train_round(self.q_net, self.q_net_target, self.optimizer, self._params,
-                                                   self.replay, n_grad, cfg))
+                    metrics.update(self._train_round(self.q_net, self.q_net_target, self.optimizer, self.replay,
+                                                     n_grad, cfg))
                     self.n_updates += n_grad
                     metrics["train/learning_rate"] = lr
-            metrics["train/n_updates"] = self.n_updates
+                metrics["train/n_updates"] = self.n_updates
 
-            # 4. log
-            rollout = SimpleNamespace(episode_returns=ep_returns, episode_lengths=ep_lengths)
-            if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
-                break
-        self._end_learn(logger)
+                # 4. log
+                rollout = SimpleNamespace(episode_returns=ep_returns, episode_lengths=ep_lengths)
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                    break
         return self

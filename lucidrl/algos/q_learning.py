@@ -58,13 +58,12 @@ from typing import Any, Callable, Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from lucidrl.agent import Algorithm
-from lucidrl.config import FloatOrSchedule, check, check_schedule, value_at
-from lucidrl.envs import autoreset_mode
+from lucidrl.config import FloatOrSchedule, RunConfig, check, check_schedule, value_at
 from lucidrl.errors import ConfigError, EnvError
+from lucidrl.rollout import VectorStepper
 
 UpdateName = Literal["q_learning", "sarsa", "expected_sarsa"]
 
@@ -78,7 +77,7 @@ MAX_TABLE_ENTRIES = 50_000_000  # 400 MB of float64: a larger table is almost su
 
 
 @dataclass
-class QLearningConfig:
+class QLearningConfig(RunConfig):
     """Tabular Q-learning's hyperparameters. Defaults: Sutton & Barto's examples (α 0.1, ε-greedy), ε decaying as SB3's DQN."""
 
     n_envs: int = 1
@@ -103,12 +102,9 @@ class QLearningConfig:
     """Box observations only (D1): bins per dimension; one number is used for every dimension, 1 ignores a dimension."""
     bounds: list[float] = field(default_factory=list)
     """Box observations only (D1): low_1 high_1 ... low_d high_d; values outside are clipped. Empty: KNOWN_BOUNDS (CartPole) or the space's bounds; the bounds used are recorded here."""
-    seed: int | None = None
-    """Seed of NumPy, torch and the envs (None: drawn at random and recorded)."""
-    device: str = "cpu"
-    """The table lives on the CPU (NumPy updates); only 'cpu' is accepted."""
 
     def __post_init__(self):
+        super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
         check(self.update in ("q_learning", "sarsa", "expected_sarsa"),
               f"update must be 'q_learning', 'sarsa' or 'expected_sarsa', got {self.update!r}")
@@ -255,6 +251,7 @@ class QLearning(Algorithm):
             raise ConfigError(f"the Q-table would have {n_states} states x {act_space.n} actions "
                               f"(> {MAX_TABLE_ENTRIES:,} entries); use fewer n_bins")
         self.agent = QTable(n_states, int(act_space.n), cfg.initial_q)
+        self._td_update = self._select_backend("qlearning", apply_td_update)  # NumPy is its reference already
         self.exploration_rate = cfg.exploration_initial_eps
 
     def _make_discretiser(self, space: gym.spaces.Box) -> Discretiser:
@@ -310,82 +307,61 @@ class QLearning(Algorithm):
         callback: called as ``callback(model, metrics)`` after each logged chunk; returning False stops.
         """
         cfg: QLearningConfig = self.config
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
-        env, N = self.env, self.env.num_envs
-        next_step_mode = autoreset_mode(env) == AutoresetMode.NEXT_STEP
-        # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
-        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
-        q = self.agent.numpy()
-        if getattr(self, "_obs", None) is None or getattr(self, "_obs_env", None) is not env:
-            self._obs, _ = env.reset(seed=cfg.seed)
-            self._obs_env = env
-            self._prev_done = np.zeros(N, dtype=bool)
-            self._ep_return, self._ep_length = np.zeros(N), np.zeros(N, dtype=np.int64)
-        obs, prev_done = self._obs, self._prev_done
-        ep_returns: list[float] = []
-        ep_lengths: list[int] = []
-        td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
-        eps = alpha = 0.0
-        s = self.states(obs)
-        a = epsilon_greedy(q, s, self.exploration_rate, rng)
-        while self.num_timesteps < target:
-            progress = self._progress_remaining(target)
-            eps = exploration_rate(progress, cfg.exploration_initial_eps, cfg.exploration_final_eps,
-                                   cfg.exploration_fraction, cfg.exploration_decay)
-            alpha = value_at(cfg.learning_rate, progress)
-            self.exploration_rate = eps
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+            # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
+            q = self.agent.numpy()
+            if getattr(self, "_stepper", None) is None or self._stepper.env is not self.env:
+                self._stepper = VectorStepper(self.env, seed=cfg.seed)
+            stepper = self._stepper
+            ep_returns: list[float] = []
+            ep_lengths: list[int] = []
+            td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
+            s = self.states(stepper.obs)
+            a = epsilon_greedy(q, s, self.exploration_rate, rng)
+            while self.num_timesteps < target:
+                progress = self._progress_remaining(target)
+                eps = exploration_rate(progress, cfg.exploration_initial_eps, cfg.exploration_final_eps,
+                                       cfg.exploration_fraction, cfg.exploration_decay)
+                alpha = value_at(cfg.learning_rate, progress)
+                self.exploration_rate = eps
 
-            # 1. act in every env; find the true next state s' of each transition
-            next_obs, reward, terminated, truncated, info = env.step(a)
-            done = terminated | truncated
-            final_obs = next_obs
-            if not next_step_mode and done.any():  # SAME_STEP: next_obs is already the next episode's start
-                final_obs = next_obs.copy()
-                for i in np.flatnonzero(done):
-                    final_obs[i] = info["final_obs"][i]
-            s_next = self.states(final_obs)
-            # NEXT_STEP: a step right after a done is a reset step (action ignored, reward 0): skip it
-            valid = ~prev_done if next_step_mode else np.ones(N, dtype=bool)
+                # 1. act in every env; the true next state s' of each transition (rollout.VectorStepper)
+                tr = stepper.step(a)
+                s_next = self.states(tr.next_obs())
 
-            # 2. the next action: ε-greedy at s' (SARSA's a' of (E3), and the action taken next)
-            a_next = epsilon_greedy(q, s_next, eps, rng)
+                # 2. the next action: ε-greedy at s' (SARSA's a' of (E3), and the action taken next)
+                a_next = epsilon_greedy(q, s_next, eps, rng)
 
-            # 3. one TD update per valid transition (E2)-(E5)
-            if valid.any():
-                v = np.flatnonzero(valid) if not valid.all() else slice(None)
-                values = bootstrap_values(q, s_next[v], cfg.update, eps, a_next[v])
-                targets = td_targets(reward[v], terminated[v], values, cfg.gamma)  # (E5)
-                td = apply_td_update(q, s[v], a[v], targets, alpha)
-                td_abs += float(np.abs(td).sum())
-                n_updates += len(td)
+                # 3. one TD update per transition (E2)-(E5); NEXT_STEP reset rows are none
+                if tr.valid.any():
+                    v = np.flatnonzero(tr.valid) if not tr.valid.all() else slice(None)
+                    values = bootstrap_values(q, s_next[v], cfg.update, eps, a_next[v])
+                    targets = td_targets(tr.reward[v], tr.terminated[v], values, cfg.gamma)  # (E5)
+                    td = self._td_update(q, s[v], a[v], targets, alpha)
+                    td_abs += float(np.abs(td).sum())
+                    n_updates += len(td)
 
-            # 4. bookkeeping: episode statistics on valid steps, move on to s'
-            self._ep_return += np.where(valid, reward, 0.0)
-            self._ep_length += valid
-            if done.any():
-                idx = np.flatnonzero(done & valid)
-                ep_returns += self._ep_return[idx].tolist()
-                ep_lengths += self._ep_length[idx].tolist()
-                self._ep_return[done] = 0.0
-                self._ep_length[done] = 0
-                if not next_step_mode:  # SAME_STEP: the action for a new episode is chosen at its first state
-                    s_next = self.states(next_obs)
-                    a_next = np.where(done, epsilon_greedy(q, s_next, eps, rng), a_next)
-            obs, s, a = next_obs, s_next, a_next
-            prev_done = done if next_step_mode else prev_done
-            self.num_timesteps += N
+                # 4. move on to s'; SAME_STEP: a new episode's action is chosen at its first state
+                ep_returns += tr.episode_returns
+                ep_lengths += tr.episode_lengths
+                if tr.final_obs:
+                    s_next = self.states(tr.obs)
+                    ended = np.isin(np.arange(len(s_next)), list(tr.final_obs))
+                    a_next = np.where(ended, epsilon_greedy(q, s_next, eps, rng), a_next)
+                s, a = s_next, a_next
+                self.num_timesteps += self.env.num_envs
 
-            # 5. log a row every log_interval steps
-            if self.num_timesteps - chunk_start >= log_interval or self.num_timesteps >= target:
-                self.n_updates += n_updates
-                metrics = {"train/learning_rate": alpha, "train/exploration_rate": eps,
-                           "diag/mean_abs_td_error": td_abs / max(n_updates, 1), "train/n_updates": self.n_updates}
-                stop = self._after_update(logger, SimpleNamespace(episode_returns=ep_returns, episode_lengths=ep_lengths),
-                                          metrics, chunk_start, checkpoint_freq, callback)
-                ep_returns, ep_lengths = [], []
-                td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
-                if stop:
-                    break
-        self._obs, self._prev_done = obs, prev_done
-        self._end_learn(logger)
+                # 5. log a row every log_interval steps
+                if self.num_timesteps - chunk_start >= log_interval or self.num_timesteps >= target:
+                    self.n_updates += n_updates
+                    metrics = {"train/learning_rate": alpha, "train/exploration_rate": eps,
+                               "diag/mean_abs_td_error": td_abs / max(n_updates, 1), "train/n_updates": self.n_updates}
+                    stop = self._after_update(logger, SimpleNamespace(episode_returns=ep_returns,
+                                                                      episode_lengths=ep_lengths),
+                                              metrics, chunk_start, checkpoint_freq, callback)
+                    ep_returns, ep_lengths = [], []
+                    td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
+                    if stop:
+                        break
         return self

@@ -30,6 +30,11 @@ sub-sampling the batch of the policy step (``sub_sampling_factor``, Schulman's t
 40-42), orthogonal initialisation (``ortho_init``) and Adam eps 1e-5 (``adam_eps``) for the
 critic. The paper's experiments estimated Q_old by Monte Carlo rollouts ("single path" and
 "vine"), with no learned critic; GAE and a critic fitted by Adam (E9) are Spinning Up's and SB3's.
+
+This file is the reference: g by autograd, F v by double backward (E5), the critic by
+``torch.optim.Adam``. ``lucidrl.fast`` computes the same ``local_models`` and ``fit_critic`` with
+the passes written out (F v as Jᵀ M J, the paper's App. C.1 form) for MLPs on the CPU, tested
+equal (``tests/math/test_backends.py``; ``docs/algorithms/trpo.md``).
 """
 
 from __future__ import annotations
@@ -40,21 +45,19 @@ from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, check, check_ints, check_log_std_init, check_network,
-                            check_normalization, check_schedule, value_at)
+from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_ints, check_log_std_init,
+                            check_network, check_schedule, value_at)
 from lucidrl.errors import ConfigError
-from lucidrl.flat_mlp import FlatMLP, numpy_rollout_policy
-from lucidrl.linalg import conjugate_gradient, flat_grad
-from lucidrl.networks import ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat
-from lucidrl.optim import Adam, flat_parameters, optimizer_step, zero_grad
+from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
+from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.rollout import minibatches
 
 
 @dataclass
-class TRPOConfig:
+class TRPOConfig(NormalizationConfig):
     """TRPO's hyperparameters. Defaults: SB3-contrib's TRPO (which follow Spinning Up and modular_rl)."""
 
     n_envs: int = 1
@@ -97,23 +100,11 @@ class TRPOConfig:
     """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: the critic's Adam ε (PyTorch's default is 1e-8; SB3 uses 1e-5)."""
-    normalize_obs: bool = False
-    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
-    normalize_reward: bool = False
-    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
-    clip_obs: float = 10.0
-    """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
-    clip_reward: float = 10.0
-    """Bound of the scaled rewards, ±clip_reward (SB3's default 10)."""
-    seed: int | None = None
-    """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
-    device: str = "cpu"
-    """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
 
     def __post_init__(self):
+        super().__post_init__()
         check_ints(self, ("n_envs", "n_steps", "batch_size", "n_critic_updates", "cg_max_steps",
                           "line_search_max_iter", "sub_sampling_factor"))
-        check_normalization(self)
         check(self.batch_size <= self.rollout_size,
               f"batch_size={self.batch_size} is larger than a rollout (n_steps * n_envs = {self.rollout_size}); "
               f"lower batch_size or raise n_steps or n_envs")
@@ -144,37 +135,6 @@ def surrogate_advantage(logprob: torch.Tensor, logprob_old: torch.Tensor, advant
     return ((logprob - logprob_old).exp() * advantages).mean()
 
 
-def surrogate_and_gaussian_gradient(head: DiagGaussianHead, mean: torch.Tensor, log_std: torch.Tensor,
-                                    actions: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor):
-    """(E1) for a diagonal Gaussian with state-independent log σ, with its gradient in μ and in log σ.
-
-    With z = (a - μ)/σ: ∂log π/∂μ = z/σ and ∂log π/∂log σ = z² - 1 per dimension, so
-    ∂L/∂μ = (1/B) r Â z/σ and ∂L/∂log σ = (1/B) Σ_states r Â (z² - 1). Returns (L, ∂L/∂μ, ∂L/∂log σ).
-    Speed only (no autograd); tested against autograd.
-    """
-    inv_std = (-log_std).exp()
-    z = (actions - mean) * inv_std
-    logprob = head.log_prob(torch.cat([mean, log_std.expand_as(mean)], -1), actions)
-    weight = (logprob - logprob_old).exp_().mul_(advantages)  # r Â
-    surrogate = weight.mean()
-    weight = weight.div_(mean.shape[0]).unsqueeze(-1)
-    return surrogate, weight * z * inv_std, (weight * (z.square() - 1.0)).sum(0)
-
-
-def surrogate_and_logit_gradient(logits: torch.Tensor, actions: torch.Tensor, logprob_old: torch.Tensor,
-                                 advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E1) for a softmax policy with its gradient in the logits: L, and ∂L/∂l = (1/B) r Â (onehot(a) - p).
-
-    r = π_θ(a|s) / π_old(a|s) and ∂log π(a|s)/∂l = onehot(a) - softmax(l). Speed only (no autograd).
-    """
-    logp = logits.log_softmax(-1)
-    idx = actions.long().unsqueeze(-1)
-    weight = (logp.gather(-1, idx).squeeze(-1) - logprob_old).exp_().mul_(advantages)  # r Â
-    surrogate = weight.mean()
-    weight = weight.div_(logits.shape[0]).unsqueeze(-1)
-    return surrogate, logp.exp_().mul_(weight).neg_().scatter_add_(-1, idx, weight)
-
-
 def mean_kl(head, params_old: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """(E2) D̄ = mean over states of KL(π_old(·|s) || π_θ(·|s)), exact, from the action head."""
     return head.kl(params_old, params).mean()
@@ -193,49 +153,6 @@ def fisher_vector_product(kl: torch.Tensor, params: list[torch.Tensor],
     def fvp(v: torch.Tensor) -> torch.Tensor:
         # (E5) F v by one double backward; Deviation: + λ v (damping, modular_rl / SB3)
         return flat_grad(grad_kl.dot(v), params, retain_graph=True).add_(v, alpha=damping)
-
-    return fvp
-
-
-def gaussian_fisher_vector_product(actor: FlatMLP, hs: list[torch.Tensor], log_std: torch.Tensor,
-                                   damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(E5) for a diagonal Gaussian with state-independent log σ, written out (no double backward):
-    F v = (1/B) J_μᵀ diag(σ⁻²) J_μ v on the MLP's weights, and 2 v on log σ; plus λ v.
-
-    At θ_old the KL's Hessian in (μ, log σ) is block-diagonal, 1/σ² for each μ_i and 2 for each
-    log σ_i (``docs/continuous_control.md``), and, as for the softmax, the term with the KL's gradient
-    vanishes there. Speed only, the same F v as ``fisher_vector_product`` (tested against the Hessian).
-    """
-    scale = (-2.0 * log_std).exp() / hs[0].shape[0]  # σ⁻² / B
-    where = actor.log_std_slice
-
-    def fvp(v: torch.Tensor) -> torch.Tensor:
-        out = actor.vjp(hs, actor.jvp(hs, v).mul_(scale))  # J_μᵀ diag(σ⁻²) J_μ v / B
-        out[where] = 2.0 * v[where]
-        return out.add_(v, alpha=damping)  # Deviation: + λ v
-
-    return fvp
-
-
-def categorical_fisher_vector_product(actor: FlatMLP, hs: list[torch.Tensor], logits: torch.Tensor,
-                                      damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """(E5) for a softmax policy, written out: F v = (1/B) Jᵀ (diag p - p pᵀ) J v + λ v, no double backward.
-
-    J = ∂logits/∂θ at θ_old, p = π_old(·|s). Why this is the Hessian of D̄: by the chain rule,
-    ∇²_θ KL = Jᵀ (∂²KL/∂l²) J + Σ_k (∂KL/∂l_k) ∇²_θ l_k, and at θ_old the KL's gradient in the
-    logits, p_θ - p_old, is 0, so only the first term is left; for one state ∂²KL/∂l² = diag(p) - p pᵀ,
-    the Fisher matrix of a categorical distribution in its logits. So F v is a forward-mode product
-    J v, a multiplication by diag(p) - p pᵀ, and a backward pass. Speed only, the same F v as
-    ``fisher_vector_product`` (``tests/math/test_flat_mlp.py``): ~3x cheaper on CartPole's batch of 1,024.
-    ``hs``: the activations of ``actor.forward`` at θ_old; ``logits``: its output.
-    """
-    p = logits.softmax(-1)
-    batch = logits.shape[0]
-
-    def fvp(v: torch.Tensor) -> torch.Tensor:
-        jv = actor.jvp(hs, v)  # J v
-        u = p * (jv - (p * jv).sum(-1, keepdim=True))  # (diag p - p pᵀ) J v
-        return actor.vjp(hs, u.div_(batch)).add_(v, alpha=damping)  # Jᵀ(...) / B; Deviation: + λ v
 
     return fvp
 
@@ -262,62 +179,48 @@ def backtracking_line_search(evaluate: Callable[[torch.Tensor], tuple[float, flo
 
 
 # --------------------------------------------------------------------------- one update
-def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[str, torch.Tensor],
-                     cfg: TRPOConfig) -> dict[str, float]:
+def local_models(agent: ActorCritic, batch: dict[str, torch.Tensor], advantages: torch.Tensor, cg_damping: float):
+    """The trust-region problem at θ_old (E1, E2, E4, E5): ``(L(θ_old), g, fvp, evaluate, set_theta)``.
+
+    g = ∇L(θ_old) as a flat vector over ``agent.actor_parameters()``; ``fvp(v)`` = (F + λI) v;
+    ``evaluate(θ) -> (L(θ), D̄(θ))`` moves the actor to the flat θ and measures the real functions;
+    ``set_theta(θ)`` moves it without measuring.
+    """
+    head, params = agent.head, agent.actor_parameters()
+    obs, actions, logprob_old, params_old = batch["obs"], batch["actions"], batch["logprob_old"], batch["params_old"]
+    dist_params = agent.policy_params(obs)
+    surrogate = surrogate_advantage(head.log_prob(dist_params, actions), logprob_old, advantages)  # (E1)
+    g = flat_grad(surrogate, params, retain_graph=True)  # (E4) g = ∇L(θ_old), the vanilla policy gradient
+    kl = mean_kl(head, params_old, dist_params)  # (E2), 0 at θ_old; its curvature is F
+    fvp = fisher_vector_product(kl, params, cg_damping)  # (E5)
+
+    @torch.no_grad()
+    def evaluate(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        set_flat_params(params, theta)
+        new_params = agent.policy_params(obs)
+        return surrogate_advantage(head.log_prob(new_params, actions), logprob_old, advantages), \
+            mean_kl(head, params_old, new_params)  # (E1), (E2)
+
+    return float(surrogate.detach()), g.detach(), fvp, evaluate, lambda theta: set_flat_params(params, theta)
+
+
+def trpo_policy_step(agent: ActorCritic, batch: dict[str, torch.Tensor], cfg: TRPOConfig,
+                     models: Callable = local_models) -> dict[str, float]:
     """One trust-region step of the actor (E1-E8), in place; returns its diagnostics.
 
-    ``theta``: the actor's parameters as one flat tensor (``flat_parameters(actor)``), which the
-    layers view, so writing it moves the policy. ``batch``: encoded ``x``, ``actions``,
-    ``logprob_old``, ``params_old`` (π_old's distribution parameters: logits, or concat(μ, log σ) for Box actions) and ``advantages``.
+    ``batch``: ``obs``, ``actions``, ``logprob_old``, ``params_old`` (π_old's distribution parameters:
+    logits, or concat(μ, log σ) for Box actions) and ``advantages``. ``models``: ``local_models`` or its
+    fast twin (``lucidrl.backends``).
     """
-    params = list(actor.parameters())  # the autograd leaves (views into theta)
-    x, actions, logprob_old, params_old = batch["x"], batch["actions"], batch["logprob_old"], batch["params_old"]
-    adv = batch["advantages"]
-    if cfg.normalize_advantage:  # Deviation: advantage normalisation over the policy step's batch
-        adv = normalize(adv)
-    fast = FlatMLP.of(actor, theta) if isinstance(head, (CategoricalHead, DiagGaussianHead)) else None
-    if fast is None:
-        logits = actor(x)
-        surrogate = surrogate_advantage(head.log_prob(logits, actions), logprob_old, adv)  # (E1)
-        kl = mean_kl(head, params_old, logits)  # (E2), 0 here; its curvature is what matters
-        g = flat_grad(surrogate, params, retain_graph=True)  # (E4) g = ∇L(θ_old)
-        fvp = fisher_vector_product(kl, params, cfg.cg_damping)  # (E5)
-    elif fast.log_std_slice is None:  # speed only, the same g and F v with the passes written out (lucidrl.flat_mlp)
-        with torch.no_grad():
-            logits, hs = fast.forward(x)
-            surrogate, d_logits = surrogate_and_logit_gradient(logits, actions, logprob_old, adv)  # (E1)
-            g = fast.vjp(hs, d_logits)  # (E4) g = ∇L(θ_old), backpropagated from the logits
-        fvp = categorical_fisher_vector_product(fast, hs, logits, cfg.cg_damping)  # (E5)
-    else:  # the same for a Gaussian actor: μ from the MLP, log σ a free parameter
-        with torch.no_grad():
-            mean, hs = fast.forward(x)
-            log_std = theta.detach()[fast.log_std_slice]
-            surrogate, d_mean, d_log_std = surrogate_and_gaussian_gradient(head, mean, log_std, actions, logprob_old,
-                                                                               adv)
-            g = fast.vjp(hs, d_mean)  # (E4)
-            g[fast.log_std_slice] = d_log_std
-        fvp = gaussian_fisher_vector_product(fast, hs, log_std, cfg.cg_damping)  # (E5)
-    # the line search's forward: the written-out one gives logits; μ and log σ come from the module
-    written_logits = fast is not None and fast.log_std_slice is None
+    adv = normalize(batch["advantages"]) if cfg.normalize_advantage else batch["advantages"]  # Deviation
+    theta_old = get_flat_params(agent.actor_parameters())
+    surrogate_old, g, fvp, evaluate, set_theta = models(agent, batch, adv, cfg.cg_damping)  # (E1, E2, E4, E5)
     s, cg = conjugate_gradient(fvp, g, cfg.cg_max_steps)  # (E6) s ≈ (F + λI)⁻¹ g
     sFs = cg["xAx"]  # sᵀ(F + λI)s, from CG's own residual (no extra product)
-    surrogate_old = float(surrogate.detach())
-    out = {"diag/grad_norm": float(g.norm()), "diag/cg_residual": cg["residual_norm"], "train/cg_steps": cg["steps"]}
-    theta_old = theta.detach().clone()
     if math.isfinite(sFs) and sFs > 0:
         full_step = math.sqrt(2.0 * cfg.target_kl / sFs) * s  # (E7) ½ (βs)ᵀF(βs) = δ
     else:  # g = 0 (e.g. all advantages equal): nothing to improve
         full_step = torch.zeros_like(s)
-
-    last = {}
-
-    @torch.no_grad()
-    def evaluate(candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        theta.copy_(candidate)  # the actor's layers are views of theta
-        last["logits"] = new_logits = fast.forward(x)[0] if written_logits else actor(x)
-        new_surrogate = surrogate_advantage(head.log_prob(new_logits, actions), logprob_old, adv)  # (E1)
-        return new_surrogate, mean_kl(head, params_old, new_logits)  # (E2)
-
     if cfg.variant == "trpo":
         new_theta, ls = backtracking_line_search(evaluate, theta_old, full_step, surrogate_old, cfg.target_kl,
                                                  cfg.line_search_shrinking_factor, cfg.line_search_max_iter)  # (E8)
@@ -325,50 +228,29 @@ def trpo_policy_step(actor: nn.Module, theta: torch.Tensor, head, batch: dict[st
         new_theta = theta_old + full_step
         new_surrogate, new_kl = evaluate(new_theta)
         ls = {"accepted": True, "backtracks": 0, "kl": float(new_kl), "surrogate": float(new_surrogate)}
+    set_theta(new_theta)  # the accepted step, or θ_old restored
     with torch.no_grad():
-        theta.copy_(new_theta)  # the accepted step, or θ_old restored
-        # the accepted candidate was the last one evaluated; after a failed search π is π_old again
-        entropy = head.entropy(last["logits"] if ls["accepted"] else params_old).mean()
-    out.update({
-        "loss/policy": -ls["surrogate"],
-        "diag/kl": ls["kl"],
-        "diag/surrogate_improvement": ls["surrogate"] - surrogate_old,
-        "diag/expected_improvement": float(g.dot(new_theta - theta_old)),  # the linear model's prediction (E4)
-        "diag/step_norm": float((new_theta - theta_old).norm()),
-        "diag/entropy": float(entropy),
-        "train/backtracks": ls["backtracks"],
-        "train/line_search_success": float(ls["accepted"]),
-    })
-    out["loss/entropy"] = -out["diag/entropy"]
-    return out
+        entropy = float(agent.head.entropy(agent.policy_params(batch["obs"])).mean())
+    return {"diag/grad_norm": float(g.norm()), "diag/cg_residual": cg["residual_norm"], "train/cg_steps": cg["steps"],
+            "loss/policy": -ls["surrogate"], "diag/kl": ls["kl"],
+            "diag/surrogate_improvement": ls["surrogate"] - surrogate_old,
+            "diag/expected_improvement": float(g.dot(new_theta - theta_old)),  # the linear model's prediction (E4)
+            "diag/step_norm": float((new_theta - theta_old).norm()), "diag/entropy": entropy, "loss/entropy": -entropy,
+            "train/backtracks": ls["backtracks"], "train/line_search_success": float(ls["accepted"])}
 
 
-def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, returns: torch.Tensor,
-               n_epochs: int, batch_size: int, generator: torch.Generator | None = None,
-               fast: FlatMLP | None = None) -> dict[str, float]:
-    """(E9) ``n_epochs`` passes of minibatch Adam on the mean squared error of V against R; the actor is untouched.
-
-    ``fast``: the critic as a :class:`FlatMLP` over the optimiser's one flat tensor, to skip autograd
-    (speed only: ∂mean((V - R)²)/∂V = 2 (V - R) / B backpropagated by hand; tested against autograd).
-    """
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    n = x.shape[0]
+def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               cfg: TRPOConfig, generator: torch.Generator | None = None) -> dict[str, float]:
+    """(E9) ``n_critic_updates`` passes of minibatch Adam on the mean squared error of V against R; π is untouched."""
     losses = []
-    for _ in range(n_epochs):
-        order = None if batch_size >= n else torch.randperm(n, device=x.device, generator=generator)
-        for start in range(0, n, batch_size):
-            idx = slice(None) if order is None else order[start:start + batch_size]
-            if fast is None:
-                loss = F.mse_loss(critic(x[idx]).squeeze(-1), returns[idx])  # (E9)
-                zero_grad(params)
-                loss.backward()
-            else:
-                loss = fast.mse_backward(x[idx], returns[idx])  # (E9), its gradient into the critic's flat.grad
-            optimizer_step(optimizer)
-            losses.append(loss.detach())
+    data = {"obs": batch["obs"], "returns": batch["returns"]}
+    for _, mb in minibatches(data, cfg.batch_size, cfg.n_critic_updates, generator):
+        loss = F.mse_loss(agent.value(mb["obs"]), mb["returns"])  # (E9)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
     return {"loss/value": float(torch.stack(losses).mean())}
-
-
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -390,26 +272,19 @@ class TRPO(Algorithm):
                 "would move the policy outside that bound. Drop shared_trunk.")
         super().__init__(env, **kwargs)
         cfg: TRPOConfig = self.config
-        # Deviations: orthogonal initialisation (ortho_init) and the critic's Adam ε (adam_eps), as SB3
+        # Deviations: orthogonal initialisation (ortho_init) and the critic's Adam ε (adam_eps), as SB3. Actor and
+        # critic are separate networks, with separate CNNs for images: the critic's regression never moves π
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
-                                 shared=False, ortho_init=cfg.ortho_init, algo="TRPO",
-                                 log_std_init=cfg.log_std_init).to(self.device)
-        # each network's weights in one flat tensor: θ for CG and the line search, φ for the critic's Adam
-        self.actor_theta = flat_parameters(self.agent.actor)
-        critic_phi = flat_parameters(self.agent.critic)
-        self.critic_optimizer = Adam([critic_phi], lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
-        # speed only: the critic's passes written out, and NumPy acting (lucidrl.flat_mlp); None: autograd
-        flat_obs = isinstance(self.agent.encoder, FlattenFloat)
-        self._fast_critic = FlatMLP.of(self.agent.critic, critic_phi) if flat_obs else None
-        known_head = flat_obs and isinstance(self.agent.head, (CategoricalHead, DiagGaussianHead))
-        self._fast_actor = FlatMLP.of(self.agent.actor, self.actor_theta) if known_head else None
+                                 shared=False, ortho_init=cfg.ortho_init, algo="TRPO", log_std_init=cfg.log_std_init,
+                                 share_encoder=False).to(self.device)
+        self.critic_optimizer = torch.optim.Adam(self.agent.critic_parameters(), lr=value_at(cfg.learning_rate, 1.0),
+                                                 eps=cfg.adam_eps, fused=True)  # fused: torch's one-kernel Adam
+        # this file's functions, or lucidrl.fast's twins (the same numbers)
+        self._local_models = self._select_backend("trpo_local_models", local_models)
+        self._fit_critic = self._select_backend("trpo_fit_critic", fit_critic)
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}
-
-    def _numpy_policy(self):
-        """obs -> (distribution parameters, V(s)) in NumPy on this rollout's weights, or None (speed only)."""
-        return numpy_rollout_policy(self._fast_actor, self._fast_critic, self.env.num_envs)
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
               checkpoint_freq: int | None = None, callback: Callable[["TRPO", dict], bool | None] | None = None) -> "TRPO":
@@ -419,38 +294,35 @@ class TRPO(Algorithm):
         callback: called as ``callback(model, metrics)`` after each update; returning False stops.
         """
         cfg: TRPOConfig = self.config
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
-        collector = self._rollout_collector()
-        while self.num_timesteps < target:
-            lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-            for group in self.critic_optimizer.param_groups:
-                group["lr"] = lr
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+            collector = self._rollout_collector()
+            while self.num_timesteps < target:
+                lr = value_at(cfg.learning_rate, self._progress_remaining(target))
+                for group in self.critic_optimizer.param_groups:
+                    group["lr"] = lr
 
-            # 1. collect T steps in each of the N envs with the current policy π_old
-            rollout = collector.collect(self.agent, cfg.n_steps, numpy_policy=self._numpy_policy())
-            steps_before = self.num_timesteps
-            self.num_timesteps += cfg.n_steps * self.env.num_envs
+                # 1. collect T steps in each of the N envs with the current policy π_old
+                rollout = collector.collect(self.agent, cfg.n_steps)
+                steps_before = self.num_timesteps
+                self.num_timesteps += cfg.n_steps * self.env.num_envs
 
-            # 2. advantages Â_t (GAE) and λ-return targets R_t, from the critic before it is refitted
-            advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
-                                      rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
-            batch = rollout.flat(advantages=advantages, returns=returns)
-            batch["x"] = self.agent.encoder(batch["obs"])
+                # 2. advantages Â_t (GAE) and λ-return targets R_t, from the critic before it is refitted
+                advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
+                                          rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
+                batch = rollout.flat(advantages=advantages, returns=returns)
 
-            # 3. one trust-region step of the policy (E1-E8)
-            k = cfg.sub_sampling_factor  # Deviation: sub-sampling, every k-th sample (k = 1: all)
-            policy_batch = batch if k == 1 else {key: v[::k] for key, v in batch.items()}
-            metrics = trpo_policy_step(self.agent.actor, self.actor_theta, self.agent.head, policy_batch, cfg)
+                # 3. one trust-region step of the policy (E1-E8)
+                k = cfg.sub_sampling_factor  # Deviation: sub-sampling, every k-th sample (k = 1: all)
+                policy_batch = batch if k == 1 else {key: v[::k] for key, v in batch.items()}
+                metrics = trpo_policy_step(self.agent, policy_batch, cfg, self._local_models)
 
-            # 4. fit the critic to the λ-returns (E9), never through the policy's step
-            metrics.update(fit_critic(self.agent.critic, self.critic_optimizer, batch["x"], batch["returns"],
-                                      cfg.n_critic_updates, cfg.batch_size, self.generator, self._fast_critic))
-            self.n_updates += 1
+                # 4. fit the critic to the λ-returns (E9), never through the policy's step
+                metrics.update(self._fit_critic(self.agent, self.critic_optimizer, batch, cfg, self.generator))
+                self.n_updates += 1
 
-            # 5. log
-            metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["returns"])
-            metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
-            if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
-                break
-        self._end_learn(logger)
+                # 5. log
+                metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["returns"])
+                metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                    break
         return self

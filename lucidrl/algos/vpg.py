@@ -58,10 +58,9 @@ Deviations from the papers, each with a switch: advantage (Ψ) normalisation per
 clipping (``max_grad_norm``, off), orthogonal initialisation (``ortho_init``, off as in
 Spinning Up).
 
-Speed (speed only, same math; ``tests/math/test_vpg_math.py``): for MLPs on flat observations the
-collector acts in NumPy on copies of each rollout's weights (``lucidrl.flat_mlp.numpy_rollout_policy``,
-as TRPO), and the critic's regression (E4) is written out (``FlatMLP.mse_backward``, no autograd).
-VPG with GAE on CartPole-v1 (300k steps, 1 thread): ~7.3 s -> ~4.9 s a run.
+This file is the reference (autograd, ``torch.optim.Adam``). ``lucidrl.fast`` computes the same
+``policy_step`` and ``fit_critic`` with the gradients written out for MLPs on the CPU, tested equal
+(``tests/math/test_backends.py``; ``docs/algorithms/vpg.md``).
 """
 
 from __future__ import annotations
@@ -71,14 +70,13 @@ from typing import Any, Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, check, check_log_std_init, check_network, check_normalization,
+from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
-from lucidrl.flat_mlp import FlatMLP, numpy_rollout_policy
-from lucidrl.networks import ActivationName, ActorCritic, CategoricalHead, DiagGaussianHead, FlattenFloat
-from lucidrl.optim import Adam, clip_grad_norm, flat_parameters, zero_grad
+from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import Rollout
 
 PsiName = Literal["total_return", "reward_to_go", "reward_to_go_baseline", "gae"]
@@ -86,7 +84,7 @@ CRITIC_PSI = ("reward_to_go_baseline", "gae")
 
 
 @dataclass
-class VPGConfig:
+class VPGConfig(NormalizationConfig):
     """VPG's hyperparameters. Defaults: OpenAI Spinning Up's VPG (``spinup.vpg``), on one env."""
 
     n_envs: int = 1
@@ -121,21 +119,9 @@ class VPGConfig:
     """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
     adam_eps: float = 1e-8
     """Adam's ε for both optimisers (PyTorch's default, as Spinning Up)."""
-    normalize_obs: bool = False
-    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
-    normalize_reward: bool = False
-    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
-    clip_obs: float = 10.0
-    """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
-    clip_reward: float = 10.0
-    """Bound of the scaled rewards, ±clip_reward (SB3's default 10)."""
-    seed: int | None = None
-    """Seed of torch, NumPy and the envs (None: drawn at random and recorded)."""
-    device: str = "cpu"
-    """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
 
     def __post_init__(self):
-        check_normalization(self)
+        super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
         check(isinstance(self.n_steps, int) and self.n_steps >= 1, f"n_steps must be an integer >= 1, got {self.n_steps!r}")
         check(self.psi in ("total_return", "reward_to_go", "reward_to_go_baseline", "gae"),
@@ -185,50 +171,40 @@ def policy_gradient_loss(logprob: torch.Tensor, psi: torch.Tensor) -> torch.Tens
 
 
 # --------------------------------------------------------------------------- the two updates
-def policy_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
-                batch: dict[str, torch.Tensor], cfg: VPGConfig) -> dict[str, float]:
+def policy_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+                cfg: VPGConfig) -> dict[str, float]:
     """One Adam step on the pseudo-loss (E3) over the whole batch; returns its diagnostics."""
     head = agent.head
     psi = normalize(batch["psi"]) if cfg.normalize_advantage else batch["psi"]  # Deviation: Ψ normalisation
-    logits = agent.policy_params(batch["obs"])
-    pg_loss = policy_gradient_loss(head.log_prob(logits, batch["actions"]), psi)  # (E3)
-    entropy = head.entropy(logits).mean()
+    dist_params = agent.policy_params(batch["obs"])
+    pg_loss = policy_gradient_loss(head.log_prob(dist_params, batch["actions"]), psi)  # (E3)
+    entropy = head.entropy(dist_params).mean()
     loss = pg_loss - cfg.ent_coef * entropy if cfg.ent_coef else pg_loss  # Deviation: entropy bonus
-    zero_grad(params)
+    optimizer.zero_grad()
     loss.backward()
     # Deviation: gradient clipping (max_grad_norm=None: only measure the norm)
-    grad_norm = clip_grad_norm(params, cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
+    grad_norm = nn.utils.clip_grad_norm_(agent.actor_parameters(),
+                                         cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
     optimizer.step()
     with torch.no_grad():  # how far the step moved π: exact mean KL(π_old || π_new) on the batch
         kl = head.kl(batch["params_old"], agent.policy_params(batch["obs"])).mean()
-        stats = torch.stack([pg_loss.detach(), entropy.detach(), grad_norm, kl]).tolist()
-    return {"loss/policy": stats[0], "diag/entropy": stats[1], "loss/entropy": -stats[1],
-            "diag/grad_norm": stats[2], "diag/kl_after_update": stats[3]}
+    pg_loss, entropy = float(pg_loss.detach()), float(entropy.detach())
+    return {"loss/policy": pg_loss, "diag/entropy": entropy, "loss/entropy": -entropy,
+            "diag/grad_norm": float(grad_norm), "diag/kl_after_update": float(kl)}
 
 
-def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
-               obs: torch.Tensor, targets: torch.Tensor, n_updates: int, fast: FlatMLP | None = None) -> dict[str, float]:
-    """(E4) ``n_updates`` full-batch Adam steps of V(s) towards G_t; returns the mean and the last loss.
-
-    ``fast``: the critic as a :class:`FlatMLP` over ``params``' one flat tensor, to skip autograd (speed
-    only: ∂mean((V - G)²)/∂V = 2 (V - G) / B backpropagated by hand, ``FlatMLP.mse_backward``; tested against autograd).
-    """
+def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               cfg: VPGConfig) -> dict[str, float]:
+    """(E4) ``n_critic_updates`` full-batch Adam steps of V(s) towards G_t; returns the first, mean and last loss."""
     losses = []
-    x = agent.encoder(obs) if fast is not None else None
-    for _ in range(n_updates):
-        if fast is None:
-            value_loss = F.mse_loss(agent.value(obs), targets)  # (E4)
-            zero_grad(params)
-            value_loss.backward()
-        else:
-            value_loss = fast.mse_backward(x, targets)  # (E4), its gradient into the critic's flat.grad
+    for _ in range(cfg.n_critic_updates):
+        value_loss = F.mse_loss(agent.value(batch["obs"]), batch["targets"])  # (E4)
+        optimizer.zero_grad()
+        value_loss.backward()
         optimizer.step()
-        losses.append(value_loss.detach())
-    losses = torch.stack(losses)
-    first, mean, last = torch.stack([losses[0], losses.mean(), losses[-1]]).tolist()
-    return {"loss/value": mean, "diag/value_loss_before": first, "diag/value_loss_last": last}
-
-
+        losses.append(float(value_loss.detach()))
+    return {"loss/value": sum(losses) / len(losses), "diag/value_loss_before": losses[0],
+            "diag/value_loss_last": losses[-1]}
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -247,20 +223,19 @@ class VPG(Algorithm):
     def __init__(self, env, **kwargs: Any):
         super().__init__(env, **kwargs)
         cfg: VPGConfig = self.config
+        # separate networks (and separate CNNs for images), each with its own Adam
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
                                  shared=False, ortho_init=cfg.ortho_init, algo=type(self).__name__,
-                                 log_std_init=cfg.log_std_init).to(self.device)
-        # actor and critic each in one flat tensor, each with its own Adam (lucidrl.optim)
-        self._policy_params = [flat_parameters(self.agent.actor)]
-        self._critic_params = [flat_parameters(self.agent.critic)]
-        self.policy_optimizer = Adam(self._policy_params, lr=value_at(cfg.learning_rate, 1.0), eps=cfg.adam_eps)
-        self.critic_optimizer = Adam(self._critic_params, lr=value_at(cfg.critic_learning_rate, 1.0), eps=cfg.adam_eps)
-        # speed only: acting in NumPy on copies of each rollout's weights, the critic's regression written
-        # out (lucidrl.flat_mlp; None: torch and autograd)
-        flat_obs = isinstance(self.agent.encoder, FlattenFloat)
-        known_head = flat_obs and isinstance(self.agent.head, (CategoricalHead, DiagGaussianHead))
-        self._fast_actor = FlatMLP.of(self.agent.actor, self._policy_params[0]) if known_head else None
-        self._fast_critic = FlatMLP.of(self.agent.critic, self._critic_params[0]) if flat_obs else None
+                                 log_std_init=cfg.log_std_init, share_encoder=False).to(self.device)
+        # fused=True: torch's one-kernel Adam (the same update)
+        self.policy_optimizer = torch.optim.Adam(self.agent.actor_parameters(), lr=value_at(cfg.learning_rate, 1.0),
+                                                 eps=cfg.adam_eps, fused=True)
+        self.critic_optimizer = torch.optim.Adam(self.agent.critic_parameters(),
+                                                 lr=value_at(cfg.critic_learning_rate, 1.0), eps=cfg.adam_eps,
+                                                 fused=True)
+        # this file's functions, or lucidrl.fast's twins (the same numbers)
+        self._policy_step = self._select_backend("vpg_policy_step", policy_step)
+        self._fit_critic = self._select_backend("vpg_fit_critic", fit_critic) if cfg.uses_critic else None
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy_optimizer": self.policy_optimizer, "critic_optimizer": self.critic_optimizer}
@@ -273,39 +248,36 @@ class VPG(Algorithm):
         callback: called as ``callback(model, metrics)`` after each update; returning False stops.
         """
         cfg: VPGConfig = self.config
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
-        collector = self._rollout_collector()
-        while self.num_timesteps < target:
-            progress = self._progress_remaining(target)
-            lr, critic_lr = value_at(cfg.learning_rate, progress), value_at(cfg.critic_learning_rate, progress)
-            for opt, rate in ((self.policy_optimizer, lr), (self.critic_optimizer, critic_lr)):
-                for group in opt.param_groups:
-                    group["lr"] = rate
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+            collector = self._rollout_collector()
+            while self.num_timesteps < target:
+                progress = self._progress_remaining(target)
+                lr, critic_lr = value_at(cfg.learning_rate, progress), value_at(cfg.critic_learning_rate, progress)
+                for opt, rate in ((self.policy_optimizer, lr), (self.critic_optimizer, critic_lr)):
+                    for group in opt.param_groups:
+                        group["lr"] = rate
 
-            # 1. collect T steps in each of the N envs with the current policy
-            rollout = collector.collect(self.agent, cfg.n_steps, numpy_policy=numpy_rollout_policy(
-                self._fast_actor, self._fast_critic, self.env.num_envs))
-            steps_before = self.num_timesteps
-            self.num_timesteps += cfg.n_steps * self.env.num_envs
+                # 1. collect T steps in each of the N envs with the current policy
+                rollout = collector.collect(self.agent, cfg.n_steps)
+                steps_before = self.num_timesteps
+                self.num_timesteps += cfg.n_steps * self.env.num_envs
 
-            # 2. Ψ_t for (E2), and the critic's targets G_t
-            psi, targets = psi_and_targets(rollout, cfg)
-            batch = rollout.flat(psi=psi, targets=targets)
+                # 2. Ψ_t for (E2), and the critic's targets G_t
+                psi, targets = psi_and_targets(rollout, cfg)
+                batch = rollout.flat(psi=psi, targets=targets)
 
-            # 3. one policy-gradient step (E3), then the critic's regression (E4)
-            metrics = policy_step(self.agent, self.policy_optimizer, self._policy_params, batch, cfg)
-            if cfg.uses_critic:
-                metrics.update(fit_critic(self.agent, self.critic_optimizer, self._critic_params, batch["obs"],
-                                          batch["targets"], cfg.n_critic_updates, fast=self._fast_critic))
-                metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["targets"])
-                metrics["train/critic_learning_rate"] = critic_lr
-            self.n_updates += 1
+                # 3. one policy-gradient step (E3), then the critic's regression (E4)
+                metrics = self._policy_step(self.agent, self.policy_optimizer, batch, cfg)
+                if cfg.uses_critic:
+                    metrics.update(self._fit_critic(self.agent, self.critic_optimizer, batch, cfg))
+                    metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["targets"])
+                    metrics["train/critic_learning_rate"] = critic_lr
+                self.n_updates += 1
 
-            # 4. log
-            metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
-            if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
-                break
-        self._end_learn(logger)
+                # 4. log
+                metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                    break
         return self
 
 

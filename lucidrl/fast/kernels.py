@@ -9,16 +9,11 @@ output layer: 14 vs 4.5 us) and on small ones (64x64x64: 16 vs 8 us). So product
 sides of the weight >= 64 wide and at least ``ONEDNN_MIN_MACS`` multiply-adds go to oneDNN, the
 rest stay with MKL (``use_onednn``). Both compute in IEEE fp32; they sum in different orders, so
 results agree to float rounding, not bit for bit. The choice depends only on the shapes, so a
-run is as reproducible as before. Users: ``lucidrl.relu_mlp`` (DQN) and ``lucidrl.flat_mlp`` (TRPO).
-
-``numpy_blas_threads`` holds NumPy's own BLAS (OpenBLAS, which sizes its thread pool by the cores
-and ignores ``torch.set_num_threads``) to torch's thread count, for the NumPy update of
-``lucidrl.packed``.
+run is as reproducible as before. User: ``lucidrl.fast.mlp.TorchOps`` (TRPO's and DQN's products).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Callable
 
@@ -67,33 +62,3 @@ def use_onednn(rows: int, w: torch.Tensor, min_macs: int = ONEDNN_MIN_MACS) -> b
     """Whether the product of ``rows`` rows with ``w`` [out, in] goes to oneDNN (see the module docstring)."""
     out_f, in_f = w.shape
     return min(out_f, in_f) >= 64 and rows * out_f * in_f >= min_macs
-
-
-@functools.cache
-def _numpy_blas() -> "object | None":
-    """threadpoolctl's controller of the BLAS libraries NumPy loaded, or None without threadpoolctl."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    blas = ThreadpoolController().select(user_api="blas")
-    return blas if blas.lib_controllers else None
-
-
-def numpy_blas_threads_held() -> bool:
-    """Whether ``numpy_blas_threads`` can hold NumPy's BLAS (OpenBLAS) to a thread count."""
-    return _numpy_blas() is not None
-
-
-def numpy_blas_threads(n: int | None = None):
-    """Context manager: NumPy's BLAS runs on at most ``n`` threads inside it (default: torch's count).
-
-    Why: NumPy ships its own OpenBLAS, which sizes its thread pool on its own (all cores) and
-    ignores ``torch.set_num_threads``. A NumPy speed path (``PackedActorCritic.policy_value_backward_numpy``)
-    must not use more cores than the user gave torch, or a 1-thread run would quietly use two.
-    Entering and leaving costs ~8 us; call it around a whole update, not each product.
-    """
-    blas = _numpy_blas()
-    if blas is None:
-        return contextlib.nullcontext()
-    return blas.limit(limits=n if n is not None else torch.get_num_threads())

@@ -1,0 +1,64 @@
+"""Choosing how an algorithm computes its update: the reference, or the fast CPU backend.
+
+Every algorithm file in ``lucidrl/algos/`` defines its update as a function of the reference
+networks (``ppo_update(agent, optimizer, batch, cfg, ...)``) and picks it once:
+
+    self._update = self._select_backend("ppo", ppo_update)
+
+which comes here. ``lucidrl.fast`` registers, for some of these names, a function with the same
+signature and the same results (``tests/math/test_backends.py`` proves it), written for speed on
+the CPU, together with a check of which configurations it supports. The config's ``backend``
+decides:
+
+* ``"reference"``: the algorithm file's own function, always;
+* ``"fast"``: the registered twin; a configuration it does not support is a ConfigError that
+  names what is unsupported;
+* ``"auto"`` (the default): the twin where it supports the configuration, else the reference.
+
+Algorithm files never import ``lucidrl.fast``, and neither does this module: ``lucidrl/__init__``
+imports it after the algorithms, and its modules call ``register`` (so ``fast`` may reuse the
+reference's pure functions without an import cycle). Both backends read and write the same networks and the same ``torch.optim`` state, so a
+checkpoint written under one loads and continues under the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lucidrl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """A fast twin of a reference function: ``unsupported(model)`` says why it cannot run (None: it can)."""
+
+    function: Callable
+    unsupported: Callable[[Any], str | None]
+
+
+_FAST: dict[str, FastPath] = {}
+
+
+def register(name: str, function: Callable, unsupported: Callable[[Any], str | None]) -> None:
+    """Called by ``lucidrl.fast`` for each of its twins."""
+    _FAST[name] = FastPath(function, unsupported)
+
+
+def select(name: str, reference: Callable, model: Any) -> tuple[Callable, str]:
+    """The function to run for ``name`` under ``model.config.backend``, and a line saying which and why."""
+    backend = model.config.backend
+    if backend == "reference":
+        return reference, f"{name}: reference ({_where(reference)}), as asked"
+    path = _FAST.get(name)
+    reason = "no fast backend exists for it" if path is None else path.unsupported(model)
+    if reason is None:
+        return path.function, f"{name}: fast backend ({_where(path.function)})"
+    if backend == "fast":
+        raise ConfigError(f"backend='fast': the fast backend of {name} does not support {reason}; "
+                          "use backend='auto' (fast where it applies) or backend='reference'")
+    return reference, f"{name}: reference ({_where(reference)}); the fast backend does not support {reason}"
+
+
+def _where(function: Callable) -> str:
+    return f"{function.__module__}.{function.__qualname__}"

@@ -1,0 +1,16 @@
+"""lucidrl's fast CPU backend: the reference updates of ``lucidrl/algos/`` computed with their gradients written out.
+
+Nothing here changes what an algorithm computes, only how: every function registered with
+``lucidrl.backends`` has the signature and the results of a reference function, which
+``tests/math/test_backends.py`` checks update by update. Importing this package registers them
+(``lucidrl/__init__`` does, after the algorithms).
+
+* ``mlp``: the one MLP core (forward, backward, forward-mode products; NumPy and torch);
+* ``flat``: weights and optimiser state as views of one flat tensor, and the optimiser's step on it;
+* ``heads``: the action heads' log-probabilities with their gradients written out;
+* ``kernels``: which CPU matrix-product kernel (MKL or oneDNN) takes a product, by its shape;
+* ``actor_critic``: PPO's and A2C's updates, and the rollouts' acting;
+* ``trpo``, ``vpg``, ``dqn``: those algorithms' updates.
+"""
+
+from lucidrl.fast import actor_critic, dqn, trpo, vpg  # noqa: F401  (each module registers its twins)

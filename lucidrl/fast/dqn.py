@@ -1,0 +1,91 @@
+"""Fast twins for DQN: ``dqn_train_round`` and ``greedy_policy`` of ``lucidrl.algos.dqn``, written out.
+
+Where DQN spends its time on the zoo's CartPole preset: ~24.7k gradient steps on minibatches of 64
+through a 4-256-256-2 ReLU network, where autograd's bookkeeping costs about as much as the
+matrix products, and ~50k acting calls on one observation. The twins:
+
+* draw the round's minibatches at once (the same uniform indices, in the same order, from the
+  same generator as ``buffer.sample`` step by step);
+* compute every target of the round in one batched pass of the target network, in chunks of 1,024
+  rows: with SB3's semantics the target network changes only while collecting, never during a
+  round (Double DQN still picks a' with the online network step by step, as it moves);
+* take each step through the Q-network as a K = 1 torch ``MLPCore`` whose large products go to
+  oneDNN (``lucidrl.fast.kernels``): Huber's gradient in Q(s, a) is clamp(Q - y, -1, 1) / B,
+  backpropagated, then the gradient clipping and Adam's step on the flat weights;
+* act with a NumPy copy of the weights (made once per collection chunk).
+
+Supported: a ReLU or tanh MLP on flat observations, float32, on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lucidrl import backends
+from lucidrl.algos.dqn import td_target
+from lucidrl.fast.flat import FlatOptimizer, clip_grad_norm, flat_optimizer
+from lucidrl.fast.mlp import MLPCore, numpy_blocks, single_net
+from lucidrl.networks import FlattenFloat
+
+
+def dqn_train_round(q_net, q_target, optimizer, buffer, n_steps, cfg) -> dict[str, float]:
+    """``lucidrl.algos.dqn.dqn_train_round``: the same minibatches, targets, Huber gradients and Adam steps."""
+    net, target = single_net(q_net.q, numpy=False), single_net(q_target.q, numpy=False)
+    opt = flat_optimizer(optimizer, net.flat)
+    B = cfg.batch_size
+    batch = buffer.get(buffer.sample_indices(n_steps, B))  # [n_steps, B, ...]: step g's minibatch is row g
+    grad = net.blocks(net.flat.grad)
+    with torch.no_grad():
+        next_obs = batch["next_obs"].float()
+        next_q_target = torch.cat([target.forward(x)[0] for x in next_obs.flatten(0, 1).split(1024)]).view(n_steps, B, -1)
+        targets = None if cfg.double_q else td_target(batch["rewards"], batch["terminated"], next_q_target, cfg.gamma)
+        onehot = F.one_hot(batch["actions"].long(), q_net.n_actions).float().div_(B)  # ∂mean/∂Q(s, a) picks a
+        obs = batch["obs"].float()
+        diffs, ys = torch.empty(n_steps, B), []
+        norms = []
+        for g in range(n_steps):
+            if targets is None:  # (E5) the online network, as it is now, picks a'
+                y = td_target(batch["rewards"][g], batch["terminated"][g], next_q_target[g], cfg.gamma,
+                              next_q_online=net.forward(next_obs[g])[0])
+                ys.append(y)
+            else:
+                y = targets[g]
+            q, hs = net.forward(obs[g])
+            diff = q - y.unsqueeze(-1)  # Q(s, k) - y for every action k
+            diffs[g] = (diff * onehot[g]).sum(-1) * B  # Q(s, a) - y
+            net.core.backward(net.w, grad, hs, [diff.clamp_(-1.0, 1.0).mul_(onehot[g])])  # Huber's gradient (E3)
+            norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))
+            opt.step()
+        y_all = targets if targets is not None else torch.stack(ys)
+        loss = F.smooth_l1_loss(diffs, torch.zeros_like(diffs))
+    return {"loss/value": float(loss), "diag/q_mean": float((diffs + y_all).mean()),
+            "diag/grad_norm": float(np.mean(norms))}
+
+
+def train_round_unsupported(model) -> str | None:
+    q_net = model.q_net
+    if model.device.type != "cpu":
+        return f"device {model.device.type!r} (the fast backend is for the CPU)"
+    if not isinstance(q_net.encoder, FlattenFloat) or q_net.encoder.ndim != 1:
+        return f"observations encoded by {type(q_net.encoder).__name__} (images, one-hot) rather than flat vectors"
+    if any(p.dtype != torch.float32 for p in q_net.parameters()):
+        return "weights other than float32"
+    return MLPCore.members_supported([q_net.q]) or FlatOptimizer.unsupported(model.optimizer, list(q_net.parameters()))
+
+
+def greedy_policy(q_net):
+    """``lucidrl.algos.dqn.greedy_policy`` in NumPy on a copy of the weights (θ is fixed during a chunk)."""
+    core = MLPCore.of([q_net.q], numpy=True)
+    w = numpy_blocks(core, [q_net.q])
+
+    def greedy(obs: np.ndarray) -> np.ndarray:
+        x = obs.reshape(obs.shape[0], core.n_in).astype(np.float32, copy=False)
+        return core.forward(w, x)[0][0].argmax(-1)
+
+    return greedy
+
+
+backends.register("dqn_train_round", dqn_train_round, train_round_unsupported)
+backends.register("dqn_greedy", greedy_policy, train_round_unsupported)

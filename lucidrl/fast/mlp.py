@@ -1,0 +1,350 @@
+"""The fast backend's one MLP core: forward, backward (VJP) and forward-mode (JVP) products, written out.
+
+An ``MLPCore`` describes K MLPs ("members") that read the same input and have the same hidden
+widths: K = 2 for an actor and a critic side by side (PPO, A2C, acting), K = 1 for one network
+(TRPO's actor, a critic, DQN's Q-network). Their weights are blocks of one flat vector, laid out
+layer by layer with the members' matrices stacked:
+
+    W_0 [K, h_0, n_in], b_0 [K, 1, h_0], W_1 [K, h_1, h_0], b_1 [K, 1, h_1], ...,
+    then each member's output layer: W_out_k [o_k, h_L], b_out_k [o_k]
+
+so that a hidden layer of all K members is one batched product. For K = 1 this is the order of
+``nn.Sequential(Linear, act, ..., Linear).parameters()``; for an actor-critic pair it interleaves
+the two networks layer by layer (``pair_order``). With h_l the activations (h_0 the input x,
+[B, n_in]; then [K, B, width]) and z the pre-activations:
+
+* forward   z_l = h_{l-1} W_lᵀ + b_l,  h_l = act(z_l);   y_k = h_L[k] W_out_kᵀ + b_out_k
+* backward  given ∂loss/∂y_k: ∂W_out_k = ∂y_kᵀ h_L[k], ∂b_out_k = Σ_rows ∂y_k, ∂h_L[k] = ∂y_k W_out_k;
+            then per layer, top down, ∂z = ∂h ⊙ act'(z), ∂W = ∂zᵀ h_{l-1}, ∂b = Σ_rows ∂z, ∂h_{l-1} = ∂z W
+* JVP       the change of every y_k when the weights move along a direction v (blocks vW, vb):
+            ż_l = h_{l-1} vW_lᵀ + vb_l + ḣ_{l-1} W_lᵀ,  ḣ_l = act'(z_l) ⊙ ż_l,  ẏ_k = ḣ_L[k] W_out_kᵀ + h_L[k] vW_out_kᵀ + vb_out_k
+
+act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. The algorithm is written once
+(``MLPCore``); ``NumpyOps`` and ``TorchOps`` supply the handful of array operations it uses. NumPy
+wins where a pass costs its ops' launches (~1 us an op against torch's ~2-4 us: PPO's and A2C's
+minibatches, acting on a few rows); torch where the products are large (TRPO's Fisher-vector
+products on ~1,000 states, DQN's 256-wide network), which ``TorchOps`` sends to oneDNN or MKL by
+shape (``lucidrl.fast.kernels``). ``tests/math/test_backends.py`` checks all three products
+against autograd, for both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lucidrl.fast.kernels import ONEDNN_MIN_MACS, ONEDNN_MIN_MACS_DW, onednn_linear, use_onednn
+from lucidrl.networks import StateIndependentLogStd
+
+_aten = torch.ops.aten
+
+
+class NumpyOps:
+    """The core's array operations in NumPy (float32 arrays, in place where the core allows it)."""
+
+    @staticmethod
+    def hidden(h, w, b, tanh: bool):
+        """act(h W_lᵀ + b_l) for all members: h [B, in] (broadcast) or [K, B, in] -> [K, B, out]."""
+        z = np.matmul(h, w.transpose(0, 2, 1))
+        z += b
+        return np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z)
+
+    @staticmethod
+    def output(h, w, b):
+        y = h @ w.T
+        y += b
+        return y
+
+    @staticmethod
+    def act_grad_(d, h, tanh: bool):
+        """d ⊙ act'(z), in place on d, with act' read off the activation h."""
+        if tanh:
+            slope = np.multiply(h, h)
+            np.subtract(1.0, slope, out=slope)
+            d *= slope
+        else:
+            d *= h > 0
+        return d
+
+    @staticmethod
+    def weight_grad(d, h, out):
+        """∂W = dᵀ h into ``out`` ([o, B] x [B, i], or batched over members)."""
+        np.matmul(d.swapaxes(-1, -2), h, out=out)
+
+    @staticmethod
+    def bias_grad(d, out):
+        np.sum(d, axis=-2, out=out.reshape(d.shape[:-2] + d.shape[-1:]))
+
+    @staticmethod
+    def back(d, w):
+        return d @ w
+
+    @staticmethod
+    def stack_back(ds, ws, shape, like):
+        out = np.empty(shape, like.dtype)
+        for k, (d, w) in enumerate(zip(ds, ws)):
+            np.matmul(d, w, out=out[k])
+        return out
+
+    @staticmethod
+    def linear(h, w):
+        """h wᵀ (no bias), batched over members where w is [K, o, i]."""
+        return h @ w.swapaxes(-1, -2)
+
+
+class TorchOps:
+    """The core's array operations in torch, with large products sent to oneDNN (``lucidrl.fast.kernels``).
+
+    Single-member ([1, B, n]) arrays are handled as 2-D matrices, where the kernel choice applies;
+    tanh of large batches goes through the sigmoid, 2 sigmoid(2z) - 1, which is several times
+    faster than ``torch.tanh`` on this CPU build of torch (~9 us against ~43 us on [256, 64]).
+    """
+
+    @staticmethod
+    def _dnn(x: torch.Tensor):
+        return onednn_linear() if x.dtype == torch.float32 and x.device.type == "cpu" else None
+
+    @classmethod
+    def _mm_t(cls, a, w, b=None, min_macs=ONEDNN_MIN_MACS):
+        """a wᵀ (+ b) for 2-D a and w, by oneDNN where the product is large, else addmm / mm."""
+        dnn = cls._dnn(a)
+        if dnn is not None and use_onednn(a.shape[0], w, min_macs):
+            return dnn(a, w, b, "none", [], "")
+        return torch.addmm(b, a, w.t()) if b is not None else a.mm(w.t())
+
+    @classmethod
+    def hidden(cls, h, w, b, tanh: bool):
+        if w.shape[0] == 1:
+            x = h if h.dim() == 2 else h[0]
+            big = tanh and x.shape[0] * w.shape[1] >= 4096 and x.dtype == torch.float32
+            z = cls._mm_t(x, w[0], b[0, 0])
+            z = z.unsqueeze(0)
+        else:
+            z = torch.matmul(h, w.transpose(1, 2)).add_(b)
+            big = tanh and z[0].numel() >= 4096 and z.dtype == torch.float32
+        if not tanh:
+            return z.relu_()
+        if big:  # tanh(z) = 2 sigmoid(2z) - 1
+            return z.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        return z.tanh_()
+
+    @classmethod
+    def output(cls, h, w, b):
+        return cls._mm_t(h, w, b)
+
+    @staticmethod
+    def act_grad_(d, h, tanh: bool):
+        return _aten.tanh_backward(d, h) if tanh else _aten.threshold_backward(d, h, 0)
+
+    @classmethod
+    def weight_grad(cls, d, h, out):
+        if out.dim() == 3 and out.shape[0] == 1:
+            d, out = d[0], out[0]
+            h = h if h.dim() == 2 else h[0]
+        if out.dim() == 2:
+            dnn = cls._dnn(d)
+            if dnn is not None and use_onednn(d.shape[0], out, ONEDNN_MIN_MACS_DW):
+                out.copy_(dnn(d.t(), h.t(), None, "none", [], ""))
+            elif out.shape[1] < out.shape[0]:  # a narrow input: (hᵀ d)ᵀ, several times faster in MKL
+                out.copy_(h.t().mm(d).t())
+            else:
+                torch.mm(d.t(), h, out=out)
+        else:
+            torch.matmul(d.transpose(-1, -2), h, out=out)
+
+    @staticmethod
+    def bias_grad(d, out):
+        torch.sum(d, dim=-2, out=out.view(d.shape[:-2] + d.shape[-1:]))
+
+    @classmethod
+    def back(cls, d, w):
+        if w.shape[0] == 1 and d.shape[0] == 1:
+            return cls._mm_t(d[0], w[0].t()).unsqueeze(0)
+        return torch.matmul(d, w)
+
+    @classmethod
+    def stack_back(cls, ds, ws, shape, like):
+        if len(ds) == 1:
+            return cls._mm_t(ds[0], ws[0].t()).unsqueeze(0)
+        out = torch.empty(shape, dtype=like.dtype, device=like.device)
+        for k, (d, w) in enumerate(zip(ds, ws)):
+            torch.mm(d, w, out=out[k])
+        return out
+
+    @classmethod
+    def linear(cls, h, w):
+        if w.shape[0] == 1:
+            return cls._mm_t(h if h.dim() == 2 else h[0], w[0]).unsqueeze(0)
+        return torch.matmul(h, w.transpose(-1, -2))
+
+
+class MLPCore:
+    """K same-width MLPs over one flat weight vector (see the module docstring); build with :meth:`of`."""
+
+    def __init__(self, n_in: int, widths: Sequence[int], n_outs: Sequence[int], tanh: bool, numpy: bool):
+        self.n_in, self.widths, self.n_outs, self.tanh = n_in, list(widths), list(n_outs), tanh
+        self.K, self.L = len(n_outs), len(widths)
+        self.ops = NumpyOps if numpy else TorchOps
+        shapes, prev = [], n_in
+        for h in widths:
+            shapes += [(self.K, h, prev), (self.K, 1, h)]
+            prev = h
+        for o in n_outs:
+            shapes += [(o, prev), (o,)]
+        self.shapes = shapes
+        self.size = sum(math.prod(s) for s in shapes)
+
+    @staticmethod
+    def members_supported(members: Sequence[nn.Sequential]) -> str | None:
+        """Why these MLPs cannot run on one core (None when they can): Linear / act stacks, one activation,
+        tanh or ReLU, at least one hidden layer, the same hidden widths."""
+        acts = set()
+        shapes = []
+        for seq in members:
+            mods = [m for m in seq if not isinstance(m, StateIndependentLogStd)]
+            linears, between = mods[0::2], mods[1::2]
+            if not all(type(m) is nn.Linear for m in linears) or len(between) != len(linears) - 1:
+                return "networks other than Linear/activation stacks"
+            acts |= {type(a) for a in between}
+            shapes.append([tuple(m.weight.shape) for m in linears[:-1]])
+        if not shapes[0]:
+            return "a network without hidden layers (net_arch=[])"
+        if len(acts) != 1 or not acts <= {nn.Tanh, nn.ReLU}:
+            return "activations other than one of tanh or ReLU"
+        if any(s != shapes[0] for s in shapes):
+            return "an actor and a critic of different hidden layers"
+        return None
+
+    @classmethod
+    def of(cls, members: Sequence[nn.Sequential], numpy: bool) -> "MLPCore":
+        """The core for these MLPs (check ``members_supported`` first)."""
+        linears = [[m for m in seq if type(m) is nn.Linear] for seq in members]
+        first = linears[0]
+        tanh = any(isinstance(m, nn.Tanh) for m in members[0])
+        return cls(first[0].in_features, [m.out_features for m in first[:-1]],
+                   [ls[-1].out_features for ls in linears], tanh, numpy)
+
+    @staticmethod
+    def parameter_order(members: Sequence[nn.Sequential]) -> list[nn.Parameter]:
+        """The members' Linear parameters in the core's flat layout: per hidden layer every member's weight, then
+        every member's bias; then each member's output weight and bias."""
+        linears = [[m for m in seq if type(m) is nn.Linear] for seq in members]
+        order: list[nn.Parameter] = []
+        for depth in range(len(linears[0]) - 1):
+            order += [ls[depth].weight for ls in linears] + [ls[depth].bias for ls in linears]
+        for ls in linears:
+            order += [ls[-1].weight, ls[-1].bias]
+        return order
+
+    def blocks(self, flat):
+        """``flat`` (weights, a gradient or a direction, NumPy or torch) cut into the layout's blocks (views)."""
+        out, offset = [], 0
+        for shape in self.shapes:
+            n = math.prod(shape)
+            out.append(flat[offset:offset + n].reshape(shape))
+            offset += n
+        return out
+
+    def forward(self, w, x):
+        """(outputs [y_0, ..., y_{K-1}], hs): hs[0] = x [B, n_in], hs[l] = h_l [K, B, width]."""
+        ops, L = self.ops, self.L
+        hs = [x]
+        h = x
+        for layer in range(L):
+            h = ops.hidden(h, w[2 * layer], w[2 * layer + 1], self.tanh)
+            hs.append(h)
+        outs = [ops.output(h[k], w[2 * L + 2 * k], w[2 * L + 2 * k + 1]) for k in range(self.K)]
+        return outs, hs
+
+    def backward(self, w, g, hs, d_outs) -> None:
+        """Write ∂loss/∂weights into the blocks ``g`` (overwritten), from ∂loss/∂y_k ([B, o_k] each) and ``hs``."""
+        ops, L, K = self.ops, self.L, self.K
+        last = hs[L]
+        for k in range(K):
+            ops.weight_grad(d_outs[k], last[k], g[2 * L + 2 * k])
+            ops.bias_grad(d_outs[k], g[2 * L + 2 * k + 1])
+        dh = ops.stack_back(d_outs, [w[2 * L + 2 * k] for k in range(K)], last.shape, last)
+        for layer in range(L - 1, -1, -1):
+            dz = ops.act_grad_(dh, hs[layer + 1], self.tanh)
+            ops.weight_grad(dz, hs[layer], g[2 * layer])
+            ops.bias_grad(dz, g[2 * layer + 1])
+            if layer:
+                dh = ops.back(dz, w[2 * layer])
+
+    def jvp(self, w, hs, v):
+        """[ẏ_0, ...]: how each output moves when the weights move along ``v`` (cut with ``blocks``)."""
+        ops, L = self.ops, self.L
+        dh = None
+        for layer in range(L):
+            dz = ops.linear(hs[layer], v[2 * layer])
+            dz += v[2 * layer + 1]
+            if dh is not None:
+                dz += ops.linear(dh, w[2 * layer])
+            dh = ops.act_grad_(dz, hs[layer + 1], self.tanh)
+        last = hs[L]
+        return [ops.output(dh[k], w[2 * L + 2 * k], v[2 * L + 2 * k + 1]) + ops.linear(last[k], v[2 * L + 2 * k][None])[0]
+                for k in range(self.K)]
+
+
+def numpy_blocks(core: MLPCore, members: Sequence[nn.Sequential]) -> list[np.ndarray]:
+    """A NumPy copy of the members' current weights in the core's layout (for acting: made once per rollout)."""
+    params = MLPCore.parameter_order(members)
+    flat = torch.cat([p.detach().reshape(-1) for p in params]).to("cpu", torch.float32).numpy()
+    return core.blocks(flat)
+
+
+class SingleNet:
+    """One MLP (``nn.Sequential``, optionally ending with a state-independent log σ) as a K = 1 core over its
+    weights made flat in module order, the order of ``seq.parameters()`` (log σ last)."""
+
+    def __init__(self, seq: nn.Sequential, numpy: bool):
+        from lucidrl.fast.flat import FlatParams
+
+        self.core = MLPCore.of([seq], numpy=numpy)
+        order = MLPCore.parameter_order([seq])
+        self.log_std = seq[-1].log_std if isinstance(seq[-1], StateIndependentLogStd) else None
+        if self.log_std is not None:
+            order.append(self.log_std)
+        assert [id(p) for p in order] == [id(p) for p in seq.parameters()], "module order expected"
+        self.flat = FlatParams(order)
+        self.numpy = numpy
+        weights = self.flat.flat.detach()
+        self.w = self.core.blocks(weights.numpy() if numpy else weights)
+        self.tail = slice(self.core.size, self.flat.flat.numel())  # log σ's place in the flat vector
+
+    def blocks(self, vec):
+        """A flat vector laid out like the weights (a gradient, a direction) cut into the core's blocks."""
+        return self.core.blocks(vec)
+
+    def forward(self, x):
+        """(output [B, o], hs)."""
+        (out,), hs = self.core.forward(self.w, x)
+        return out, hs
+
+    def mse_backward(self, x, targets) -> float:
+        """A critic's regression step: mean((V(x) - y)²), its gradient written into ``flat.grad`` (overwritten):
+        ∂mean((V - y)²)/∂V = 2 (V - y) / B, backpropagated."""
+        values, hs = self.forward(x)
+        diff = values[:, 0] - targets
+        loss = float((diff * diff).mean())
+        grad = self.flat.grad.numpy() if self.numpy else self.flat.grad
+        self.core.backward(self.w, self.core.blocks(grad), hs, [(diff * (2.0 / diff.shape[0]))[:, None]])
+        return loss
+
+
+_SINGLE: dict = {}
+
+
+def single_net(seq: nn.Sequential, numpy: bool) -> SingleNet:
+    """``seq``'s SingleNet, made once (again only if its weights were replaced, e.g. by ``module.to``)."""
+    import weakref
+
+    cache = _SINGLE.setdefault(numpy, weakref.WeakKeyDictionary())
+    net = cache.get(seq)
+    if net is None or not net.flat.intact():
+        net = cache[seq] = SingleNet(seq, numpy)
+    return net

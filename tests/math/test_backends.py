@@ -1,0 +1,331 @@
+"""The fast backend computes what the reference computes: update by update, algorithm by algorithm.
+
+For every algorithm with a fast path (PPO-Clip, A2C, TRPO with categorical and Gaussian
+policies, VPG/REINFORCE, DQN) two models are built from the same seed, one per backend; the
+reference function and its twin then run one update, and three consecutive updates, on the same
+batch, and the parameters, the optimiser state and the metrics are compared. Acting: the same
+distribution parameters and values for the same observations, the same actions for the same
+noise. Below that, the MLP core's three products (forward, VJP, JVP) are checked against autograd.
+
+Tolerances, and why they are not 0: both backends compute in float32 and do the same arithmetic,
+but in another order (the core multiplies the actor and critic as one batched product, NumPy's
+BLAS and torch's MKL/oneDNN block their sums differently), so results differ by float rounding:
+relative ~1e-6 on a forward pass, more where values cancel (gradients near zero). Adam turns a
+gradient g into a step of ~lr·g/(|g| + ε); where |g| is comparable to ε, a rounding difference δg
+moves the step by ~lr·δg/ε. With lr ≤ 1e-3 and the ε used here that bounds parameter differences
+after a few steps by ~1e-5 absolute; we allow ``PARAM_ATOL`` = 2e-5 (a wrong gradient, a missed
+clip or a wrong learning rate moves parameters by ~lr = 1e-3 or more, 50x above it). Moments
+and metrics agree to ``RTOL`` = 1e-4 relative (1e-6 absolute).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lucidrl
+from lucidrl.advantages import gae
+from lucidrl.algos import a2c as ref_a2c
+from lucidrl.algos import dqn as ref_dqn
+from lucidrl.algos import ppo as ref_ppo
+from lucidrl.algos import trpo as ref_trpo
+from lucidrl.algos import vpg as ref_vpg
+from lucidrl.errors import ConfigError
+from lucidrl.fast import actor_critic as fast_ac
+from lucidrl.fast import dqn as fast_dqn
+from lucidrl.fast import trpo as fast_trpo
+from lucidrl.fast import vpg as fast_vpg
+from lucidrl.fast.mlp import MLPCore
+from lucidrl.rollout import rollout_policy
+
+PARAM_ATOL = 2e-5
+RTOL, ATOL = 1e-4, 1e-6
+ENVS = {"categorical": "CartPole-v1", "gaussian": "Pendulum-v1"}
+
+
+def pair(cls, env_id, **kw):
+    """The same model twice (same seed: the same initial weights), under each backend."""
+    common = dict(seed=0, verbose=0, preset=False, net_arch=[16, 16], **kw)
+    ref, fast = cls(env_id, backend="reference", **common), cls(env_id, backend="fast", **common)
+    for a, b in zip(ref._checkpoint_modules().values(), fast._checkpoint_modules().values()):
+        for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), k
+    return ref, fast
+
+
+def rollout_batch(model, n_steps):
+    """One rollout of ``model``'s reference acting, with advantages and returns (GAE)."""
+    from lucidrl.rollout import RolloutCollector
+
+    collector = RolloutCollector(model.env, model.device, seed=0, generator=torch.Generator().manual_seed(1))
+    r = collector.collect(model.agent, n_steps)
+    adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.99, 0.95)
+    return r, r.flat(advantages=adv, returns=ret)
+
+
+def assert_same_modules(a: nn.Module, b: nn.Module, atol: float = PARAM_ATOL):
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(y, x, rtol=0, atol=atol, msg=lambda m: f"{k}: {m}")
+
+
+def assert_same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys() and sa["state"]
+    for i in sa["state"]:
+        for k, x in sa["state"][i].items():
+            y = sb["state"][i][k]
+            if k == "step":
+                assert float(x) == float(y)
+            else:  # second moments are squares of gradients: compare them relative to their size
+                torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-9 if k == "exp_avg_sq" else 1e-6,
+                                           msg=lambda m: f"state {i}/{k}: {m}")
+
+
+def assert_same_metrics(ma: dict, mb: dict, loose: tuple[str, ...] = ()):
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        tol = 1e-3 if k in loose else RTOL
+        assert np.isclose(mb[k], ma[k], rtol=tol, atol=ATOL, equal_nan=True), (k, ma[k], mb[k])
+
+
+# --------------------------------------------------------------------------- the MLP core
+@pytest.mark.parametrize("numpy_ops", [True, False])
+@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
+@pytest.mark.parametrize("k", [1, 2])
+def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(numpy_ops, act, k):
+    torch.manual_seed(0)
+    outs = [3, 1][:k]
+    members = [nn.Sequential(nn.Linear(5, 8), act(), nn.Linear(8, 7), act(), nn.Linear(7, o)) for o in outs]
+    core = MLPCore.of(members, numpy=numpy_ops)
+    params = MLPCore.parameter_order(members)
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    as_array = (lambda t: t.numpy()) if numpy_ops else (lambda t: t)
+    x = torch.randn(11, 5)
+    y, hs = core.forward(core.blocks(as_array(flat)), as_array(x))
+    for member, out in zip(members, y):
+        torch.testing.assert_close(torch.as_tensor(out), member(x).detach(), rtol=1e-5, atol=1e-6)
+    # VJP: (∂y/∂θ)ᵀ d equals autograd's gradient of Σ d·y
+    ds = [torch.randn(11, o) for o in outs]
+    loss = sum((m(x) * d).sum() for m, d in zip(members, ds))
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+    g = torch.zeros_like(flat)
+    core.backward(core.blocks(as_array(flat)), core.blocks(as_array(g)), hs, [as_array(d) for d in ds])
+    torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-5)
+    # JVP: (∂y/∂θ) v equals the directional derivative by forward-mode autograd
+    if numpy_ops:
+        return  # the JVP runs in torch only (TRPO's Fisher products)
+    v = torch.randn_like(flat)
+    vs = list(torch.split(v, [p.numel() for p in params]))
+    position = {id(p): i for i, p in enumerate(params)}
+    for member, got in zip(members, core.jvp(core.blocks(flat), hs, core.blocks(v))):
+        mine = list(member.parameters())
+        tangents = tuple(vs[position[id(p)]].view_as(p) for p in mine)
+        _, expected_dot = torch.func.jvp(lambda *ps: torch.func.functional_call(
+            member, {n: q for (n, _), q in zip(member.named_parameters(), ps)}, (x,)), tuple(mine), tangents)
+        torch.testing.assert_close(got, expected_dot, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- acting
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_acting_gives_the_same_parameters_values_and_actions_for_the_same_noise(kind):
+    model = lucidrl.PPO(ENVS[kind], seed=0, verbose=0, preset=False, n_envs=4, net_arch=[16, 16])
+    obs = torch.randn(4, *model.observation_space.shape)
+    noise = model.agent.head.noise((4,), torch.Generator().manual_seed(3))
+    a_ref, p_ref, v_ref = rollout_policy(model.agent)(obs, noise)
+    a_fast, p_fast, v_fast = fast_ac.rollout_policy(model.agent)(obs, noise)
+    torch.testing.assert_close(p_fast, p_ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(v_fast, v_ref.detach(), rtol=1e-5, atol=1e-6)
+    if kind == "categorical":
+        assert torch.equal(a_fast, a_ref)
+    else:
+        torch.testing.assert_close(a_fast, a_ref, rtol=1e-5, atol=1e-6)
+    assert fast_ac.rollout_policy(model.agent)(obs, None)[0] is None  # no noise: no action, only π and V
+
+
+def test_dqn_greedy_acting_is_the_same_argmax():
+    model = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 32])
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs), ref_dqn.greedy_policy(model.q_net)(obs))
+    assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs[:1]), ref_dqn.greedy_policy(model.q_net)(obs[:1]))
+
+
+# --------------------------------------------------------------------------- PPO
+@pytest.mark.parametrize("updates", [1, 3])
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_ppo_clip_update_equals_the_reference(kind, updates):
+    # two minibatches an epoch (shuffled), two epochs, clipping active, an entropy bonus
+    ref, fast = pair(lucidrl.PPO, ENVS[kind], n_envs=2, n_steps=32, batch_size=32, n_epochs=2, ent_coef=0.01,
+                     learning_rate=1e-3, max_grad_norm=0.5)
+    _, batch = rollout_batch(ref, 32)
+    for _ in range(updates):
+        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 1.0, gens[0])
+        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, None, 1.0, gens[1])
+        assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    assert m_ref["diag/clip_fraction"] >= 0 and m_ref["train/gradient_steps"] == 4
+
+
+# --------------------------------------------------------------------------- A2C
+@pytest.mark.parametrize("rms_prop", [True, False])
+@pytest.mark.parametrize("updates", [1, 3])
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_a2c_update_equals_the_reference(kind, updates, rms_prop):
+    ref, fast = pair(lucidrl.A2C, ENVS[kind], n_envs=4, n_steps=5, ent_coef=0.01, use_rms_prop=rms_prop,
+                     normalize_advantage=True)
+    _, batch = rollout_batch(ref, 5)
+    for _ in range(updates):
+        m_ref = ref_a2c.a2c_update(ref.agent, ref.optimizer, batch, ref.config)
+        m_fast = fast_ac.a2c_update(fast.agent, fast.optimizer, batch, fast.config)
+        assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+
+
+# --------------------------------------------------------------------------- TRPO
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_trpo_local_models_equal_the_reference(kind):
+    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32)
+    _, batch = rollout_batch(ref, 64)
+    adv = batch["advantages"]
+    L_ref, g_ref, fvp_ref, eval_ref, _ = ref_trpo.local_models(ref.agent, batch, adv, 0.1)
+    L_fast, g_fast, fvp_fast, eval_fast, _ = fast_trpo.local_models(fast.agent, batch, adv, 0.1)
+    assert np.isclose(L_fast, L_ref, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
+    v = torch.randn_like(g_ref)
+    torch.testing.assert_close(fvp_fast(v), fvp_ref(v), rtol=1e-4, atol=1e-5)  # F v: Jᵀ M J v = double backward
+    theta = ref_trpo.get_flat_params(ref.agent.actor_parameters()) + 0.01 * torch.randn_like(g_ref)
+    for a, b in zip(eval_ref(theta.clone()), eval_fast(theta.clone())):
+        assert np.isclose(float(b), float(a), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("updates", [1, 3])
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_trpo_update_equals_the_reference(kind, updates):
+    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32, n_critic_updates=2,
+                     cg_max_steps=6)
+    _, batch = rollout_batch(ref, 64)
+    for _ in range(updates):
+        with torch.no_grad():  # each update starts at θ_old, as after a new rollout: π_old is the current policy
+            batch["params_old"] = ref.agent.policy_params(batch["obs"])
+            batch["logprob_old"] = ref.agent.head.log_prob(batch["params_old"], batch["actions"])
+        m_ref = ref_trpo.trpo_policy_step(ref.agent, batch, ref.config, ref_trpo.local_models)
+        m_fast = ref_trpo.trpo_policy_step(fast.agent, batch, fast.config, fast_trpo.local_models)
+        m_ref.update(ref_trpo.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config,
+                                         torch.Generator().manual_seed(5)))
+        m_fast.update(fast_trpo.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config,
+                                           torch.Generator().manual_seed(5)))
+        # at most 6 CG steps (with more, the step where CG stops at its residual of 1e-10 depends on rounding);
+        # CG's residual, the step it solves for and the improvements are small differences of larger numbers,
+        # which CG's recursion amplifies: compared to 1e-3
+        residuals = m_ref.pop("diag/cg_residual"), m_fast.pop("diag/cg_residual")
+        assert np.isclose(*residuals, rtol=1e-2, atol=1e-6), residuals  # the smallest of CG's quantities
+        assert_same_metrics(m_ref, m_fast, loose=("diag/expected_improvement", "diag/step_norm",
+                                                  "diag/surrogate_improvement", "loss/policy", "diag/kl"))
+    assert m_ref["train/line_search_success"] == 1.0
+    # the policy moves by the natural-gradient step (norm ~0.15 here), which CG finds to ~1e-4 relative (its
+    # recursion amplifies rounding): elements agree to ~1e-4 after three steps; a wrong F or g moves them by ~0.1
+    assert_same_modules(ref.agent, fast.agent, atol=1e-4)
+    assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
+
+
+# --------------------------------------------------------------------------- VPG / REINFORCE
+@pytest.mark.parametrize("cls", [lucidrl.VPG, lucidrl.REINFORCE])
+@pytest.mark.parametrize("updates", [1, 3])
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_vpg_and_reinforce_updates_equal_the_reference(cls, kind, updates):
+    ref, fast = pair(cls, ENVS[kind], n_envs=2, n_steps=64, ent_coef=0.01, max_grad_norm=1.0,
+                     **({"n_critic_updates": 3} if cls is lucidrl.VPG else {}))
+    rollout, _ = rollout_batch(ref, 64)
+    psi, targets = ref_vpg.psi_and_targets(rollout, ref.config)
+    batch = rollout.flat(psi=psi, targets=targets)
+    for _ in range(updates):
+        m_ref = ref_vpg.policy_step(ref.agent, ref.policy_optimizer, batch, ref.config)
+        m_fast = fast_vpg.policy_step(fast.agent, fast.policy_optimizer, batch, fast.config)
+        if ref.config.uses_critic:
+            m_ref.update(ref_vpg.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config))
+            m_fast.update(fast_vpg.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config))
+        assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.policy_optimizer, fast.policy_optimizer)
+    if ref.config.uses_critic:
+        assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
+
+
+# --------------------------------------------------------------------------- DQN
+def filled_replay(model, n=600):
+    """A replay memory of ``n`` CartPole-like transitions (random states, some terminal)."""
+    from lucidrl.replay import ReplayBuffer
+
+    g = torch.Generator().manual_seed(2)
+    buffer = ReplayBuffer(n, model.observation_space, model.action_space)
+    buffer.add(torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g), torch.ones(n),
+               torch.randn(n, 4, generator=g), torch.rand(n, generator=g) < 0.1)
+    return buffer
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_dqn_round_equals_the_reference(steps, double_q):
+    kw = dict(buffer_size=1000, batch_size=32, learning_rate=1e-3, double_q=double_q,
+              max_grad_norm=1.0)
+    ref, fast = pair(lucidrl.DQN, "CartPole-v1", **kw)
+    ref.q_net_target.load_state_dict({k: v + 0.01 for k, v in ref.q_net.state_dict().items()})  # θ⁻ ≠ θ
+    fast.q_net_target.load_state_dict(ref.q_net_target.state_dict())
+    buffer = filled_replay(ref)
+    fast_buffer = copy.copy(buffer)
+    buffer.generator, fast_buffer.generator = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    m_ref = ref_dqn.dqn_train_round(ref.q_net, ref.q_net_target, ref.optimizer, buffer, steps, ref.config)
+    m_fast = fast_dqn.dqn_train_round(fast.q_net, fast.q_net_target, fast.optimizer, fast_buffer, steps, fast.config)
+    assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.q_net, fast.q_net)
+    assert_same_modules(ref.q_net_target, fast.q_net_target)  # untouched by a round, in both
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+
+
+# --------------------------------------------------------------------------- selection
+def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere():
+    m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
+    assert m.backend_lines == ["ppo: fast backend (lucidrl.fast.actor_critic.ppo_update)"]
+    m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, variant="kl_penalty")
+    assert m.backend_lines[0].startswith("ppo: reference") and "PPO-Penalty" in m.backend_lines[0]
+    m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, backend="reference")
+    assert m.backend_lines == ["ppo: reference (lucidrl.algos.ppo.ppo_update), as asked"]
+
+
+@pytest.mark.parametrize("cls, kwargs, what", [
+    (lucidrl.PPO, {"variant": "kl_penalty"}, "PPO-Penalty"),
+    (lucidrl.PPO, {"target_kl": 0.01}, "target_kl"),
+    (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
+    (lucidrl.A2C, {"activation": "elu"}, "activations"),
+    (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),
+    (lucidrl.QLearning, {}, "no fast backend"),
+])
+def test_fast_on_an_unsupported_configuration_names_what_is_unsupported(cls, kwargs, what):
+    env = "FrozenLake-v1" if cls is lucidrl.QLearning else "CartPole-v1"
+    with pytest.raises(ConfigError, match=f"backend='fast'.*{what}"):
+        cls(env, seed=0, verbose=0, backend="fast", **kwargs)
+
+
+@pytest.mark.parametrize("first, second", [("fast", "reference"), ("reference", "fast")])
+def test_a_checkpoint_continues_under_the_other_backend_with_its_optimiser_state(tmp_path, first, second):
+    kw = dict(seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, n_epochs=2, net_arch=[16, 16])
+    model = lucidrl.PPO("CartPole-v1", backend=first, **kw)
+    model.learn(64)
+    model.save(tmp_path / "m")
+    loaded = lucidrl.load(tmp_path / "m", backend=second)
+    assert loaded.config.backend == second and loaded.backend_lines[0].startswith(
+        "ppo: fast" if second == "fast" else "ppo: reference")
+    assert_same_modules(model.agent, loaded.agent)
+    sa, sb = model.optimizer.state_dict()["state"], loaded.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])  # exactly what was saved
+    loaded.learn(64, reset_num_timesteps=False)  # and it continues from there
+    assert loaded.num_timesteps == 128
+    assert all(float(s["step"]) > float(sa[0]["step"]) for s in loaded.optimizer.state_dict()["state"].values())
