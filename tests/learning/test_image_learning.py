@@ -1,4 +1,4 @@
-"""The image pipeline learns: PPO, A2C and DQN with the Nature CNN solve a tiny synthetic image env.
+"""The image pipeline learns: PPO, A2C, TRPO, VPG and DQN with the Nature CNN solve a tiny synthetic image env.
 
 ``BarSideEnv``: each observation is one 36x36 grey uint8 picture (channels first, (1, 36, 36),
 the smallest size the Nature CNN takes) that is black but for a bright vertical bar, 4 pixels
@@ -58,28 +58,41 @@ def success_rate(model, n=200, seed=123) -> float:
     return hits / n
 
 
-def test_ppo_cnn_learns_to_see_the_bar():
-    model = lucidrl.PPO(BarSideEnv, n_envs=4, n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3,
-                        net_arch=[], seed=0, verbose=0)
-    assert type(model.agent.encoder).__name__ == "NatureCNN"
-    before = success_rate(model)
-    model.learn(3_072)
+def cnn_weights(model) -> list[torch.Tensor]:
+    encoders = [model.q_net.encoder] if hasattr(model, "q_net") else \
+        [e for e in (model.agent.encoder, model.agent.critic_encoder) if e is not None]
+    return [p.detach().clone() for e in encoders for p in e.parameters()]
+
+
+# (algorithm, its settings, the env-step budget within which it must reach 0.95)
+CASES = {
+    "PPO": (dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3), 3_072),
+    "A2C": (dict(n_envs=8, n_steps=5, learning_rate=1e-3), 3_000),
+    "TRPO": (dict(n_envs=4, n_steps=64, batch_size=64, cg_max_steps=10), 1_024),
+    "VPG": (dict(n_envs=4, n_steps=64, learning_rate=1e-3, n_critic_updates=5), 2_048),
+    "DQN": (dict(n_envs=1, learning_rate=1e-3, buffer_size=1_000, learning_starts=100, train_freq=1,
+                 target_update_interval=100, exploration_fraction=0.3, exploration_final_eps=0.02), 700),
+}
+
+
+@pytest.mark.parametrize("algo", list(CASES))
+def test_every_algorithm_trains_its_cnn_and_learns_to_see_the_bar(algo):
+    settings, budget = CASES[algo]
+    model = getattr(lucidrl, algo)(BarSideEnv, net_arch=[], seed=0, verbose=0, **settings)
+    assert all("reference" in line for line in model.backend_lines)  # the fast backend is for flat observations
+    before = cnn_weights(model)
+    assert before and type((model.q_net if algo == "DQN" else model.agent).encoder).__name__ == "NatureCNN"
+    first = []
+
+    def record(m, metrics):  # the CNN's weights after the first gradient step(s)
+        if not first and m.n_updates > 0:
+            first.append(cnn_weights(m))
+
+    model.learn(budget, callback=record)
+    # the first update (PPO: its epochs; DQN: its first round of gradient steps) moved every CNN weight tensor,
+    # the actor's and the critic's where they have their own
+    assert all(not torch.equal(a, b) for a, b in zip(before, first[0])), f"{algo}: the first update left the CNN as it was"
     after = success_rate(model)
-    assert after >= 0.95, f"PPO with the CNN named the bar's side in only {after:.2f} of pictures (before: {before:.2f})"
-
-
-def test_a2c_cnn_learns_to_see_the_bar():
-    model = lucidrl.A2C(BarSideEnv, n_envs=8, n_steps=5, learning_rate=1e-3, net_arch=[], seed=0, verbose=0)
-    model.learn(3_000)
-    after = success_rate(model)
-    assert after >= 0.95, f"A2C with the CNN named the bar's side in only {after:.2f} of pictures"
-
-
-def test_dqn_cnn_learns_to_see_the_bar():
-    model = lucidrl.DQN(BarSideEnv, n_envs=1, learning_rate=1e-3, buffer_size=1_000, learning_starts=100,
-                        train_freq=1, target_update_interval=100, exploration_fraction=0.3,
-                        exploration_final_eps=0.02, net_arch=[], seed=0, verbose=0)
-    model.learn(700)
-    assert model.replay.obs.dtype == model.replay.next_obs.dtype == torch.uint8  # pixels kept as bytes
-    after = success_rate(model)
-    assert after >= 0.95, f"DQN with the CNN named the bar's side in only {after:.2f} of pictures"
+    assert after >= 0.95, f"{algo} with the CNN named the bar's side in only {after:.2f} of pictures"
+    if algo == "DQN":
+        assert model.replay.obs.dtype == model.replay.next_obs.dtype == torch.uint8  # pixels kept as bytes
