@@ -25,8 +25,10 @@ How:
   prints one JSON line), so no run warms caches, JIT or allocators for the next one. The runs
   alternate libraries (lucidrl seed 0, SB3 seed 0, lucidrl seed 1, ...) so slow drift of the
   machine affects both alike. Run nothing else heavy meanwhile.
-* ``torch.set_num_threads(--threads)`` (default 1) is applied identically in both libraries'
-  workers; it is recorded with every result.
+* ``--threads N`` (default 1) calls ``torch.set_num_threads(N)`` in both libraries' workers (and
+  gives lucidrl ``torch_threads=N``); ``--threads default`` calls nothing, so each library runs at
+  its own default, as a user's script does (torch: one thread per core; lucidrl: ``torch_threads="auto"``,
+  which picks its count inside ``learn``). The setting is recorded with every result.
 
 Every result is appended as one JSON line to ``benchmarks/results/<algo>_cartpole.jsonl`` (with a
 timestamp, library versions, thread count and a hostname-free machine description); then a
@@ -140,14 +142,17 @@ def _train_sb3(algo: str, seed: int, timesteps: int, extra: dict):
     return model.num_timesteps, train_s, float(mean), float(std), {package: module.__version__}
 
 
-def worker(algo: str, lib: str, seed: int, timesteps: int, threads: int, extra: dict) -> None:
+def worker(algo: str, lib: str, seed: int, timesteps: int, threads: str, extra: dict) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import gymnasium
     import numpy
     import torch
 
-    torch.set_num_threads(threads)
+    if threads != "default":  # pinned for both; "default": each library as a user's script gets it
+        torch.set_num_threads(int(threads))
+        if lib == "lucidrl":
+            extra = {"torch_threads": int(threads), **extra}
     train = _train_lucidrl if lib == "lucidrl" else _train_sb3
     num_timesteps, train_s, mean, std, lib_version = train(algo, seed, timesteps, extra)
     print(json.dumps({
@@ -156,7 +161,7 @@ def worker(algo: str, lib: str, seed: int, timesteps: int, threads: int, extra: 
         "train_s": round(train_s, 3), "steps_per_s": round(num_timesteps / train_s, 1),
         "eval_mean": mean, "eval_std": std,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch_threads": torch.get_num_threads(),
+        "threads_setting": threads, "torch_threads": torch.get_num_threads(),
         "versions": {**lib_version, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
                      "numpy": numpy.__version__, "python": platform.python_version()},
     }))
@@ -217,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="algorithm (default ppo)")
     p.add_argument("--timesteps", type=int, default=100_000, help="training steps per run (default 100000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for both libraries (default 1)")
+    p.add_argument("--threads", default="1",
+                   help="N: torch.set_num_threads(N) for both libraries; 'default': neither sets anything (default 1)")
     p.add_argument("--only", choices=LIBS, help="run one library only")
     p.add_argument("--lucidrl-kwargs", type=json.loads, default={},
                    help="JSON dict of extra lucidrl arguments, e.g. '{\"variant\": \"kl_penalty\"}'")
@@ -227,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not isinstance(args.lucidrl_kwargs, dict):
         p.error("--lucidrl-kwargs must be a JSON object")
+    if args.threads != "default" and not args.threads.isdigit():
+        p.error(f"--threads takes a number or 'default', got {args.threads!r}")
 
     if args.worker:
         lib, seed = args.worker

@@ -361,9 +361,7 @@ class Algorithm:
 
 
 def load(path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None, **kwargs: Any) -> Algorithm:
-    """Load any lucidrl model (the algorithm is read from the checkpoint)."""
-    import lucidrl.algos  # noqa: F401  (registers every algorithm)
-
+    """Load any lucidrl model (the algorithm is read from the checkpoint; ``import lucidrl`` registered them all)."""
     return Algorithm.load(path, env=env, device=device, **kwargs)
 
 

@@ -173,6 +173,9 @@ def legacy_optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: 
         if n != p.numel():
             return None
         src = state_id.get((g, i))
+        if src is None:
+            return None  # the row names a flat tensor the optimiser did not have
+        moments = 0
         for key, value in tensors.items():
             if key.startswith(f"{prefix}/state/{src}/"):
                 k = key.rsplit("/", 1)[1]
@@ -180,8 +183,11 @@ def legacy_optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: 
                     out[f"{prefix}/state/{j}/{k}"] = value.clone()
                 elif off + n <= value.numel():
                     out[f"{prefix}/state/{j}/{k}"] = value.reshape(-1)[off:off + n].reshape(p.shape).clone()
+                    moments += 1
                 else:
                     return None
+        if not moments:
+            return None  # nothing to carry over for this parameter: start afresh rather than half-restored
         for key, value in meta.get("scalars", {}).items():
             if key.split("/", 1)[0] == str(src):
                 scalars[f"{j}/{key.split('/', 1)[1]}"] = value

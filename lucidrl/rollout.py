@@ -197,7 +197,7 @@ class RolloutCollector:
         T, N = n_steps, self.n_envs
         head, stepper = agent.head, self.stepper
         act = self.policy(agent)
-        noise = head.noise((T, N), self.generator, self.device)  # the whole rollout's, from the model's generator
+        noise = head.noise((T, N), self.generator, self.device).unbind(0)  # the whole rollout's, from the model's generator
         obs_buf = np.empty((T, *self.obs.shape), dtype=self.obs.dtype)
         rew_buf = np.empty((T, N), dtype=np.float32)
         term_buf = np.empty((T, N), dtype=bool)
@@ -213,7 +213,7 @@ class RolloutCollector:
             obs_buf[t] = obs
             action, p, v = act(self._tensor(obs), noise[t])  # a_t ~ π_old(·|s_t), and V_old(s_t)
             actions.append(action), params.append(p), values.append(v)
-            env_action = action.cpu().numpy()
+            env_action = action.numpy() if self._on_cpu else action.cpu().numpy()
             if self.action_bounds is not None:
                 env_action = np.clip(env_action, *self.action_bounds)
             tr = stepper.step(env_action)

@@ -32,7 +32,7 @@ Observations: a ``Discrete`` space indexes the table directly (FrozenLake, Taxi,
 CliffWalking). A ``Box`` space is discretised (D1): each dimension i is clipped to
 [low_i, high_i] and cut into ``n_bins[i]`` equal bins; the bin indices are flattened into one
 state index (``np.ravel_multi_index``). Unbounded dimensions need explicit ``bounds``;
-CartPole-v1 has known defaults (``KNOWN_BOUNDS``): cart velocity ±3 and pole angular velocity
+CartPole-v1 has known defaults (``lucidrl.envs.discretise.KNOWN_BOUNDS``): cart velocity ±3 and pole angular velocity
 ±3.5, which cover what a balancing policy visits, and position ±2.4 / angle ±0.21 rad, the
 termination thresholds.
 
@@ -62,17 +62,12 @@ from torch import nn
 
 from lucidrl.agent import Algorithm
 from lucidrl.config import FloatOrSchedule, RunConfig, check, check_schedule, value_at
+from lucidrl.envs.discretise import Discretiser
 from lucidrl.errors import ConfigError, EnvError
 from lucidrl.rollout import VectorStepper
 
 UpdateName = Literal["q_learning", "sarsa", "expected_sarsa"]
 
-# (D1) default [low, high] per dimension for Box envs whose space has infinite bounds.
-KNOWN_BOUNDS: dict[str, list[float]] = {
-    # x (terminates at ±2.4), x_dot, θ (terminates at ±0.2095 rad), θ_dot
-    "CartPole-v1": [-2.4, 2.4, -3.0, 3.0, -0.21, 0.21, -3.5, 3.5],
-    "CartPole-v0": [-2.4, 2.4, -3.0, 3.0, -0.21, 0.21, -3.5, 3.5],
-}
 MAX_TABLE_ENTRIES = 50_000_000  # 400 MB of float64: a larger table is almost surely a mistake
 
 
@@ -140,25 +135,6 @@ def exploration_rate(progress_remaining: float, initial: float, final: float, fr
     if decay == "linear":
         return initial + done * (final - initial)
     return initial * (final / initial) ** done  # geometric: ε_t = ε_0 (ε_end/ε_0)^(t / T_decay)
-
-
-class Discretiser:
-    """(D1) Box observation -> one state index: clip to [low, high], cut each dimension into equal bins."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray, n_bins: np.ndarray):
-        self.low, self.high = np.asarray(low, np.float64), np.asarray(high, np.float64)
-        self.n_bins = np.asarray(n_bins, np.int64)
-        self.width = (self.high - self.low) / self.n_bins
-        self.n_states = int(np.prod(self.n_bins))
-
-    def bins(self, obs: np.ndarray) -> np.ndarray:
-        """Per-dimension bin indices [B, d]: floor((x - low) / width), clipped to 0..n-1 (x = high is in the last bin)."""
-        idx = np.floor((np.asarray(obs, np.float64) - self.low) / self.width).astype(np.int64)
-        return np.clip(idx, 0, self.n_bins - 1)
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        b = self.bins(obs)
-        return np.ravel_multi_index(tuple(b.reshape(-1, len(self.n_bins)).T), tuple(self.n_bins))
 
 
 def epsilon_greedy(q: np.ndarray, states: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
@@ -243,7 +219,8 @@ class QLearning(Algorithm):
             if cfg.bounds or cfg.n_bins != [10]:
                 self.notes.append("qlearning: n_bins and bounds are ignored: the observations are Discrete already")
         elif isinstance(obs_space, gym.spaces.Box):
-            self.discretiser = self._make_discretiser(obs_space)
+            self.discretiser = Discretiser.for_space(obs_space, cfg.n_bins, cfg.bounds, self.env_id)
+            cfg.n_bins, cfg.bounds = self.discretiser.settings()  # recorded: a saved model rebuilds the same cells
             n_states = self.discretiser.n_states
         else:
             raise EnvError(f"QLearning needs a Discrete observation space, or a Box one to discretise; got {obs_space}")
@@ -253,30 +230,6 @@ class QLearning(Algorithm):
         self.agent = QTable(n_states, int(act_space.n), cfg.initial_q)
         self._td_update = self._select_backend("qlearning", apply_td_update)  # NumPy is its reference already
         self.exploration_rate = cfg.exploration_initial_eps
-
-    def _make_discretiser(self, space: gym.spaces.Box) -> Discretiser:
-        cfg: QLearningConfig = self.config
-        d = int(np.prod(space.shape))
-        n_bins = cfg.n_bins * d if len(cfg.n_bins) == 1 else cfg.n_bins
-        if len(n_bins) != d:
-            raise ConfigError(f"n_bins has {len(cfg.n_bins)} entries but the observations have {d} dimensions; "
-                              f"give one number or {d}")
-        bounds = cfg.bounds or KNOWN_BOUNDS.get(self.env_id or "", [])
-        if bounds:
-            if len(bounds) != 2 * d:
-                raise ConfigError(f"bounds has {len(bounds)} numbers; {d}-dimensional observations need {2 * d} "
-                                  "(low_1 high_1 ... low_d high_d)")
-            low, high = np.array(bounds[::2]), np.array(bounds[1::2])
-        else:
-            low, high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
-            wide = ~(np.isfinite(low) & np.isfinite(high)) | (np.abs(low) > 1e6) | (np.abs(high) > 1e6)
-            if wide.any():
-                raise ConfigError(f"observation dimensions {np.flatnonzero(wide).tolist()} of {space} are unbounded; "
-                                  "give bounds=[low_1, high_1, ..., low_d, high_d] to discretise them")
-        # record what is used, so a saved model rebuilds the same cells without its env id
-        cfg.bounds = [float(v) for pair in zip(low, high) for v in pair]
-        cfg.n_bins = [int(b) for b in n_bins]
-        return Discretiser(low, high, np.array(n_bins))
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {}  # the table is updated by (E2)-(E4) directly, not by an optimiser

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from lucidrl import backends
 from lucidrl.algos.dqn import td_target
 from lucidrl.fast.flat import FlatOptimizer, clip_grad_norm, flat_optimizer
-from lucidrl.fast.mlp import MLPCore, numpy_blocks, single_net
+from lucidrl.fast.mlp import MLPCore, acting_forward, numpy_blocks, single_net
 from lucidrl.networks import FlattenFloat
 
 
@@ -78,11 +78,10 @@ def train_round_unsupported(model) -> str | None:
 def greedy_policy(q_net):
     """``lucidrl.algos.dqn.greedy_policy`` in NumPy on a copy of the weights (θ is fixed during a chunk)."""
     core = MLPCore.of([q_net.q], numpy=True)
-    w = numpy_blocks(core, [q_net.q])
+    forward = acting_forward(core, numpy_blocks(core, [q_net.q]))
 
     def greedy(obs: np.ndarray) -> np.ndarray:
-        x = obs.reshape(obs.shape[0], core.n_in).astype(np.float32, copy=False)
-        return core.forward(w, x)[0][0].argmax(-1)
+        return forward(obs.reshape(obs.shape[0], core.n_in).astype(np.float32, copy=False))[0].argmax(-1)
 
     return greedy
 

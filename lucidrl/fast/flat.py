@@ -48,8 +48,9 @@ class FlatParams:
         self._ptrs = [p.data_ptr() for p in self.params]
 
     def intact(self) -> bool:
-        """True while every parameter is still the view made here (``module.to()`` or an assignment replaces it)."""
-        return all(p.data_ptr() == ptr for p, ptr in zip(self.params, self._ptrs))
+        """True while the parameters are still the views made here (``module.to()`` replaces them all)."""
+        first, last = self.params[0], self.params[-1]
+        return first.data_ptr() == self._ptrs[0] and last.data_ptr() == self._ptrs[-1]
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """``flat`` (laid out like the weights) cut into one view per parameter."""
@@ -88,7 +89,8 @@ class FlatOptimizer:
                 st["step"] = self.steps[i]  # 0-d views: torch's own step() still counts each one
                 for k in names:
                     st[k] = flat.view(self.moments[k], i)
-        self._bound = [(state[p][k]) for p in params for k in names]
+        self._key = names[0]
+        self._bound = [state[p][self._key] for p in params]
 
     @staticmethod
     def unsupported(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> str | None:
@@ -105,11 +107,9 @@ class FlatOptimizer:
         return None
 
     def intact(self) -> bool:
-        """True while the optimiser still holds the state views made here (``load_state_dict`` replaces them)."""
-        names = ("exp_avg", "exp_avg_sq") if self.adam else ("square_avg",)
-        state = self.optimizer.state
-        return all(state[p].get(k) is t for (p, k), t in
-                   zip(((p, k) for p in self.flat_params.params for k in names), self._bound))
+        """True while the optimiser still holds the state views made here (``load_state_dict`` replaces them all)."""
+        params, state, key = self.flat_params.params, self.optimizer.state, self._key
+        return state[params[0]].get(key) is self._bound[0] and state[params[-1]].get(key) is self._bound[-1]
 
     @torch.no_grad()
     def step(self) -> None:

@@ -72,7 +72,7 @@ def test_a2c_resume_continues_the_same_training(tmp_path):
     assert a.num_timesteps == b.num_timesteps == 128
     # the loaded model continues from the saved weights and optimiser (its env restarts from a new reset)
     assert all(torch.isfinite(p).all() for p in b.agent.parameters())
-    # and after loading, the packed training path still updates the module's own weights
+    # and after loading, the fast backend (auto) still updates the module's own weights
     before = [p.clone() for p in b.agent.parameters()]
     b.learn(16, reset_num_timesteps=False)
     assert not all(torch.equal(x, p) for x, p in zip(before, b.agent.parameters()))
@@ -131,7 +131,12 @@ def test_unsupported_action_shapes_are_refused_naming_the_algorithm():
 def test_a2c_shared_trunk_or_separate_networks_both_train(shared):
     m = small("a2c", shared_trunk=shared, ent_coef=0.01, use_rms_prop=shared, normalize_advantage=True)
     assert hasattr(m.agent, "trunk") == shared and hasattr(m.agent, "actor") != shared
-    assert m._net.packed != shared  # separate tanh MLPs take the packed fast path; a shared trunk the plain one
+    # separate tanh MLPs take the fast backend; a shared trunk the reference, which says why
+    line = next(line for line in m.backend_lines if line.startswith("a2c:"))
+    if shared:
+        assert line.startswith("a2c: reference (lucidrl.algos.a2c.a2c_update)") and "shared trunk" in line
+    else:
+        assert line == "a2c: fast backend (lucidrl.fast.actor_critic.a2c_update)"
     before = [p.clone() for p in m.agent.parameters()]
     rows = []
     m.learn(160, callback=lambda model, metrics: rows.append(metrics))

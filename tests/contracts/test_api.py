@@ -176,33 +176,61 @@ def test_kl_penalty_logs_beta_and_adapts_it():
 
 
 def test_optimizer_state_follows_the_parameter_layout_across_versions(tmp_path):
-    """The optimiser's moments follow the packing of the weights into one flat tensor. A checkpoint written
-    with another packing (an older lucidrl) has each weight's slice of the moments moved to its new place;
-    one whose layout cannot be matched loads its weights, and the moments start afresh."""
+    """The optimiser's state is torch's own, one entry per named parameter. A checkpoint of an older lucidrl,
+    which kept the weights and the optimiser's moments in one flat tensor and recorded each weight's place in
+    it (a "layout"), is converted: each weight's slice of the moments becomes its own state, exactly. One whose
+    layout cannot be matched loads its weights, and the moments start afresh, with a note."""
     import json
 
     import torch
+    from safetensors.torch import load_file, save_file
 
     model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=64, batch_size=64, n_epochs=1)
     model.learn(256)
     path = model.save(tmp_path / "m")
     loaded = lucidrl.load(path)
     assert loaded.notes == []
-    saved_avg = model.optimizer.state_dict()["state"][0]["exp_avg"]
-    torch.testing.assert_close(loaded.optimizer.state_dict()["state"][0]["exp_avg"], saved_avg)
+    saved = model.optimizer.state_dict()["state"]
+    for i, st in loaded.optimizer.state_dict()["state"].items():
+        assert all(torch.equal(v, saved[i][k]) for k, v in st.items())
     state = json.loads((path / "state.json").read_text())
-    layout = state["optimizers"]["optimizer"]["layout"]
-    actor0, critic0 = layout[0], layout[1]
-    assert (actor0[2], critic0[2]) == ("agent/actor.0.weight", "agent/critic.0.weight") and actor0[4] == critic0[4]
-    actor0[3], critic0[3] = critic0[3], actor0[3]  # as if an older lucidrl had packed the critic's first
+    entry = state["optimizers"]["optimizer"]
+    names = entry["parameters"]  # the parameters by name, in the optimiser's order
+    assert names == [f"agent/{n}" for n, _ in model.agent.named_parameters()]
+    assert names[0] == "agent/actor.0.weight" and entry["param_groups"][0]["params"] == list(range(len(names)))
+
+    # an older lucidrl's checkpoint of the same model, made by hand: one flat tensor per moment, packed in
+    # another order (the critic's weights first), with the layout [group, index, name, offset, numel]
+    tensors = load_file(str(path / "weights.safetensors"))
+    per_param = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith("optim/optimizer/state/")]}
+    order = sorted(range(len(names)), key=lambda j: not names[j].startswith("agent/critic"))
+    assert order != list(range(len(names)))
+    layout, offset = [], 0
+    for j in order:
+        n = per_param[f"optim/optimizer/state/{j}/exp_avg"].numel()
+        layout.append([0, 0, names[j], offset, n])
+        offset += n
+    for k in ("exp_avg", "exp_avg_sq"):
+        tensors[f"optim/optimizer/state/0/{k}"] = torch.cat(
+            [per_param[f"optim/optimizer/state/{j}/{k}"].reshape(-1) for j in order])
+    tensors["optim/optimizer/state/0/step"] = per_param["optim/optimizer/state/0/step"]
+    save_file(tensors, str(path / "weights.safetensors"))
+    del entry["parameters"]
+    entry.update(layout=layout, param_groups=[{**entry["param_groups"][0], "params": [0]}], scalars={})
     (path / "state.json").write_text(json.dumps(state))
+
     old = lucidrl.load(path)
-    assert any("moved from an older parameter layout" in n for n in old.notes)
-    moved, n = old.optimizer.state_dict()["state"][0]["exp_avg"], actor0[4]
-    a, c = critic0[3], actor0[3]  # the current offsets of the actor's and the critic's first weights
-    torch.testing.assert_close(moved[a:a + n], saved_avg[c:c + n])  # each weight took its own moments
-    torch.testing.assert_close(moved[c:c + n], saved_avg[a:a + n])
-    torch.testing.assert_close(moved[2 * n:], saved_avg[2 * n:])
+    assert any("converted from an older lucidrl's flat layout" in n for n in old.notes)
+    converted = old.optimizer.state_dict()["state"]
+    assert converted.keys() == saved.keys()
+    for i in saved:  # every parameter took its own moments back, exactly
+        assert converted[i].keys() == saved[i].keys()
+        for k, v in saved[i].items():
+            assert torch.equal(converted[i][k], v), (names[i], k)
+    assert old.optimizer.param_groups[0]["lr"] == model.optimizer.param_groups[0]["lr"]
+    old.learn(128, reset_num_timesteps=False)  # and training continues from them
+    assert float(old.optimizer.state_dict()["state"][0]["step"]) == float(saved[0]["step"]) + 2
+
     layout[0][2] = "agent/actor.0.renamed"  # a layout that cannot be matched
     (path / "state.json").write_text(json.dumps(state))
     unmatched = lucidrl.load(path)

@@ -43,12 +43,16 @@ def test_save_load_round_trip_gives_identical_greedy_actions_and_state(tmp_path)
     for k in s1:
         for key, value in s1[k].items():
             assert torch.equal(value, s2[k][key]), key
-    # the loaded model trains on (its flat parameters still drive the network) and has a fresh replay buffer
+    # the loaded model trains on (the update moves the network's own weights) and has a fresh replay buffer
     assert m2.replay is None
+    before = [p.detach().clone() for p in m2.q_net.parameters()]
     m2.learn(200, reset_num_timesteps=False, )
     assert m.num_timesteps == 304  # whole rounds of train_freq=16 calls, as SB3: 19 rounds for 300 steps
     assert m2.num_timesteps == 512  # 200 more, rounded up to whole rounds
-    assert torch.equal(m2.q_net.q[0].weight.flatten(), m2._params[0][:m2.q_net.q[0].weight.numel()])
+    assert all(not torch.equal(x, p) for x, p in zip(before, m2.q_net.parameters()))
+    with torch.no_grad():  # and those weights are what acts
+        greedy = m2.q_net(torch.from_numpy(obs)).argmax(-1).numpy()
+    assert (m2.predict(obs, deterministic=True)[0] == greedy).all()
 
 
 def test_learning_starts_at_or_beyond_the_budget_is_an_error_before_training():
@@ -95,7 +99,7 @@ def test_several_envs_metrics_and_determinism():
     assert {"train/exploration_rate", "train/n_updates"} <= set(rows[-1])
     m2 = lucidrl.DQN("CartPole-v1", **{**SMALL, "n_envs": 4})
     m2.learn(640)
-    assert torch.equal(m._params[0], m2._params[0])
+    assert all(torch.equal(p, q) for p, q in zip(m.q_net.parameters(), m2.q_net.parameters()))
 
 
 def test_gradient_steps_minus_one_takes_as_many_as_env_steps():
@@ -118,5 +122,5 @@ def test_options_train_and_keep_the_target_net_apart(options):
     m.learn(300, callback=lambda model, metrics: rows.append(metrics))
     trained = [r for r in rows if "loss/value" in r]
     assert trained and all(np.isfinite(r["loss/value"]) and np.isfinite(r["diag/q_mean"]) for r in trained)
-    assert not torch.equal(m._params[0], m._target_params[0])
+    assert not torch.equal(m.q_net.q[0].weight, m.q_net_target.q[0].weight)
     assert all(not p.requires_grad for p in m.q_net_target.parameters())

@@ -31,6 +31,8 @@ def test_unknown_env_id_suggests_the_right_one():
     ({"n_epoch": 3}, r"no hyperparameter 'n_epoch'.*Did you mean 'n_epochs'"),
     ({"learning_rate": "fast"}, r"learning_rate: cannot read 'fast'"),
     ({"device": "cuda:7"}, r"(no CUDA GPU|cuda:7)"),
+    ({"backend": "gpu"}, r"backend must be one of auto, reference, fast, got 'gpu'"),
+    ({"torch_threads": 0}, r"torch_threads must be 'auto' or an integer >= 1"),
 ])
 def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, pattern):
     # the env id is wrong too: the config is checked first, before any env is built

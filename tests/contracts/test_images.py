@@ -10,11 +10,10 @@ import torch
 
 import lucidrl
 from lucidrl import config as config_module
-from lucidrl.relu_mlp import numpy_greedy, relu_mlp_layers
 from lucidrl.envs import episode_scores, make_env, make_vec_env
-from lucidrl.errors import EnvError, MissingDependencyError
-from lucidrl.networks import ActorCritic, FlattenFloat, NatureCNN, QNetwork, obs_encoder
-from lucidrl.rollout import RolloutCollector
+from lucidrl.errors import ConfigError, EnvError, MissingDependencyError
+from lucidrl.networks import ActorCritic, FlattenFloat, NatureCNN, obs_encoder
+from lucidrl.rollout import RolloutCollector, VectorStepper, rollout_policy
 
 
 def _box(shape, dtype=np.uint8):
@@ -77,17 +76,14 @@ def test_actor_and_critic_share_one_cnn_run_once_per_forward():
     agent.zero_grad()
     agent.policy_params(torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8))[:, 0].sum().backward()
     assert agent.encoder.conv[0].weight.grad.abs().sum() > 0
-    # acting goes through the same network (no packed MLP copy for a CNN)
+    # acting goes through the same network: the rollout's policy gives the agent's own parameters and values
     x = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
-    torch.testing.assert_close(agent.acting_forward()(x)[0], agent.policy_params(x))
+    _, acting_params, acting_values = rollout_policy(agent)(x, None)
+    torch.testing.assert_close(acting_params, agent.policy_params(x))
+    torch.testing.assert_close(acting_values, agent.value(x))
 
 
-def test_dqn_fast_paths_step_aside_for_the_cnn():
-    q = QNetwork(_box((1, 36, 36)), gym.spaces.Discrete(3), net_arch=[])
-    for p in q.parameters():
-        p.grad = torch.zeros_like(p)
-    assert relu_mlp_layers(q) is None  # the hand-written backward is for flat MLPs only
-
+def test_dqn_with_a_cnn_selects_the_reference_backend_which_trains_the_cnn():
     class Img(gym.Env):
         observation_space, action_space = _box((1, 36, 36)), gym.spaces.Discrete(3)
 
@@ -98,9 +94,16 @@ def test_dqn_fast_paths_step_aside_for_the_cnn():
         def step(self, a):
             return np.full((1, 36, 36), 200, np.uint8), 1.0, True, False, {}
 
-    model = lucidrl.DQN(Img, buffer_size=64, learning_starts=8, batch_size=4, train_freq=1, net_arch=[], seed=0,
-                        verbose=0)
-    assert numpy_greedy(model.q_net) is None
+    kwargs = dict(buffer_size=64, learning_starts=8, batch_size=4, train_freq=1, net_arch=[], seed=0, verbose=0)
+    model = lucidrl.DQN(Img, **kwargs)
+    # the fast backend is for flat MLPs: with a CNN, backend="auto" picks the reference and says why
+    lines = {line.split(":", 1)[0]: line for line in model.backend_lines}
+    for name in ("dqn_train_round", "dqn_greedy"):
+        assert lines[name].startswith(f"{name}: reference (lucidrl.algos.dqn."), lines[name]
+        assert "NatureCNN" in lines[name]
+    assert model._train_round is lucidrl.algos.dqn.dqn_train_round
+    with pytest.raises(ConfigError, match="NatureCNN"):  # asking for the fast backend names what it lacks
+        lucidrl.DQN(Img, backend="fast", **kwargs)
     conv_before = model.q_net.encoder.conv[0].weight.detach().clone()
     model.learn(16)
     assert model.n_updates > 0
@@ -141,7 +144,7 @@ def test_collectors_report_the_recorded_raw_score_not_the_clipped_sum(mode):
     model = lucidrl.DQN(gym.vector.SyncVectorEnv([_recorded_and_clipped] * 2, autoreset_mode=mode),
                         learning_starts=4, buffer_size=64, batch_size=4, seed=0, verbose=0)
     model.learn(8)  # allocates the replay memory
-    model._reset_collection()
+    model._stepper = VectorStepper(model.env, seed=0)  # a fresh start of the collection
     returns, _ = model._collect(6, target=10**6)  # 6 calls of env.step: 3 episodes in each of 2 envs
     assert returns and all(r == 10.0 for r in returns)
     assert set(model.replay.rewards[:model.replay.size].tolist()) <= {0.0, 1.0}

@@ -1,5 +1,8 @@
-"""A2C: n-step return targets by hand, the lean RMSprop against torch's, the packed actor-critic against
-the plain one, and one whole update against Stable-Baselines3's A2C.train on the same data."""
+"""A2C: n-step return targets by hand, its RMSprop step (E5) by hand, acting with the agent's own network,
+and one whole update against Stable-Baselines3's A2C.train on the same data.
+
+The fast backend's twin of ``a2c_update`` (and of the acting) is tested equal to the reference in
+``tests/math/test_backends.py``."""
 
 import copy
 
@@ -11,9 +14,7 @@ import torch
 from lucidrl.advantages import gae
 from lucidrl.algos.a2c import A2C, a2c_loss, a2c_update
 from lucidrl.networks import ActorCritic
-from lucidrl.optim import RMSprop, flat_parameters
-from lucidrl.packed import PackedActorCritic
-from lucidrl.rollout import Rollout
+from lucidrl.rollout import Rollout, rollout_policy
 
 
 # --------------------------------------------------------------------------- n-step returns (E1, E2)
@@ -54,79 +55,69 @@ def test_a2c_loss_is_sb3s_loss_and_its_gradients():
 
 
 # --------------------------------------------------------------------------- RMSprop (E5)
-@pytest.mark.parametrize("flat", [True, False])
-def test_lean_rmsprop_follows_torch_rmsprop_exactly(flat):
+def test_a2c_steps_the_papers_rmsprop_by_hand_across_a_reload_and_a_schedule():
+    """(E5) with PyTorch's ε outside the root: g ← α g + (1 - α) Δθ²;  θ ← θ - η Δθ / (√g + ε), on every weight
+    of the agent, through a checkpoint-style reload of the optimiser and a learning-rate change between steps."""
+    model = A2C("CartPole-v1", preset=False, seed=0, verbose=0, rms_prop_alpha=0.9, rms_prop_eps=1e-3,
+                learning_rate=7e-3)
+    opt, params = model.optimizer, list(model.agent.parameters())
+    assert isinstance(opt, torch.optim.RMSprop)
+    assert [id(p) for g in opt.param_groups for p in g["params"]] == [id(p) for p in params]
+    assert (opt.defaults["alpha"], opt.defaults["eps"], opt.defaults["momentum"], opt.defaults["centered"]) == \
+        (0.9, 1e-3, 0, False)
+    theta = [p.detach().double().clone() for p in params]
+    square_avg = [torch.zeros_like(t) for t in theta]
+    lr = 7e-3
+    gen = torch.Generator().manual_seed(0)
+    for i in range(30):
+        x = torch.randn(11, 4, generator=gen)
+        opt.zero_grad()
+        params_out, values = model.agent(x)
+        (params_out.pow(2).sum() + values.pow(2).sum()).backward()
+        grads = [p.grad.detach().double() for p in params]
+        opt.step()
+        for k, g in enumerate(grads):
+            square_avg[k] = 0.9 * square_avg[k] + 0.1 * g * g
+            theta[k] = theta[k] - lr * g / (square_avg[k].sqrt() + 1e-3)
+            # the step is taken from the network's own float32 weights: compare, then follow them
+            torch.testing.assert_close(params[k].detach().double(), theta[k], atol=1e-6, rtol=1e-5)
+            theta[k] = params[k].detach().double().clone()
+        if i == 10:
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # a checkpoint reload in the middle
+        if i == 20:
+            lr = 1e-3
+            for group in opt.param_groups:
+                group["lr"] = lr  # a schedule changes the learning rate between steps
+    state = opt.state_dict()["state"]
+    assert all(float(st["step"]) == 30.0 for st in state.values()) and len(state) == len(params)
+    for k, st in state.items():
+        torch.testing.assert_close(st["square_avg"].double(), square_avg[k], atol=1e-7, rtol=1e-4)
+
+
+def test_a2c_without_rmsprop_takes_adam_with_sb3s_eps():
+    model = A2C("CartPole-v1", preset=False, use_rms_prop=False, seed=0, verbose=0)
+    assert isinstance(model.optimizer, torch.optim.Adam) and model.optimizer.defaults["eps"] == 1e-5
+    assert [id(p) for g in model.optimizer.param_groups for p in g["params"]] == \
+        [id(p) for p in model.agent.parameters()]
+
+
+# --------------------------------------------------------------------------- acting
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("net_arch, activation", [([64, 64], "tanh"), ([32], "relu")])
+def test_acting_is_the_agents_own_forward_and_its_heads_sample(net_arch, activation, shared):
     torch.manual_seed(0)
-    a = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
-    b = copy.deepcopy(a)
-    pa = [flat_parameters(a)] if flat else list(a.parameters())
-    pb = [flat_parameters(b)] if flat else list(b.parameters())
-    oa = RMSprop(pa, lr=7e-3, alpha=0.99, eps=1e-5)
-    ob = torch.optim.RMSprop(pb, lr=7e-3, alpha=0.99, eps=1e-5)
-    for i in range(300):
-        x = torch.randn(11, 5)
-        for m, o in ((a, oa), (b, ob)):
-            o.zero_grad(set_to_none=False)
-            m(x).pow(2).sum().backward()
-            o.step()
-        if i == 100:
-            oa.load_state_dict(oa.state_dict())  # a checkpoint reload in the middle
-        if i == 200:
-            for group in oa.param_groups + ob.param_groups:
-                group["lr"] = 1e-3  # a schedule changes the learning rate between steps
-    for p, q in zip(a.parameters(), b.parameters()):
-        assert torch.equal(p, q)  # the same ops in the same order: bitwise equal
-    sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
-    assert float(sa[0]["step"]) == float(sb[0]["step"]) == 300.0
-    assert all(torch.equal(sa[k]["square_avg"], sb[k]["square_avg"]) for k in sb)
-
-
-def test_lean_rmsprop_falls_back_for_options_it_does_not_cover():
-    p = torch.nn.Parameter(torch.ones(3))
-    q = torch.nn.Parameter(torch.ones(3))
-    oa = RMSprop([p], lr=0.1, momentum=0.9, centered=True)
-    ob = torch.optim.RMSprop([q], lr=0.1, momentum=0.9, centered=True)
-    for _ in range(5):
-        for x, o in ((p, oa), (q, ob)):
-            x.grad = torch.tensor([1.0, -2.0, 3.0])
-            o.step()
-    assert torch.equal(p, q)
-
-
-# --------------------------------------------------------------------------- the packed actor-critic
-@pytest.mark.parametrize("net_arch, activation", [([64, 64], "tanh"), ([32], "relu"), ([16, 8, 8], "tanh")])
-def test_packed_actor_critic_equals_actor_critic_in_value_and_gradient(net_arch, activation):
-    torch.manual_seed(0)
-    a = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3), net_arch, activation)
-    b = copy.deepcopy(a)
-    packed, flat_b = PackedActorCritic(a), flat_parameters(b)
-    assert packed.packed
-    x = torch.randn(40, 4)
-    p1, v1 = packed(x)
-    p2, v2 = b(x)
-    torch.testing.assert_close(p1, p2, atol=1e-6, rtol=1e-5)  # tanh through the sigmoid: ~1e-7 off
-    torch.testing.assert_close(v1, v2, atol=1e-6, rtol=1e-5)
-    (p1.pow(2).sum() + v1.pow(3).sum()).backward()
-    (p2.pow(2).sum() + v2.pow(3).sum()).backward()
-    for (name, p), q in zip(a.named_parameters(), b.parameters()):  # the module's grads are views of flat.grad
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
-    torch.testing.assert_close(packed.flat.grad.sum(), flat_b.grad.sum(), atol=1e-4, rtol=1e-5)
-    # acting: the same function, exactly (torch.tanh), and the weights are views (no copies to refresh)
-    pa, va = packed.acting_forward()(x[:8])
-    torch.testing.assert_close(pa, p2[:8].detach(), atol=1e-6, rtol=1e-6)
-    with torch.no_grad():
-        packed.flat.add_(0.1)
-        torch.testing.assert_close(packed.acting_forward()(x[:8])[0], a.policy_params(x[:8]))
-    # the module still has its parameters by name, now views of the packed storage
-    assert set(a.state_dict()) == set(b.state_dict())
-
-
-def test_packed_falls_back_for_a_shared_trunk():
-    agent = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), [16], shared=True)
-    packed = PackedActorCritic(agent)
-    assert not packed.packed and packed.flat.numel() == sum(p.numel() for p in agent.parameters())
-    x = torch.randn(5, 4)
-    torch.testing.assert_close(packed(x)[0], agent(x)[0])
+    agent = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3), net_arch, activation, shared=shared)
+    x = torch.randn(8, 4)
+    noise = agent.head.noise((8,), torch.Generator().manual_seed(1))
+    action, params, values = rollout_policy(agent)(x, noise)
+    p2, v2 = agent(x)
+    assert torch.equal(params, p2) and torch.equal(values, v2)  # the same network, the same function
+    assert torch.equal(action, agent.head.sample(p2, noise=noise))
+    assert rollout_policy(agent)(x, None)[0] is None  # no noise: parameters and values only
+    with torch.no_grad():  # it reads the weights as they are (no copies to refresh)
+        for p in agent.parameters():
+            p.add_(0.1)
+    torch.testing.assert_close(rollout_policy(agent)(x, None)[1], agent.policy_params(x))
 
 
 # --------------------------------------------------------------------------- one update against SB3
@@ -179,7 +170,7 @@ def test_one_update_equals_sb3_a2c_train_on_the_same_rollout():
                     logprob_old=torch.zeros(T, N), params_old=torch.zeros(T, N, 2), valid=None)
         adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.99, 1.0)
         np.testing.assert_allclose(adv.numpy(), sb3_advantages, rtol=1e-5, atol=1e-5)
-        a2c_update(ours._net, ours.optimizer, ours._params, r.flat(advantages=adv, returns=ret), ours.config)
+        a2c_update(ours.agent, ours.optimizer, r.flat(advantages=adv, returns=ret), ours.config)
         for mine, sb3_layer in pairs:
             torch.testing.assert_close(mine.weight, sb3_layer.weight, atol=2e-5, rtol=1e-4)
             torch.testing.assert_close(mine.bias, sb3_layer.bias, atol=2e-5, rtol=1e-4)

@@ -1,4 +1,8 @@
-"""DQN's math, checked exactly: targets at episode ends, Double DQN, target updates, ε, replay, gradients."""
+"""DQN's math, checked exactly: targets at episode ends, Double DQN, target updates, ε, replay, gradients.
+
+The fast backend's twins (``lucidrl.fast.dqn``) are tested equal to the reference on small networks in
+``tests/math/test_backends.py``; the checks here that name ``lucidrl.fast`` cover what those do not reach:
+the 256-wide network whose products go to oneDNN, and greedy acting one row at a time."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,13 +11,13 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import lucidrl
-import lucidrl.algos.dqn as dqn_module
-from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, soft_update,
+from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, greedy_policy, soft_update,
                                td_target)
-from lucidrl.kernels import onednn_linear
-from lucidrl.relu_mlp import (layer_views, numpy_greedy, relu_mlp_forward, relu_mlp_huber_backward,
-                              relu_mlp_layers)
+from lucidrl.fast import dqn as fast_dqn
+from lucidrl.fast.kernels import onednn_linear, use_onednn
+from lucidrl.fast.mlp import MLPCore
 from lucidrl.replay import ReplayBuffer
+from lucidrl.rollout import VectorStepper
 
 
 class Counter(gym.Env):
@@ -87,7 +91,7 @@ def test_episode_returns_and_lengths_carry_across_collection_chunks(mode, term_a
     env = gym.vector.SyncVectorEnv([make] * 2, autoreset_mode=mode)
     m = lucidrl.DQN(env, seed=0, verbose=0, preset=False, learning_starts=8, batch_size=4, net_arch=[8])
     m.replay = ReplayBuffer(1000, m.observation_space, m.action_space)
-    m._reset_collection()
+    m._stepper = VectorStepper(m.env, seed=m.config.seed)  # what learn() starts a collection with
     returns, lengths = [], []
     for _ in range(6):  # chunks of 5 calls: episodes of 3 or 4 steps (+1 reset call in NEXT_STEP) straddle them
         r, n = m._collect(5, 1000)
@@ -140,8 +144,9 @@ def test_model_target_update_after_learning_copies_online_net_with_tau_one():
                     gradient_steps=5, target_update_interval=10, net_arch=[16])
     m.learn(200)
     # with C = 10 <= train_freq the target was copied during the last collection, and then the online net moved
-    assert not torch.equal(m._params[0], m._target_params[0])
-    soft_update(m._target_params, m._params, 1.0)
+    online, target = list(m.q_net.parameters()), list(m.q_net_target.parameters())
+    assert not torch.equal(online[0], target[0])
+    soft_update(target, online, 1.0)
     for p, q in zip(m.q_net.parameters(), m.q_net_target.parameters()):
         assert torch.equal(p, q)
 
@@ -181,27 +186,49 @@ def test_replay_sampling_is_consistent_across_the_ring_wrap_around():
     assert g["obs"].shape == (4, 9, 2) and torch.equal(g["rewards"], g["obs"][..., 0] * 10)
 
 
-@pytest.mark.parametrize("net_arch", [[32, 16], [256, 256]])  # [256, 256] on 64 rows: oneDNN's products
-def test_hand_written_backward_equals_autograd(net_arch):
-    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=net_arch)
-    layers = relu_mlp_layers(m.q_net)
-    assert layers is not None
+def test_huber_gradient_is_the_papers_clipped_error():
+    """(E3) the gradient of the Huber loss in Q(s, a) is the TD error clipped to [-1, 1] (the paper's error
+    clipping), divided by the batch size; the other actions' values get none."""
     g = torch.Generator().manual_seed(1)
-    x, a, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g), 3 * torch.randn(64, generator=g)
-    loss1, q1 = relu_mlp_huber_backward(layers, x, a, y)
-    grad1 = m._params[0].grad.clone()
-    loss2, q2 = dqn_loss(m.q_net(x), a, y)
-    m._params[0].grad.zero_()
-    loss2.backward()
-    assert torch.allclose(loss1, loss2.detach()) and torch.allclose(q1, q2.detach(), atol=1e-6)
-    assert torch.allclose(grad1, m._params[0].grad, atol=1e-6)
+    q_values = (3 * torch.randn(64, 2, generator=g)).requires_grad_()
+    a, y = torch.randint(0, 2, (64,), generator=g), 3 * torch.randn(64, generator=g)
+    loss, q = dqn_loss(q_values, a, y)
+    loss.backward()
+    assert torch.equal(q, q_values.detach().gather(1, a[:, None])[:, 0])
+    expected = torch.zeros(64, 2)
+    expected[torch.arange(64), a] = (q.detach() - y).clamp(-1.0, 1.0) / 64
+    torch.testing.assert_close(q_values.grad, expected)
+    assert ((q.detach() - y).abs() > 1).any() and ((q.detach() - y).abs() < 1).any()  # both regimes were checked
     # the Huber loss is quadratic near 0 and linear beyond 1
     assert dqn_loss(torch.tensor([[0.5]]), torch.tensor([0]), torch.tensor([0.0]))[0].item() == pytest.approx(0.125)
     assert dqn_loss(torch.tensor([[3.0]]), torch.tensor([0]), torch.tensor([0.0]))[0].item() == pytest.approx(2.5)
 
 
+def test_a_training_round_clips_the_gradient_and_leaves_the_target_net_alone():
+    """Each step clips the global gradient norm to max_grad_norm (with SGD at lr 1 the step is the clipped
+    gradient); the reported norm is the one before clipping; the round never moves θ⁻."""
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 16], batch_size=16,
+                    max_grad_norm=0.25)
+    rb = ReplayBuffer(200, m.observation_space, m.action_space, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(200, 4, generator=g)
+    rb.add(obs, torch.randint(0, 2, (200,), generator=g), 5 * torch.rand(200, generator=g),
+           obs + 0.1 * torch.randn(200, 4, generator=g), torch.rand(200, generator=g) < 0.1)
+    target_before = {k: v.clone() for k, v in m.q_net_target.state_dict().items()}
+    before = torch.cat([p.detach().reshape(-1) for p in m.q_net.parameters()]).clone()
+    sgd = torch.optim.SGD(m.q_net.parameters(), lr=1.0)
+    metrics = dqn_train_round(m.q_net, m.q_net_target, sgd, rb, 1, m.config)
+    after = torch.cat([p.detach().reshape(-1) for p in m.q_net.parameters()])
+    assert metrics["diag/grad_norm"] > 0.25  # the clip acted ...
+    assert float((after - before).norm()) == pytest.approx(0.25, rel=1e-4)  # ... and the step is the clipped one
+    m.optimizer = torch.optim.Adam(m.q_net.parameters(), lr=1e-3)
+    dqn_train_round(m.q_net, m.q_net_target, m.optimizer, rb, 5, m.config)
+    for k, v in m.q_net_target.state_dict().items():
+        assert torch.equal(v, target_before[k]), k
+
+
 @pytest.mark.parametrize("precision", ["highest", "high"])  # "high" allows oneDNN lower precision: MKL only
-def test_relu_mlp_forward_equals_the_module_with_and_without_onednn(precision, monkeypatch):
+def test_the_fast_mlp_forward_equals_the_module_with_and_without_onednn(precision, monkeypatch):
     old = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(precision)
     try:
@@ -211,57 +238,63 @@ def test_relu_mlp_forward_equals_the_module_with_and_without_onednn(precision, m
             assert onednn_linear() is None
         assert torch.backends.mkldnn.enabled
         m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
-        m.q_net_target.load_state_dict(m.q_net.state_dict())
-        views = layer_views(relu_mlp_layers(m.q_net_target, need_grad=False))
-        assert relu_mlp_layers(m.q_net_target) is None  # the target net has no gradients
+        core = MLPCore.of([m.q_net_target.q], numpy=False)
+        w = core.blocks(torch.cat([p.detach().reshape(-1) for p in MLPCore.parameter_order([m.q_net_target.q])]))
         x = torch.randn(2048, 4, generator=torch.Generator().manual_seed(0))
+        hidden = m.q_net_target.q[2].weight
+        assert use_onednn(2048, hidden) and use_onednn(64, hidden) and not use_onednn(1, hidden)
         for rows in (2048, 64, 1):  # oneDNN for the 256x256 layer on 2048 and 64 rows, MKL on 1
             with torch.no_grad():
-                assert torch.allclose(relu_mlp_forward(views, x[:rows]), m.q_net(x[:rows]), rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(core.forward(w, x[:rows])[0][0], m.q_net_target(x[:rows]),
+                                           rtol=1e-5, atol=1e-5)
     finally:
         torch.set_float32_matmul_precision(old)
 
 
-def _filled_model(double_q: bool):
+def _filled_model(backend: str, double_q: bool):
     m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256], batch_size=64,
-                    learning_rate=1e-4, max_grad_norm=0.25, double_q=double_q)
+                    learning_rate=1e-4, max_grad_norm=0.25, double_q=double_q, backend=backend)
     g = torch.Generator().manual_seed(3)
     rb = ReplayBuffer(500, m.observation_space, m.action_space, generator=torch.Generator().manual_seed(4))
     obs = torch.randn(500, 4, generator=g)
     rb.add(obs, torch.randint(0, 2, (500,), generator=g), torch.rand(500, generator=g),
            obs + 0.1 * torch.randn(500, 4, generator=g), torch.rand(500, generator=g) < 0.1)
     with torch.no_grad():  # a target net different from the online one
-        m._target_params[0].add_(0.05 * torch.randn(m._target_params[0].shape, generator=g))
+        first = next(m.q_net_target.parameters())
+        first.add_(0.05 * torch.randn(first.shape, generator=g))
     return m, rb
 
 
 @pytest.mark.parametrize("double_q", [False, True])
-def test_fast_training_round_equals_the_autograd_round(double_q, monkeypatch):
-    """dqn_train_round's hand-written path (oneDNN/MKL products, Python-side clip coefficient) against autograd.
+def test_fast_training_round_on_onednn_sized_products_equals_the_reference(double_q):
+    """The fast round (its 256x256 products on 64 rows go to oneDNN) against the reference's autograd round.
 
-    A small max_grad_norm makes the clipping act, so the clip rule is checked as well. The small
-    learning rate keeps the two runs on the same ReLU pattern: with the preset's 2.3e-3 a rare unit
-    near 0 flips on one side and not the other after a few steps (the rounding of the two kernels
-    differs), and Adam's per-weight normalisation magnifies such differences.
+    ``tests/math/test_backends.py`` compares the two on small networks, where every product stays with
+    MKL. A small max_grad_norm makes the clipping act, so the clip rule is checked as well. The small
+    learning rate keeps the two runs on the same ReLU pattern: with the preset's 2.3e-3 a rare unit near 0
+    flips on one side and not the other after a few steps (the rounding of the two kernels differs), and
+    Adam's per-weight normalisation magnifies such differences.
     """
-    m1, rb1 = _filled_model(double_q)
-    m2, rb2 = _filled_model(double_q)
-    assert torch.equal(m1._params[0], m2._params[0])
-    for _ in range(2):  # the first round creates Adam's state, the second takes the lean path
-        r1 = dqn_train_round(m1.q_net, m1.q_net_target, m1.optimizer, m1._params, rb1, 6, m1.config)
-        with monkeypatch.context() as mp:
-            mp.setattr(dqn_module, "relu_mlp_layers", lambda *a, **k: None)  # autograd and torch's modules
-            r2 = dqn_train_round(m2.q_net, m2.q_net_target, m2.optimizer, m2._params, rb2, 6, m2.config)
+    m1, rb1 = _filled_model("fast", double_q)
+    m2, rb2 = _filled_model("reference", double_q)
+    assert m1._train_round is fast_dqn.dqn_train_round and m2._train_round is dqn_train_round
+    p1, p2 = list(m1.q_net.parameters()), list(m2.q_net.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+    for _ in range(2):  # the first round creates Adam's state, the second continues from it
+        r1 = m1._train_round(m1.q_net, m1.q_net_target, m1.optimizer, rb1, 6, m1.config)
+        r2 = m2._train_round(m2.q_net, m2.q_net_target, m2.optimizer, rb2, 6, m2.config)
         assert r1["diag/grad_norm"] > 0.25  # clipped
         for k in r1:
             assert r1[k] == pytest.approx(r2[k], rel=1e-5, abs=1e-6), k
-        assert torch.allclose(m1._params[0], m2._params[0], rtol=0, atol=1e-6)
-    assert not torch.equal(m1._params[0], m1._target_params[0])
+        for a, b in zip(p1, p2):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not torch.equal(p1[0], next(m1.q_net_target.parameters()))
 
 
-def test_numpy_greedy_picks_the_module_argmax_for_one_row_and_for_a_batch():
+@pytest.mark.parametrize("policy", [greedy_policy, fast_dqn.greedy_policy], ids=["reference", "fast"])
+def test_greedy_acting_picks_the_module_argmax_for_one_row_and_for_a_batch(policy):
     m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
-    greedy = numpy_greedy(m.q_net)
+    greedy = policy(m.q_net)
     x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
     with torch.no_grad():
         q = m.q_net(torch.from_numpy(x))

@@ -1,6 +1,7 @@
 """The diagonal Gaussian policy for Box actions (lucidrl/networks.py ``DiagGaussianHead``,
 ``StateIndependentLogStd``), checked against torch.distributions and autograd; TRPO's Fisher-vector
-product and PPO's surrogate gradient on a Gaussian policy; clipping only at the env boundary."""
+product and PPO's surrogate gradient on a Gaussian policy; clipping only at the env boundary. The fast
+backend's Gaussian head is tested equal to this one in ``tests/math/test_backends.py``."""
 
 import math
 
@@ -11,14 +12,13 @@ import torch
 from torch.distributions import Normal, kl_divergence
 from torch.func import functional_call
 
-from lucidrl.algos.ppo import FusedClippedSurrogate, clipped_surrogate
+from lucidrl.algos.ppo import PPO, clipped_surrogate
 from lucidrl.algos.trpo import fisher_vector_product, mean_kl
 from lucidrl.algos.vpg import policy_gradient_loss
 from lucidrl.errors import EnvError
 from lucidrl.networks import (LOG_STD_MAX, LOG_STD_MIN, ActorCritic, DiagGaussianHead, StateIndependentLogStd,
                               make_head)
-from lucidrl.packed import PackedActorCritic
-from lucidrl.rollout import RolloutCollector
+from lucidrl.rollout import RolloutCollector, rollout_policy
 
 BOX_OBS, BOX_ACT = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-2, 2, (3,))
 
@@ -110,14 +110,14 @@ def test_log_std_stays_finite_and_bounded_under_an_optimiser_that_drives_it_down
         torch.testing.assert_close(layer.bounded_log_std().detach(), torch.full((2,), bound))
 
 
-# --------------------------------------------------------------------------- acting_forward and the packed path
+# --------------------------------------------------------------------------- acting, and log σ among the weights
 @pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), BOX_ACT])
 @pytest.mark.parametrize("net_arch", [[16], [16, 16]])
-def test_acting_forward_equals_forward(act_space, net_arch):
+def test_acting_equals_forward(act_space, net_arch):
     torch.manual_seed(0)
     ac = ActorCritic(BOX_OBS, act_space, net_arch, log_std_init=-0.3)
     x = torch.randn(2, 5, 4)  # [T, N, obs]: batch dims are kept
-    p1, v1 = ac.acting_forward()(x)
+    _, p1, v1 = rollout_policy(ac)(x, None)
     with torch.no_grad():
         p2, v2 = ac(x)
     torch.testing.assert_close(p1, p2, rtol=1e-6, atol=1e-6)
@@ -125,18 +125,19 @@ def test_acting_forward_equals_forward(act_space, net_arch):
     assert p1.shape == (2, 5, 6 if isinstance(act_space, gym.spaces.Box) else 3)
 
 
-def test_packed_actor_critic_packs_a_gaussian_actor_with_log_std_last():
+def test_log_std_is_the_actors_last_parameter_and_the_optimiser_steps_it():
     torch.manual_seed(0)
     ac = ActorCritic(BOX_OBS, BOX_ACT, [16, 16])
-    packed = PackedActorCritic(ac)
-    assert packed.packed and packed.gaussian
-    assert packed.flat.numel() == sum(p.numel() for p in ac.parameters())  # log σ is among the optimised weights
+    log_std = ac.actor[-1].log_std
+    assert ac.actor_parameters()[-1] is log_std  # θ ends with log σ (TRPO's flat θ, VPG's policy optimiser)
+    assert all(p is not log_std for p in ac.critic_parameters())
     x = torch.randn(7, 4)
-    torch.testing.assert_close(packed(x)[0], ac(x)[0])  # with gradients: the module's own forward
-    packed.flat.grad.zero_()
-    packed(x)[0][:, 3:].sum().backward()  # the gradient reaches log σ, the last 3 entries of the flat tensor
-    assert ac.actor[-1].log_std.grad.tolist() == [7.0, 7.0, 7.0]
-    assert packed.flat.grad[-3:].tolist() == [7.0, 7.0, 7.0]
+    ac(x)[0][:, 3:].sum().backward()  # the gradient reaches log σ: one per state, 7 states
+    assert log_std.grad.tolist() == [7.0, 7.0, 7.0]
+    model = PPO("Pendulum-v1", seed=0, verbose=0, preset=False, n_steps=64, batch_size=64)
+    optimised = [p for group in model.optimizer.param_groups for p in group["params"]]
+    assert any(p is model.agent.actor[-1].log_std for p in optimised)
+    assert sum(p.numel() for p in optimised) == sum(p.numel() for p in model.agent.parameters())
 
 
 # --------------------------------------------------------------------------- TRPO and PPO on a Gaussian policy
@@ -186,9 +187,7 @@ def test_ppo_surrogate_gradient_at_theta_old_equals_the_vanilla_policy_gradient_
 
     g_vpg = grad(policy_gradient_loss(ac.head.log_prob(ac.actor(obs), actions), adv))
     g_clip = grad(clipped_surrogate(ac.head.log_prob(ac.actor(obs), actions), logprob_old, adv, 0.2)[0])
-    g_fused = grad(FusedClippedSurrogate.apply(ac.head.log_prob(ac.actor(obs), actions), logprob_old, adv, 0.2)[0])
     torch.testing.assert_close(g_clip, g_vpg, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(g_fused, g_vpg, rtol=1e-10, atol=1e-12)
     assert g_vpg[-2:].abs().min() > 0  # the gradient reaches log σ
 
 

@@ -1,12 +1,20 @@
-"""PPO's surrogate objectives at and around θ_old, the β rule, the categorical head, and the fast kernels."""
+"""PPO's surrogate objectives at and around θ_old, its diagnostics, the β rule, the categorical head, and the
+fast backend's pieces that its update-by-update equality (``tests/math/test_backends.py``) does not isolate:
+the written-out surrogate gradient, the sigmoid tanh, the flat optimiser across a reload, the gradient clip."""
+
+import copy
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
-from lucidrl.algos.ppo import FusedClippedSurrogate, adapt_beta, clipped_surrogate, kl_penalty_surrogate, value_loss
-from lucidrl.networks import ActorCritic, CategoricalHead, Tanh
-from lucidrl.optim import Adam, clip_grad_norm
+from lucidrl.algos.ppo import (adapt_beta, approx_kl, clipped_surrogate, kl_penalty_surrogate, update_diagnostics,
+                               value_loss)
+from lucidrl.fast.actor_critic import clipped_surrogate_grad
+from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
+from lucidrl.fast.mlp import TorchOps
+from lucidrl.networks import ActorCritic, CategoricalHead
 
 
 def _tiny_policy(seed=0):
@@ -27,13 +35,31 @@ def _grad(loss, module):
     return torch.cat([p.grad.flatten() for p in module.actor.parameters()])
 
 
+def _diagnostics(head, params, ratio, clip_range=0.2):
+    """The update's diagnostics (``update_diagnostics``) of one gradient step that saw these ratios."""
+    seen = {"params": [params.detach()], "ratio": [ratio], "pg": [torch.tensor(0.0)], "v": [torch.tensor(0.0)],
+            "grad_norm": [torch.tensor(0.0)], "kl": []}
+    return update_diagnostics(head, seen, 1, clip_range, "clip")
+
+
 def test_at_theta_old_the_ratio_is_one_and_nothing_is_clipped():
     ac, obs, actions, _, logprob_old, adv = _tiny_policy()
-    logprob = ac.head.log_prob(ac.policy_params(obs), actions)
-    loss, m = clipped_surrogate(logprob, logprob_old, adv, 0.2)
+    params = ac.policy_params(obs)
+    logprob = ac.head.log_prob(params, actions)
+    loss, ratio = clipped_surrogate(logprob, logprob_old, adv, 0.2)
     torch.testing.assert_close(loss, -adv.mean())
-    assert m["diag/clip_fraction"].item() == 0.0
-    assert abs(m["diag/approx_kl"].item()) < 1e-6
+    torch.testing.assert_close(ratio, torch.ones(32))
+    assert not ratio.requires_grad  # the ratios are for the diagnostics
+    m = _diagnostics(ac.head, params, ratio)
+    assert m["diag/clip_fraction"] == 0.0
+    assert abs(m["diag/approx_kl"]) < 1e-6
+    torch.testing.assert_close(m["diag/entropy"], float(ac.head.entropy(params.detach()).mean()))
+
+
+def test_approx_kl_is_the_k3_estimator_and_never_negative():
+    ratio = torch.tensor([0.5, 1.0, 2.0, 1.2])
+    torch.testing.assert_close(approx_kl(ratio), ((ratio - 1) - ratio.log()).mean())
+    assert approx_kl(ratio) > 0 and approx_kl(torch.ones(5)) == 0
 
 
 @pytest.mark.parametrize("variant", ["clip", "kl_penalty"])
@@ -56,14 +82,14 @@ def test_clipping_removes_the_gradient_only_where_the_min_picks_the_clipped_term
     # ratios 1.5, 0.5, 1.5, 0.5 with advantages +, -, -, +
     logprob = torch.log(torch.tensor([1.5, 0.5, 1.5, 0.5])).requires_grad_()
     adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
-    loss, m = clipped_surrogate(logprob, logprob_old, adv, 0.2)
+    loss, ratio = clipped_surrogate(logprob, logprob_old, adv, 0.2)
     loss.backward()
     g = logprob.grad
     # A>0, r>1+ε and A<0, r<1-ε: the objective is flat (no incentive to move further)
     assert g[0] == 0 and g[1] == 0
     # A<0, r>1+ε and A>0, r<1-ε: the unclipped term is the minimum, the gradient pulls back
     assert g[2] != 0 and g[3] != 0
-    assert m["diag/clip_fraction"].item() == 1.0
+    assert _diagnostics(CategoricalHead(2), torch.zeros(4, 2), ratio)["diag/clip_fraction"] == 1.0
     # value of the objective: mean of min(rA, clip(r)A)
     torch.testing.assert_close(loss, -torch.tensor([1.2, -0.8, -1.5, 0.5]).mean())
 
@@ -104,83 +130,92 @@ def test_gumbel_max_sampling_has_softmax_frequencies():
     torch.testing.assert_close(freq, logits.softmax(-1), atol=4e-3, rtol=0)  # ~4 standard errors
 
 
-def test_fast_tanh_equals_torch_tanh_in_value_and_gradient():
+def test_the_fast_cores_sigmoid_tanh_equals_torch_tanh_in_value_and_gradient():
+    """The fast core computes tanh of large batches as 2 sigmoid(2z) - 1, and its derivative as 1 - h² from the
+    output (``lucidrl.fast.mlp.TorchOps``): both against torch.tanh and autograd."""
     x = torch.linspace(-12, 12, 256 * 64).reshape(256, 64).requires_grad_()
-    x2 = x.detach().clone().requires_grad_()
-    y, y2 = Tanh()(x), torch.tanh(x2)
-    torch.testing.assert_close(y, y2, atol=1e-6, rtol=0)
+    eye, zero = torch.eye(64)[None], torch.zeros(1, 1, 64)  # z = x Iᵀ + 0 = x
+    y = TorchOps.hidden(x.detach(), eye, zero, tanh=True)[0]
+    y2 = torch.tanh(x)
+    torch.testing.assert_close(y, y2.detach(), atol=1e-6, rtol=0)
     g = torch.randn(256, 64)
-    y.backward(g)
     y2.backward(g)
-    torch.testing.assert_close(x.grad, x2.grad, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(TorchOps.act_grad_(g.clone(), y, True), x.grad, atol=1e-6, rtol=1e-5)
 
 
-def test_lean_adam_follows_torch_adam_exactly_including_after_a_state_reload():
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_the_fast_flat_optimiser_follows_torchs_step_across_a_state_reload_and_a_schedule(kind):
+    """``FlatOptimizer`` steps the torch optimiser's own state, laid out flat; after ``load_state_dict`` (a
+    checkpoint) it takes the loaded state over, and it reads the learning rate at every step."""
     torch.manual_seed(0)
-    a, b = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
-    b.load_state_dict(a.state_dict())
-    oa, ob = Adam(a.parameters(), lr=1e-2, eps=1e-5), torch.optim.Adam(b.parameters(), lr=1e-2, eps=1e-5)
+    a = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    b = copy.deepcopy(a)
+    make = (lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-5, fused=True)) if kind == "adam" else \
+        (lambda ps: torch.optim.RMSprop(ps, lr=7e-3, alpha=0.99, eps=1e-5))
+    oa, ob = make(a.parameters()), make(b.parameters())
+    assert FlatOptimizer.unsupported(oa, list(a.parameters())) is None
+    flat = FlatParams(list(a.parameters()))
     for i in range(30):
-        x = torch.randn(7, 5)
-        for m, o in ((a, oa), (b, ob)):
-            o.zero_grad()
-            m(x).pow(2).sum().backward()
-            o.step()
+        x = torch.randn(11, 5)
+        if i == 0:  # the first step by torch creates the state, which the flat optimiser then takes over
+            oa.zero_grad()
+            a(x).pow(2).sum().backward()
+            oa.step()
+        else:
+            a.zero_grad()
+            a(x).pow(2).sum().backward()
+            flat.grad.copy_(torch.cat([p.grad.reshape(-1) for p in a.parameters()]))
+            flat_optimizer(oa, flat).step()
+        ob.zero_grad()
+        b(x).pow(2).sum().backward()
+        ob.step()
         if i == 10:
-            oa.load_state_dict(oa.state_dict())
+            oa.load_state_dict(copy.deepcopy(oa.state_dict()))  # a checkpoint reload in the middle
         if i == 20:
-            for g in oa.param_groups + ob.param_groups:
-                g["lr"] = 3e-3  # a schedule changes the learning rate between steps
+            for group in oa.param_groups + ob.param_groups:
+                group["lr"] = 1e-3  # a schedule changes the learning rate between steps
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
-    assert float(oa.state_dict()["state"][0]["step"]) == 30.0
+    sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+    for k in sb:
+        assert float(sa[k]["step"]) == float(sb[k]["step"]) == 30.0
+        for name in sb[k]:
+            torch.testing.assert_close(sa[k][name], sb[k][name], rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("max_norm", [0.01, 1e6])
-def test_clip_grad_norm_matches_torch(max_norm):
+def test_the_fast_backend_leaves_optimisers_it_does_not_cover_to_the_reference():
+    a1, a2 = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    params = list(a1.parameters()) + list(a2.parameters())
+    two_groups = torch.optim.Adam([{"params": a1.parameters()}, {"params": a2.parameters(), "lr": 1e-2}], lr=1e-3)
+    assert "several parameter groups" in FlatOptimizer.unsupported(two_groups, params)
+    assert "options" in FlatOptimizer.unsupported(torch.optim.RMSprop(params, lr=0.1, momentum=0.9), params)
+    assert "options" in FlatOptimizer.unsupported(torch.optim.RMSprop(params, lr=0.1, centered=True), params)
+    assert "SGD" in FlatOptimizer.unsupported(torch.optim.SGD(params, lr=0.1), params)
+
+
+@pytest.mark.parametrize("max_norm", [0.01, 1e6, None])
+def test_the_fast_clip_grad_norm_matches_torch(max_norm):
     torch.manual_seed(0)
-    a, b = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
-    b.load_state_dict(a.state_dict())
-    x = torch.randn(9, 6)
-    a(x).sum().backward()
-    b(x).sum().backward()
-    n1 = clip_grad_norm(list(a.parameters()), max_norm)
-    n2 = torch.nn.utils.clip_grad_norm_(b.parameters(), max_norm)
-    torch.testing.assert_close(n1, n2)
-    for p, q in zip(a.parameters(), b.parameters()):
-        torch.testing.assert_close(p.grad, q.grad)
+    a = torch.nn.Linear(6, 4)
+    a(torch.randn(9, 6)).sum().backward()
+    flat = torch.cat([p.grad.reshape(-1) for p in a.parameters()])
+    n1 = clip_grad_norm(flat, max_norm)
+    n2 = torch.nn.utils.clip_grad_norm_(a.parameters(), max_norm if max_norm is not None else float("inf"))
+    assert n1 == pytest.approx(float(n2), rel=1e-6)
+    torch.testing.assert_close(flat, torch.cat([p.grad.reshape(-1) for p in a.parameters()]))
 
 
-def test_fused_clipped_surrogate_has_the_same_value_and_gradient():
+def test_the_written_out_clipped_surrogate_has_the_references_value_and_gradient():
     torch.manual_seed(0)
     logprob_old = torch.randn(500) - 1
     adv = torch.randn(500)
     # ratios spread well beyond [1-ε, 1+ε] on both sides, so every case of the min occurs
     base = (logprob_old + 0.5 * torch.randn(500)).detach()
-    a, b = base.clone().requires_grad_(), base.clone().requires_grad_()
-    ref, m_ref = clipped_surrogate(a, logprob_old, adv, 0.2)
-    fused, ratio = FusedClippedSurrogate.apply(b, logprob_old, adv, 0.2)
-    torch.testing.assert_close(fused, ref)
-    (3.0 * ref).backward()
-    (3.0 * fused).backward()
-    torch.testing.assert_close(b.grad, a.grad)
+    a = base.clone().requires_grad_()
+    ref, ratio_ref = clipped_surrogate(a, logprob_old, adv, 0.2)
+    loss, d_logprob, ratio = clipped_surrogate_grad(base.numpy(), logprob_old.numpy(), adv.numpy(), 0.2)
+    assert loss == pytest.approx(float(ref.detach()), rel=1e-6)
+    ref.backward()
+    np.testing.assert_allclose(d_logprob, a.grad.numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(ratio, ratio_ref.numpy(), rtol=1e-6)
     assert (a.grad == 0).float().mean() > 0.2  # a good share of the samples were clipped
-    assert not ratio.requires_grad
-
-
-def test_lean_adam_with_two_groups_steps_each_group_once():
-    torch.manual_seed(0)
-    a1, a2, b1, b2 = (torch.nn.Linear(3, 2) for _ in range(4))
-    b1.load_state_dict(a1.state_dict())
-    b2.load_state_dict(a2.state_dict())
-    oa = Adam([{"params": a1.parameters()}, {"params": a2.parameters(), "lr": 1e-2}], lr=1e-3)
-    ob = torch.optim.Adam([{"params": b1.parameters()}, {"params": b2.parameters(), "lr": 1e-2}], lr=1e-3)
-    for i in range(5):
-        x = torch.randn(4, 3)
-        for (m1, m2, o) in ((a1, a2, oa), (b1, b2, ob)):
-            o.zero_grad()
-            # the second group gets gradients only from step 2 on: its state is created late
-            (m1(x).sum() + (m2(x).sum() if i >= 2 else 0.0)).backward()
-            o.step()
-    for p, q in zip(list(a1.parameters()) + list(a2.parameters()), list(b1.parameters()) + list(b2.parameters())):
-        torch.testing.assert_close(p, q)

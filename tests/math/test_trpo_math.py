@@ -3,36 +3,56 @@
 The Fisher-vector product against the Hessian of the mean KL and against the Fisher matrix's
 definition; conjugate gradient against a direct solve; the step length; the line search's two
 acceptance tests and its fallback; the surrogate's gradient at θ_old against the vanilla policy
-gradient.
+gradient. The reference (double backward) throughout; the fast backend's F v (Jᵀ M J) is checked here too
+where its tanh takes the sigmoid path, which the small batches of ``tests/math/test_backends.py`` do not reach.
 """
 
 import math
 
+import gymnasium as gym
 import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from lucidrl.algos.trpo import (TRPOConfig, backtracking_line_search, fisher_vector_product, mean_kl,
+from lucidrl.algos.trpo import (TRPOConfig, backtracking_line_search, fisher_vector_product, local_models, mean_kl,
                                 surrogate_advantage, trpo_policy_step)
+from lucidrl.fast import trpo as fast_trpo
 from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
-from lucidrl.networks import CategoricalHead, mlp
-from lucidrl.optim import flat_parameters
+from lucidrl.networks import ActorCritic, mlp
 
 N_ACTIONS = 3
 
 
+class Theta:
+    """The actor's parameters θ as one flat vector, read and written in place (``lucidrl.linalg``)."""
+
+    def __init__(self, agent):
+        self.params = agent.actor_parameters()
+        self.numel = sum(p.numel() for p in self.params)
+
+    def get(self) -> torch.Tensor:
+        return get_flat_params(self.params)
+
+    def copy_(self, flat: torch.Tensor) -> None:
+        set_flat_params(self.params, flat)
+
+
 def _tiny_actor(seed=0, n_obs=16, dtype=torch.float64, hidden=(8, 8)):
-    """A 3-action softmax policy on 4-d observations, its flat θ, and a batch from π_old."""
+    """A 3-action softmax policy on 4-d observations (an ActorCritic, as TRPO builds it), its flat θ, and a
+    batch from π_old."""
+    agent = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(N_ACTIONS), list(hidden), "tanh",
+                        algo="TRPO", share_encoder=False)
     torch.manual_seed(seed)
-    actor = mlp(4, list(hidden), N_ACTIONS, "tanh", out_std=1.0).to(dtype)  # out_std 1: a far-from-uniform π
-    theta = flat_parameters(actor)
+    agent.actor = mlp(4, list(hidden), N_ACTIONS, "tanh", out_std=1.0)  # out_std 1: a far-from-uniform π
+    agent.encoder = torch.nn.Identity()  # observations as they are, in float64 too (FlattenFloat casts to float32)
+    agent.to(dtype)
+    actor, head = agent.actor, agent.head
     obs = torch.randn(n_obs, 4, dtype=dtype)
-    head = CategoricalHead(N_ACTIONS)
     with torch.no_grad():
         logits_old = actor(obs)
         actions = head.sample(logits_old)
     adv = torch.randn(n_obs, dtype=dtype)
-    return actor, theta, head, obs, actions, logits_old, head.log_prob(logits_old, actions), adv
+    return agent, Theta(agent), head, obs, actions, logits_old, head.log_prob(logits_old, actions), adv
 
 
 def _as_function(actor, obs):
@@ -55,30 +75,41 @@ def _fvp_at_old(actor, head, obs, logits_old, damping=0.0):
 # --------------------------------------------------------------------------- Fisher-vector product
 @pytest.mark.parametrize("damping", [0.0, 0.1])
 def test_fvp_equals_hessian_of_mean_kl_times_v(damping):
-    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor()
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor()
+    actor = agent.actor
     f = _as_function(actor, obs)
-    theta_old = theta.detach().clone()
+    theta_old = theta.get()
     hessian = torch.autograd.functional.hessian(lambda t: mean_kl(head, logits_old, f(t)), theta_old)
     fvp = _fvp_at_old(actor, head, obs, logits_old, damping)
+    # the local models TRPO's step uses: the same F v, and g = ∇L(θ_old)
+    batch = _policy_batch(obs, actions, logprob_old, logits_old, adv)
+    L_old, g, models_fvp, _, _ = local_models(agent, batch, adv, damping)
+    assert L_old == pytest.approx(float(adv.mean()), rel=1e-12)  # every ratio is 1 at θ_old
+    surrogate = lambda t: surrogate_advantage(head.log_prob(f(t), actions), logprob_old, adv)  # noqa: E731
+    torch.testing.assert_close(g, torch.autograd.functional.jacobian(surrogate, theta_old), rtol=1e-10, atol=1e-12)
     for seed in range(3):
-        v = torch.randn(theta.numel(), dtype=theta.dtype, generator=torch.Generator().manual_seed(seed))
+        v = torch.randn(theta.numel, dtype=theta_old.dtype, generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(models_fvp(v), hessian @ v + damping * v, rtol=1e-10, atol=1e-12)
     # F is symmetric positive semi-definite: the Fisher matrix of the policy
     torch.testing.assert_close(hessian, hessian.T, rtol=1e-10, atol=1e-12)
     assert torch.linalg.eigvalsh(hessian).min() > -1e-10
 
 
-def test_fvp_through_the_fast_tanh_path_matches_the_float64_hessian():
-    # 600 observations x 8 hidden units: the actor's Tanh takes the sigmoid path (>= 4096 elements, float32),
-    # a custom autograd.Function that the double backward goes through; the reference uses torch.tanh in float64
-    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor(n_obs=600, dtype=torch.float32)
+@pytest.mark.parametrize("models", [local_models, fast_trpo.local_models], ids=["reference", "fast"])
+def test_fvp_in_float32_on_a_large_batch_matches_the_float64_hessian(models):
+    # 600 observations x 8 hidden units in float32: the reference's double backward through nn.Tanh, and the
+    # fast backend's Jᵀ M J, whose tanh takes the sigmoid path there (>= 4096 elements, float32), against
+    # torch.tanh's Hessian in float64
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=600, dtype=torch.float32)
     actor64 = mlp(4, [8, 8], N_ACTIONS, "tanh").double()
-    actor64.load_state_dict({k: v.double() for k, v in actor.state_dict().items()})
+    actor64.load_state_dict({k: v.double() for k, v in agent.actor.state_dict().items()})
     f64 = _as_function(actor64, obs.double())
     hessian = torch.autograd.functional.hessian(lambda t: mean_kl(head, logits_old.double(), f64(t)),
-                                                theta.detach().double())
-    v = torch.randn(theta.numel())
-    got = _fvp_at_old(actor, head, obs, logits_old)(v)
+                                                theta.get().double())
+    v = torch.randn(theta.numel)
+    fvp = models(agent, _policy_batch(obs, actions, logprob_old, logits_old, adv), adv, 0.0)[2]
+    got = fvp(v)
     want = hessian @ v.double()
     assert (got.double() - want).norm() < 1e-4 * want.norm()
 
@@ -90,10 +121,11 @@ def _per_action_scores(actor, obs, theta):
 
 
 def test_fvp_is_the_fisher_matrix_times_v():
-    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor()
-    v = torch.randn(theta.numel(), dtype=theta.dtype)
+    agent, theta, head, obs, _, logits_old, _, _ = _tiny_actor()
+    actor = agent.actor
+    v = torch.randn(theta.numel, dtype=obs.dtype)
     fv = _fvp_at_old(actor, head, obs, logits_old)(v)
-    scores = _per_action_scores(actor, obs, theta)  # [N, A, P]
+    scores = _per_action_scores(actor, obs, theta.get())  # [N, A, P]
     probs = logits_old.softmax(-1)  # [N, A]
     # F v = E_s Σ_a π_old(a|s) ∇log π(a|s) (∇log π(a|s)ᵀ v), the expectation over actions done exactly
     exact = torch.einsum("na,nap,na->p", probs, scores, scores @ v) / obs.shape[0]
@@ -110,15 +142,16 @@ def test_fvp_agrees_with_the_empirical_fisher_within_sampling_error():
     anyway. The estimate must also be close overall: a wrong F v (e.g. off by a factor 2, or a
     transposed Hessian term) misses by hundreds of standard errors.
     """
-    actor, theta, head, obs, _, logits_old, _, _ = _tiny_actor(n_obs=64)
-    v = torch.randn(theta.numel(), dtype=theta.dtype)
+    agent, theta, head, obs, _, logits_old, _, _ = _tiny_actor(n_obs=64)
+    actor = agent.actor
+    v = torch.randn(theta.numel, dtype=obs.dtype)
     fv = _fvp_at_old(actor, head, obs, logits_old)(v)
-    scores = _per_action_scores(actor, obs, theta)  # [N, A, P]
+    scores = _per_action_scores(actor, obs, theta.get())  # [N, A, P]
     per_state = 400  # actions sampled per state: M = 64 * 400 samples
     gen = torch.Generator().manual_seed(1)
     actions = torch.multinomial(logits_old.softmax(-1), per_state, replacement=True, generator=gen)  # [N, K]
     sampled = scores[torch.arange(obs.shape[0])[:, None], actions]  # [N, K, P]: ∇log π(a_i|s_i)
-    terms = (sampled * (sampled @ v)[..., None]).reshape(-1, theta.numel())  # [M, P]
+    terms = (sampled * (sampled @ v)[..., None]).reshape(-1, theta.numel)  # [M, P]
     estimate = terms.mean(0)
     stderr = terms.std(0) / math.sqrt(terms.shape[0])
     assert ((estimate - fv).abs() <= 5 * stderr + 1e-12).all()
@@ -173,20 +206,21 @@ def test_flat_parameter_helpers_round_trip():
 
 # --------------------------------------------------------------------------- step length and line search
 def _policy_batch(obs, actions, logprob_old, logits_old, adv):
-    return {"x": obs, "actions": actions, "logprob_old": logprob_old, "params_old": logits_old, "advantages": adv}
+    return {"obs": obs, "actions": actions, "logprob_old": logprob_old, "params_old": logits_old, "advantages": adv}
 
 
 @pytest.mark.parametrize("variant", ["npg", "trpo"])
 def test_natural_gradient_step_fills_the_quadratic_trust_region(variant):
-    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    actor = agent.actor
     # F is singular for a softmax policy (adding a constant to every logit changes nothing), so CG
     # solves the damped system (F + λI) s = g, and the step length uses the same damped matrix
     delta, damping = 1e-4, 1e-2
     cfg = TRPOConfig(target_kl=delta, cg_damping=damping, cg_max_steps=200, variant=variant, normalize_advantage=False)
-    theta_old = theta.detach().clone()
-    metrics = trpo_policy_step(actor, theta, head, _policy_batch(obs, actions, logprob_old, logits_old, adv), cfg)
+    theta_old = theta.get()
+    metrics = trpo_policy_step(agent, _policy_batch(obs, actions, logprob_old, logits_old, adv), cfg)
     assert metrics["diag/cg_residual"] < 1e-5  # CG converged (‖r‖² < 1e-10): the step is along F⁻¹g
-    theta_new = theta.detach().clone()
+    theta_new = theta.get()
     step = theta_new - theta_old
     with torch.no_grad():
         real_kl = float(mean_kl(head, logits_old, actor(obs)))
@@ -206,6 +240,7 @@ def test_natural_gradient_step_fills_the_quadratic_trust_region(variant):
 
 
 def _evaluator(actor, theta, head, obs, actions, logits_old, logprob_old, adv, log):
+    """evaluate(θ) -> (L(θ), D̄(θ)) for the line search, recording each call in ``log``."""
     @torch.no_grad()
     def evaluate(candidate):
         theta.copy_(candidate)
@@ -226,11 +261,12 @@ def _natural_direction(actor, head, obs, actions, logits_old, logprob_old, adv, 
 
 
 def test_line_search_backtracks_from_a_step_that_breaks_the_kl_bound():
-    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    actor = agent.actor
     delta = 0.01
     s, sFs = _natural_direction(actor, head, obs, actions, logits_old, logprob_old, adv)
     full_step = 5.0 * math.sqrt(2 * delta / sFs) * s  # 5 times too long: KL about 25 δ
-    theta_old, log = theta.detach().clone(), []
+    theta_old, log = theta.get(), []
     l_old = float(adv.mean())  # L(θ_old): every ratio is 1
     new_theta, info = backtracking_line_search(_evaluator(actor, theta, head, obs, actions, logits_old, logprob_old,
                                                           adv, log), theta_old, full_step, l_old, delta, 0.8, 20)
@@ -242,11 +278,12 @@ def test_line_search_backtracks_from_a_step_that_breaks_the_kl_bound():
 
 
 def test_line_search_rejects_a_step_that_lowers_the_surrogate():
-    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    actor = agent.actor
     delta = 0.01
     s, sFs = _natural_direction(actor, head, obs, actions, logits_old, logprob_old, adv)
     full_step = -0.5 * math.sqrt(2 * delta / sFs) * s  # downhill, well inside the trust region
-    theta_old, log = theta.detach().clone(), []
+    theta_old, log = theta.get(), []
     l_old = float(adv.mean())  # L(θ_old): every ratio is 1
     new_theta, info = backtracking_line_search(_evaluator(actor, theta, head, obs, actions, logits_old, logprob_old,
                                                           adv, log), theta_old, full_step, l_old, delta, 0.8, 10)
@@ -263,7 +300,8 @@ def test_line_search_takes_the_first_candidate_that_passes_both_tests():
 
 
 def test_failed_line_search_restores_the_old_parameters(monkeypatch):
-    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    actor = agent.actor
     real_cg = conjugate_gradient
 
     def downhill_cg(matvec, b, max_steps, residual_tol=1e-10):  # a search direction that only makes things worse
@@ -271,10 +309,10 @@ def test_failed_line_search_restores_the_old_parameters(monkeypatch):
         return -s, info
 
     monkeypatch.setattr("lucidrl.algos.trpo.conjugate_gradient", downhill_cg)
-    theta_old = theta.detach().clone()
+    theta_old = theta.get()
     cfg = TRPOConfig(line_search_max_iter=5)
-    metrics = trpo_policy_step(actor, theta, head, _policy_batch(obs, actions, logprob_old, logits_old, adv), cfg)
-    assert torch.equal(theta.detach(), theta_old)
+    metrics = trpo_policy_step(agent, _policy_batch(obs, actions, logprob_old, logits_old, adv), cfg)
+    assert torch.equal(theta.get(), theta_old)
     with torch.no_grad():
         assert torch.equal(actor(obs), logits_old)  # the policy is π_old again, exactly
     assert metrics["train/line_search_success"] == 0.0 and metrics["train/backtracks"] == 5
@@ -283,7 +321,8 @@ def test_failed_line_search_restores_the_old_parameters(monkeypatch):
 
 # --------------------------------------------------------------------------- gradient at θ_old
 def test_surrogate_gradient_at_theta_old_equals_the_vanilla_policy_gradient():
-    actor, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    agent, theta, head, obs, actions, logits_old, logprob_old, adv = _tiny_actor(n_obs=64)
+    actor = agent.actor
     params = list(actor.parameters())
     logprob = head.log_prob(actor(obs), actions)
     assert torch.allclose(logprob, logprob_old)  # at θ_old every ratio is 1 ...

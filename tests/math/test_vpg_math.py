@@ -269,32 +269,50 @@ def test_psi_bootstraps_only_where_a_critic_exists():
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_vpg_speed_paths_equal_autograd_and_the_agents_forward(env_id):
-    """The critic's written-out regression lands where autograd's does, and the NumPy acting policy
-    (logits, or concat(μ, log σ)) and V(s) equal the agent's own forward."""
-    import numpy as np
-
+def test_vpg_updates_keep_to_their_networks_with_the_right_gradient_scale(env_id):
+    """The policy step (E3) moves θ only and reports the exact KL it caused; the critic's regression (E4) moves
+    φ only, by the gradient of mean((V - G)²): with SGD (Adam would hide a wrong scale) the output bias moves by
+    exactly -lr · 2 mean(V - G) on the first step. (The fast backend's twins are tested equal to these in
+    ``tests/math/test_backends.py``.)"""
     import lucidrl
-    from lucidrl.algos.vpg import fit_critic
-    from lucidrl.flat_mlp import numpy_rollout_policy
+    from lucidrl.algos.vpg import fit_critic, policy_step
 
-    m = lucidrl.VPG(env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32)
-    assert m._fast_actor is not None and m._fast_critic is not None
-    obs = torch.randn(64, m.observation_space.shape[0], generator=torch.Generator().manual_seed(0))
-    policy = numpy_rollout_policy(m._fast_actor, m._fast_critic, 2)
-    params, values = policy(obs[:2].numpy())
+    m = lucidrl.VPG(env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32, n_critic_updates=5,
+                    backend="reference")
+    rollout = m._rollout_collector().collect(m.agent, 32)
+    psi, targets = psi_and_targets(rollout, m.config)
+    batch = rollout.flat(psi=psi, targets=targets)
+    actor, critic = m.agent.actor_parameters(), m.agent.critic_parameters()
+    assert {id(p) for p in actor}.isdisjoint(id(p) for p in critic)
+    assert len(actor) + len(critic) == len(list(m.agent.parameters()))
+
+    def snapshot(params):
+        return [p.detach().clone() for p in params]
+
+    actor_before, critic_before = snapshot(actor), snapshot(critic)
+    metrics = policy_step(m.agent, m.policy_optimizer, batch, m.config)
+    assert not all(torch.equal(a, b) for a, b in zip(actor, actor_before))
+    assert all(torch.equal(a, b) for a, b in zip(critic, critic_before))
     with torch.no_grad():
-        ref_params, ref_values = m.agent(obs[:2])
-    np.testing.assert_allclose(params, ref_params.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(values, ref_values.numpy(), rtol=1e-5, atol=1e-6)
+        kl = m.agent.head.kl(batch["params_old"], m.agent.policy_params(batch["obs"])).mean()
+    assert metrics["diag/kl_after_update"] == pytest.approx(float(kl)) and kl > 0
 
-    targets = torch.randn(64, generator=torch.Generator().manual_seed(1)) * 10
-    twin = lucidrl.VPG(env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32)  # the same initial weights
-    assert torch.equal(twin._critic_params[0], m._critic_params[0])
-    out = []
-    for model, fast in ((m, m._fast_critic), (twin, None)):
-        opt = torch.optim.SGD(model._critic_params, lr=1e-3)  # not Adam: it would hide a wrong gradient scale
-        out.append(fit_critic(model.agent, opt, model._critic_params, obs, targets, 5, fast=fast))
-    torch.testing.assert_close(m._critic_params[0], twin._critic_params[0], rtol=1e-4, atol=1e-6)
-    assert out[0]["loss/value"] == pytest.approx(out[1]["loss/value"], rel=1e-4)
-    assert out[0]["diag/value_loss_last"] < out[0]["diag/value_loss_before"]  # the regression made progress
+    actor_before = snapshot(actor)
+    with torch.no_grad():
+        error = m.agent.value(batch["obs"]) - batch["targets"]
+        expected_bias_step, loss_before = -1e-3 * 2 * error.mean(), float(error.square().mean())
+    bias = m.agent.critic[-1].bias
+    bias_before = bias.detach().clone()
+
+    class FirstStep(torch.optim.SGD):  # records the output bias after the first of the 5 steps
+        def step(self, closure=None):
+            super().step(closure)
+            if not hasattr(self, "after"):
+                self.after = bias.detach().clone()
+
+    opt = FirstStep(critic, lr=1e-3)
+    out = fit_critic(m.agent, opt, batch, m.config)
+    torch.testing.assert_close(opt.after - bias_before, expected_bias_step.reshape(1), rtol=1e-4, atol=1e-7)
+    assert all(torch.equal(a, b) for a, b in zip(actor, actor_before))  # the regression never moves π
+    assert out["diag/value_loss_before"] == pytest.approx(loss_before, rel=1e-6)
+    assert out["diag/value_loss_last"] < out["diag/value_loss_before"]  # the regression made progress
