@@ -226,11 +226,9 @@ class Algorithm:
 
     def _rollout_collector(self):
         """The on-policy collector for the current env (made on first use, kept between ``learn`` calls),
-        acting with ``rollout.rollout_policy`` or its fast twin."""
-        from lucidrl.rollout import RolloutCollector, rollout_policy
+        acting with ``self._rollout_policy`` (``rollout.rollout_policy`` or its fast twin, chosen by the algorithm)."""
+        from lucidrl.rollout import RolloutCollector
 
-        if getattr(self, "_rollout_policy", None) is None:
-            self._rollout_policy = self._select_backend("rollout", rollout_policy)
         if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
             self._collector = RolloutCollector(self.env, self.device, seed=self.config.seed, generator=self.generator,
                                                obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler,

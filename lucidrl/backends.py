@@ -51,7 +51,12 @@ def select(name: str, reference: Callable, model: Any) -> tuple[Callable, str]:
     if backend == "reference":
         return reference, f"{name}: reference ({_where(reference)}), as asked"
     path = _FAST.get(name)
-    reason = "no fast backend exists for it" if path is None else path.unsupported(model)
+    if path is None:
+        if backend == "fast":
+            raise ConfigError(f"backend='fast': {name} has no fast backend (its reference is all there is); "
+                              "use backend='auto' or backend='reference'")
+        return reference, f"{name}: reference ({_where(reference)}); it has no fast backend"
+    reason = path.unsupported(model)
     if reason is None:
         return path.function, f"{name}: fast backend ({_where(path.function)})"
     if backend == "fast":

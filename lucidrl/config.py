@@ -176,7 +176,7 @@ class RunConfig:
     backend: typing.Literal["auto", "reference", "fast"] = "auto"
     """How the update is computed: 'reference' (the algorithm's file, autograd), 'fast' (lucidrl.fast, the same numbers, written out for CPU speed; an error where it does not apply) or 'auto' (fast where it applies)."""
     torch_threads: typing.Union[int, str] = "auto"
-    """CPU threads for torch and NumPy's BLAS while learn() runs (restored after): 'auto' (1 for MLPs, torch's default for CNNs) or a number."""
+    """CPU threads for torch and NumPy's BLAS while learn() runs (restored after): 'auto' (1, or torch's current count for images of 64x64 pixels and more) or a number."""
 
     def __post_init__(self):
         check(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),

@@ -53,6 +53,7 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
+from lucidrl.rollout import rollout_policy
 
 
 @dataclass
@@ -183,6 +184,7 @@ class A2C(Algorithm):
         else:
             self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=lr, eps=1e-5, fused=True)
         self._update = self._select_backend("a2c", a2c_update)  # this file's a2c_update, or lucidrl.fast's twin
+        self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}

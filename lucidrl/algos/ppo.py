@@ -46,7 +46,7 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
-from lucidrl.rollout import minibatches
+from lucidrl.rollout import minibatches, rollout_policy
 
 
 @dataclass
@@ -267,6 +267,7 @@ class PPO(Algorithm):
                                           eps=cfg.adam_eps, fused=True)  # Deviation: Adam's ε (adam_eps)
         self.beta = cfg.beta_init
         self._update = self._select_backend("ppo", ppo_update)  # this file's ppo_update, or lucidrl.fast's twin
+        self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}

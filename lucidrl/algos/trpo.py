@@ -53,7 +53,7 @@ from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_i
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
 from lucidrl.networks import ActivationName, ActorCritic
-from lucidrl.rollout import minibatches
+from lucidrl.rollout import minibatches, rollout_policy
 
 
 @dataclass
@@ -282,6 +282,7 @@ class TRPO(Algorithm):
         # this file's functions, or lucidrl.fast's twins (the same numbers)
         self._local_models = self._select_backend("trpo_local_models", local_models)
         self._fit_critic = self._select_backend("trpo_fit_critic", fit_critic)
+        self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}

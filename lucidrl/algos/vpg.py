@@ -77,7 +77,7 @@ from lucidrl.agent import Algorithm
 from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
-from lucidrl.rollout import Rollout
+from lucidrl.rollout import Rollout, rollout_policy
 
 PsiName = Literal["total_return", "reward_to_go", "reward_to_go_baseline", "gae"]
 CRITIC_PSI = ("reward_to_go_baseline", "gae")
@@ -236,6 +236,7 @@ class VPG(Algorithm):
         # this file's functions, or lucidrl.fast's twins (the same numbers)
         self._policy_step = self._select_backend("vpg_policy_step", policy_step)
         self._fit_critic = self._select_backend("vpg_fit_critic", fit_critic) if cfg.uses_critic else None
+        self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy_optimizer": self.policy_optimizer, "critic_optimizer": self.critic_optimizer}

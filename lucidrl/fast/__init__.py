@@ -8,7 +8,6 @@ Nothing here changes what an algorithm computes, only how: every function regist
 * ``mlp``: the one MLP core (forward, backward, forward-mode products; NumPy and torch);
 * ``flat``: weights and optimiser state as views of one flat tensor, and the optimiser's step on it;
 * ``heads``: the action heads' log-probabilities with their gradients written out;
-* ``kernels``: which CPU matrix-product kernel (MKL or oneDNN) takes a product, by its shape;
 * ``actor_critic``: PPO's and A2C's updates, and the rollouts' acting;
 * ``trpo``, ``vpg``, ``dqn``: those algorithms' updates.
 """

@@ -24,17 +24,18 @@ import numpy as np
 import torch
 
 from lucidrl import backends
-from lucidrl.advantages import explained_variance, normalize
+from lucidrl.advantages import normalize
 from lucidrl.algos.ppo import update_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
 from lucidrl.fast.heads import categorical_terms, gaussian_terms
 from lucidrl.fast.mlp import MLPCore, acting_forward, numpy_blocks
 from lucidrl.rollout import minibatches
+from lucidrl.rollout import rollout_policy as reference_rollout_policy
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, CategoricalHead, DiagGaussianHead, FlattenFloat, \
     StateIndependentLogStd
 
 MAX_ACTING_WORK = 4096
-"""Acting in NumPy for at most this many rows x hidden units a step (larger batches stay with torch)."""
+"""Acting in NumPy for at most this many rows x hidden units a step (larger batches act with the reference)."""
 
 
 def network_unsupported(agent, device: torch.device) -> str | None:
@@ -164,9 +165,12 @@ def a2c_update(agent, optimizer, batch, cfg) -> dict[str, float]:
     grad_norm = clip_grad_norm(net.flat.grad, cfg.max_grad_norm)
     opt.step()
     ent = float(entropy.mean())
+    returns = batch["returns"].numpy()
+    var_returns = float(returns.var(ddof=1)) if returns.size > 1 else float("nan")  # as explained_variance
+    residual = returns - batch["values_old"].numpy()
+    explained = 1.0 - float(residual.var(ddof=1)) / var_returns if var_returns > 0 else float("nan")
     return {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -ent, "diag/entropy": ent,
-            "diag/grad_norm": grad_norm,
-            "diag/explained_variance": explained_variance(batch["values_old"], batch["returns"])}
+            "diag/grad_norm": grad_norm, "diag/explained_variance": explained}
 
 
 def a2c_unsupported(model) -> str | None:
@@ -177,6 +181,9 @@ def a2c_unsupported(model) -> str | None:
 # --------------------------------------------------------------------------- acting
 def rollout_policy(agent):
     """``lucidrl.rollout.rollout_policy`` in NumPy, on the weights as they are at the rollout's start.
+
+    Batches of more than ``MAX_ACTING_WORK`` rows x hidden units a step act with the reference's own
+    function (torch's products are faster there, and NumPy's BLAS could thread).
 
     The weights are read from the flat weights where the update is fast too (PPO, A2C), else copied,
     and laid out for acting once per rollout (``lucidrl.fast.mlp.acting_forward``). On CartPole's 8
@@ -190,12 +197,15 @@ def rollout_policy(agent):
         core = MLPCore.of(members, numpy=True)
         w = numpy_blocks(core, members)
     forward = acting_forward(core, w)
+    reference, widest = reference_rollout_policy(agent), max(core.widths)
     gaussian = isinstance(agent.head, DiagGaussianHead)
     if gaussian:
         log_std = np.clip(agent.actor[-1].log_std.detach().numpy(), LOG_STD_MIN, LOG_STD_MAX)
         std = np.exp(log_std)
 
     def step(obs: torch.Tensor, noise: torch.Tensor | None):
+        if obs.shape[0] * widest > MAX_ACTING_WORK:
+            return reference(obs, noise)
         x = obs.numpy()
         out, v = forward(x if x.ndim == 2 and x.dtype == np.float32 else x.reshape(len(x), -1).astype(np.float32))
         params = np.concatenate([out, np.broadcast_to(log_std, out.shape)], -1) if gaussian else out
@@ -208,10 +218,7 @@ def rollout_policy(agent):
 
 
 def rollout_unsupported(model) -> str | None:
-    reason = network_unsupported(model.agent, model.device)
-    if reason is None and model.env.num_envs * max(model.config.net_arch) > MAX_ACTING_WORK:
-        reason = f"acting on more than {MAX_ACTING_WORK} rows x hidden units a step (torch is faster there)"
-    return reason
+    return network_unsupported(model.agent, model.device)
 
 
 backends.register("ppo", ppo_update, ppo_unsupported)

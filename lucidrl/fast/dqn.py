@@ -9,8 +9,8 @@ matrix products, and ~50k acting calls on one observation. The twins:
 * compute every target of the round in one batched pass of the target network, in chunks of 1,024
   rows: with SB3's semantics the target network changes only while collecting, never during a
   round (Double DQN still picks a' with the online network step by step, as it moves);
-* take each step through the Q-network as a K = 1 torch ``MLPCore`` whose large products go to
-  oneDNN (``lucidrl.fast.kernels``): Huber's gradient in Q(s, a) is clamp(Q - y, -1, 1) / B,
+* take each step through the Q-network as a K = 1 torch ``MLPCore``: Huber's gradient in Q(s, a)
+  is clamp(Q - y, -1, 1) / B,
   backpropagated, then the gradient clipping and Adam's step on the flat weights;
 * act with a NumPy copy of the weights (made once per collection chunk).
 

@@ -22,10 +22,9 @@ the two networks layer by layer (``pair_order``). With h_l the activations (h_0 
 act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. The algorithm is written once
 (``MLPCore``); ``NumpyOps`` and ``TorchOps`` supply the handful of array operations it uses. NumPy
 wins where a pass costs its ops' launches (~1 us an op against torch's ~2-4 us: PPO's and A2C's
-minibatches, acting on a few rows); torch where the products are large (TRPO's Fisher-vector
-products on ~1,000 states, DQN's 256-wide network), which ``TorchOps`` sends to oneDNN or MKL by
-shape (``lucidrl.fast.kernels``). ``tests/math/test_backends.py`` checks all three products
-against autograd, for both.
+minibatches, acting on a few rows); torch (MKL's products) where the products are large (TRPO's
+Fisher-vector products on ~1,000 states, DQN's 256-wide network). ``tests/math/test_backends.py``
+checks all three products against autograd, for both.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from lucidrl.fast.kernels import ONEDNN_MIN_MACS, ONEDNN_MIN_MACS_DW, onednn_linear, use_onednn
 from lucidrl.networks import StateIndependentLogStd
 
 _aten = torch.ops.aten
@@ -45,6 +43,10 @@ _aten = torch.ops.aten
 
 class NumpyOps:
     """The core's array operations in NumPy (float32 arrays, in place where the core allows it)."""
+
+    @staticmethod
+    def refresh() -> None:
+        pass
 
     @staticmethod
     def hidden(h, w, b, tanh: bool):
@@ -97,23 +99,20 @@ class NumpyOps:
 
 
 class TorchOps:
-    """The core's array operations in torch, with large products sent to oneDNN (``lucidrl.fast.kernels``).
+    """The core's array operations in torch.
 
-    Single-member ([1, B, n]) arrays are handled as 2-D matrices, where the kernel choice applies;
-    tanh of large batches goes through the sigmoid, 2 sigmoid(2z) - 1, which is several times
-    faster than ``torch.tanh`` on this CPU build of torch (~9 us against ~43 us on [256, 64]).
+    Single-member ([1, B, n]) arrays are handled as 2-D matrices (``addmm``/``mm``: one MKL call, the
+    bias fused); tanh of large batches goes through the sigmoid, 2 sigmoid(2z) - 1, which is several
+    times faster than ``torch.tanh`` on this CPU build of torch (~9 us against ~43 us on [256, 64]).
     """
 
     @staticmethod
-    def _dnn(x: torch.Tensor):
-        return onednn_linear() if x.dtype == torch.float32 and x.device.type == "cpu" else None
+    def refresh() -> None:
+        pass
 
-    @classmethod
-    def _mm_t(cls, a, w, b=None, min_macs=ONEDNN_MIN_MACS):
-        """a wᵀ (+ b) for 2-D a and w, by oneDNN where the product is large, else addmm / mm."""
-        dnn = cls._dnn(a)
-        if dnn is not None and use_onednn(a.shape[0], w, min_macs):
-            return dnn(a, w, b, "none", [], "")
+    @staticmethod
+    def _mm_t(a, w, b=None):
+        """a wᵀ (+ b) for 2-D a and w."""
         return torch.addmm(b, a, w.t()) if b is not None else a.mm(w.t())
 
     @classmethod
@@ -121,8 +120,7 @@ class TorchOps:
         if w.shape[0] == 1:
             x = h if h.dim() == 2 else h[0]
             big = tanh and x.shape[0] * w.shape[1] >= 4096 and x.dtype == torch.float32
-            z = cls._mm_t(x, w[0], b[0, 0])
-            z = z.unsqueeze(0)
+            z = cls._mm_t(x, w[0], b[0, 0]).unsqueeze(0)
         else:
             z = torch.matmul(h, w.transpose(1, 2)).add_(b)
             big = tanh and z[0].numel() >= 4096 and z.dtype == torch.float32
@@ -140,19 +138,15 @@ class TorchOps:
     def act_grad_(d, h, tanh: bool):
         return _aten.tanh_backward(d, h) if tanh else _aten.threshold_backward(d, h, 0)
 
-    @classmethod
-    def weight_grad(cls, d, h, out):
+    @staticmethod
+    def weight_grad(d, h, out):
         if out.dim() == 3 and out.shape[0] == 1:
             d, out = d[0], out[0]
             h = h if h.dim() == 2 else h[0]
-        if out.dim() == 2:
-            dnn = cls._dnn(d)
-            if dnn is not None and use_onednn(d.shape[0], out, ONEDNN_MIN_MACS_DW):
-                out.copy_(dnn(d.t(), h.t(), None, "none", [], ""))
-            elif out.shape[1] < out.shape[0]:  # a narrow input: (hᵀ d)ᵀ, several times faster in MKL
-                out.copy_(h.t().mm(d).t())
-            else:
-                torch.mm(d.t(), h, out=out)
+        if out.dim() == 2 and out.shape[1] < out.shape[0]:  # a narrow input: (hᵀ d)ᵀ, several times faster in MKL
+            out.copy_(h.t().mm(d).t())
+        elif out.dim() == 2:
+            torch.mm(d.t(), h, out=out)
         else:
             torch.matmul(d.transpose(-1, -2), h, out=out)
 
@@ -160,16 +154,16 @@ class TorchOps:
     def bias_grad(d, out):
         torch.sum(d, dim=-2, out=out.view(d.shape[:-2] + d.shape[-1:]))
 
-    @classmethod
-    def back(cls, d, w):
+    @staticmethod
+    def back(d, w):
         if w.shape[0] == 1 and d.shape[0] == 1:
-            return cls._mm_t(d[0], w[0].t()).unsqueeze(0)
+            return d[0].mm(w[0]).unsqueeze(0)
         return torch.matmul(d, w)
 
-    @classmethod
-    def stack_back(cls, ds, ws, shape, like):
+    @staticmethod
+    def stack_back(ds, ws, shape, like):
         if len(ds) == 1:
-            return cls._mm_t(ds[0], ws[0].t()).unsqueeze(0)
+            return ds[0].mm(ws[0]).unsqueeze(0)
         out = torch.empty(shape, dtype=like.dtype, device=like.device)
         for k, (d, w) in enumerate(zip(ds, ws)):
             torch.mm(d, w, out=out[k])
@@ -252,6 +246,7 @@ class MLPCore:
     def forward(self, w, x):
         """(outputs [y_0, ..., y_{K-1}], hs): hs[0] = x [B, n_in], hs[l] = h_l [K, B, width]."""
         ops, L = self.ops, self.L
+        ops.refresh()
         hs = [x]
         h = x
         for layer in range(L):
@@ -263,6 +258,7 @@ class MLPCore:
     def backward(self, w, g, hs, d_outs) -> None:
         """Write ∂loss/∂weights into the blocks ``g`` (overwritten), from ∂loss/∂y_k ([B, o_k] each) and ``hs``."""
         ops, L, K = self.ops, self.L, self.K
+        ops.refresh()
         last = hs[L]
         for k in range(K):
             ops.weight_grad(d_outs[k], last[k], g[2 * L + 2 * k])
@@ -278,6 +274,7 @@ class MLPCore:
     def jvp(self, w, hs, v):
         """[ẏ_0, ...]: how each output moves when the weights move along ``v`` (cut with ``blocks``)."""
         ops, L = self.ops, self.L
+        ops.refresh()
         dh = None
         for layer in range(L):
             dz = ops.linear(hs[layer], v[2 * layer])

@@ -3,7 +3,7 @@
 Where TRPO spends its time on CartPole's preset: ~1,500 Fisher-vector products a run, each a
 double backward through the actor, and ~4,000 critic steps on 512 samples, where autograd's
 bookkeeping costs as much as the arithmetic. The twins compute the same quantities on the actor
-or critic as a K = 1 ``MLPCore`` in torch (large products go to oneDNN, ``lucidrl.fast.kernels``):
+or critic as a K = 1 ``MLPCore`` in torch:
 
 * g = ∇L(θ_old): the surrogate's gradient in the network's output, written out, then one VJP;
 * F v: at θ_old the KL's gradient in the output vanishes, so its Hessian is Jᵀ M J (the paper's

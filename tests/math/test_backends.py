@@ -9,7 +9,7 @@ noise. Below that, the MLP core's three products (forward, VJP, JVP) are checked
 
 Tolerances, and why they are not 0: both backends compute in float32 and do the same arithmetic,
 but in another order (the core multiplies the actor and critic as one batched product, NumPy's
-BLAS and torch's MKL/oneDNN block their sums differently), so results differ by float rounding:
+BLAS and torch's MKL block their sums differently), so results differ by float rounding:
 relative ~1e-6 on a forward pass, more where values cancel (gradients near zero). Adam turns a
 gradient g into a step of ~lr·g/(|g| + ε); where |g| is comparable to ε, a rounding difference δg
 moves the step by ~lr·δg/ε. With lr ≤ 1e-3 and the ε used here that bounds parameter differences
@@ -293,11 +293,25 @@ def test_dqn_round_equals_the_reference(steps, double_q):
 # --------------------------------------------------------------------------- selection
 def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere():
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
-    assert m.backend_lines == ["ppo: fast backend (lucidrl.fast.actor_critic.ppo_update)"]
+    assert m.backend_lines == ["ppo: fast backend (lucidrl.fast.actor_critic.ppo_update)",
+                               "rollout: fast backend (lucidrl.fast.actor_critic.rollout_policy)"]
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, variant="kl_penalty")
     assert m.backend_lines[0].startswith("ppo: reference") and "PPO-Penalty" in m.backend_lines[0]
+    assert m.backend_lines[1].startswith("rollout: fast")  # acting does not depend on the surrogate
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, backend="reference")
-    assert m.backend_lines == ["ppo: reference (lucidrl.algos.ppo.ppo_update), as asked"]
+    assert m.backend_lines == ["ppo: reference (lucidrl.algos.ppo.ppo_update), as asked",
+                               "rollout: reference (lucidrl.rollout.rollout_policy), as asked"]
+    m = lucidrl.QLearning("FrozenLake-v1", seed=0, verbose=0)
+    assert m.backend_lines == ["qlearning: reference (lucidrl.algos.q_learning.apply_td_update); it has no fast backend"]
+
+
+def test_acting_on_many_rows_takes_the_reference_acting():
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=2, net_arch=[64, 64])
+    obs = torch.randn(fast_ac.MAX_ACTING_WORK // 64 + 1, 4)
+    noise = model.agent.head.noise((obs.shape[0],), torch.Generator().manual_seed(0))
+    a_ref, p_ref, v_ref = rollout_policy(model.agent)(obs, noise)
+    a_fast, p_fast, v_fast = fast_ac.rollout_policy(model.agent)(obs, noise)
+    assert torch.equal(a_fast, a_ref) and torch.equal(p_fast, p_ref) and torch.equal(v_fast, v_ref)  # the same function
 
 
 @pytest.mark.parametrize("cls, kwargs, what", [
@@ -306,7 +320,7 @@ def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere
     (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
     (lucidrl.A2C, {"activation": "elu"}, "activations"),
     (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),
-    (lucidrl.QLearning, {}, "no fast backend"),
+    (lucidrl.QLearning, {}, "has no fast backend"),
 ])
 def test_fast_on_an_unsupported_configuration_names_what_is_unsupported(cls, kwargs, what):
     env = "FrozenLake-v1" if cls is lucidrl.QLearning else "CartPole-v1"

@@ -2,7 +2,7 @@
 
 The fast backend's twins (``lucidrl.fast.dqn``) are tested equal to the reference on small networks in
 ``tests/math/test_backends.py``; the checks here that name ``lucidrl.fast`` cover what those do not reach:
-the 256-wide network whose products go to oneDNN, and greedy acting one row at a time."""
+the 256-wide network on batches of 2,048 and 64 rows, and greedy acting one row at a time."""
 
 import gymnasium as gym
 import numpy as np
@@ -14,7 +14,6 @@ import lucidrl
 from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, greedy_policy, soft_update,
                                td_target)
 from lucidrl.fast import dqn as fast_dqn
-from lucidrl.fast.kernels import onednn_linear, use_onednn
 from lucidrl.fast.mlp import MLPCore
 from lucidrl.replay import ReplayBuffer
 from lucidrl.rollout import VectorStepper
@@ -227,28 +226,14 @@ def test_a_training_round_clips_the_gradient_and_leaves_the_target_net_alone():
         assert torch.equal(v, target_before[k]), k
 
 
-@pytest.mark.parametrize("precision", ["highest", "high"])  # "high" allows oneDNN lower precision: MKL only
-def test_the_fast_mlp_forward_equals_the_module_with_and_without_onednn(precision, monkeypatch):
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
-    try:
-        assert (onednn_linear() is None) == (precision != "highest")
-        with monkeypatch.context() as mp:  # oneDNN switched off: MKL only
-            mp.setattr(torch.backends.mkldnn, "enabled", False)
-            assert onednn_linear() is None
-        assert torch.backends.mkldnn.enabled
-        m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
-        core = MLPCore.of([m.q_net_target.q], numpy=False)
-        w = core.blocks(torch.cat([p.detach().reshape(-1) for p in MLPCore.parameter_order([m.q_net_target.q])]))
-        x = torch.randn(2048, 4, generator=torch.Generator().manual_seed(0))
-        hidden = m.q_net_target.q[2].weight
-        assert use_onednn(2048, hidden) and use_onednn(64, hidden) and not use_onednn(1, hidden)
-        for rows in (2048, 64, 1):  # oneDNN for the 256x256 layer on 2048 and 64 rows, MKL on 1
-            with torch.no_grad():
-                torch.testing.assert_close(core.forward(w, x[:rows])[0][0], m.q_net_target(x[:rows]),
-                                           rtol=1e-5, atol=1e-5)
-    finally:
-        torch.set_float32_matmul_precision(old)
+def test_the_fast_mlp_forward_equals_the_module_on_large_and_small_batches():
+    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256])
+    core = MLPCore.of([m.q_net_target.q], numpy=False)
+    w = core.blocks(torch.cat([p.detach().reshape(-1) for p in MLPCore.parameter_order([m.q_net_target.q])]))
+    x = torch.randn(2048, 4, generator=torch.Generator().manual_seed(0))
+    for rows in (2048, 64, 1):  # the target pass, a minibatch, one observation
+        with torch.no_grad():
+            torch.testing.assert_close(core.forward(w, x[:rows])[0][0], m.q_net_target(x[:rows]), rtol=1e-5, atol=1e-5)
 
 
 def _filled_model(backend: str, double_q: bool):
@@ -266,14 +251,13 @@ def _filled_model(backend: str, double_q: bool):
 
 
 @pytest.mark.parametrize("double_q", [False, True])
-def test_fast_training_round_on_onednn_sized_products_equals_the_reference(double_q):
-    """The fast round (its 256x256 products on 64 rows go to oneDNN) against the reference's autograd round.
+def test_fast_training_round_on_the_presets_network_equals_the_reference(double_q):
+    """The fast round against the reference's autograd round on the CartPole preset's 256x256 network.
 
-    ``tests/math/test_backends.py`` compares the two on small networks, where every product stays with
-    MKL. A small max_grad_norm makes the clipping act, so the clip rule is checked as well. The small
-    learning rate keeps the two runs on the same ReLU pattern: with the preset's 2.3e-3 a rare unit near 0
-    flips on one side and not the other after a few steps (the rounding of the two kernels differs), and
-    Adam's per-weight normalisation magnifies such differences.
+    ``tests/math/test_backends.py`` compares the two on small networks. A small max_grad_norm makes the
+    clipping act, so the clip rule is checked as well. The small learning rate keeps the two runs on the
+    same ReLU pattern: with the preset's 2.3e-3 a rare unit near 0 flips on one side and not the other after
+    a few steps (the two sum in different orders), and Adam's per-weight normalisation magnifies that.
     """
     m1, rb1 = _filled_model("fast", double_q)
     m2, rb2 = _filled_model("reference", double_q)
