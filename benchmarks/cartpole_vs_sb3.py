@@ -149,6 +149,8 @@ def worker(algo: str, lib: str, seed: int, timesteps: int, threads: str, extra: 
     import numpy
     import torch
 
+    if lib != "lucidrl":
+        extra = {}  # --lucidrl-kwargs are lucidrl's alone
     if threads != "default":  # pinned for both; "default": each library as a user's script gets it
         torch.set_num_threads(int(threads))
         if lib == "lucidrl":

@@ -185,6 +185,7 @@ class A2C(Algorithm):
             self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=lr, eps=1e-5, fused=True)
         self._update = self._select_backend("a2c", a2c_update)  # this file's a2c_update, or lucidrl.fast's twin
         self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
+        self._gae = self._select_backend("gae", gae)  # lucidrl.advantages.gae, or its NumPy twin
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
@@ -210,8 +211,8 @@ class A2C(Algorithm):
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
                 # 2. (E1, E2) n-step returns R_t and advantages A_t = R_t - V(s_t) (GAE with λ = 1)
-                advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
-                                          rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
+                advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,
+                                                rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
                 batch = rollout.flat(advantages=advantages, returns=returns)
 
                 # 3. one gradient step on actor and critic together (E3-E5)

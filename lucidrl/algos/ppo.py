@@ -268,6 +268,7 @@ class PPO(Algorithm):
         self.beta = cfg.beta_init
         self._update = self._select_backend("ppo", ppo_update)  # this file's ppo_update, or lucidrl.fast's twin
         self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
+        self._gae = self._select_backend("gae", gae)  # lucidrl.advantages.gae, or its NumPy twin
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
@@ -296,8 +297,8 @@ class PPO(Algorithm):
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
                 # 2. advantages Â_t (GAE) and λ-return targets R_t
-                advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
-                                          rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
+                advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,
+                                                rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
                 batch = rollout.flat(advantages=advantages, returns=returns)
 
                 # 3. K epochs of minibatch updates of the surrogate objective

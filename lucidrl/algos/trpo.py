@@ -283,6 +283,7 @@ class TRPO(Algorithm):
         self._local_models = self._select_backend("trpo_local_models", local_models)
         self._fit_critic = self._select_backend("trpo_fit_critic", fit_critic)
         self._rollout_policy = self._select_backend("rollout", rollout_policy)  # how π acts while collecting
+        self._gae = self._select_backend("gae", gae)  # lucidrl.advantages.gae, or its NumPy twin
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}
@@ -308,8 +309,8 @@ class TRPO(Algorithm):
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
                 # 2. advantages Â_t (GAE) and λ-return targets R_t, from the critic before it is refitted
-                advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values,
-                                          rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
+                advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,
+                                                rollout.terminated, rollout.truncated, cfg.gamma, cfg.gae_lambda)
                 batch = rollout.flat(advantages=advantages, returns=returns)
 
                 # 3. one trust-region step of the policy (E1-E8)

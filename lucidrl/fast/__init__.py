@@ -8,8 +8,9 @@ Nothing here changes what an algorithm computes, only how: every function regist
 * ``mlp``: the one MLP core (forward, backward, forward-mode products; NumPy and torch);
 * ``flat``: weights and optimiser state as views of one flat tensor, and the optimiser's step on it;
 * ``heads``: the action heads' log-probabilities with their gradients written out;
+* ``advantages``: GAE in NumPy;
 * ``actor_critic``: PPO's and A2C's updates, and the rollouts' acting;
 * ``trpo``, ``vpg``, ``dqn``: those algorithms' updates.
 """
 
-from lucidrl.fast import actor_critic, dqn, trpo, vpg  # noqa: F401  (each module registers its twins)
+from lucidrl.fast import actor_critic, advantages, dqn, trpo, vpg  # noqa: F401  (each registers its twins)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import weakref
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,6 +90,8 @@ class FlatOptimizer:
                 st["step"] = self.steps[i]  # 0-d views: torch's own step() still counts each one
                 for k in names:
                     st[k] = flat.view(self.moments[k], i)
+        self._numpy_steps = self.steps.numpy()  # views: NumPy's in-place updates are the optimiser's state
+        self._numpy_square_avg = None if self.adam or flat.flat.device.type != "cpu" else self.moments["square_avg"].numpy()
         self._key = names[0]
         self._bound = [state[p][self._key] for p in params]
 
@@ -113,9 +116,18 @@ class FlatOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One step of torch's single-tensor Adam (or RMSprop) on the flat weights, with ``flat.grad``."""
+        """One step of the optimiser's own update on the flat weights, with ``flat.grad``."""
         group = self.optimizer.param_groups[0]
         param, grad, lr = self.flat_params.flat, self.flat_params.grad, float(group["lr"])
+        if not self.adam and param.device.type == "cpu":  # RMSprop's five element-wise passes, on NumPy views
+            self._numpy_steps += 1
+            p, g, square_avg, alpha = param.numpy(), grad.numpy(), self._numpy_square_avg, group["alpha"]
+            square_avg *= alpha
+            square_avg += (1 - alpha) * g * g
+            avg = np.sqrt(square_avg)
+            avg += group["eps"]
+            p += -lr * (g / avg)
+            return
         self.steps.add_(1)
         if self.adam and group.get("fused"):
             beta1, beta2 = group["betas"]
@@ -153,10 +165,14 @@ def flat_optimizer(optimizer: torch.optim.Optimizer, flat: FlatParams) -> FlatOp
 
 def clip_grad_norm(grad: torch.Tensor, max_norm: float | None) -> float:
     """``torch.nn.utils.clip_grad_norm_``'s rule on one flat gradient: scale by max_norm / (norm + 1e-6) when
-    that is below 1. Returns the norm before clipping (None: only measure it)."""
-    total = float(torch.linalg.vector_norm(grad))
+    that is below 1. Returns the norm before clipping (None: only measure it). On the CPU through NumPy."""
+    g = grad.numpy() if grad.device.type == "cpu" else None
+    total = float(np.sqrt(np.dot(g, g))) if g is not None else float(torch.linalg.vector_norm(grad))
     if max_norm is not None:
         coef = max_norm / (total + 1e-6)
         if coef < 1.0:
-            grad.mul_(coef)
+            if g is not None:
+                g *= np.float32(coef)
+            else:
+                grad.mul_(coef)
     return total

@@ -3,7 +3,8 @@
 Where TRPO spends its time on CartPole's preset: ~1,500 Fisher-vector products a run, each a
 double backward through the actor, and ~4,000 critic steps on 512 samples, where autograd's
 bookkeeping costs as much as the arithmetic. The twins compute the same quantities on the actor
-or critic as a K = 1 ``MLPCore`` in torch:
+or critic as a K = 1 ``MLPCore`` (the actor's Fisher products in torch; the critic's regression steps,
+whose ops cost their launches more than their products, in NumPy):
 
 * g = ∇L(θ_old): the surrogate's gradient in the network's output, written out, then one VJP;
 * F v: at θ_old the KL's gradient in the output vanishes, so its Hessian is Jᵀ M J (the paper's
@@ -118,13 +119,13 @@ def actor_unsupported(model) -> str | None:
 
 def fit_critic(agent, optimizer, batch, cfg, generator=None) -> dict[str, float]:
     """``lucidrl.algos.trpo.fit_critic``: the same minibatches, regression steps and Adam."""
-    net = single_net(agent.critic, numpy=False)
+    net = single_net(agent.critic, numpy=True)
     opt = flat_optimizer(optimizer, net.flat)
     losses = []
     data = {"x": agent.encoder(batch["obs"]), "returns": batch["returns"]}
     with torch.no_grad():
         for _, mb in minibatches(data, cfg.batch_size, cfg.n_critic_updates, generator):
-            losses.append(net.mse_backward(mb["x"], mb["returns"]))  # (E9)
+            losses.append(net.mse_backward(mb["x"].numpy(), mb["returns"].numpy()))  # (E9)
             opt.step()
     return {"loss/value": sum(losses) / len(losses)}
 

@@ -3,7 +3,7 @@
 The policy step runs the actor as a K = 1 NumPy ``MLPCore`` and writes the pseudo-loss's gradient
 out (``lucidrl.fast.heads``: ∂(-mean(Ψ log π))/∂log π = -Ψ/B, then the head's rule); the critic's
 full-batch regression steps (``n_critic_updates`` of them on thousands of samples) run the
-critic as a K = 1 torch core with its gradient written out, as TRPO's. Both step their Adam on
+critic as a K = 1 NumPy core with its gradient written out, as TRPO's. Both step their Adam on
 flat weights (``lucidrl.fast.flat``). Supported: what TRPO's twins support.
 """
 
@@ -55,9 +55,9 @@ def policy_unsupported(model) -> str | None:
 
 def fit_critic(agent, optimizer, batch, cfg) -> dict[str, float]:
     """``lucidrl.algos.vpg.fit_critic``: the same full-batch regression steps and Adam."""
-    net = single_net(agent.critic, numpy=False)
+    net = single_net(agent.critic, numpy=True)
     opt = flat_optimizer(optimizer, net.flat)
-    x, targets = agent.encoder(batch["obs"]), batch["targets"]
+    x, targets = agent.encoder(batch["obs"]).numpy(), batch["targets"].numpy()
     losses = []
     with torch.no_grad():
         for _ in range(cfg.n_critic_updates):

@@ -79,7 +79,8 @@ CASES = {
 def test_every_algorithm_trains_its_cnn_and_learns_to_see_the_bar(algo):
     settings, budget = CASES[algo]
     model = getattr(lucidrl, algo)(BarSideEnv, net_arch=[], seed=0, verbose=0, **settings)
-    assert all("reference" in line for line in model.backend_lines)  # the fast backend is for flat observations
+    # the fast backend's networks are for flat observations (GAE, which sees no network, may be fast)
+    assert all("reference" in line for line in model.backend_lines if not line.startswith("gae:"))
     before = cnn_weights(model)
     assert before and type((model.q_net if algo == "DQN" else model.agent).encoder).__name__ == "NatureCNN"
     first = []

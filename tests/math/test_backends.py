@@ -155,6 +155,19 @@ def test_dqn_greedy_acting_is_the_same_argmax():
     assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs[:1]), ref_dqn.greedy_policy(model.q_net)(obs[:1]))
 
 
+def test_gae_twin_equals_the_reference():
+    from lucidrl.advantages import gae as reference_gae
+    from lucidrl.fast.advantages import gae as fast_gae
+
+    g = torch.Generator().manual_seed(0)
+    T, N = 12, 3
+    rewards, values, next_values = (torch.randn(T, N, generator=g) for _ in range(3))
+    terminated, truncated = torch.rand(T, N, generator=g) < 0.15, torch.rand(T, N, generator=g) < 0.15
+    for a, b in zip(reference_gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95),
+                    fast_gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95)):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- PPO
 @pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
@@ -294,13 +307,15 @@ def test_dqn_round_equals_the_reference(steps, double_q):
 def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere():
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
     assert m.backend_lines == ["ppo: fast backend (lucidrl.fast.actor_critic.ppo_update)",
-                               "rollout: fast backend (lucidrl.fast.actor_critic.rollout_policy)"]
+                               "rollout: fast backend (lucidrl.fast.actor_critic.rollout_policy)",
+                               "gae: fast backend (lucidrl.fast.advantages.gae)"]
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, variant="kl_penalty")
     assert m.backend_lines[0].startswith("ppo: reference") and "PPO-Penalty" in m.backend_lines[0]
     assert m.backend_lines[1].startswith("rollout: fast")  # acting does not depend on the surrogate
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, backend="reference")
     assert m.backend_lines == ["ppo: reference (lucidrl.algos.ppo.ppo_update), as asked",
-                               "rollout: reference (lucidrl.rollout.rollout_policy), as asked"]
+                               "rollout: reference (lucidrl.rollout.rollout_policy), as asked",
+                               "gae: reference (lucidrl.advantages.gae), as asked"]
     m = lucidrl.QLearning("FrozenLake-v1", seed=0, verbose=0)
     assert m.backend_lines == ["qlearning: reference (lucidrl.algos.q_learning.apply_td_update); it has no fast backend"]
 
