@@ -220,15 +220,27 @@ SPEED_BARS = [("ppo", 100_000, "SB3", 0.25), ("a2c", 100_000, "SB3", 0.25), ("tr
               ("dqn", 50_000, "SB3", 0.33)]
 
 
+REFERENCE_BAR = {"ppo": 0.6}
+"""Bars for ``backend="reference"`` runs (issue 13: PPO's reference at most 0.6x SB3's time)."""
+
+
+def run_backend(r: dict[str, Any]) -> str | None:
+    """The lucidrl backend a row ran ("auto", "reference"), or None for rows with other extra arguments. The
+    thread setting the benchmark passes (``torch_threads``) is not an extra argument."""
+    extra = {k: v for k, v in (r.get("lucidrl_kwargs") or {}).items() if k != "torch_threads"}
+    backend = extra.pop("backend", "auto")
+    return None if extra else backend
+
+
 def side_by_side_runs(path: Path, budget: int) -> list[list[dict[str, Any]]]:
-    """The ``cartpole_vs_sb3.py`` invocations (``run_id``) at ``budget`` with no extra lucidrl arguments
-    and both libraries, newest first; each a list of rows."""
+    """The ``cartpole_vs_sb3.py`` invocations (``run_id``) at ``budget`` with both libraries and no extra lucidrl
+    arguments but the backend, newest first; each a list of rows."""
     if not path.is_file():
         return []
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in path.read_text().splitlines():
         r = json.loads(line) if line.strip() else {}
-        if r.get("run_id") and r.get("timesteps") == budget and not r.get("lucidrl_kwargs") and "error" not in r:
+        if r.get("run_id") and r.get("timesteps") == budget and run_backend(r) and "error" not in r:
             runs[r["run_id"]].append(r)
     complete = [rid for rid, rows in runs.items() if {r["library"] for r in rows} == {"lucidrl", "sb3"}]
     return [runs[rid] for rid in sorted(complete, reverse=True)]
@@ -237,7 +249,7 @@ def side_by_side_runs(path: Path, budget: int) -> list[list[dict[str, Any]]]:
 def render_speed(results_dir: Path) -> list[str]:
     """The speed section: per algorithm, every side-by-side run of 3 seeds per library (newest first)."""
     lines = ["## Speed on CartPole-v1: the side-by-side runs", "",
-             "`benchmarks/cartpole_vs_sb3.py --algo ALGO` (DQN: `--timesteps 50000 --threads 2`) trains both libraries "
+             "`benchmarks/cartpole_vs_sb3.py --algo ALGO` (DQN: `--timesteps 50000`) trains both libraries "
              "with the zoo's CartPole-v1 hyperparameters, the same env steps and gradient steps, seeds 0-2, runs "
              "alternated, each in a fresh process. The figure of record is the ratio of the median training times; a "
              "bar counts as met when the ratio is at or under it *and* lucidrl reaches >= 475 on at least 2 of the 3 "
@@ -245,7 +257,10 @@ def render_speed(results_dir: Path) -> list[str]:
              "Load: the 1-minute load average when each run started; a run adds about 1 itself, so on 2 cores a value "
              "above ~1.5 means another job was running. Run: its start time, and the lucidrl commit it measured "
              "where recorded (`-dirty`: with uncommitted changes; in rows before 2026-11-30 08:50 these may be only the "
-             "results files the runs append to, later rows count the library and the scripts only).", "",
+             "results files the runs append to, later rows count the library and the scripts only). Torch threads: a "
+             "number: both libraries pinned to it; `default`: each at its own default, as a user's script runs (torch: "
+             "one thread per core; lucidrl: `torch_threads=\"auto\"`). `(reference)`: lucidrl with "
+             "`backend=\"reference\"`, the plain-PyTorch algorithm files (bar for PPO: 0.6); otherwise `backend=\"auto\"`.", "",
              "| algorithm | budget | torch threads | lucidrl train time (s), seeds 0/1/2 | peer train time (s) | "
              "median ratio lucidrl / peer | bar | lucidrl returns | peer returns | load | run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -259,13 +274,16 @@ def render_speed(results_dir: Path) -> list[str]:
             med = {lib: statistics.median(r["train_s"] for r in by[lib]) for lib in by}
             ratio = med["lucidrl"] / med["sb3"]
             solved = sum(r["eval_mean"] >= 475 for r in by["lucidrl"])
-            met = ratio <= bar and solved >= 2 * len(by["lucidrl"]) / 3
+            backend = run_backend(by["lucidrl"][0])
+            row_bar = bar if backend == "auto" else REFERENCE_BAR.get(algo, float("inf"))
+            met = ratio <= row_bar and solved >= 2 * len(by["lucidrl"]) / 3
             loads = [r.get("load_before", float("nan")) for r in rows]
+            threads = by["lucidrl"][0].get("threads_setting", rows[0]["torch_threads"])
             lines.append(
-                f"| {algo} | {_fmt_steps(budget)} | {rows[0]['torch_threads']} | "
+                f"| {algo}{'' if backend == 'auto' else f' ({backend})'} | {_fmt_steps(budget)} | {threads} | "
                 + " / ".join(f"{r['train_s']:.2f}" for r in by["lucidrl"]) + " | "
-                + " / ".join(f"{r['train_s']:.2f}" for r in by["sb3"]) + f" | **{ratio:.3f}** | ≤ {bar} "
-                + ("(met)" if met else "(not met)") + " | "
+                + " / ".join(f"{r['train_s']:.2f}" for r in by["sb3"]) + f" | **{ratio:.3f}** | "
+                + (f"≤ {row_bar} " + ("(met)" if met else "(not met)") if row_bar != float("inf") else "-") + " | "
                 + " / ".join(f"{r['eval_mean']:.1f}" for r in by["lucidrl"]) + f" ({solved} >= 475) | "
                 + " / ".join(f"{r['eval_mean']:.1f}" for r in by["sb3"]) + f" | {min(loads):.2f}-{max(loads):.2f} | "
                 + f"{rows[0]['run_id']}" + (f" `{rows[0]['code']}`" if rows[0].get("code") else "") + " |")

@@ -190,7 +190,7 @@ class Algorithm:
         try:
             with hold_threads(self.config.torch_threads, self) as threads:
                 for line in self.backend_lines:
-                    logger.info(f"{self.name}: backend: {line}")
+                    logger.info(f"backend: {line}")
                 logger.info(f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS "
                             f"(torch_threads={self.config.torch_threads!r})")
                 yield logger, target

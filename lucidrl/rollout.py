@@ -40,6 +40,7 @@ with the same statistics without updating them. Rewards are scaled for ``Rollout
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Callable
 
 import gymnasium as gym
@@ -53,7 +54,10 @@ from lucidrl.networks import ActorCritic
 
 
 # --------------------------------------------------------------------------- one vector-env step
-@dataclass
+_NONE: tuple = ()  # what a step without an episode end returns (shared: nothing here is ever mutated)
+_NO_FINALS = MappingProxyType({})
+
+@dataclass(slots=True)
 class Transitions:
     """One vector-env step as N transitions (row i: copy i); see the module docstring."""
 
@@ -63,8 +67,8 @@ class Transitions:
     truncated: np.ndarray
     valid: np.ndarray  # False on NEXT_STEP reset rows: no transition
     final_obs: dict[int, np.ndarray]  # SAME_STEP: the true s_{t+1} of the copies whose episode ended
-    episode_returns: list[float]  # of the episodes that ended on this step
-    episode_lengths: list[int]
+    episode_returns: "list[float] | tuple"  # of the episodes that ended on this step
+    episode_lengths: "list[int] | tuple"
 
     def next_obs(self) -> np.ndarray:
         """The true s_{t+1} of every row (the final observation where an episode ended)."""
@@ -95,7 +99,7 @@ class VectorStepper:
         done = terminated | truncated
         self.episode_return += reward  # a NEXT_STEP reset row adds reward 0 ...
         self.episode_length += valid  # ... and no step
-        returns, lengths, final = [], [], {}
+        returns, lengths, final = _NONE, _NONE, _NO_FINALS
         if done.any():
             idx = np.flatnonzero(done)
             returns = episode_scores(info, idx, self.episode_return)  # the raw score where it is recorded
@@ -224,7 +228,7 @@ class RolloutCollector:
                                              valid=tr.valid if stepper.next_step else None)
             ep_returns += tr.episode_returns
             ep_lengths += tr.episode_lengths
-            truncated = [i for i in tr.final_obs if tr.truncated[i]]
+            truncated = [i for i in tr.final_obs if tr.truncated[i]] if tr.final_obs else None
             if truncated:  # bootstrap from V(final observation)
                 final = self._tensor(np.stack([tr.final_obs[i] for i in truncated]))
                 if obs_norm is not None:

@@ -150,8 +150,8 @@ def a2c_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     optimizer.zero_grad()
     loss.backward()
     # Deviation: global gradient clipping (max_grad_norm=None: only measure the norm)
-    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(),
-                                         cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
+    grad_norm = nn.utils.clip_grad_norm_(list(agent.parameters()), cfg.max_grad_norm if cfg.max_grad_norm is not None
+                                         else float("inf"), foreach=True)
     optimizer.step()  # (E5) RMSprop (or Adam)
     ent = float(entropy.detach().mean())
     return {"loss/policy": float(policy_loss.detach()), "loss/value": float(value_loss.detach()), "loss/entropy": -ent,

@@ -169,7 +169,7 @@ def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: flo
 def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
                     n_steps: int, cfg: DQNConfig) -> dict[str, float]:
     """``n_steps`` gradient steps (E2, E3, E5) on minibatches drawn uniformly from ``buffer`` (SB3's ``DQN.train``)."""
-    losses, q_means, grad_norms = [], [], []
+    losses, q_means, grad_norms, params = [], [], [], list(q_net.parameters())
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     for _ in range(n_steps):
         batch = buffer.sample(cfg.batch_size)  # a uniform minibatch of the replay memory
@@ -180,7 +180,7 @@ def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.
         loss, q = dqn_loss(q_net(batch["obs"]), batch["actions"], y)  # (E3)
         optimizer.zero_grad()
         loss.backward()
-        grad_norms.append(nn.utils.clip_grad_norm_(q_net.parameters(), max_norm))  # Deviation: clipping (SB3: 10)
+        grad_norms.append(nn.utils.clip_grad_norm_(params, max_norm, foreach=True))  # Deviation: clipping (SB3: 10)
         optimizer.step()
         losses.append(loss.detach()), q_means.append(q.detach().mean())
     loss_m, q_m, gn_m = torch.stack([torch.stack(losses).mean(), torch.stack(q_means).mean(),
@@ -260,6 +260,13 @@ class DQN(Algorithm):
         # the chunk's random numbers, drawn at once from the model's generator
         coins = torch.rand((n_calls, N), generator=self.generator).numpy()
         random_actions = torch.randint(0, self.q_net.n_actions, (n_calls, N), generator=self.generator).numpy()
+        # (E1) ε before each call, from the env steps taken before it (the first call keeps the current ε)
+        eps = [self.exploration_rate] + [exploration_rate(
+            max(0.0, 1.0 - (self.num_timesteps + N * t) / target), cfg.exploration_initial_eps,
+            cfg.exploration_final_eps, cfg.exploration_fraction) for t in range(1, n_calls + 1)]
+        explore = coins < np.asarray(eps[:n_calls], dtype=np.float32)[:, None]
+        # uniform actions: during the warm-up (as SB3), and where every env explores (no greedy pass needed)
+        uniform = explore.all(1) | (self.num_timesteps + N * np.arange(n_calls) < cfg.learning_starts)
         obs = stepper.obs
         shape = (n_calls, N)
         buf = {"obs": np.empty((*shape, *obs.shape[1:]), obs.dtype), "actions": np.empty(shape, np.int64),
@@ -267,16 +274,8 @@ class DQN(Algorithm):
                "terminated": np.empty(shape, bool)}
         valid = np.empty(shape, bool)
         ep_returns, ep_lengths = [], []
-        for t in range(n_calls):
-            steps = self.num_timesteps + N * t
-            if t:  # (E1) ε, recomputed before every call from the env steps taken so far
-                self.exploration_rate = exploration_rate(max(0.0, 1.0 - steps / target), cfg.exploration_initial_eps,
-                                                         cfg.exploration_final_eps, cfg.exploration_fraction)
-            explore = coins[t] < self.exploration_rate
-            if steps < cfg.learning_starts or explore.all():  # warm-up (as SB3), or every env explores
-                actions = random_actions[t]
-            else:
-                actions = np.where(explore, random_actions[t], greedy(obs))
+        for t, uniform_t in enumerate(uniform.tolist()):
+            actions = random_actions[t] if uniform_t else np.where(explore[t], random_actions[t], greedy(obs))
             tr = stepper.step(actions)
             buf["obs"][t], buf["actions"][t], buf["rewards"][t] = obs, actions, tr.reward
             buf["next_obs"][t], buf["terminated"][t], valid[t] = tr.next_obs(), tr.terminated, tr.valid
@@ -285,9 +284,7 @@ class DQN(Algorithm):
             obs = tr.obs
         self.num_timesteps += N * n_calls
         self.n_calls += n_calls
-        self.exploration_rate = exploration_rate(max(0.0, 1.0 - self.num_timesteps / target),
-                                                 cfg.exploration_initial_eps, cfg.exploration_final_eps,
-                                                 cfg.exploration_fraction)
+        self.exploration_rate = eps[n_calls]
         keep = valid.reshape(-1)
         self.replay.add(*(torch.from_numpy(buf[k].reshape(n_calls * N, *buf[k].shape[2:])[keep]) for k in
                           ("obs", "actions", "rewards", "next_obs", "terminated")))

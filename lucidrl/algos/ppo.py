@@ -186,12 +186,13 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     Diagnostics (entropy, approximate KL, clip fraction) are computed once at the end from what
     each step saw, as means over all the samples of the update.
     """
-    head = agent.head
+    head, params = agent.head, list(agent.parameters())
     seen: dict[str, list[torch.Tensor]] = {"params": [], "ratio": [], "pg": [], "v": [], "grad_norm": [], "kl": []}
     max_grad_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     epochs = cfg.n_epochs  # passes completed
     for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
-        adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]  # Deviation
+        if mb is not batch or epoch == 0:  # (a batch that is one minibatch is the same one every epoch)
+            adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]  # Deviation
         dist_params, values = agent(mb["obs"])
         logprob = head.log_prob(dist_params, mb["actions"])
         if cfg.variant == "clip":
@@ -210,7 +211,7 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
         optimizer.zero_grad()
         loss.backward()
         # Deviation: global gradient clipping (max_grad_norm=None: only measure the norm)
-        grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
+        grad_norm = nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
         optimizer.step()
         for key, value in (("params", dist_params), ("ratio", ratio), ("pg", pg_loss), ("v", v_loss),
                            ("grad_norm", grad_norm)):

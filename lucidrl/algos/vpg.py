@@ -183,8 +183,8 @@ def policy_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dic
     optimizer.zero_grad()
     loss.backward()
     # Deviation: gradient clipping (max_grad_norm=None: only measure the norm)
-    grad_norm = nn.utils.clip_grad_norm_(agent.actor_parameters(),
-                                         cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
+    grad_norm = nn.utils.clip_grad_norm_(agent.actor_parameters(), cfg.max_grad_norm if cfg.max_grad_norm is not None
+                                         else float("inf"), foreach=True)
     optimizer.step()
     with torch.no_grad():  # how far the step moved π: exact mean KL(π_old || π_new) on the batch
         kl = head.kl(batch["params_old"], agent.policy_params(batch["obs"])).mean()

@@ -118,13 +118,11 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
     net = pair_net(agent)
     opt = flat_optimizer(optimizer, net.flat)
     params, ratios, pg, v, norms = [], [], [], [], []
-    seen = None
-    for _, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
-        if mb is not seen:  # (a batch that fits one minibatch is the same minibatch every epoch: convert it once)
+    for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
+        if mb is not batch or epoch == 0:  # (a batch that is one minibatch is the same one every epoch)
             adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]
             obs, actions, returns, lp_old, adv_np = (t.numpy() for t in (
                 mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv))
-            seen = mb
         p, pg_loss, v_loss, _, ratio = net.loss_backward(
             obs, actions, lambda lp: clipped_surrogate_grad(lp, lp_old, adv_np, clip_range), returns,
             cfg.vf_coef, cfg.ent_coef)

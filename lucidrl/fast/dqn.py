@@ -45,25 +45,27 @@ def dqn_train_round(q_net, q_target, optimizer, buffer, n_steps, cfg) -> dict[st
             [target.forward(x)[0] for x in np.split(next_obs.reshape(n_steps * B, -1), range(1024, n_steps * B, 1024))]
         )).view(n_steps, B, -1)
         targets = None if cfg.double_q else td_target(rewards, terminated, next_q_target, cfg.gamma).numpy()
-    actions = batch["actions"].long().numpy()
-    obs, rows = batch["obs"].float().numpy(), np.arange(B)
-    q_taken, ys, norms = np.empty((n_steps, B), np.float32), np.empty((n_steps, B), np.float32), []
+    onehot = np.eye(q_net.n_actions, dtype=np.float32)[batch["actions"].long().numpy()]  # [n_steps, B, A]
+    obs = batch["obs"].float().numpy()
+    diffs, ys, norms = np.empty((n_steps, B), np.float32), np.empty((n_steps, B), np.float32), []
     for g in range(n_steps):
         if targets is None:  # (E5) the online network, as it is now, picks a'
             online = torch.from_numpy(net.forward(next_obs[g])[0])
             y = td_target(rewards[g], terminated[g], next_q_target[g], cfg.gamma, next_q_online=online).numpy()
         else:
             y = targets[g]
+        ys[g] = y
         q, hs = net.forward(obs[g])
-        q_taken[g], ys[g] = q[rows, actions[g]], y
-        d_q = np.zeros_like(q)  # Huber's gradient in Q(s, ·): clamp(Q(s, a) - y, -1, 1) / B at the action taken
-        d_q[rows, actions[g]] = np.clip(q_taken[g] - y, -1.0, 1.0) / B
+        d_q = q - y[:, None]
+        d_q *= onehot[g]  # Q(s, a) - y at the action taken, 0 elsewhere
+        diffs[g] = d_q.sum(-1)
+        np.clip(d_q, -1.0, 1.0, out=d_q)
+        d_q /= B  # Huber's gradient in Q(s, ·): clamp(Q(s, a) - y, -1, 1) / B
         net.core.backward(net.w, grad, hs, [d_q])  # (E3)
         norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))
         opt.step()
-    diffs = torch.from_numpy(q_taken - ys)
-    loss = F.smooth_l1_loss(diffs, torch.zeros_like(diffs))
-    return {"loss/value": float(loss), "diag/q_mean": float(q_taken.mean(dtype=np.float64)),
+    loss = F.smooth_l1_loss(torch.from_numpy(diffs), torch.zeros(n_steps, B))
+    return {"loss/value": float(loss), "diag/q_mean": float((diffs + ys).mean(dtype=np.float64)),
             "diag/grad_norm": float(np.mean(norms))}
 
 

@@ -358,3 +358,38 @@ def test_a_checkpoint_continues_under_the_other_backend_with_its_optimiser_state
     loaded.learn(64, reset_num_timesteps=False)  # and it continues from there
     assert loaded.num_timesteps == 128
     assert all(float(s["step"]) > float(sa[0]["step"]) for s in loaded.optimizer.state_dict()["state"].values())
+
+
+def test_the_choice_is_saved_in_the_config_and_logged_when_learn_starts(tmp_path, capsys):
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=1, n_envs=2, n_steps=16, batch_size=16, net_arch=[8],
+                        backend="reference", run_dir=tmp_path / "run")
+    model.learn(32)
+    out = capsys.readouterr().out
+    assert "backend: ppo: reference (lucidrl.algos.ppo.ppo_update), as asked" in out
+    assert "backend: rollout: reference" in out and "1 CPU thread(s)" in out
+    import json
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]["backend"] == "reference"
+
+
+def test_learn_holds_its_threads_and_gives_the_users_back():
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        def record(model, metrics):
+            blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+            seen.append((torch.get_num_threads(), max(blas) if blas else 1))
+
+        lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16,
+                    net_arch=[8]).learn(32, callback=record)
+        assert seen and all(s == (1, 1) for s in seen)  # "auto": one thread for an MLP, torch and NumPy's BLAS
+        assert torch.get_num_threads() == 2  # the user's setting again
+        seen.clear()
+        lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, net_arch=[8],
+                    torch_threads=2).learn(32, callback=record)
+        assert seen and all(s[0] == 2 for s in seen)
+    finally:
+        torch.set_num_threads(before)
