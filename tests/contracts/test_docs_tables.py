@@ -94,3 +94,11 @@ def test_every_function_the_table_names_exists_and_runs_in_the_reference(guide):
         sys.setprofile(None)
     missing = sorted(name for name, code in wanted.items() if code not in called)
     assert not missing, f"{guide} names functions that no reference update runs: {missing}"
+
+
+def test_no_figure_is_left_to_fill():
+    """Every figure the docs quote was measured: no ``[[FIGURE: ...]]`` placeholder remains."""
+    root = DOCS.parents[1]
+    left = [str(p.relative_to(root)) for p in [root / "README.md", *root.joinpath("docs").rglob("*.md")]
+            if "[[FIGURE" in p.read_text()]
+    assert not left, f"placeholders left in {left}"
