@@ -28,7 +28,7 @@ from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError
 from lucidrl.logging import Logger
-from lucidrl.threads import hold_threads
+from lucidrl.threads import hold_threads, threads_for
 from lucidrl.version import __version__
 
 ALGORITHMS: dict[str, type["Algorithm"]] = {}
@@ -186,20 +186,20 @@ class Algorithm:
         model in ``run_dir/model``, the summary line; the thread settings are restored and the
         logger closed however the loop ends.
         """
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar)
+        threads = threads_for(self.config.torch_threads, self)
+        lines = [f"backend: {line}" for line in self.backend_lines] + [
+            f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS (torch_threads={self.config.torch_threads!r})"]
+        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar, lines)
         try:
-            with hold_threads(self.config.torch_threads, self) as threads:
-                for line in self.backend_lines:
-                    logger.info(f"backend: {line}")
-                logger.info(f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS "
-                            f"(torch_threads={self.config.torch_threads!r})")
+            with hold_threads(threads, self):
                 yield logger, target
         except BaseException:
             logger.close()
             raise
         self._end_learn(logger)
 
-    def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool) -> tuple[Logger, int]:
+    def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool,
+                     lines: list[str] = ()) -> tuple[Logger, int]:
         if not isinstance(total_timesteps, (int, np.integer)) or isinstance(total_timesteps, bool) or total_timesteps < 1:
             raise ConfigError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
         self._require_env()
@@ -207,7 +207,7 @@ class Algorithm:
             self.num_timesteps = 0
             self.n_updates = 0
         logger = Logger(self.run_dir, self.verbose, self.tensorboard, append=not reset_num_timesteps)
-        for note in self.notes:
+        for note in [*self.notes, *lines]:
             logger.info(note)
         self.notes = []
         target = self.num_timesteps + int(total_timesteps)

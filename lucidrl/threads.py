@@ -57,10 +57,15 @@ def numpy_blas_threads(n: int):
     return contextlib.nullcontext() if blas is None else blas.limit(limits=n)
 
 
+def threads_for(setting, model) -> int:
+    """The thread count of a ``torch_threads`` setting (``"auto"`` or a number) for ``model``."""
+    return auto_threads(model) if setting == "auto" else int(setting)
+
+
 @contextlib.contextmanager
 def hold_threads(setting, model):
     """Inside: torch and NumPy's BLAS on the threads ``setting`` asks for (``"auto"`` or a number); yields the count."""
-    n = auto_threads(model) if setting == "auto" else int(setting)
+    n = threads_for(setting, model)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
