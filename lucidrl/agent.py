@@ -10,6 +10,7 @@ The training math lives in ``lucidrl/algos/<name>.py``, never here.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import time
@@ -22,12 +23,14 @@ import torch
 from torch import nn
 
 from lucidrl import backends
-from lucidrl.checkpoint import legacy_optimizer_state, load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
+from lucidrl.checkpoint import (OPTIONAL_FILES, legacy_optimizer_state, load_checkpoint, optimizer_from_flat,
+                                optimizer_to_flat, save_checkpoint)
 from lucidrl.config import config_to_dict, resolve_config
 from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
 from lucidrl.envs.normalize import make_normalizers
-from lucidrl.errors import CheckpointError, ConfigError, EnvError
+from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, TrainingError
 from lucidrl.logging import Logger
+from lucidrl.replay import ReplayBuffer
 from lucidrl.threads import hold_threads, threads_for
 from lucidrl.version import __version__
 
@@ -59,6 +62,7 @@ class Algorithm:
     name: ClassVar[str]
     config_class: ClassVar[type]
     state_attributes: ClassVar[tuple[str, ...]] = ()  # scalar attributes saved in state.json (e.g. PPO's beta)
+    log_columns: ClassVar[tuple[str, ...]] = ()  # metrics.csv columns of metrics the first rows may lack
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -80,6 +84,7 @@ class Algorithm:
             vectorization: ``"auto"``, ``"native"``, ``"sync"`` or ``"async"`` (see ``make_vec_env``).
             **hyperparams: fields of the algorithm's config dataclass, applied on top of the preset.
         """
+        _check_model_options(run_dir, verbose, tensorboard)
         self.env_id = env_id_of(env) if env is not None else None
         self.config, self.preset_name, self.preset_source = resolve_config(
             self.name, self.config_class, self.env_id, preset, hyperparams)
@@ -94,6 +99,8 @@ class Algorithm:
         self.n_updates = 0
         self.notes: list[str] = []
         self.backend_lines: list[str] = []  # which backend computes what (``_select_backend``), logged by learn
+        self._logger: Logger | None = None  # while learn runs: its position goes into each checkpoint
+        self._resume_log: dict | None = None  # the log position of the checkpoint this model was loaded from
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
             self.notes.append(f"{self.name}: preset {self.preset_name!r} ({self.preset_source}); your overrides: {given}")
@@ -130,6 +137,14 @@ class Algorithm:
         if self.env_id is None:
             self.env_id = env_id_of(env)
 
+    def _env_seed(self) -> int:
+        """The seed the envs are reset with when a collector starts: the config's seed for a new run; for a
+        run resumed at step T, a seed derived from (seed, T), so two resumes of one checkpoint play the same
+        episodes (unfinished episodes restart: an env's inner state cannot be saved in general)."""
+        if self.num_timesteps == 0:
+            return self.config.seed
+        return int(np.random.SeedSequence([self.config.seed, self.num_timesteps]).generate_state(1)[0] % 2**31)
+
     def _require_env(self) -> gym.vector.VectorEnv:
         if self.env is None:
             if self.env_id is None:
@@ -140,9 +155,10 @@ class Algorithm:
     # ------------------------------------------------------------------ acting
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Actions of the policy ``self.agent`` (an ActorCritic) for raw observations: its mode, or a sample
-        from the model's RNG. With ``normalize_obs`` the observations are first normalised with the frozen
-        statistics (never updated here). Algorithms whose agent is not an actor-critic (DQN's Q-network)
-        override this."""
+        from the model's RNG. Discrete observations and actions are 0-based indices here (``predict`` shifts
+        them by the spaces' starts: ``lucidrl.envs.DiscreteOffsets``). With ``normalize_obs`` the observations
+        are first normalised with the frozen statistics (never updated here). Algorithms whose agent is not an
+        actor-critic (DQN's Q-network) override this."""
         if self.obs_normalizer is not None:
             obs = self.obs_normalizer(obs)
         params = self.agent.policy_params(obs)
@@ -164,9 +180,18 @@ class Algorithm:
         else:
             raise EnvError(f"predict got an observation of shape {obs.shape}; this model takes {shape} "
                            f"(one observation) or (batch, {', '.join(map(str, shape))}) for {self.observation_space}")
-        actions = self._act(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
+        from lucidrl.envs import DiscreteOffsets
+
+        space = self.observation_space
+        if isinstance(space, gym.spaces.Discrete) and ((batch < space.start) | (batch >= space.start + space.n)).any():
+            raise EnvError(f"predict got observation(s) {np.unique(batch).tolist()}, outside the model's observation "
+                           f"space {space!r} (values {space.start} to {space.start + space.n - 1})")
+        # the env's Discrete spaces, start included, outside; 0-based indices inside the model (as rollout.VectorStepper)
+        offsets = DiscreteOffsets(space, self.action_space)
+        actions = self._act(torch.as_tensor(offsets.obs_in(batch), device=self.device), deterministic).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):  # as SB3: what leaves for an env lies within its bounds
             actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        actions = offsets.action_out(actions)
         return (actions[0] if single else actions), None
 
     # ------------------------------------------------------------------ backends
@@ -195,6 +220,7 @@ class Algorithm:
                 yield logger, target
         except BaseException:
             logger.close()
+            self._logger = None
             raise
         self._end_learn(logger)
 
@@ -206,7 +232,12 @@ class Algorithm:
         if reset_num_timesteps:
             self.num_timesteps = 0
             self.n_updates = 0
-        logger = Logger(self.run_dir, self.verbose, self.tensorboard, append=not reset_num_timesteps)
+        # a resumed run's log continues right after the checkpoint's last row (rows logged after it are dropped)
+        resume, self._resume_log = (None if reset_num_timesteps else self._resume_log), None
+        logger = Logger(self.run_dir, self.verbose, self.tensorboard, append=not reset_num_timesteps, resume=resume,
+                        columns=self.log_columns)
+        self._logger = logger
+        self._guarded: list[torch.Tensor] | None = None  # the tensors _check_finite watches (listed at first use)
         for note in [*self.notes, *lines]:
             logger.info(note)
         self.notes = []
@@ -230,7 +261,7 @@ class Algorithm:
         from lucidrl.rollout import RolloutCollector
 
         if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
-            self._collector = RolloutCollector(self.env, self.device, seed=self.config.seed, generator=self.generator,
+            self._collector = RolloutCollector(self.env, self.device, seed=self._env_seed(), generator=self.generator,
                                                obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler,
                                                policy=self._rollout_policy)
         return self._collector
@@ -240,14 +271,41 @@ class Algorithm:
         """Log an update's episodes and metrics, checkpoint when due, run the callback; True means stop."""
         logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
         logger.record(self.num_timesteps, metrics)
+        self._check_finite(metrics)  # before any checkpoint: a NaN model is never saved
         self._maybe_checkpoint(checkpoint_freq, steps_before)
         return callback is not None and callback(self, metrics) is False
+
+    def _nonfinite_weights(self) -> list[str]:
+        return [f"{name}/{key}" for name, module in self._modules().items()
+                for key, t in module.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+    def _check_finite(self, metrics: dict) -> None:
+        """Stop training when an update produced a non-finite loss, gradient norm or weight."""
+        bad = [k for k, v in metrics.items() if (k.startswith("loss/") or k == "diag/grad_norm")
+               and isinstance(v, float) and not math.isfinite(v)]
+        if not bad:  # one reduction over every weight (NaN and inf propagate), ~20 us an update
+            if self._guarded is None:  # the networks' tensors, listed once per learn call
+                self._guarded = [t for m in self._modules().values() for t in (*m.parameters(), *m.buffers())
+                                 if t.is_floating_point()]
+            tensors = self._guarded
+            with torch.no_grad():
+                if not tensors or math.isfinite(float(torch.stack(torch._foreach_norm(tensors)).sum())):
+                    return
+        weights = self._nonfinite_weights()  # the exact test, naming the tensors
+        if bad or weights:
+            where = f"checkpoints in {self.run_dir / 'checkpoints'} are kept" if self.run_dir else "nothing was saved"
+            raise TrainingError(
+                f"{self.name}: update {self.n_updates} (env step {self.num_timesteps}) produced non-finite values "
+                f"({', '.join(bad + weights[:4])}); training stopped and no final model was saved ({where}). "
+                "Common causes: a learning rate too high, unbounded rewards (try normalize_reward=True), or an env "
+                "returning extreme values.")
 
     def _end_learn(self, logger: Logger) -> None:
         seconds = time.perf_counter() - self._t_start
         if self.run_dir is not None:
             self.save(self.run_dir / "model")
         logger.close()
+        self._logger = None
         logger.info(f"{self.name}: {self.num_timesteps} steps in {seconds:.1f} s; "
                     f"mean return of the last {len(logger.recent_returns)} episodes {logger.mean_return:.1f}")
         self.last_training_seconds = seconds
@@ -276,9 +334,20 @@ class Algorithm:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
-        tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state()}
+        weights = self._nonfinite_weights()
+        if weights:
+            raise CheckpointError(f"{self.name}: will not save non-finite weights ({', '.join(weights[:4])}); "
+                                  f"nothing at {str(path)!r} was changed")
+        tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state(), "rng/torch": torch.get_rng_state()}
+        np_state = np.random.get_state()
+        tensors["rng/numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
         for name, module in self._checkpoint_modules().items():
             tensors.update({f"{name}/{k}": v for k, v in module.state_dict().items()})
+        if self.reward_scaler is not None and self.reward_scaler.returns is not None:
+            tensors["run/reward_returns"] = torch.from_numpy(self.reward_scaler.returns.copy())
+        extra = {}
+        if getattr(self.config, "save_replay_buffer", False) and getattr(self, "replay", None) is not None:
+            extra["replay.safetensors"] = self.replay.state_tensors()
         optim_meta = {}
         for name, opt in self._optimizers().items():
             t, meta = optimizer_to_flat(f"optim/{name}", opt)
@@ -294,12 +363,16 @@ class Algorithm:
         }
         state = {
             "lucidrl_version": __version__,
-            "num_timesteps": self.num_timesteps,
-            "n_updates": self.n_updates,
+            "num_timesteps": int(self.num_timesteps),
+            "n_updates": int(self.n_updates),
             "attributes": {k: getattr(self, k) for k in self.state_attributes},
             "optimizers": optim_meta,
+            "rng": {"numpy": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                    "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]},
         }
-        return save_checkpoint(path, tensors, config, state)
+        if self._logger is not None and self._logger.run_dir is not None:
+            state["log"] = self._logger.position()  # where a run resumed from here continues its log
+        return save_checkpoint(path, tensors, config, state, extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None,
@@ -308,7 +381,7 @@ class Algorithm:
 
         ``device``, ``backend`` and ``torch_threads`` replace the saved settings when given: a model
         trained under one backend continues under the other (same networks, same optimiser state)."""
-        tensors, config, state = load_checkpoint(path)
+        tensors, config, state = load_checkpoint(path, extra=OPTIONAL_FILES)
         algo = config["algo"]
         if algo not in ALGORITHMS:
             raise CheckpointError(f"the checkpoint is of an unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
@@ -321,11 +394,18 @@ class Algorithm:
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"corrupt checkpoint: cannot read the spaces in config.json ({e})") from None
         hyper = dict(config["config"])
+        try:  # the saved hyperparameters alone: an error here is the checkpoint's, not the caller's
+            resolve_config(klass.name, klass.config_class, None, False, dict(hyper))
+        except ConfigError as e:
+            raise CheckpointError(f"the hyperparameters in {str(path)!r} (config.json) do not fit its algorithm "
+                                  f"{algo!r}: {e}. Was config.json edited (its 'algo' or 'config')?") from None
         for key, value in (("device", device), ("backend", backend), ("torch_threads", torch_threads)):
             if value is not None:
                 hyper[key] = value
+        for key in [k for k in kwargs if k in hyper]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
+            hyper[key] = kwargs.pop(key)
         kwargs.setdefault("verbose", 0 if env is None else 1)
-        model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)
+        model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)  # a bad override: the caller's ConfigError
         if env is None:
             model.env_id = config.get("env_id")
         try:
@@ -355,7 +435,49 @@ class Algorithm:
                 setattr(model, k, v)
         if "rng/generator" in tensors:
             model.generator.set_state(tensors["rng/generator"])
+        _restore_run_state(model, tensors, state)
         return model
+
+
+def _check_model_options(run_dir: Any, verbose: Any, tensorboard: Any) -> None:
+    """The constructor's own options (not hyperparameters): wrong types named before anything is built."""
+    if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+        raise ConfigError(f"run_dir must be a path (a str or pathlib.Path) or None, got {run_dir!r}")
+    if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose not in (0, 1, 2):
+        raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (every metric), got {verbose!r}")
+    if not isinstance(tensorboard, bool):
+        raise ConfigError(f"tensorboard must be True or False, got {tensorboard!r}")
+
+
+def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """What a resumed run's future depends on besides weights and optimisers: the global RNG streams
+    (as ``seed_everything`` set them), the reward scaler's running returns, the log position, the replay memory."""
+    rng = state.get("rng", {})
+    try:
+        if "rng/torch" in tensors:
+            torch.set_rng_state(tensors["rng/torch"])
+        if "rng/numpy" in tensors and "numpy" in rng:
+            pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state(("MT19937", tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+        if "python" in rng:
+            version, internal, gauss = rng["python"]
+            random.setstate((version, tuple(internal), gauss))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"corrupt checkpoint: the saved random-number states cannot be restored ({e})") from None
+    returns = tensors.get("run/reward_returns")
+    if returns is not None and model.reward_scaler is not None:
+        if returns.dim() != 1 or returns.numel() != model.config.n_envs:
+            raise CheckpointError(f"corrupt checkpoint: run/reward_returns has shape {tuple(returns.shape)}, "
+                                  f"expected ({model.config.n_envs},)")
+        model.reward_scaler.returns = returns.double().numpy().copy()
+    model._resume_log = state.get("log")
+    replay = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("replay.safetensors/")}
+    if replay:
+        try:
+            model.replay = ReplayBuffer.from_state(replay, model.config.buffer_size, model.observation_space,
+                                                   model.action_space, model.device, model.generator)
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"corrupt checkpoint: replay.safetensors does not fit this model ({e})") from None
 
 
 def load(path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None, **kwargs: Any) -> Algorithm:

@@ -6,7 +6,7 @@ text written under each field; only the flags you give override the preset.
 
     lucidrl train ppo --env CartPole-v1                  # zoo preset, 100k steps, run in runs/
     lucidrl train ppo --env CartPole-v1 --variant kl_penalty --timesteps 200000
-    lucidrl train ppo --resume runs/ppo-CartPole-v1-s0-... --timesteps 50000
+    lucidrl train ppo --resume runs/ppo-CartPole-v1-s0-... --timesteps 50000   # or RUN/checkpoints/step_N
     lucidrl eval runs/ppo-CartPole-v1-s0-... --episodes 20 --video cartpole.gif
     lucidrl plot runs/* -o curves.png
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 import sys
 import time
 import typing
@@ -22,7 +24,75 @@ from pathlib import Path
 from typing import Any
 
 from lucidrl.config import field_docs, is_schedule_field, load_presets, parse_schedule
-from lucidrl.errors import ConfigError, LucidRLError
+from lucidrl.errors import CheckpointError, ConfigError, LucidRLError
+
+
+class UsageError(ConfigError):
+    """A command line argparse cannot read (unknown flag, missing value, value of the wrong form)."""
+
+
+# argparse reads a word starting with '-' as an option unless it looks like a negative number; its own test
+# knows -1 and -0.5 but not -1e-3, -3E+2, -1_000 or -inf, so `--learning-rate -1e-3` failed with "expected one
+# argument" instead of reaching the config's check. This one knows them all (no lucidrl option looks like one).
+_NEGATIVE_NUMBER = re.compile(r"^-(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with an on/off flag shown as ``--x [true|false], --no-x``."""
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, BoolFlag):
+            on, off = action.option_strings[0], action.option_strings[1]
+            return f"{on} [true|false], {off}"
+        return super()._format_action_invocation(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with two changes: negative numbers in any notation are values (``_NEGATIVE_NUMBER``), and a
+    usage error raises :class:`UsageError` (printed as one line by ``main``, exit code 2) instead of exiting
+    the process. Sub-parsers are of this class too (argparse makes them of the parent's class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off, any case) as a bool."""
+    word = text.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class BoolFlag(argparse.Action):
+    """An on/off flag written any of three ways: ``--flag`` (on), ``--flag true|false`` and ``--no-flag`` (off)."""
+
+    def __init__(self, option_strings, dest, default=None, required=False, help=None):
+        strings = [s for o in option_strings for s in (o, "--no-" + o[2:])]
+        super().__init__(strings, dest, nargs="?", default=default, required=required, help=help, metavar="true|false")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string.startswith("--no-"):
+            if values is not None:
+                raise argparse.ArgumentError(self, f"{option_string} takes no value (it means false)")
+            value = False
+        else:
+            try:
+                value = True if values is None else parse_bool(values)
+            except argparse.ArgumentTypeError as e:
+                raise argparse.ArgumentError(self, str(e)) from None
+        setattr(namespace, self.dest, value)
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings)
 
 
 def _algorithms() -> dict[str, type]:
@@ -63,7 +133,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         if is_schedule_field(config_class, name):
             kw.update(type=_none_or(parse_schedule) if optional else parse_schedule, metavar="X|lin_X")
         elif hint is bool:
-            kw["action"] = argparse.BooleanOptionalAction
+            kw["action"] = BoolFlag
         elif typing.get_origin(hint) is typing.Literal:
             kw["choices"] = list(args)
         elif typing.get_origin(hint) is list:
@@ -81,6 +151,81 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
     return names
 
 
+# --------------------------------------------------------------------------- resume
+_STEP = re.compile(r"^\.?step_(\d+)(\.(tmp|old)-\w+)?$")  # step_N, or the hidden copies of a save killed mid-way
+
+
+def _complete(path: Path) -> Path | None:
+    """The complete checkpoint at ``path`` (weights.safetensors, config.json, state.json), put back in place
+    when a save was killed between its two renames (``lucidrl.checkpoint.recover_checkpoint``); else None."""
+    from lucidrl.checkpoint import recover_checkpoint
+
+    found = recover_checkpoint(path)
+    return found if found is not None and found.parent == path.parent else None
+
+
+def _newest_step(run_dir: Path) -> Path | None:
+    """The complete ``run_dir/checkpoints/step_N`` with the highest N, or None."""
+    d = run_dir / "checkpoints"
+    if not d.is_dir():
+        return None
+    steps = {}
+    for entry in d.iterdir():
+        m = _STEP.match(entry.name)
+        if m:
+            steps[int(m.group(1))] = d / entry.name.lstrip(".").split(".")[0]
+    for n in sorted(steps, reverse=True):
+        found = _complete(steps[n])
+        if found is not None:
+            return found
+    return None
+
+
+def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
+    """What ``--resume PATH`` continues: ``(run_dir, checkpoint_dir)``.
+
+    PATH is a run directory or one of its checkpoints:
+
+    * a run directory RUN: the checkpoint is ``RUN/model`` when it is complete (weights.safetensors,
+      config.json and state.json all there), else the newest complete ``RUN/checkpoints/step_N``
+      (highest N; a run killed before it wrote ``model/``), else a CheckpointError naming both;
+    * ``RUN/checkpoints/step_N`` or ``RUN/model``: that checkpoint, and the run directory RUN, so the
+      resumed run writes its log, plot and ``model/`` into RUN, never into the checkpoint;
+    * ``RUN/checkpoints``: the newest complete step_N in it;
+    * a checkpoint saved outside a run (``model.save(PATH)``): that checkpoint, and run_dir None (the caller
+      asks for ``--run-dir``).
+    """
+    from lucidrl.checkpoint import FILES
+
+    p = Path(path)
+    step_name = p.parent.name == "checkpoints" and _STEP.match(p.name) is not None
+    if not p.exists() and not (step_name or p.name == "model"):  # those two may be a save killed mid-way
+        raise CheckpointError(f"--resume {str(p)!r}: the path does not exist; give a run directory "
+                              "(it holds model/ or checkpoints/) or a checkpoint directory")
+    if p.is_file():
+        raise CheckpointError(f"--resume {str(p)!r} is a file; give the run directory or a checkpoint directory")
+    holds_files = p.is_dir() and any((p / f).exists() for f in FILES)
+    a_run = p.is_dir() and ((p / "model").exists() or (p / "checkpoints").exists())  # (a run named "model")
+    if holds_files or step_name or (p.name == "model" and not a_run):  # a checkpoint itself
+        found = _complete(p)
+        if found is None:
+            missing = [f for f in FILES if not (p / f).is_file()] or ["a readable state.json"]
+            run_hint = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+            raise CheckpointError(f"--resume {str(p)!r} is not a complete checkpoint (missing {', '.join(missing)}); "
+                                  f"give the run directory {str(run_hint)!r} to resume from its newest complete one")
+        run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent if p.name == "model" else None
+        return run_dir, found
+    run_dir = p.parent if p.name == "checkpoints" else p
+    model = None if p.name == "checkpoints" else _complete(run_dir / "model")
+    found = model or _newest_step(run_dir)
+    if found is None:
+        raise CheckpointError(
+            f"--resume {str(p)!r}: no complete checkpoint to resume from; looked for {str(run_dir / 'model')!r} "
+            f"and {str(run_dir / 'checkpoints' / 'step_N')!r} (each needs {', '.join(FILES)}). A run writes "
+            "model/ when it finishes and checkpoints/ with --checkpoint-freq")
+    return run_dir, found
+
+
 # --------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     import lucidrl
@@ -90,7 +235,6 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     cls = algos[args.algo]
     overrides = {k: getattr(args, k) for k in config_names if hasattr(args, k)}
     if args.resume:
-        run_dir = Path(args.resume)
         # how a run computes (device, backend, threads) may change on resume; its hyperparameters may not
         settings = {k: overrides.pop(k) for k in ("device", "backend", "torch_threads") if k in overrides}
         if overrides:
@@ -99,7 +243,14 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         timesteps = args.timesteps
         if timesteps is None:
             raise ConfigError("--resume needs --timesteps: how many more steps to train")
-        model = cls.load(run_dir, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
+        run_dir, checkpoint = resolve_resume(args.resume)
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+        if run_dir is None:
+            raise ConfigError(f"--resume {args.resume!r} is a checkpoint outside a run directory; give --run-dir DIR "
+                              "for the resumed run's log, plot and model/")
+        model = cls.load(checkpoint, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
+        print(f"resuming {args.algo} from {checkpoint} (step {model.num_timesteps})")
         reset = False
     else:
         if args.env is None:
@@ -134,11 +285,32 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------- eval
+def check_video_path(path: str | os.PathLike) -> Path:
+    """Check where ``--video`` will write, before any episode runs: a ``.gif`` in an existing, writable directory."""
+    out = Path(path)
+    if out.suffix.lower() != ".gif":
+        raise ConfigError(f"--video writes an animated GIF; give a path ending in .gif, not {str(out)!r}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ConfigError(f"--video {str(out)!r} is a directory; give a file path such as {str(out / 'episode.gif')!r}")
+    if not parent.is_dir():
+        raise ConfigError(f"--video {str(out)!r}: the directory {str(parent)!r} does not exist; create it "
+                          f"(mkdir -p {parent}) or give a path in an existing directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"--video {str(out)!r}: cannot write there (permission denied); give a path in a "
+                          "directory you can write to")
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     import lucidrl
 
+    if args.video:
+        check_video_path(args.video)  # before the model is loaded or any episode runs
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     torch.set_num_threads(1)  # acting on one observation at a time: more threads only add overhead
 
     model = lucidrl.load(args.run_dir)
@@ -159,9 +331,7 @@ def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: 
 
     from lucidrl.envs import make_env
 
-    out = Path(path)
-    if out.suffix.lower() != ".gif":
-        raise ConfigError(f"--video writes an animated GIF; give a path ending in .gif, not {out.name!r}")
+    out = check_video_path(path)
     import gymnasium as gym
 
     from lucidrl.errors import MissingDependencyError
@@ -182,7 +352,6 @@ def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: 
     images = [Image.fromarray(f) for f in frames if f is not None]
     if not images:
         raise LucidRLError(f"{env_id} rendered no frames in rgb_array mode")
-    out.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return out
 
@@ -223,7 +392,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     from lucidrl import __version__
 
-    parser = argparse.ArgumentParser(prog="lucidrl", description="Train, evaluate and plot RL agents (lucidrl).")
+    parser = _Parser(prog="lucidrl", description="Train, evaluate and plot RL agents (lucidrl).")
     parser.add_argument("--version", action="version", version=f"lucidrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -239,7 +408,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
         p.add_argument("--preset", default=None,
                        help="preset name (default: the env id when a preset exists); 'none' for the plain defaults")
         p.add_argument("--run-dir", default=None, help="run directory (default: runs/ALGO-ENV-sSEED-TIME)")
-        p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR from its model/")
+        p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its model/, else from its newest complete "
+                            "checkpoints/step_N (a killed run); or from RUN_DIR/checkpoints/step_N, continuing RUN_DIR")
         p.add_argument("--checkpoint-freq", type=int, default=None, metavar="STEPS",
                        help="also save RUN_DIR/checkpoints/step_N every STEPS steps")
         p.add_argument("--eval-episodes", type=int, default=10,
@@ -285,9 +456,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns its exit code: 0, 2 for a LucidRLError or a usage error (one line on stderr,
+    no traceback), 130 when interrupted. ``--help`` and ``--version`` exit as argparse does (SystemExit(0))."""
     parser, config_names = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         if args.command == "train":
             return cmd_train(args, config_names[args.algo])
         if args.command == "eval":

@@ -15,16 +15,22 @@ This module holds what all of them need:
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import difflib
 import fnmatch
 import functools
 import inspect
+import math
+import numbers
+import re
 import textwrap
+import types
 import typing
 from importlib import resources
 from typing import Any, Callable, Union
 
+import numpy as np
 import yaml
 
 from lucidrl.errors import ConfigError
@@ -92,18 +98,23 @@ def schedule_to_json(x: FloatOrSchedule, name: str) -> float | str | dict:
 def schedule_from_json(v: Any, name: str) -> FloatOrSchedule | None:
     if v is None or (isinstance(v, str) and v.lower() == "none"):
         return None
-    if isinstance(v, dict) and "linear" in v:
-        start, end = v["linear"]
-        return linear(float(start), float(end))
-    if isinstance(v, dict) and "start_value" in v:
-        import warnings
+    try:
+        if isinstance(v, dict) and "linear" in v:
+            start, end = v["linear"]
+            return linear(float(start), float(end))
+        if isinstance(v, dict) and "start_value" in v:
+            start = float(v["start_value"])
+            import warnings
 
-        warnings.warn(
-            f"{name} was a custom schedule ({v.get('custom_schedule')}) that cannot be stored; "
-            f"using its start value {v['start_value']} as a constant. Pass {name}= to choose another.",
-            stacklevel=3,
-        )
-        return float(v["start_value"])
+            warnings.warn(
+                f"{name} was a custom schedule ({v.get('custom_schedule')}) that cannot be stored; "
+                f"using its start value {start} as a constant. Pass {name}= to choose another.",
+                stacklevel=3,
+            )
+            return start
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot read the schedule {_short(v)}; write a number such as 3e-4, "
+                          f"'lin_3e-4', or {{'linear': [start, end]}}") from None
     return parse_schedule(v, name)
 
 
@@ -116,13 +127,16 @@ def check(condition: bool, message: str) -> None:
 
 def check_schedule(x: FloatOrSchedule, name: str, low: float, high: float = float("inf"), low_open=False) -> None:
     """Check a float-or-schedule stays within [low, high] at the start and end of training."""
+    if not callable(x) and (not isinstance(x, numbers.Real) or isinstance(x, bool)):
+        raise ConfigError(f"{name} must be a finite number, 'lin_<number>' or a function of the remaining progress, "
+                          f"got {_short(x)}")
     for progress in (1.0, 0.0):
         try:
             v = value_at(x, progress)
         except Exception as e:  # a user's schedule that raises
             raise ConfigError(f"{name}: the schedule failed at progress {progress}: {e}") from None
         ok = (v > low if low_open else v >= low) and v <= high
-        if not ok or v != v:
+        if not ok or not math.isfinite(v):
             bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
             raise ConfigError(f"{name} must lie in {bound}, got {v:g} at progress {progress:g}")
 
@@ -181,7 +195,8 @@ class RunConfig:
     def __post_init__(self):
         check(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
               f"seed must be a non-negative integer or None, got {self.seed!r}")
-        check(isinstance(self.device, str), f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
+        check(isinstance(self.device, str) and re.fullmatch(r"auto|(cpu|cuda|mps|xpu)(:\d+)?", self.device) is not None,
+              f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {_short(self.device)}")
         check(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         check(self.torch_threads == "auto" or (isinstance(self.torch_threads, int)
                                                and not isinstance(self.torch_threads, bool) and self.torch_threads >= 1),
@@ -225,25 +240,122 @@ def config_to_dict(config) -> dict[str, Any]:
     return out
 
 
+def _short(v: Any, limit: int = 80) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error message quotes the value, not a megabyte of it."""
+    try:
+        text = repr(v)
+    except Exception:  # a user's object whose repr fails
+        text = f"<{type(v).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_LISTS = {int: "a list of integers such as [64, 64]", float: "a list of finite numbers such as [-2.4, 2.4]"}
+
+
+def _expected(hint: Any) -> str:
+    """What a field of type ``hint`` takes, in words: 'an integer', 'one of 'clip', 'kl_penalty''..."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (list, tuple):
+        return _LISTS.get(args[0] if args else None, "a list")
+    if origin is collections.abc.Callable:
+        return "a function"
+    if len(args) == 2 and int in args and str in args:
+        return "an integer or a word such as 'auto'"
+    if origin in (typing.Union, types.UnionType):
+        words = [_expected(a) for a in args if a is not type(None)] + (["None"] if type(None) in args else [])
+        return " or ".join(words)
+    return _WORDS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _fits(hint: Any, v: Any) -> bool:
+    """Whether ``v`` is a value of the annotation ``hint`` (floats finite, bools not integers)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(a, v) for a in args)
+    if origin is typing.Literal:
+        return isinstance(v, str) and v in args
+    if origin in (list, tuple):
+        return isinstance(v, (list, tuple)) and (not args or all(_fits(args[0], x) for x in v))
+    if origin is collections.abc.Callable:
+        return callable(v) and not isinstance(v, type)
+    if hint is type(None):
+        return v is None
+    if hint is bool:
+        return isinstance(v, bool)
+    if hint is int:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    if hint is float:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    if hint is str:
+        return isinstance(v, str)
+    return True  # a type this check does not know: the dataclass's own __post_init__ judges it
+
+
+def _plain(v: Any) -> Any:
+    """NumPy scalars (also inside a list or tuple) as Python ones: ``np.int64(8)`` is an integer to a config."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)) and any(isinstance(x, np.generic) for x in v):
+        return type(v)(x.item() if isinstance(x, np.generic) else x for x in v)
+    return v
+
+
+def check_field_types(cls, values: dict[str, Any]) -> None:
+    """Check each value against its field's annotation; a ConfigError names the first field that does not fit,
+    what it takes and an example.
+
+    ``config_from_dict`` calls it when ``__post_init__`` failed with another exception (a value of the
+    wrong type reached a comparison or a format string: a ``TypeError`` that names neither the field nor
+    the fix) and after ``__post_init__`` accepted the values (a field it does not check). NaN and inf are
+    refused (None turns a field off where it may be None).
+    """
+    hints = _type_hints(cls)
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(cls)}
+    for name, v in values.items():
+        hint = hints[name]
+        if _fits(hint, v):
+            continue
+        expected = _expected(hint)
+        if is_schedule_field(cls, name):  # what parse_schedule and check_schedule take
+            expected = "a finite number, 'lin_<number>' or a function of the remaining progress" + \
+                       (" or None" if type(None) in typing.get_args(hint) else "")
+        got = f"the string {_short(v)}" if isinstance(v, str) else _short(v)
+        example = "" if defaults[name] is None else f"; for example {name}={defaults[name]!r}"
+        raise ConfigError(f"{name} must be {expected}, got {got}{example}")
+
+
 def config_from_dict(cls, values: dict[str, Any], context: str = "") -> Any:
-    """Build ``cls`` from a dict (JSON, YAML, CLI), refusing unknown keys with a suggestion."""
+    """Build ``cls`` from a dict (JSON, YAML, CLI), refusing unknown keys with a suggestion and values of
+    the wrong type with the field's name and what it takes (``check_field_types``)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{cls.__name__}{context}: expected a mapping of hyperparameters, got {_short(values)}")
     names = [f.name for f in dataclasses.fields(cls)]
     if "normalize" in values and "normalize_obs" in names:
         values = zoo_normalize(values, context)
     kwargs = {}
     for k, v in values.items():
-        if k not in names:
-            close = difflib.get_close_matches(k, names, n=1)
+        if not isinstance(k, str) or k not in names:
+            close = difflib.get_close_matches(k, names, n=1) if isinstance(k, str) else []
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
                 f"{cls.__name__} has no hyperparameter {k!r}{context}.{hint} "
                 f"Valid names: {', '.join(names)}"
             )
         kwargs[k] = schedule_from_json(v, k) if is_schedule_field(cls, k) and not callable(v) else v
+    kwargs = {k: _plain(v) for k, v in kwargs.items()}
     try:
-        return cls(**kwargs)
-    except TypeError as e:  # wrong types that __post_init__ did not catch
+        config = cls(**kwargs)  # __post_init__'s own checks speak first: they know each field's range
+    except ConfigError:
+        raise
+    except Exception as e:  # a value of the wrong type reached a comparison or a format string there
+        check_field_types(cls, kwargs)  # names the field and what it takes
         raise ConfigError(f"{cls.__name__}{context}: {e}") from None
+    check_field_types(cls, kwargs)  # what __post_init__ let through (an unchecked field, inf, a string for a bool)
+    return config
 
 
 def zoo_normalize(values: dict[str, Any], context: str = "") -> dict[str, Any]:
@@ -350,8 +462,8 @@ def resolve_config(algo: str, cls, env_id: str | None, preset: bool | str, overr
         name = preset_for_env(algo, env_id)
     elif isinstance(preset, str):
         name = preset
-    elif preset not in (True, False, None):
-        raise ConfigError(f"preset must be True, False or a preset name, got {preset!r}")
+    elif preset is not True and preset is not False and preset is not None:
+        raise ConfigError(f"preset must be True, False or a preset name, got {_short(preset)}")
     values: dict[str, Any] = {}
     source = None
     if name is not None:

@@ -26,3 +26,7 @@ class CheckpointError(LucidRLError, ValueError):
 
 class MissingDependencyError(LucidRLError, ImportError):
     """An optional dependency is not installed; the message names the ``pip install`` that fixes it."""
+
+
+class TrainingError(LucidRLError, RuntimeError):
+    """Training cannot go on: an update produced a non-finite loss, gradient or weight."""

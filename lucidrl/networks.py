@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lucidrl.envs import space_error
 from lucidrl.errors import EnvError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -69,7 +70,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: str
 
 # --------------------------------------------------------------------------- observations
 class OneHot(nn.Module):
-    """Discrete observation index -> one-hot float vector."""
+    """Discrete observation index (0-based: the env boundary subtracts a space's start) -> one-hot float vector."""
 
     def __init__(self, n: int):
         super().__init__()
@@ -161,8 +162,9 @@ def is_image_space(space: gym.Space) -> bool:
 def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Module, int]:
     """The module that turns raw observations into network input, and its output size.
 
-    Discrete: one-hot. Box with at most 2 dimensions: flattened floats. A 3-D Box (an image,
-    channels first or last; uint8 pixels are scaled to [0, 1]): the Nature-DQN CNN
+    Discrete: one-hot of the 0-based index (``lucidrl.envs.DiscreteOffsets`` subtracts the space's start where
+    observations come in, in ``rollout.VectorStepper`` and ``Algorithm.predict``). Box with at most 2 dimensions:
+    flattened floats. A 3-D Box (an image, channels first or last; uint8 pixels are scaled to [0, 1]): the Nature-DQN CNN
     (:class:`NatureCNN`), whose 512 features the heads then read; in an ``ActorCritic`` the one
     encoder is shared by actor and critic. ``ortho``: orthogonal init of the CNN (see NatureCNN).
     """
@@ -173,11 +175,8 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
     if is_image_space(space):
         cnn = NatureCNN(space, ortho=ortho, algo=algo)
         return cnn, cnn.features_dim
-    raise EnvError(
-        f"{algo} takes a Discrete observation space, a flat Box (at most 2 dimensions) or an image "
-        f"(a 3-D Box, channels first or last); got {space}. For a Dict or Tuple space wrap the env "
-        "with gymnasium.wrappers.FlattenObservation."
-    )
+    raise space_error(algo, "takes a Discrete observation space, a flat Box (at most 2 dimensions) or an image "
+                            "(a 3-D Box, channels first or last)", space, "observation")
 
 
 # --------------------------------------------------------------------------- action heads
@@ -334,20 +333,23 @@ class StateIndependentLogStd(nn.Module):
 
 
 def make_head(space: gym.Space, algo: str):
-    """The action head for an action space, or an EnvError naming what is supported."""
+    """The action head for an action space, or an EnvError naming the space, what is supported and the fix.
+
+    A Discrete space's actions are 0-based indices here; ``lucidrl.envs.DiscreteOffsets`` adds its start
+    where they leave for the env."""
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(int(space.n))
-    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
-        return DiagGaussianHead(int(space.shape[0]))
+    if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
+        raise space_error(algo, "takes a Box action space of one dimension (a vector of d actions)", space, "action",
+                          f"Its shape is {space.shape}: reshape the actions with a gymnasium.ActionWrapper whose "
+                          "action_space is a flat Box.")
+    if isinstance(space, gym.spaces.Box) and not np.issubdtype(space.dtype, np.floating):
+        raise space_error(algo, "takes a 1-D Box action space of floats (a Gaussian policy samples real numbers)",
+                          space, "action", "Expose a Box of floats with a gymnasium.ActionWrapper that rounds the "
+                          "actions, or a Discrete action space.")
     if isinstance(space, gym.spaces.Box):
-        raise EnvError(
-            f"{algo} takes a Box action space of one dimension (a vector of d actions); got shape {space.shape}. "
-            "Reshape the actions with a gymnasium.ActionWrapper whose action_space is a flat Box."
-        )
-    raise EnvError(
-        f"{algo} takes a Discrete or a 1-D Box action space; got {space}. "
-        "For MultiDiscrete, MultiBinary or Dict actions, wrap the env to expose one of those two."
-    )
+        return DiagGaussianHead(int(space.shape[0]))
+    raise space_error(algo, "takes a Discrete or a 1-D Box action space", space, "action")
 
 
 # --------------------------------------------------------------------------- actor-critic
@@ -441,12 +443,7 @@ class QNetwork(nn.Module):
                  activation: str = "relu", ortho_init: bool = False, algo: str = "DQN"):
         super().__init__()
         if not isinstance(action_space, gym.spaces.Discrete):
-            raise EnvError(
-                f"{algo} needs a Discrete action space (one Q-value per action); got {action_space}. "
-                "Continuous (Box) actions are taken by the policy-gradient algorithms (PPO, A2C, TRPO, VPG), "
-                "which use a diagonal Gaussian policy, e.g. lucidrl.PPO(env); or discretise the actions with "
-                "a wrapper to keep using a Q-network."
-            )
+            raise space_error(algo, "needs a Discrete action space (one Q-value per action)", action_space, "action")
         self.n_actions = int(action_space.n)
         self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)
         self.q = mlp(in_dim, net_arch, self.n_actions, activation, out_std=1.0, ortho=ortho_init)

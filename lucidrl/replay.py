@@ -131,6 +131,31 @@ class ReplayBuffer:
                "next_obs": self.next_obs, "terminated": self.terminated}
         return {k: v.index_select(0, flat).reshape(*idx.shape, *v.shape[1:]) for k, v in out.items()}
 
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The filled part of the ring and its write position, for a checkpoint (``save_replay_buffer``)."""
+        n = self.size
+        return {"obs": self.obs[:n], "next_obs": self.next_obs[:n], "actions": self.actions[:n],
+                "rewards": self.rewards[:n], "terminated": self.terminated[:n],
+                "position": torch.tensor([self.pos, self.size], dtype=torch.int64)}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], buffer_size: int, observation_space: gym.Space,
+                   action_space: gym.Space, device: torch.device | str = "cpu",
+                   generator: torch.Generator | None = None) -> "ReplayBuffer":
+        """A buffer holding what ``state_tensors`` saved; ValueError when it does not fit these spaces."""
+        buffer = cls(buffer_size, observation_space, action_space, device, generator)
+        pos, size = (int(v) for v in tensors["position"].tolist())
+        if not (0 <= size <= buffer.capacity and 0 <= pos < buffer.capacity and (size == buffer.capacity or pos == size)):
+            raise ValueError(f"position {pos} / size {size} do not fit a buffer of {buffer.capacity}")
+        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            dest, src = getattr(buffer, name), tensors[name]
+            if tuple(src.shape) != (size, *dest.shape[1:]) or src.dtype != dest.dtype:
+                raise ValueError(f"{name} is {src.dtype} {tuple(src.shape)}, expected {dest.dtype} "
+                                 f"{(size, *dest.shape[1:])}")
+            dest[:size] = src.to(dest.device)
+        buffer.pos, buffer.size = pos, size
+        return buffer
+
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         """A uniform minibatch: ``obs``, ``actions``, ``rewards``, ``next_obs``, ``terminated``."""
         return self.get(self.sample_indices(batch_size))

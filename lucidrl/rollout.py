@@ -23,6 +23,12 @@ The on-policy collector (PPO, A2C, TRPO, VPG), DQN's collector and tabular Q-lea
 an env that records its episodes with ``RecordEpisodeStatistics`` (lucidrl's Atari envs, which clip
 the training rewards after it) reports its recorded raw score instead (``lucidrl.envs.episode_scores``).
 
+``VectorStepper`` is also the env boundary of Discrete spaces that do not start at 0
+(``Discrete(3, start=1)``; ``lucidrl.envs.DiscreteOffsets``): the collectors and networks work with
+0-based indices, the stepper adds the action space's start to the actions it sends and subtracts the
+observation space's start from every observation it returns (``obs``, ``final_obs``, ``next_obs()``).
+``Algorithm.predict`` does the same for the observations it is given and the actions it returns.
+
 The on-policy rollout holds time-major tensors [T, N, ...]. ``next_values[t]`` is V(s_{t+1}) of
 the true next state: the next row's value while an episode goes on (NEXT_STEP: also at its end,
 where the returned observation is the final one), V(final_obs) after a SAME_STEP truncation.
@@ -39,6 +45,7 @@ with the same statistics without updating them. Rewards are scaled for ``Rollout
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable
@@ -48,7 +55,8 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from lucidrl.envs import autoreset_mode, episode_scores
+from lucidrl.envs import DiscreteOffsets, autoreset_mode, episode_scores
+from lucidrl.errors import EnvError
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.networks import ActorCritic
 
@@ -81,20 +89,32 @@ class Transitions:
 
 
 class VectorStepper:
-    """Steps a vector env and turns each step into ``Transitions``, in either autoreset mode; counts episodes."""
+    """Steps a vector env and turns each step into ``Transitions``, in either autoreset mode; counts episodes.
+
+    Actions in and observations out are 0-based for Discrete spaces (the spaces' starts are applied here)."""
 
     def __init__(self, env: gym.vector.VectorEnv, seed: int | None = None):
         self.env = env
         self.n_envs = env.num_envs
         self.next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
-        self.obs, _ = env.reset(seed=seed)
+        self.offsets = DiscreteOffsets(env.single_observation_space, env.single_action_space)
+        self.obs = self.offsets.obs_in(env.reset(seed=seed)[0])
+        self.n_calls = 0  # calls of env.step since the reset
+        self._float_obs = isinstance(self.obs, np.ndarray) and self.obs.dtype.kind == "f"  # others cannot be NaN
+        self._check_finite(self.obs, np.zeros(self.n_envs))
         self.prev_done = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP: the next step is a reset step there
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
         self._all_valid = np.ones(self.n_envs, dtype=bool)
 
     def step(self, actions: np.ndarray) -> Transitions:
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        offsets = self.offsets
+        obs, reward, terminated, truncated, info = self.env.step(offsets.action_out(actions))
+        self.n_calls += 1
+        # NaN would reach every weight within an update: one sum (NaN and inf propagate) per step, ~1 us
+        if not math.isfinite(float(_sum(reward, None)) + (float(_sum(obs, None)) if self._float_obs else 0.0)):
+            self._check_finite(obs, reward)
+        obs = offsets.obs_in(obs)
         valid = ~self.prev_done if self.next_step else self._all_valid
         done = terminated | truncated
         self.episode_return += reward  # a NEXT_STEP reset row adds reward 0 ...
@@ -107,11 +127,36 @@ class VectorStepper:
             self.episode_return[idx] = 0.0
             self.episode_length[idx] = 0
             if not self.next_step:
-                final = {int(i): info["final_obs"][i] for i in idx}
+                final = {int(i): offsets.obs_in(info["final_obs"][i]) for i in idx}
+                if self._float_obs:
+                    for i, x in final.items():
+                        self._check_finite(np.asarray(x)[None], np.zeros(1), "final observation", i)
         if self.next_step:
             self.prev_done = done
         self.obs = obs
         return Transitions(obs, reward, terminated, truncated, valid, final, returns, lengths)
+
+
+    def _check_finite(self, obs: np.ndarray, reward: np.ndarray, field: str = "observation",
+                      env_index: int | None = None) -> None:
+        """EnvError naming the env, the step and the field when an observation or reward is not finite
+        (the exact test, after the step's sum was not: a sum of huge finite values can overflow)."""
+        for name, values in ((field, obs if self._float_obs else None), ("reward", reward)):
+            if values is None or np.isfinite(values).all():
+                continue
+            rows = values.reshape(values.shape[0], -1)
+            i = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+            self._nonfinite(name, rows[i], i if env_index is None else env_index)
+
+    def _nonfinite(self, field: str, row: np.ndarray, i: int):
+        raise EnvError(
+            f"env {i} returned a non-finite {field} ({row.tolist() if row.size <= 8 else row[~np.isfinite(row)][:4]}) "
+            f"at step {self.n_calls} (calls of env.step since the envs were reset); training stopped before it reached "
+            "the weights, and checkpoints already saved are kept. Fix the env, or wrap it (e.g. gymnasium.wrappers."
+            "TransformObservation / TransformReward) so that it returns finite numbers.")
+
+
+_sum = np.add.reduce
 
 
 # --------------------------------------------------------------------------- on-policy rollouts

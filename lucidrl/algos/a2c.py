@@ -50,6 +50,7 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
+from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
@@ -197,6 +198,7 @@ class A2C(Algorithm):
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
         callback: called as ``callback(model, metrics)`` after each update; returning False stops.
         """
+        callback = check_callback(callback)
         cfg: A2CConfig = self.config
         with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
             collector = self._rollout_collector()

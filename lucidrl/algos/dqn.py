@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucidrl.agent import Algorithm
+from lucidrl.callbacks import check_callback
 from lucidrl.config import FloatOrSchedule, RunConfig, check, check_ints, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
@@ -75,7 +76,9 @@ class DQNConfig(RunConfig):
     learning_rate: FloatOrSchedule = 1e-4
     """Adam step size (SB3: 1e-4); a float or a schedule, e.g. lin_1e-4."""
     buffer_size: int = 1_000_000
-    """Replay memory size |D| in transitions over all envs (paper and SB3: 1M). Not saved in checkpoints."""
+    """Replay memory size |D| in transitions over all envs (paper and SB3: 1M)."""
+    save_replay_buffer: bool = False
+    """Save the replay memory in each checkpoint (``replay.safetensors``), so a resumed run samples what it would have."""
     learning_starts: int = 100
     """Env steps of uniformly random actions before the first gradient step (SB3: 100; paper: 50k)."""
     batch_size: int = 32
@@ -210,6 +213,7 @@ class DQN(Algorithm):
     name = "dqn"
     config_class = DQNConfig
     state_attributes = ("n_calls", "exploration_rate")
+    log_columns = ("loss/value", "diag/q_mean", "diag/grad_norm", "train/learning_rate")  # after learning_starts
 
     def __init__(self, env, **kwargs: Any):
         super().__init__(env, **kwargs)
@@ -298,6 +302,7 @@ class DQN(Algorithm):
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
         callback: called as ``callback(model, metrics)`` after each training round; returning False stops.
         """
+        callback = check_callback(callback)
         cfg: DQNConfig = self.config
         with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
             if cfg.learning_starts >= target:
@@ -309,7 +314,7 @@ class DQN(Algorithm):
                 self.replay = ReplayBuffer(cfg.buffer_size, self.observation_space, self.action_space, self.device,
                                            self.generator)
             if reset_num_timesteps or getattr(self, "_stepper", None) is None or self._stepper.env is not self.env:
-                self._stepper = VectorStepper(self.env, seed=self.config.seed)
+                self._stepper = VectorStepper(self.env, seed=self._env_seed())
             update_every = max(cfg.target_update_interval // self.env.num_envs, 1)  # in calls of env.step, as SB3
             while self.num_timesteps < target:
                 # 1. act ε-greedily for train_freq calls of env.step, storing transitions in the replay memory

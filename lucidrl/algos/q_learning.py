@@ -61,9 +61,11 @@ import torch
 from torch import nn
 
 from lucidrl.agent import Algorithm
+from lucidrl.callbacks import check_callback
 from lucidrl.config import FloatOrSchedule, RunConfig, check, check_schedule, value_at
+from lucidrl.envs import space_error
 from lucidrl.envs.discretise import Discretiser
-from lucidrl.errors import ConfigError, EnvError
+from lucidrl.errors import ConfigError
 from lucidrl.rollout import VectorStepper
 
 UpdateName = Literal["q_learning", "sarsa", "expected_sarsa"]
@@ -209,13 +211,11 @@ class QLearning(Algorithm):
         cfg: QLearningConfig = self.config
         obs_space, act_space = self.observation_space, self.action_space
         if not isinstance(act_space, gym.spaces.Discrete):
-            raise EnvError(f"QLearning needs a Discrete action space (one table column per action); got {act_space}. "
-                           "For continuous actions use PPO, TRPO, A2C or VPG with a Gaussian policy, or discretise "
-                           "the actions with a wrapper.")
+            raise space_error("QLearning", "needs a Discrete action space (one table column per action)", act_space,
+                              "action")
         self.discretiser: Discretiser | None = None
         if isinstance(obs_space, gym.spaces.Discrete):
-            n_states = int(obs_space.n)
-            self._obs_start = int(obs_space.start)
+            n_states = int(obs_space.n)  # row s - start for observation s: the stepper and predict shift it
             if cfg.bounds or cfg.n_bins != [10]:
                 self.notes.append("qlearning: n_bins and bounds are ignored: the observations are Discrete already")
         elif isinstance(obs_space, gym.spaces.Box):
@@ -223,7 +223,10 @@ class QLearning(Algorithm):
             cfg.n_bins, cfg.bounds = self.discretiser.settings()  # recorded: a saved model rebuilds the same cells
             n_states = self.discretiser.n_states
         else:
-            raise EnvError(f"QLearning needs a Discrete observation space, or a Box one to discretise; got {obs_space}")
+            raise space_error("QLearning", "needs a Discrete observation space, or a Box one to discretise", obs_space,
+                              "observation", "Map each observation to one Discrete index with a gymnasium."
+                              "ObservationWrapper (e.g. np.ravel_multi_index for a MultiDiscrete or a Tuple of "
+                              "Discretes), or to a bounded Box (gymnasium.wrappers.FlattenObservation) to discretise.")
         if n_states * int(act_space.n) > MAX_TABLE_ENTRIES:
             raise ConfigError(f"the Q-table would have {n_states} states x {act_space.n} actions "
                               f"(> {MAX_TABLE_ENTRIES:,} entries); use fewer n_bins")
@@ -235,9 +238,10 @@ class QLearning(Algorithm):
         return {}  # the table is updated by (E2)-(E4) directly, not by an optimiser
 
     def states(self, obs: np.ndarray) -> np.ndarray:
-        """Table row of each observation in a batch (Discrete: the index; Box: the discretised cell)."""
+        """Table row of each observation in a batch (Discrete: the 0-based index, the space's start already
+        subtracted by ``rollout.VectorStepper`` or ``predict``; Box: the discretised cell)."""
         if self.discretiser is None:
-            return np.asarray(obs, np.int64).reshape(-1) - self._obs_start
+            return np.asarray(obs, np.int64).reshape(-1)
         return self.discretiser(np.asarray(obs).reshape(len(obs), -1))
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -259,13 +263,14 @@ class QLearning(Algorithm):
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
         callback: called as ``callback(model, metrics)`` after each logged chunk; returning False stops.
         """
+        callback = check_callback(callback)
         cfg: QLearningConfig = self.config
         with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
             # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
             rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
             q = self.agent.numpy()
             if getattr(self, "_stepper", None) is None or self._stepper.env is not self.env:
-                self._stepper = VectorStepper(self.env, seed=cfg.seed)
+                self._stepper = VectorStepper(self.env, seed=self._env_seed())
             stepper = self._stepper
             ep_returns: list[float] = []
             ep_lengths: list[int] = []

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
+from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_ints, check_log_std_init,
                             check_network, check_schedule, value_at)
 from lucidrl.errors import ConfigError
@@ -295,6 +296,7 @@ class TRPO(Algorithm):
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
         callback: called as ``callback(model, metrics)`` after each update; returning False stops.
         """
+        callback = check_callback(callback)
         cfg: TRPOConfig = self.config
         with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
             collector = self._rollout_collector()

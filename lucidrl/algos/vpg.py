@@ -74,6 +74,7 @@ from torch import nn
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
+from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
@@ -248,6 +249,7 @@ class VPG(Algorithm):
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
         callback: called as ``callback(model, metrics)`` after each update; returning False stops.
         """
+        callback = check_callback(callback)
         cfg: VPGConfig = self.config
         with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
             collector = self._rollout_collector()

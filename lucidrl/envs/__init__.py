@@ -206,7 +206,7 @@ def episode_scores(info: dict, idx: np.ndarray, counted: np.ndarray) -> list[flo
 
 # --------------------------------------------------------------------------- spaces <-> JSON
 def space_to_json(space: gym.Space) -> dict[str, Any]:
-    """A JSON description of a Discrete or Box space (stored in checkpoints to rebuild networks)."""
+    """A JSON description of a Discrete (with its start) or Box space (stored in checkpoints to rebuild networks)."""
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.Box):
@@ -221,7 +221,7 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
             "low": bound(space.low),
             "high": bound(space.high),
         }
-    raise EnvError(f"cannot describe space {space}")
+    raise EnvError(f"cannot describe space {space!r}: checkpoints store Discrete and Box spaces only")
 
 
 def space_from_json(d: dict[str, Any]) -> gym.Space:
@@ -234,3 +234,75 @@ def space_from_json(d: dict[str, Any]) -> gym.Space:
         high = np.broadcast_to(np.asarray(d["high"], dtype=np.float64), shape)
         return gym.spaces.Box(low.astype(dtype), high.astype(dtype), shape=shape, dtype=dtype)
     raise ValueError(f"unknown space description {d!r}")
+
+
+# --------------------------------------------------------------------------- spaces at the env boundary
+def discrete_start(space: gym.Space) -> int:
+    """The first value of a Discrete space (``Discrete(3, start=1)`` holds 1, 2, 3); 0 for any other space.
+
+    lucidrl's networks and Q-tables index discrete observations and actions from 0. The env boundary
+    shifts them, in two places only, both through :class:`DiscreteOffsets`: ``rollout.VectorStepper``
+    (every training collector: on-policy, DQN, Q-learning) and ``Algorithm.predict`` (and so
+    ``evaluate`` and the CLI's play). The model keeps the env's own spaces, start included
+    (``model.observation_space``, ``model.action_space``, and in checkpoints via ``space_to_json``).
+    """
+    return int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+
+
+class DiscreteOffsets:
+    """The shift between an env's Discrete spaces and the 0-based indices the networks and tables use.
+
+    ``obs_in``: an observation (or a batch) from the env -> index ``obs - start``;
+    ``action_out``: an action index (or a batch) -> the env's action ``index + start``.
+    Both return their input unchanged where the start is 0 (every space but a shifted Discrete).
+    """
+
+    __slots__ = ("obs_start", "action_start")
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.obs_start = discrete_start(observation_space)
+        self.action_start = discrete_start(action_space)
+
+    def obs_in(self, obs):
+        return obs - self.obs_start if self.obs_start else obs
+
+    def action_out(self, actions):
+        return actions + self.action_start if self.action_start else actions
+
+
+def space_error(algo: str, needs: str, space: gym.Space, role: Literal["observation", "action"],
+                fix: str | None = None) -> EnvError:
+    """The EnvError for a space an algorithm does not take: ``"{algo} {needs}; got {space!r}. {fix}"``.
+
+    ``fix`` (default: ``space_fix(space, role)``) says how to turn the space into one that is taken."""
+    return EnvError(f"{algo} {needs}; got {space!r}. {fix or space_fix(space, role)}")
+
+
+def space_fix(space: gym.Space, role: Literal["observation", "action"]) -> str:
+    """How to make ``space`` usable as an observation or action space (a Gymnasium wrapper, as a rule)."""
+    S = gym.spaces
+    if role == "observation":
+        if isinstance(space, (S.Dict, S.Tuple)):
+            return "Flatten it into one Box with gymnasium.wrappers.FlattenObservation."
+        if isinstance(space, S.MultiDiscrete):
+            return ("Wrap the env with gymnasium.wrappers.FlattenObservation, which one-hot encodes each component "
+                    "(start included) into one flat Box.")
+        if isinstance(space, S.MultiBinary):
+            return "Wrap the env with gymnasium.wrappers.FlattenObservation to see it as a flat Box of 0/1."
+        if isinstance(space, S.Box):
+            return ("Flatten it with gymnasium.wrappers.FlattenObservation; an image must be (C, H, W) or (H, W, C) "
+                    "(gymnasium.wrappers.ResizeObservation and GrayscaleObservation shrink large frames).")
+        return ("Networks read fixed-size numbers: encode each observation with a gymnasium.ObservationWrapper "
+                "whose observation_space is a Box (e.g. padded token ids or features) or a Discrete index.")
+    if isinstance(space, S.Box):
+        return ("Continuous (Box) actions are taken by the policy-gradient algorithms (PPO, A2C, TRPO, VPG), which "
+                "use a diagonal Gaussian policy, e.g. lucidrl.PPO(env); or discretise the actions with a "
+                "gymnasium.ActionWrapper whose action_space is Discrete(k).")
+    if isinstance(space, S.MultiDiscrete):
+        return ("Expose one Discrete action per combination with a gymnasium.ActionWrapper: action_space = "
+                "Discrete(prod(nvec)), action(a) = np.unravel_index(a, nvec) + start.")
+    if isinstance(space, S.MultiBinary):
+        return ("Expose one Discrete action per combination with a gymnasium.ActionWrapper (Discrete(2**n)), "
+                "or, for PPO, A2C, TRPO and VPG, a 1-D Box thresholded at 0.")
+    return ("Expose a single Discrete action space (or, for PPO, A2C, TRPO and VPG, a 1-D Box of floats) with a "
+            "gymnasium.ActionWrapper that translates its actions into the env's.")

@@ -113,9 +113,9 @@ class ObsNormalizer(nn.Module):
 class RewardScaler(nn.Module):
     """(N3) scales rewards by the running std of the discounted return, one return per env.
 
-    The running variance of R (``rms``) is model state and is saved; the per-env returns R in
-    flight (``returns``) belong to the episodes being played and are not saved: a resumed run
-    starts them at 0, which is what they are at any episode start.
+    The running variance of R (``rms``) is model state and is saved with the weights; the per-env
+    returns R in flight (``returns``) are saved with the checkpoint too (``run/reward_returns``), and
+    a resumed run continues them (docs/normalization.md, section 3).
     """
 
     def __init__(self, gamma: float, clip_reward: float = 10.0, epsilon: float = 1e-8,

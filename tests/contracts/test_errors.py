@@ -33,11 +33,37 @@ def test_unknown_env_id_suggests_the_right_one():
     ({"device": "cuda:7"}, r"(no CUDA GPU|cuda:7)"),
     ({"backend": "gpu"}, r"backend must be one of auto, reference, fast, got 'gpu'"),
     ({"torch_threads": 0}, r"torch_threads must be 'auto' or an integer >= 1"),
+    # a value of the wrong type is named with its field, not a TypeError from a comparison inside the check
+    ({"seed": "abc"}, r"seed must be a non-negative integer or None, got 'abc'"),
+    ({"gamma": "abc"}, r"gamma must be a finite number, got the string 'abc'; for example gamma=0.99"),
+    ({"gae_lambda": [0.9]}, r"gae_lambda must be a finite number, got \[0.9\]"),
+    ({"shared_trunk": "yes"}, r"shared_trunk must be true or false, got the string 'yes'"),
+    ({"max_grad_norm": float("inf")}, r"max_grad_norm must be a finite number or None, got inf"),
+    ({"learning_rate": None}, r"learning_rate must be a finite number, 'lin_<number>' or a function"),
+    ({"learning_rate": {"linear": 5}}, r"learning_rate: cannot read the schedule \{'linear': 5\}"),
+    ({"device": "gpu0"}, r"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got 'gpu0'"),
+    ({"preset": 1}, r"preset must be True, False or a preset name, got 1"),
+    # the constructor's own options, not hyperparameters
+    ({"run_dir": 5}, r"run_dir must be a path \(a str or pathlib.Path\) or None, got 5"),
+    ({"verbose": "x"}, r"verbose must be 0 \(silent\), 1 \(progress bar\) or 2 \(every metric\), got 'x'"),
+    ({"tensorboard": "no"}, r"tensorboard must be True or False, got 'no'"),
 ])
 def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, pattern):
     # the env id is wrong too: the config is checked first, before any env is built
     with pytest.raises(ConfigError, match=pattern):
         lucidrl.PPO("NoSuchEnv-v0", **kwargs)
+
+
+def test_numpy_scalars_are_numbers_to_a_config():
+    model = lucidrl.PPO("CartPole-v1", **{**SMALL, "n_steps": np.int64(64), "gamma": np.float32(0.9),
+                                          "net_arch": [np.int64(8)], "normalize_advantage": np.bool_(False)})
+    assert model.config.n_steps == 64 and type(model.config.n_steps) is int and model.config.net_arch == [8]
+
+
+def test_a_bad_value_writes_nothing(tmp_path):
+    with pytest.raises(ConfigError, match="seed must be"):
+        lucidrl.PPO("CartPole-v1", seed="abc", run_dir=tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unsupported_action_space_names_the_space_and_what_is_supported():
@@ -89,6 +115,14 @@ def saved(tmp_path):
     m = lucidrl.PPO("CartPole-v1", **SMALL)
     m.learn(64)
     return m, m.save(tmp_path / "ckpt")
+
+
+def test_load_takes_hyperparameters_that_replace_the_saved_ones(saved):
+    # seed= and other config fields given to load replace the saved values instead of colliding with them
+    model = lucidrl.PPO.load(saved[1], seed=7, learning_rate=1e-4)
+    assert model.config.seed == 7 and model.config.learning_rate == 1e-4
+    with pytest.raises(ConfigError, match=r"seed must be a non-negative integer or None, got 'abc'"):
+        lucidrl.PPO.load(saved[1], seed="abc")
 
 
 def test_missing_checkpoint_and_missing_files(tmp_path, saved):
@@ -152,7 +186,7 @@ def test_loading_a_tampered_file_runs_no_code(saved, tmp_path):
     config = json.loads((p2 / "config.json").read_text())
     config["config"]["learning_rate"] = "__import__('os').system('touch PWNED')"
     (p2 / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="learning_rate: cannot read"):
+    with pytest.raises(CheckpointError, match="config.json.*learning_rate: cannot read"):  # the file is at fault
         lucidrl.load(p2)
     assert not (tmp_path / "PWNED").exists()
 
