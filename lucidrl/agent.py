@@ -10,10 +10,12 @@ The training math lives in ``lucidrl/algos/<name>.py``, never here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
 import time
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -134,6 +136,7 @@ class Algorithm:
             )
         self.observation_space, self.action_space = obs_space, act_space
         self.env = venv
+        self._env_source = env  # what rollout workers rebuild their copies from (an id or a callable)
         if self.env_id is None:
             self.env_id = env_id_of(env)
 
@@ -261,6 +264,19 @@ class Algorithm:
         from lucidrl.rollout import RolloutCollector
 
         if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
+            if getattr(self, "_collector", None) is not None and hasattr(self._collector, "close"):
+                self._collector.close()
+            if getattr(self.config, "rollout_workers", 0):  # K Ray actors (lucidrl.distributed.rollout_workers)
+                from lucidrl.distributed import require_ray
+
+                require_ray(f"rollout_workers={self.config.rollout_workers} (set rollout_workers=0 to collect here)")
+                from lucidrl.distributed.rollout_workers import RayRolloutCollector
+
+                self._collector = RayRolloutCollector(
+                    self._env_source, self.env, self.config.rollout_workers, self.agent, self.device, self._env_seed(),
+                    self.generator, self.obs_normalizer, self.reward_scaler, self._rollout_policy, self.vectorization,
+                    log=functools.partial(_log_note, weakref.ref(self)))  # weak: the workers end with the model
+                return self._collector
             self._collector = RolloutCollector(self.env, self.device, seed=self._env_seed(), generator=self.generator,
                                                obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler,
                                                policy=self._rollout_policy)
@@ -437,6 +453,15 @@ class Algorithm:
             model.generator.set_state(tensors["rng/generator"])
         _restore_run_state(model, tensors, state)
         return model
+
+
+def _log_note(model_ref, message: str) -> None:
+    """A note of a helper (e.g. a rollout worker replaced) in the run's log, or printed outside ``learn``."""
+    model = model_ref()
+    if model is not None and model._logger is not None:
+        model._logger.info(message)
+    else:
+        print(message)
 
 
 def _check_model_options(run_dir: Any, verbose: Any, tensorboard: Any) -> None:

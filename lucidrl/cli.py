@@ -9,6 +9,7 @@ text written under each field; only the flags you give override the preset.
     lucidrl train ppo --resume runs/ppo-CartPole-v1-s0-... --timesteps 50000   # or RUN/checkpoints/step_N
     lucidrl eval runs/ppo-CartPole-v1-s0-... --episodes 20 --video cartpole.gif
     lucidrl plot runs/* -o curves.png
+    lucidrl tune ppo --env CartPole-v1 --trials 16 --timesteps 50000   # Ray Tune + Optuna + ASHA
 """
 
 from __future__ import annotations
@@ -235,8 +236,10 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     cls = algos[args.algo]
     overrides = {k: getattr(args, k) for k in config_names if hasattr(args, k)}
     if args.resume:
-        # how a run computes (device, backend, threads) may change on resume; its hyperparameters may not
-        settings = {k: overrides.pop(k) for k in ("device", "backend", "torch_threads") if k in overrides}
+        # how a run computes (device, backend, threads, workers, A3C's Ray address) may change on resume;
+        # its hyperparameters may not
+        settings = {k: overrides.pop(k) for k in ("device", "backend", "torch_threads", "rollout_workers", "n_workers",
+                                                  "address") if k in overrides}
         if overrides:
             raise ConfigError("--resume continues a run with its saved hyperparameters; drop " +
                               ", ".join("--" + k.replace("_", "-") for k in overrides))
@@ -372,11 +375,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     seeds = args.seeds[0] if len(args.seeds) == 1 else args.seeds
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.backend == "local" and (args.address is not None or args.cpus_per_run is not None):
+        raise ConfigError("--address and --cpus-per-run apply to --backend ray only; add --backend ray")
     paths = compare(args.algos, args.env, seeds=seeds, timesteps=args.timesteps, out=args.out, n_jobs=args.jobs,
-                    eval_episodes=args.eval_episodes, force=args.force, metrics=args.metrics)
+                    eval_episodes=args.eval_episodes, force=args.force, metrics=args.metrics, backend=args.backend,
+                    address=args.address, cpus_per_run=args.cpus_per_run or 1)
     print(paths["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from lucidrl.distributed.tune import tune
+
+    result = tune(args.algo, args.env, trials=args.trials, timesteps=args.timesteps, backend=args.backend,
+                  address=args.address, out=args.out, resume=args.resume, seed=args.seed, n_evals=args.evals,
+                  eval_episodes=args.eval_episodes, verbose=args.verbose)
+    if result.best is not None and "preset" in result.files:
+        print(result.files["preset"].read_text())
+    return 130 if result.interrupted else 0
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -435,20 +452,58 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     pl.add_argument("--metric", default="rollout/episode_return", help="a column of metrics.csv")
 
     cp = sub.add_parser("compare", help="train algorithms over seeds and compare them",
-                        description="Train every (algorithm, seed) pair on one env, in parallel processes, then "
-                                    "write learning_curves.png, final_returns.png and results.md (mean, std, IQM "
-                                    "with a 95%% bootstrap CI, wall time). Finished runs in OUT are reused.")
+                        description="Train every (algorithm, seed) pair on one env, in parallel processes (or Ray "
+                                    "tasks, --backend ray), then write learning_curves.png, final_returns.png and "
+                                    "results.md (mean, std, IQM with a 95%% bootstrap CI, wall time). Finished runs "
+                                    "in OUT are reused.")
     cp.add_argument("algos", nargs="+", metavar="ALGO", help="algorithms, e.g. ppo a2c trpo")
     cp.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
     cp.add_argument("--seeds", type=int, nargs="+", default=[3],
                     help="a number of seeds (0..N-1; default 3) or, with several values, the seeds themselves")
     cp.add_argument("--timesteps", type=int, default=100_000, help="env steps per run (default: 100000)")
     cp.add_argument("--out", default=None, help="output directory (default: compare-ENV)")
-    cp.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the number of CPU cores)")
+    cp.add_argument("--jobs", type=int, default=None,
+                    help="runs at a time (default: the number of CPU cores; with --backend ray, as many as the "
+                         "cluster's CPUs allow)")
     cp.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per run")
     cp.add_argument("--force", action="store_true", help="retrain runs that are already finished in OUT")
     cp.add_argument("--metrics", nargs="+", default=[], metavar="METRIC",
                     help="other logged metrics to plot over training, one PNG each (e.g. diag/approx_kl)")
+    cp.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="local: processes on this machine (default); ray: one Ray task per run, on a local Ray "
+                         "instance started here or on the cluster at --address (same outputs; docs/scale.md)")
+    cp.add_argument("--address", default=None,
+                    help="with --backend ray: a running cluster's address (auto, HOST:6379 or ray://HOST:10001); "
+                         "default: start a local Ray instance")
+    cp.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                    help="with --backend ray: CPUs Ray reserves for each run (default: 1)")
+
+    tu = sub.add_parser("tune", help="tune hyperparameters (Ray Tune, Optuna TPE, ASHA)",
+                        description="Tune an algorithm's hyperparameters on one env: Optuna's TPE sampler proposes "
+                                    "trials from lucidrl/presets/search_spaces.yaml, Ray Tune runs them (one CPU "
+                                    "each) and ASHA stops those whose evaluation return falls behind. Tune needs "
+                                    "Ray either way: --backend local starts a local Ray instance, --backend ray "
+                                    "joins a cluster. Writes OUT/best_preset.yaml (paste it into the presets), "
+                                    "OUT/results.md, OUT/returns.png and Tune's own OUT/tune/.")
+    tu.add_argument("algo", nargs="?", metavar="ALGO", help="algorithm with a search space: ppo, a2c, trpo, dqn, vpg")
+    tu.add_argument("--env", default=None, help="Gymnasium env id, e.g. CartPole-v1")
+    tu.add_argument("--trials", type=int, default=None, help="number of trials (each one sampled configuration)")
+    tu.add_argument("--timesteps", type=int, default=None, help="env steps per trial (unless ASHA stops it earlier)")
+    tu.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="local: a Ray instance on this machine, started and shut down here (default); "
+                         "ray: join the Ray cluster at --address")
+    tu.add_argument("--address", default=None, help="with --backend ray: the cluster's address (auto, HOST:6379 or "
+                         "ray://HOST:10001); without it a local Ray instance is started")
+    tu.add_argument("--out", default=None, help="output directory (default: tune-ALGO-ENV)")
+    tu.add_argument("--resume", default=None, metavar="DIR",
+                    help="finish the interrupted sweep in DIR (its settings are read from DIR/tune.json)")
+    tu.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default: 0)")
+    tu.add_argument("--evals", type=int, default=4,
+                    help="evaluations per trial, every TIMESTEPS/EVALS steps; ASHA's rungs, where it may stop a "
+                         "trial, are at TIMESTEPS/EVALS steps and its doublings (default: 4)")
+    tu.add_argument("--eval-episodes", type=int, default=5,
+                    help="deterministic episodes per evaluation (default: 5)")
+    tu.add_argument("--verbose", type=int, default=1, help="0 silent, 1 a line per trial (default), 2 Tune's logs too")
 
     pr = sub.add_parser("presets", help="list the tuned presets")
     pr.add_argument("algo", nargs="?")
@@ -469,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_plot(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "tune":
+            return cmd_tune(args)
         return cmd_presets(args)
     except LucidRLError as e:
         print(f"lucidrl: error: {e}", file=sys.stderr)

@@ -2,9 +2,11 @@
 
 Every (algorithm, seed) pair is an ordinary training run with its own run directory
 (``OUT/runs/ALGO-sSEED``: metrics.csv, TensorBoard events, model/), trained in its own process,
-as many at once as there are CPU cores (``jobs``), each on one torch thread. A run directory
-that already holds a finished run with the same settings (its ``result.json``) is reused, so an
-interrupted comparison picks up where it stopped and a new algorithm can be added later.
+as many at once as there are CPU cores (``jobs``), each on one torch thread; with ``backend="ray"``
+each run is a Ray task instead, on a local Ray instance or a cluster, writing the same files
+(``lucidrl.distributed.runs``, docs/scale.md). A run directory that already holds a finished run
+with the same settings (its ``result.json``) is reused, so an interrupted comparison picks up where
+it stopped and a new algorithm can be added later.
 
 Then three outputs, from the run directories alone:
 
@@ -41,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lucidrl.errors import ConfigError, LucidRLError
-from lucidrl.plotting import METRIC, load_curve
+from lucidrl.plotting import METRIC, finish_figure, load_curve
 from lucidrl.stats import bootstrap_ci, summarize
 
 
@@ -139,8 +141,24 @@ def _finished(job: Job) -> dict[str, Any] | None:
     return result if {k: result.get(k) for k in job.spec()} == job.spec() else None
 
 
-def run_all(jobs: Sequence[Job], n_jobs: int, force: bool = False, log=print) -> list[dict[str, Any]]:
-    """Run the jobs (reusing finished run directories unless ``force``), ``n_jobs`` processes at a time."""
+def _log_result(log, job: Job, r: dict[str, Any]) -> None:
+    log(f"  {job.name} seed {job.seed}: eval {r['eval_mean']:.1f} +/- {r['eval_std']:.1f}, {r['train_s']:.1f} s")
+
+
+def run_all(jobs: Sequence[Job], n_jobs: int | None, force: bool = False, log=print, backend: str = "local",
+            address: str | None = None, cpus_per_run: float = 1, out: str | os.PathLike | None = None
+            ) -> list[dict[str, Any]]:
+    """Run the jobs (reusing finished run directories unless ``force``), ``n_jobs`` at a time.
+
+    ``backend="local"``: ``n_jobs`` processes on this machine (default: one per CPU core);
+    ``backend="ray"``: one Ray task of ``cpus_per_run`` CPUs per job on the cluster at ``address``
+    (``None``: a local Ray instance), at most ``n_jobs`` at once if given (see ``lucidrl.distributed.runs``);
+    ``out``: the comparison's directory, which holds the run directories (default: the first run's grandparent).
+    """
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if backend == "local" and (address is not None or cpus_per_run != 1):
+        raise ConfigError("address and cpus_per_run apply to backend='ray' only; add backend='ray' (--backend ray)")
     results: dict[Job, dict[str, Any]] = {}
     todo = []
     for job in jobs:
@@ -150,7 +168,18 @@ def run_all(jobs: Sequence[Job], n_jobs: int, force: bool = False, log=print) ->
             results[job] = done
         else:
             todo.append(job)
-    if todo:
+    if todo and backend == "ray":
+        from lucidrl.distributed.runs import run_on_ray
+
+        def done(job: Job, r: dict[str, Any]) -> None:
+            results[job] = r
+            _log_result(log, job, r)
+
+        run_on_ray(run_job, todo, out or Path(todo[0].run_dir).parent.parent, done,
+                   name=lambda job: f"{job.name} seed {job.seed}", address=address, cpus_per_run=cpus_per_run,
+                   max_in_flight=n_jobs, log=log)
+    elif todo:
+        n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(todo)))
         log(f"training {len(todo)} runs, {n_jobs} at a time")
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared by fork
         with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
@@ -163,9 +192,7 @@ def run_all(jobs: Sequence[Job], n_jobs: int, force: bool = False, log=print) ->
                     raise
                 except Exception as e:  # a crash in a worker names its run instead of a bare traceback
                     raise LucidRLError(f"{job.name} seed {job.seed} failed in {job.run_dir}: {e!r}") from e
-                r = results[job]
-                log(f"  {job.name} seed {job.seed}: eval {r['eval_mean']:.1f} +/- {r['eval_std']:.1f}, "
-                    f"{r['train_s']:.1f} s")
+                _log_result(log, job, results[job])
     return [{**results[j], "run_dir": j.run_dir} for j in jobs]
 
 
@@ -240,13 +267,7 @@ def plot_curves(groups: dict[str, list[dict[str, Any]]], path: Path, metric: str
         ax.set_yscale("log")
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel or ("episode return (mean of last 100 training episodes)" if metric == METRIC else metric))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, ax, path, title)
 
 
 def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], timesteps: int,
@@ -318,23 +339,27 @@ def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], time
 
 def compare(algos: Sequence[str], env_id: str, seeds: int | Sequence[int] = 3, timesteps: int = 100_000,
             out: str | os.PathLike | None = None, n_jobs: int | None = None, eval_episodes: int = 10,
-            force: bool = False, log=print, metrics: Sequence[str] = ()) -> dict[str, Path]:
+            force: bool = False, log=print, metrics: Sequence[str] = (), backend: str = "local",
+            address: str | None = None, cpus_per_run: float = 1) -> dict[str, Path]:
     """Train every (algorithm, seed) pair on ``env_id`` and write the comparison to ``out``.
 
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves; ``metrics``: other logged metrics to
-    plot over training, one PNG each. Returns the paths of ``learning_curves.png``,
+    plot over training, one PNG each. ``backend``: ``"local"`` (processes on this machine) or
+    ``"ray"`` (one Ray task of ``cpus_per_run`` CPUs per run, on the cluster at ``address`` or a local
+    Ray instance; the same outputs, see docs/scale.md). Returns the paths of ``learning_curves.png``,
     ``final_returns.png``, ``results.md``, ``results.json`` and the metrics' PNGs.
     """
     if not algos:
         raise ConfigError("compare needs at least one algorithm, e.g. ppo a2c trpo")
     return compare_variants([Variant(a, a) for a in dict.fromkeys(algos)], env_id, seeds, timesteps, out, n_jobs,
-                            eval_episodes, force, log, metrics)
+                            eval_episodes, force, log, metrics, backend, address, cpus_per_run)
 
 
 def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequence[int] = 3,
                      timesteps: int = 100_000, out: str | os.PathLike | None = None, n_jobs: int | None = None,
                      eval_episodes: int = 10, force: bool = False, log=print,
-                     metrics: Sequence[str] = ()) -> dict[str, Path]:
+                     metrics: Sequence[str] = (), backend: str = "local", address: str | None = None,
+                     cpus_per_run: float = 1) -> dict[str, Path]:
     """``compare`` for variants: every (variant, seed) pair trained on ``env_id``, reported under the labels.
 
     Each variant starts from its algorithm's preset for ``env_id`` (as ``compare`` does) with its
@@ -363,6 +388,8 @@ def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequ
     if timesteps < 1:
         raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
     check_env_id(env_id)
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     for v in variants:  # bad hyperparameters or a missing wrapper fail now, with the variant named
         try:
             resolve_config(v.algo, ALGORITHMS[v.algo].config_class, env_id, True, dict(v.overrides or {}))
@@ -375,8 +402,8 @@ def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequ
     jobs = [Job(v.algo, env_id, s, int(timesteps), str(out / "runs" / f"{_dir_name(v.label)}-s{s}"), eval_episodes,
                 tuple(sorted((v.overrides or {}).items())), "" if v.label == v.algo else v.label, v.wrapper)
             for v in variants for s in seed_list]
-    n_jobs = n_jobs or os.cpu_count() or 1
-    results = run_all(jobs, max(1, min(n_jobs, len(jobs))), force=force, log=log)
+    results = run_all(jobs, n_jobs, force=force, log=log, backend=backend, address=address,
+                      cpus_per_run=cpus_per_run, out=out)
     return write_report(out, env_id, results, int(timesteps), metrics)
 
 

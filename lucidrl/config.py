@@ -221,6 +221,29 @@ class NormalizationConfig(RunConfig):
         check_normalization(self)
 
 
+@dataclasses.dataclass
+class OnPolicyConfig(NormalizationConfig):
+    """NormalizationConfig plus where the rollouts are collected: the base of PPO's, A2C's, TRPO's and VPG's configs."""
+
+    rollout_workers: int = 0
+    """Ray actors that step the n_envs envs between them, each its share with the current weights, and send back their rollout segments (0: collect in this process). Needs pip install 'lucidrl[ray]' and an env id or picklable callable; see docs/scale.md."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_rollout_workers(self)
+
+
+def check_rollout_workers(config) -> None:
+    """``rollout_workers``: an integer from 0 to ``n_envs`` (an uneven split gives the first workers one env more).
+    Whether Ray is installed is checked when the rollouts start (a checkpoint trained with workers loads without Ray)."""
+    k, n_envs = config.rollout_workers, getattr(config, "n_envs", 1)
+    check(isinstance(k, int) and not isinstance(k, bool) and k >= 0,
+          f"rollout_workers must be an integer >= 0 (0: collect in this process), got {_short(k)}")
+    if k and isinstance(n_envs, int) and not isinstance(n_envs, bool) and n_envs >= 1:
+        check(k <= n_envs, f"rollout_workers={k} is more than n_envs={n_envs}: each worker steps at least one env; "
+                           f"lower rollout_workers or raise n_envs")
+
+
 # --------------------------------------------------------------------------- dataclass <-> dict
 def _type_hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)

@@ -39,13 +39,20 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, met
         ax.plot(x, y, label=label, linewidth=1.6)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric.split("/")[-1].replace("_", " ") + (" (mean of last 100 episodes)" if metric == METRIC else ""))
-    ax.set_title(title or metric)
+    return finish_figure(fig, ax, out, title or metric, legend=len(labels) > 1 or bool(labels[0]))
+
+
+def finish_figure(fig, ax, path: str | os.PathLike, title: str, legend: bool = True) -> Path:
+    """The last steps every lucidrl plot shares: title, light grid, legend, tight layout; write ``path``, close."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    if len(labels) > 1 or labels[0]:
+    if legend:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     plt.close(fig)
-    return out
+    return path

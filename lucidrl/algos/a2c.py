@@ -51,14 +51,14 @@ from torch import nn
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
 from lucidrl.callbacks import check_callback
-from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
+from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import rollout_policy
 
 
 @dataclass
-class A2CConfig(NormalizationConfig):
+class A2CConfig(OnPolicyConfig):
     """A2C's hyperparameters. Defaults: Stable-Baselines3's A2C (the paper's t_max = 5, γ, RMSProp α)."""
 
     n_envs: int = 1

@@ -44,14 +44,14 @@ from torch import nn
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
 from lucidrl.callbacks import check_callback
-from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
+from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import minibatches, rollout_policy
 
 
 @dataclass
-class PPOConfig(NormalizationConfig):
+class PPOConfig(OnPolicyConfig):
     """PPO's hyperparameters. Defaults: the paper's MuJoCo settings (Table 3), as SB3's PPO."""
 
     n_envs: int = 1

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
 from lucidrl.callbacks import check_callback
-from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_ints, check_log_std_init,
+from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_ints, check_log_std_init,
                             check_network, check_schedule, value_at)
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
@@ -58,7 +58,7 @@ from lucidrl.rollout import minibatches, rollout_policy
 
 
 @dataclass
-class TRPOConfig(NormalizationConfig):
+class TRPOConfig(OnPolicyConfig):
     """TRPO's hyperparameters. Defaults: SB3-contrib's TRPO (which follow Spinning Up and modular_rl)."""
 
     n_envs: int = 1

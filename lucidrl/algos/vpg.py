@@ -75,7 +75,7 @@ from torch import nn
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
 from lucidrl.callbacks import check_callback
-from lucidrl.config import (FloatOrSchedule, NormalizationConfig, check, check_log_std_init, check_network,
+from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import Rollout, rollout_policy
@@ -85,7 +85,7 @@ CRITIC_PSI = ("reward_to_go_baseline", "gae")
 
 
 @dataclass
-class VPGConfig(NormalizationConfig):
+class VPGConfig(OnPolicyConfig):
     """VPG's hyperparameters. Defaults: OpenAI Spinning Up's VPG (``spinup.vpg``), on one env."""
 
     n_envs: int = 1

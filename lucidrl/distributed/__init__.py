@@ -1,0 +1,107 @@
+"""Ray: runs and sweeps as tasks, tuning with Ray Tune and Optuna, rollout-worker actors.
+
+Nothing here is imported by ``import lucidrl``: Ray is an optional extra
+(``pip install 'lucidrl[ray]'``) and a local run never needs it. Every entry point goes through
+:func:`ray_session`, which joins the cluster at ``address`` (``ray start --head`` prints it) or,
+without one, starts a local Ray instance and shuts it down when the work is done. When Ray is
+already initialised in this process (a notebook, a test fixture, a script that called
+``ray.init``), that session is used and left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Any, Iterator
+
+from lucidrl.errors import ConfigError
+
+INSTALL_HINT = "pip install 'lucidrl[ray]'"
+
+
+def require_ray(what: str = "this") -> Any:
+    """Import and return the ``ray`` module, or raise a ConfigError that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"{what} runs on Ray, which is not installed; install it with {INSTALL_HINT}") from None
+    return ray
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise a ConfigError unless something listens at ``address`` (``host:port`` or ``ray://host:port``).
+
+    ``ray.init`` keeps retrying an address where nothing answers for minutes; this one TCP connection,
+    bounded by ``timeout`` seconds, fails fast instead. ``"auto"`` and addresses without a port are left to Ray.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"could not connect to the Ray cluster at {address!r}: nothing answers there ({e}); "
+                          "check that `ray start --head` ran on that machine, that the address is the one it printed "
+                          "and that no firewall blocks the port") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None, what: str = "this") -> Iterator[Any]:
+    """Yield the ``ray`` module with a connected session.
+
+    ``address``: an existing cluster (``"auto"``, ``"ray://host:10001"`` or ``"host:6379"``);
+    ``None`` starts a local instance with ``num_cpus`` CPUs (all of this machine's by default).
+    A session this function started is shut down on exit; one that was already running is kept.
+    """
+    ray = require_ray(what)
+    if ray.is_initialized():
+        yield ray
+        return
+    # a local instance needs no login token; on a cluster the user's own settings apply
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    else:
+        check_reachable(address)
+    try:
+        ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # RayError: e.g. a bad token
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        hint = ("check that `ray start --head` ran there and that the address is the one it printed"
+                if address else "see docs/scale.md, 'Reading a Ray failure'")
+        raise ConfigError(f"could not connect to {where}: {e}; {hint}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def open_worker_session(n_workers: int, setting: str, address: str | None = None, what: str = "this"):
+    """Enter a Ray session for ``n_workers`` actors of one CPU each and return it (a context manager already
+    entered: :func:`close_workers` exits it). ``setting`` names the option to lower in the error raised when
+    the cluster has fewer CPUs than workers (an actor that cannot be placed would wait forever)."""
+    session = ray_session(address, num_cpus=max(os.cpu_count() or 1, n_workers), what=what)
+    ray = session.__enter__()
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < n_workers:
+        session.__exit__(None, None, None)
+        name = setting.split("=")[0].split()[-1]
+        raise ConfigError(f"{setting} needs {n_workers} CPUs (one per worker), but the Ray cluster has {cpus:g}; "
+                          f"lower {name} or add nodes")
+    return session
+
+
+def close_workers(workers: list, session) -> None:
+    """Kill the actors ``workers`` and exit ``session`` (shutting down a local Ray instance it started)."""
+    ray = require_ray()
+    for w in workers:
+        try:
+            ray.kill(w, no_restart=True)
+        except Exception:  # already dead, or Ray already shut down: nothing left to stop
+            pass
+    if session is not None:
+        session.__exit__(None, None, None)
