@@ -14,6 +14,7 @@ from lucidrl.algos import PPO, PPOConfig  # noqa: E402
 from lucidrl.algos import TRPO, TRPOConfig  # noqa: E402
 from lucidrl.algos import DQN, DQNConfig  # noqa: E402
 from lucidrl.algos import QLearning, QLearningConfig  # noqa: E402
+from lucidrl.algos import GRPO, GRPOConfig  # noqa: E402
 from lucidrl.algos import A2C, REINFORCE, VPG, A2CConfig, REINFORCEConfig, VPGConfig  # noqa: E402
 from lucidrl.algos import A3C, A3CConfig  # noqa: E402
 from lucidrl.envs import make_env, make_vec_env  # noqa: E402
@@ -22,6 +23,6 @@ from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError,
 
 __all__ = [
     "A2C", "A2CConfig", "A3C", "A3CConfig", "VPG", "VPGConfig", "REINFORCE", "REINFORCEConfig",
-    "PPO", "PPOConfig", "TRPO", "TRPOConfig", "DQN", "DQNConfig", "QLearning", "QLearningConfig", "Algorithm", "load", "evaluate", "linear", "make_env", "make_vec_env",
+    "PPO", "PPOConfig", "TRPO", "TRPOConfig", "DQN", "DQNConfig", "QLearning", "QLearningConfig", "GRPO", "GRPOConfig", "Algorithm", "load", "evaluate", "linear", "make_env", "make_vec_env",
     "LucidRLError", "ConfigError", "EnvError", "CheckpointError", "MissingDependencyError", "__version__",
 ]

@@ -37,6 +37,9 @@ from lucidrl.threads import hold_threads, threads_for
 from lucidrl.version import __version__
 
 ALGORITHMS: dict[str, type["Algorithm"]] = {}
+# models outside the Gymnasium-based Algorithm (GRPO's language-model policy) register their ``load`` here,
+# so that ``lucidrl.load`` reads every lucidrl checkpoint
+OTHER_LOADERS: dict[str, Any] = {}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -399,6 +402,11 @@ class Algorithm:
         trained under one backend continues under the other (same networks, same optimiser state)."""
         tensors, config, state = load_checkpoint(path, extra=OPTIONAL_FILES)
         algo = config["algo"]
+        if algo in OTHER_LOADERS and cls is Algorithm:
+            if env is not None or device is not None or backend is not None or torch_threads is not None:
+                raise ConfigError(f"{str(path)!r} is a {algo.upper()} checkpoint, which takes no env, device, backend "
+                                  f"or torch_threads; load it with lucidrl.load(path)")
+            return OTHER_LOADERS[algo](path, **kwargs)
         if algo not in ALGORITHMS:
             raise CheckpointError(f"the checkpoint is of an unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
         klass = ALGORITHMS[algo]

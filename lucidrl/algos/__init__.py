@@ -7,5 +7,6 @@ from lucidrl.algos.a2c import A2C, A2CConfig
 from lucidrl.algos.a3c import A3C, A3CConfig
 from lucidrl.algos.dqn import DQN, DQNConfig
 from lucidrl.algos.q_learning import QLearning, QLearningConfig
+from lucidrl.algos.grpo import GRPO, GRPOConfig
 
-__all__ = ["PPO", "PPOConfig", "TRPO", "TRPOConfig", "VPG", "VPGConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig", "DQN", "DQNConfig", "QLearning", "QLearningConfig"]
+__all__ = ["PPO", "PPOConfig", "TRPO", "TRPOConfig", "VPG", "VPGConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig", "DQN", "DQNConfig", "QLearning", "QLearningConfig", "GRPO", "GRPOConfig"]

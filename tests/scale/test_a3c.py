@@ -107,9 +107,11 @@ def test_save_load_round_trip_and_resume(ray_local, tmp_path):
 
 @pytest.mark.slow
 def test_a3c_learns_cartpole(ray_local, tmp_path):
-    """The preset (2 workers x 4 envs), 40k steps (~10 s here): the mean return of the last 100 training episodes
-    ends >= 150 (measured 188-326 over 5 runs of seed 0; a run is not reproducible, so the threshold keeps a margin)."""
-    model = lucidrl.A3C("CartPole-v1", seed=0, verbose=0, run_dir=tmp_path, tensorboard=False)
+    """One worker of 8 envs, 40k steps (~12 s here): the mean return of the last 100 training episodes ends >= 150
+    (238.9, the same on every run). With one worker the order of the gradients is fixed, so the run is reproducible
+    and the test cannot flake; with the preset's 2 workers it is not (seed 0 ended at 134-326 over 6 runs), and
+    the asynchrony itself is tested by test_staleness_*."""
+    model = lucidrl.A3C("CartPole-v1", seed=0, verbose=0, run_dir=tmp_path, tensorboard=False, n_workers=1, n_envs=8)
     model.learn(40_000)
     rows = [r for r in read_metrics(tmp_path / "metrics.csv") if np.isfinite(r.get("rollout/episode_return", np.nan))]
     assert rows[0]["rollout/episode_return"] < 50  # a random policy's level at the start
