@@ -28,7 +28,8 @@ from lucidrl import backends
 from lucidrl.checkpoint import (OPTIONAL_FILES, legacy_optimizer_state, load_checkpoint, optimizer_from_flat,
                                 optimizer_to_flat, save_checkpoint)
 from lucidrl.config import config_to_dict, resolve_config
-from lucidrl.envs import EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
+from lucidrl.envs import (DiscreteOffsets, EnvLike, env_id_of, make_env, make_vec_env, space_from_json,
+                          space_to_json)
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, TrainingError
 from lucidrl.logging import Logger
@@ -186,8 +187,6 @@ class Algorithm:
         else:
             raise EnvError(f"predict got an observation of shape {obs.shape}; this model takes {shape} "
                            f"(one observation) or (batch, {', '.join(map(str, shape))}) for {self.observation_space}")
-        from lucidrl.envs import DiscreteOffsets
-
         space = self.observation_space
         if isinstance(space, gym.spaces.Discrete) and ((batch < space.start) | (batch >= space.start + space.n)).any():
             raise EnvError(f"predict got observation(s) {np.unique(batch).tolist()}, outside the model's observation "
@@ -359,6 +358,7 @@ class Algorithm:
                                   f"nothing at {str(path)!r} was changed")
         tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state(), "rng/torch": torch.get_rng_state()}
         np_state = np.random.get_state()
+        py_version, py_internal, py_gauss = random.getstate()
         tensors["rng/numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
         for name, module in self._checkpoint_modules().items():
             tensors.update({f"{name}/{k}": v for k, v in module.state_dict().items()})
@@ -387,7 +387,7 @@ class Algorithm:
             "attributes": {k: getattr(self, k) for k in self.state_attributes},
             "optimizers": optim_meta,
             "rng": {"numpy": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
-                    "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]},
+                    "python": [py_version, list(py_internal), py_gauss]},
         }
         if self._logger is not None and self._logger.run_dir is not None:
             state["log"] = self._logger.position()  # where a run resumed from here continues its log

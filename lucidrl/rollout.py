@@ -136,7 +136,6 @@ class VectorStepper:
         self.obs = obs
         return Transitions(obs, reward, terminated, truncated, valid, final, returns, lengths)
 
-
     def _check_finite(self, obs: np.ndarray, reward: np.ndarray, field: str = "observation",
                       env_index: int | None = None) -> None:
         """EnvError naming the env, the step and the field when an observation or reward is not finite
