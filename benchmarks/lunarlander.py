@@ -1,6 +1,6 @@
 """PPO on LunarLander-v3 (issue "Continuous control": >= 200 within 1M steps on at least 2 of 3 seeds).
 
-Hyperparameters: lucidrl's ``LunarLander-v3`` preset (``lucidrl/presets/ppo.yaml``), taken from
+Hyperparameters: lucidrl's ``LunarLander-v3`` preset (``lucidrl/presets/ppo_zoo.yaml``), taken from
 rl-baselines3-zoo's PPO ``LunarLander-v2`` entry (n_envs 16, n_steps 1024, batch_size 64,
 gae_lambda 0.98, gamma 0.999, n_epochs 4, ent_coef 0.01; SB3's defaults otherwise, which are
 lucidrl's). The zoo reports a mean return of 242 for SB3 PPO at 1M steps (benchmark.md).

@@ -1,6 +1,6 @@
 """Training throughput of lucidrl's PPO against Stable-Baselines3's PPO, same hyperparameters, same env.
 
-The configuration is lucidrl's preset for ``--env`` (``lucidrl/presets/ppo.yaml``), translated
+The configuration is lucidrl's preset for ``--env`` (``lucidrl/presets/ppo_zoo.yaml`` or ``ppo.yaml``), translated
 to SB3's arguments: the same n_envs, n_steps, batch_size, n_epochs, learning rate, γ, λ, clip
 range, coefficients and gradient clipping; ``policy_kwargs`` with the same hidden sizes for the
 actor and the critic (separate networks), activation, ``log_std_init`` and ``ortho_init``; and

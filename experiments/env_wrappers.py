@@ -25,3 +25,8 @@ def time_aware_truncation_as_termination(env: gym.Env) -> gym.Env:
     """The time limit made part of the task: the observation gains t / T (Pardo et al. 2018, §3), and the
     cut at T is then a true terminal state of this longer state."""
     return TruncationAsTermination(gym.wrappers.TimeAwareObservation(env, normalize_time=True))
+
+
+def time_limit_100(env: gym.Env) -> gym.Env:
+    """A shorter time limit: the episode is cut (``truncated=True``) after 100 steps instead of the env's own."""
+    return gym.wrappers.TimeLimit(env, max_episode_steps=100)

@@ -10,6 +10,7 @@ The training math lives in ``lucidrl/algos/<name>.py``, never here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from lucidrl import backends
+from lucidrl.callbacks import Hooks, SB3Logger, StopTraining, check_callback
 from lucidrl.checkpoint import (OPTIONAL_FILES, legacy_optimizer_state, load_checkpoint, optimizer_from_flat,
                                 optimizer_to_flat, save_checkpoint)
 from lucidrl.config import config_to_dict, resolve_config
@@ -34,6 +36,7 @@ from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, TrainingError
 from lucidrl.logging import Logger
 from lucidrl.replay import ReplayBuffer
+from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
 from lucidrl.threads import hold_threads, threads_for
 from lucidrl.version import __version__
 
@@ -69,31 +72,58 @@ class Algorithm:
     config_class: ClassVar[type]
     state_attributes: ClassVar[tuple[str, ...]] = ()  # scalar attributes saved in state.json (e.g. PPO's beta)
     log_columns: ClassVar[tuple[str, ...]] = ()  # metrics.csv columns of metrics the first rows may lack
+    sb3_callbacks: ClassVar[bool] = True  # takes lucidrl.callbacks.BaseCallback (SB3's hook order)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             ALGORITHMS[cls.name] = cls
 
-    def __init__(self, env: EnvLike | None, *, preset: bool | str = True, run_dir: str | os.PathLike | None = None,
-                 verbose: int = 1, tensorboard: bool = True, vectorization: str = "auto",
+    def __init__(self, policy: Any = None, env: EnvLike | None = None, *, preset: bool | str = True,
+                 run_dir: str | os.PathLike | None = None, verbose: int = 1, tensorboard: bool = True,
+                 vectorization: str = "auto", policy_kwargs: dict[str, Any] | None = None,
+                 tensorboard_log: str | os.PathLike | None = None,
                  _spaces: tuple[gym.Space, gym.Space] | None = None, **hyperparams: Any):
-        """
+        """``ALGO(env, ...)``, or as Stable-Baselines3 ``ALGO("MlpPolicy", env, ...)`` (docs/sb3.md).
+
         Args:
+            policy: ``"MlpPolicy"``, ``"CnnPolicy"`` (images) or, lucidrl's own form, the env itself.
             env: an env id (``"CartPole-v1"``), a ``gymnasium.Env``, a callable returning one, or a
-                ``gymnasium.vector.VectorEnv``.
+                ``gymnasium.vector.VectorEnv``. A single ``gymnasium.Env`` where the config asks for
+                ``n_envs`` > 1 copies: the other copies are made from its spec (the log says so).
             preset: ``True`` starts from the tuned preset for this env id when there is one;
                 ``False`` uses the plain defaults; a string names a preset.
             run_dir: where ``learn`` writes ``metrics.csv``, TensorBoard events, checkpoints and the
                 final model. ``None``: nothing is written.
             verbose: 0 silent, 1 progress bar and summaries, 2 every metric at every update.
             vectorization: ``"auto"``, ``"native"``, ``"sync"`` or ``"async"`` (see ``make_vec_env``).
+            policy_kwargs: SB3's keys (net_arch, activation_fn, ortho_init, log_std_init,
+                share_features_extractor), mapped onto the config's fields.
+            tensorboard_log: SB3's: each ``learn`` writes its run directory (metrics.csv, TensorBoard events,
+                the final model) to ``tensorboard_log/{tb_log_name}_{i}``, as SB3 names its runs.
             **hyperparams: fields of the algorithm's config dataclass, applied on top of the preset.
         """
         _check_model_options(run_dir, verbose, tensorboard)
+        self.policy_name, env = split_policy_and_env(policy, env)
+        mapped = policy_kwargs_to_config(self.name, {f.name for f in dataclasses.fields(self.config_class)},
+                                         policy_kwargs, hyperparams)
+        share_features = mapped.pop("share_features_extractor", None)
+        hyperparams = {**hyperparams, **mapped}
+        if tensorboard_log is not None and run_dir is not None:
+            raise ConfigError("pass run_dir or tensorboard_log, not both (tensorboard_log=DIR gives each learn() call "
+                              "its own run directory DIR/{tb_log_name}_{i})")
+        if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
+            raise ConfigError(f"tensorboard_log must be a directory path or None, got {tensorboard_log!r}")
+        self.tensorboard_log = tensorboard_log
         self.env_id = env_id_of(env) if env is not None else None
+        preset_notes: list[str] = []  # what the preset does not honour, settings adapted to the user's (logged)
         self.config, self.preset_name, self.preset_source = resolve_config(
-            self.name, self.config_class, self.env_id, preset, hyperparams)
+            self.name, self.config_class, self.env_id, preset, hyperparams, notes=preset_notes)
+        if _single_env_without_spec(env) and self.config.n_envs > 1 and "n_envs" not in hyperparams:
+            preset_notes[:] = [f"{self.name}: the env you passed has no spec to make copies from: n_envs "
+                               f"{self.config.n_envs} -> 1 (one copy, your env)"]
+            self.config, self.preset_name, self.preset_source = resolve_config(
+                self.name, self.config_class, self.env_id, preset, {**hyperparams, "n_envs": 1}, notes=preset_notes)
         if self.config.seed is None:
             self.config.seed = int(np.random.SeedSequence().entropy % 2**31)
         self.verbose = verbose
@@ -110,6 +140,7 @@ class Algorithm:
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
             self.notes.append(f"{self.name}: preset {self.preset_name!r} ({self.preset_source}); your overrides: {given}")
+        self.notes.extend(preset_notes)
         seed_everything(self.config.seed)
         # the model's own RNG for sampling actions and shuffling minibatches: two models in one
         # process do not disturb each other's random streams
@@ -121,14 +152,30 @@ class Algorithm:
             self.observation_space, self.action_space = _spaces
         else:
             raise EnvError("an env is needed: pass an env id such as 'CartPole-v1', a gymnasium.Env or a VectorEnv")
+        check_policy(self.name, self.policy_name, self.observation_space, share_features, self.name in ("ppo", "a2c"))
+        self.policy_kwargs = policy_kwargs
+        self._hooks: Hooks | None = None  # the callbacks while learn runs (lucidrl.callbacks)
+        self._sb3_logger = SB3Logger()
         # observation / reward normalisation (lucidrl.envs.normalize), when the config asks for it: part of the
         # model, updated by the rollout collector, applied frozen by predict and evaluate
         self.obs_normalizer, self.reward_scaler = make_normalizers(self.config, self.observation_space, self.device)
 
     # ------------------------------------------------------------------ env
-    def set_env(self, env: EnvLike) -> None:
-        """Attach (or replace) the training env; its spaces must match the model's."""
-        venv = make_vec_env(env, self.config.n_envs, seed=self.config.seed, vectorization=self.vectorization)
+    def set_env(self, env: EnvLike, force_reset: bool = True) -> None:
+        """Attach (or replace) the training env; its spaces must match the model's.
+
+        A single ``gymnasium.Env`` where the config asks for ``n_envs`` > 1: it is the first copy and the others
+        are made from its spec (``gymnasium.make(env.spec)``), as the log says. ``force_reset`` (SB3's) is
+        accepted: lucidrl always resets the envs when training starts on a new env."""
+        n_envs = self.config.n_envs
+        if isinstance(env, gym.Env) and not isinstance(env, gym.vector.VectorEnv) and n_envs > 1:
+            if env.spec is None:
+                raise EnvError(f"an env instance without a spec is one copy, but n_envs={n_envs} copies were asked "
+                               "for; pass n_envs=1, or pass the env id or a callable that builds the env (e.g. lambda: MyEnv())")
+            self.notes.append(f"{self.name}: n_envs={n_envs}: your env is copy 1, copies 2-{n_envs} are made "
+                              f"from its spec (gymnasium.make({env.spec.id!r}, ...)); pass n_envs=1 to train on it alone")
+            env = _copies_from_spec(env)
+        venv = make_vec_env(env, n_envs, seed=self.config.seed, vectorization=self.vectorization)
         if venv.num_envs != self.config.n_envs:
             self.notes.append(f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})")
             self.config.n_envs = venv.num_envs
@@ -159,6 +206,91 @@ class Algorithm:
             self.set_env(self.env_id)
         return self.env
 
+    # ------------------------------------------------------------------ SB3's attributes (docs/sb3.md)
+    def get_env(self) -> gym.vector.VectorEnv | None:
+        """The training env: a ``gymnasium.vector.VectorEnv`` (Gymnasium's API: ``obs, info = reset()``,
+        ``step`` returns 5 values), not SB3's VecEnv (docs/sb3.md)."""
+        return self.env
+
+    @property
+    def n_envs(self) -> int:
+        return self.env.num_envs if self.env is not None else self.config.n_envs
+
+    @property
+    def policy(self) -> nn.Module:
+        """The torch module that acts: the actor-critic (``self.agent``), DQN's Q-network, ..."""
+        return next(iter(self._modules().values()))
+
+    @property
+    def logger(self) -> SB3Logger:
+        """SB3's ``record(key, value)`` / ``record_mean``: the values join the next row of metrics (one per update)."""
+        return self._sb3_logger
+
+    @property
+    def ep_info_buffer(self):
+        """The last 100 episodes as SB3's ``{"r": return, "l": length}`` dicts."""
+        from collections import deque
+
+        logger = self._logger
+        if logger is None:
+            return deque(maxlen=100)
+        return deque(({"r": r, "l": l} for r, l in zip(logger.recent_returns, logger.recent_lengths)), maxlen=100)
+
+    def __getattr__(self, name: str) -> Any:
+        """The hyperparameters as attributes (``model.gamma``, ``model.learning_rate``): read from ``config``."""
+        config = self.__dict__.get("config")
+        if config is not None and not name.startswith("_") and name in {f.name for f in dataclasses.fields(config)}:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """Seed Python, NumPy, torch, the model's own generator and the action space; the envs are reset with
+        ``seed`` when training next starts (``config.seed`` becomes ``seed``)."""
+        if seed is None:
+            return
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        self.config.seed = int(seed)
+        seed_everything(int(seed))
+        self.generator.manual_seed(int(seed))
+        self.action_space.seed(int(seed))
+        if getattr(self, "_collector", None) is not None and hasattr(self._collector, "close"):
+            self._collector.close()
+        self._collector = None  # the envs restart from the new seed at the next learn
+        if hasattr(self, "_stepper"):
+            self._stepper = None
+
+    def get_parameters(self) -> dict[str, dict[str, Any]]:
+        """``{name: state_dict}`` of each network (``agent``, or ``q_net``/``q_net_target``) and optimiser."""
+        out: dict[str, dict[str, Any]] = {name: m.state_dict() for name, m in self._modules().items()}
+        out.update({name: opt.state_dict() for name, opt in self._optimizers().items()})
+        return out
+
+    def set_parameters(self, load_path_or_dict: str | os.PathLike | dict, exact_match: bool = True,
+                       device: str | torch.device = "auto") -> None:
+        """Load the networks' (and optimisers') weights from ``get_parameters()``'s dict or from a checkpoint
+        (read safely: no unpickling). ``exact_match``: every network must be given, with all its tensors."""
+        modules, optimizers = self._modules(), self._optimizers()
+        params = load_path_or_dict
+        if not isinstance(params, dict):
+            tensors, _, _ = load_checkpoint(params)
+            params = {name: {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")}
+                      for name in modules}
+        unknown = [k for k in params if k not in modules and k not in optimizers]
+        missing = [k for k in modules if k not in params]
+        if unknown or (exact_match and missing):
+            raise CheckpointError(f"set_parameters: {'unknown ' + ', '.join(unknown) if unknown else ''}"
+                                  f"{'; ' if unknown and missing else ''}{'missing ' + ', '.join(missing) if missing else ''}"
+                                  f" (this model has {', '.join([*modules, *optimizers])})")
+        try:
+            for name, sd in params.items():
+                if name in modules:
+                    modules[name].load_state_dict(sd, strict=exact_match)
+                else:
+                    optimizers[name].load_state_dict(sd)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"set_parameters: the weights do not fit this {self.name} model: {e}") from None
+
     # ------------------------------------------------------------------ acting
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Actions of the policy ``self.agent`` (an ActorCritic) for raw observations: its mode, or a sample
@@ -178,6 +310,9 @@ class Algorithm:
         ``state`` and ``episode_start`` exist for SB3 compatibility (recurrent policies) and are
         ignored. A single observation gives a single action; a batch [B, ...] gives B actions.
         """
+        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], (dict, list)):
+            raise EnvError("predict got a tuple (observation, info): Gymnasium's reset() returns two values; write "
+                           "obs, info = env.reset() (lucidrl's get_env() is a Gymnasium VectorEnv: docs/sb3.md)")
         obs = np.asarray(observation)
         shape = self.observation_space.shape
         if obs.shape == shape:
@@ -209,25 +344,72 @@ class Algorithm:
 
     # ------------------------------------------------------------------ learn bookkeeping
     @contextlib.contextmanager
-    def _learning(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool):
+    def _learning(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool, callback: Any = None,
+                  log_interval: int | None = None, tb_log_name: str | None = None):
         """``with self._learning(...) as (logger, target):`` around a training loop.
 
-        Before: checks, the logger, the thread settings (``torch_threads``). After: the final
-        model in ``run_dir/model``, the summary line; the thread settings are restored and the
-        logger closed however the loop ends.
+        Before: checks, the callbacks (``lucidrl.callbacks.Hooks``: ``on_training_start``), the logger, the
+        thread settings (``torch_threads``). After: ``on_training_end``, the final model in ``run_dir/model``,
+        the summary line; the thread settings are restored and the logger closed however the loop ends. A
+        callback's ``on_step`` returning False (``StopTraining``) ends the loop as a normal end.
         """
+        hooks = Hooks(self, check_callback(callback))
+        if hooks.per_step and not self.sb3_callbacks:
+            raise ConfigError(f"{type(self).__name__} takes function callbacks callback(model, metrics) only: it has "
+                              "no SB3 counterpart whose hooks lucidrl.callbacks.BaseCallback would follow")
+        _check_learn_options(log_interval, tb_log_name, progress_bar)
+        run_dir = self.run_dir
+        if self.tensorboard_log is not None and (reset_num_timesteps or self.run_dir is None):
+            self.run_dir = _next_run_dir(self.tensorboard_log, tb_log_name or type(self).__name__)
         threads = threads_for(self.config.torch_threads, self)
         lines = [f"backend: {line}" for line in self.backend_lines] + [
             f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS (torch_threads={self.config.torch_threads!r})"]
-        logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar, lines)
+        try:
+            logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar or hooks.progress_bar,
+                                               lines)
+        except BaseException:
+            self.run_dir = run_dir
+            raise
+        self._hooks, self._log_interval, self._updates_in_learn = hooks, log_interval, 0
+        self._sb3_logger.dir = str(self.run_dir) if self.run_dir is not None else None
         try:
             with hold_threads(threads, self):
-                yield logger, target
+                hooks.training_start({"self": self, "total_timesteps": total_timesteps, "callback": callback,
+                                      "log_interval": log_interval, "tb_log_name": tb_log_name,
+                                      "reset_num_timesteps": reset_num_timesteps, "progress_bar": progress_bar})
+                try:
+                    yield logger, target
+                except StopTraining:  # a callback stopped training in the middle of a rollout
+                    self._drop_collectors()
+                    logger.info(f"{self.name}: a callback stopped training at step {self.num_timesteps}")
+                hooks.training_end()
         except BaseException:
             logger.close()
-            self._logger = None
+            self._logger = self._hooks = None
             raise
+        self._hooks = None
         self._end_learn(logger)
+
+    def _rollout(self, collect, *args: Any):
+        """``collect(*args)`` (a collector's ``collect``, DQN's ``_collect``) between the callbacks'
+        ``on_rollout_start`` and ``on_rollout_end``, with their ``on_step`` at every env step; without
+        SB3-style callbacks, just ``collect(*args)``."""
+        hooks = self._hooks
+        if hooks is None or hooks.root is None:
+            return collect(*args)
+        stepper = getattr(getattr(collect, "__self__", None), "stepper", None) or getattr(self, "_stepper", None)
+        hooks.rollout_start(stepper)
+        out = collect(*args)
+        hooks.rollout_end(stepper)
+        return out
+
+    def _drop_collectors(self) -> None:
+        """Forget the collectors (after a stop in the middle of a rollout): the next learn starts afresh."""
+        if getattr(self, "_collector", None) is not None and hasattr(self._collector, "close"):
+            self._collector.close()
+        self._collector = None
+        if hasattr(self, "_stepper"):
+            self._stepper = None
 
     def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool,
                      lines: list[str] = ()) -> tuple[Logger, int]:
@@ -285,13 +467,19 @@ class Algorithm:
         return self._collector
 
     def _after_update(self, logger: Logger, rollout, metrics: dict, steps_before: int,
-                      checkpoint_freq: int | None, callback) -> bool:
-        """Log an update's episodes and metrics, checkpoint when due, run the callback; True means stop."""
+                      checkpoint_freq: int | None) -> bool:
+        """Log an update's episodes and metrics (with what callbacks recorded through ``model.logger``),
+        checkpoint when due, run the function callbacks; True means stop."""
         logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
+        metrics.update(self._sb3_logger.pop())
         logger.record(self.num_timesteps, metrics)
         self._check_finite(metrics)  # before any checkpoint: a NaN model is never saved
         self._maybe_checkpoint(checkpoint_freq, steps_before)
-        return callback is not None and callback(self, metrics) is False
+        self._updates_in_learn = getattr(self, "_updates_in_learn", 0) + 1
+        if getattr(self, "_log_interval", None) and self._updates_in_learn % self._log_interval == 0:
+            logger.info(f"{self.name}: step {self.num_timesteps}, update {self.n_updates}, mean return of the last "
+                        f"{len(logger.recent_returns)} episodes {logger.mean_return:.1f}")
+        return self._hooks is not None and self._hooks.after_update(metrics)
 
     def _nonfinite_weights(self) -> list[str]:
         return [f"{name}/{key}" for name, module in self._modules().items()
@@ -395,11 +583,22 @@ class Algorithm:
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None,
-             backend: str | None = None, torch_threads: int | str | None = None, **kwargs: Any) -> "Algorithm":
+             backend: str | None = None, torch_threads: int | str | None = None,
+             custom_objects: dict[str, Any] | None = None, print_system_info: bool = False, force_reset: bool = True,
+             **kwargs: Any) -> "Algorithm":
         """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``.
 
         ``device``, ``backend`` and ``torch_threads`` replace the saved settings when given: a model
-        trained under one backend continues under the other (same networks, same optimiser state)."""
+        trained under one backend continues under the other (same networks, same optimiser state).
+        SB3's ``custom_objects`` replace saved hyperparameters (as keyword arguments do);
+        ``print_system_info`` prints the lucidrl, torch and gymnasium versions; ``force_reset`` is accepted
+        (the envs are always reset when training starts)."""
+        if print_system_info:
+            print(f"lucidrl {__version__}, torch {torch.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}")
+        for key, value in (custom_objects or {}).items():
+            if key in kwargs:
+                raise ConfigError(f"load: {key!r} given both in custom_objects and as a keyword argument")
+            kwargs[key] = value
         tensors, config, state = load_checkpoint(path, extra=OPTIONAL_FILES)
         algo = config["algo"]
         if algo in OTHER_LOADERS and cls is Algorithm:
@@ -463,6 +662,21 @@ class Algorithm:
         return model
 
 
+def _single_env_without_spec(env: Any) -> bool:
+    return isinstance(env, gym.Env) and not isinstance(env, gym.vector.VectorEnv) and env.spec is None
+
+
+def _copies_from_spec(env: gym.Env):
+    """A callable for ``make_vec_env``: ``env`` itself on the first call, a new env from its spec on each later one."""
+    given = [env]
+
+    def make() -> gym.Env:
+        return given.pop() if given else gym.make(env.spec)
+
+    make.spec = env.spec  # env_id_of finds the id (presets, load)
+    return make
+
+
 def _log_note(model_ref, message: str) -> None:
     """A note of a helper (e.g. a rollout worker replaced) in the run's log, or printed outside ``learn``."""
     model = model_ref()
@@ -480,6 +694,24 @@ def _check_model_options(run_dir: Any, verbose: Any, tensorboard: Any) -> None:
         raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (every metric), got {verbose!r}")
     if not isinstance(tensorboard, bool):
         raise ConfigError(f"tensorboard must be True or False, got {tensorboard!r}")
+
+
+def _check_learn_options(log_interval: Any, tb_log_name: Any, progress_bar: Any) -> None:
+    if log_interval is not None and (isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1):
+        raise ConfigError(f"log_interval must be a positive integer (updates between summary lines) or None, "
+                          f"got {log_interval!r}")
+    if tb_log_name is not None and (not isinstance(tb_log_name, str) or not tb_log_name or "/" in tb_log_name):
+        raise ConfigError(f"tb_log_name must be a non-empty name without '/', got {tb_log_name!r}")
+    if not isinstance(progress_bar, bool):
+        raise ConfigError(f"progress_bar must be True or False, got {progress_bar!r}; pass learn's arguments after "
+                          "total_timesteps by keyword (learn(N, callback=..., progress_bar=True))")
+
+
+def _next_run_dir(tensorboard_log: str | os.PathLike, name: str) -> Path:
+    """``tensorboard_log/{name}_{i}`` with i one more than the largest there (SB3's run naming)."""
+    root = Path(tensorboard_log)
+    ids = [int(p.name[len(name) + 1:]) for p in root.glob(f"{name}_*") if p.name[len(name) + 1:].isdigit()]
+    return root / f"{name}_{max(ids, default=0) + 1}"
 
 
 def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:

@@ -13,6 +13,13 @@ the path, and ``recover_checkpoint`` (called by every load and save) puts the ne
 next save removes what killed saves left behind. ``save`` replaces only a lucidrl checkpoint.
 Loading checks each file and each field it reads, refuses non-finite weights, and names what
 is wrong with a checkpoint it refuses.
+
+A path ending in ``.zip`` holds the same files in one zip archive (no pickle anywhere: the zip
+is a container of the same safetensors and JSON bytes). It is written to a temporary sibling
+file, fsynced and renamed over the path in one ``os.replace`` (atomic), so a killed save leaves
+the previous zip or the new one. Loading reads directories and zips alike, and finds ``x.zip``
+for ``load("x")`` (Stable-Baselines3's habit: it appends ``.zip``) and the directory ``x`` for
+``load("x.zip")`` when only the other one exists. ``save("x")`` still writes the directory ``x``.
 """
 
 from __future__ import annotations
@@ -22,18 +29,49 @@ import math
 import os
 import shutil
 import uuid
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import load_file, save as save_bytes, save_file
 
 from lucidrl.errors import CheckpointError
 
 FORMAT_VERSION = 1
 FILES = ("weights.safetensors", "config.json", "state.json")
 OPTIONAL_FILES = ("replay.safetensors",)  # DQN's replay memory, with save_replay_buffer=True
+
+
+ZIP_SUFFIX = ".zip"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: the same model gives the same bytes
+
+
+def is_zip_path(path: str | os.PathLike) -> bool:
+    """``save`` writes a zip for a path ending in ``.zip`` (that is not an existing directory)."""
+    p = Path(path)
+    return p.suffix.lower() == ZIP_SUFFIX and not p.is_dir()
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The path ``load`` reads for ``path``: ``path`` itself when it exists (or a killed save's copy can be
+    recovered there); else ``path.zip`` for ``path``, or the directory ``x`` for ``x.zip``, when that one
+    exists; else ``path`` (whose absence the caller reports)."""
+    p = Path(path)
+    if p.exists() or recover_checkpoint(p) is not None:
+        return p
+    if p.suffix.lower() == ZIP_SUFFIX:
+        alternative = p.with_suffix("")
+        if alternative.is_dir() and recover_checkpoint(alternative) is not None:
+            return alternative
+    else:
+        alternative = p.with_name(p.name + ZIP_SUFFIX)
+        if alternative.is_file():
+            return alternative
+    return p
 
 
 def checkpoint_dir(path: str | os.PathLike) -> Path:
@@ -108,7 +146,7 @@ def _refuse_foreign(dest: Path) -> None:
         return
     if not dest.is_dir():
         raise CheckpointError(f"{str(dest)!r} is a file, not a lucidrl checkpoint; save() will not replace it. "
-                              "Choose another path (a checkpoint is a directory).")
+                              "Choose another path (a checkpoint is a directory, or one file for a path ending in .zip).")
     foreign = sorted(e.name for e in dest.iterdir() if e.name not in FILES + OPTIONAL_FILES)
     if foreign:
         raise CheckpointError(f"{str(dest)!r} holds {', '.join(foreign[:5])}, which are not part of a lucidrl "
@@ -124,9 +162,13 @@ def _refuse_foreign(dest: Path) -> None:
                                   "replace it. Choose another path.")
 
 
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # clone: a tensor may be a view into a larger one (flat parameters), which safetensors refuses
-    save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(path))
+    return {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    save_file(_plain(tensors), str(path))
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
@@ -139,6 +181,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], c
     A killed save leaves the previous checkpoint or the new one (``recover_checkpoint``), never neither;
     each save removes the hidden copies earlier killed saves left behind.
     """
+    if is_zip_path(path):
+        return _save_zip(Path(path), tensors, config, state, extra)
     dest = checkpoint_dir(path)
     if not dest.exists():
         recover_checkpoint(dest)  # a copy a killed save left: back in place, so the checks below see it
@@ -172,6 +216,98 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], c
     for stale in _hidden_copies(dest, "tmp") + _hidden_copies(dest, "old"):  # left by saves that were killed
         shutil.rmtree(stale, ignore_errors=True)
     return dest
+
+
+# --------------------------------------------------------------------------- zip checkpoints
+def _zip_names(file: Path) -> list[str] | None:
+    """The member names of a zip file, or None when it is not a readable zip."""
+    try:
+        with zipfile.ZipFile(file) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError):
+        return None
+
+
+def _refuse_foreign_zip(dest: Path) -> None:
+    """A ``.zip`` save replaces only a lucidrl zip checkpoint: never a directory, a user's file or another zip."""
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if dest.is_dir() or not dest.is_file():
+        raise CheckpointError(f"{str(dest)!r} exists and is not a file; save() will not replace it with a zip "
+                              "checkpoint. Choose another path.")
+    names = _zip_names(dest)
+    ours = names is not None and set(FILES) <= set(names) and set(names) <= set(FILES + OPTIONAL_FILES)
+    if ours:
+        try:
+            with zipfile.ZipFile(dest) as z:
+                ours = "algo" in json.loads(z.read(FILES[1]))
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, TypeError, RuntimeError):
+            ours = False
+    if not ours:
+        what = f"a zip of {', '.join(sorted(names)[:5]) or 'nothing'}" if names is not None else "not a zip archive"
+        raise CheckpointError(f"{str(dest)!r} is {what}, not a lucidrl checkpoint; save() will not replace it. "
+                              "Choose another path or move that file.")
+
+
+def _save_zip(dest: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any], state: dict[str, Any],
+              extra: dict[str, dict[str, torch.Tensor]] | None) -> Path:
+    """``save_checkpoint`` for a ``.zip`` path: the same files in one zip, written to a temporary sibling
+    file, fsynced, then renamed over ``dest`` (``os.replace``: atomic; readers see the old zip or the new)."""
+    _refuse_foreign_zip(dest)
+    members = [(FILES[0], save_bytes(_plain(tensors)))]
+    for name, extra_tensors in (extra or {}).items():
+        if name not in OPTIONAL_FILES:
+            raise ValueError(f"unknown checkpoint file {name!r}")
+        members.append((name, save_bytes(_plain(extra_tensors))))
+    for name, obj in ((FILES[1], config), (FILES[2], {**state, "format_version": FORMAT_VERSION})):
+        members.append((name, json.dumps(obj, indent=2, sort_keys=False).encode()))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as raw:
+            with zipfile.ZipFile(raw, "w") as z:
+                for name, data in members:
+                    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+                    info.compress_type = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
+                    z.writestr(info, data)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for stale in _hidden_copies(dest, "tmp"):  # left by zip saves that were killed
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+    return dest
+
+
+def _read_zip(file: Path) -> dict[str, bytes]:
+    """The checkpoint files inside a zip, as bytes (nothing is extracted to disk, nothing unpickled)."""
+    names = _zip_names(file)
+    if names is None and file.suffix.lower() != ZIP_SUFFIX:
+        raise CheckpointError(f"{str(file)!r} is a file but not a lucidrl checkpoint: load() reads the directory or "
+                              "the .zip file written by model.save(). Point at that.")
+    if names is None:
+        raise CheckpointError(f"corrupt checkpoint: {str(file)!r} is not a readable zip file (truncated or damaged). "
+                              "Save the model again, or load an earlier checkpoint.")
+    if "data" in names and "policy.pth" in names:
+        raise CheckpointError(f"{str(file)!r} is a Stable-Baselines3 model, not a lucidrl checkpoint; convert it "
+                              f"(without unpickling) with lucidrl.from_sb3({str(file)!r}) or "
+                              f"`lucidrl import-sb3 {file} OUT.zip`")
+    missing = [f for f in FILES if f not in names]
+    if missing:
+        raise CheckpointError(f"{str(file)!r} is a zip but not a lucidrl checkpoint: it lacks {', '.join(missing)} "
+                              f"(it holds {', '.join(sorted(names)[:5]) or 'nothing'}). Point at a file written by "
+                              "model.save('NAME.zip').")
+    try:
+        with zipfile.ZipFile(file) as z:  # read() checks each member's CRC: a flipped byte is caught here
+            return {n: z.read(n) for n in FILES + OPTIONAL_FILES if n in names}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as e:
+        raise CheckpointError(f"corrupt checkpoint: {str(file)!r} is a damaged zip ({e}). Save the model again, "
+                              "or load an earlier checkpoint.") from None
 
 
 # --------------------------------------------------------------------------- reading and checking
@@ -226,22 +362,31 @@ def load_checkpoint(path: str | os.PathLike, extra: tuple[str, ...] = ()
     ``extra``: names of ``OPTIONAL_FILES`` to read too, when present: their tensors are returned
     under ``"NAME/key"``.
     """
-    p = Path(path)
-    recovered = recover_checkpoint(p)
-    if recovered is None and not p.exists():
-        raise CheckpointError(f"no checkpoint at {str(p)!r}: the path does not exist")
-    d = recovered or checkpoint_dir(p)
-    missing = [f for f in FILES if not (d / f).is_file()]
-    if missing:
-        raise CheckpointError(
-            f"{str(d)!r} is not a complete lucidrl checkpoint: missing {', '.join(missing)}. "
-            "Point at the directory written by model.save() (or a run directory that holds model/)."
-        )
+    p = find_checkpoint(path)
+    members: dict[str, bytes] | None = None  # a zip's files; None for a directory
+    if p.is_file():
+        members = _read_zip(p)
+        d = p
+    else:
+        recovered = recover_checkpoint(p)
+        if recovered is None and not p.exists():
+            also = "" if p.suffix.lower() == ZIP_SUFFIX else f" (nor {str(p) + ZIP_SUFFIX!r})"
+            raise CheckpointError(f"no checkpoint at {str(p)!r}{also}: the path does not exist")
+        d = recovered or checkpoint_dir(p)
+        missing = [f for f in FILES if not (d / f).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"{str(d)!r} is not a complete lucidrl checkpoint: missing {', '.join(missing)}. "
+                "Point at the directory written by model.save() (or a run directory that holds model/)."
+            )
     docs = []
     for name in FILES[1:]:
         try:
-            with open(d / name) as f:
-                obj = json.load(f)
+            if members is not None:
+                obj = json.loads(members[name])
+            else:
+                with open(d / name) as f:
+                    obj = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise CheckpointError(f"corrupt checkpoint: {d / name} is not valid JSON ({e})") from None
         if not isinstance(obj, dict):
@@ -257,16 +402,19 @@ def load_checkpoint(path: str | os.PathLike, extra: tuple[str, ...] = ()
             f"this lucidrl reads formats up to {FORMAT_VERSION}. Upgrade: pip install -U lucidrl"
         )
     validate_documents(d, config, state)
-    tensors = _read_tensors(d / FILES[0])
+    tensors = _read_tensors(d / FILES[0], None if members is None else members[FILES[0]])
     for name in extra:
-        if (d / name).is_file():
+        if members is not None and name in members:
+            tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name, members[name]).items()})
+        elif members is None and (d / name).is_file():
             tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name).items()})
     return tensors, config, state
 
 
-def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(file: Path, data: bytes | None = None) -> dict[str, torch.Tensor]:
+    """A safetensors file (``data``: its bytes, read from a zip) -> tensors, refusing non-finite values."""
     try:
-        tensors = load_file(str(file))
+        tensors = load_file(str(file)) if data is None else load_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"corrupt checkpoint: {file} is not a readable safetensors file ({e})") from None
     for key, value in tensors.items():  # a model of NaNs is no model: refuse it rather than act on it

@@ -8,6 +8,8 @@ text written under each field; only the flags you give override the preset.
     lucidrl train ppo --env CartPole-v1 --variant kl_penalty --timesteps 200000
     lucidrl train ppo --resume runs/ppo-CartPole-v1-s0-... --timesteps 50000   # or RUN/checkpoints/step_N
     lucidrl eval runs/ppo-CartPole-v1-s0-... --episodes 20 --video cartpole.gif
+    lucidrl train grpo --task addition --updates 200      # warm start, GRPO, held-out accuracy, model/
+    lucidrl eval runs/grpo-addition-s0-...                # a GRPO model: held-out accuracy
     lucidrl plot runs/* -o curves.png
     lucidrl tune ppo --env CartPole-v1 --trials 16 --timesteps 50000   # Ray Tune + Optuna + ASHA
 """
@@ -193,12 +195,15 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
     * ``RUN/checkpoints/step_N`` or ``RUN/model``: that checkpoint, and the run directory RUN, so the
       resumed run writes its log, plot and ``model/`` into RUN, never into the checkpoint;
     * ``RUN/checkpoints``: the newest complete step_N in it;
-    * a checkpoint saved outside a run (``model.save(PATH)``): that checkpoint, and run_dir None (the caller
-      asks for ``--run-dir``).
+    * a checkpoint saved outside a run (``model.save(PATH)``, a directory or a ``.zip``; PATH without ``.zip``
+      finds PATH.zip): that checkpoint, and run_dir None (the caller asks for ``--run-dir``).
     """
-    from lucidrl.checkpoint import FILES
+    from lucidrl.checkpoint import FILES, ZIP_SUFFIX, find_checkpoint
 
     p = Path(path)
+    zipped = find_checkpoint(p)  # a zip checkpoint (model.save("x.zip"); "x" finds x.zip): no run directory around it
+    if zipped.is_file() and zipped.suffix.lower() == ZIP_SUFFIX:
+        return None, zipped
     step_name = p.parent.name == "checkpoints" and _STEP.match(p.name) is not None
     if not p.exists() and not (step_name or p.name == "model"):  # those two may be a save killed mid-way
         raise CheckpointError(f"--resume {str(p)!r}: the path does not exist; give a run directory "
@@ -287,6 +292,34 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     return 0
 
 
+def cmd_train_grpo(args: argparse.Namespace, config_names: list[str]) -> int:
+    """GRPO on a toy text task: supervised warm start, ``learn(updates)``, held-out accuracy, ``RUN_DIR/model``."""
+    from lucidrl.algos.grpo import GRPO
+
+    overrides = {k: getattr(args, k) for k in config_names if hasattr(args, k)}
+    if args.updates < 1:
+        raise ConfigError(f"--updates must be >= 1, got {args.updates}")
+    if args.warm_start_steps < 0:
+        raise ConfigError(f"--warm-start-steps must be >= 0, got {args.warm_start_steps}")
+    model = GRPO(verbose=args.verbose, **overrides)
+    cfg = model.config
+    model.run_dir = Path(args.run_dir) if args.run_dir else \
+        Path("runs") / f"grpo-{cfg.task}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    eval_prompts = args.eval_prompts or None  # 0: every held-out prompt
+    print(f"lucidrl train grpo on {cfg.task} for {args.updates} updates -> {model.run_dir}")
+    if args.warm_start_steps:
+        model.warm_start(n_examples=args.warm_start_examples, steps=args.warm_start_steps)
+    before = model.evaluate(eval_prompts)
+    model.learn(args.updates)
+    after = model.evaluate(eval_prompts)
+    model.save(model.run_dir / "model")
+    n = len(model.task.splits["heldout"][:eval_prompts])
+    print(f"held-out accuracy (greedy, exact match, {n} prompts): {before:.3f} after the warm start, "
+          f"{after:.3f} after {model.n_updates} GRPO updates")
+    print(f"run directory: {model.run_dir}  (model/, metrics.csv)")
+    return 0
+
+
 # --------------------------------------------------------------------------- eval
 def check_video_path(path: str | os.PathLike) -> Path:
     """Check where ``--video`` will write, before any episode runs: a ``.gif`` in an existing, writable directory."""
@@ -317,6 +350,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # acting on one observation at a time: more threads only add overhead
 
     model = lucidrl.load(args.run_dir)
+    if model.name == "grpo":  # a language model on a text task: accuracy on held-out prompts, not episodes
+        if args.video or args.env or args.stochastic:
+            raise ConfigError("a GRPO model is evaluated by greedy held-out accuracy; drop --video, --env and --stochastic")
+        n = len(model.task.splits["heldout"][:args.prompts or None])
+        print(f"grpo from {args.run_dir} on {model.config.task}: held-out accuracy {model.evaluate(args.prompts or None):.3f} "
+              f"(greedy, exact match, {n} prompts)")
+        return 0
     env = args.env or model.env_id
     mean, std, returns = lucidrl.evaluate(model, env, n_episodes=args.episodes, deterministic=not args.stochastic,
                                           seed=args.seed, return_episode_returns=True)
@@ -325,6 +365,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.video:
         path = record_gif(model, env, args.video, deterministic=not args.stochastic, seed=args.seed)
         print(f"video of one episode: {path}")
+    return 0
+
+
+def cmd_import_sb3(args: argparse.Namespace) -> int:
+    from lucidrl.sb3_import import import_sb3
+
+    where, _ = import_sb3(args.path, args.out, env=args.env, algo=args.algo, verbose=1)
+    print(f"saved the lucidrl model to {where}; evaluate it with `lucidrl eval {where}"
+          f"{'' if args.env else ' --env ENV_ID'}`")
     return 0
 
 
@@ -397,11 +446,32 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    algos = [args.algo] if args.algo else sorted(_algorithms())
+    """One line per preset (algorithm, name, budget, source), its not-honoured zoo fields below it; with
+    ``--env``, only the preset that env id gets (and the zoo's own entry where lucidrl's shadows it), with
+    its hyperparameters."""
+    from lucidrl.config import preset_for_env
+
+    known = sorted(_algorithms())
+    if args.algo and args.algo not in known:
+        raise ConfigError(f"no algorithm {args.algo!r}; `lucidrl presets` takes one of {', '.join(known)}")
+    algos = [args.algo] if args.algo else known
     width = max(map(len, algos))
+    found = 0
     for algo in algos:
-        for name, p in load_presets(algo).items():
+        presets = load_presets(algo)
+        names = list(presets)
+        if args.env:
+            name = preset_for_env(algo, args.env)
+            names = [n for n in (name, f"zoo/{name}") if name is not None and n in presets]
+        for name in names:
+            p, found = presets[name], found + 1
             print(f"{algo:{width}s} {name:24s} {p.get('n_timesteps', ''):>9} steps  source: {p.get('source', '?')}")
+            if args.env:
+                print(" " * width + "   hyperparams: " + ", ".join(f"{k}={v}" for k, v in p.get("hyperparams", {}).items()))
+            for note in p.get("not_honoured", []):
+                print(" " * width + f"   not honoured: {note}")
+    if args.env and not found:
+        print(f"no preset for {args.env}" + (f" in {args.algo}" if args.algo else "") + ": the plain defaults apply")
     return 0
 
 
@@ -437,14 +507,31 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
         p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         config_names[name] = add_config_arguments(p, cls.config_class)
+    from lucidrl.algos.grpo import GRPOConfig
+
+    p = algo_sub.add_parser("grpo", help="GRPO on a toy text task (a small transformer, a verifiable reward)",
+                            description="Supervised warm start, GRPO, held-out accuracy before and after; writes "
+                                        "RUN_DIR/model and RUN_DIR/metrics.csv (docs/algorithms/grpo.md).")
+    p.add_argument("--updates", type=int, default=200, help="GRPO updates (batches of n_prompts x group_size "
+                                                            "completions) (default: 200)")
+    p.add_argument("--warm-start-steps", type=int, default=200, help="Adam steps of the supervised warm start; 0: "
+                                                                    "none (default: 200)")
+    p.add_argument("--warm-start-examples", type=int, default=2000, help="correct training examples of the warm "
+                                                                         "start (default: 2000)")
+    p.add_argument("--eval-prompts", type=int, default=0, help="held-out prompts to score before and after; 0: all "
+                                                               "(default: 0)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/grpo-TASK-sSEED-TIME)")
+    p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
+    config_names["grpo"] = add_config_arguments(p, GRPOConfig)
 
     ev = sub.add_parser("eval", help="evaluate a saved model", description="Evaluate a saved model or run directory.")
-    ev.add_argument("run_dir", help="a run directory or a checkpoint directory")
+    ev.add_argument("run_dir", help="a run directory, a checkpoint directory or a checkpoint .zip")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 per episode)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     ev.add_argument("--video", default=None, metavar="PATH.gif", help="also record one episode as an animated GIF")
+    ev.add_argument("--prompts", type=int, default=0, help="GRPO models: held-out prompts to score; 0: all (default: 0)")
 
     pl = sub.add_parser("plot", help="plot learning curves", description="Plot learning curves of run directories.")
     pl.add_argument("run_dirs", nargs="+")
@@ -505,8 +592,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
                     help="deterministic episodes per evaluation (default: 5)")
     tu.add_argument("--verbose", type=int, default=1, help="0 silent, 1 a line per trial (default), 2 Tune's logs too")
 
-    pr = sub.add_parser("presets", help="list the tuned presets")
-    pr.add_argument("algo", nargs="?")
+    im = sub.add_parser("import-sb3", help="convert a Stable-Baselines3 model (.zip) into a lucidrl checkpoint",
+                        description="Convert a Stable-Baselines3 / sb3-contrib .zip (PPO, A2C, DQN, TRPO; MLP or CNN "
+                                    "policy) into a lucidrl checkpoint, without unpickling anything (see "
+                                    "lucidrl.from_sb3). Prints what was carried over and what was not.")
+    im.add_argument("path", metavar="PATH", help="the SB3 model's .zip")
+    im.add_argument("out", metavar="OUT", help="where to save: a directory, or one file for a name ending in .zip")
+    im.add_argument("--env", default=None, help="env id the model was trained on (SB3 does not store it; needed for "
+                                                "`lucidrl eval` later, and for the spaces when the zip lacks them)")
+    im.add_argument("--algo", default=None, choices=["ppo", "a2c", "dqn", "trpo"],
+                    help="the SB3 algorithm (default: read from the zip)")
+
+    pr = sub.add_parser("presets", help="list the tuned presets",
+                        description="List the presets: algorithm, name (an env id, a pattern such as ALE/*, or "
+                                    "zoo/<env id> for a zoo entry that one of lucidrl's own presets shadows), budget, "
+                                    "source, and what of the zoo's entry lucidrl does not honour.")
+    pr.add_argument("algo", nargs="?", help="only this algorithm's presets (default: all)")
+    pr.add_argument("--env", default=None, help="only the preset this env id gets, with its hyperparameters")
     return parser, config_names
 
 
@@ -516,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     parser, config_names = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "train" and args.algo == "grpo":
+            return cmd_train_grpo(args, config_names["grpo"])
         if args.command == "train":
             return cmd_train(args, config_names[args.algo])
         if args.command == "eval":
@@ -526,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         if args.command == "tune":
             return cmd_tune(args)
+        if args.command == "import-sb3":
+            return cmd_import_sb3(args)
         return cmd_presets(args)
     except LucidRLError as e:
         print(f"lucidrl: error: {e}", file=sys.stderr)

@@ -106,6 +106,7 @@ class VectorStepper:
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
         self._all_valid = np.ones(self.n_envs, dtype=bool)
+        self.on_step: Callable | None = None  # SB3-style callbacks' per-step hook (lucidrl.callbacks.Hooks.step)
 
     def step(self, actions: np.ndarray) -> Transitions:
         offsets = self.offsets
@@ -134,7 +135,10 @@ class VectorStepper:
         if self.next_step:
             self.prev_done = done
         self.obs = obs
-        return Transitions(obs, reward, terminated, truncated, valid, final, returns, lengths)
+        tr = Transitions(obs, reward, terminated, truncated, valid, final, returns, lengths)
+        if self.on_step is not None:
+            self.on_step(actions, tr, info)
+        return tr
 
     def _check_finite(self, obs: np.ndarray, reward: np.ndarray, field: str = "observation",
                       env_index: int | None = None) -> None:

@@ -19,7 +19,6 @@ user's script sees its own settings again.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import torch
@@ -40,9 +39,11 @@ def auto_threads(model) -> int:
     return torch.get_num_threads() if large_image else 1
 
 
-@functools.cache
 def _blas():
-    """threadpoolctl's controller of the BLAS libraries NumPy loaded, or None without threadpoolctl."""
+    """threadpoolctl's controller of the BLAS libraries loaded now, or None without threadpoolctl.
+
+    Looked up afresh at each ``learn`` (~0.4 ms): a library imported after an earlier ``learn`` may bring its
+    own BLAS (OpenCV, imported by Stable-Baselines3, loads a second OpenBLAS), which must be held too."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - a dependency of lucidrl

@@ -42,7 +42,7 @@ This file is the reference: what runs is what you read (autograd through ``torch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,6 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
@@ -172,8 +171,8 @@ class A2C(Algorithm):
     name = "a2c"
     config_class = A2CConfig
 
-    def __init__(self, env, **kwargs: Any):
-        super().__init__(env, **kwargs)
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
+        super().__init__(policy, env, **kwargs)
         cfg: A2CConfig = self.config
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
                                  shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="A2C",
@@ -191,16 +190,18 @@ class A2C(Algorithm):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
 
-    def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["A2C", dict], bool | None] | None = None) -> "A2C":
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
+              tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
+              checkpoint_freq: int | None = None) -> "A2C":
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
-        checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
-        callback: called as ``callback(model, metrics)`` after each update; returning False stops.
+        SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
+        update (False stops), a ``lucidrl.callbacks.BaseCallback`` or a list; log_interval: updates between
+        summary lines. checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps.
         """
-        callback = check_callback(callback)
         cfg: A2CConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback, log_interval,
+                            tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
                 lr = value_at(cfg.learning_rate, self._progress_remaining(target))
@@ -208,7 +209,7 @@ class A2C(Algorithm):
                     group["lr"] = lr
 
                 # 1. T steps in each of the N envs, in lockstep, with the current policy
-                rollout = collector.collect(self.agent, cfg.n_steps)
+                rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -224,6 +225,6 @@ class A2C(Algorithm):
                 # 4. log
                 metrics["train/learning_rate"] = lr
                 metrics["train/n_updates"] = self.n_updates
-                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq):
                     break
         return self

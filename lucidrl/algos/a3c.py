@@ -46,7 +46,6 @@ from torch import nn
 from lucidrl.advantages import explained_variance, gae
 from lucidrl.agent import Algorithm
 from lucidrl.algos.a2c import a2c_loss
-from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, RunConfig, check, check_ints, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.envs import make_vec_env
@@ -187,9 +186,10 @@ class A3C(Algorithm):
 
     name = "a3c"
     config_class = A3CConfig
+    sb3_callbacks = False  # function callbacks only (no SB3 counterpart whose hooks to follow)
 
-    def __init__(self, env, **kwargs: Any):
-        super().__init__(env, **kwargs)
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
+        super().__init__(policy, env, **kwargs)
         cfg: A3CConfig = self.config
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
                                  shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="A3C",
@@ -231,9 +231,8 @@ class A3C(Algorithm):
         from lucidrl.distributed import require_ray
 
         require_ray("A3C (its actor-learners are Ray actors)")
-        callback = check_callback(callback)
         cfg: A3CConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target), \
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback) as (logger, target), \
                 self._start_workers() as workers:
             for k in range(cfg.n_workers):  # every worker starts from θ, update number n_updates
                 workers.submit(k, self._theta(), self.n_updates)
@@ -258,7 +257,7 @@ class A3C(Algorithm):
                 # 3. log every log_interval gradients: means, and the staleness's mean and max
                 if len(window) == cfg.log_interval or self.num_timesteps >= target:
                     metrics, episodes = self._summary(window, lr)
-                    stop = self._after_update(logger, episodes, metrics, steps_before, checkpoint_freq, callback)
+                    stop = self._after_update(logger, episodes, metrics, steps_before, checkpoint_freq)
                     window, steps_before = [], self.num_timesteps
                     if stop:
                         break

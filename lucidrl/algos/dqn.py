@@ -59,7 +59,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucidrl.agent import Algorithm
-from lucidrl.callbacks import check_callback
 from lucidrl.config import FloatOrSchedule, RunConfig, check, check_ints, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
@@ -215,8 +214,8 @@ class DQN(Algorithm):
     state_attributes = ("n_calls", "exploration_rate")
     log_columns = ("loss/value", "diag/q_mean", "diag/grad_norm", "train/learning_rate")  # after learning_starts
 
-    def __init__(self, env, **kwargs: Any):
-        super().__init__(env, **kwargs)
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
+        super().__init__(policy, env, **kwargs)
         cfg: DQNConfig = self.config
         self.q_net = QNetwork(self.observation_space, self.action_space, cfg.net_arch, cfg.activation).to(self.device)
         self.q_net_target = QNetwork(self.observation_space, self.action_space, cfg.net_arch,
@@ -295,16 +294,18 @@ class DQN(Algorithm):
         return ep_returns, ep_lengths
 
     # ------------------------------------------------------------------ learn
-    def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["DQN", dict], bool | None] | None = None) -> "DQN":
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
+              tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
+              checkpoint_freq: int | None = None) -> "DQN":
         """Train for ``total_timesteps`` env steps (counted over all envs, NEXT_STEP reset steps included).
 
-        checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
-        callback: called as ``callback(model, metrics)`` after each training round; returning False stops.
+        SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
+        update (False stops), a ``lucidrl.callbacks.BaseCallback`` or a list; log_interval: updates between
+        summary lines. checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps.
         """
-        callback = check_callback(callback)
         cfg: DQNConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback, log_interval,
+                            tb_log_name) as (logger, target):
             if cfg.learning_starts >= target:
                 raise ConfigError(
                     f"learning_starts={cfg.learning_starts} is at or beyond the training budget ({target} env steps): "
@@ -319,7 +320,7 @@ class DQN(Algorithm):
             while self.num_timesteps < target:
                 # 1. act ε-greedily for train_freq calls of env.step, storing transitions in the replay memory
                 steps_before, calls_before = self.num_timesteps, self.n_calls
-                ep_returns, ep_lengths = self._collect(cfg.train_freq, target)  # whole rounds, as SB3
+                ep_returns, ep_lengths = self._rollout(self._collect, cfg.train_freq, target)  # whole rounds, as SB3
 
                 # 2. (E4) target updates due during this collection; the online net was fixed meanwhile,
                 #    so k Polyak updates equal one with 1 - (1 - τ)^k (k hard copies equal one copy)
@@ -343,6 +344,6 @@ class DQN(Algorithm):
 
                 # 4. log
                 rollout = SimpleNamespace(episode_returns=ep_returns, episode_lengths=ep_lengths)
-                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq):
                     break
         return self

@@ -35,7 +35,7 @@ tested equal to ``ppo_update`` here (``tests/math/test_backends.py``, ``docs/alg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,6 @@ from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
@@ -258,8 +257,8 @@ class PPO(Algorithm):
     config_class = PPOConfig
     state_attributes = ("beta",)
 
-    def __init__(self, env, **kwargs: Any):
-        super().__init__(env, **kwargs)
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
+        super().__init__(policy, env, **kwargs)
         cfg: PPOConfig = self.config
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
                                  shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="PPO",
@@ -275,16 +274,18 @@ class PPO(Algorithm):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
 
-    def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["PPO", dict], bool | None] | None = None) -> "PPO":
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
+              tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
+              checkpoint_freq: int | None = None) -> "PPO":
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
-        checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
-        callback: called as ``callback(model, metrics)`` after each update; returning False stops.
+        SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
+        update (False stops), a ``lucidrl.callbacks.BaseCallback`` or a list; log_interval: updates between
+        summary lines. checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps.
         """
-        callback = check_callback(callback)
         cfg: PPOConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback, log_interval,
+                            tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
                 progress = self._progress_remaining(target)
@@ -295,7 +296,7 @@ class PPO(Algorithm):
                 clip_range_vf = None if cfg.clip_range_vf is None else value_at(cfg.clip_range_vf, progress)
 
                 # 1. collect T steps in each of the N envs with the current policy π_old
-                rollout = collector.collect(self.agent, cfg.n_steps)
+                rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -320,6 +321,6 @@ class PPO(Algorithm):
                 metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
                 if cfg.variant == "clip":
                     metrics["train/clip_range"] = clip_range
-                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq):
                     break
         return self

@@ -61,7 +61,6 @@ import torch
 from torch import nn
 
 from lucidrl.agent import Algorithm
-from lucidrl.callbacks import check_callback
 from lucidrl.config import FloatOrSchedule, RunConfig, check, check_schedule, value_at
 from lucidrl.envs import space_error
 from lucidrl.envs.discretise import Discretiser
@@ -204,10 +203,11 @@ class QLearning(Algorithm):
 
     name = "qlearning"
     config_class = QLearningConfig
+    sb3_callbacks = False  # function callbacks only (no SB3 counterpart whose hooks to follow)
     state_attributes = ("exploration_rate",)
 
-    def __init__(self, env, **kwargs: Any):
-        super().__init__(env, **kwargs)
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
+        super().__init__(policy, env, **kwargs)
         cfg: QLearningConfig = self.config
         obs_space, act_space = self.observation_space, self.action_space
         if not isinstance(act_space, gym.spaces.Discrete):
@@ -263,9 +263,8 @@ class QLearning(Algorithm):
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
         callback: called as ``callback(model, metrics)`` after each logged chunk; returning False stops.
         """
-        callback = check_callback(callback)
         cfg: QLearningConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback) as (logger, target):
             # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
             rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
             q = self.agent.numpy()
@@ -317,7 +316,7 @@ class QLearning(Algorithm):
                                "diag/mean_abs_td_error": td_abs / max(n_updates, 1), "train/n_updates": self.n_updates}
                     stop = self._after_update(logger, SimpleNamespace(episode_returns=ep_returns,
                                                                       episode_lengths=ep_lengths),
-                                              metrics, chunk_start, checkpoint_freq, callback)
+                                              metrics, chunk_start, checkpoint_freq)
                     ep_returns, ep_lengths = [], []
                     td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
                     if stop:

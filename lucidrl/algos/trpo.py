@@ -48,7 +48,6 @@ import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_ints, check_log_std_init,
                             check_network, check_schedule, value_at)
 from lucidrl.errors import ConfigError
@@ -265,13 +264,13 @@ class TRPO(Algorithm):
     name = "trpo"
     config_class = TRPOConfig
 
-    def __init__(self, env, **kwargs: Any):
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
         if kwargs.pop("shared_trunk", False):
             raise ConfigError(
                 "TRPO keeps the actor and the critic as separate networks (shared_trunk is not offered): its trust "
                 "region bounds how far the *policy* moves in one step, and with a shared trunk the critic's regression "
                 "would move the policy outside that bound. Drop shared_trunk.")
-        super().__init__(env, **kwargs)
+        super().__init__(policy, env, **kwargs)
         cfg: TRPOConfig = self.config
         # Deviations: orthogonal initialisation (ortho_init) and the critic's Adam ε (adam_eps), as SB3. Actor and
         # critic are separate networks, with separate CNNs for images: the critic's regression never moves π
@@ -289,16 +288,18 @@ class TRPO(Algorithm):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"critic_optimizer": self.critic_optimizer}
 
-    def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["TRPO", dict], bool | None] | None = None) -> "TRPO":
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
+              tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
+              checkpoint_freq: int | None = None) -> "TRPO":
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
-        checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
-        callback: called as ``callback(model, metrics)`` after each update; returning False stops.
+        SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
+        update (False stops), a ``lucidrl.callbacks.BaseCallback`` or a list; log_interval: updates between
+        summary lines. checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps.
         """
-        callback = check_callback(callback)
         cfg: TRPOConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback, log_interval,
+                            tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
                 lr = value_at(cfg.learning_rate, self._progress_remaining(target))
@@ -306,7 +307,7 @@ class TRPO(Algorithm):
                     group["lr"] = lr
 
                 # 1. collect T steps in each of the N envs with the current policy π_old
-                rollout = collector.collect(self.agent, cfg.n_steps)
+                rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -327,6 +328,6 @@ class TRPO(Algorithm):
                 # 5. log
                 metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["returns"])
                 metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
-                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq):
                     break
         return self

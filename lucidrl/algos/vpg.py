@@ -66,7 +66,7 @@ This file is the reference (autograd, ``torch.optim.Adam``). ``lucidrl.fast`` co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +74,6 @@ from torch import nn
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
-from lucidrl.callbacks import check_callback
 from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
                             check_schedule, value_at)
 from lucidrl.networks import ActivationName, ActorCritic
@@ -167,8 +166,20 @@ def policy_gradient_loss(logprob: torch.Tensor, psi: torch.Tensor) -> torch.Tens
     return -(logprob * psi.detach()).mean()
 
 
+@torch.no_grad()
+def step_diagnostics(agent: ActorCritic, batch: dict[str, torch.Tensor], psi: torch.Tensor,
+                     theta_old: torch.Tensor) -> dict[str, float]:
+    """How far a step from ``theta_old`` (flat actor weights) moved π, measured after it on the batch.
 
-
+    The exact mean KL(π_old || π_new); ‖θ_new - θ_old‖; and the gain in TRPO's surrogate
+    L(θ) = mean(π_θ/π_old · Ψ) (``lucidrl.algos.trpo``, E1), L(θ_new) - L(θ_old) with L(θ_old) = mean(Ψ),
+    so that VPG's steps are measured as TRPO's are (``experiments/vpg_vs_trpo.py``).
+    """
+    params = agent.policy_params(batch["obs"])
+    ratio = (agent.head.log_prob(params, batch["actions"]) - batch["logprob_old"]).exp()
+    step = torch.cat([p.detach().reshape(-1) for p in agent.actor_parameters()]) - theta_old
+    return {"diag/kl_after_update": float(agent.head.kl(batch["params_old"], params).mean()),
+            "diag/step_norm": float(step.norm()), "diag/surrogate_improvement": float(((ratio - 1) * psi).mean())}
 
 
 # --------------------------------------------------------------------------- the two updates
@@ -186,12 +197,11 @@ def policy_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dic
     # Deviation: gradient clipping (max_grad_norm=None: only measure the norm)
     grad_norm = nn.utils.clip_grad_norm_(agent.actor_parameters(), cfg.max_grad_norm if cfg.max_grad_norm is not None
                                          else float("inf"), foreach=True)
+    theta_old = torch.cat([p.detach().reshape(-1) for p in agent.actor_parameters()])  # a copy: cat allocates
     optimizer.step()
-    with torch.no_grad():  # how far the step moved π: exact mean KL(π_old || π_new) on the batch
-        kl = head.kl(batch["params_old"], agent.policy_params(batch["obs"])).mean()
     pg_loss, entropy = float(pg_loss.detach()), float(entropy.detach())
     return {"loss/policy": pg_loss, "diag/entropy": entropy, "loss/entropy": -entropy,
-            "diag/grad_norm": float(grad_norm), "diag/kl_after_update": float(kl)}
+            "diag/grad_norm": float(grad_norm), **step_diagnostics(agent, batch, psi, theta_old)}
 
 
 def fit_critic(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
@@ -221,8 +231,8 @@ class VPG(Algorithm):
     name = "vpg"
     config_class = VPGConfig
 
-    def __init__(self, env, **kwargs: Any):
-        super().__init__(env, **kwargs)
+    def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
+        super().__init__(policy, env, **kwargs)
         cfg: VPGConfig = self.config
         # separate networks (and separate CNNs for images), each with its own Adam
         self.agent = ActorCritic(self.observation_space, self.action_space, cfg.net_arch, cfg.activation,
@@ -242,16 +252,18 @@ class VPG(Algorithm):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"policy_optimizer": self.policy_optimizer, "critic_optimizer": self.critic_optimizer}
 
-    def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["VPG", dict], bool | None] | None = None) -> "VPG":
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
+              tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
+              checkpoint_freq: int | None = None) -> "VPG":
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
-        checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).
-        callback: called as ``callback(model, metrics)`` after each update; returning False stops.
+        SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
+        update (False stops), a ``lucidrl.callbacks.BaseCallback`` or a list; log_interval: updates between
+        summary lines. checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps.
         """
-        callback = check_callback(callback)
         cfg: VPGConfig = self.config
-        with self._learning(total_timesteps, reset_num_timesteps, progress_bar) as (logger, target):
+        with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback, log_interval,
+                            tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
                 progress = self._progress_remaining(target)
@@ -261,7 +273,7 @@ class VPG(Algorithm):
                         group["lr"] = rate
 
                 # 1. collect T steps in each of the N envs with the current policy
-                rollout = collector.collect(self.agent, cfg.n_steps)
+                rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.env.num_envs
 
@@ -279,7 +291,7 @@ class VPG(Algorithm):
 
                 # 4. log
                 metrics.update({"train/learning_rate": lr, "train/n_updates": self.n_updates})
-                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq, callback):
+                if self._after_update(logger, rollout, metrics, steps_before, checkpoint_freq):
                     break
         return self
 

@@ -14,6 +14,7 @@ import torch
 
 from lucidrl import backends
 from lucidrl.advantages import normalize
+from lucidrl.algos.vpg import step_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, clip_grad_norm, flat_optimizer
 from lucidrl.fast.heads import categorical_terms, gaussian_terms
 from lucidrl.fast.mlp import single_net
@@ -40,12 +41,11 @@ def policy_step(agent, optimizer, batch, cfg) -> dict[str, float]:
         _, d_out, pg_loss, entropy, _ = categorical_terms(out, actions, policy_term, cfg.ent_coef, True)
     net.core.backward(net.w, net.blocks(grad), hs, [d_out])
     grad_norm = clip_grad_norm(net.flat.grad, cfg.max_grad_norm)
+    theta_old = torch.cat([p.detach().reshape(-1) for p in agent.actor_parameters()])
     opt.step()
-    with torch.no_grad():  # how far the step moved π: exact mean KL(π_old || π_new) on the batch
-        kl = agent.head.kl(batch["params_old"], agent.policy_params(batch["obs"])).mean()
     ent = float(np.mean(entropy))
     return {"loss/policy": pg_loss, "diag/entropy": ent, "loss/entropy": -ent, "diag/grad_norm": grad_norm,
-            "diag/kl_after_update": float(kl)}
+            **step_diagnostics(agent, batch, torch.from_numpy(psi), theta_old)}  # the reference's measurements
 
 
 def policy_unsupported(model) -> str | None:

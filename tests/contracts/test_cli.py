@@ -52,3 +52,23 @@ def test_help_is_generated_from_the_config_dataclass():
     presets = subprocess.run([sys.executable, "-m", "lucidrl.cli", "presets"], capture_output=True, text=True,
                              check=True).stdout
     assert "CartPole-v1" in presets and "rl-baselines3-zoo" in presets
+
+
+def test_train_and_eval_grpo(tmp_path, capsys):
+    run = tmp_path / "grpo"
+    tiny = ["--n-prompts", "2", "--group-size", "2", "--d-model", "16", "--n-layers", "1", "--verbose", "0"]
+    assert main(["train", "grpo", "--task", "addition", "--updates", "2", "--warm-start-steps", "5",
+                 "--warm-start-examples", "64", "--eval-prompts", "20", "--run-dir", str(run), "--seed", "3", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "held-out accuracy (greedy, exact match, 20 prompts)" in out and "after 2 GRPO updates" in out
+    model = lucidrl.load(run)  # the run directory's model/
+    assert type(model) is lucidrl.GRPO and model.n_updates == 2 and model.reference is not None
+    assert (model.config.group_size, model.config.d_model, model.config.seed) == (2, 16, 3)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 2  # a header and one row per update
+
+    assert main(["eval", str(run), "--prompts", "20"]) == 0
+    assert f"held-out accuracy {model.evaluate(20):.3f} (greedy, exact match, 20 prompts)" in capsys.readouterr().out
+    assert main(["eval", str(run), "--video", str(tmp_path / "x.gif")]) == 2  # no episodes to film
+    assert main(["train", "grpo", "--updates", "0"]) == 2
+    assert main(["train", "grpo", "--updates", "1", "--group-size", "1", "--run-dir", str(tmp_path / "no")]) == 2
+    assert "group_size must be >= 2" in capsys.readouterr().err and not (tmp_path / "no").exists()

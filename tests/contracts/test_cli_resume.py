@@ -242,13 +242,15 @@ def test_check_callback_accepts_functions_of_model_and_metrics():
     assert check_callback(stop) is stop
     for ok in (lambda m, x: None, lambda *args: None, lambda m, x, extra=1: None, print):
         assert check_callback(ok) is ok
+    listed = check_callback([stop, lambda m, x: None])  # a list: a CallbackList running each after every update
+    assert type(listed).__name__ == "CallbackList" and listed.callbacks[0].callback is stop
 
 
 @pytest.mark.parametrize("callback, pattern", [
     (lambda model: None, r"cannot be called with the two arguments \(model, metrics\)"),
     (lambda a, b, c: None, r"cannot be called with the two arguments"),
     (42, r"got int 42, which is not callable"),
-    ([lambda m, x: None], r"got a list of 1 callbacks\. Pass one function"),
+    ([lambda m: None], r"cannot be called with the two arguments"),  # a list's items are checked too
     (type("MyCallback", (), {"_on_step": lambda self: True})(), r"got MyCallback, a Stable-Baselines3-style callback"),
 ])
 def test_check_callback_refuses_what_learn_cannot_call(callback, pattern):

@@ -316,3 +316,31 @@ def test_vpg_updates_keep_to_their_networks_with_the_right_gradient_scale(env_id
     assert all(torch.equal(a, b) for a, b in zip(actor, actor_before))  # the regression never moves π
     assert out["diag/value_loss_before"] == pytest.approx(loss_before, rel=1e-6)
     assert out["diag/value_loss_last"] < out["diag/value_loss_before"]  # the regression made progress
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_vpg_step_is_measured_as_trpo_measures_its_steps(env_id):
+    """``diag/step_norm`` and ``diag/surrogate_improvement`` of the policy step. With plain SGD the step is
+    Δ = α g (g the gradient of -(E3), the policy gradient), so ‖Δ‖ = α‖g‖, and TRPO's surrogate
+    L(θ) = mean(π_θ/π_old · Ψ) gains L(θ_old + Δ) - L(θ_old) = gᵀΔ + O(α²) = α‖g‖² + O(α²): at θ_old the
+    surrogate's gradient *is* g, the fact TRPO's linear model rests on."""
+    import lucidrl
+    from lucidrl.advantages import normalize
+    from lucidrl.algos.vpg import policy_step
+
+    m = lucidrl.VPG(env_id, preset=False, seed=1, verbose=0, n_envs=2, n_steps=64, backend="reference")
+    rollout = m._rollout_collector().collect(m.agent, 64)
+    psi, targets = psi_and_targets(rollout, m.config)
+    batch = rollout.flat(psi=psi, targets=targets)
+    actor = m.agent.actor_parameters()
+    logprob = m.agent.head.log_prob(m.agent.policy_params(batch["obs"]), batch["actions"])
+    grads = torch.autograd.grad(-policy_gradient_loss(logprob, normalize(batch["psi"])), actor)
+    g = torch.cat([x.reshape(-1) for x in grads])
+    before = [p.detach().clone() for p in actor]
+    for lr in (1e-4, 1e-3):
+        with torch.no_grad():
+            for p, b in zip(actor, before):
+                p.copy_(b)
+        metrics = policy_step(m.agent, torch.optim.SGD(actor, lr=lr), batch, m.config)
+        assert metrics["diag/step_norm"] == pytest.approx(lr * float(g.norm()), rel=1e-4)
+        assert metrics["diag/surrogate_improvement"] == pytest.approx(lr * float(g.dot(g)), rel=0.05)

@@ -1,0 +1,91 @@
+"""``evaluate_policy``: Stable-Baselines3's function, with its signature and returns, for lucidrl models.
+
+``lucidrl.evaluate(model, env, n_episodes)`` is lucidrl's own (seeded, one env); this one takes what SB3's
+takes: an env id, a ``gymnasium.Env`` or a ``gymnasium.vector.VectorEnv`` (lucidrl's stand-in for SB3's
+VecEnv), and returns ``(mean, std)`` or, with ``return_episode_rewards=True``, the lists of episode
+returns and lengths. Over a vector env the episodes are spread over the copies as SB3 does (copy i plays
+``(n_eval_episodes + i) // n_envs`` of them), so short episodes are not favoured.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from lucidrl.envs import autoreset_mode, make_env
+from lucidrl.errors import ConfigError, EnvError
+
+
+def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10, deterministic: bool = True,
+                    render: bool = False, callback: Callable[[dict, dict], None] | None = None,
+                    reward_threshold: float | None = None, return_episode_rewards: bool = False, warn: bool = True):
+    """Play ``n_eval_episodes`` episodes with ``model.predict``; ``(mean_reward, std_reward)``, or
+    ``(episode_rewards, episode_lengths)`` with ``return_episode_rewards``. ``callback(locals, globals)`` is
+    called after each step; ``reward_threshold``: an AssertionError, as SB3's, when the mean is not above it. ``warn`` is accepted (lucidrl counts the raw rewards itself, no Monitor wrapper needed)."""
+    if isinstance(n_eval_episodes, bool) or not isinstance(n_eval_episodes, (int, np.integer)) or n_eval_episodes < 1:
+        raise ConfigError(f"n_eval_episodes must be an integer >= 1, got {n_eval_episodes!r}")
+    if isinstance(env, gym.vector.VectorEnv):
+        rewards, lengths = _vector_episodes(model, env, int(n_eval_episodes), deterministic, render, callback)
+    else:
+        if env is None:
+            raise EnvError("evaluate_policy needs an env: an env id, a gymnasium.Env or a gymnasium.vector.VectorEnv")
+        e = make_env(env)
+        try:
+            rewards, lengths = _single_episodes(model, e, int(n_eval_episodes), deterministic, render, callback)
+        finally:
+            if not isinstance(env, gym.Env):
+                e.close()
+    mean, std = float(np.mean(rewards)), float(np.std(rewards))
+    if reward_threshold is not None:
+        assert mean > reward_threshold, f"Mean reward below threshold: {mean:.2f} < {reward_threshold:.2f}"
+    return (rewards, lengths) if return_episode_rewards else (mean, std)
+
+
+def _single_episodes(model, env: gym.Env, n: int, deterministic: bool, render: bool, callback):
+    rewards, lengths = [], []
+    for _ in range(n):
+        obs, _ = env.reset()
+        total, length, done = 0.0, 0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total, length, done = total + float(reward), length + 1, bool(terminated or truncated)
+            if callback is not None:
+                callback(locals(), globals())
+            if render:
+                env.render()
+        rewards.append(total)
+        lengths.append(length)
+    return rewards, lengths
+
+
+def _vector_episodes(model, env: gym.vector.VectorEnv, n: int, deterministic: bool, render: bool, callback):
+    n_envs = env.num_envs
+    targets = np.array([(n + i) // n_envs for i in range(n_envs)])
+    counts = np.zeros(n_envs, dtype=int)
+    current_r, current_l = np.zeros(n_envs), np.zeros(n_envs, dtype=int)
+    next_step = autoreset_mode(env) == gym.vector.AutoresetMode.NEXT_STEP
+    resetting = np.zeros(n_envs, dtype=bool)  # NEXT_STEP: this copy's next step is a reset step, not a transition
+    rewards, lengths = [], []
+    obs, _ = env.reset()
+    while (counts < targets).any():
+        actions, _ = model.predict(obs, deterministic=deterministic)
+        obs, reward, terminated, truncated, info = env.step(actions)
+        live = ~resetting
+        current_r[live] += reward[live]
+        current_l[live] += 1
+        done = (terminated | truncated) & live
+        for i in np.flatnonzero(done):
+            if counts[i] < targets[i]:
+                rewards.append(float(current_r[i]))
+                lengths.append(int(current_l[i]))
+                counts[i] += 1
+            current_r[i], current_l[i] = 0.0, 0
+        resetting = done if next_step else resetting
+        if callback is not None:
+            callback(locals(), globals())
+        if render:
+            env.render()
+    return rewards, lengths

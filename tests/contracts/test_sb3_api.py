@@ -1,0 +1,374 @@
+"""Stable-Baselines3's documented examples, run on lucidrl with only the import changed (docs/sb3.md).
+
+Each example is SB3's own text (https://stable-baselines3.readthedocs.io: "Getting started", the PPO,
+A2C and DQN pages, "Callbacks", "Examples"), with tiny budgets. Where lucidrl documents a difference
+(its get_env() is a Gymnasium VectorEnv: ``obs, info = reset()``, five values from ``step``) the
+example is written the way docs/sb3.md says. The examples that do not touch the VecEnv API are run
+on Stable-Baselines3 as well, from the same source text, so "only the import changed" is checked, not claimed.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lucidrl
+from lucidrl import ConfigError, EnvError
+from lucidrl.callbacks import BaseCallback
+
+LUCIDRL = """
+from lucidrl import PPO, A2C, DQN, make_vec_env
+from lucidrl.callbacks import (BaseCallback, CallbackList, CheckpointCallback, EvalCallback,
+                               StopTrainingOnRewardThreshold, StopTrainingOnNoModelImprovement, EveryNTimesteps)
+from lucidrl.evaluation import evaluate_policy
+"""
+SB3 = """
+from stable_baselines3 import PPO, A2C, DQN
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.callbacks import (BaseCallback, CallbackList, CheckpointCallback, EvalCallback,
+                                                StopTrainingOnRewardThreshold, StopTrainingOnNoModelImprovement,
+                                                EveryNTimesteps)
+from stable_baselines3.common.evaluation import evaluate_policy
+"""
+
+
+def run_example(source: str, imports: str, tmp_path, **names) -> dict:
+    """Exec SB3's example text after ``imports``, in ``tmp_path`` (the examples save to relative paths)."""
+    scope = {"gym": gym, "np": np, **names}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        torch.manual_seed(0)
+        exec(textwrap.dedent(imports) + textwrap.dedent(source), scope)
+    finally:
+        os.chdir(cwd)
+    return scope
+
+
+# --------------------------------------------------------------------------- basic usage (lucidrl's VecEnv API)
+GETTING_STARTED = """
+model = A2C("MlpPolicy", "CartPole-v1", verbose=1)
+model.learn(total_timesteps=200)
+
+vec_env = model.get_env()
+obs, info = vec_env.reset()                                   # Gymnasium's reset (docs/sb3.md)
+for i in range(50):
+    action, _state = model.predict(obs, deterministic=True)
+    obs, reward, terminated, truncated, info = vec_env.step(action)   # Gymnasium's step
+"""
+
+PPO_PAGE = """
+# Parallel environments
+vec_env = make_vec_env("CartPole-v1", n_envs=4)
+
+model = PPO("MlpPolicy", vec_env, verbose=1, n_steps=32, batch_size=64)
+model.learn(total_timesteps=256)
+model.save("ppo_cartpole")
+
+del model # remove to demonstrate saving and loading
+
+model = PPO.load("ppo_cartpole")
+
+obs, info = vec_env.reset()
+for _ in range(20):
+    action, _states = model.predict(obs)
+    obs, rewards, terminated, truncated, info = vec_env.step(action)
+"""
+
+A2C_PAGE = PPO_PAGE.replace("PPO", "A2C").replace("ppo", "a2c").replace(", n_steps=32, batch_size=64", "")
+
+DQN_PAGE = """
+env = gym.make("CartPole-v1")
+
+model = DQN("MlpPolicy", env, verbose=1)
+model.learn(total_timesteps=1300, log_interval=4)
+model.save("dqn_cartpole")
+
+del model # remove to demonstrate saving and loading
+
+model = DQN.load("dqn_cartpole")
+
+obs, info = env.reset()
+for _ in range(50):
+    action, _states = model.predict(obs, deterministic=True)
+    obs, reward, terminated, truncated, info = env.step(action)
+    if terminated or truncated:
+        obs, info = env.reset()
+"""
+
+
+@pytest.mark.parametrize("source, algo", [(GETTING_STARTED, "A2C"), (PPO_PAGE, "PPO"), (A2C_PAGE, "A2C"),
+                                          (DQN_PAGE, "DQN")], ids=["getting_started", "ppo", "a2c", "dqn"])
+def test_basic_usage_examples_run(source, algo, tmp_path, capsys):
+    scope = run_example(source, LUCIDRL, tmp_path)
+    model = scope["model"]
+    assert type(model).__name__ == algo and model.num_timesteps > 0
+    assert isinstance(scope.get("vec_env", model.get_env()), gym.vector.VectorEnv) or algo == "DQN"
+    if "vec_env" in scope:
+        assert np.shape(scope["action"]) == (scope["vec_env"].num_envs,)
+    else:  # DQN's page: the single env instance given is the one trained on; save("x") writes the directory x
+        assert scope["model"].n_envs == 1 and (tmp_path / "dqn_cartpole").is_dir()
+    assert f"{algo.lower()}:" in capsys.readouterr().out  # verbose=1 logs
+
+
+# --------------------------------------------------------------------------- callbacks, save/load, evaluate_policy
+CUSTOM_CALLBACK = """
+class CustomCallback(BaseCallback):
+    \"\"\"SB3's template (docs: Callbacks > Custom Callback), recording the order of its hooks.\"\"\"
+    def __init__(self, verbose: int = 0):
+        super().__init__(verbose)
+        self.events = []
+
+    def _on_training_start(self) -> None:
+        self.events.append(("training_start", self.num_timesteps))
+
+    def _on_rollout_start(self) -> None:
+        self.events.append(("rollout_start", self.num_timesteps))
+
+    def _on_step(self) -> bool:
+        self.events.append(("step", self.num_timesteps, self.n_calls, len(self.locals["dones"])))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.events.append(("rollout_end", self.num_timesteps))
+
+    def _on_training_end(self) -> None:
+        self.events.append(("training_end", self.num_timesteps))
+
+callback = CustomCallback()
+model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=8, batch_size=16, seed=0)
+model.learn(total_timesteps=32, callback=callback)
+"""
+
+
+@pytest.mark.parametrize("imports", [LUCIDRL, SB3], ids=["lucidrl", "sb3"])
+def test_custom_callback_hooks_in_sb3_order(imports, tmp_path):
+    if imports is SB3:
+        pytest.importorskip("stable_baselines3")
+    scope = run_example(CUSTOM_CALLBACK, imports, tmp_path)
+    events = scope["callback"].events
+    # 2 rollouts of 8 steps in 2 envs: training_start, (rollout_start, 8 steps, rollout_end) x 2, training_end
+    steps = [e for e in events if e[0] == "step"]
+    assert [e[0] for e in events] == (["training_start"] + (["rollout_start"] + ["step"] * 8 + ["rollout_end"]) * 2
+                                      + ["training_end"])
+    assert [e[1] for e in steps] == list(range(2, 33, 2))  # num_timesteps moves per vector-env step, over all envs
+    assert [e[2] for e in steps] == list(range(1, 17)) and {e[3] for e in steps} == {2}
+    assert events[-1] == ("training_end", 32) and scope["model"].num_timesteps == 32
+
+
+EVAL_STOP = """
+eval_env = gym.make("CartPole-v1")
+callback_on_best = StopTrainingOnRewardThreshold(reward_threshold=30, verbose=1)
+eval_callback = EvalCallback(eval_env, callback_on_new_best=callback_on_best, eval_freq=16, n_eval_episodes=3,
+                             best_model_save_path="./logs/", log_path="./logs/", verbose=1)
+model = PPO("MlpPolicy", "CartPole-v1", verbose=1, seed=0)
+model.learn(int(1e10), callback=eval_callback)
+"""
+
+
+def test_eval_callback_stops_on_reward_threshold_and_writes_sb3_files(tmp_path):
+    scope = run_example(EVAL_STOP, LUCIDRL, tmp_path)
+    model, cb = scope["model"], scope["eval_callback"]
+    assert model.num_timesteps < 20_000  # stopped long before 1e10
+    assert cb.best_mean_reward >= 30 and max(np.mean(r) for r in cb.evaluations_results) == cb.best_mean_reward
+    npz = np.load(tmp_path / "logs" / "evaluations.npz")
+    assert npz["results"].shape == (len(cb.evaluations_timesteps), 3)
+    assert list(npz["timesteps"]) == [16 * 8 * (i + 1) for i in range(len(npz["timesteps"]))]  # eval_freq calls x 8 envs
+    best = lucidrl.PPO.load(tmp_path / "logs" / "best_model.zip")
+    assert best.num_timesteps == npz["timesteps"][int(np.argmax(npz["results"].mean(1)))]
+
+
+CHECKPOINTS = """
+checkpoint_callback = CheckpointCallback(save_freq=100, save_path="./logs/", name_prefix="rl_model",
+                                         save_replay_buffer=True, save_vecnormalize=True)
+model = DQN("MlpPolicy", "CartPole-v1", learning_starts=250, train_freq=4, gradient_steps=1, buffer_size=2000)
+model.learn(300, callback=checkpoint_callback)
+"""
+
+
+@pytest.mark.parametrize("imports", [LUCIDRL, SB3], ids=["lucidrl", "sb3"])
+def test_checkpoint_callback_saves_every_save_freq_steps(imports, tmp_path):
+    if imports is SB3:
+        pytest.importorskip("stable_baselines3")
+    run_example(CHECKPOINTS, imports, tmp_path)
+    saved = sorted(p for p in os.listdir(tmp_path / "logs") if p.endswith("_steps.zip"))
+    assert saved == ["rl_model_100_steps.zip", "rl_model_200_steps.zip", "rl_model_300_steps.zip"]
+    if imports is LUCIDRL:
+        model = lucidrl.DQN.load(tmp_path / "logs" / "rl_model_200_steps.zip")
+        # save_replay_buffer: the memory is inside the checkpoint; the train_freq chunk in progress (4 steps) joins it
+        # when the chunk ends (SB3 stores each transition after on_step: 199 there)
+        assert model.num_timesteps == 200 and len(model.replay) == 196
+
+
+SAVE_LOAD_EVALUATE = """
+model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, seed=0)
+model.learn(total_timesteps=256)
+model.save("ppo_cartpole.zip")
+loaded = PPO.load("ppo_cartpole.zip", env=gym.make("CartPole-v1"))
+mean_reward, std_reward = evaluate_policy(loaded, loaded.get_env(), n_eval_episodes=5)
+rewards, lengths = evaluate_policy(loaded, gym.make("CartPole-v1"), n_eval_episodes=4, return_episode_rewards=True)
+"""
+
+
+@pytest.mark.parametrize("imports", [LUCIDRL, SB3], ids=["lucidrl", "sb3"])
+def test_save_load_and_evaluate_policy(imports, tmp_path):
+    if imports is SB3:
+        pytest.importorskip("stable_baselines3")
+    scope = run_example(SAVE_LOAD_EVALUATE, imports, tmp_path)
+    assert isinstance(scope["mean_reward"], float) and scope["mean_reward"] > 0 and scope["std_reward"] >= 0
+    assert len(scope["rewards"]) == len(scope["lengths"]) == 4 and scope["rewards"] == [float(x) for x in scope["lengths"]]
+    if imports is LUCIDRL:
+        loaded, model = scope["loaded"], scope["model"]
+        assert loaded.n_envs == model.n_envs == 8  # the preset's 8 envs: copies of the given env made from its spec
+        obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+        np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+def test_evaluate_policy_spreads_episodes_over_vector_copies_like_sb3():
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
+    venv = lucidrl.make_vec_env("CartPole-v1", n_envs=3, seed=1)
+    rewards, lengths = lucidrl.evaluate_policy(model, venv, n_eval_episodes=7, return_episode_rewards=True)
+    assert len(rewards) == 7 and rewards == [float(x) for x in lengths]  # CartPole: reward 1 a step
+    with pytest.raises(AssertionError, match="Mean reward below threshold"):
+        lucidrl.evaluate_policy(model, "CartPole-v1", n_eval_episodes=2, reward_threshold=1e6)
+
+
+# --------------------------------------------------------------------------- the constructor and attributes
+def test_constructor_forms_policy_kwargs_and_attributes():
+    old = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)  # lucidrl's own form keeps working
+    new = lucidrl.PPO("MlpPolicy", "CartPole-v1", seed=0, verbose=0,
+                      policy_kwargs=dict(net_arch=dict(pi=[32, 32], vf=[32, 32]), activation_fn=nn.ReLU,
+                                         ortho_init=False, log_std_init=-0.5))
+    kw = lucidrl.PPO(policy="MlpPolicy", env="CartPole-v1", verbose=0)
+    assert old.policy_name is None and new.policy_name == kw.policy_name == "MlpPolicy"
+    assert (new.net_arch, new.activation, new.ortho_init, new.log_std_init) == ([32, 32], "relu", False, -0.5)
+    assert new.policy is new.agent and new.policy.actor[0].out_features == 32
+    assert isinstance(new.policy.actor[1], nn.ReLU)
+    assert (new.gamma, new.n_steps, new.n_envs, new.seed) == (0.98, 32, 8, 0)  # the preset's, read from config
+    assert new.learning_rate is new.config.learning_rate and new.get_env() is new.env and new.num_timesteps == 0
+    dqn = lucidrl.DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=dict(qf=[16])), verbose=0)
+    assert dqn.net_arch == [16] and dqn.policy is dqn.q_net
+    with pytest.raises(AttributeError):
+        new.no_such_thing
+    with pytest.raises(EnvError, match=r"obs, info = env.reset\(\)"):  # SB3's obs = vec_env.reset() habit
+        new.predict(new.get_env().reset())
+
+
+@pytest.mark.parametrize("args, kwargs, error, pattern", [
+    (("CnnPolicy", "CartPole-v1"), {}, ConfigError, r"CnnPolicy needs image observations.*Use 'MlpPolicy'"),
+    (("MultiInputPolicy", "CartPole-v1"), {}, ConfigError, r"no MultiInputPolicy.*FlattenObservation"),
+    (("CartPole-v1", "MlpPolicy"), {}, ConfigError, r"the first argument is the policy"),
+    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(optimizer_class=torch.optim.SGD)), ConfigError,
+     r"does not take 'optimizer_class'; it accepts net_arch, activation_fn, ortho_init, log_std_init"),
+    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(net_arch=dict(pi=[64], vf=[32]))), ConfigError,
+     r"same hidden layers"),
+    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(activation_fn=nn.GELU)), ConfigError, r"nn.Tanh, nn.ReLU"),
+    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(net_arch=[8]), net_arch=[8]), ConfigError, r"pass it once"),
+    (("MlpPolicy", "CartPole-v1"), dict(tensorboard_log="x", run_dir="y"), ConfigError, r"run_dir or tensorboard_log"),
+])
+def test_what_lucidrl_cannot_honour_is_refused(args, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        lucidrl.PPO(*args, verbose=0, **kwargs)
+
+
+class NoSpecCartPole(gym.Wrapper):
+    """A CartPole whose spec is hidden: lucidrl cannot make copies of it."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    @property
+    def spec(self):
+        return None
+
+
+def test_a_single_env_instance_just_works(capsys):
+    env = gym.make("CartPole-v1")
+    model = lucidrl.PPO("MlpPolicy", env, seed=0)  # the preset asks for 8 envs
+    assert model.n_envs == 8 and model.env.envs[0] is env  # the given env is copy 1, the others from its spec
+    model.learn(256)
+    assert "your env is copy 1, copies 2-8 are made from its spec" in capsys.readouterr().out
+    lone = lucidrl.PPO("MlpPolicy", NoSpecCartPole(), preset="CartPole-v1", seed=0)
+    assert lone.n_envs == 1 and lone.batch_size <= lone.n_steps  # the batch adapts to one copy
+    lone.learn(64)
+    out = capsys.readouterr().out
+    assert "no spec to make copies from: n_envs 8 -> 1" in out and "batch_size 256 ->" in out
+    with pytest.raises(EnvError, match="without a spec is one copy"):
+        lucidrl.PPO("MlpPolicy", NoSpecCartPole(), n_envs=2, verbose=0)
+
+
+def test_parameters_seed_logger_and_tensorboard_log(tmp_path):
+    class Record(BaseCallback):
+        def _on_rollout_end(self) -> None:
+            self.logger.record("custom/steps", self.num_timesteps)
+
+    def trained(seed):
+        model = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0, seed=1,
+                            tensorboard_log=tmp_path / "tb")
+        model.set_random_seed(seed)
+        model.learn(64, callback=Record(), tb_log_name="run")
+        return model
+
+    a, b, c = trained(7), trained(7), trained(8)  # the same initial weights; set_random_seed fixes what follows
+    for (name, x), y, z in zip(a.get_parameters()["agent"].items(), b.get_parameters()["agent"].values(),
+                               c.get_parameters()["agent"].values()):
+        torch.testing.assert_close(x, y, msg=name)
+        assert name.endswith("log_std") or not torch.equal(x, z), name
+    fresh = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0)
+    fresh.set_parameters(a.get_parameters())
+    obs = np.zeros((3, 4), np.float32)
+    np.testing.assert_array_equal(fresh.predict(obs, deterministic=True)[0], a.predict(obs, deterministic=True)[0])
+    torch.testing.assert_close(fresh.optimizer.state_dict()["state"][0]["exp_avg"],
+                               a.optimizer.state_dict()["state"][0]["exp_avg"])
+    with pytest.raises(lucidrl.CheckpointError, match="unknown q_net"):
+        fresh.set_parameters({"q_net": {}})
+    assert sorted(os.listdir(tmp_path / "tb")) == ["run_1", "run_2", "run_3"]  # SB3's naming: {tb_log_name}_{i}
+    run = tmp_path / "tb" / "run_1"
+    assert any(p.startswith("events.out.tfevents") for p in os.listdir(run))
+    rows = lucidrl.logging.read_metrics(run / "metrics.csv")
+    assert [r["custom/steps"] for r in rows] == [32.0, 64.0]
+
+
+def test_a_step_callback_returning_false_stops_at_once_and_learn_continues_after():
+    class StopAtThird(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.n_calls < 3
+
+    for cls in (lucidrl.PPO, lucidrl.DQN):
+        model = cls("MlpPolicy", "CartPole-v1", n_envs=2, verbose=0, seed=0,
+                    **(dict(n_steps=16, batch_size=32) if cls is lucidrl.PPO else dict(learning_starts=10)))
+        model.learn(10_000, callback=StopAtThird())
+        assert model.num_timesteps == 6  # 3 calls of step in 2 envs, as SB3
+        model.learn(64, reset_num_timesteps=False)
+        assert model.num_timesteps >= 70
+
+
+def test_callbacks_are_refused_where_no_sb3_hook_order_exists(tmp_path):
+    model = lucidrl.QLearning("FrozenLake-v1", verbose=0, run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="takes function callbacks callback\\(model, metrics\\) only"):
+        model.learn(100, callback=BaseCallback())
+    assert not (tmp_path / "run").exists()
+    calls = []
+    model.learn(2000, callback=[lambda m, metrics: calls.append(m.num_timesteps)])  # a list of functions is fine
+    assert calls
+
+
+def test_every_n_timesteps_and_stop_on_max_episodes():
+    from lucidrl.callbacks import CallbackList, EveryNTimesteps, StopTrainingOnMaxEpisodes
+
+    class Count(BaseCallback):
+        def _on_step(self) -> bool:
+            self.calls = getattr(self, "calls", []) + [self.parent.num_timesteps]
+            return True
+
+    count, stop = Count(), StopTrainingOnMaxEpisodes(max_episodes=2)
+    model = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0, seed=0)
+    model.learn(100_000, callback=CallbackList([EveryNTimesteps(n_steps=20, callback=count), stop]))
+    assert stop.n_episodes == 4 and model.num_timesteps < 1000  # 2 episodes per env copy
+    assert count.calls == list(range(20, model.num_timesteps + 1, 20))  # every 20 env steps (10 calls of 2 envs)
