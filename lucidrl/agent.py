@@ -34,6 +34,7 @@ from lucidrl.envs import (DiscreteOffsets, EnvLike, env_id_of, make_env, make_ve
                           space_to_json)
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, TrainingError
+from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import Logger
 from lucidrl.replay import ReplayBuffer
 from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
@@ -254,11 +255,7 @@ class Algorithm:
         seed_everything(int(seed))
         self.generator.manual_seed(int(seed))
         self.action_space.seed(int(seed))
-        if getattr(self, "_collector", None) is not None and hasattr(self._collector, "close"):
-            self._collector.close()
-        self._collector = None  # the envs restart from the new seed at the next learn
-        if hasattr(self, "_stepper"):
-            self._stepper = None
+        self._drop_collectors()  # the envs restart from the new seed at the next learn
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
         """``{name: state_dict}`` of each network (``agent``, or ``q_net``/``q_net_target``) and optimiser."""
@@ -764,17 +761,8 @@ def evaluate(model: Algorithm, env: EnvLike | None = None, n_episodes: int = 10,
         if env is None:
             raise EnvError("evaluate needs an env: pass env= (the model was not trained on a registered env id)")
     e = make_env(env)
-    returns = []
     try:
-        for i in range(n_episodes):
-            obs, _ = e.reset(seed=None if seed is None else seed + i)
-            total, done = 0.0, False
-            while not done:
-                action, _ = model.predict(obs, deterministic=deterministic)
-                obs, reward, terminated, truncated, _ = e.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        returns, _ = single_env_episodes(model, e, n_episodes, deterministic, seed=seed)
     finally:
         if not isinstance(env, gym.Env):
             e.close()

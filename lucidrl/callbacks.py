@@ -196,9 +196,7 @@ class CallbackList(BaseCallback):
     def __init__(self, callbacks: list):
         super().__init__()
         self.callbacks = [cb if isinstance(cb, BaseCallback) else ConvertCallback(cb) for cb in callbacks
-                          if cb is not None]
-        for cb in self.callbacks:
-            check_callback(cb)
+                          if cb is not None]  # ConvertCallback checks a function's signature
 
     def _init_callback(self) -> None:
         for cb in self.callbacks:

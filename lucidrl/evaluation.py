@@ -33,7 +33,7 @@ def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10, determinist
             raise EnvError("evaluate_policy needs an env: an env id, a gymnasium.Env or a gymnasium.vector.VectorEnv")
         e = make_env(env)
         try:
-            rewards, lengths = _single_episodes(model, e, int(n_eval_episodes), deterministic, render, callback)
+            rewards, lengths = single_env_episodes(model, e, int(n_eval_episodes), deterministic, render, callback)
         finally:
             if not isinstance(env, gym.Env):
                 e.close()
@@ -43,10 +43,13 @@ def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10, determinist
     return (rewards, lengths) if return_episode_rewards else (mean, std)
 
 
-def _single_episodes(model, env: gym.Env, n: int, deterministic: bool, render: bool, callback):
+def single_env_episodes(model, env: gym.Env, n: int, deterministic: bool, render: bool = False, callback=None,
+                        seed: int | None = None) -> tuple[list[float], list[int]]:
+    """``n`` full episodes of ``model.predict`` on one env: their returns and lengths. ``seed``: episode i is
+    reset with ``seed + i`` (``lucidrl.evaluate``'s repeatable evaluations); None: the env's own stream (SB3's)."""
     rewards, lengths = [], []
-    for _ in range(n):
-        obs, _ = env.reset()
+    for i in range(n):
+        obs, _ = env.reset(seed=None if seed is None else seed + i)
         total, length, done = 0.0, 0, False
         while not done:
             action, _ = model.predict(obs, deterministic=deterministic)
