@@ -28,22 +28,34 @@ from common import code_version, machine, run_worker  # noqa: E402
 def worker(algo: str, seed: int, timesteps: int, overrides: dict) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import lucidrl
-
     from lucidrl.logging import read_metrics
 
     with tempfile.TemporaryDirectory() as run_dir:
-        model = getattr(lucidrl, algo.upper())("CartPole-v1", seed=seed, verbose=0, run_dir=run_dir, tensorboard=False,
-                                               **overrides)
+        model = getattr(lucidrl, algo.upper())(
+            "CartPole-v1", seed=seed, verbose=0, run_dir=run_dir, tensorboard=False, **overrides
+        )
         t0 = time.perf_counter()
         model.learn(timesteps)
         seconds = time.perf_counter() - t0
         rows = read_metrics(os.path.join(run_dir, "metrics.csv"))
     mean, std = lucidrl.evaluate(model, "CartPole-v1", n_episodes=10, deterministic=True)
     stale = [r["diag/staleness"] for r in rows if "diag/staleness" in r]
-    print(json.dumps({"algo": algo, "seed": seed, "train_s": seconds, "return": mean, "std": std,
-                      "updates": model.n_updates, "staleness_mean": statistics.mean(stale) if stale else None,
-                      "staleness_max": max((r["diag/staleness_max"] for r in rows if "diag/staleness_max" in r),
-                                           default=None)}))
+    print(
+        json.dumps(
+            {
+                "algo": algo,
+                "seed": seed,
+                "train_s": seconds,
+                "return": mean,
+                "std": std,
+                "updates": model.n_updates,
+                "staleness_mean": statistics.mean(stale) if stale else None,
+                "staleness_max": max(
+                    (r["diag/staleness_max"] for r in rows if "diag/staleness_max" in r), default=None
+                ),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -71,10 +83,16 @@ def main() -> None:
                 print(f"{algo} seed {seed} failed:\n{why}")
                 continue
             rows.append(result)
-            print(f"{algo.upper()} seed {seed}: {result['train_s']:.1f} s, return {result['return']:.1f} "
-                  f"+/- {result['std']:.1f}, {result['updates']} updates"
-                  + (f", staleness mean {result['staleness_mean']:.2f} max {result['staleness_max']:.0f}"
-                     if result["staleness_mean"] is not None else ""), flush=True)
+            print(
+                f"{algo.upper()} seed {seed}: {result['train_s']:.1f} s, return {result['return']:.1f} "
+                f"+/- {result['std']:.1f}, {result['updates']} updates"
+                + (
+                    f", staleness mean {result['staleness_mean']:.2f} max {result['staleness_max']:.0f}"
+                    if result["staleness_mean"] is not None
+                    else ""
+                ),
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()}")
     print("\n| algorithm | train time (s), per seed | median | eval returns | seeds >= 475 |")
     print("|---|---|---|---|---|")
@@ -84,7 +102,8 @@ def main() -> None:
             times = " / ".join(f"{r['train_s']:.1f}" for r in mine)
             returns = " / ".join(f"{r['return']:.1f}" for r in mine)
             median = statistics.median(r["train_s"] for r in mine)
-            print(f"| {algo.upper()} | {times} | {median:.1f} | {returns} | {sum(r['return'] >= 475 for r in mine)} of {len(mine)} |")
+            solved = sum(r["return"] >= 475 for r in mine)
+            print(f"| {algo.upper()} | {times} | {median:.1f} | {returns} | {solved} of {len(mine)} |")
 
 
 if __name__ == "__main__":

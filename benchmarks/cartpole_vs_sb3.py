@@ -68,30 +68,76 @@ LIBS = ("lucidrl", "sb3")
 # rl-baselines3-zoo CartPole-v1 hyperparameters (hyperparams/<algo>.yml). "linear" entries decay
 # linearly to 0 (zoo's lin_<x>): lucidrl.linear(x) and SB3's callable of the remaining progress.
 ALGOS = {
-    "ppo": {"lucidrl": "PPO", "peer": ("stable_baselines3", "PPO"),
-            "hyperparams": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
-                                ent_coef=0.0),
-            "linear": {"learning_rate": 1e-3, "clip_range": 0.2}},
-    "a2c": {"lucidrl": "A2C", "peer": ("stable_baselines3", "A2C"),
-            "hyperparams": dict(n_envs=8, ent_coef=0.0), "linear": {}},
+    "ppo": {
+        "lucidrl": "PPO",
+        "peer": ("stable_baselines3", "PPO"),
+        "hyperparams": dict(
+            n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0
+        ),
+        "linear": {"learning_rate": 1e-3, "clip_range": 0.2},
+    },
+    "a2c": {
+        "lucidrl": "A2C",
+        "peer": ("stable_baselines3", "A2C"),
+        "hyperparams": dict(n_envs=8, ent_coef=0.0),
+        "linear": {},
+    },
     # no SB3 counterpart: lucidrl only, with its own tuned presets (lucidrl/presets/vpg.yaml, reinforce.yaml)
-    "vpg": {"lucidrl": "VPG", "peer": None,
-            "hyperparams": dict(n_envs=8, n_steps=250, psi="gae", learning_rate=3e-3, critic_learning_rate=3e-3,
-                                n_critic_updates=20, gamma=0.99, gae_lambda=0.97),
-            "linear": {}},
-    "reinforce": {"lucidrl": "REINFORCE", "peer": None,
-                  "hyperparams": dict(n_envs=8, n_steps=250, psi="reward_to_go", learning_rate=3e-3, gamma=0.99),
-                  "linear": {}},
-    "dqn": {"lucidrl": "DQN", "peer": ("stable_baselines3", "DQN"),
-            "hyperparams": dict(n_envs=1, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
-                                gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
-                                exploration_fraction=0.16, exploration_final_eps=0.04),
-            "policy_kwargs": {"net_arch": [256, 256]},  # lucidrl: net_arch=[256, 256]; SB3: policy_kwargs
-            "linear": {}},
-    "trpo": {"lucidrl": "TRPO", "peer": ("sb3_contrib", "TRPO"),
-             "hyperparams": dict(n_envs=2, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
-                                 learning_rate=1e-3, n_critic_updates=20),
-             "linear": {}},
+    "vpg": {
+        "lucidrl": "VPG",
+        "peer": None,
+        "hyperparams": dict(
+            n_envs=8,
+            n_steps=250,
+            psi="gae",
+            learning_rate=3e-3,
+            critic_learning_rate=3e-3,
+            n_critic_updates=20,
+            gamma=0.99,
+            gae_lambda=0.97,
+        ),
+        "linear": {},
+    },
+    "reinforce": {
+        "lucidrl": "REINFORCE",
+        "peer": None,
+        "hyperparams": dict(n_envs=8, n_steps=250, psi="reward_to_go", learning_rate=3e-3, gamma=0.99),
+        "linear": {},
+    },
+    "dqn": {
+        "lucidrl": "DQN",
+        "peer": ("stable_baselines3", "DQN"),
+        "hyperparams": dict(
+            n_envs=1,
+            learning_rate=2.3e-3,
+            batch_size=64,
+            buffer_size=100_000,
+            learning_starts=1000,
+            gamma=0.99,
+            target_update_interval=10,
+            train_freq=256,
+            gradient_steps=128,
+            exploration_fraction=0.16,
+            exploration_final_eps=0.04,
+        ),
+        "policy_kwargs": {"net_arch": [256, 256]},  # lucidrl: net_arch=[256, 256]; SB3: policy_kwargs
+        "linear": {},
+    },
+    "trpo": {
+        "lucidrl": "TRPO",
+        "peer": ("sb3_contrib", "TRPO"),
+        "hyperparams": dict(
+            n_envs=2,
+            n_steps=512,
+            batch_size=512,
+            cg_damping=1e-3,
+            gae_lambda=0.98,
+            gamma=0.99,
+            learning_rate=1e-3,
+            n_critic_updates=20,
+        ),
+        "linear": {},
+    },
 }
 
 
@@ -99,13 +145,22 @@ ALGOS = {
 # Worker: one training run in this process, one JSON line on stdout.
 # --------------------------------------------------------------------------------------------
 
+
 def _train_lucidrl(algo: str, seed: int, timesteps: int, extra: dict):
     import lucidrl
 
     spec = ALGOS[algo]
     schedules = {k: lucidrl.linear(v) for k, v in spec["linear"].items()}
-    model = getattr(lucidrl, spec["lucidrl"])(ENV_ID, seed=seed, verbose=0, preset=False, **spec["hyperparams"],
-                                              **spec.get("policy_kwargs", {}), **schedules, **extra)
+    model = getattr(lucidrl, spec["lucidrl"])(
+        ENV_ID,
+        seed=seed,
+        verbose=0,
+        preset=False,
+        **spec["hyperparams"],
+        **spec.get("policy_kwargs", {}),
+        **schedules,
+        **extra,
+    )
     t0 = time.perf_counter()
     model.learn(total_timesteps=timesteps)
     train_s = time.perf_counter() - t0
@@ -157,43 +212,82 @@ def worker(algo: str, lib: str, seed: int, timesteps: int, threads: str, extra: 
             extra = {"torch_threads": int(threads), **extra}
     train = _train_lucidrl if lib == "lucidrl" else _train_sb3
     num_timesteps, train_s, mean, std, lib_version = train(algo, seed, timesteps, extra)
-    print(json.dumps({
-        "algo": algo, "library": lib, "seed": seed, "timesteps": timesteps, "num_timesteps": int(num_timesteps),
-        "lucidrl_kwargs": extra if lib == "lucidrl" else {},
-        "train_s": round(train_s, 3), "steps_per_s": round(num_timesteps / train_s, 1),
-        "eval_mean": mean, "eval_std": std,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "threads_setting": threads, "torch_threads": torch.get_num_threads(),
-        "versions": {**lib_version, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-                     "numpy": numpy.__version__, "python": platform.python_version()},
-    }))
+    print(
+        json.dumps(
+            {
+                "algo": algo,
+                "library": lib,
+                "seed": seed,
+                "timesteps": timesteps,
+                "num_timesteps": int(num_timesteps),
+                "lucidrl_kwargs": extra if lib == "lucidrl" else {},
+                "train_s": round(train_s, 3),
+                "steps_per_s": round(num_timesteps / train_s, 1),
+                "eval_mean": mean,
+                "eval_std": std,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "threads_setting": threads,
+                "torch_threads": torch.get_num_threads(),
+                "versions": {
+                    **lib_version,
+                    "torch": torch.__version__,
+                    "gymnasium": gymnasium.__version__,
+                    "numpy": numpy.__version__,
+                    "python": platform.python_version(),
+                },
+            }
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Parent: schedule the runs, record them, print the summary.
 # --------------------------------------------------------------------------------------------
 
+
 def run_one(lib: str, seed: int, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--worker", lib, str(seed),
-           "--timesteps", str(args.timesteps), "--threads", str(args.threads),
-           "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--algo",
+        args.algo,
+        "--worker",
+        lib,
+        str(seed),
+        "--timesteps",
+        str(args.timesteps),
+        "--threads",
+        str(args.threads),
+        "--lucidrl-kwargs",
+        json.dumps(args.lucidrl_kwargs),
+    ]
     result, tail = run_worker(cmd)
     if result is None:
         print(f"  {lib} seed {seed}: FAILED\n{tail}", file=sys.stderr)
-        return {"library": lib, "seed": seed, "timesteps": args.timesteps, "error": tail,
-                "lucidrl_kwargs": args.lucidrl_kwargs if lib == "lucidrl" else {}, "torch_threads": args.threads}
+        return {
+            "library": lib,
+            "seed": seed,
+            "timesteps": args.timesteps,
+            "error": tail,
+            "lucidrl_kwargs": args.lucidrl_kwargs if lib == "lucidrl" else {},
+            "torch_threads": args.threads,
+        }
     return result
 
 
 def summarize(results: list[dict], libs: list[str]) -> str:
-    out = ["| library | seed | train time (s) | steps/s | eval return (mean ± std) | peak RSS (MiB) |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| library | seed | train time (s) | steps/s | eval return (mean ± std) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
             out.append(f"| {r['library']} | {r['seed']} | FAILED | | | |")
         else:
-            out.append(f"| {r['library']} | {r['seed']} | {r['train_s']:.1f} | {r['steps_per_s']:.0f} | "
-                       f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['peak_rss_mib']:.0f} |")
+            out.append(
+                f"| {r['library']} | {r['seed']} | {r['train_s']:.1f} | {r['steps_per_s']:.0f} | "
+                f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['peak_rss_mib']:.0f} |"
+            )
     out += ["", "| library | median train time (s) | median steps/s | seeds with return >= 475 |", "|---|---|---|---|"]
     medians = {}
     for lib in libs:
@@ -204,33 +298,50 @@ def summarize(results: list[dict], libs: list[str]) -> str:
             continue
         medians[lib] = statistics.median(r["train_s"] for r in ok)
         solved = sum(r["eval_mean"] >= SOLVED for r in ok)
-        out.append(f"| {lib} | {medians[lib]:.1f} | {statistics.median(r['steps_per_s'] for r in ok):.0f} | {solved}/{n} |")
+        out.append(
+            f"| {lib} | {medians[lib]:.1f} | {statistics.median(r['steps_per_s'] for r in ok):.0f} | {solved}/{n} |"
+        )
     out.append("")
     if "lucidrl" in medians and "sb3" in medians:
-        out.append(f"median time ratio lucidrl / sb3: **{medians['lucidrl'] / medians['sb3']:.2f}** "
-                   f"(< 1: lucidrl is faster)")
+        out.append(
+            f"median time ratio lucidrl / sb3: **{medians['lucidrl'] / medians['sb3']:.2f}** (< 1: lucidrl is faster)"
+        )
     if "lucidrl" in libs:
         runs = [r for r in results if r["library"] == "lucidrl"]
         solved = sum("error" not in r and r["eval_mean"] >= SOLVED for r in runs)
         need = math.ceil(2 * len(runs) / 3)
-        out.append(f"lucidrl reached >= {SOLVED:.0f} on {solved}/{len(runs)} seeds (needs {need}): "
-                   f"**{'PASS' if solved >= need else 'FAIL'}**")
+        out.append(
+            f"lucidrl reached >= {SOLVED:.0f} on {solved}/{len(runs)} seeds (needs {need}): "
+            f"**{'PASS' if solved >= need else 'FAIL'}**"
+        )
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="algorithm (default ppo)")
     p.add_argument("--timesteps", type=int, default=100_000, help="training steps per run (default 100000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--threads", default="1",
-                   help="N: torch.set_num_threads(N) for both libraries; 'default': neither sets anything (default 1)")
+    p.add_argument(
+        "--threads",
+        default="1",
+        help="N: torch.set_num_threads(N) for both libraries; 'default': neither sets anything (default 1)",
+    )
     p.add_argument("--only", choices=LIBS, help="run one library only")
-    p.add_argument("--lucidrl-kwargs", type=json.loads, default={},
-                   help="JSON dict of extra lucidrl arguments, e.g. '{\"variant\": \"kl_penalty\"}'")
-    p.add_argument("--results", type=Path, default=None,
-                   help="JSONL file the results are appended to (default benchmarks/results/ALGO_cartpole.jsonl)")
+    p.add_argument(
+        "--lucidrl-kwargs",
+        type=json.loads,
+        default={},
+        help='JSON dict of extra lucidrl arguments, e.g. \'{"variant": "kl_penalty"}\'',
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="JSONL file the results are appended to (default benchmarks/results/ALGO_cartpole.jsonl)",
+    )
     p.add_argument("--worker", nargs=2, metavar=("LIB", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not isinstance(args.lucidrl_kwargs, dict):
@@ -249,9 +360,18 @@ def main(argv: list[str] | None = None) -> int:
     args.results = args.results or RESULTS_DIR / f"{args.algo}_cartpole.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
     run_id = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")  # groups the rows of this invocation
-    context = {"machine": machine(), "code": code_version(), "benchmark": "cartpole_vs_sb3", "env_id": ENV_ID, "run_id": run_id}
-    print(f"{args.algo.upper()} {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
-          f"torch threads {args.threads}, lucidrl extra kwargs {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
+    context = {
+        "machine": machine(),
+        "code": code_version(),
+        "benchmark": "cartpole_vs_sb3",
+        "env_id": ENV_ID,
+        "run_id": run_id,
+    }
+    print(
+        f"{args.algo.upper()} {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, libraries {libs}, "
+        f"torch threads {args.threads}, lucidrl extra kwargs {args.lucidrl_kwargs or 'none'}",
+        file=sys.stderr,
+    )
     results = []
     for seed in args.seeds:
         for lib in libs:
@@ -259,13 +379,20 @@ def main(argv: list[str] | None = None) -> int:
             load_before = round(os.getloadavg()[0], 2)
             r = run_one(lib, seed, args)
             results.append(r)
-            record = {"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **context,
-                      "load_before": load_before, **r}
+            record = {
+                "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                **context,
+                "load_before": load_before,
+                **r,
+            }
             with args.results.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    print(f"\n{args.algo.upper()} {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
-          + (f", lucidrl kwargs {json.dumps(args.lucidrl_kwargs)}" if args.lucidrl_kwargs else "") + "\n")
+    print(
+        f"\n{args.algo.upper()} {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
+        + (f", lucidrl kwargs {json.dumps(args.lucidrl_kwargs)}" if args.lucidrl_kwargs else "")
+        + "\n"
+    )
     print(summarize(results, libs))
     return 1 if any("error" in r for r in results) else 0
 

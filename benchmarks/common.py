@@ -21,10 +21,16 @@ def code_version() -> str:
     """The lucidrl commit the run measured, with "-dirty" when the library or the benchmark scripts had
     uncommitted changes (results files and docs do not count: the runs themselves append to them)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "lucidrl", "benchmarks/*.py",
-                                  "pyproject.toml"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lucidrl", "benchmarks/*.py", "pyproject.toml"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         return (head + ("-dirty" if changed.strip() else "")) if head else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -49,8 +55,9 @@ def run_worker(cmd: list[str], timeout: float | None = None, **env_extra: str) -
     The result is the last line of stdout that starts with ``{``, parsed as JSON. The failure text
     is the last 15 lines of stderr (or the exit status, or the timeout).
     """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               **env_extra)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **env_extra
+    )
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
     except subprocess.TimeoutExpired:

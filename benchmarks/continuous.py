@@ -58,44 +58,88 @@ def worker(algo: str, env_id: str, seed: int, timesteps: int, threads: int, extr
     model.learn(total_timesteps=timesteps)
     train_s = time.perf_counter() - t0
     mean, std = lucidrl.evaluate(model, env_id, n_episodes=10, deterministic=True, seed=0)
-    print(json.dumps({
-        "algo": algo, "library": "lucidrl", "env": env_id, "seed": seed, "timesteps": timesteps,
-        "num_timesteps": int(model.num_timesteps), "preset": model.preset_name, "preset_source": model.preset_source,
-        "lucidrl_kwargs": extra, "train_s": round(train_s, 3), "steps_per_s": round(model.num_timesteps / train_s, 1),
-        "eval_mean": mean, "eval_std": std,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch_threads": torch.get_num_threads(),
-        "versions": {"lucidrl": lucidrl.__version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-                     "numpy": numpy.__version__, "python": platform.python_version()},
-    }))
+    print(
+        json.dumps(
+            {
+                "algo": algo,
+                "library": "lucidrl",
+                "env": env_id,
+                "seed": seed,
+                "timesteps": timesteps,
+                "num_timesteps": int(model.num_timesteps),
+                "preset": model.preset_name,
+                "preset_source": model.preset_source,
+                "lucidrl_kwargs": extra,
+                "train_s": round(train_s, 3),
+                "steps_per_s": round(model.num_timesteps / train_s, 1),
+                "eval_mean": mean,
+                "eval_std": std,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "torch_threads": torch.get_num_threads(),
+                "versions": {
+                    "lucidrl": lucidrl.__version__,
+                    "torch": torch.__version__,
+                    "gymnasium": gymnasium.__version__,
+                    "numpy": numpy.__version__,
+                    "python": platform.python_version(),
+                },
+            }
+        )
+    )
 
 
 def run_one(seed: int, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--env", args.env,
-           "--worker", str(seed), "--timesteps", str(args.timesteps), "--threads", str(args.threads),
-           "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--algo",
+        args.algo,
+        "--env",
+        args.env,
+        "--worker",
+        str(seed),
+        "--timesteps",
+        str(args.timesteps),
+        "--threads",
+        str(args.threads),
+        "--lucidrl-kwargs",
+        json.dumps(args.lucidrl_kwargs),
+    ]
     result, tail = run_worker(cmd)
     if result is None:
         print(f"  seed {seed}: FAILED\n{tail}", file=sys.stderr)
-        return {"algo": args.algo, "env": args.env, "seed": seed, "timesteps": args.timesteps, "error": tail,
-                "lucidrl_kwargs": args.lucidrl_kwargs, "torch_threads": args.threads}
+        return {
+            "algo": args.algo,
+            "env": args.env,
+            "seed": seed,
+            "timesteps": args.timesteps,
+            "error": tail,
+            "lucidrl_kwargs": args.lucidrl_kwargs,
+            "torch_threads": args.threads,
+        }
     return result
 
 
 def summarize(results: list[dict], env_id: str) -> str:
-    out = ["| algo | env | seed | steps | train time (s) | steps/s | eval return (mean ± std, 10 det. episodes) |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| algo | env | seed | steps | train time (s) | steps/s | eval return (mean ± std, 10 det. episodes) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
             out.append(f"| {r['algo']} | {r['env']} | {r['seed']} | | FAILED | | |")
         else:
-            out.append(f"| {r['algo']} | {r['env']} | {r['seed']} | {r['num_timesteps']} | {r['train_s']:.1f} | "
-                       f"{r['steps_per_s']:.0f} | {r['eval_mean']:.1f} ± {r['eval_std']:.1f} |")
+            out.append(
+                f"| {r['algo']} | {r['env']} | {r['seed']} | {r['num_timesteps']} | {r['train_s']:.1f} | "
+                f"{r['steps_per_s']:.0f} | {r['eval_mean']:.1f} ± {r['eval_std']:.1f} |"
+            )
     ok = [r for r in results if "error" not in r]
     if ok:
         out.append("")
-        out.append(f"median train time {statistics.median(r['train_s'] for r in ok):.1f} s; "
-                   "eval returns " + ", ".join(f"{r['eval_mean']:.1f}" for r in ok))
+        out.append(
+            f"median train time {statistics.median(r['train_s'] for r in ok):.1f} s; "
+            "eval returns " + ", ".join(f"{r['eval_mean']:.1f}" for r in ok)
+        )
         if env_id in BARS:
             n = sum(r["eval_mean"] >= BARS[env_id] for r in ok)
             out.append(f"bar >= {BARS[env_id]:g}: met by {n} of {len(results)} seeds")
@@ -126,8 +170,11 @@ def main() -> None:
         with path.open("a") as f:
             f.write(json.dumps(r) + "\n")
         if "error" not in r:
-            print(f"  {args.algo} {args.env} seed {seed}: {r['eval_mean']:.1f} ± {r['eval_std']:.1f} "
-                  f"in {r['train_s']:.1f} s", flush=True)
+            print(
+                f"  {args.algo} {args.env} seed {seed}: {r['eval_mean']:.1f} ± {r['eval_std']:.1f} "
+                f"in {r['train_s']:.1f} s",
+                flush=True,
+            )
     print(summarize(results, args.env))
     print(f"\nappended to {path.relative_to(ROOT)}")
 

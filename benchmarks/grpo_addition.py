@@ -38,8 +38,15 @@ def run(seed: int, updates: int, eval_every: int) -> dict:
         grpo_cpu += time.process_time() - t
         curve.append((model.n_updates, model.evaluate()))
         t = time.process_time()
-    return {"seed": seed, "updates": updates, "warm_start_accuracy": curve[0][1], "grpo_accuracy": curve[-1][1],
-            "curve": curve, "warm_start_cpu_s": round(warm_cpu, 1), "grpo_cpu_s": round(grpo_cpu, 1)}
+    return {
+        "seed": seed,
+        "updates": updates,
+        "warm_start_accuracy": curve[0][1],
+        "grpo_accuracy": curve[-1][1],
+        "curve": curve,
+        "warm_start_cpu_s": round(warm_cpu, 1),
+        "grpo_cpu_s": round(grpo_cpu, 1),
+    }
 
 
 def main() -> None:
@@ -51,13 +58,22 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "grpo_addition.jsonl"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{'seed':>4} {'warm start':>10} {'after GRPO':>10} {'warm cpu s':>10} {'GRPO cpu s':>10}  curve (update, acc)")
+    print(
+        f"{'seed':>4} {'warm start':>10} {'after GRPO':>10} {'warm cpu s':>10} {'GRPO cpu s':>10}  curve (update, acc)"
+    )
     for seed in args.seeds:
         r = run(seed, args.updates, args.eval_every)
-        r.update(threads=args.threads, torch=torch.__version__, machine=platform.processor() or platform.machine(),
-                 lucidrl=lucidrl.__version__)
-        print(f"{seed:>4} {r['warm_start_accuracy']:>10.3f} {r['grpo_accuracy']:>10.3f} {r['warm_start_cpu_s']:>10} "
-              f"{r['grpo_cpu_s']:>10}  {[(u, round(a, 3)) for u, a in r['curve']]}", flush=True)
+        r.update(
+            threads=args.threads,
+            torch=torch.__version__,
+            machine=platform.processor() or platform.machine(),
+            lucidrl=lucidrl.__version__,
+        )
+        print(
+            f"{seed:>4} {r['warm_start_accuracy']:>10.3f} {r['grpo_accuracy']:>10.3f} {r['warm_start_cpu_s']:>10} "
+            f"{r['grpo_cpu_s']:>10}  {[(u, round(a, 3)) for u, a in r['curve']]}",
+            flush=True,
+        )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(r) + "\n")

@@ -58,8 +58,7 @@ def run(seed: int, guards: bool) -> dict:
         model.learn(100_000)
     finally:
         rollout._sum, Algorithm._check_finite, rollout.VectorStepper.step = add, check, step
-    return {"seed": seed, "guards": guards, "train_s": model.last_training_seconds, "step_calls": calls[0],
-            **spent}
+    return {"seed": seed, "guards": guards, "train_s": model.last_training_seconds, "step_calls": calls[0], **spent}
 
 
 def main() -> None:
@@ -76,8 +75,10 @@ def main() -> None:
     with_g = [r for r in rows if r["guards"]]
     share = [(r["step_calls"] * per_call + r["update_s"]) / r["train_s"] for r in with_g]
     print(f"guard time inside runs: {', '.join(f'{100 * s:.2f}%' for s in share)} of training time")
-    print("end to end, guards on / off: " + ", ".join(
-        f"{a['train_s']:.2f} / {b['train_s']:.2f} s" for a, b in zip(rows[::2], rows[1::2])))
+    print(
+        "end to end, guards on / off: "
+        + ", ".join(f"{a['train_s']:.2f} / {b['train_s']:.2f} s" for a, b in zip(rows[::2], rows[1::2]))
+    )
 
 
 if __name__ == "__main__":

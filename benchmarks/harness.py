@@ -74,13 +74,28 @@ PEERS = {  # lucidrl algorithm -> (peer label, module, class)
 EVAL_EPISODES = 10
 MAX_CURVE_POINTS = 200
 # lucidrl config fields handled outside the generic name match (or meaningless for the peer)
-_SPECIAL = {"n_envs", "seed", "device", "net_arch", "activation", "ortho_init", "log_std_init", "adam_eps",
-            "normalize_obs", "normalize_reward", "clip_obs", "clip_reward", "shared_trunk", "rms_prop_alpha"}
+_SPECIAL = {
+    "n_envs",
+    "seed",
+    "device",
+    "net_arch",
+    "activation",
+    "ortho_init",
+    "log_std_init",
+    "adam_eps",
+    "normalize_obs",
+    "normalize_reward",
+    "clip_obs",
+    "clip_reward",
+    "shared_trunk",
+    "rms_prop_alpha",
+}
 
 
 # --------------------------------------------------------------------------------------------
 # The grid
 # --------------------------------------------------------------------------------------------
+
 
 def load_grid(path: Path = GRID) -> list[dict[str, Any]]:
     """The cells of the grid, each with its budget resolved to a number and its preset named."""
@@ -94,8 +109,10 @@ def load_grid(path: Path = GRID) -> list[dict[str, Any]]:
         c = dict(c)
         preset = preset_for_env(c["algo"], c["env"]) if c.get("hyperparams", "preset") == "preset" else None
         if c.get("hyperparams", "preset") == "preset" and preset is None:
-            raise SystemExit(f"{path}: {c['algo']} on {c['env']} says hyperparams: preset, but lucidrl has no "
-                             f"{c['algo']} preset for {c['env']}; add one or write hyperparams: default")
+            raise SystemExit(
+                f"{path}: {c['algo']} on {c['env']} says hyperparams: preset, but lucidrl has no "
+                f"{c['algo']} preset for {c['env']}; add one or write hyperparams: default"
+            )
         c["preset"] = preset
         if c.get("budget", "preset") == "preset":
             if preset is None:
@@ -112,6 +129,7 @@ def load_grid(path: Path = GRID) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # lucidrl config -> SB3 arguments
 # --------------------------------------------------------------------------------------------
+
 
 def _schedule_for_sb3(value):
     from lucidrl.config import LinearSchedule
@@ -145,8 +163,10 @@ def sb3_arguments(algo: str, config) -> tuple[dict[str, Any], dict[str, Any], di
         if f.name in params:
             kwargs[f.name] = _schedule_for_sb3(value)
         elif value != getattr(defaults, f.name):
-            raise SystemExit(f"{algo}: lucidrl's {f.name}={value!r} has no counterpart in {module}.{cls_name}; "
-                             "the runs would not use the same method")
+            raise SystemExit(
+                f"{algo}: lucidrl's {f.name}={value!r} has no counterpart in {module}.{cls_name}; "
+                "the runs would not use the same method"
+            )
     if getattr(config, "shared_trunk", False):
         raise SystemExit(f"{algo}: shared_trunk=True has no counterpart in SB3 2.x (separate pi and vf networks)")
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[config.activation]
@@ -166,8 +186,13 @@ def sb3_arguments(algo: str, config) -> tuple[dict[str, Any], dict[str, Any], di
     vec = {"n_envs": config.n_envs}
     norm = None
     if getattr(config, "normalize_obs", False) or getattr(config, "normalize_reward", False):
-        norm = dict(norm_obs=config.normalize_obs, norm_reward=config.normalize_reward, clip_obs=config.clip_obs,
-                    clip_reward=config.clip_reward, gamma=config.gamma)
+        norm = dict(
+            norm_obs=config.normalize_obs,
+            norm_reward=config.normalize_reward,
+            clip_obs=config.clip_obs,
+            clip_reward=config.clip_reward,
+            gamma=config.gamma,
+        )
     return kwargs, vec, norm
 
 
@@ -189,6 +214,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 # Worker: one training run in this process, one JSON line on stdout
 # --------------------------------------------------------------------------------------------
 
+
 def _thin(points: list[tuple[float, float]]) -> list[list[float]]:
     if len(points) > MAX_CURVE_POINTS:
         idx = sorted({round(i * (len(points) - 1) / (MAX_CURVE_POINTS - 1)) for i in range(MAX_CURVE_POINTS)})
@@ -209,20 +235,28 @@ def train_lucidrl(algo: str, env_id: str, seed: int, budget: int, hyperparams: s
     from lucidrl.errors import LucidRLError
     from lucidrl.plotting import load_curve
 
-    model = ALGORITHMS[algo](env_id, seed=seed, verbose=0, preset=(hyperparams == "preset"), run_dir=run_dir,
-                             tensorboard=False)
+    model = ALGORITHMS[algo](
+        env_id, seed=seed, verbose=0, preset=(hyperparams == "preset"), run_dir=run_dir, tensorboard=False
+    )
     t0 = time.perf_counter()
     model.learn(budget)
     train_s = time.perf_counter() - t0
-    returns = lucidrl.evaluate(model, n_episodes=EVAL_EPISODES, deterministic=True, seed=0,
-                               return_episode_returns=True)[2]
+    returns = lucidrl.evaluate(
+        model, n_episodes=EVAL_EPISODES, deterministic=True, seed=0, return_episode_returns=True
+    )[2]
     try:
         steps, values = load_curve(run_dir)
     except LucidRLError:  # no episode finished during training
         steps, values = [], []
-    return {"num_timesteps": int(model.num_timesteps), "train_s": train_s, "eval_returns": returns,
-            "curve": _thin(list(zip(steps, values))), "hyperparams": config_to_dict(model.config),
-            "preset": model.preset_name, "versions": {"lucidrl": lucidrl.__version__}}
+    return {
+        "num_timesteps": int(model.num_timesteps),
+        "train_s": train_s,
+        "eval_returns": returns,
+        "curve": _thin(list(zip(steps, values))),
+        "hyperparams": config_to_dict(model.config),
+        "preset": model.preset_name,
+        "versions": {"lucidrl": lucidrl.__version__},
+    }
 
 
 def train_peer(algo: str, env_id: str, seed: int, budget: int, hyperparams: str) -> dict:
@@ -275,9 +309,15 @@ def train_peer(algo: str, env_id: str, seed: int, budget: int, hyperparams: str)
             done = term or trunc
         returns.append(total)
     e.close()
-    return {"num_timesteps": int(model.num_timesteps), "train_s": train_s, "eval_returns": returns,
-            "curve": _thin(curve.points), "hyperparams": _jsonable({**kwargs, **vec, "vec_normalize": norm}),
-            "preset": None, "versions": {module_name: module.__version__}}
+    return {
+        "num_timesteps": int(model.num_timesteps),
+        "train_s": train_s,
+        "eval_returns": returns,
+        "curve": _thin(curve.points),
+        "hyperparams": _jsonable({**kwargs, **vec, "vec_normalize": norm}),
+        "preset": None,
+        "versions": {module_name: module.__version__},
+    }
 
 
 def worker(algo: str, env_id: str, lib: str, seed: int, budget: int, hyperparams: str, run_dir: str) -> None:
@@ -295,47 +335,92 @@ def worker(algo: str, env_id: str, lib: str, seed: int, budget: int, hyperparams
         r = train_peer(algo, env_id, seed, budget, hyperparams)
     returns = r.pop("eval_returns")
     n, train_s = r.pop("num_timesteps"), r.pop("train_s")
-    print(json.dumps({
-        "algo": algo, "env": env_id, "library": lib, "seed": seed, "budget": budget,
-        "num_timesteps": n, "train_s": round(train_s, 3), "steps_per_s": round(n / train_s, 1),
-        **r, "eval_mean": float(np.mean(returns)), "eval_std": float(np.std(returns)),
-        "eval_returns": [round(x, 3) for x in returns], "eval_episodes": EVAL_EPISODES,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch_threads": torch.get_num_threads(), "load_before": load_before, "load_after": list(os.getloadavg()),
-        "versions_common": {"torch": torch.__version__, "gymnasium": gymnasium.__version__,
-                            "numpy": np.__version__, "python": platform.python_version()},
-    }))
+    print(
+        json.dumps(
+            {
+                "algo": algo,
+                "env": env_id,
+                "library": lib,
+                "seed": seed,
+                "budget": budget,
+                "num_timesteps": n,
+                "train_s": round(train_s, 3),
+                "steps_per_s": round(n / train_s, 1),
+                **r,
+                "eval_mean": float(np.mean(returns)),
+                "eval_std": float(np.std(returns)),
+                "eval_returns": [round(x, 3) for x in returns],
+                "eval_episodes": EVAL_EPISODES,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "torch_threads": torch.get_num_threads(),
+                "load_before": load_before,
+                "load_after": list(os.getloadavg()),
+                "versions_common": {
+                    "torch": torch.__version__,
+                    "gymnasium": gymnasium.__version__,
+                    "numpy": np.__version__,
+                    "python": platform.python_version(),
+                },
+            }
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Parent: schedule the runs, append the results
 # --------------------------------------------------------------------------------------------
 
+
 def run_one(cell: dict, lib: str, seed: int, budget: int, run_root: Path, timeout: float | None) -> dict:
     run_dir = run_root / f"{cell['algo']}-{cell['env']}-s{seed}-{int(time.time() * 1000)}"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", cell["algo"], cell["env"], lib, str(seed),
-           str(budget), cell.get("hyperparams", "preset"), str(run_dir)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        cell["algo"],
+        cell["env"],
+        lib,
+        str(seed),
+        str(budget),
+        cell.get("hyperparams", "preset"),
+        str(run_dir),
+    ]
     r, why = run_worker(cmd, timeout, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if r is None:
         return {"error": why}
-    r["run_dir"] = str(run_dir.relative_to(ROOT)) if lib == "lucidrl" and run_dir.is_relative_to(ROOT) else (
-        str(run_dir) if lib == "lucidrl" else None)
+    r["run_dir"] = (
+        str(run_dir.relative_to(ROOT))
+        if lib == "lucidrl" and run_dir.is_relative_to(ROOT)
+        else (str(run_dir) if lib == "lucidrl" else None)
+    )
     return r
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--grid", type=Path, default=GRID, help="grid file (default benchmarks/grid.yaml)")
     p.add_argument("--results", type=Path, default=RESULTS, help="JSONL file the rows are appended to")
     p.add_argument("--algos", nargs="+", help="only these algorithms")
     p.add_argument("--envs", nargs="+", help="only these env ids")
-    p.add_argument("--libs", nargs="+", choices=["lucidrl", "peer"], default=["lucidrl", "peer"],
-                   help="lucidrl, the peer (SB3 / sb3-contrib), or both (default)")
+    p.add_argument(
+        "--libs",
+        nargs="+",
+        choices=["lucidrl", "peer"],
+        default=["lucidrl", "peer"],
+        help="lucidrl, the peer (SB3 / sb3-contrib), or both (default)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--timesteps", type=int, help="override every cell's budget (tests, smoke runs)")
-    p.add_argument("--run-root", type=Path, default=ROOT / "benchmarks" / "runs",
-                   help="where lucidrl's run directories go (metrics.csv, model)")
+    p.add_argument(
+        "--run-root",
+        type=Path,
+        default=ROOT / "benchmarks" / "runs",
+        help="where lucidrl's run directories go (metrics.csv, model)",
+    )
     p.add_argument("--timeout", type=float, default=None, help="seconds after which one run is abandoned")
     p.add_argument("--list", action="store_true", help="print the grid and exit")
     p.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
@@ -348,12 +433,17 @@ def main(argv: list[str] | None = None) -> int:
         worker(algo, env_id, lib, int(seed), int(budget), hp, run_dir)
         return 0
 
-    cells = [c for c in load_grid(args.grid)
-             if (not args.algos or c["algo"] in args.algos) and (not args.envs or c["env"] in args.envs)]
+    cells = [
+        c
+        for c in load_grid(args.grid)
+        if (not args.algos or c["algo"] in args.algos) and (not args.envs or c["env"] in args.envs)
+    ]
     if args.list or not cells:
         for c in cells:
-            print(f"{c['algo']:10s} {c['env']:16s} budget {c['budget']:>8d}  peer {c.get('peer') or '-':12s} "
-                  f"hyperparams {c.get('preset') or 'lucidrl defaults'}")
+            print(
+                f"{c['algo']:10s} {c['env']:16s} budget {c['budget']:>8d}  peer {c.get('peer') or '-':12s} "
+                f"hyperparams {c.get('preset') or 'lucidrl defaults'}"
+            )
         if not cells:
             print("no cell matches --algos/--envs", file=sys.stderr)
         return 0 if cells else 2
@@ -368,19 +458,30 @@ def main(argv: list[str] | None = None) -> int:
             for lib in libs:  # alternate libraries seed by seed
                 stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
                 r = run_one(c, lib, seed, budget, args.run_root, args.timeout)
-                row = {"timestamp": stamp, **context, "algo": c["algo"], "env": c["env"], "library": lib,
-                       "seed": seed, "budget": budget, "full_budget": budget == c["budget"],
-                       "hyperparams_source": c.get("preset") and f"lucidrl preset {c['preset']!r}" or "lucidrl defaults",
-                       **r}
+                row = {
+                    "timestamp": stamp,
+                    **context,
+                    "algo": c["algo"],
+                    "env": c["env"],
+                    "library": lib,
+                    "seed": seed,
+                    "budget": budget,
+                    "full_budget": budget == c["budget"],
+                    "hyperparams_source": c.get("preset") and f"lucidrl preset {c['preset']!r}" or "lucidrl defaults",
+                    **r,
+                }
                 with args.results.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 if "error" in r:
                     failed += 1
                     print(f"  {lib} seed {seed}: FAILED\n{r['error']}", file=sys.stderr, flush=True)
                 else:
-                    print(f"  {lib:11s} seed {seed}: return {r['eval_mean']:8.1f} ± {r['eval_std']:6.1f}  "
-                          f"{r['train_s']:7.1f} s  {r['steps_per_s']:8.0f} steps/s  load {r['load_before'][0]:.2f}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  {lib:11s} seed {seed}: return {r['eval_mean']:8.1f} ± {r['eval_std']:6.1f}  "
+                        f"{r['train_s']:7.1f} s  {r['steps_per_s']:8.0f} steps/s  load {r['load_before'][0]:.2f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     return 1 if failed else 0
 
 

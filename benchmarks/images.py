@@ -31,15 +31,31 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "learn
 
 
 def synthetic(seeds: list[int]) -> None:
-    import lucidrl
     from test_image_learning import BarSideEnv, success_rate
 
+    import lucidrl
+
     settings = {
-        "ppo": (lucidrl.PPO, dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, net_arch=[]), 3_072),
+        "ppo": (
+            lucidrl.PPO,
+            dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, net_arch=[]),
+            3_072,
+        ),
         "a2c": (lucidrl.A2C, dict(n_envs=8, n_steps=5, learning_rate=1e-3, net_arch=[]), 3_000),
-        "dqn": (lucidrl.DQN, dict(learning_rate=1e-3, buffer_size=1_000, learning_starts=100, train_freq=1,
-                                  target_update_interval=100, exploration_fraction=0.3, exploration_final_eps=0.02,
-                                  net_arch=[]), 700),
+        "dqn": (
+            lucidrl.DQN,
+            dict(
+                learning_rate=1e-3,
+                buffer_size=1_000,
+                learning_starts=100,
+                train_freq=1,
+                target_update_interval=100,
+                exploration_fraction=0.3,
+                exploration_final_eps=0.02,
+                net_arch=[],
+            ),
+            700,
+        ),
     }
     for algo, (cls, kwargs, steps) in settings.items():
         for seed in seeds:
@@ -48,9 +64,20 @@ def synthetic(seeds: list[int]) -> None:
             t = time.perf_counter()
             model.learn(steps)
             train_s = time.perf_counter() - t
-            print(json.dumps({"env": "BarSideEnv", "algo": algo, "seed": seed, "timesteps": steps,
-                              "success_before": before, "success_after": success_rate(model),
-                              "train_s": round(train_s, 2)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "env": "BarSideEnv",
+                        "algo": algo,
+                        "seed": seed,
+                        "timesteps": steps,
+                        "success_before": before,
+                        "success_after": success_rate(model),
+                        "train_s": round(train_s, 2),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def pong(timesteps: int, seed: int) -> None:
@@ -60,10 +87,22 @@ def pong(timesteps: int, seed: int) -> None:
     t = time.perf_counter()
     model.learn(timesteps)
     train_s = time.perf_counter() - t
-    print(json.dumps({"env": "ALE/Pong-v5", "algo": "ppo", "preset": model.preset_name, "seed": seed,
-                      "n_envs": model.config.n_envs, "timesteps": model.num_timesteps,
-                      "threads": torch.get_num_threads(), "train_s": round(train_s, 1),
-                      "steps_per_s": round(model.num_timesteps / train_s, 1)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "env": "ALE/Pong-v5",
+                "algo": "ppo",
+                "preset": model.preset_name,
+                "seed": seed,
+                "n_envs": model.config.n_envs,
+                "timesteps": model.num_timesteps,
+                "threads": torch.get_num_threads(),
+                "train_s": round(train_s, 1),
+                "steps_per_s": round(model.num_timesteps / train_s, 1),
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -60,60 +60,110 @@ def worker(seed: int, timesteps: int, threads: int, extra: dict) -> None:
     model.learn(total_timesteps=timesteps)
     train_s = time.perf_counter() - t0
     mean, std = lucidrl.evaluate(model, ENV_ID, n_episodes=10, deterministic=True, seed=0)
-    print(json.dumps({
-        "algo": "ppo", "library": "lucidrl", "env_id": ENV_ID, "seed": seed, "timesteps": timesteps,
-        "num_timesteps": int(model.num_timesteps), "preset": model.preset_name, "lucidrl_kwargs": extra,
-        "train_s": round(train_s, 3), "steps_per_s": round(model.num_timesteps / train_s, 1),
-        "eval_mean": mean, "eval_std": std,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch_threads": torch.get_num_threads(),
-        "versions": {"lucidrl": lucidrl.__version__, "torch": torch.__version__,
-                     "gymnasium": gymnasium.__version__, "numpy": numpy.__version__,
-                     "python": platform.python_version()},
-    }))
+    print(
+        json.dumps(
+            {
+                "algo": "ppo",
+                "library": "lucidrl",
+                "env_id": ENV_ID,
+                "seed": seed,
+                "timesteps": timesteps,
+                "num_timesteps": int(model.num_timesteps),
+                "preset": model.preset_name,
+                "lucidrl_kwargs": extra,
+                "train_s": round(train_s, 3),
+                "steps_per_s": round(model.num_timesteps / train_s, 1),
+                "eval_mean": mean,
+                "eval_std": std,
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "torch_threads": torch.get_num_threads(),
+                "versions": {
+                    "lucidrl": lucidrl.__version__,
+                    "torch": torch.__version__,
+                    "gymnasium": gymnasium.__version__,
+                    "numpy": numpy.__version__,
+                    "python": platform.python_version(),
+                },
+            }
+        )
+    )
 
 
 def run_one(seed: int, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(seed), "--timesteps", str(args.timesteps),
-           "--threads", str(args.threads), "--lucidrl-kwargs", json.dumps(args.lucidrl_kwargs)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(seed),
+        "--timesteps",
+        str(args.timesteps),
+        "--threads",
+        str(args.threads),
+        "--lucidrl-kwargs",
+        json.dumps(args.lucidrl_kwargs),
+    ]
     result, tail = run_worker(cmd)
     if result is None:
         print(f"  seed {seed}: FAILED\n{tail}", file=sys.stderr)
-        return {"library": "lucidrl", "seed": seed, "timesteps": args.timesteps, "error": tail,
-                "lucidrl_kwargs": args.lucidrl_kwargs, "torch_threads": args.threads}
+        return {
+            "library": "lucidrl",
+            "seed": seed,
+            "timesteps": args.timesteps,
+            "error": tail,
+            "lucidrl_kwargs": args.lucidrl_kwargs,
+            "torch_threads": args.threads,
+        }
     return result
 
 
 def summarize(results: list[dict]) -> str:
-    out = ["| seed | steps | train time (s) | steps/s | eval return (mean ± std) | peak RSS (MiB) |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| seed | steps | train time (s) | steps/s | eval return (mean ± std) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
             out.append(f"| {r['seed']} | FAILED | | | | |")
         else:
-            out.append(f"| {r['seed']} | {r['num_timesteps']} | {r['train_s']:.1f} | {r['steps_per_s']:.0f} | "
-                       f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['peak_rss_mib']:.0f} |")
+            out.append(
+                f"| {r['seed']} | {r['num_timesteps']} | {r['train_s']:.1f} | {r['steps_per_s']:.0f} | "
+                f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['peak_rss_mib']:.0f} |"
+            )
     ok = [r for r in results if "error" not in r]
     solved = sum(r["eval_mean"] >= SOLVED for r in ok)
     need = math.ceil(2 * len(results) / 3)
     if ok:
-        out += ["", f"median train time {statistics.median(r['train_s'] for r in ok):.1f} s, "
-                    f"median steps/s {statistics.median(r['steps_per_s'] for r in ok):.0f}"]
-    out.append(f"lucidrl PPO reached >= {SOLVED:.0f} on {solved}/{len(results)} seeds (needs {need}): "
-               f"**{'PASS' if solved >= need else 'FAIL'}**")
+        out += [
+            "",
+            f"median train time {statistics.median(r['train_s'] for r in ok):.1f} s, "
+            f"median steps/s {statistics.median(r['steps_per_s'] for r in ok):.0f}",
+        ]
+    out.append(
+        f"lucidrl PPO reached >= {SOLVED:.0f} on {solved}/{len(results)} seeds (needs {need}): "
+        f"**{'PASS' if solved >= need else 'FAIL'}**"
+    )
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--timesteps", type=int, default=1_000_000, help="training steps per run (default 1000000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    p.add_argument("--lucidrl-kwargs", type=json.loads, default={},
-                   help="JSON dict of overrides on top of the preset, e.g. '{\"normalize_obs\": true}'")
-    p.add_argument("--results", type=Path, default=None,
-                   help="JSONL file the results are appended to (default benchmarks/results/ppo_LunarLander-v3.jsonl)")
+    p.add_argument(
+        "--lucidrl-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON dict of overrides on top of the preset, e.g. '{\"normalize_obs\": true}'",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="JSONL file the results are appended to (default benchmarks/results/ppo_LunarLander-v3.jsonl)",
+    )
     p.add_argument("--worker", type=int, metavar="SEED", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not isinstance(args.lucidrl_kwargs, dict):
@@ -125,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     args.results = args.results or RESULTS_DIR / f"ppo_{ENV_ID}.jsonl"
     args.results.parent.mkdir(parents=True, exist_ok=True)
     context = {"machine": machine(), "code": code_version(), "benchmark": "lunarlander"}
-    print(f"PPO {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, torch threads {args.threads}, "
-          f"overrides {args.lucidrl_kwargs or 'none'}", file=sys.stderr)
+    print(
+        f"PPO {ENV_ID}: {args.timesteps} steps, seeds {args.seeds}, torch threads {args.threads}, "
+        f"overrides {args.lucidrl_kwargs or 'none'}",
+        file=sys.stderr,
+    )
     results = []
     for seed in args.seeds:
         print(f"  running seed {seed} ...", file=sys.stderr, flush=True)
@@ -136,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         with args.results.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"  seed {seed}: {r.get('eval_mean', 'FAILED')}", file=sys.stderr, flush=True)
-    print(f"\nPPO {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
-          + (f", overrides {json.dumps(args.lucidrl_kwargs)}" if args.lucidrl_kwargs else "") + "\n")
+    print(
+        f"\nPPO {ENV_ID}, {args.timesteps} steps, torch threads {args.threads}"
+        + (f", overrides {json.dumps(args.lucidrl_kwargs)}" if args.lucidrl_kwargs else "")
+        + "\n"
+    )
     print(summarize(results))
     return 1 if any("error" in r for r in results) else 0
 

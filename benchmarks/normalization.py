@@ -1,4 +1,5 @@
-"""With and without normalisation: the same algorithm, preset and seed, ``normalize_obs``/``normalize_reward`` on and off.
+"""With and without normalisation: the same algorithm, preset and seed, ``normalize_obs``/``normalize_reward``
+on and off.
 
 Each run is a fresh Python process (this script re-invoked in a hidden ``--worker`` mode that
 prints one JSON line); runs go one after another. A run builds ``lucidrl.<ALGO>(env, seed=s)``
@@ -28,8 +29,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import run_worker  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "normalization.jsonl"
-SETTINGS = {"preset": {}, "off": {"normalize_obs": False, "normalize_reward": False},
-            "on": {"normalize_obs": True, "normalize_reward": True}}
+SETTINGS = {
+    "preset": {},
+    "off": {"normalize_obs": False, "normalize_reward": False},
+    "on": {"normalize_obs": True, "normalize_reward": True},
+}
 
 
 def worker(algo: str, env: str, seed: int, timesteps: int, setting: str) -> None:
@@ -45,10 +49,25 @@ def worker(algo: str, env: str, seed: int, timesteps: int, setting: str) -> None
     model.learn(timesteps)
     train_s = time.perf_counter() - t0
     mean, std = lucidrl.evaluate(model, env, n_episodes=10, deterministic=True, seed=0)
-    print(json.dumps({"algo": algo, "env_id": env, "seed": seed, "setting": setting, "preset": model.preset_name,
-                      "num_timesteps": model.num_timesteps, "normalize_obs": model.config.normalize_obs,
-                      "normalize_reward": model.config.normalize_reward, "train_s": round(train_s, 2),
-                      "eval_mean": mean, "eval_std": std, "lucidrl": lucidrl.__version__, "torch_threads": 1}))
+    print(
+        json.dumps(
+            {
+                "algo": algo,
+                "env_id": env,
+                "seed": seed,
+                "setting": setting,
+                "preset": model.preset_name,
+                "num_timesteps": model.num_timesteps,
+                "normalize_obs": model.config.normalize_obs,
+                "normalize_reward": model.config.normalize_reward,
+                "train_s": round(train_s, 2),
+                "eval_mean": mean,
+                "eval_std": std,
+                "lucidrl": lucidrl.__version__,
+                "torch_threads": 1,
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     rows, failed = [], False
     for seed in args.seeds:
         for setting in args.settings:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--algo", args.algo, "--env", args.env,
-                   "--timesteps", str(args.timesteps), "--worker", str(seed), setting]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--algo",
+                args.algo,
+                "--env",
+                args.env,
+                "--timesteps",
+                str(args.timesteps),
+                "--worker",
+                str(seed),
+                setting,
+            ]
             r, why = run_worker(cmd)
             if r is None:
                 print(f"seed {seed} {setting}: FAILED\n{why}", file=sys.stderr)
@@ -76,15 +106,25 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows.append(r)
             with RESULTS.open("a") as f:
-                f.write(json.dumps({"timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                    "benchmark": "normalization", **r}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            "benchmark": "normalization",
+                            **r,
+                        }
+                    )
+                    + "\n"
+                )
             print(f"  seed {seed} {setting}: {r['eval_mean']:.1f}", file=sys.stderr, flush=True)
     print(f"\n{args.algo.upper()} {args.env}, {args.timesteps} steps\n")
     print("| seed | setting | normalize_obs | normalize_reward | eval return (mean ± std) | train time (s) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['seed']} | {r['setting']} | {r['normalize_obs']} | {r['normalize_reward']} | "
-              f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['train_s']:.1f} |")
+        print(
+            f"| {r['seed']} | {r['setting']} | {r['normalize_obs']} | {r['normalize_reward']} | "
+            f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['train_s']:.1f} |"
+        )
     return 1 if failed else 0
 
 

@@ -54,15 +54,39 @@ def sb3_model(env_id: str, seed: int):
             raise SystemExit(f"{name} is a schedule in the preset; this script compares constant values only")
     env = make_vec_env(env_id, n_envs=c.n_envs, seed=seed)
     if c.normalize_obs or c.normalize_reward:
-        env = VecNormalize(env, norm_obs=c.normalize_obs, norm_reward=c.normalize_reward, clip_obs=c.clip_obs,
-                           clip_reward=c.clip_reward, gamma=c.gamma)
+        env = VecNormalize(
+            env,
+            norm_obs=c.normalize_obs,
+            norm_reward=c.normalize_reward,
+            clip_obs=c.clip_obs,
+            clip_reward=c.clip_reward,
+            gamma=c.gamma,
+        )
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[c.activation]
-    policy_kwargs = dict(net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)), activation_fn=act,
-                         ortho_init=c.ortho_init, log_std_init=c.log_std_init)
-    return PPO("MlpPolicy", env, n_steps=c.n_steps, batch_size=c.batch_size, n_epochs=c.n_epochs,
-               learning_rate=c.learning_rate, gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
-               ent_coef=c.ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
-               normalize_advantage=c.normalize_advantage, policy_kwargs=policy_kwargs, seed=seed, verbose=0)
+    policy_kwargs = dict(
+        net_arch=dict(pi=list(c.net_arch), vf=list(c.net_arch)),
+        activation_fn=act,
+        ortho_init=c.ortho_init,
+        log_std_init=c.log_std_init,
+    )
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=c.n_steps,
+        batch_size=c.batch_size,
+        n_epochs=c.n_epochs,
+        learning_rate=c.learning_rate,
+        gamma=c.gamma,
+        gae_lambda=c.gae_lambda,
+        clip_range=c.clip_range,
+        ent_coef=c.ent_coef,
+        vf_coef=c.vf_coef,
+        max_grad_norm=c.max_grad_norm,
+        normalize_advantage=c.normalize_advantage,
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        verbose=0,
+    )
 
 
 def worker(lib: str, env_id: str, seed: int, timesteps: int) -> None:
@@ -101,9 +125,22 @@ def worker(lib: str, env_id: str, seed: int, timesteps: int) -> None:
                 done = term or trunc
             returns.append(total)
         mean, std, n = float(np.mean(returns)), float(np.std(returns)), int(model.num_timesteps)
-    print(json.dumps({"library": lib, "env": env_id, "seed": seed, "timesteps": timesteps, "num_timesteps": n,
-                      "train_s": round(train_s, 3), "steps_per_s": round(n / train_s, 1), "eval_mean": mean,
-                      "eval_std": std, "torch_threads": 1}))
+    print(
+        json.dumps(
+            {
+                "library": lib,
+                "env": env_id,
+                "seed": seed,
+                "timesteps": timesteps,
+                "num_timesteps": n,
+                "train_s": round(train_s, 3),
+                "steps_per_s": round(n / train_s, 1),
+                "eval_mean": mean,
+                "eval_std": std,
+                "torch_threads": 1,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -111,7 +148,9 @@ def main() -> None:
     p.add_argument("--env", default="HalfCheetah-v5")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--results", type=Path, default=None, help="JSONL file (default benchmarks/results/ppo_sps_ENV.jsonl)")
+    p.add_argument(
+        "--results", type=Path, default=None, help="JSONL file (default benchmarks/results/ppo_sps_ENV.jsonl)"
+    )
     p.add_argument("--worker", nargs=2, metavar=("LIB", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -122,8 +161,17 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         for lib in ("lucidrl", "sb3"):
-            cmd = [sys.executable, __file__, "--env", args.env, "--timesteps", str(args.timesteps),
-                   "--worker", lib, str(seed)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--env",
+                args.env,
+                "--timesteps",
+                str(args.timesteps),
+                "--worker",
+                lib,
+                str(seed),
+            ]
             result, why = run_worker(cmd)
             if result is None:
                 raise SystemExit(f"{lib} seed {seed} failed:\n{why}")
@@ -131,11 +179,18 @@ def main() -> None:
             results.append(r)
             with path.open("a") as f:
                 f.write(json.dumps(r) + "\n")
-            print(f"  {lib} seed {seed}: {r['steps_per_s']:.0f} steps/s ({r['train_s']:.1f} s), "
-                  f"eval {r['eval_mean']:.1f}", flush=True)
-    med = {lib: statistics.median(r["steps_per_s"] for r in results if r["library"] == lib) for lib in ("lucidrl", "sb3")}
-    print(f"\nPPO {args.env}, {args.timesteps} steps per run: median steps/s lucidrl {med['lucidrl']:.0f}, "
-          f"SB3 {med['sb3']:.0f}; ratio lucidrl/SB3 = {med['lucidrl'] / med['sb3']:.2f} (> 1: lucidrl is faster)")
+            print(
+                f"  {lib} seed {seed}: {r['steps_per_s']:.0f} steps/s ({r['train_s']:.1f} s), "
+                f"eval {r['eval_mean']:.1f}",
+                flush=True,
+            )
+    med = {
+        lib: statistics.median(r["steps_per_s"] for r in results if r["library"] == lib) for lib in ("lucidrl", "sb3")
+    }
+    print(
+        f"\nPPO {args.env}, {args.timesteps} steps per run: median steps/s lucidrl {med['lucidrl']:.0f}, "
+        f"SB3 {med['sb3']:.0f}; ratio lucidrl/SB3 = {med['lucidrl'] / med['sb3']:.2f} (> 1: lucidrl is faster)"
+    )
 
 
 if __name__ == "__main__":

@@ -78,12 +78,22 @@ def cell_stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
     s = summarize([r["eval_mean"] for r in runs])
     cores = max(1, runs[0].get("machine", {}).get("cpu_count") or 1)
     load = statistics.median(r["load_before"][0] for r in runs)
-    return {"n": s.n, "mean": s.mean, "std": s.std, "iqm": s.iqm, "iqm_low": s.iqm_low, "iqm_high": s.iqm_high,
-            "train_s": statistics.median(r["train_s"] for r in runs),
-            "steps_per_s": statistics.median(r["steps_per_s"] for r in runs),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "load": load, "loaded": load / cores > LOADED,
-            "full_budget": all(r.get("full_budget", True) for r in runs),
-            "seeds": [r["seed"] for r in runs], "returns": [r["eval_mean"] for r in runs]}
+    return {
+        "n": s.n,
+        "mean": s.mean,
+        "std": s.std,
+        "iqm": s.iqm,
+        "iqm_low": s.iqm_low,
+        "iqm_high": s.iqm_high,
+        "train_s": statistics.median(r["train_s"] for r in runs),
+        "steps_per_s": statistics.median(r["steps_per_s"] for r in runs),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "load": load,
+        "loaded": load / cores > LOADED,
+        "full_budget": all(r.get("full_budget", True) for r in runs),
+        "seeds": [r["seed"] for r in runs],
+        "returns": [r["eval_mean"] for r in runs],
+    }
 
 
 def _reference_text(cell: dict[str, Any] | None) -> str:
@@ -92,17 +102,20 @@ def _reference_text(cell: dict[str, Any] | None) -> str:
     parts = []
     for ref in cell["reference"]:
         note = f", {ref['note']}" if ref.get("note") else ""
-        parts.append(f"{ref['mean']:.1f} ± {ref['std']:.1f} at {_fmt_steps(int(ref['budget']))} steps "
-                     f"(zoo benchmark, 1 agent, {ref['episodes']} episodes{note})"
-                     if "zoo" in ref["source"] else
-                     f"{ref['mean']:.1f} ± {ref['std']:.1f} at {_fmt_steps(int(ref['budget']))} steps "
-                     f"({ref['source'].split(',')[0]}, training episodes{note})")
+        parts.append(
+            f"{ref['mean']:.1f} ± {ref['std']:.1f} at {_fmt_steps(int(ref['budget']))} steps "
+            f"(zoo benchmark, 1 agent, {ref['episodes']} episodes{note})"
+            if "zoo" in ref["source"]
+            else f"{ref['mean']:.1f} ± {ref['std']:.1f} at {_fmt_steps(int(ref['budget']))} steps "
+            f"({ref['source'].split(',')[0]}, training episodes{note})"
+        )
     return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
+
 
 def _curves(runs):
     return [([p[0] for p in r["curve"]], [p[1] for p in r["curve"]]) for r in runs if len(r.get("curve") or []) >= 1]
@@ -127,7 +140,7 @@ def plot_env(env: str, groups: dict, out_dir: Path) -> dict[str, Path]:
     ncols = min(4, len(algos))
     nrows = -(-len(algos) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows + 0.4), dpi=110, squeeze=False)
-    for ax in axes.flat[len(algos):]:
+    for ax in axes.flat[len(algos) :]:
         ax.set_visible(False)
     for ax, algo in zip(axes.flat, algos):
         for k in (k for k in keys if k[1] == algo):
@@ -157,8 +170,15 @@ def plot_env(env: str, groups: dict, out_dir: Path) -> dict[str, Path]:
         st = cell_stats(groups[k])
         ax.scatter(i + rng.uniform(-0.1, 0.1, st["n"]), st["returns"], color=colors.get(k[2]), alpha=0.75, s=20)
         if st["n"] >= 2:
-            ax.errorbar(i + 0.28, st["iqm"], yerr=[[st["iqm"] - st["iqm_low"]], [st["iqm_high"] - st["iqm"]]],
-                        fmt="D", color="black", capsize=3, markersize=4)
+            ax.errorbar(
+                i + 0.28,
+                st["iqm"],
+                yerr=[[st["iqm"] - st["iqm_low"]], [st["iqm_high"] - st["iqm"]]],
+                fmt="D",
+                color="black",
+                capsize=3,
+                markersize=4,
+            )
         labels.append(f"{k[1]}\n{LIB_NAMES.get(k[2], k[2])}\n{_fmt_steps(k[3])}")
     ax.set_xticks(range(len(keys)), labels, fontsize=7)
     ax.set_ylabel("final return (10 deterministic episodes)")
@@ -216,8 +236,12 @@ METHOD = """\
 
 # The speed bars of record: (algorithm, budget, peer name, bar on the median time ratio), from
 # benchmarks/cartpole_vs_sb3.py's side-by-side runs with the zoo's CartPole-v1 hyperparameters.
-SPEED_BARS = [("ppo", 100_000, "SB3", 0.25), ("a2c", 100_000, "SB3", 0.25), ("trpo", 100_000, "sb3-contrib", 0.25),
-              ("dqn", 50_000, "SB3", 0.33)]
+SPEED_BARS = [
+    ("ppo", 100_000, "SB3", 0.25),
+    ("a2c", 100_000, "SB3", 0.25),
+    ("trpo", 100_000, "sb3-contrib", 0.25),
+    ("dqn", 50_000, "SB3", 0.33),
+]
 
 
 REFERENCE_BAR = {"ppo": 0.6}
@@ -248,29 +272,35 @@ def side_by_side_runs(path: Path, budget: int) -> list[list[dict[str, Any]]]:
 
 def render_speed(results_dir: Path) -> list[str]:
     """The speed section: per algorithm, every side-by-side run of 3 seeds per library (newest first)."""
-    lines = ["## Speed on CartPole-v1: the side-by-side runs", "",
-             "`benchmarks/cartpole_vs_sb3.py --algo ALGO` (DQN: `--timesteps 50000`) trains both libraries "
-             "with the zoo's CartPole-v1 hyperparameters, the same env steps and gradient steps, seeds 0-2, runs "
-             "alternated, each in a fresh process. The figure of record is the ratio of the median training times; a "
-             "bar counts as met when the ratio is at or under it *and* lucidrl reaches >= 475 on at least 2 of the 3 "
-             "seeds. Every run of the current record format is listed, newest first, so the spread between runs shows. "
-             "Load: the 1-minute load average when each run started; a run adds about 1 itself, so on 2 cores a value "
-             "above ~1.5 means another job was running. Run: its start time, and the lucidrl commit it measured "
-             "where recorded (`-dirty`: with uncommitted changes; in rows before 2026-11-30 08:50 these may be only the "
-             "results files the runs append to, later rows count the library and the scripts only). Torch threads: a "
-             "number: both libraries pinned to it; `default`: each at its own default, as a user's script runs (torch: "
-             "one thread per core; lucidrl: `torch_threads=\"auto\"`). `(reference)`: lucidrl with "
-             "`backend=\"reference\"`, the plain-PyTorch algorithm files (bar for PPO: 0.6); otherwise `backend=\"auto\"`.", "",
-             "| algorithm | budget | torch threads | lucidrl train time (s), seeds 0/1/2 | peer train time (s) | "
-             "median ratio lucidrl / peer | bar | lucidrl returns | peer returns | load | run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for algo, budget, peer, bar in SPEED_BARS:
+    lines = [
+        "## Speed on CartPole-v1: the side-by-side runs",
+        "",
+        "`benchmarks/cartpole_vs_sb3.py --algo ALGO` (DQN: `--timesteps 50000`) trains both libraries "
+        "with the zoo's CartPole-v1 hyperparameters, the same env steps and gradient steps, seeds 0-2, runs "
+        "alternated, each in a fresh process. The figure of record is the ratio of the median training times; a "
+        "bar counts as met when the ratio is at or under it *and* lucidrl reaches >= 475 on at least 2 of the 3 "
+        "seeds. Every run of the current record format is listed, newest first, so the spread between runs shows. "
+        "Load: the 1-minute load average when each run started; a run adds about 1 itself, so on 2 cores a value "
+        "above ~1.5 means another job was running. Run: its start time, and the lucidrl commit it measured "
+        "where recorded (`-dirty`: with uncommitted changes; in rows before 2026-11-30 08:50 these may be only the "
+        "results files the runs append to, later rows count the library and the scripts only). Torch threads: a "
+        "number: both libraries pinned to it; `default`: each at its own default, as a user's script runs (torch: "
+        'one thread per core; lucidrl: `torch_threads="auto"`). `(reference)`: lucidrl with '
+        '`backend="reference"`, the plain-PyTorch algorithm files (bar for PPO: 0.6); otherwise `backend="auto"`.',
+        "",
+        "| algorithm | budget | torch threads | lucidrl train time (s), seeds 0/1/2 | peer train time (s) | "
+        "median ratio lucidrl / peer | bar | lucidrl returns | peer returns | load | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for algo, budget, _peer, bar in SPEED_BARS:
         runs = side_by_side_runs(results_dir / f"{algo}_cartpole.jsonl", budget)
         if not runs:
             lines.append(f"| {algo} | {_fmt_steps(budget)} | | not yet run with run ids | | | ≤ {bar} | | | | |")
         for rows in runs:
-            by = {lib: sorted((r for r in rows if r["library"] == lib), key=lambda r: r["seed"])
-                  for lib in ("lucidrl", "sb3")}
+            by = {
+                lib: sorted((r for r in rows if r["library"] == lib), key=lambda r: r["seed"])
+                for lib in ("lucidrl", "sb3")
+            }
             med = {lib: statistics.median(r["train_s"] for r in by[lib]) for lib in by}
             ratio = med["lucidrl"] / med["sb3"]
             solved = sum(r["eval_mean"] >= 475 for r in by["lucidrl"])
@@ -281,12 +311,20 @@ def render_speed(results_dir: Path) -> list[str]:
             threads = by["lucidrl"][0].get("threads_setting", rows[0]["torch_threads"])
             lines.append(
                 f"| {algo}{'' if backend == 'auto' else f' ({backend})'} | {_fmt_steps(budget)} | {threads} | "
-                + " / ".join(f"{r['train_s']:.2f}" for r in by["lucidrl"]) + " | "
-                + " / ".join(f"{r['train_s']:.2f}" for r in by["sb3"]) + f" | **{ratio:.3f}** | "
-                + (f"≤ {row_bar} " + ("(met)" if met else "(not met)") if row_bar != float("inf") else "-") + " | "
-                + " / ".join(f"{r['eval_mean']:.1f}" for r in by["lucidrl"]) + f" ({solved} >= 475) | "
-                + " / ".join(f"{r['eval_mean']:.1f}" for r in by["sb3"]) + f" | {min(loads):.2f}-{max(loads):.2f} | "
-                + f"{rows[0]['run_id']}" + (f" `{rows[0]['code']}`" if rows[0].get("code") else "") + " |")
+                + " / ".join(f"{r['train_s']:.2f}" for r in by["lucidrl"])
+                + " | "
+                + " / ".join(f"{r['train_s']:.2f}" for r in by["sb3"])
+                + f" | **{ratio:.3f}** | "
+                + (f"≤ {row_bar} " + ("(met)" if met else "(not met)") if row_bar != float("inf") else "-")
+                + " | "
+                + " / ".join(f"{r['eval_mean']:.1f}" for r in by["lucidrl"])
+                + f" ({solved} >= 475) | "
+                + " / ".join(f"{r['eval_mean']:.1f}" for r in by["sb3"])
+                + f" | {min(loads):.2f}-{max(loads):.2f} | "
+                + f"{rows[0]['run_id']}"
+                + (f" `{rows[0]['code']}`" if rows[0].get("code") else "")
+                + " |"
+            )
     return lines + [""] + render_seed_sweeps(results_dir)
 
 
@@ -309,12 +347,17 @@ def render_seed_sweeps(results_dir: Path) -> list[str]:
                 if key not in newest or r["timestamp"] > newest[key]["timestamp"]:
                     newest[key] = r
         if not lines:
-            lines = ["### Final returns over many seeds", "",
-                     "`benchmarks/cartpole_vs_sb3.py ... --seeds S ... --results benchmarks/results/ALGO_cartpole_seeds.jsonl`: "
-                     "the same protocol as above over more seeds, to tell a library that solves less often from a "
-                     "draw of 3 seeds. Solved: the final 10-episode deterministic evaluation >= 475.", "",
-                     "| algorithm | budget | library | seeds | solved | unsolved seeds (return) | commits |",
-                     "|---|---|---|---|---|---|---|"]
+            lines = [
+                "### Final returns over many seeds",
+                "",
+                "`benchmarks/cartpole_vs_sb3.py ... --seeds S ... "
+                "--results benchmarks/results/ALGO_cartpole_seeds.jsonl`: "
+                "the same protocol as above over more seeds, to tell a library that solves less often from a "
+                "draw of 3 seeds. Solved: the final 10-episode deterministic evaluation >= 475.",
+                "",
+                "| algorithm | budget | library | seeds | solved | unsolved seeds (return) | commits |",
+                "|---|---|---|---|---|---|---|",
+            ]
         for lib in ("lucidrl", "sb3"):
             rows = sorted((r for (lb, _), r in newest.items() if lb == lib), key=lambda r: r["seed"])
             if not rows:
@@ -323,17 +366,24 @@ def render_seed_sweeps(results_dir: Path) -> list[str]:
             solved = sum(r["eval_mean"] >= 475 for r in rows)
             failed = ", ".join(f"{r['seed']} ({r['eval_mean']:.1f})" for r in rows if r["eval_mean"] < 475)
             codes = ", ".join(sorted({f"`{r['code']}`" for r in rows if r.get("code")})) if lib == "lucidrl" else ""
-            span = f"{min(seeds)}-{max(seeds)}" if seeds == list(range(min(seeds), max(seeds) + 1)) else \
-                ", ".join(map(str, seeds))
-            lines.append(f"| {algo} | {_fmt_steps(budget)} | {lib if lib == 'lucidrl' else peer} | {span} | "
-                         f"**{solved} / {len(rows)}** | {failed or '-'} | {codes} |")
+            span = (
+                f"{min(seeds)}-{max(seeds)}"
+                if seeds == list(range(min(seeds), max(seeds) + 1))
+                else ", ".join(map(str, seeds))
+            )
+            lines.append(
+                f"| {algo} | {_fmt_steps(budget)} | {lib if lib == 'lucidrl' else peer} | {span} | "
+                f"**{solved} / {len(rows)}** | {failed or '-'} | {codes} |"
+            )
     return lines + [""] if lines else []
 
 
 def _done(cell: dict[str, Any], groups: dict) -> bool:
     """Whether a grid cell has 3 seeds at its full budget for lucidrl and for its peer (if any)."""
+
     def n(lib):
         return len(groups.get((cell["env"], cell["algo"], lib, cell["budget"]), []))
+
     return n("lucidrl") >= 3 and (not cell.get("peer") or n(cell["peer"]) >= 3)
 
 
@@ -345,43 +395,65 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in rows}
     loads = [r["load_before"][0] for r in rows]
     stamps = sorted(r["timestamp"] for r in rows)
-    lines = ["# Benchmarks: lucidrl beside Stable-Baselines3 and sb3-contrib", "",
-             "Generated by `python benchmarks/report.py` from `benchmarks/results/harness.jsonl`, which "
-             "`python benchmarks/harness.py` fills (the grid: `benchmarks/grid.yaml`). Do not edit by hand.", ""]
+    lines = [
+        "# Benchmarks: lucidrl beside Stable-Baselines3 and sb3-contrib",
+        "",
+        "Generated by `python benchmarks/report.py` from `benchmarks/results/harness.jsonl`, which "
+        "`python benchmarks/harness.py` fills (the grid: `benchmarks/grid.yaml`). Do not edit by hand.",
+        "",
+    ]
     if rows:
         m = json.loads(sorted(machines)[0])
         cores = m.get("cpu_count") or 1
-        lines += [f"Runs from {stamps[0]} to {stamps[-1]} on {m.get('cpu_model', '?')} ({cores} cores), "
-                  f"torch threads 1 per run; {len(rows)} runs" + (f", {failed} failed runs not shown" if failed else "")
-                  + ".", ""]
+        lines += [
+            f"Runs from {stamps[0]} to {stamps[-1]} on {m.get('cpu_model', '?')} ({cores} cores), "
+            f"torch threads 1 per run; {len(rows)} runs"
+            + (f", {failed} failed runs not shown" if failed else "")
+            + ".",
+            "",
+        ]
         busy = sum(ld / cores > LOADED for ld in loads)
-        lines += [f"**Timings were taken on a shared machine**: the 1-minute load average when a run started was "
-                  f"{min(loads):.2f} to {max(loads):.2f} on {cores} cores (median {statistics.median(loads):.2f}); "
-                  f"{busy} of {len(rows)} runs started above {LOADED:g} per core (marked † in the tables). Other jobs "
-                  "ran meanwhile, so absolute times and steps/s here are not speed claims; the lucidrl/peer ratio is "
-                  "less affected (runs alternate) but still noisy. Rerun the grid on an idle machine for speed "
-                  "figures.", ""]
+        lines += [
+            f"**Timings were taken on a shared machine**: the 1-minute load average when a run started was "
+            f"{min(loads):.2f} to {max(loads):.2f} on {cores} cores (median {statistics.median(loads):.2f}); "
+            f"{busy} of {len(rows)} runs started above {LOADED:g} per core (marked † in the tables). Other jobs "
+            "ran meanwhile, so absolute times and steps/s here are not speed claims; the lucidrl/peer ratio is "
+            "less affected (runs alternate) but still noisy. Rerun the grid on an idle machine for speed "
+            "figures.",
+            "",
+        ]
     done = sum(_done(c, groups) for c in cells)
-    lines += [f"**Coverage**: {done} of the {len(cells)} cells of the grid have 3 seeds at their full budget in lucidrl "
-              "and in the peer library (where one has the algorithm); the others are listed under each env as "
-              "*still to run*, with the command that runs them.", ""]
+    lines += [
+        f"**Coverage**: {done} of the {len(cells)} cells of the grid have 3 seeds at their full budget in lucidrl "
+        "and in the peer library (where one has the algorithm); the others are listed under each env as "
+        "*still to run*, with the command that runs them.",
+        "",
+    ]
     lines += render_speed(RESULTS.parent)
     lines += [METHOD, ""]
-    rel = lambda p: Path(p).resolve().relative_to(page.resolve().parent) if Path(p).resolve().is_relative_to(  # noqa: E731
-        page.resolve().parent) else Path(p).resolve()
+
+    def rel(p):
+        here = page.resolve().parent
+        return Path(p).resolve().relative_to(here) if Path(p).resolve().is_relative_to(here) else Path(p).resolve()
 
     for env in envs:
         keys = sorted((k for k in groups if k[0] == env), key=_order)
         lines += [f"## {env}", ""]
         if keys:
-            lines += ["| algorithm | library | budget (env steps) | seeds | final return, mean ± std | IQM [95% CI] "
-                      "| median train time (s) | median steps/s | time ratio lucidrl / peer (median over seed pairs) | peak RSS (MiB) "
-                      "| published reference |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "| algorithm | library | budget (env steps) | seeds | final return, mean ± std | IQM [95% CI] "
+                "| median train time (s) | median steps/s | time ratio lucidrl / peer (median over seed pairs) "
+                "| peak RSS (MiB) "
+                "| published reference |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
             for k in keys:
                 st = cell_stats(groups[k])
-                ci = f"{st['iqm']:.1f} [{st['iqm_low']:.1f}, {st['iqm_high']:.1f}]" if st["n"] >= 2 else \
-                    f"{st['iqm']:.1f} (1 seed)"
+                ci = (
+                    f"{st['iqm']:.1f} [{st['iqm_low']:.1f}, {st['iqm_high']:.1f}]"
+                    if st["n"] >= 2
+                    else f"{st['iqm']:.1f} (1 seed)"
+                )
                 ratio = ""
                 if k[2] == "lucidrl":
                     peer = [q for q in groups if q[0] == env and q[1] == k[1] and q[3] == k[3] and q[2] != "lucidrl"]
@@ -390,30 +462,60 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
                         pairs = [r["train_s"] / peer_s[r["seed"]] for r in groups[k] if r["seed"] in peer_s]
                         ratio = f"{statistics.median(pairs):.2f}" if pairs else ""
                 budget = _fmt_steps(k[3]) + ("" if st["full_budget"] else " (reduced)")
-                lines.append(f"| {k[1]} | {LIB_NAMES.get(k[2], k[2])} | {budget} | {st['n']} | "
-                             f"{st['mean']:.1f} ± {st['std']:.1f} | {ci} | {st['train_s']:.1f}{' †' if st['loaded'] else ''} | "
-                             f"{st['steps_per_s']:.0f} | {ratio} | {st['peak_rss_mib']:.0f} | "
-                             f"{_reference_text(by_cell.get((k[1], env))) if k[2] == 'lucidrl' else ''} |")
-            lines += ["", "Final return per seed: " + "; ".join(
-                f"{k[1]} {LIB_NAMES.get(k[2], k[2])}: " + ", ".join(f"{x:.1f}" for x in cell_stats(groups[k])["returns"])
-                for k in keys) + ".", ""]
+                lines.append(
+                    f"| {k[1]} | {LIB_NAMES.get(k[2], k[2])} | {budget} | {st['n']} | "
+                    f"{st['mean']:.1f} ± {st['std']:.1f} | {ci} | {st['train_s']:.1f}{' †' if st['loaded'] else ''} | "
+                    f"{st['steps_per_s']:.0f} | {ratio} | {st['peak_rss_mib']:.0f} | "
+                    f"{_reference_text(by_cell.get((k[1], env))) if k[2] == 'lucidrl' else ''} |"
+                )
+            lines += [
+                "",
+                "Final return per seed: "
+                + "; ".join(
+                    f"{k[1]} {LIB_NAMES.get(k[2], k[2])}: "
+                    + ", ".join(f"{x:.1f}" for x in cell_stats(groups[k])["returns"])
+                    for k in keys
+                )
+                + ".",
+                "",
+            ]
             paths = plot_env(env, groups, figures)
             for name, path in paths.items():
                 lines += [f"![{env} {'learning curves' if name == 'curves' else 'final returns'}]({rel(path)})", ""]
         todo = [c for c in cells if c["env"] == env and not _done(c, groups)]
         if todo:
-            lines += ["**Still to run** at the full budget with 3 seeds (the reference figures are given for when "
-                      "they are):", "", "| algorithm | peer | budget | hyperparameters | published reference |",
-                      "|---|---|---|---|---|"]
+            lines += [
+                "**Still to run** at the full budget with 3 seeds (the reference figures are given for when they are):",
+                "",
+                "| algorithm | peer | budget | hyperparameters | published reference |",
+                "|---|---|---|---|---|",
+            ]
             for c in todo:
-                lines.append(f"| {c['algo']} | {LIB_NAMES.get(c.get('peer') or '', c.get('peer') or '-')} | "
-                             f"{_fmt_steps(c['budget'])} | {('lucidrl preset ' + repr(c['preset'])) if c.get('preset') else 'lucidrl defaults'} "
-                             f"| {_reference_text(c)} |")
-            lines += ["", "```", f"python benchmarks/harness.py --envs {env} --algos "
-                      + " ".join(dict.fromkeys(c["algo"] for c in todo)) + " --seeds 0 1 2", "```", ""]
-    lines += ["## Reproduce", "", "```", "python benchmarks/harness.py --list     # the grid",
-              "python benchmarks/harness.py            # every cell, both libraries, seeds 0 1 2",
-              "python benchmarks/report.py             # this page and docs/benchmarks/*.png", "```", ""]
+                lines.append(
+                    f"| {c['algo']} | {LIB_NAMES.get(c.get('peer') or '', c.get('peer') or '-')} | "
+                    f"{_fmt_steps(c['budget'])} | "
+                    f"{('lucidrl preset ' + repr(c['preset'])) if c.get('preset') else 'lucidrl defaults'} "
+                    f"| {_reference_text(c)} |"
+                )
+            lines += [
+                "",
+                "```",
+                f"python benchmarks/harness.py --envs {env} --algos "
+                + " ".join(dict.fromkeys(c["algo"] for c in todo))
+                + " --seeds 0 1 2",
+                "```",
+                "",
+            ]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        "python benchmarks/harness.py --list     # the grid",
+        "python benchmarks/harness.py            # every cell, both libraries, seeds 0 1 2",
+        "python benchmarks/report.py             # this page and docs/benchmarks/*.png",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

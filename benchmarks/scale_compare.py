@@ -55,8 +55,19 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    base = [sys.executable, "-m", "lucidrl.cli", "compare", *args.algos, "--env", args.env, "--seeds", str(args.seeds),
-            "--timesteps", str(args.timesteps)]
+    base = [
+        sys.executable,
+        "-m",
+        "lucidrl.cli",
+        "compare",
+        *args.algos,
+        "--env",
+        args.env,
+        "--seeds",
+        str(args.seeds),
+        "--timesteps",
+        str(args.timesteps),
+    ]
     local = timed([*base, "--out", str(out / "local")])
     ray_cmd = [*base, "--out", str(out / "ray"), "--backend", "ray"]
     ray = timed(ray_cmd + (["--address", args.address] if args.address else []))
@@ -64,8 +75,10 @@ def main() -> None:
     runs = sorted(d.name for d in (out / "local" / "runs").iterdir())
     equal = sum(same_weights(out / "local" / "runs" / r, out / "ray" / "runs" / r) for r in runs)
     n = len(args.algos) * args.seeds
-    print(f"\n{' '.join(args.algos)} on {args.env}: {args.seeds} seeds x {args.timesteps} steps = {n} runs, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"\n{' '.join(args.algos)} on {args.env}: {args.seeds} seeds x {args.timesteps} steps = {n} runs, "
+        f"{os.cpu_count()} CPUs"
+    )
     print(f"local backend ({os.cpu_count()} processes): {local:.1f} s")
     print(f"ray backend ({'cluster ' + args.address if args.address else 'local instance'}): {ray:.1f} s")
     print(f"ray / local: {ray / local:.2f}")

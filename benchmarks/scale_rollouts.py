@@ -40,8 +40,17 @@ def measure(env, k: int, n_envs: int, n_steps: int, rollouts: int) -> tuple[floa
     from lucidrl import PPO
     from lucidrl.threads import hold_threads, threads_for
 
-    model = PPO(env, preset=False, verbose=0, seed=0, n_envs=n_envs, n_steps=n_steps, batch_size=64,
-                vectorization="sync", rollout_workers=k)
+    model = PPO(
+        env,
+        preset=False,
+        verbose=0,
+        seed=0,
+        n_envs=n_envs,
+        n_steps=n_steps,
+        batch_size=64,
+        vectorization="sync",
+        rollout_workers=k,
+    )
     collector = model._rollout_collector()
     try:
         with hold_threads(threads_for(model.config.torch_threads, model), model):  # the threads learn() uses
@@ -70,8 +79,12 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    ray.init(num_cpus=max(os.cpu_count() or 1, max(args.workers)), include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        num_cpus=max(os.cpu_count() or 1, max(args.workers)),
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     print(f"CPUs: {os.cpu_count()}, load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"n_envs={args.n_envs}, n_steps={args.n_steps}, {args.rollouts} timed rollouts after one warm-up")
     for name in args.envs:
@@ -81,8 +94,12 @@ def main() -> None:
         for k in [0, *args.workers]:
             sps, traffic = measure(env, k, args.n_envs, args.n_steps, args.rollouts)
             base = base or sps
-            sent = f"  sent {traffic['weights'] + traffic['noise']} B (weights {traffic['weights']}, noise " \
-                   f"{traffic['noise']}), received {traffic['segments']} B" if traffic else ""
+            sent = (
+                f"  sent {traffic['weights'] + traffic['noise']} B (weights {traffic['weights']}, noise "
+                f"{traffic['noise']}), received {traffic['segments']} B"
+                if traffic
+                else ""
+            )
             print(f"{label:40s} {'local' if k == 0 else f'K={k}':6s} {sps:9.0f} steps/s  x{sps / base:.2f}{sent}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ray.shutdown()

@@ -36,8 +36,10 @@ def main() -> None:
     steps = sum(r["steps"] or 0 for r in result.trials)
     print(f"\n{args.algo} on {args.env}: {args.trials} trials of {args.timesteps} steps, {os.cpu_count()} CPUs")
     print(f"wall time: {wall:.0f} s ({wall / 60:.1f} min); trials: {dict(statuses)}")
-    print(f"env steps trained in all: {steps} of {args.trials * args.timesteps} "
-          f"({100 * steps / (args.trials * args.timesteps):.0f}%: ASHA stopped the rest)")
+    print(
+        f"env steps trained in all: {steps} of {args.trials * args.timesteps} "
+        f"({100 * steps / (args.trials * args.timesteps):.0f}%: ASHA stopped the rest)"
+    )
     if result.best is not None:
         b = result.best
         print(f"best: trial {b['number']}, eval return {b['eval_return']:.1f} +/- {b['eval_return_std']:.1f}")

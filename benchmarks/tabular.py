@@ -39,11 +39,22 @@ def run(env_id: str, seed: int) -> dict:
     model.learn(steps)
     train_s = time.perf_counter() - t
     mean, std = lucidrl.evaluate(model, env_id, n_episodes=n_eval, deterministic=True)
-    return {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "benchmark": "tabular", "algo": "qlearning",
-            "env_id": env_id, "seed": seed, "timesteps": steps, "train_s": round(train_s, 2),
-            "steps_per_s": round(steps / train_s, 1), "eval_episodes": n_eval, "eval_mean": round(mean, 4),
-            "eval_std": round(std, 4), "bar": bar, "passed": mean >= bar,
-            "versions": {"lucidrl": lucidrl.__version__, "torch": torch.__version__, "python": platform.python_version()}}
+    return {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "benchmark": "tabular",
+        "algo": "qlearning",
+        "env_id": env_id,
+        "seed": seed,
+        "timesteps": steps,
+        "train_s": round(train_s, 2),
+        "steps_per_s": round(steps / train_s, 1),
+        "eval_episodes": n_eval,
+        "eval_mean": round(mean, 4),
+        "eval_std": round(std, 4),
+        "bar": bar,
+        "passed": mean >= bar,
+        "versions": {"lucidrl": lucidrl.__version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
 
 
 def main() -> None:
@@ -64,8 +75,10 @@ def main() -> None:
     print("\n| env | seed | steps | train s | eval episodes | greedy mean return | bar | ok |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['env_id']} | {r['seed']} | {r['timesteps']} | {r['train_s']} | {r['eval_episodes']} | "
-              f"{r['eval_mean']:.3f} | {r['bar']} | {'yes' if r['passed'] else 'NO'} |")
+        print(
+            f"| {r['env_id']} | {r['seed']} | {r['timesteps']} | {r['train_s']} | {r['eval_episodes']} | "
+            f"{r['eval_mean']:.3f} | {r['bar']} | {'yes' if r['passed'] else 'NO'} |"
+        )
 
 
 if __name__ == "__main__":

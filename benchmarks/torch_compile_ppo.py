@@ -44,8 +44,15 @@ def main() -> None:
     model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
     model.learn(2048)  # a policy that has moved off its initialisation
     rollout = model._rollout_collector().collect(model.agent, model.config.n_steps)
-    adv, ret = gae(rollout.rewards, rollout.values_old, rollout.next_values, rollout.terminated, rollout.truncated,
-                   model.config.gamma, model.config.gae_lambda)
+    adv, ret = gae(
+        rollout.rewards,
+        rollout.values_old,
+        rollout.next_values,
+        rollout.terminated,
+        rollout.truncated,
+        model.config.gamma,
+        model.config.gae_lambda,
+    )
     batch = rollout.flat(advantages=adv, returns=ret)
     adv = normalize(batch["advantages"])
 
@@ -89,8 +96,10 @@ def main() -> None:
     n = 7820
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.iters} steps each")
     print(f"eager autograd step: {eager:8.1f} us   ({n} steps: {eager * n / 1e6:.2f} s)")
-    print(f"torch.compile step:  {compiled:8.1f} us   ({n} steps: {compiled * n / 1e6:.2f} s) "
-          f"+ {compile_s:.1f} s to compile")
+    print(
+        f"torch.compile step:  {compiled:8.1f} us   ({n} steps: {compiled * n / 1e6:.2f} s) "
+        f"+ {compile_s:.1f} s to compile"
+    )
     print(f"fast backend step:   {ours:8.1f} us   ({n} steps: {ours * n / 1e6:.2f} s; includes its diagnostics)")
 
 

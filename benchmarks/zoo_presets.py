@@ -59,9 +59,11 @@ ALGOS = ("ppo", "a2c", "dqn", "trpo")
 PRESETS = ROOT / "lucidrl" / "presets"
 ATARI_KEYS = ("ALE/*", "*NoFrameskip-v4")
 ACTIVATIONS = {"nn.ReLU": "relu", "nn.Tanh": "tanh", "nn.ELU": "elu"}
-ATARI_WRAPPER = ("env_wrapper stable_baselines3.common.atari_wrappers.AtariWrapper: partly; lucidrl.envs.atari does "
-                 "its no-op reset, frame skip 4, 84x84 grey frames and reward clipping, but an episode is a whole "
-                 "game (no episode end on a lost life, no FIRE on reset)")
+ATARI_WRAPPER = (
+    "env_wrapper stable_baselines3.common.atari_wrappers.AtariWrapper: partly; lucidrl.envs.atari does "
+    "its no-op reset, frame skip 4, 84x84 grey frames and reward clipping, but an episode is a whole "
+    "game (no episode end on a lost life, no FIRE on reset)"
+)
 SDE = "use_sde=True (gSDE): lucidrl's Gaussian policy has state-independent noise (log_std_init, a learned vector)"
 
 
@@ -131,8 +133,12 @@ def translate(algo: str, cls, entry: str, zoo: dict[str, Any]) -> tuple[dict[str
                 setting = ast.literal_eval(setting) if setting.strip().startswith("{") else setting.lower() == "true"
             if isinstance(setting, bool):
                 setting = {"norm_obs": setting, "norm_reward": setting}
-            names = {"norm_obs": "normalize_obs", "norm_reward": "normalize_reward", "clip_obs": "clip_obs",
-                     "clip_reward": "clip_reward"}
+            names = {
+                "norm_obs": "normalize_obs",
+                "norm_reward": "normalize_reward",
+                "clip_obs": "clip_obs",
+                "clip_reward": "clip_reward",
+            }
             for k, v in setting.items():
                 if k in names and names[k] in fields:
                     hp[names[k]] = v
@@ -153,8 +159,10 @@ def translate(algo: str, cls, entry: str, zoo: dict[str, Any]) -> tuple[dict[str
                     hp[k] = v
                 elif k == "optimizer_class" and v == "RMSpropTFLike" and "use_rms_prop" in fields:
                     hp["use_rms_prop"] = True
-                    nh.append("optimizer_class=RMSpropTFLike (TensorFlow's RMSprop, ε inside the square root): "
-                              "PyTorch's RMSprop (ε outside) with the same ε")
+                    nh.append(
+                        "optimizer_class=RMSpropTFLike (TensorFlow's RMSprop, ε inside the square root): "
+                        "PyTorch's RMSprop (ε outside) with the same ε"
+                    )
                 elif k == "optimizer_kwargs" and "use_rms_prop" in fields and set(v) <= {"eps", "alpha"}:
                     for name, x in v.items():
                         hp[f"rms_prop_{name}"] = float(x)
@@ -172,7 +180,9 @@ def translate(algo: str, cls, entry: str, zoo: dict[str, Any]) -> tuple[dict[str
                 if atari and w == "stable_baselines3.common.atari_wrappers.AtariWrapper":
                     nh.append(ATARI_WRAPPER)
                 else:
-                    nh.append(f"env_wrapper {w if isinstance(w, str) else yaml.safe_dump(w, default_flow_style=True).strip()}")
+                    nh.append(
+                        f"env_wrapper {w if isinstance(w, str) else yaml.safe_dump(w, default_flow_style=True).strip()}"
+                    )
         elif key == "frame_stack":
             if not (atari and value == 4):  # lucidrl.envs.atari stacks 4 frames
                 nh.append(f"frame_stack={value}")
@@ -186,8 +196,10 @@ def translate(algo: str, cls, entry: str, zoo: dict[str, Any]) -> tuple[dict[str
     if {"batch_size", "n_steps"} <= fields and "batch_size" in hp:  # SB3 takes one minibatch of the whole rollout
         rollout = hp.get("n_steps", cls.n_steps) * hp.get("n_envs", cls.n_envs)
         if hp["batch_size"] > rollout:
-            nh.append(f"batch_size={hp['batch_size']} is more than a rollout (n_steps * n_envs = {rollout}): SB3 then "
-                      f"takes the whole rollout as one minibatch, as lucidrl does with batch_size={rollout}")
+            nh.append(
+                f"batch_size={hp['batch_size']} is more than a rollout (n_steps * n_envs = {rollout}): SB3 then "
+                f"takes the whole rollout as one minibatch, as lucidrl does with batch_size={rollout}"
+            )
             hp["batch_size"] = rollout
     return hp, nh
 
@@ -218,10 +230,9 @@ def build(zoo_dir: Path, version: str) -> tuple[dict[str, str], list[str]]:
     """{algo: YAML text} and the report lines (skipped entries, shadowed ones)."""
     import gymnasium as gym
 
+    import lucidrl  # noqa: F401  registers every algorithm
     from lucidrl.agent import ALGORITHMS
     from lucidrl.config import config_from_dict
-
-    import lucidrl  # noqa: F401  registers every algorithm
 
     report: list[str] = []
     texts = {}
@@ -241,25 +252,37 @@ def build(zoo_dir: Path, version: str) -> tuple[dict[str, str], list[str]]:
             hp, nh = translate(algo, cls, entry, values)
             config_from_dict(cls, dict(hp), f" (zoo entry {entry})")  # every translation is a valid config
             for key in keys:
-                item = {"source": source_of(algo, entry, key, version), "n_timesteps": int(values["n_timesteps"]),
-                        "hyperparams": hp}
+                item = {
+                    "source": source_of(algo, entry, key, version),
+                    "n_timesteps": int(values["n_timesteps"]),
+                    "hyperparams": hp,
+                }
                 if nh:
                     item["not_honoured"] = nh
                 name = key
                 if key in curated:
                     name = f"zoo/{key}"
-                    same = (config_from_dict(cls, dict(curated[key].get("hyperparams", {}))) == config_from_dict(cls, dict(hp))
-                            and int(curated[key].get("n_timesteps", -1)) == item["n_timesteps"])
-                    report.append(f"{algo} {key}: lucidrl/presets/{algo}.yaml has its own entry "
-                                  + ("IDENTICAL in effect: delete it there" if same else "(differs; zoo's as " + name + ")"))
+                    same = (
+                        config_from_dict(cls, dict(curated[key].get("hyperparams", {})))
+                        == config_from_dict(cls, dict(hp))
+                        and int(curated[key].get("n_timesteps", -1)) == item["n_timesteps"]
+                    )
+                    report.append(
+                        f"{algo} {key}: lucidrl/presets/{algo}.yaml has its own entry "
+                        + ("IDENTICAL in effect: delete it there" if same else "(differs; zoo's as " + name + ")")
+                    )
                 out[name] = item
-        header = (f"# GENERATED by benchmarks/zoo_presets.py from rl_zoo3 {version} (the zoo's wheel), "
-                  f"hyperparams/{algo}.yml: do not edit, rerun the script.\n"
-                  f"# lucidrl's own presets are in {algo}.yaml and win over these for the same env id; a zoo entry\n"
-                  f"# shadowed so is kept here as zoo/<env id>. Zoo entries whose env is not in Gymnasium 1.x, skipped:\n"
-                  f"# {', '.join(skipped) or 'none'}\n")
+        header = (
+            f"# GENERATED by benchmarks/zoo_presets.py from rl_zoo3 {version} (the zoo's wheel), "
+            f"hyperparams/{algo}.yml: do not edit, rerun the script.\n"
+            f"# lucidrl's own presets are in {algo}.yaml and win over these for the same env id; a zoo entry\n"
+            f"# shadowed so is kept here as zoo/<env id>. Zoo entries whose env is not in Gymnasium 1.x, skipped:\n"
+            f"# {', '.join(skipped) or 'none'}\n"
+        )
         texts[algo] = header + yaml.dump(out, Dumper=_NoAliases, sort_keys=False, width=120, allow_unicode=True)
-        report.append(f"{algo}: {len(out)} presets from {len(zoo) - 1 - len(skipped)} zoo entries; skipped {len(skipped)}")
+        report.append(
+            f"{algo}: {len(out)} presets from {len(zoo) - 1 - len(skipped)} zoo entries; skipped {len(skipped)}"
+        )
     return texts, report
 
 

@@ -20,11 +20,15 @@ def parse_args(name: str, description: str, seeds: int = 5) -> argparse.Namespac
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--seeds", type=int, default=seeds, help=f"seeds per variant (default {seeds})")
     p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the number of CPU cores)")
-    p.add_argument("--out", default=str(ROOT / "docs" / "experiments" / name),
-                   help=f"output directory (default docs/experiments/{name})")
+    p.add_argument(
+        "--out",
+        default=str(ROOT / "docs" / "experiments" / name),
+        help=f"output directory (default docs/experiments/{name})",
+    )
     p.add_argument("--force", action="store_true", help="retrain runs already finished in the output directory")
-    p.add_argument("--quick", action="store_true", help="tiny budgets and 2 seeds: checks the script runs, "
-                                                        "answers nothing")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny budgets and 2 seeds: checks the script runs, answers nothing"
+    )
     args = p.parse_args()
     if args.quick:
         args.seeds = 2

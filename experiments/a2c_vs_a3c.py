@@ -93,11 +93,25 @@ class LockstepA3C(A3C):
 
     def _start_workers(self):
         cfg = self.config
-        loss_cfg = SimpleNamespace(n_steps=cfg.n_steps, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-                                   vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef)
+        loss_cfg = SimpleNamespace(
+            n_steps=cfg.n_steps, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef
+        )
         agent, seed = copy.deepcopy(self.agent).cpu(), self._env_seed()
-        return LockstepLearners(A3CWorker, [(self._env_source, cfg.n_envs, seed + k * cfg.n_envs, self.vectorization,
-                                             agent, loss_cfg, self._gradients) for k in range(cfg.n_workers)])
+        return LockstepLearners(
+            A3CWorker,
+            [
+                (
+                    self._env_source,
+                    cfg.n_envs,
+                    seed + k * cfg.n_envs,
+                    self.vectorization,
+                    agent,
+                    loss_cfg,
+                    self._gradients,
+                )
+                for k in range(cfg.n_workers)
+            ],
+        )
 
 
 def register_lockstep() -> None:
@@ -124,15 +138,22 @@ def staleness(groups: dict[str, list[dict]]) -> dict:
             metrics = read_metrics(Path(r["run_dir"]) / "metrics.csv")
             stale = [m["diag/staleness"] for m in metrics if "diag/staleness" in m]
             first = next((m for m in metrics if m.get(METRIC, -1.0) >= THRESHOLD), None)
-            rows.append({"seed": r["seed"], "eval_mean": r["eval_mean"], "train_s": r["train_s"],
-                         "steps_to_threshold": first and int(first["time/total_timesteps"]),
-                         "seconds_to_threshold": first and first["time/elapsed_s"],
-                         "load_average": r.get("load_average"),
-                         "first_row_s": metrics[0]["time/elapsed_s"],  # A3C: mostly the workers' start-up
-                         "updates": int([m for m in metrics if "train/n_updates" in m][-1]["train/n_updates"]),
-                         "staleness_mean": statistics.mean(stale) if stale else 0.0,
-                         "staleness_max": max((m["diag/staleness_max"] for m in metrics if "diag/staleness_max" in m),
-                                              default=0.0)})
+            rows.append(
+                {
+                    "seed": r["seed"],
+                    "eval_mean": r["eval_mean"],
+                    "train_s": r["train_s"],
+                    "steps_to_threshold": first and int(first["time/total_timesteps"]),
+                    "seconds_to_threshold": first and first["time/elapsed_s"],
+                    "load_average": r.get("load_average"),
+                    "first_row_s": metrics[0]["time/elapsed_s"],  # A3C: mostly the workers' start-up
+                    "updates": int([m for m in metrics if "train/n_updates" in m][-1]["train/n_updates"]),
+                    "staleness_mean": statistics.mean(stale) if stale else 0.0,
+                    "staleness_max": max(
+                        (m["diag/staleness_max"] for m in metrics if "diag/staleness_max" in m), default=0.0
+                    ),
+                }
+            )
         out[label] = rows
     return out
 
@@ -151,8 +172,14 @@ def plot_wall(groups: dict[str, list[dict]], path: Path) -> Path:
         color = plt.get_cmap("tab10")(i % 10)
         for j, r in enumerate(runs):
             rows = [m for m in read_metrics(Path(r["run_dir"]) / "metrics.csv") if METRIC in m]
-            ax.plot([m["time/elapsed_s"] for m in rows], [m[METRIC] for m in rows], color=color, linewidth=1.1,
-                    alpha=0.75, label=f"{label} ({len(runs)} seeds)" if j == 0 else None)
+            ax.plot(
+                [m["time/elapsed_s"] for m in rows],
+                [m[METRIC] for m in rows],
+                color=color,
+                linewidth=1.1,
+                alpha=0.75,
+                label=f"{label} ({len(runs)} seeds)" if j == 0 else None,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("training wall time (s, log scale), one run at a time, A3C's worker start included")
     ax.set_ylabel("episode return (mean of last 100 training episodes)")
@@ -160,24 +187,33 @@ def plot_wall(groups: dict[str, list[dict]], path: Path) -> Path:
 
 
 def write_staleness(out: Path, stale: dict, ray_start_s: float) -> Path:
-    lines = ["# Updates, train time and staleness per variant and seed", "",
-             f"Ray's start-up, once for all A3C runs: {ray_start_s:.1f} s (not in the train times). Staleness: updates "
-             "applied to θ between a worker's copy θ' and the application of its gradient (0 for A2C).", "",
-             f"First reaching a logged return >= {THRESHOLD:g} (mean of the last 100 training episodes): env steps "
-             "and training seconds; '-' where a run never did.", "",
-             "First row: training seconds at the first logged row (A3C: after 10 gradients, mostly the start of its "
-             "workers).", "",
-             "| variant | seed | final return | updates | train time (s) | first row (s) | load average, before → after | "
-             f"steps to {THRESHOLD:g} | seconds to {THRESHOLD:g} | staleness, mean | staleness, max |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Updates, train time and staleness per variant and seed",
+        "",
+        f"Ray's start-up, once for all A3C runs: {ray_start_s:.1f} s (not in the train times). Staleness: updates "
+        "applied to θ between a worker's copy θ' and the application of its gradient (0 for A2C).",
+        "",
+        f"First reaching a logged return >= {THRESHOLD:g} (mean of the last 100 training episodes): env steps "
+        "and training seconds; '-' where a run never did.",
+        "",
+        "First row: training seconds at the first logged row (A3C: after 10 gradients, mostly the start of its "
+        "workers).",
+        "",
+        "| variant | seed | final return | updates | train time (s) | first row (s) | load average, before → after | "
+        f"steps to {THRESHOLD:g} | seconds to {THRESHOLD:g} | staleness, mean | staleness, max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, rows in stale.items():
         for r in rows:
             load = "{:.1f} → {:.1f}".format(*r["load_average"]) if r["load_average"] else "n/a"
-            reach = (f"{r['steps_to_threshold']} | {r['seconds_to_threshold']:.1f}" if r["steps_to_threshold"]
-                     else "- | -")
-            lines.append(f"| {label} | {r['seed']} | {r['eval_mean']:.1f} | {r['updates']} | {r['train_s']:.1f} "
-                         f"| {r['first_row_s']:.1f} | {load} "
-                         f"| {reach} | {r['staleness_mean']:.2f} | {r['staleness_max']:.0f} |")
+            reach = (
+                f"{r['steps_to_threshold']} | {r['seconds_to_threshold']:.1f}" if r["steps_to_threshold"] else "- | -"
+            )
+            lines.append(
+                f"| {label} | {r['seed']} | {r['eval_mean']:.1f} | {r['updates']} | {r['train_s']:.1f} "
+                f"| {r['first_row_s']:.1f} | {load} "
+                f"| {reach} | {r['staleness_mean']:.2f} | {r['staleness_max']:.0f} |"
+            )
     path = out / "staleness.md"
     path.write_text("\n".join(lines) + "\n")
     (out / "staleness.json").write_text(json.dumps({"ray_start_s": ray_start_s, "runs": stale}, indent=1))
@@ -190,8 +226,20 @@ if __name__ == "__main__":
     out.mkdir(parents=True, exist_ok=True)
     timesteps = budget(args, 30_000, 1_000)
     register_lockstep()
-    jobs = [Job(algo, ENV, s, timesteps, str(out / "runs" / f"{_dir_name(label)}-s{s}"), 10,
-                tuple(sorted(overrides.items())), label) for label, algo, overrides in VARIANTS for s in range(args.seeds)]
+    jobs = [
+        Job(
+            algo,
+            ENV,
+            s,
+            timesteps,
+            str(out / "runs" / f"{_dir_name(label)}-s{s}"),
+            10,
+            tuple(sorted(overrides.items())),
+            label,
+        )
+        for label, algo, overrides in VARIANTS
+        for s in range(args.seeds)
+    ]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray instance needs no login token
     from lucidrl.distributed import ray_session
 
@@ -213,9 +261,13 @@ if __name__ == "__main__":
     paths["wall"] = plot_wall(groups, out / "learning_curves_wall.png")
     from lucidrl.compare import plot_curves
 
-    paths["staleness"] = plot_curves(groups, out / "staleness.png", metric="diag/staleness",
-                                     ylabel="staleness of the applied gradients (mean per log row)",
-                                     title=f"{ENV}: A3C's staleness, mean over seeds, 95% bootstrap band")
+    paths["staleness"] = plot_curves(
+        groups,
+        out / "staleness.png",
+        metric="diag/staleness",
+        ylabel="staleness of the applied gradients (mean per log row)",
+        title=f"{ENV}: A3C's staleness, mean over seeds, 95% bootstrap band",
+    )
     paths["staleness_table"] = write_staleness(out, staleness(groups), ray_start_s)
     print(paths["table"].read_text())
     print(paths["staleness_table"].read_text())

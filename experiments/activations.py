@@ -59,8 +59,13 @@ def ppo_variants() -> list[Variant]:
 
 STUDIES = {  # name: (algorithm, variants, full budget, quick budget, most seeds)
     "ppo": ("ppo", ppo_variants(), 50_000, 2_048, None),
-    "dqn": ("dqn", [Variant("relu (preset)", "dqn", {"activation": "relu"}),
-                    Variant("tanh", "dqn", {"activation": "tanh"})], 50_000, 2_048, 3),  # DQN is ~8x slower a step
+    "dqn": (
+        "dqn",
+        [Variant("relu (preset)", "dqn", {"activation": "relu"}), Variant("tanh", "dqn", {"activation": "tanh"})],
+        50_000,
+        2_048,
+        3,
+    ),  # DQN is ~8x slower a step
 }
 
 
@@ -90,16 +95,21 @@ def unit_statistics(model, states: np.ndarray) -> dict[str, dict[str, float]]:
     out = {}
     for name, net in nets.items():
         outputs: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, h: outputs.append(h))
-                 for m in net.modules() if isinstance(m, (nn.ReLU, nn.Tanh))]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, h, outputs=outputs: outputs.append(h))
+            for m in net.modules()
+            if isinstance(m, (nn.ReLU, nn.Tanh))
+        ]
         net(x) if name == "q" else (model.agent.policy_params(x) if name == "actor" else model.agent.value(x))
         for h in hooks:
             h.remove()
         h = torch.cat(outputs, dim=1)  # [states, all hidden units of this network]
-        out[name] = {"units": h.shape[1],
-                     "dead": (h == 0).all(0).float().mean().item(),
-                     "saturated": ((h.abs() > 0.99).float().mean(0) >= 0.99).float().mean().item(),
-                     "zero_output_share": (h == 0).float().mean().item()}
+        out[name] = {
+            "units": h.shape[1],
+            "dead": (h == 0).all(0).float().mean().item(),
+            "saturated": ((h.abs() > 0.99).float().mean(0) >= 0.99).float().mean().item(),
+            "zero_output_share": (h == 0).float().mean().item(),
+        }
     return out
 
 
@@ -117,10 +127,17 @@ def probe_study(algo: str, variants: list[Variant], out: Path, n_states: int) ->
         v = by_label[r["label"]]
         trained = lucidrl.load(Path(r["run_dir"]) / "model")
         fresh = ALGORITHMS[algo](ENV, seed=r["seed"], verbose=0, **(v.overrides or {}))  # the same init, untrained
-        rows.append({"label": r["label"], "seed": r["seed"], "activation": v.overrides["activation"],
-                     "eval_mean": r["eval_mean"], "grad_norm_median": median_logged(r["run_dir"], "diag/grad_norm"),
-                     "init": unit_statistics(fresh, probe_states(fresh, n_states, 10_000 + r["seed"])),
-                     "trained": unit_statistics(trained, probe_states(trained, n_states, 10_000 + r["seed"]))})
+        rows.append(
+            {
+                "label": r["label"],
+                "seed": r["seed"],
+                "activation": v.overrides["activation"],
+                "eval_mean": r["eval_mean"],
+                "grad_norm_median": median_logged(r["run_dir"], "diag/grad_norm"),
+                "init": unit_statistics(fresh, probe_states(fresh, n_states, 10_000 + r["seed"])),
+                "trained": unit_statistics(trained, probe_states(trained, n_states, 10_000 + r["seed"])),
+            }
+        )
     return rows
 
 
@@ -136,30 +153,43 @@ def fmt(xs: list[float], spec: str = ".1f") -> str:
 
 
 def write_summary(out: Path, rows: dict[str, list[dict]], steps: dict[str, int]) -> Path:
-    lines = ["# ReLU or tanh: returns, dead and saturated units, gradient norms", "",
-             "Probe: the states each network's own policy visits (sampling), "
-             f"{rows['ppo'][0]['probe_states']} per run. *Inactive units*: for ReLU the dead ones (output 0 on "
-             "every probe state), for tanh the saturated ones (|output| > 0.99 on ≥ 99% of the probe states), as a "
-             "share of all hidden units of the run's networks (actor + critic, or the Q-network). "
-             "Grad norm: median over the run of the logged ‖∇L‖ before clipping (diag/grad_norm).", ""]
+    lines = [
+        "# ReLU or tanh: returns, dead and saturated units, gradient norms",
+        "",
+        "Probe: the states each network's own policy visits (sampling), "
+        f"{rows['ppo'][0]['probe_states']} per run. *Inactive units*: for ReLU the dead ones (output 0 on "
+        "every probe state), for tanh the saturated ones (|output| > 0.99 on ≥ 99% of the probe states), as a "
+        "share of all hidden units of the run's networks (actor + critic, or the Q-network). "
+        "Grad norm: median over the run of the logged ‖∇L‖ before clipping (diag/grad_norm).",
+        "",
+    ]
     for study, srows in rows.items():
-        lines += [f"## {study.upper()}, {ENV}, {steps[study]} env steps", "",
-                  "| variant | final return, mean | final return, per seed | inactive units at init, mean | "
-                  "inactive units trained, mean (max) | trained, by network | ReLU outputs that are 0, trained | "
-                  "median grad norm |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {study.upper()}, {ENV}, {steps[study]} env steps",
+            "",
+            "| variant | final return, mean | final return, per seed | inactive units at init, mean | "
+            "inactive units trained, mean (max) | trained, by network | ReLU outputs that are 0, trained | "
+            "median grad norm |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for label in dict.fromkeys(r["label"] for r in srows):
             g = [r for r in srows if r["label"] == label]
-            zero = [sum(n["zero_output_share"] * n["units"] for n in r["trained"].values())
-                    / sum(n["units"] for n in r["trained"].values()) for r in g]
+            zero = [
+                sum(n["zero_output_share"] * n["units"] for n in r["trained"].values())
+                / sum(n["units"] for n in r["trained"].values())
+                for r in g
+            ]
             gn = [r["grad_norm_median"] for r in g if r["grad_norm_median"] is not None]
             trained = [inactive(r, "trained") for r in g]
             key = "dead" if g[0]["activation"] == "relu" else "saturated"
             by_net = ", ".join(f"{n} {np.mean([r['trained'][n][key] for r in g]):.1%}" for n in g[0]["trained"])
-            lines.append(f"| {label} | {np.mean([r['eval_mean'] for r in g]):.1f} | {fmt([r['eval_mean'] for r in g], '.0f')} "
-                         f"| {np.mean([inactive(r, 'init') for r in g]):.1%} | {np.mean(trained):.1%} ({max(trained):.1%}) | {by_net} "
-                         f"| {f'{np.mean(zero):.0%}' if g[0]['activation'] == 'relu' else '—'} "
-                         f"| {f'{statistics.median(gn):.3g}' if gn else 'n/a'} |")
+            lines.append(
+                f"| {label} | {np.mean([r['eval_mean'] for r in g]):.1f} | {fmt([r['eval_mean'] for r in g], '.0f')} "
+                f"| {np.mean([inactive(r, 'init') for r in g]):.1%} "
+                f"| {np.mean(trained):.1%} ({max(trained):.1%}) | {by_net} "
+                f"| {f'{np.mean(zero):.0%}' if g[0]['activation'] == 'relu' else '—'} "
+                f"| {f'{statistics.median(gn):.3g}' if gn else 'n/a'} |"
+            )
         lines.append("")
     path = out / "units.md"
     path.write_text("\n".join(lines))
@@ -209,18 +239,31 @@ if __name__ == "__main__":
     for study, (algo, variants, full, quick, most_seeds) in STUDIES.items():
         steps[study] = budget(args, full, quick)
         sub = out / f"{algo}_{ENV.split('-')[0].lower()}"
-        paths = compare_variants(variants, ENV, seeds=min(args.seeds, most_seeds or args.seeds), timesteps=steps[study],
-                                 out=sub, n_jobs=args.jobs, force=args.force)
-        paths["grad_norm"] = plot_curves(group_runs(load_results(sub)), sub / "grad_norm.png", metric="diag/grad_norm",
-                                         ylabel="‖∇L‖ before clipping (diag/grad_norm)", log_y=True,
-                                         title=f"{ENV}, {algo.upper()}: gradient norm (mean over seeds, 95% band)")
+        paths = compare_variants(
+            variants,
+            ENV,
+            seeds=min(args.seeds, most_seeds or args.seeds),
+            timesteps=steps[study],
+            out=sub,
+            n_jobs=args.jobs,
+            force=args.force,
+        )
+        paths["grad_norm"] = plot_curves(
+            group_runs(load_results(sub)),
+            sub / "grad_norm.png",
+            metric="diag/grad_norm",
+            ylabel="‖∇L‖ before clipping (diag/grad_norm)",
+            log_y=True,
+            title=f"{ENV}, {algo.upper()}: gradient norm (mean over seeds, 95% band)",
+        )
         rows[study] = probe_study(algo, variants, sub, n_states)
         for r in rows[study]:
             r["probe_states"] = n_states
         paths["units"] = plot_units(sub, rows[study])
         written += paths.values()
-    (out / "units.json").write_text(json.dumps({"env": ENV, "steps": steps, "probe_states": n_states, "runs": rows},
-                                               indent=1))
+    (out / "units.json").write_text(
+        json.dumps({"env": ENV, "steps": steps, "probe_states": n_states, "runs": rows}, indent=1)
+    )
     summary = write_summary(out, rows, steps)
     print(summary.read_text())
     print("wrote " + ", ".join(str(p) for p in [*written, summary, out / "units.json"]))

@@ -26,15 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import budget, parse_args
 
 from lucidrl.compare import Variant, compare_variants
 
 ENV = "CartPole-v1"
 PSIS = ["total_return", "reward_to_go", "reward_to_go_baseline", "gae"]
-LABELS = {"total_return": "total return", "reward_to_go": "reward-to-go", "reward_to_go_baseline": "reward-to-go − V(s)",
-          "gae": "GAE (λ=0.97)"}
+LABELS = {
+    "total_return": "total return",
+    "reward_to_go": "reward-to-go",
+    "reward_to_go_baseline": "reward-to-go − V(s)",
+    "gae": "GAE (λ=0.97)",
+}
 
 
 def gradient_statistics(out: Path, snapshot_steps: int, n_batches: int, seed: int = 0) -> dict:
@@ -62,16 +65,24 @@ def gradient_statistics(out: Path, snapshot_steps: int, n_batches: int, seed: in
     reference = np.mean([gradients(["reward_to_go_baseline"])["reward_to_go_baseline"] for _ in range(n_batches)], 0)
     samples = [gradients(PSIS) for _ in range(n_batches)]
     ref_sq = float(reference @ reference)
-    stats = {"snapshot_steps": snapshot_steps, "n_batches": n_batches, "batch_steps": cfg.n_steps * cfg.n_envs,
-             "seed": seed, "psi": {}}
+    stats = {
+        "snapshot_steps": snapshot_steps,
+        "n_batches": n_batches,
+        "batch_steps": cfg.n_steps * cfg.n_envs,
+        "seed": seed,
+        "psi": {},
+    }
     for name in PSIS:
         g = np.stack([s[name] for s in samples])  # [batches, params]
         cos = g @ reference / (np.linalg.norm(g, axis=1) * np.sqrt(ref_sq))
         mean = g.mean(0)
         stats["psi"][name] = {
-            "cosine_mean": float(cos.mean()), "cosine_median": float(np.median(cos)),
-            "cosine_below_zero": float((cos < 0).mean()), "cosine_q25": float(np.quantile(cos, 0.25)),
-            "cosine_q75": float(np.quantile(cos, 0.75)), "cosines": cos.round(4).tolist(),
+            "cosine_mean": float(cos.mean()),
+            "cosine_median": float(np.median(cos)),
+            "cosine_below_zero": float((cos < 0).mean()),
+            "cosine_q25": float(np.quantile(cos, 0.25)),
+            "cosine_q75": float(np.quantile(cos, 0.75)),
+            "cosines": cos.round(4).tolist(),
             "relative_variance": float(((g - mean) ** 2).sum(1).mean() / ref_sq),
             "mean_cosine_to_reference": float(mean @ reference / (np.linalg.norm(mean) * np.sqrt(ref_sq))),
             "mean_norm_over_reference_norm": float(np.linalg.norm(mean) / np.sqrt(ref_sq)),
@@ -90,26 +101,37 @@ def write_gradient_report(out: Path, stats: dict) -> list[Path]:
     ax.boxplot([stats["psi"][p]["cosines"] for p in PSIS], whis=(5, 95), showfliers=False)
     ax.set_xticks(range(1, len(PSIS) + 1), [LABELS[p] for p in PSIS])
     ax.set_ylabel("cosine(one batch's gradient, true gradient)")
-    ax.set_title(f"{ENV}: {stats['n_batches']} batches of {stats['batch_steps']} steps, one fixed policy\n"
-                 f"(VPG after {stats['snapshot_steps']} steps); boxes: quartiles, whiskers: 5-95%", fontsize=10)
+    ax.set_title(
+        f"{ENV}: {stats['n_batches']} batches of {stats['batch_steps']} steps, one fixed policy\n"
+        f"(VPG after {stats['snapshot_steps']} steps); boxes: quartiles, whiskers: 5-95%",
+        fontsize=10,
+    )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     png = out / "gradient_cosines.png"
     fig.savefig(png)
     plt.close(fig)
-    lines = [f"# The gradient estimates of one fixed policy ({ENV})", "",
-             f"Policy and critic: VPG (preset, Ψ = GAE) after {stats['snapshot_steps']} env steps, seed {stats['seed']}. "
-             f"{stats['n_batches']} batches of {stats['batch_steps']} env steps each; the true gradient is the mean of "
-             f"the reward-to-go − V(s) estimates over {stats['n_batches']} other batches.", "",
-             "| Ψ | cosine with the true gradient: median [quartiles] | batches with cosine < 0 | variance / ‖true gradient‖² "
-             "| cosine of the mean estimate with the true gradient | ‖mean estimate‖ / ‖true gradient‖ |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# The gradient estimates of one fixed policy ({ENV})",
+        "",
+        f"Policy and critic: VPG (preset, Ψ = GAE) after {stats['snapshot_steps']} env steps, seed {stats['seed']}. "
+        f"{stats['n_batches']} batches of {stats['batch_steps']} env steps each; the true gradient is the mean of "
+        f"the reward-to-go − V(s) estimates over {stats['n_batches']} other batches.",
+        "",
+        "| Ψ | cosine with the true gradient: median [quartiles] | batches with cosine < 0 "
+        "| variance / ‖true gradient‖² "
+        "| cosine of the mean estimate with the true gradient | ‖mean estimate‖ / ‖true gradient‖ |",
+        "|---|---|---|---|---|---|",
+    ]
     for p in PSIS:
         s = stats["psi"][p]
-        lines.append(f"| {LABELS[p]} | {s['cosine_median']:.3f} [{s['cosine_q25']:.3f}, {s['cosine_q75']:.3f}] "
-                     f"| {100 * s['cosine_below_zero']:.1f}% | {s['relative_variance']:.2f} | {s['mean_cosine_to_reference']:.3f} "
-                     f"| {s['mean_norm_over_reference_norm']:.2f} |")
+        lines.append(
+            f"| {LABELS[p]} | {s['cosine_median']:.3f} [{s['cosine_q25']:.3f}, {s['cosine_q75']:.3f}] "
+            f"| {100 * s['cosine_below_zero']:.1f}% | {s['relative_variance']:.2f} "
+            f"| {s['mean_cosine_to_reference']:.3f} "
+            f"| {s['mean_norm_over_reference_norm']:.2f} |"
+        )
     table = out / "gradient_statistics.md"
     table.write_text("\n".join(lines) + "\n")
     return [png, table]
@@ -119,8 +141,15 @@ if __name__ == "__main__":
     args = parse_args("baseline", __doc__.splitlines()[0])
     out = Path(args.out)
     variants = [Variant(LABELS[p], "vpg", {"psi": p, "normalize_advantage": False}) for p in PSIS]
-    paths = compare_variants(variants, ENV, seeds=args.seeds, timesteps=budget(args, 300_000, 8_000), out=out,
-                             n_jobs=args.jobs, force=args.force)
+    paths = compare_variants(
+        variants,
+        ENV,
+        seeds=args.seeds,
+        timesteps=budget(args, 300_000, 8_000),
+        out=out,
+        n_jobs=args.jobs,
+        force=args.force,
+    )
     print(paths["table"].read_text())
     stats = gradient_statistics(out, budget(args, 50_000, 4_000), budget(args, 200, 4))
     extra = write_gradient_report(out, stats)

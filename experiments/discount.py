@@ -65,13 +65,19 @@ def check_equations(T: int = PROBE_T) -> dict[str, dict[str, float]]:
     truncated[-1] = True
     for g in GAMMAS:
         mc = discounted_returns(rewards, terminated, truncated, g)[:, 0].numpy()
-        boot = discounted_returns(rewards, terminated, truncated, g,
-                                  next_values=torch.full((T, 1), 1 / (1 - g), dtype=torch.float64))[:, 0].numpy()
-        out[str(g)] = {"horizon": 1 / (1 - g), "G0": float(mc[0]), "G_half": float(mc[T // 2]),
-                       "G_last": float(mc[-1]), "G_first50_mean": float(mc[:50].mean()),
-                       "G_last50_mean": float(mc[-50:].mean()),
-                       "e1_max_abs_diff": float(np.abs(mc - closed_form(g, T)).max()),
-                       "e3_max_abs_diff": float(np.abs(boot - 1 / (1 - g)).max())}
+        boot = discounted_returns(
+            rewards, terminated, truncated, g, next_values=torch.full((T, 1), 1 / (1 - g), dtype=torch.float64)
+        )[:, 0].numpy()
+        out[str(g)] = {
+            "horizon": 1 / (1 - g),
+            "G0": float(mc[0]),
+            "G_half": float(mc[T // 2]),
+            "G_last": float(mc[-1]),
+            "G_first50_mean": float(mc[:50].mean()),
+            "G_last50_mean": float(mc[-50:].mean()),
+            "e1_max_abs_diff": float(np.abs(mc - closed_form(g, T)).max()),
+            "e3_max_abs_diff": float(np.abs(boot - 1 / (1 - g)).max()),
+        }
     return out
 
 
@@ -115,16 +121,24 @@ def plot_returns_to_go(out: Path, runs: list[dict]) -> Path:
             vs = [r["values"] for r in runs if r["gamma"] == g and r["limit"] == limit]
             n = min(len(v) for v in vs)
             if n:
-                axes[1].plot(np.arange(n), np.mean([v[:n] for v in vs], axis=0), color=color, linestyle=style,
-                             label=f"γ={g}, trained with T={limit}")
+                axes[1].plot(
+                    np.arange(n),
+                    np.mean([v[:n] for v in vs], axis=0),
+                    color=color,
+                    linestyle=style,
+                    label=f"γ={g}, trained with T={limit}",
+                )
     axes[0].plot(t, PROBE_T - t, color="grey", label="γ=1: T − t")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("return-to-go of step t (log scale)")
     axes[0].set_title(f"E1: every reward +1, episode cut at T={PROBE_T}; dotted: H = 1/(1−γ)", fontsize=10)
     axes[1].set_yscale("log")
     axes[1].set_ylabel("critic's V(s_t), mean over seeds (log scale)")
-    axes[1].set_title(f"trained critics' V(s_t) on one greedy episode (limit {PROBE_T}),\n"
-                      "mean over seeds up to the shortest seed's end; dotted: H", fontsize=10)
+    axes[1].set_title(
+        f"trained critics' V(s_t) on one greedy episode (limit {PROBE_T}),\n"
+        "mean over seeds up to the shortest seed's end; dotted: H",
+        fontsize=10,
+    )
     for ax in axes:
         ax.axvline(100, color="black", linewidth=0.8, linestyle="--")
         ax.set_xlabel("time step t")
@@ -147,13 +161,19 @@ def plot_horizon(out: Path, runs: list[dict]) -> Path:
     rng = np.random.default_rng(0)
     for limit, color in ((100, "tab:orange"), (500, "tab:blue")):
         hs = [1 / (1 - g) for g in GAMMAS]
-        means = [np.mean([r["eval_mean"] / limit for r in runs if r["gamma"] == g and r["limit"] == limit])
-                 for g in GAMMAS]
+        means = [
+            np.mean([r["eval_mean"] / limit for r in runs if r["gamma"] == g and r["limit"] == limit]) for g in GAMMAS
+        ]
         ax.plot(hs, means, "o-", color=color, label=f"time limit T = {limit}: mean over seeds")
         for g in GAMMAS:
             ys = [r["eval_mean"] / limit for r in runs if r["gamma"] == g and r["limit"] == limit]
-            ax.scatter(np.full(len(ys), 1 / (1 - g)) * np.exp(rng.uniform(-0.06, 0.06, len(ys))), ys, color=color,
-                       s=10, alpha=0.6)
+            ax.scatter(
+                np.full(len(ys), 1 / (1 - g)) * np.exp(rng.uniform(-0.06, 0.06, len(ys))),
+                ys,
+                color=color,
+                s=10,
+                alpha=0.6,
+            )
         ax.axvline(limit, color=color, linestyle="--", linewidth=1, label=f"H = T = {limit}")
     ax.set_xscale("log")
     ax.set_xlabel("effective horizon H = 1/(1−γ) (steps)")
@@ -170,16 +190,21 @@ def plot_horizon(out: Path, runs: list[dict]) -> Path:
 
 
 def write_summary(out: Path, runs: list[dict], eq: dict, steps: int) -> Path:
-    lines = ["# Discount factor against the time limit", "",
-             f"PPO, {ENV}, {steps} env steps per run, lucidrl's preset with γ changed. *Final return / T*: mean of 10 "
-             f"greedy episodes under the run's own limit T, divided by T. *Greedy {PROBE_T}*: one greedy episode with "
-             f"the limit set to {PROBE_T} (for T = 100 runs: five times longer than training ever saw). "
-             f"V(s_t): the trained critic along that episode, mean over seeds of the mean over t < 50 and over "
-             f"450 ≤ t < 500 (only episodes that got there). End: how that episode ended: *limit* (cut at 500), *cart* (|x| > 2.4, the cart left "
-             "the track) or *pole* (|θ| > 12°).", "",
-             "| T | γ | H = 1/(1−γ) | final return / T, mean | per seed | greedy 500-step return, per seed (end) | "
-             "V(s_t), t < 50 | V(s_t), t ≥ 450 | E1: G_0 at T | E1: G_0 at 500 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Discount factor against the time limit",
+        "",
+        f"PPO, {ENV}, {steps} env steps per run, lucidrl's preset with γ changed. *Final return / T*: mean of 10 "
+        f"greedy episodes under the run's own limit T, divided by T. *Greedy {PROBE_T}*: one greedy episode with "
+        f"the limit set to {PROBE_T} (for T = 100 runs: five times longer than training ever saw). "
+        f"V(s_t): the trained critic along that episode, mean over seeds of the mean over t < 50 and over "
+        "450 ≤ t < 500 (only episodes that got there). End: how that episode ended: *limit* (cut at 500), "
+        "*cart* (|x| > 2.4, the cart left "
+        "the track) or *pole* (|θ| > 12°).",
+        "",
+        "| T | γ | H = 1/(1−γ) | final return / T, mean | per seed | greedy 500-step return, per seed (end) | "
+        "V(s_t), t < 50 | V(s_t), t ≥ 450 | E1: G_0 at T | E1: G_0 at 500 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for limit in LIMITS:
         for g in GAMMAS:
             rs = [r for r in runs if r["gamma"] == g and r["limit"] == limit]
@@ -187,17 +212,26 @@ def write_summary(out: Path, runs: list[dict], eq: dict, steps: int) -> Path:
             early = [np.mean(r["values"][:50]) for r in rs]
             late = [np.mean(r["values"][450:]) for r in rs if len(r["values"]) >= 500]
             probes = " / ".join(f"{r['probe_return']:.0f} ({r['probe_end']})" for r in rs)
-            lines.append(f"| {limit} | {g} | {1 / (1 - g):.0f} | {np.mean(frac):.2f} | "
-                         f"{' / '.join(f'{f:.2f}' for f in frac)} | {probes} "
-                         f"| {np.mean(early):.1f} | {f'{np.mean(late):.1f}' if late else '—'} "
-                         f"| {closed_form(g, limit)[0]:.1f} | {closed_form(g, PROBE_T)[0]:.1f} |")
-    lines += ["", f"E1 and E3 against `lucidrl.advantages.discounted_returns` on a {PROBE_T}-step episode of +1 rewards "
-              "(max abs difference over t):", "",
-              "| γ | H | G_0 | G_250 | G_499 | mean G_t, t < 50 | mean G_t, t ≥ 450 | E1 diff | E3 diff (bootstrap V = H) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {limit} | {g} | {1 / (1 - g):.0f} | {np.mean(frac):.2f} | "
+                f"{' / '.join(f'{f:.2f}' for f in frac)} | {probes} "
+                f"| {np.mean(early):.1f} | {f'{np.mean(late):.1f}' if late else '—'} "
+                f"| {closed_form(g, limit)[0]:.1f} | {closed_form(g, PROBE_T)[0]:.1f} |"
+            )
+    lines += [
+        "",
+        f"E1 and E3 against `lucidrl.advantages.discounted_returns` on a {PROBE_T}-step episode of +1 rewards "
+        "(max abs difference over t):",
+        "",
+        "| γ | H | G_0 | G_250 | G_499 | mean G_t, t < 50 | mean G_t, t ≥ 450 | E1 diff | E3 diff (bootstrap V = H) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for g, e in eq.items():
-        lines.append(f"| {g} | {e['horizon']:.0f} | {e['G0']:.2f} | {e['G_half']:.2f} | {e['G_last']:.2f} "
-                     f"| {e['G_first50_mean']:.1f} | {e['G_last50_mean']:.1f} | {e['e1_max_abs_diff']:.1e} | {e['e3_max_abs_diff']:.1e} |")
+        lines.append(
+            f"| {g} | {e['horizon']:.0f} | {e['G0']:.2f} | {e['G_half']:.2f} | {e['G_last']:.2f} "
+            f"| {e['G_first50_mean']:.1f} | {e['G_last50_mean']:.1f} "
+            f"| {e['e1_max_abs_diff']:.1e} | {e['e3_max_abs_diff']:.1e} |"
+        )
     path = out / "discount.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -212,18 +246,32 @@ if __name__ == "__main__":
     runs, written = [], []
     for limit in LIMITS:
         sub = out / f"limit_{limit}"
-        paths = compare_variants(variants(limit), ENV, seeds=args.seeds, timesteps=steps, out=sub, n_jobs=args.jobs,
-                                 force=args.force)
+        paths = compare_variants(
+            variants(limit), ENV, seeds=args.seeds, timesteps=steps, out=sub, n_jobs=args.jobs, force=args.force
+        )
         written += paths.values()
         for r in load_results(sub):
             model = lucidrl.load(Path(r["run_dir"]) / "model")
             ret, values, end = value_along_episode(model, 20_000 + r["seed"])
-            runs.append({"limit": limit, "gamma": dict(r["overrides"])["gamma"], "seed": r["seed"],
-                         "eval_mean": r["eval_mean"], "probe_return": ret, "probe_end": end,
-                         "values": values})
-    (out / "discount.json").write_text(json.dumps({"env": ENV, "steps": steps, "probe_T": PROBE_T, "equations": eq,
-                                                   "runs": runs}))
-    written += [plot_returns_to_go(out, runs), plot_horizon(out, runs), write_summary(out, runs, eq, steps),
-                out / "discount.json"]
+            runs.append(
+                {
+                    "limit": limit,
+                    "gamma": dict(r["overrides"])["gamma"],
+                    "seed": r["seed"],
+                    "eval_mean": r["eval_mean"],
+                    "probe_return": ret,
+                    "probe_end": end,
+                    "values": values,
+                }
+            )
+    (out / "discount.json").write_text(
+        json.dumps({"env": ENV, "steps": steps, "probe_T": PROBE_T, "equations": eq, "runs": runs})
+    )
+    written += [
+        plot_returns_to_go(out, runs),
+        plot_horizon(out, runs),
+        write_summary(out, runs, eq, steps),
+        out / "discount.json",
+    ]
     print((out / "discount.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))

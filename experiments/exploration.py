@@ -70,12 +70,44 @@ class Part:
 
 
 PARTS = [
-    Part("acrobot_a2c", "Acrobot-v1", "a2c", "ent_coef", (0.0, 0.01, 0.05), 0.0, 100_000, 8_800, ENTROPY,
-         floor=-500.0, threshold=-100.0),
-    Part("mountaincar_ppo", "MountainCar-v0", "ppo", "ent_coef", (0.0, 0.01, 0.05), 0.0, 50_000, 4_096, ENTROPY,
-         floor=-200.0, threshold=-110.0),
-    Part("cartpole_dqn", "CartPole-v1", "dqn", "exploration_fraction", (0.01, 0.16, 0.5), 0.16, 20_000, 1_536,
-         EPSILON, threshold=475.0),
+    Part(
+        "acrobot_a2c",
+        "Acrobot-v1",
+        "a2c",
+        "ent_coef",
+        (0.0, 0.01, 0.05),
+        0.0,
+        100_000,
+        8_800,
+        ENTROPY,
+        floor=-500.0,
+        threshold=-100.0,
+    ),
+    Part(
+        "mountaincar_ppo",
+        "MountainCar-v0",
+        "ppo",
+        "ent_coef",
+        (0.0, 0.01, 0.05),
+        0.0,
+        50_000,
+        4_096,
+        ENTROPY,
+        floor=-200.0,
+        threshold=-110.0,
+    ),
+    Part(
+        "cartpole_dqn",
+        "CartPole-v1",
+        "dqn",
+        "exploration_fraction",
+        (0.01, 0.16, 0.5),
+        0.16,
+        20_000,
+        1_536,
+        EPSILON,
+        threshold=475.0,
+    ),
     Part("pendulum_ppo", "Pendulum-v1", "ppo", "log_std_init", (-2.0, 0.0, 1.0), 0.0, 50_000, 8_192, ENTROPY),
 ]
 
@@ -95,13 +127,17 @@ def run_summary(part: Part, result: dict) -> dict:
     entropies = [r[ENTROPY] for r in rows if ENTROPY in r]
     first = None if part.floor is None else first_step(rows, lambda g: g > part.floor)
     at_first = [r[ENTROPY] for r in rows if ENTROPY in r and r["time/total_timesteps"] == first]
-    out = {"seed": result["seed"], "final_return": result["eval_mean"],
-           "mean_training_return": statistics.fmean(returns) if returns else None,
-           "final_training_return": returns[-1] if returns else None,
-           "first_success": first, "entropy_at_first_success": at_first[0] if at_first else None,
-           "reached_threshold": None if part.threshold is None else first_step(rows, lambda g: g >= part.threshold),
-           "initial_entropy": entropies[0] if entropies else None,
-           "final_entropy": entropies[-1] if entropies else None}
+    out = {
+        "seed": result["seed"],
+        "final_return": result["eval_mean"],
+        "mean_training_return": statistics.fmean(returns) if returns else None,
+        "final_training_return": returns[-1] if returns else None,
+        "first_success": first,
+        "entropy_at_first_success": at_first[0] if at_first else None,
+        "reached_threshold": None if part.threshold is None else first_step(rows, lambda g: g >= part.threshold),
+        "initial_entropy": entropies[0] if entropies else None,
+        "final_entropy": entropies[-1] if entropies else None,
+    }
     if part.env == "Pendulum-v1" and entropies:  # one action dimension: H = log σ + ½(1 + log 2π)
         out["final_sigma"] = math.exp(entropies[-1] - GAUSSIAN_CONST)
     return out
@@ -131,51 +167,77 @@ def summarize_part(part: Part, out: Path, timesteps: int) -> dict:
     variants = []
     for value in part.values:
         runs = sorted(by_label[label(part, value)], key=lambda s: s["seed"])
-        v = {"label": label(part, value), part.knob: value, "runs": runs,
-             "final_return_mean": _mean(s["final_return"] for s in runs),
-             "mean_training_return_mean": _mean(s["mean_training_return"] for s in runs),
-             "final_entropy_mean": _mean(s["final_entropy"] for s in runs),
-             "initial_entropy_mean": _mean(s["initial_entropy"] for s in runs),
-             "entropy_at_first_success_mean": _mean(s["entropy_at_first_success"] for s in runs)}
+        v = {
+            "label": label(part, value),
+            part.knob: value,
+            "runs": runs,
+            "final_return_mean": _mean(s["final_return"] for s in runs),
+            "mean_training_return_mean": _mean(s["mean_training_return"] for s in runs),
+            "final_entropy_mean": _mean(s["final_entropy"] for s in runs),
+            "initial_entropy_mean": _mean(s["initial_entropy"] for s in runs),
+            "entropy_at_first_success_mean": _mean(s["entropy_at_first_success"] for s in runs),
+        }
         if part.env == "Pendulum-v1":
             v["final_sigma_mean"] = _mean(s.get("final_sigma") for s in runs)
         variants.append(v)
-    return {"env": part.env, "algo": part.algo, "knob": part.knob, "timesteps": timesteps, "floor": part.floor,
-            "threshold": part.threshold, "variants": variants}
+    return {
+        "env": part.env,
+        "algo": part.algo,
+        "knob": part.knob,
+        "timesteps": timesteps,
+        "floor": part.floor,
+        "threshold": part.threshold,
+        "variants": variants,
+    }
 
 
 def markdown(summary: dict) -> str:
-    lines = ["# Exploration vs exploitation: summary", "",
-             "Per variant, means over seeds. final return: the deterministic evaluation after training (as results.md). "
-             "training return: the logged return (mean of the last 100 training episodes, exploration included) "
-             "averaged over all of the run's log rows. first success: env step of the first episode that ended "
-             "before the time limit. threshold: env step where the logged training return first reached "
-             "Gymnasium's reward_threshold. Both give the seeds that got there and their median; 'never' = "
-             "not within the budget. entropy: diag/entropy, the policy's mean entropy on an update's batch: the "
-             "first update, the update that logged the first success, the last update.",
-             ""]
+    lines = [
+        "# Exploration vs exploitation: summary",
+        "",
+        "Per variant, means over seeds. final return: the deterministic evaluation after training (as results.md). "
+        "training return: the logged return (mean of the last 100 training episodes, exploration included) "
+        "averaged over all of the run's log rows. first success: env step of the first episode that ended "
+        "before the time limit. threshold: env step where the logged training return first reached "
+        "Gymnasium's reward_threshold. Both give the seeds that got there and their median; 'never' = "
+        "not within the budget. entropy: diag/entropy, the policy's mean entropy on an update's batch: the "
+        "first update, the update that logged the first success, the last update.",
+        "",
+    ]
     for name, p in summary.items():
-        lines += [f"## {name}: {p['algo'].upper()} on {p['env']}, {p['timesteps']:,} env steps, {p['knob']}", "",
-                  "| variant | seeds | final return | training return | first success | threshold "
-                  f"({_num(p['threshold'], '{:g}')}) | entropy at start | at first success | entropy at end |"
-                  + (" σ at end |" if p["env"] == "Pendulum-v1" else ""),
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if p["env"] == "Pendulum-v1" else "")]
+        lines += [
+            f"## {name}: {p['algo'].upper()} on {p['env']}, {p['timesteps']:,} env steps, {p['knob']}",
+            "",
+            "| variant | seeds | final return | training return | first success | threshold "
+            f"({_num(p['threshold'], '{:g}')}) | entropy at start | at first success | entropy at end |"
+            + (" σ at end |" if p["env"] == "Pendulum-v1" else ""),
+            "|---|---|---|---|---|---|---|---|---|" + ("---|" if p["env"] == "Pendulum-v1" else ""),
+        ]
         for v in p["variants"]:
             runs = v["runs"]
             first = "n/a" if p["floor"] is None else _steps([s["first_success"] for s in runs])
             thr = "n/a" if p["threshold"] is None else _steps([s["reached_threshold"] for s in runs])
-            lines.append(f"| {v['label']} | {len(runs)} | {_num(v['final_return_mean'])} | "
-                         f"{_num(v['mean_training_return_mean'])} | {first} | {thr} | "
-                         f"{_num(v['initial_entropy_mean'], '{:.3f}')} | "
-                         f"{_num(v['entropy_at_first_success_mean'], '{:.3f}')} | {_num(v['final_entropy_mean'], '{:.3f}')} |"
-                         + (f" {_num(v['final_sigma_mean'], '{:.3f}')} |" if p["env"] == "Pendulum-v1" else ""))
-        lines += ["", "Per seed (seed: final return / last logged training return / first success / threshold step / "
-                  "final entropy; '-': never):", ""]
+            lines.append(
+                f"| {v['label']} | {len(runs)} | {_num(v['final_return_mean'])} | "
+                f"{_num(v['mean_training_return_mean'])} | {first} | {thr} | "
+                f"{_num(v['initial_entropy_mean'], '{:.3f}')} | "
+                f"{_num(v['entropy_at_first_success_mean'], '{:.3f}')} | {_num(v['final_entropy_mean'], '{:.3f}')} |"
+                + (f" {_num(v['final_sigma_mean'], '{:.3f}')} |" if p["env"] == "Pendulum-v1" else "")
+            )
+        lines += [
+            "",
+            "Per seed (seed: final return / last logged training return / first success / threshold step / "
+            "final entropy; '-': never):",
+            "",
+        ]
         for v in p["variants"]:
-            cells = [f"{s['seed']}: {s['final_return']:.1f} / {_num(s['final_training_return'])}"
-                     f" / {s['first_success'] if s['first_success'] is not None else '-'}"
-                     f" / {s['reached_threshold'] if s['reached_threshold'] is not None else '-'}"
-                     f" / {_num(s['final_entropy'], '{:.3f}')}" for s in v["runs"]]
+            cells = [
+                f"{s['seed']}: {s['final_return']:.1f} / {_num(s['final_training_return'])}"
+                f" / {s['first_success'] if s['first_success'] is not None else '-'}"
+                f" / {s['reached_threshold'] if s['reached_threshold'] is not None else '-'}"
+                f" / {_num(s['final_entropy'], '{:.3f}')}"
+                for s in v["runs"]
+            ]
             lines.append(f"* {v['label']}: " + "; ".join(cells))
         lines.append("")
     return "\n".join(lines)
@@ -188,9 +250,17 @@ if __name__ == "__main__":
     for part in PARTS:
         steps = budget(args, part.full, part.quick)
         variants = [Variant(label(part, v), part.algo, {part.knob: v}) for v in part.values]
-        paths = compare_variants(variants, part.env, seeds=args.seeds, timesteps=steps, out=out / part.name,
-                                 n_jobs=args.jobs, force=args.force, metrics=[part.metric],
-                                 eval_episodes=3 if args.quick else 10)
+        paths = compare_variants(
+            variants,
+            part.env,
+            seeds=args.seeds,
+            timesteps=steps,
+            out=out / part.name,
+            n_jobs=args.jobs,
+            force=args.force,
+            metrics=[part.metric],
+            eval_episodes=3 if args.quick else 10,
+        )
         summary[part.name] = summarize_part(part, out / part.name, steps)
         print(paths["table"].read_text())
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -43,20 +43,43 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import parse_args
 from torch import nn
 
-from _common import parse_args
-
 TASK = "addition"
-LABELS = {"ppo_rlhf": "PPO on a reward model (RLHF)", "ppo_verifier": "PPO on the verifier",
-          "grpo": "GRPO on the verifier"}
+LABELS = {
+    "ppo_rlhf": "PPO on a reward model (RLHF)",
+    "ppo_verifier": "PPO on the verifier",
+    "grpo": "GRPO on the verifier",
+}
 COLORS = {"ppo_rlhf": "tab:red", "ppo_verifier": "tab:green", "grpo": "tab:blue"}
-FULL = dict(updates=200, eval_every=25, warm_steps=200, rm_prompts=2000, rm_samples=8, rm_pairs_per_prompt=4,
-            rm_steps=600, rm_batch=64, rm_lr=3e-4, greedy_prompts=1000, sampled_prompts=500)
-QUICK = dict(FULL, updates=4, eval_every=2, warm_steps=20, rm_prompts=64, rm_steps=10, greedy_prompts=100,
-             sampled_prompts=100)
-PPO = dict(n_prompts=128, n_epochs=2, learning_rate=5e-4, critic_learning_rate=5e-4, clip_range=0.2, beta=0.04,
-           gamma=1.0, gae_lambda=0.95, max_grad_norm=1.0)  # as GRPO's defaults where they share a meaning
+FULL = dict(
+    updates=200,
+    eval_every=25,
+    warm_steps=200,
+    rm_prompts=2000,
+    rm_samples=8,
+    rm_pairs_per_prompt=4,
+    rm_steps=600,
+    rm_batch=64,
+    rm_lr=3e-4,
+    greedy_prompts=1000,
+    sampled_prompts=500,
+)
+QUICK = dict(
+    FULL, updates=4, eval_every=2, warm_steps=20, rm_prompts=64, rm_steps=10, greedy_prompts=100, sampled_prompts=100
+)
+PPO = dict(
+    n_prompts=128,
+    n_epochs=2,
+    learning_rate=5e-4,
+    critic_learning_rate=5e-4,
+    clip_range=0.2,
+    beta=0.04,
+    gamma=1.0,
+    gae_lambda=0.95,
+    max_grad_norm=1.0,
+)  # as GRPO's defaults where they share a meaning
 
 
 # --------------------------------------------------------------------------- the reward model and the critic
@@ -81,7 +104,7 @@ class ScalarLM(nn.Module):
     def token_values(self, q: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """(B, N) V(q, o_<t): the output at the position that predicts token t (as CausalLM.logprobs)."""
         P, N = q.shape[1], o.shape[1]
-        return self.lm(torch.cat([q, o[:, :-1]], 1))[:, P - 1:P - 1 + N, 0]
+        return self.lm(torch.cat([q, o[:, :-1]], 1))[:, P - 1 : P - 1 + N, 0]
 
 
 def sample_scored(policy, task, prompts: list[str], gen: torch.Generator):
@@ -107,13 +130,15 @@ def comparisons(policy, task, n_prompts: int, k: int, per_prompt: int, split: st
 
 def train_reward_model(sft, task, b: dict, gen: torch.Generator) -> tuple[ScalarLM, dict]:
     """Bradley-Terry fit on a limited set of comparisons of SFT samples (InstructGPT eq. 1)."""
-    q, o, mask, r, w, l = comparisons(sft, task, b["rm_prompts"], b["rm_samples"], b["rm_pairs_per_prompt"], "train", gen)
+    q, o, mask, r, w, lose = comparisons(
+        sft, task, b["rm_prompts"], b["rm_samples"], b["rm_pairs_per_prompt"], "train", gen
+    )
     rm = ScalarLM(task)
     rm.lm.load_state_dict({k: v for k, v in sft.state_dict().items() if not k.startswith("head.")}, strict=False)
     opt = torch.optim.Adam(rm.parameters(), lr=b["rm_lr"])
     for _ in range(b["rm_steps"]):
         i = torch.randint(len(w), (min(b["rm_batch"], len(w)),), generator=gen)
-        sw, sl = rm.score(q[w[i]], o[w[i]], mask[w[i]]), rm.score(q[l[i]], o[l[i]], mask[l[i]])
+        sw, sl = rm.score(q[w[i]], o[w[i]], mask[w[i]]), rm.score(q[lose[i]], o[lose[i]], mask[lose[i]])
         loss = -F.logsigmoid(sw - sl).mean()
         opt.zero_grad()
         loss.backward()
@@ -126,16 +151,22 @@ def train_reward_model(sft, task, b: dict, gen: torch.Generator) -> tuple[Scalar
         s = rm.score(q, o, mask)
         hq, ho, hm, hr, hw, hl = comparisons(sft, task, 500, b["rm_samples"], b["rm_pairs_per_prompt"], "heldout", gen)
         hs = rm.score(hq, ho, hm)
-    info = {"comparisons": len(w), "sft_samples": len(r), "sft_sample_accuracy": float(r.mean()),
-            "train_pair_accuracy": float((s[w] > s[l]).float().mean()),
-            "heldout_pair_accuracy": float((hs[hw] > hs[hl]).float().mean()),
-            "heldout_score_right": float(hs[hr == 1].mean()), "heldout_score_wrong": float(hs[hr == 0].mean())}
+    info = {
+        "comparisons": len(w),
+        "sft_samples": len(r),
+        "sft_sample_accuracy": float(r.mean()),
+        "train_pair_accuracy": float((s[w] > s[lose]).float().mean()),
+        "heldout_pair_accuracy": float((hs[hw] > hs[hl]).float().mean()),
+        "heldout_score_right": float(hs[hr == 1].mean()),
+        "heldout_score_wrong": float(hs[hr == 0].mean()),
+    }
     return rm, info
 
 
 # --------------------------------------------------------------------------- PPO on the reward model
-def ppo_rlhf_update(policy, critic, reference, rm, opt_pi, opt_v, task, gen: torch.Generator,
-                    verifier: bool = False) -> dict:
+def ppo_rlhf_update(
+    policy, critic, reference, rm, opt_pi, opt_v, task, gen: torch.Generator, verifier: bool = False
+) -> dict:
     """Sample 128 completions, score them with r_φ (``verifier``: with the true 0/1 reward instead), per-token
     rewards (R1), GAE (R2), μ clipped steps (R3)."""
     from lucidrl.advantages import gae
@@ -154,8 +185,9 @@ def ppo_rlhf_update(policy, critic, reference, rm, opt_pi, opt_v, task, gen: tor
     terminated = torch.zeros_like(mask, dtype=torch.bool)
     terminated[torch.arange(len(q)), last] = True  # the completion ends: no value after it
     next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], 1)
-    adv, returns = gae(rewards.T, values.T, next_values.T, terminated.T, torch.zeros_like(terminated.T),
-                       c["gamma"], c["gae_lambda"])  # (R2), time along the tokens
+    adv, returns = gae(
+        rewards.T, values.T, next_values.T, terminated.T, torch.zeros_like(terminated.T), c["gamma"], c["gae_lambda"]
+    )  # (R2), time along the tokens
     adv, returns = adv.T, returns.T
     n = mask.sum()
     mean = (adv * mask).sum() / n
@@ -181,10 +213,14 @@ def measure(policy, reference, rm, task, b: dict, seed: int) -> dict:
 
     held = task.splits["heldout"]
     gen = torch.Generator().manual_seed(50_000 + seed)  # the same draws for both methods at every point
-    q, o, mask, r = sample_scored(policy, task, held[:b["sampled_prompts"]], gen)
+    q, o, mask, r = sample_scored(policy, task, held[: b["sampled_prompts"]], gen)
     kl = ((policy.logprobs(q, o) - reference.logprobs(q, o)) * mask).sum(1)  # Σ_t log π/π_ref, o ~ π
-    return {"greedy_accuracy": accuracy(policy, task, held[:b["greedy_prompts"]]), "sampled_accuracy": float(r.mean()),
-            "rm_score": float(rm.score(q, o, mask).mean()), "kl": float(kl.mean())}
+    return {
+        "greedy_accuracy": accuracy(policy, task, held[: b["greedy_prompts"]]),
+        "sampled_accuracy": float(r.mean()),
+        "rm_score": float(rm.score(q, o, mask).mean()),
+        "kl": float(kl.mean()),
+    }
 
 
 def run_seed(seed: int, b: dict, cache: Path, force: bool) -> dict:
@@ -223,8 +259,10 @@ def run_seed(seed: int, b: dict, cache: Path, force: bool) -> dict:
             if u % b["eval_every"] == 0:
                 curve.append(measure(policy, sft, rm, task, b, seed))
         out[method] = {k: [c[k] for c in curve] for k in curve[0]} | {
-            "seconds": time.time() - t, "train_rm_score": [x["rm_score"] for x in train],
-            "train_true_reward": [x["true_reward"] for x in train]}
+            "seconds": time.time() - t,
+            "train_rm_score": [x["rm_score"] for x in train],
+            "train_true_reward": [x["true_reward"] for x in train],
+        }
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out))
     return out
@@ -238,10 +276,15 @@ def figures(out: Path, runs: list[dict]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     x = np.array(runs[0]["updates"])
-    panels = [("accuracy.png", [("greedy_accuracy", "-", "")], "held-out accuracy (greedy, true verifier)"),
-              ("reward_model.png", [("rm_score", "-", "reward-model score"), ("sampled_accuracy", "--", "true reward")],
-               "held-out, sampled completions: r_φ score (left axis)\nand true reward = accuracy (dashed, right axis)"),
-              ("kl.png", [("kl", "-", "")], "KL(π || π_ref) per completion (nats)")]
+    panels = [
+        ("accuracy.png", [("greedy_accuracy", "-", "")], "held-out accuracy (greedy, true verifier)"),
+        (
+            "reward_model.png",
+            [("rm_score", "-", "reward-model score"), ("sampled_accuracy", "--", "true reward")],
+            "held-out, sampled completions: r_φ score (left axis)\nand true reward = accuracy (dashed, right axis)",
+        ),
+        ("kl.png", [("kl", "-", "")], "KL(π || π_ref) per completion (nats)"),
+    ]
     paths = []
     for name, series, ylabel in panels:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
@@ -252,8 +295,14 @@ def figures(out: Path, runs: list[dict]) -> list[Path]:
                 y = np.array([r[method][key] for r in runs])
                 for row in y:
                     axis.plot(x, row, style, color=COLORS[method], alpha=0.15, linewidth=0.8)
-                axis.plot(x, y.mean(0), style, color=COLORS[method], linewidth=2,
-                          label=f"{LABELS[method]}{', ' + what if what else ''} (mean of {len(runs)} seeds)")
+                axis.plot(
+                    x,
+                    y.mean(0),
+                    style,
+                    color=COLORS[method],
+                    linewidth=2,
+                    label=f"{LABELS[method]}{', ' + what if what else ''} (mean of {len(runs)} seeds)",
+                )
         ax.set_xlabel("updates (128 sampled completions each)")
         ax.set_ylabel(ylabel.split("\n")[0] if twin is None else "reward-model score (normalised)")
         if twin is not None:
@@ -264,8 +313,11 @@ def figures(out: Path, runs: list[dict]) -> list[Path]:
         else:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        ax.set_title(f"2-digit addition: {ylabel.splitlines()[0] if twin is None else 'reward model vs truth'}"
-                     f"\n(thin: each seed)", fontsize=9)
+        ax.set_title(
+            f"2-digit addition: {ylabel.splitlines()[0] if twin is None else 'reward model vs truth'}"
+            f"\n(thin: each seed)",
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
@@ -276,30 +328,49 @@ def figures(out: Path, runs: list[dict]) -> list[Path]:
 def table(out: Path, runs: list[dict], b: dict, quick: bool) -> Path:
     x = runs[0]["updates"]
     rm = {k: np.mean([r["reward_model"][k] for r in runs]) for k in runs[0]["reward_model"]}
-    lines = [f"# RLHF-style PPO on a reward model vs GRPO on the verifier (2-digit addition, {len(runs)} seeds)", "",
-             f"Budget per method and seed: {b['updates']} updates x 128 sampled completions, μ = 2, lr 5e-4, ε = 0.2, "
-             f"β = 0.04; warm start {b['warm_steps']} steps. Held-out: greedy accuracy on {b['greedy_prompts']} "
-             f"prompts; sampled reward, r_φ score and KL on one completion for each of {b['sampled_prompts']} prompts."
-             + (" QUICK RUN: answers nothing." if quick else ""), "",
-             f"Reward model (mean over seeds): {rm['comparisons']:.0f} comparisons from {rm['sft_samples']:.0f} SFT "
-             f"samples (SFT sample accuracy {rm['sft_sample_accuracy']:.3f}); pairwise accuracy train "
-             f"{rm['train_pair_accuracy']:.3f}, held-out {rm['heldout_pair_accuracy']:.3f}; held-out mean score of right "
-             f"answers {rm['heldout_score_right']:.2f}, of wrong ones {rm['heldout_score_wrong']:.2f}.", "",
-             "Mean over seeds at each evaluation:", "",
-             "| updates | method | greedy accuracy | sampled true reward | r_φ score | KL to π_ref |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# RLHF-style PPO on a reward model vs GRPO on the verifier (2-digit addition, {len(runs)} seeds)",
+        "",
+        f"Budget per method and seed: {b['updates']} updates x 128 sampled completions, μ = 2, lr 5e-4, ε = 0.2, "
+        f"β = 0.04; warm start {b['warm_steps']} steps. Held-out: greedy accuracy on {b['greedy_prompts']} "
+        f"prompts; sampled reward, r_φ score and KL on one completion for each of {b['sampled_prompts']} prompts."
+        + (" QUICK RUN: answers nothing." if quick else ""),
+        "",
+        f"Reward model (mean over seeds): {rm['comparisons']:.0f} comparisons from {rm['sft_samples']:.0f} SFT "
+        f"samples (SFT sample accuracy {rm['sft_sample_accuracy']:.3f}); pairwise accuracy train "
+        f"{rm['train_pair_accuracy']:.3f}, held-out {rm['heldout_pair_accuracy']:.3f}; held-out mean score of right "
+        f"answers {rm['heldout_score_right']:.2f}, of wrong ones {rm['heldout_score_wrong']:.2f}.",
+        "",
+        "Mean over seeds at each evaluation:",
+        "",
+        "| updates | method | greedy accuracy | sampled true reward | r_φ score | KL to π_ref |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, u in enumerate(x):
         for m in LABELS:
-            v = {k: np.mean([r[m][k][i] for r in runs]) for k in ("greedy_accuracy", "sampled_accuracy", "rm_score", "kl")}
-            lines.append(f"| {u} | {LABELS[m]} | {v['greedy_accuracy']:.3f} | {v['sampled_accuracy']:.3f} "
-                         f"| {v['rm_score']:.2f} | {v['kl']:.3f} |")
-    lines += ["", "Per seed, greedy held-out accuracy: warm start -> best -> last, and the r_φ score at the last point:", "",
-              "| seed | method | warm start | best (at update) | last | r_φ score last | KL last |", "|---|---|---|---|---|---|---|"]
+            v = {
+                k: np.mean([r[m][k][i] for r in runs])
+                for k in ("greedy_accuracy", "sampled_accuracy", "rm_score", "kl")
+            }
+            lines.append(
+                f"| {u} | {LABELS[m]} | {v['greedy_accuracy']:.3f} | {v['sampled_accuracy']:.3f} "
+                f"| {v['rm_score']:.2f} | {v['kl']:.3f} |"
+            )
+    lines += [
+        "",
+        "Per seed, greedy held-out accuracy: warm start -> best -> last, and the r_φ score at the last point:",
+        "",
+        "| seed | method | warm start | best (at update) | last | r_φ score last | KL last |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         for m in LABELS:
             acc = r[m]["greedy_accuracy"]
             k = int(np.argmax(acc))
-            lines.append(f"| {r['seed']} | {LABELS[m]} | {acc[0]:.3f} | {acc[k]:.3f} ({x[k]}) | {acc[-1]:.3f} "
-                         f"| {r[m]['rm_score'][-1]:.2f} | {r[m]['kl'][-1]:.3f} |")
+            lines.append(
+                f"| {r['seed']} | {LABELS[m]} | {acc[0]:.3f} | {acc[k]:.3f} ({x[k]}) | {acc[-1]:.3f} "
+                f"| {r[m]['rm_score'][-1]:.2f} | {r[m]['kl'][-1]:.3f} |"
+            )
     path = out / "results.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -317,8 +388,15 @@ def main() -> None:
             runs = list(pool.map(run_seed, range(args.seeds), [b] * args.seeds, caches, [args.force] * args.seeds))
     else:
         runs = [run_seed(s, b, c, args.force) for s, c in zip(range(args.seeds), caches)]
-    summary = {"task": TASK, "budget": b, "ppo": PPO, "labels": LABELS, "quick": args.quick,
-               "wall_seconds": time.time() - t0, "runs": runs}
+    summary = {
+        "task": TASK,
+        "budget": b,
+        "ppo": PPO,
+        "labels": LABELS,
+        "quick": args.quick,
+        "wall_seconds": time.time() - t0,
+        "runs": runs,
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     paths = [table(out, runs, b, args.quick), out / "results.json", *figures(out, runs)]
     print((out / "results.md").read_text())

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _common import budget, parse_args
 
 ENV = "CartPole-v1"
@@ -54,7 +53,7 @@ def identity_check(seed: int = 0, n: int = 512) -> dict:
         actions = net.head.sample(logits.detach(), generator=g)  # the policy's own samples
         adv = torch.randn(n, generator=g, dtype=dtype)  # any fixed weights: advantages are constants here
 
-        def value_and_grad(loss: torch.Tensor) -> tuple[float, torch.Tensor]:
+        def value_and_grad(loss: torch.Tensor, params=params) -> tuple[float, torch.Tensor]:
             grads = torch.autograd.grad(loss, params, retain_graph=True)
             return float(loss.detach()), torch.cat([x.flatten() for x in grads])
 
@@ -71,11 +70,16 @@ def identity_check(seed: int = 0, n: int = 512) -> dict:
         _, g_bc = value_and_grad(F.cross_entropy(logits, expert))
         name = str(dtype).replace("torch.", "")
         out[name] = {
-            "pg_loss": pg, "weighted_ce": ce, "value_abs_diff": abs(pg - ce),
-            "grad_norm": float(g_pg.norm()), "grad_max_abs_diff": float((g_pg - g_ce).abs().max()),
+            "pg_loss": pg,
+            "weighted_ce": ce,
+            "value_abs_diff": abs(pg - ce),
+            "grad_norm": float(g_pg.norm()),
+            "grad_max_abs_diff": float((g_pg - g_ce).abs().max()),
             "grad_rel_diff": float((g_pg - g_ce).norm() / g_pg.norm()),
             "logit_grad_by_hand_max_abs_diff": float((g_z - by_hand).abs().max()),
-            "bc_loss": bc, "pg_loss_A1_expert": pg1, "bc_value_abs_diff": abs(bc - pg1),
+            "bc_loss": bc,
+            "pg_loss_A1_expert": pg1,
+            "bc_value_abs_diff": abs(bc - pg1),
             "bc_grad_rel_diff": float((g_pg1 - g_bc).norm() / g_bc.norm()),
             "n_params": int(g_pg.numel()),
         }
@@ -110,8 +114,16 @@ def expert_data(expert, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(obs_list, dtype=np.float32), np.asarray(act_list)
 
 
-def behaviour_cloning(seed: int, obs: np.ndarray, actions: np.ndarray, grad_steps: int, checkpoints: list[int],
-                      eval_episodes: int, batch_size: int = 64, lr: float = 1e-3) -> dict[int, tuple[float, float]]:
+def behaviour_cloning(
+    seed: int,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    grad_steps: int,
+    checkpoints: list[int],
+    eval_episodes: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+) -> dict[int, tuple[float, float]]:
     """A fresh REINFORCE network (same architecture and initialisation as REINFORCE's seed) fitted by cross-entropy.
 
     Returns {gradient steps: (return of the sampling policy, return of the greedy policy)} at ``checkpoints``."""
@@ -125,8 +137,10 @@ def behaviour_cloning(seed: int, obs: np.ndarray, actions: np.ndarray, grad_step
     scores = {}
     for step in range(grad_steps + 1):
         if step in checkpoints:
-            scores[step] = (evaluate(model, n_episodes=eval_episodes, deterministic=False, seed=20_000 + seed)[0],
-                            evaluate(model, n_episodes=eval_episodes, deterministic=True, seed=20_000 + seed)[0])
+            scores[step] = (
+                evaluate(model, n_episodes=eval_episodes, deterministic=False, seed=20_000 + seed)[0],
+                evaluate(model, n_episodes=eval_episodes, deterministic=True, seed=20_000 + seed)[0],
+            )
         if step == grad_steps:
             break
         idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=g)
@@ -137,8 +151,9 @@ def behaviour_cloning(seed: int, obs: np.ndarray, actions: np.ndarray, grad_step
     return scores
 
 
-def figure(out: Path, pg_runs: list[dict], bc_sizes: dict, bc_steps: dict, expert_return: float,
-           expert_steps: int) -> Path:
+def figure(
+    out: Path, pg_runs: list[dict], bc_sizes: dict, bc_steps: dict, expert_return: float, expert_steps: int
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,12 +168,18 @@ def figure(out: Path, pg_runs: list[dict], bc_sizes: dict, bc_steps: dict, exper
     for ax, x in ((axes[0], steps), (axes[1], steps / PG_BATCH)):
         ax.plot(x, mean, color="tab:blue", label=f"{PG_LABEL}: training episodes ({len(pg_runs)} seeds)")
         ax.fill_between(x, low, high, color="tab:blue", alpha=0.2, linewidth=0)
-    for ax, data, key in ((axes[0], bc_sizes, "n"), (axes[1], bc_steps, "steps")):
+    for ax, data in ((axes[0], bc_sizes), (axes[1], bc_steps)):
         xs = np.array(sorted(data, key=int), dtype=float)
         for k, (style, what) in enumerate((("-o", "sampling π"), (":s", "greedy π"))):
             ys = np.array([[s[k] for s in data[x]] for x in sorted(data, key=int)])
-            ax.plot(xs, ys.mean(1), style, color="tab:orange", markersize=4,
-                    label=f"behaviour cloning, {what} ({ys.shape[1]} seeds)")
+            ax.plot(
+                xs,
+                ys.mean(1),
+                style,
+                color="tab:orange",
+                markersize=4,
+                label=f"behaviour cloning, {what} ({ys.shape[1]} seeds)",
+            )
             if k == 0:
                 ax.fill_between(xs, ys.min(1), ys.max(1), color="tab:orange", alpha=0.15, linewidth=0)
         ax.axhline(expert_return, color="black", linestyle="--", linewidth=1, label=f"expert (PPO) {expert_return:.0f}")
@@ -170,10 +191,15 @@ def figure(out: Path, pg_runs: list[dict], bc_sizes: dict, bc_steps: dict, exper
     axes[0].axvline(expert_steps, color="grey", linewidth=1)
     axes[0].text(expert_steps, 20, " the expert's own\n training (PPO)", fontsize=8, color="grey")
     axes[0].set_xlabel("env interactions (BC: expert transitions in its data set;\nREINFORCE: its own steps)")
-    axes[1].set_xlabel(f"gradient steps (BC: minibatches of 64, largest data set;\nREINFORCE: one per {PG_BATCH} env steps)")
+    axes[1].set_xlabel(
+        f"gradient steps (BC: minibatches of 64, largest data set;\nREINFORCE: one per {PG_BATCH} env steps)"
+    )
     axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{ENV}: the same network learns from labels (BC, orange) or from rewards (REINFORCE, blue); "
-                 "BC band: min-max over seeds", fontsize=10)
+    fig.suptitle(
+        f"{ENV}: the same network learns from labels (BC, orange) or from rewards (REINFORCE, blue); "
+        "BC band: min-max over seeds",
+        fontsize=10,
+    )
     fig.tight_layout()
     path = out / "pg_vs_bc.png"
     fig.savefig(path)
@@ -192,8 +218,15 @@ def main() -> None:
     (out / "identity.json").write_text(json.dumps(ident, indent=1))
 
     pg_steps = budget(args, 300_000, 8_000)
-    paths = compare_variants([Variant(PG_LABEL, "reinforce", {})], ENV, seeds=args.seeds, timesteps=pg_steps, out=out,
-                             n_jobs=args.jobs, force=args.force)
+    paths = compare_variants(
+        [Variant(PG_LABEL, "reinforce", {})],
+        ENV,
+        seeds=args.seeds,
+        timesteps=pg_steps,
+        out=out,
+        n_jobs=args.jobs,
+        force=args.force,
+    )
     pg_runs = json.loads(paths["results"].read_text())
     for r in pg_runs:
         r["run_dir"] = str(out / r["run_dir"])
@@ -209,8 +242,9 @@ def main() -> None:
     for seed in range(args.seeds):
         obs, actions = expert_data(expert, max(sizes), seed)
         for n in sizes:  # a data set of the first n expert transitions, fitted with the full gradient budget
-            scores = behaviour_cloning(seed, obs[:n], actions[:n], grad_steps,
-                                       checkpoints if n == max(sizes) else [grad_steps], eval_episodes)
+            scores = behaviour_cloning(
+                seed, obs[:n], actions[:n], grad_steps, checkpoints if n == max(sizes) else [grad_steps], eval_episodes
+            )
             bc_sizes[n].append(scores[grad_steps])
             if n == max(sizes):
                 for c in checkpoints:
@@ -220,61 +254,102 @@ def main() -> None:
     pg_final = [r["eval_mean"] for r in pg_runs]
     curves_at = {}
     from lucidrl.plotting import load_curve
+
     for target in sorted({t for t in (5_000, 20_000, 50_000, expert_steps, pg_steps) if t <= pg_steps}):
         vals = []
         for r in pg_runs:
             s, v = load_curve(r["run_dir"])
             vals.append(float(np.interp(target, s, v)) if target >= s[0] else float("nan"))
         curves_at[target] = vals
-    summary = {"identity": ident, "expert": {"algo": "ppo", "timesteps": expert_steps, "eval_return": expert_return},
-               "bc": {"sizes": {str(k): v for k, v in bc_sizes.items()}, "grad_steps": grad_steps,
-                      "curve": {str(k): v for k, v in bc_steps.items()}, "batch_size": 64, "lr": 1e-3,
-                      "eval_episodes": eval_episodes},
-               "reinforce": {"timesteps": pg_steps, "gradient_steps": pg_steps // PG_BATCH, "eval_return": pg_final,
-                             "training_return_at": {str(k): v for k, v in curves_at.items()}}}
+    summary = {
+        "identity": ident,
+        "expert": {"algo": "ppo", "timesteps": expert_steps, "eval_return": expert_return},
+        "bc": {
+            "sizes": {str(k): v for k, v in bc_sizes.items()},
+            "grad_steps": grad_steps,
+            "curve": {str(k): v for k, v in bc_steps.items()},
+            "batch_size": 64,
+            "lr": 1e-3,
+            "eval_episodes": eval_episodes,
+        },
+        "reinforce": {
+            "timesteps": pg_steps,
+            "gradient_steps": pg_steps // PG_BATCH,
+            "eval_return": pg_final,
+            "training_return_at": {str(k): v for k, v in curves_at.items()},
+        },
+    }
     (out / "bc_vs_pg.json").write_text(json.dumps(summary, indent=1))
 
     f32, f64 = ident["float32"], ident["float64"]
-    lines = [f"# The policy-gradient loss and the cross-entropy ({ENV})", "",
-             f"## 1. The identity ({ident['n_states']} states, the [64, 64] tanh policy, {f32['n_params']} parameters)", "",
-             "| check | float32 | float64 |", "|---|---|---|",
-             f"| \\|L_PG − A-weighted CE\\| (value {f32['pg_loss']:.4f}) | {f32['value_abs_diff']:.1e} "
-             f"| {f64['value_abs_diff']:.1e} |",
-             f"| max \\|∇L_PG − ∇CE\\| over parameters (‖∇‖ = {f32['grad_norm']:.3f}) | {f32['grad_max_abs_diff']:.1e} "
-             f"| {f64['grad_max_abs_diff']:.1e} |",
-             f"| ‖∇L_PG − ∇CE‖ / ‖∇L_PG‖ | {f32['grad_rel_diff']:.1e} | {f64['grad_rel_diff']:.1e} |",
-             f"| ∂/∂z by autograd vs A(softmax(z) − onehot(a))/N | {f32['logit_grad_by_hand_max_abs_diff']:.1e} "
-             f"| {f64['logit_grad_by_hand_max_abs_diff']:.1e} |",
-             f"| A ≡ 1, expert labels: \\|L_PG − BC loss\\| (value {f32['bc_loss']:.4f}) | {f32['bc_value_abs_diff']:.1e} "
-             f"| {f64['bc_value_abs_diff']:.1e} |",
-             f"| A ≡ 1, expert labels: relative gradient difference | {f32['bc_grad_rel_diff']:.1e} "
-             f"| {f64['bc_grad_rel_diff']:.1e} |", "",
-             f"## 2. Behaviour cloning against REINFORCE ({args.seeds} seeds)", "",
-             f"Expert: PPO (zoo preset), {expert_steps} env steps, greedy return {expert_return:.1f}. BC: a fresh network "
-             f"of REINFORCE's architecture and initialisation, {grad_steps} Adam steps (lr 1e-3, minibatch 64) on the "
-             f"expert's first n transitions; return over {eval_episodes} episodes, per seed.", "",
-             "| BC data set (expert transitions) | return, sampling π (per seed) | mean | return, greedy π (mean) |",
-             "|---|---|---|---|"]
+    lines = [
+        f"# The policy-gradient loss and the cross-entropy ({ENV})",
+        "",
+        f"## 1. The identity ({ident['n_states']} states, the [64, 64] tanh policy, {f32['n_params']} parameters)",
+        "",
+        "| check | float32 | float64 |",
+        "|---|---|---|",
+        f"| \\|L_PG − A-weighted CE\\| (value {f32['pg_loss']:.4f}) | {f32['value_abs_diff']:.1e} "
+        f"| {f64['value_abs_diff']:.1e} |",
+        f"| max \\|∇L_PG − ∇CE\\| over parameters (‖∇‖ = {f32['grad_norm']:.3f}) | {f32['grad_max_abs_diff']:.1e} "
+        f"| {f64['grad_max_abs_diff']:.1e} |",
+        f"| ‖∇L_PG − ∇CE‖ / ‖∇L_PG‖ | {f32['grad_rel_diff']:.1e} | {f64['grad_rel_diff']:.1e} |",
+        f"| ∂/∂z by autograd vs A(softmax(z) − onehot(a))/N | {f32['logit_grad_by_hand_max_abs_diff']:.1e} "
+        f"| {f64['logit_grad_by_hand_max_abs_diff']:.1e} |",
+        f"| A ≡ 1, expert labels: \\|L_PG − BC loss\\| (value {f32['bc_loss']:.4f}) | {f32['bc_value_abs_diff']:.1e} "
+        f"| {f64['bc_value_abs_diff']:.1e} |",
+        f"| A ≡ 1, expert labels: relative gradient difference | {f32['bc_grad_rel_diff']:.1e} "
+        f"| {f64['bc_grad_rel_diff']:.1e} |",
+        "",
+        f"## 2. Behaviour cloning against REINFORCE ({args.seeds} seeds)",
+        "",
+        f"Expert: PPO (zoo preset), {expert_steps} env steps, greedy return {expert_return:.1f}. BC: a fresh network "
+        f"of REINFORCE's architecture and initialisation, {grad_steps} Adam steps (lr 1e-3, minibatch 64) on the "
+        f"expert's first n transitions; return over {eval_episodes} episodes, per seed.",
+        "",
+        "| BC data set (expert transitions) | return, sampling π (per seed) | mean | return, greedy π (mean) |",
+        "|---|---|---|---|",
+    ]
     for n in sizes:
         samp = [s[0] for s in bc_sizes[n]]
-        lines.append(f"| {n} | {' / '.join(f'{v:.0f}' for v in samp)} | {np.mean(samp):.1f} "
-                     f"| {np.mean([s[1] for s in bc_sizes[n]]):.1f} |")
-    lines += ["", f"BC on {max(sizes)} transitions, against gradient steps:", "",
-              "| gradient steps | return, sampling π (per seed) | mean |", "|---|---|---|"]
+        lines.append(
+            f"| {n} | {' / '.join(f'{v:.0f}' for v in samp)} | {np.mean(samp):.1f} "
+            f"| {np.mean([s[1] for s in bc_sizes[n]]):.1f} |"
+        )
+    lines += [
+        "",
+        f"BC on {max(sizes)} transitions, against gradient steps:",
+        "",
+        "| gradient steps | return, sampling π (per seed) | mean |",
+        "|---|---|---|",
+    ]
     for c in checkpoints:
         samp = [s[0] for s in bc_steps[c]]
         lines.append(f"| {c} | {' / '.join(f'{v:.0f}' for v in samp)} | {np.mean(samp):.1f} |")
-    lines += ["", f"{PG_LABEL} (preset: {PG_BATCH} env steps per gradient step), training-episode return "
-                  "(mean of the last 100 episodes; sampling π):", "",
-              "| env steps | gradient steps | return (per seed) | mean |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"{PG_LABEL} (preset: {PG_BATCH} env steps per gradient step), training-episode return "
+        "(mean of the last 100 episodes; sampling π):",
+        "",
+        "| env steps | gradient steps | return (per seed) | mean |",
+        "|---|---|---|---|",
+    ]
     for target, vals in curves_at.items():
-        lines.append(f"| {target} | {target // PG_BATCH} | {' / '.join(f'{v:.0f}' for v in vals)} | {np.nanmean(vals):.1f} |")
-    lines.append(f"| final greedy evaluation ({pg_steps} steps) | {pg_steps // PG_BATCH} "
-                 f"| {' / '.join(f'{v:.0f}' for v in pg_final)} | {np.mean(pg_final):.1f} |")
+        lines.append(
+            f"| {target} | {target // PG_BATCH} | {' / '.join(f'{v:.0f}' for v in vals)} | {np.nanmean(vals):.1f} |"
+        )
+    lines.append(
+        f"| final greedy evaluation ({pg_steps} steps) | {pg_steps // PG_BATCH} "
+        f"| {' / '.join(f'{v:.0f}' for v in pg_final)} | {np.mean(pg_final):.1f} |"
+    )
     (out / "bc_vs_pg.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print("wrote " + ", ".join(str(p) for p in [*paths.values(), png, out / "bc_vs_pg.md", out / "bc_vs_pg.json",
-                                                out / "identity.json"]))
+    print(
+        "wrote "
+        + ", ".join(
+            str(p) for p in [*paths.values(), png, out / "bc_vs_pg.md", out / "bc_vs_pg.json", out / "identity.json"]
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,22 @@ VARIANTS = [
 
 if __name__ == "__main__":
     args = parse_args("ppo_clip", __doc__.splitlines()[0])
-    paths = compare_variants(VARIANTS, ENV, seeds=args.seeds, timesteps=budget(args, 100_000, 4_096), out=Path(args.out),
-                             n_jobs=args.jobs, force=args.force)
-    paths["kl"] = plot_curves(group_runs(load_results(args.out)), Path(args.out) / "kl_after_update.png",
-                              metric="diag/kl_after_update", ylabel="KL(π_old ‖ π_new) after each update", log_y=True,
-                              title=f"{ENV}: how far each update moved π (mean over seeds, 95% band)")
+    paths = compare_variants(
+        VARIANTS,
+        ENV,
+        seeds=args.seeds,
+        timesteps=budget(args, 100_000, 4_096),
+        out=Path(args.out),
+        n_jobs=args.jobs,
+        force=args.force,
+    )
+    paths["kl"] = plot_curves(
+        group_runs(load_results(args.out)),
+        Path(args.out) / "kl_after_update.png",
+        metric="diag/kl_after_update",
+        ylabel="KL(π_old ‖ π_new) after each update",
+        log_y=True,
+        title=f"{ENV}: how far each update moved π (mean over seeds, 95% band)",
+    )
     print(paths["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -52,8 +52,13 @@ GAMMA = 0.99
 THRESHOLD = 100.0  # a logged return (mean of the last 100 training episodes, so it lags the policy) showing learning
 ONLINE = {"buffer_size": 64, "gradient_steps": 1, "target_update_interval": 256}  # batch_size 64 (preset)
 SMALL = {"train_freq": 16, "gradient_steps": 8}  # the preset's ratio of gradient steps to env steps, 16x finer
-REPLAY = ["replay 100k (preset)", "replay 1k", "online, each used once", "online, each used once, lag 128",
-          "online, newest 64, same updates"]
+REPLAY = [
+    "replay 100k (preset)",
+    "replay 1k",
+    "online, each used once",
+    "online, each used once, lag 128",
+    "online, newest 64, same updates",
+]
 UPDATES = ["replay 100k (preset)", "small rounds, lag 128", "small rounds, lag 8", "small rounds, lag 1280"]
 VARIANTS = [
     Variant("replay 100k (preset)", "dqn", {}),
@@ -78,25 +83,39 @@ def diagnostics(groups: dict[str, list[dict]]) -> dict:
             _, n_updates = load_curve(r["run_dir"], "train/n_updates")
             steps, returns = load_curve(r["run_dir"])
             first = next((int(t) for t, g in zip(steps, returns) if g >= THRESHOLD), None)
-            rows.append({"seed": r["seed"], "eval_mean": r["eval_mean"], "gradient_steps": int(n_updates[-1]),
-                         "steps_to_threshold": first,
-                         "q_last": q[-1], "q_max": max(q), "td_loss_last": loss[-1]})
+            rows.append(
+                {
+                    "seed": r["seed"],
+                    "eval_mean": r["eval_mean"],
+                    "gradient_steps": int(n_updates[-1]),
+                    "steps_to_threshold": first,
+                    "q_last": q[-1],
+                    "q_max": max(q),
+                    "td_loss_last": loss[-1],
+                }
+            )
         out[label] = rows
     return out
 
 
 def write_diagnostics(out: Path, diag: dict) -> Path:
-    lines = ["# Logged diagnostics per variant and seed", "",
-             "gradient steps taken; mean Q(s, a) over the last logged round's minibatches (q_last) and the largest "
-             f"logged (q_max), against the largest discounted return, Σ_(t<500) γ^t ≈ {(1 - GAMMA ** 500) / (1 - GAMMA):.1f}; "
-             f"the last logged Huber TD loss; the env steps at which the logged return (mean of the last 100 training "
-             f"episodes) first reached {THRESHOLD:g} ('-': never).", "",
-             f"| variant | seed | final return | gradient steps | q_last | q_max | TD loss, last | steps to {THRESHOLD:g} |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Logged diagnostics per variant and seed",
+        "",
+        "gradient steps taken; mean Q(s, a) over the last logged round's minibatches (q_last) and the largest "
+        f"logged (q_max), against the largest discounted return, Σ_(t<500) γ^t ≈ {(1 - GAMMA**500) / (1 - GAMMA):.1f}; "
+        f"the last logged Huber TD loss; the env steps at which the logged return (mean of the last 100 training "
+        f"episodes) first reached {THRESHOLD:g} ('-': never).",
+        "",
+        f"| variant | seed | final return | gradient steps | q_last | q_max | TD loss, last | steps to {THRESHOLD:g} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, rows in diag.items():
         for r in rows:
-            lines.append(f"| {label} | {r['seed']} | {r['eval_mean']:.1f} | {r['gradient_steps']} | {r['q_last']:.1f} "
-                         f"| {r['q_max']:.1f} | {r['td_loss_last']:.3g} | {r['steps_to_threshold'] or '-'} |")
+            lines.append(
+                f"| {label} | {r['seed']} | {r['eval_mean']:.1f} | {r['gradient_steps']} | {r['q_last']:.1f} "
+                f"| {r['q_max']:.1f} | {r['td_loss_last']:.3g} | {r['steps_to_threshold'] or '-'} |"
+            )
     path = out / "diagnostics.md"
     path.write_text("\n".join(lines) + "\n")
     (out / "diagnostics.json").write_text(json.dumps(diag, indent=1))
@@ -106,19 +125,39 @@ def write_diagnostics(out: Path, diag: dict) -> Path:
 if __name__ == "__main__":
     args = parse_args("replay", __doc__.splitlines()[0])
     out = Path(args.out)
-    paths = compare_variants(VARIANTS, ENV, seeds=args.seeds, timesteps=budget(args, 30_000, 1_500), out=out,
-                             n_jobs=args.jobs, force=args.force)
+    paths = compare_variants(
+        VARIANTS,
+        ENV,
+        seeds=args.seeds,
+        timesteps=budget(args, 30_000, 1_500),
+        out=out,
+        n_jobs=args.jobs,
+        force=args.force,
+    )
     groups = group_runs(load_results(out))
     for name, labels in (("replay", REPLAY), ("updates", UPDATES)):
         paths[f"curves_{name}"] = plot_curves(
-            {k: groups[k] for k in labels}, out / f"learning_curves_{name}.png",
-            title=f"{ENV}: mean over seeds, 95% bootstrap band")
+            {k: groups[k] for k in labels},
+            out / f"learning_curves_{name}.png",
+            title=f"{ENV}: mean over seeds, 95% bootstrap band",
+        )
     paths["q_values"] = plot_curves(
-        groups, out / "q_values.png", metric="diag/q_mean", ylabel="mean Q(s, a) on the minibatches",
+        groups,
+        out / "q_values.png",
+        metric="diag/q_mean",
+        ylabel="mean Q(s, a) on the minibatches",
         title=f"{ENV}: the Q estimates, mean over seeds, 95% bootstrap band",
-        reference=((1 - GAMMA ** 500) / (1 - GAMMA), "largest possible: Σ γ^t over 500 steps"), log_y=True)
-    paths["td_loss"] = plot_curves(groups, out / "td_loss.png", metric="loss/value", ylabel="Huber TD loss (E3)",
-                                   title=f"{ENV}: TD loss, mean over seeds, 95% bootstrap band", log_y=True)
+        reference=((1 - GAMMA**500) / (1 - GAMMA), "largest possible: Σ γ^t over 500 steps"),
+        log_y=True,
+    )
+    paths["td_loss"] = plot_curves(
+        groups,
+        out / "td_loss.png",
+        metric="loss/value",
+        ylabel="Huber TD loss (E3)",
+        title=f"{ENV}: TD loss, mean over seeds, 95% bootstrap band",
+        log_y=True,
+    )
     paths["diagnostics"] = write_diagnostics(out, diagnostics(groups))
     print(paths["table"].read_text())
     print(paths["diagnostics"].read_text())

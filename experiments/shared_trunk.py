@@ -35,7 +35,6 @@ import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from _common import budget, parse_args
 
 from lucidrl.advantages import normalize
@@ -97,8 +96,11 @@ def measure_gradient_shares(seeds: list[int], steps: int) -> dict:
 
 def write_gradient_shares(shares: dict, out: Path, steps: int) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    table = ["| variant | seeds | updates | median ‖∇ c_v L_value‖ / ‖∇ L_policy‖, first 10% of updates | "
-             "median ratio, last 10% | median ‖∇ L_policy‖ | median ‖∇ c_v L_value‖ |", "|---|---|---|---|---|---|---|"]
+    table = [
+        "| variant | seeds | updates | median ‖∇ c_v L_value‖ / ‖∇ L_policy‖, first 10% of updates | "
+        "median ratio, last 10% | median ‖∇ L_policy‖ | median ‖∇ c_v L_value‖ |",
+        "|---|---|---|---|---|---|---|",
+    ]
     summary = {}
     for label, runs in shares.items():
         n = min(len(r) for r in runs)
@@ -109,10 +111,16 @@ def write_gradient_shares(shares: dict, out: Path, steps: int) -> None:
         pol = float(np.median([row["policy"] for r in runs for row in r]))
         val = float(np.median([row["value"] for r in runs for row in r]))
         first, last = float(np.median(ratio[:, :k])), float(np.median(ratio[:, -k:]))
-        summary[label] = {"seeds": len(runs), "updates": n, "ratio_first_10pct": first, "ratio_last_10pct": last,
-                          "policy_grad_median": pol, "value_grad_median": val,
-                          "ratio_per_seed_median": [float(np.median(x)) for x in ratio],
-                          "first_update": [[r[0]["policy"], r[0]["value"]] for r in runs]}
+        summary[label] = {
+            "seeds": len(runs),
+            "updates": n,
+            "ratio_first_10pct": first,
+            "ratio_last_10pct": last,
+            "policy_grad_median": pol,
+            "value_grad_median": val,
+            "ratio_per_seed_median": [float(np.median(x)) for x in ratio],
+            "first_update": [[r[0]["policy"], r[0]["value"]] for r in runs],
+        }
         table.append(f"| {label} | {len(runs)} | {n} | {first:.3g} | {last:.3g} | {pol:.3g} | {val:.3g} |")
     ax.set_yscale("log")
     ax.axhline(1.0, color="grey", ls="--", lw=1)
@@ -124,19 +132,31 @@ def write_gradient_shares(shares: dict, out: Path, steps: int) -> None:
     fig.savefig(out / "grad_shares.png", dpi=120)
     plt.close(fig)
     (out / "grad_shares.md").write_text(
-        f"# {ENV}: the two gradients in the shared trunk\n\n{steps} env steps per run; norms over all trunk parameters, on each update's whole batch, before the update.\n\n"
-        + "\n".join(table) + "\n")
+        f"# {ENV}: the two gradients in the shared trunk\n\n{steps} env steps per run; norms over all trunk "
+        "parameters, on each update's whole batch, before the update.\n\n" + "\n".join(table) + "\n"
+    )
     (out / "grad_shares.json").write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
     args = parse_args("shared_trunk", __doc__.splitlines()[0])
     out = Path(args.out)
-    paths = compare_variants(VARIANTS, ENV, seeds=args.seeds, timesteps=budget(args, 100_000, 4_096), out=out,
-                             n_jobs=args.jobs, force=args.force)
+    paths = compare_variants(
+        VARIANTS,
+        ENV,
+        seeds=args.seeds,
+        timesteps=budget(args, 100_000, 4_096),
+        out=out,
+        n_jobs=args.jobs,
+        force=args.force,
+    )
     paths["explained_variance"] = plot_curves(
-        group_runs(load_results(out)), out / "explained_variance.png", metric="diag/explained_variance",
-        ylabel="explained variance of V on each batch", title=f"{ENV}: how well the critic fits (mean over seeds, 95% band)")
+        group_runs(load_results(out)),
+        out / "explained_variance.png",
+        metric="diag/explained_variance",
+        ylabel="explained variance of V on each batch",
+        title=f"{ENV}: how well the critic fits (mean over seeds, 95% band)",
+    )
     seeds = list(range(args.seeds))
     steps = budget(args, GRAD_STEPS, 2_048)
     write_gradient_shares(measure_gradient_shares(seeds, steps), out, steps)

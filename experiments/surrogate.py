@@ -30,7 +30,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-
 from _common import budget, parse_args
 
 from lucidrl.advantages import gae, normalize
@@ -42,8 +41,14 @@ DELTA = 0.01  # TRPO's δ (the preset's target_kl)
 SCALES = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]
 
 
-def natural_step(actor: torch.nn.Module, head: CategoricalHead, obs: torch.Tensor, actions: torch.Tensor,
-                 advantages: torch.Tensor, damping: float = 1e-3) -> torch.Tensor:
+def natural_step(
+    actor: torch.nn.Module,
+    head: CategoricalHead,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    advantages: torch.Tensor,
+    damping: float = 1e-3,
+) -> torch.Tensor:
     """TRPO's full step (E4-E7) at the actor's current weights: s ≈ F⁻¹g scaled so that ½ sᵀFs = δ."""
     params = list(actor.parameters())
     logits = actor(obs)
@@ -81,10 +86,15 @@ def bandit(n_states: int, seed: int = 0) -> dict:
             logits = actor(states)
             p = logits.softmax(-1)
             log_ratio = head.log_prob(logits, actions) - logp_old
-            rows.append({"scale": scale, "kl": float(head.kl(logits_old, logits).mean()),
-                         "true": float(((p - p_old) * rewards).sum(-1).mean()),  # exact, over every action
-                         "ratio": float(((log_ratio.exp() - 1) * adv).mean()),  # (E1) minus L(θ_old)
-                         "log": float((log_ratio * adv).mean())})
+            rows.append(
+                {
+                    "scale": scale,
+                    "kl": float(head.kl(logits_old, logits).mean()),
+                    "true": float(((p - p_old) * rewards).sum(-1).mean()),  # exact, over every action
+                    "ratio": float(((log_ratio.exp() - 1) * adv).mean()),  # (E1) minus L(θ_old)
+                    "log": float((log_ratio * adv).mean()),
+                }
+            )
     set_flat_params(params, theta_old)
     return {"n_states": n_states, "rows": rows}
 
@@ -110,10 +120,17 @@ def run_episodes(actor: torch.nn.Module, critic: torch.nn.Module | None, n: int,
         u = rng.random(n)
         actions = (u > p[:, 0]).astype(np.int64)  # inverse-CDF sampling: the same u for every policy
         next_obs, r, term, trunc, _ = env.step(actions)
-        disc += alive * gamma ** t * r
+        disc += alive * gamma**t * r
         if critic is not None:
-            for k, v in (("obs", obs), ("actions", actions), ("rewards", r * alive), ("terminated", term | ~alive),
-                         ("truncated", trunc & alive), ("alive", alive.copy()), ("final_obs", next_obs)):
+            for k, v in (
+                ("obs", obs),
+                ("actions", actions),
+                ("rewards", r * alive),
+                ("terminated", term | ~alive),
+                ("truncated", trunc & alive),
+                ("alive", alive.copy()),
+                ("final_obs", next_obs),
+            ):
                 rec[k].append(np.asarray(v))
         alive &= ~(term | trunc)
         obs = next_obs
@@ -142,8 +159,15 @@ def cartpole(snapshot_steps: int, n_batch: int, n_eval: int, seed: int = 0) -> d
         # masked by gae where terminated, which padding rows after an episode's end are marked
         next_values = critic(torch.as_tensor(b["final_obs"], dtype=torch.float32)).squeeze(-1)
         trunc = torch.as_tensor(b["truncated"])
-        adv, _ = gae(torch.as_tensor(b["rewards"], dtype=torch.float32), values, next_values,
-                     torch.as_tensor(b["terminated"]), trunc, cfg.gamma, cfg.gae_lambda)  # Â_t, as TRPO's
+        adv, _ = gae(
+            torch.as_tensor(b["rewards"], dtype=torch.float32),
+            values,
+            next_values,
+            torch.as_tensor(b["terminated"]),
+            trunc,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )  # Â_t, as TRPO's
     alive = torch.as_tensor(b["alive"])
     actions = torch.as_tensor(b["actions"])
     discount = (cfg.gamma ** torch.arange(T, dtype=torch.float32))[:, None] * alive  # γ^t on real steps
@@ -162,12 +186,27 @@ def cartpole(snapshot_steps: int, n_batch: int, n_eval: int, seed: int = 0) -> d
             ratio_pred = float(((log_ratio.exp() - 1) * adv * discount).sum(0).mean())  # per episode, then mean
             log_pred = float((log_ratio * adv * discount).sum(0).mean())
         diff = run_episodes(actor, None, n_eval, seed=20_000, gamma=cfg.gamma)["discounted"] - base
-        rows.append({"scale": scale, "kl": kl, "ratio": ratio_pred, "log": log_pred, "true": float(diff.mean()),
-                     "true_se": float(diff.std(ddof=1) / math.sqrt(n_eval)) if scale else 0.0})
+        rows.append(
+            {
+                "scale": scale,
+                "kl": kl,
+                "ratio": ratio_pred,
+                "log": log_pred,
+                "true": float(diff.mean()),
+                "true_se": float(diff.std(ddof=1) / math.sqrt(n_eval)) if scale else 0.0,
+            }
+        )
     set_flat_params(params, theta_old)
-    return {"snapshot_steps": snapshot_steps, "n_batch_episodes": n_batch, "batch_steps": int(alive.sum()),
-            "n_eval_episodes": n_eval, "mean_discounted_return_old": float(base.mean()),
-            "mean_episode_length_batch": float(alive.sum(0).float().mean()), "gamma": cfg.gamma, "rows": rows}
+    return {
+        "snapshot_steps": snapshot_steps,
+        "n_batch_episodes": n_batch,
+        "batch_steps": int(alive.sum()),
+        "n_eval_episodes": n_eval,
+        "mean_discounted_return_old": float(base.mean()),
+        "mean_episode_length_batch": float(alive.sum(0).float().mean()),
+        "gamma": cfg.gamma,
+        "rows": rows,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -181,14 +220,21 @@ def write_report(out: Path, one_step: dict, cart: dict) -> list[Path]:
     (out / "surrogate.json").write_text(json.dumps({"one_step": one_step, "cartpole": cart}, indent=1))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     for ax, data, title, unit in (
-            (axes[0], one_step, f"one-step problem ({one_step['n_states']} states): exact", "J(θ) − J(θ_old)"),
-            (axes[1], cart, f"CartPole-v1: {cart['n_eval_episodes']} episodes per point", "change in discounted return")):
+        (axes[0], one_step, f"one-step problem ({one_step['n_states']} states): exact", "J(θ) − J(θ_old)"),
+        (axes[1], cart, f"CartPole-v1: {cart['n_eval_episodes']} episodes per point", "change in discounted return"),
+    ):
         rows = data["rows"]
         kl = [r["kl"] for r in rows]
         ax.plot(kl, [r["true"] for r in rows], "o-", color="black", label="true change")
         if "true_se" in rows[0]:
-            ax.errorbar(kl, [r["true"] for r in rows], yerr=[1.96 * r["true_se"] for r in rows], fmt="none",
-                        color="black", capsize=3)
+            ax.errorbar(
+                kl,
+                [r["true"] for r in rows],
+                yerr=[1.96 * r["true_se"] for r in rows],
+                fmt="none",
+                color="black",
+                capsize=3,
+            )
         ax.plot(kl, [r["ratio"] for r in rows], "s--", color="C0", label="ratio surrogate (TRPO, E1)")
         ax.plot(kl, [r["log"] for r in rows], "^:", color="C3", label="log-probability objective")
         ax.axvline(DELTA, color="gray", linewidth=1, linestyle="--", label=f"δ = {DELTA} (TRPO's limit)")
@@ -198,8 +244,15 @@ def write_report(out: Path, one_step: dict, cart: dict) -> list[Path]:
         off = [f"{r['log']:.3g}" for r in rows if not low <= r["log"] <= high]
         if off:  # the log-probability objective leaves the chart: say where it went instead of squashing the rest
             ax.set_ylim(low, high)
-            ax.text(0.98, 0.04, "log-probability objective off the chart: " + ", ".join(off), transform=ax.transAxes,
-                    ha="right", fontsize=8, color="C3")
+            ax.text(
+                0.98,
+                0.04,
+                "log-probability objective off the chart: " + ", ".join(off),
+                transform=ax.transAxes,
+                ha="right",
+                fontsize=8,
+                color="C3",
+            )
         ax.set_xscale("symlog", linthresh=1e-3)
         ax.set_xlim(left=0)
         ax.set_xlabel("mean KL(π_old ‖ π_θ) along TRPO's step direction")
@@ -213,16 +266,22 @@ def write_report(out: Path, one_step: dict, cart: dict) -> list[Path]:
     plt.close(fig)
     lines = ["# The surrogate along TRPO's step direction", ""]
     for name, data in (("One-step problem (exact)", one_step), ("CartPole-v1", cart)):
-        lines += [f"## {name}", "", "| step / TRPO's step | mean KL | true change | ratio surrogate | log-probability |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| step / TRPO's step | mean KL | true change | ratio surrogate | log-probability |",
+            "|---|---|---|---|---|",
+        ]
         for r in data["rows"]:
             true = f"{r['true']:.3f}" + (f" ± {1.96 * r['true_se']:.3f}" if r.get("true_se") else "")
             lines.append(f"| {r['scale']:g} | {r['kl']:.4f} | {true} | {r['ratio']:.3f} | {r['log']:.3f} |")
         lines.append("")
-    lines.append(f"CartPole: the policy is TRPO (lucidrl's preset) after {cart['snapshot_steps']} env steps, mean "
-                 f"discounted return {cart['mean_discounted_return_old']:.2f} (γ = {cart['gamma']}); batch of "
-                 f"{cart['n_batch_episodes']} episodes ({cart['batch_steps']} steps); true change ± 1.96 standard "
-                 f"errors of the paired differences over {cart['n_eval_episodes']} episodes.")
+    lines.append(
+        f"CartPole: the policy is TRPO (lucidrl's preset) after {cart['snapshot_steps']} env steps, mean "
+        f"discounted return {cart['mean_discounted_return_old']:.2f} (γ = {cart['gamma']}); batch of "
+        f"{cart['n_batch_episodes']} episodes ({cart['batch_steps']} steps); true change ± 1.96 standard "
+        f"errors of the paired differences over {cart['n_eval_episodes']} episodes."
+    )
     table = out / "surrogate.md"
     table.write_text("\n".join(lines) + "\n")
     return [png, table]

@@ -38,11 +38,23 @@ GAMMA = 0.99
 if __name__ == "__main__":
     args = parse_args("target_network", __doc__.splitlines()[0])
     out = Path(args.out)
-    paths = compare_variants(VARIANTS, ENV, seeds=args.seeds, timesteps=budget(args, 100_000, 3_000), out=out,
-                             n_jobs=args.jobs, force=args.force)
+    paths = compare_variants(
+        VARIANTS,
+        ENV,
+        seeds=args.seeds,
+        timesteps=budget(args, 100_000, 3_000),
+        out=out,
+        n_jobs=args.jobs,
+        force=args.force,
+    )
     paths["q_values"] = plot_curves(
-        group_runs(load_results(out)), out / "q_values.png", metric="diag/q_mean", ylabel="mean Q(s, a) on the minibatches",
+        group_runs(load_results(out)),
+        out / "q_values.png",
+        metric="diag/q_mean",
+        ylabel="mean Q(s, a) on the minibatches",
         title=f"{ENV}: the Q estimates, mean over seeds, 95% bootstrap band",
-        reference=((1 - GAMMA ** 500) / (1 - GAMMA), "largest possible: Σ γ^t over 500 steps"), log_y=True)
+        reference=((1 - GAMMA**500) / (1 - GAMMA), "largest possible: Σ γ^t over 500 steps"),
+        log_y=True,
+    )
     print(paths["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -27,9 +27,11 @@ from _common import budget, parse_args
 from lucidrl.compare import Variant, compare_variants
 
 ENV = "Pendulum-v1"
-ARMS = [("bootstrap (correct)", ""),
-        ("truncation as termination", "env_wrappers:truncation_as_termination"),
-        ("as termination, time in obs", "env_wrappers:time_aware_truncation_as_termination")]
+ARMS = [
+    ("bootstrap (correct)", ""),
+    ("truncation as termination", "env_wrappers:truncation_as_termination"),
+    ("as termination, time in obs", "env_wrappers:time_aware_truncation_as_termination"),
+]
 
 
 def variants(gamma: float) -> list[Variant]:
@@ -40,8 +42,15 @@ if __name__ == "__main__":
     args = parse_args("truncation", __doc__.splitlines()[0])
     for gamma in (0.9, 0.99):
         out = Path(args.out) / f"gamma_{gamma}"
-        paths = compare_variants(variants(gamma), ENV, seeds=args.seeds, timesteps=budget(args, 300_000, 8_192),
-                                 out=out, n_jobs=args.jobs, force=args.force)
+        paths = compare_variants(
+            variants(gamma),
+            ENV,
+            seeds=args.seeds,
+            timesteps=budget(args, 300_000, 8_192),
+            out=out,
+            n_jobs=args.jobs,
+            force=args.force,
+        )
         print(f"## γ = {gamma}\n")
         print(paths["table"].read_text())
         print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -15,8 +15,8 @@ truncated (anything when terminated: it is masked).
 Equations (Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized
 Advantage Estimation", arXiv:1506.02438):
 
-* (A1) TD error        δ_t = r_t + γ (1 - terminated_t) V(s_{t+1}) - V(s_t)            [GAE section 3]
-* (A2) GAE            Â_t = δ_t + γλ (1 - done_t) Â_{t+1}                                [GAE eq. 16, written recursively]
+* (A1) TD error        δ_t = r_t + γ (1 - terminated_t) V(s_{t+1}) - V(s_t)   [GAE section 3]
+* (A2) GAE             Â_t = δ_t + γλ (1 - done_t) Â_{t+1}                    [GAE eq. 16, written recursively]
 * (A3) λ-return target  R_t = Â_t + V(s_t)  (the critic's regression target)
 * (A4) discounted return G_t = r_t + γ (1 - done_t) G_{t+1} + γ truncated_t V(s_{t+1})
   (reward-to-go; Sutton & Barto 2018, eq. 3.8, with the time-limit bootstrap of

@@ -27,13 +27,18 @@ from torch import nn
 
 from lucidrl import backends
 from lucidrl.callbacks import Hooks, SB3Logger, StopTraining, check_callback
-from lucidrl.checkpoint import (OPTIONAL_FILES, legacy_optimizer_state, load_checkpoint, optimizer_from_flat,
-                                optimizer_to_flat, save_checkpoint)
+from lucidrl.checkpoint import (
+    OPTIONAL_FILES,
+    legacy_optimizer_state,
+    load_checkpoint,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+)
 from lucidrl.config import config_to_dict, resolve_config
-from lucidrl.envs import (DiscreteOffsets, EnvLike, env_id_of, make_env, make_vec_env, space_from_json,
-                          space_to_json)
+from lucidrl.envs import DiscreteOffsets, EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
 from lucidrl.envs.normalize import make_normalizers
-from lucidrl.errors import CheckpointError, ConfigError, EnvError, LucidRLError, TrainingError
+from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import Logger
 from lucidrl.replay import ReplayBuffer
@@ -41,7 +46,7 @@ from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_
 from lucidrl.threads import hold_threads, threads_for
 from lucidrl.version import __version__
 
-ALGORITHMS: dict[str, type["Algorithm"]] = {}
+ALGORITHMS: dict[str, type[Algorithm]] = {}
 # models outside the Gymnasium-based Algorithm (GRPO's language-model policy) register their ``load`` here,
 # so that ``lucidrl.load`` reads every lucidrl checkpoint
 OTHER_LOADERS: dict[str, Any] = {}
@@ -80,11 +85,21 @@ class Algorithm:
         if "name" in cls.__dict__:
             ALGORITHMS[cls.name] = cls
 
-    def __init__(self, policy: Any = None, env: EnvLike | None = None, *, preset: bool | str = True,
-                 run_dir: str | os.PathLike | None = None, verbose: int = 1, tensorboard: bool = True,
-                 vectorization: str = "auto", policy_kwargs: dict[str, Any] | None = None,
-                 tensorboard_log: str | os.PathLike | None = None,
-                 _spaces: tuple[gym.Space, gym.Space] | None = None, **hyperparams: Any):
+    def __init__(
+        self,
+        policy: Any = None,
+        env: EnvLike | None = None,
+        *,
+        preset: bool | str = True,
+        run_dir: str | os.PathLike | None = None,
+        verbose: int = 1,
+        tensorboard: bool = True,
+        vectorization: str = "auto",
+        policy_kwargs: dict[str, Any] | None = None,
+        tensorboard_log: str | os.PathLike | None = None,
+        _spaces: tuple[gym.Space, gym.Space] | None = None,
+        **hyperparams: Any,
+    ):
         """``ALGO(env, ...)``, or as Stable-Baselines3 ``ALGO("MlpPolicy", env, ...)`` (docs/sb3.md).
 
         Args:
@@ -106,25 +121,32 @@ class Algorithm:
         """
         _check_model_options(run_dir, verbose, tensorboard)
         self.policy_name, env = split_policy_and_env(policy, env)
-        mapped = policy_kwargs_to_config(self.name, {f.name for f in dataclasses.fields(self.config_class)},
-                                         policy_kwargs, hyperparams)
+        mapped = policy_kwargs_to_config(
+            self.name, {f.name for f in dataclasses.fields(self.config_class)}, policy_kwargs, hyperparams
+        )
         share_features = mapped.pop("share_features_extractor", None)
         hyperparams = {**hyperparams, **mapped}
         if tensorboard_log is not None and run_dir is not None:
-            raise ConfigError("pass run_dir or tensorboard_log, not both (tensorboard_log=DIR gives each learn() call "
-                              "its own run directory DIR/{tb_log_name}_{i})")
+            raise ConfigError(
+                "pass run_dir or tensorboard_log, not both (tensorboard_log=DIR gives each learn() call "
+                "its own run directory DIR/{tb_log_name}_{i})"
+            )
         if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
             raise ConfigError(f"tensorboard_log must be a directory path or None, got {tensorboard_log!r}")
         self.tensorboard_log = tensorboard_log
         self.env_id = env_id_of(env) if env is not None else None
         preset_notes: list[str] = []  # what the preset does not honour, settings adapted to the user's (logged)
         self.config, self.preset_name, self.preset_source = resolve_config(
-            self.name, self.config_class, self.env_id, preset, hyperparams, notes=preset_notes)
+            self.name, self.config_class, self.env_id, preset, hyperparams, notes=preset_notes
+        )
         if _single_env_without_spec(env) and self.config.n_envs > 1 and "n_envs" not in hyperparams:
-            preset_notes[:] = [f"{self.name}: the env you passed has no spec to make copies from: n_envs "
-                               f"{self.config.n_envs} -> 1 (one copy, your env)"]
+            preset_notes[:] = [
+                f"{self.name}: the env you passed has no spec to make copies from: n_envs "
+                f"{self.config.n_envs} -> 1 (one copy, your env)"
+            ]
             self.config, self.preset_name, self.preset_source = resolve_config(
-                self.name, self.config_class, self.env_id, preset, {**hyperparams, "n_envs": 1}, notes=preset_notes)
+                self.name, self.config_class, self.env_id, preset, {**hyperparams, "n_envs": 1}, notes=preset_notes
+            )
         if self.config.seed is None:
             self.config.seed = int(np.random.SeedSequence().entropy % 2**31)
         self.verbose = verbose
@@ -132,6 +154,11 @@ class Algorithm:
         self.tensorboard = tensorboard
         self.vectorization = vectorization
         self.device = resolve_device(self.config.device)
+        if getattr(self.config, "compile", False) and self.name not in ("ppo", "a2c"):
+            raise ConfigError(
+                f"compile=True is implemented for PPO and A2C (lucidrl.fast.compiled), not {self.name}; "
+                "leave compile at False"
+            )
         self.num_timesteps = 0
         self.n_updates = 0
         self.notes: list[str] = []
@@ -140,7 +167,9 @@ class Algorithm:
         self._resume_log: dict | None = None  # the log position of the checkpoint this model was loaded from
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
-            self.notes.append(f"{self.name}: preset {self.preset_name!r} ({self.preset_source}); your overrides: {given}")
+            self.notes.append(
+                f"{self.name}: preset {self.preset_name!r} ({self.preset_source}); your overrides: {given}"
+            )
         self.notes.extend(preset_notes)
         seed_everything(self.config.seed)
         # the model's own RNG for sampling actions and shuffling minibatches: two models in one
@@ -171,17 +200,29 @@ class Algorithm:
         n_envs = self.config.n_envs
         if isinstance(env, gym.Env) and not isinstance(env, gym.vector.VectorEnv) and n_envs > 1:
             if env.spec is None:
-                raise EnvError(f"an env instance without a spec is one copy, but n_envs={n_envs} copies were asked "
-                               "for; pass n_envs=1, or pass the env id or a callable that builds the env (e.g. lambda: MyEnv())")
-            self.notes.append(f"{self.name}: n_envs={n_envs}: your env is copy 1, copies 2-{n_envs} are made "
-                              f"from its spec (gymnasium.make({env.spec.id!r}, ...)); pass n_envs=1 to train on it alone")
+                raise EnvError(
+                    f"an env instance without a spec is one copy, but n_envs={n_envs} copies were asked "
+                    "for; pass n_envs=1, or pass the env id or a callable that builds the env (e.g. lambda: MyEnv())"
+                )
+            self.notes.append(
+                f"{self.name}: n_envs={n_envs}: your env is copy 1, copies 2-{n_envs} are made "
+                f"from its spec (gymnasium.make({env.spec.id!r}, ...)); pass n_envs=1 to train on it alone"
+            )
             env = _copies_from_spec(env)
-        venv = make_vec_env(env, n_envs, seed=self.config.seed, vectorization=self.vectorization)
+        # 'auto' on a GPU picks the batched torch envs where they apply (lucidrl.envs.torch), Gymnasium's elsewhere
+        env_device = self.device if self.vectorization != "auto" or _torch_envs_apply(self) else "cpu"
+        venv = make_vec_env(env, n_envs, seed=self.config.seed, vectorization=self.vectorization, device=env_device)
+        if getattr(venv, "functional_step", None) is not None:  # lucidrl.envs.torch: tensors on the device
+            _check_torch_env(self, venv)
         if venv.num_envs != self.config.n_envs:
-            self.notes.append(f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})")
+            self.notes.append(
+                f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})"
+            )
             self.config.n_envs = venv.num_envs
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
-        if hasattr(self, "observation_space") and (obs_space != self.observation_space or act_space != self.action_space):
+        if hasattr(self, "observation_space") and (
+            obs_space != self.observation_space or act_space != self.action_space
+        ):
             raise EnvError(
                 f"the env's spaces ({obs_space}, {act_space}) differ from the model's "
                 f"({self.observation_space}, {self.action_space}); use an env of the same kind"
@@ -235,7 +276,8 @@ class Algorithm:
         logger = self._logger
         if logger is None:
             return deque(maxlen=100)
-        return deque(({"r": r, "l": l} for r, l in zip(logger.recent_returns, logger.recent_lengths)), maxlen=100)
+        episodes = zip(logger.recent_returns, logger.recent_lengths)
+        return deque(({"r": ret, "l": length} for ret, length in episodes), maxlen=100)
 
     def __getattr__(self, name: str) -> Any:
         """The hyperparameters as attributes (``model.gamma``, ``model.learning_rate``): read from ``config``."""
@@ -263,22 +305,27 @@ class Algorithm:
         out.update({name: opt.state_dict() for name, opt in self._optimizers().items()})
         return out
 
-    def set_parameters(self, load_path_or_dict: str | os.PathLike | dict, exact_match: bool = True,
-                       device: str | torch.device = "auto") -> None:
+    def set_parameters(
+        self, load_path_or_dict: str | os.PathLike | dict, exact_match: bool = True, device: str | torch.device = "auto"
+    ) -> None:
         """Load the networks' (and optimisers') weights from ``get_parameters()``'s dict or from a checkpoint
         (read safely: no unpickling). ``exact_match``: every network must be given, with all its tensors."""
         modules, optimizers = self._modules(), self._optimizers()
         params = load_path_or_dict
         if not isinstance(params, dict):
             tensors, _, _ = load_checkpoint(params)
-            params = {name: {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")}
-                      for name in modules}
+            params = {
+                name: {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
+                for name in modules
+            }
         unknown = [k for k in params if k not in modules and k not in optimizers]
         missing = [k for k in modules if k not in params]
         if unknown or (exact_match and missing):
-            raise CheckpointError(f"set_parameters: {'unknown ' + ', '.join(unknown) if unknown else ''}"
-                                  f"{'; ' if unknown and missing else ''}{'missing ' + ', '.join(missing) if missing else ''}"
-                                  f" (this model has {', '.join([*modules, *optimizers])})")
+            raise CheckpointError(
+                f"set_parameters: {'unknown ' + ', '.join(unknown) if unknown else ''}"
+                f"{'; ' if unknown and missing else ''}{'missing ' + ', '.join(missing) if missing else ''}"
+                f" (this model has {', '.join([*modules, *optimizers])})"
+            )
         try:
             for name, sd in params.items():
                 if name in modules:
@@ -308,8 +355,10 @@ class Algorithm:
         ignored. A single observation gives a single action; a batch [B, ...] gives B actions.
         """
         if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], (dict, list)):
-            raise EnvError("predict got a tuple (observation, info): Gymnasium's reset() returns two values; write "
-                           "obs, info = env.reset() (lucidrl's get_env() is a Gymnasium VectorEnv: docs/sb3.md)")
+            raise EnvError(
+                "predict got a tuple (observation, info): Gymnasium's reset() returns two values; write "
+                "obs, info = env.reset() (lucidrl's get_env() is a Gymnasium VectorEnv: docs/sb3.md)"
+            )
         obs = np.asarray(observation)
         shape = self.observation_space.shape
         if obs.shape == shape:
@@ -317,13 +366,17 @@ class Algorithm:
         elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
             batch, single = obs, False
         else:
-            raise EnvError(f"predict got an observation of shape {obs.shape}; this model takes {shape} "
-                           f"(one observation) or (batch, {', '.join(map(str, shape))}) for {self.observation_space}")
+            raise EnvError(
+                f"predict got an observation of shape {obs.shape}; this model takes {shape} "
+                f"(one observation) or (batch, {', '.join(map(str, shape))}) for {self.observation_space}"
+            )
         space = self.observation_space
         if isinstance(space, gym.spaces.Discrete) and ((batch < space.start) | (batch >= space.start + space.n)).any():
-            raise EnvError(f"predict got observation(s) {np.unique(batch).tolist()}, outside the model's observation "
-                           f"space {space!r} (values {space.start} to {space.start + space.n - 1})")
-        # the env's Discrete spaces, start included, outside; 0-based indices inside the model (as rollout.VectorStepper)
+            raise EnvError(
+                f"predict got observation(s) {np.unique(batch).tolist()}, outside the model's observation "
+                f"space {space!r} (values {space.start} to {space.start + space.n - 1})"
+            )
+        # the env's Discrete spaces, start included, outside; 0-based indices inside (as rollout.VectorStepper)
         offsets = DiscreteOffsets(space, self.action_space)
         actions = self._act(torch.as_tensor(offsets.obs_in(batch), device=self.device), deterministic).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):  # as SB3: what leaves for an env lies within its bounds
@@ -341,8 +394,15 @@ class Algorithm:
 
     # ------------------------------------------------------------------ learn bookkeeping
     @contextlib.contextmanager
-    def _learning(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool, callback: Any = None,
-                  log_interval: int | None = None, tb_log_name: str | None = None):
+    def _learning(
+        self,
+        total_timesteps: int,
+        reset_num_timesteps: bool,
+        progress_bar: bool,
+        callback: Any = None,
+        log_interval: int | None = None,
+        tb_log_name: str | None = None,
+    ):
         """``with self._learning(...) as (logger, target):`` around a training loop.
 
         Before: checks, the callbacks (``lucidrl.callbacks.Hooks``: ``on_training_start``), the logger, the
@@ -352,18 +412,23 @@ class Algorithm:
         """
         hooks = Hooks(self, check_callback(callback))
         if hooks.per_step and not self.sb3_callbacks:
-            raise ConfigError(f"{type(self).__name__} takes function callbacks callback(model, metrics) only: it has "
-                              "no SB3 counterpart whose hooks lucidrl.callbacks.BaseCallback would follow")
+            raise ConfigError(
+                f"{type(self).__name__} takes function callbacks callback(model, metrics) only: it has "
+                "no SB3 counterpart whose hooks lucidrl.callbacks.BaseCallback would follow"
+            )
         _check_learn_options(log_interval, tb_log_name, progress_bar)
         run_dir = self.run_dir
         if self.tensorboard_log is not None and (reset_num_timesteps or self.run_dir is None):
             self.run_dir = _next_run_dir(self.tensorboard_log, tb_log_name or type(self).__name__)
         threads = threads_for(self.config.torch_threads, self)
         lines = [f"backend: {line}" for line in self.backend_lines] + [
-            f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS (torch_threads={self.config.torch_threads!r})"]
+            f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS "
+            f"(torch_threads={self.config.torch_threads!r})"
+        ]
         try:
-            logger, target = self._start_learn(total_timesteps, reset_num_timesteps, progress_bar or hooks.progress_bar,
-                                               lines)
+            logger, target = self._start_learn(
+                total_timesteps, reset_num_timesteps, progress_bar or hooks.progress_bar, lines
+            )
         except BaseException:
             self.run_dir = run_dir
             raise
@@ -371,9 +436,17 @@ class Algorithm:
         self._sb3_logger.dir = str(self.run_dir) if self.run_dir is not None else None
         try:
             with hold_threads(threads, self):
-                hooks.training_start({"self": self, "total_timesteps": total_timesteps, "callback": callback,
-                                      "log_interval": log_interval, "tb_log_name": tb_log_name,
-                                      "reset_num_timesteps": reset_num_timesteps, "progress_bar": progress_bar})
+                hooks.training_start(
+                    {
+                        "self": self,
+                        "total_timesteps": total_timesteps,
+                        "callback": callback,
+                        "log_interval": log_interval,
+                        "tb_log_name": tb_log_name,
+                        "reset_num_timesteps": reset_num_timesteps,
+                        "progress_bar": progress_bar,
+                    }
+                )
                 try:
                     yield logger, target
                 except StopTraining:  # a callback stopped training in the middle of a rollout
@@ -408,9 +481,14 @@ class Algorithm:
         if hasattr(self, "_stepper"):
             self._stepper = None
 
-    def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool,
-                     lines: list[str] = ()) -> tuple[Logger, int]:
-        if not isinstance(total_timesteps, (int, np.integer)) or isinstance(total_timesteps, bool) or total_timesteps < 1:
+    def _start_learn(
+        self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool, lines: list[str] = ()
+    ) -> tuple[Logger, int]:
+        if (
+            not isinstance(total_timesteps, (int, np.integer))
+            or isinstance(total_timesteps, bool)
+            or total_timesteps < 1
+        ):
             raise ConfigError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
         self._require_env()
         if reset_num_timesteps:
@@ -418,8 +496,14 @@ class Algorithm:
             self.n_updates = 0
         # a resumed run's log continues right after the checkpoint's last row (rows logged after it are dropped)
         resume, self._resume_log = (None if reset_num_timesteps else self._resume_log), None
-        logger = Logger(self.run_dir, self.verbose, self.tensorboard, append=not reset_num_timesteps, resume=resume,
-                        columns=self.log_columns)
+        logger = Logger(
+            self.run_dir,
+            self.verbose,
+            self.tensorboard,
+            append=not reset_num_timesteps,
+            resume=resume,
+            columns=self.log_columns,
+        )
         self._logger = logger
         self._guarded: list[torch.Tensor] | None = None  # the tensors _check_finite watches (listed at first use)
         for note in [*self.notes, *lines]:
@@ -435,8 +519,11 @@ class Algorithm:
         return max(0.0, 1.0 - self.num_timesteps / target)
 
     def _maybe_checkpoint(self, checkpoint_freq: int | None, steps_before: int) -> None:
-        if checkpoint_freq and self.run_dir is not None and \
-                self.num_timesteps // checkpoint_freq > steps_before // checkpoint_freq:
+        if (
+            checkpoint_freq
+            and self.run_dir is not None
+            and self.num_timesteps // checkpoint_freq > steps_before // checkpoint_freq
+        ):
             self.save(self.run_dir / "checkpoints" / f"step_{self.num_timesteps:09d}")
 
     def _rollout_collector(self):
@@ -454,17 +541,51 @@ class Algorithm:
                 from lucidrl.distributed.rollout_workers import RayRolloutCollector
 
                 self._collector = RayRolloutCollector(
-                    self._env_source, self.env, self.config.rollout_workers, self.agent, self.device, self._env_seed(),
-                    self.generator, self.obs_normalizer, self.reward_scaler, self._rollout_policy, self.vectorization,
-                    log=functools.partial(_log_note, weakref.ref(self)))  # weak: the workers end with the model
+                    self._env_source,
+                    self.env,
+                    self.config.rollout_workers,
+                    self.agent,
+                    self.device,
+                    self._env_seed(),
+                    self.generator,
+                    self.obs_normalizer,
+                    self.reward_scaler,
+                    self._rollout_policy,
+                    self.vectorization,
+                    log=functools.partial(_log_note, weakref.ref(self)),
+                )  # weak: the workers end with the model
                 return self._collector
-            self._collector = RolloutCollector(self.env, self.device, seed=self._env_seed(), generator=self.generator,
-                                               obs_normalizer=self.obs_normalizer, reward_scaler=self.reward_scaler,
-                                               policy=self._rollout_policy)
+            if (
+                getattr(self.env, "functional_step", None) is not None
+            ):  # batched torch envs: the rollout stays on the device
+                from lucidrl.device_rollout import DeviceRolloutCollector
+
+                self._collector = DeviceRolloutCollector(
+                    self.env,
+                    self.device,
+                    seed=self._env_seed(),
+                    generator=self.generator,
+                    policy=self._rollout_policy,
+                    cuda_graph=self.config.compile,
+                    compile_step=self.config.compile
+                    and self.device.type == "cuda"
+                    and os.environ.get("LUCIDRL_TORCH_COMPILE", "1") != "0",
+                )
+                return self._collector
+            self._collector = RolloutCollector(
+                self.env,
+                self.device,
+                seed=self._env_seed(),
+                generator=self.generator,
+                obs_normalizer=self.obs_normalizer,
+                reward_scaler=self.reward_scaler,
+                policy=self._rollout_policy,
+            )
         return self._collector
 
-    def _after_update(self, logger: Logger, rollout, metrics: dict, steps_before: int,
-                      checkpoint_freq: int | None) -> bool:
+    def _after_update(
+        self, logger: Logger, rollout, metrics: dict, steps_before: int, checkpoint_freq: int | None
+    ) -> bool:
         """Log an update's episodes and metrics (with what callbacks recorded through ``model.logger``),
         checkpoint when due, run the function callbacks; True means stop."""
         logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
@@ -474,22 +595,35 @@ class Algorithm:
         self._maybe_checkpoint(checkpoint_freq, steps_before)
         self._updates_in_learn = getattr(self, "_updates_in_learn", 0) + 1
         if getattr(self, "_log_interval", None) and self._updates_in_learn % self._log_interval == 0:
-            logger.info(f"{self.name}: step {self.num_timesteps}, update {self.n_updates}, mean return of the last "
-                        f"{len(logger.recent_returns)} episodes {logger.mean_return:.1f}")
+            logger.info(
+                f"{self.name}: step {self.num_timesteps}, update {self.n_updates}, mean return of the last "
+                f"{len(logger.recent_returns)} episodes {logger.mean_return:.1f}"
+            )
         return self._hooks is not None and self._hooks.after_update(metrics)
 
     def _nonfinite_weights(self) -> list[str]:
-        return [f"{name}/{key}" for name, module in self._modules().items()
-                for key, t in module.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        return [
+            f"{name}/{key}"
+            for name, module in self._modules().items()
+            for key, t in module.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
 
     def _check_finite(self, metrics: dict) -> None:
         """Stop training when an update produced a non-finite loss, gradient norm or weight."""
-        bad = [k for k, v in metrics.items() if (k.startswith("loss/") or k == "diag/grad_norm")
-               and isinstance(v, float) and not math.isfinite(v)]
+        bad = [
+            k
+            for k, v in metrics.items()
+            if (k.startswith("loss/") or k == "diag/grad_norm") and isinstance(v, float) and not math.isfinite(v)
+        ]
         if not bad:  # one reduction over every weight (NaN and inf propagate), ~20 us an update
             if self._guarded is None:  # the networks' tensors, listed once per learn call
-                self._guarded = [t for m in self._modules().values() for t in (*m.parameters(), *m.buffers())
-                                 if t.is_floating_point()]
+                self._guarded = [
+                    t
+                    for m in self._modules().values()
+                    for t in (*m.parameters(), *m.buffers())
+                    if t.is_floating_point()
+                ]
             tensors = self._guarded
             with torch.no_grad():
                 if not tensors or math.isfinite(float(torch.stack(torch._foreach_norm(tensors)).sum())):
@@ -501,7 +635,8 @@ class Algorithm:
                 f"{self.name}: update {self.n_updates} (env step {self.num_timesteps}) produced non-finite values "
                 f"({', '.join(bad + weights[:4])}); training stopped and no final model was saved ({where}). "
                 "Common causes: a learning rate too high, unbounded rewards (try normalize_reward=True), or an env "
-                "returning extreme values.")
+                "returning extreme values."
+            )
 
     def _end_learn(self, logger: Logger) -> None:
         seconds = time.perf_counter() - self._t_start
@@ -509,8 +644,10 @@ class Algorithm:
             self.save(self.run_dir / "model")
         logger.close()
         self._logger = None
-        logger.info(f"{self.name}: {self.num_timesteps} steps in {seconds:.1f} s; "
-                    f"mean return of the last {len(logger.recent_returns)} episodes {logger.mean_return:.1f}")
+        logger.info(
+            f"{self.name}: {self.num_timesteps} steps in {seconds:.1f} s; "
+            f"mean return of the last {len(logger.recent_returns)} episodes {logger.mean_return:.1f}"
+        )
         self.last_training_seconds = seconds
 
     # ------------------------------------------------------------------ save / load
@@ -531,17 +668,23 @@ class Algorithm:
 
     def _parameter_names(self, optimizer: torch.optim.Optimizer) -> list[str]:
         """The name (``module/parameter``) of each tensor the optimiser steps, in its order."""
-        names = {id(p): f"{mod}/{name}" for mod, module in self._modules().items()
-                 for name, p in module.named_parameters()}
+        names = {
+            id(p): f"{mod}/{name}" for mod, module in self._modules().items() for name, p in module.named_parameters()
+        }
         return [names.get(id(p), "?") for group in optimizer.param_groups for p in group["params"]]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
         weights = self._nonfinite_weights()
         if weights:
-            raise CheckpointError(f"{self.name}: will not save non-finite weights ({', '.join(weights[:4])}); "
-                                  f"nothing at {str(path)!r} was changed")
-        tensors: dict[str, torch.Tensor] = {"rng/generator": self.generator.get_state(), "rng/torch": torch.get_rng_state()}
+            raise CheckpointError(
+                f"{self.name}: will not save non-finite weights ({', '.join(weights[:4])}); "
+                f"nothing at {str(path)!r} was changed"
+            )
+        tensors: dict[str, torch.Tensor] = {
+            "rng/generator": self.generator.get_state(),
+            "rng/torch": torch.get_rng_state(),
+        }
         np_state = np.random.get_state()
         py_version, py_internal, py_gauss = random.getstate()
         tensors["rng/numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
@@ -571,18 +714,28 @@ class Algorithm:
             "n_updates": int(self.n_updates),
             "attributes": {k: getattr(self, k) for k in self.state_attributes},
             "optimizers": optim_meta,
-            "rng": {"numpy": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
-                    "python": [py_version, list(py_internal), py_gauss]},
+            "rng": {
+                "numpy": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                "python": [py_version, list(py_internal), py_gauss],
+            },
         }
         if self._logger is not None and self._logger.run_dir is not None:
             state["log"] = self._logger.position()  # where a run resumed from here continues its log
         return save_checkpoint(path, tensors, config, state, extra)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None,
-             backend: str | None = None, torch_threads: int | str | None = None,
-             custom_objects: dict[str, Any] | None = None, print_system_info: bool = False, force_reset: bool = True,
-             **kwargs: Any) -> "Algorithm":
+    def load(
+        cls,
+        path: str | os.PathLike,
+        env: EnvLike | None = None,
+        device: str | None = None,
+        backend: str | None = None,
+        torch_threads: int | str | None = None,
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> Algorithm:
         """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``.
 
         ``device``, ``backend`` and ``torch_threads`` replace the saved settings when given: a model
@@ -591,7 +744,9 @@ class Algorithm:
         ``print_system_info`` prints the lucidrl, torch and gymnasium versions; ``force_reset`` is accepted
         (the envs are always reset when training starts)."""
         if print_system_info:
-            print(f"lucidrl {__version__}, torch {torch.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}")
+            print(
+                f"lucidrl {__version__}, torch {torch.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}"
+            )
         for key, value in (custom_objects or {}).items():
             if key in kwargs:
                 raise ConfigError(f"load: {key!r} given both in custom_objects and as a keyword argument")
@@ -600,15 +755,19 @@ class Algorithm:
         algo = config["algo"]
         if algo in OTHER_LOADERS and cls is Algorithm:
             if env is not None or device is not None or backend is not None or torch_threads is not None:
-                raise ConfigError(f"{str(path)!r} is a {algo.upper()} checkpoint, which takes no env, device, backend "
-                                  f"or torch_threads; load it with lucidrl.load(path)")
+                raise ConfigError(
+                    f"{str(path)!r} is a {algo.upper()} checkpoint, which takes no env, device, backend "
+                    f"or torch_threads; load it with lucidrl.load(path)"
+                )
             return OTHER_LOADERS[algo](path, **kwargs)
         if algo not in ALGORITHMS:
             raise CheckpointError(f"the checkpoint is of an unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
         klass = ALGORITHMS[algo]
         if cls is not Algorithm and klass is not cls:
-            raise CheckpointError(f"{str(path)!r} is a checkpoint of {algo.upper()}, not of {cls.name.upper()}; "
-                                  f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()")
+            raise CheckpointError(
+                f"{str(path)!r} is a checkpoint of {algo.upper()}, not of {cls.name.upper()}; "
+                f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()"
+            )
         try:
             spaces = (space_from_json(config["observation_space"]), space_from_json(config["action_space"]))
         except (KeyError, ValueError, TypeError) as e:
@@ -617,12 +776,16 @@ class Algorithm:
         try:  # the saved hyperparameters alone: an error here is the checkpoint's, not the caller's
             resolve_config(klass.name, klass.config_class, None, False, dict(hyper))
         except ConfigError as e:
-            raise CheckpointError(f"the hyperparameters in {str(path)!r} (config.json) do not fit its algorithm "
-                                  f"{algo!r}: {e}. Was config.json edited (its 'algo' or 'config')?") from None
+            raise CheckpointError(
+                f"the hyperparameters in {str(path)!r} (config.json) do not fit its algorithm "
+                f"{algo!r}: {e}. Was config.json edited (its 'algo' or 'config')?"
+            ) from None
         for key, value in (("device", device), ("backend", backend), ("torch_threads", torch_threads)):
             if value is not None:
                 hyper[key] = value
-        for key in [k for k in kwargs if k in hyper]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
+        for key in [
+            k for k in kwargs if k in hyper
+        ]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
             hyper[key] = kwargs.pop(key)
         kwargs.setdefault("verbose", 0 if env is None else 1)
         model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)  # a bad override: the caller's ConfigError
@@ -630,7 +793,7 @@ class Algorithm:
             model.env_id = config.get("env_id")
         try:
             for name, module in model._checkpoint_modules().items():
-                sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")}
+                sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
                 module.load_state_dict(sub, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"the weights in {str(path)!r} do not fit this {algo} model: {e}") from None
@@ -642,8 +805,10 @@ class Algorithm:
             if "layout" in meta:  # written by a lucidrl that kept the optimiser's state in one flat tensor
                 converted = legacy_optimizer_state(f"optim/{name}", tensors, meta, model._parameter_names(opt), opt)
                 if converted is None:
-                    model.notes.append(f"{algo}: optimiser {name!r} state not restored (an older lucidrl's layout that "
-                                       "does not match this model); training resumes with fresh optimiser moments")
+                    model.notes.append(
+                        f"{algo}: optimiser {name!r} state not restored (an older lucidrl's layout that "
+                        "does not match this model); training resumes with fresh optimiser moments"
+                    )
                     continue
                 opt_tensors, meta = converted
                 model.notes.append(f"{algo}: optimiser {name!r} state converted from an older lucidrl's flat layout")
@@ -657,6 +822,49 @@ class Algorithm:
             model.generator.set_state(tensors["rng/generator"])
         _restore_run_state(model, tensors, state)
         return model
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; in place where it is a tensor (compile=True: a CUDA graph reads it)."""
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+ON_DEVICE_ALGOS = ("ppo", "a2c", "trpo", "vpg", "reinforce")
+"""The algorithms whose rollouts can come from batched torch envs (lucidrl.device_rollout)."""
+
+
+def _torch_envs_apply(model: Algorithm) -> bool:
+    """Whether the batched torch envs can feed this model (what ``_check_torch_env`` would accept)."""
+    cfg = model.config
+    return (
+        model.name in ON_DEVICE_ALGOS
+        and not getattr(cfg, "normalize_obs", False)
+        and not getattr(cfg, "normalize_reward", False)
+        and not getattr(cfg, "rollout_workers", 0)
+    )
+
+
+def _check_torch_env(model: Algorithm, venv) -> None:
+    """What a batched torch env (``vectorization='torch'``) can and cannot be used with, as a clear error."""
+    if model.name not in ON_DEVICE_ALGOS:
+        raise EnvError(
+            f"vectorization='torch' (batched torch envs) feeds the on-policy algorithms "
+            f"({', '.join(ON_DEVICE_ALGOS)}), not {model.name}; use vectorization='auto'"
+        )
+    cfg = model.config
+    if getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False):
+        raise EnvError(
+            "vectorization='torch' does not support normalize_obs/normalize_reward yet; "
+            "turn them off or use vectorization='auto'"
+        )
+    if getattr(cfg, "rollout_workers", 0):
+        raise EnvError("vectorization='torch' collects on this process's device; set rollout_workers=0")
+    if venv.dtype != torch.float32:
+        raise EnvError(f"the networks train in float32; build the torch env with dtype=torch.float32, not {venv.dtype}")
 
 
 def _single_env_without_spec(env: Any) -> bool:
@@ -694,20 +902,25 @@ def _check_model_options(run_dir: Any, verbose: Any, tensorboard: Any) -> None:
 
 
 def _check_learn_options(log_interval: Any, tb_log_name: Any, progress_bar: Any) -> None:
-    if log_interval is not None and (isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1):
-        raise ConfigError(f"log_interval must be a positive integer (updates between summary lines) or None, "
-                          f"got {log_interval!r}")
+    if log_interval is not None and (
+        isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1
+    ):
+        raise ConfigError(
+            f"log_interval must be a positive integer (updates between summary lines) or None, got {log_interval!r}"
+        )
     if tb_log_name is not None and (not isinstance(tb_log_name, str) or not tb_log_name or "/" in tb_log_name):
         raise ConfigError(f"tb_log_name must be a non-empty name without '/', got {tb_log_name!r}")
     if not isinstance(progress_bar, bool):
-        raise ConfigError(f"progress_bar must be True or False, got {progress_bar!r}; pass learn's arguments after "
-                          "total_timesteps by keyword (learn(N, callback=..., progress_bar=True))")
+        raise ConfigError(
+            f"progress_bar must be True or False, got {progress_bar!r}; pass learn's arguments after "
+            "total_timesteps by keyword (learn(N, callback=..., progress_bar=True))"
+        )
 
 
 def _next_run_dir(tensorboard_log: str | os.PathLike, name: str) -> Path:
     """``tensorboard_log/{name}_{i}`` with i one more than the largest there (SB3's run naming)."""
     root = Path(tensorboard_log)
-    ids = [int(p.name[len(name) + 1:]) for p in root.glob(f"{name}_*") if p.name[len(name) + 1:].isdigit()]
+    ids = [int(p.name[len(name) + 1 :]) for p in root.glob(f"{name}_*") if p.name[len(name) + 1 :].isdigit()]
     return root / f"{name}_{max(ids, default=0) + 1}"
 
 
@@ -729,15 +942,23 @@ def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state
     returns = tensors.get("run/reward_returns")
     if returns is not None and model.reward_scaler is not None:
         if returns.dim() != 1 or returns.numel() != model.config.n_envs:
-            raise CheckpointError(f"corrupt checkpoint: run/reward_returns has shape {tuple(returns.shape)}, "
-                                  f"expected ({model.config.n_envs},)")
+            raise CheckpointError(
+                f"corrupt checkpoint: run/reward_returns has shape {tuple(returns.shape)}, "
+                f"expected ({model.config.n_envs},)"
+            )
         model.reward_scaler.returns = returns.double().numpy().copy()
     model._resume_log = state.get("log")
     replay = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("replay.safetensors/")}
     if replay:
         try:
-            model.replay = ReplayBuffer.from_state(replay, model.config.buffer_size, model.observation_space,
-                                                   model.action_space, model.device, model.generator)
+            model.replay = ReplayBuffer.from_state(
+                replay,
+                model.config.buffer_size,
+                model.observation_space,
+                model.action_space,
+                model.device,
+                model.generator,
+            )
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"corrupt checkpoint: replay.safetensors does not fit this model ({e})") from None
 
@@ -747,8 +968,14 @@ def load(path: str | os.PathLike, env: EnvLike | None = None, device: str | None
     return Algorithm.load(path, env=env, device=device, **kwargs)
 
 
-def evaluate(model: Algorithm, env: EnvLike | None = None, n_episodes: int = 10, deterministic: bool = True,
-             seed: int | None = 0, return_episode_returns: bool = False):
+def evaluate(
+    model: Algorithm,
+    env: EnvLike | None = None,
+    n_episodes: int = 10,
+    deterministic: bool = True,
+    seed: int | None = 0,
+    return_episode_returns: bool = False,
+):
     """Play ``n_episodes`` full episodes with ``model.predict``; returns ``(mean, std)`` of the raw returns.
 
     The env is a fresh single env (``env`` or the model's env id), seeded with ``seed`` + episode

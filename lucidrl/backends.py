@@ -17,14 +17,15 @@ decides:
 
 Algorithm files never import ``lucidrl.fast``, and neither does this module: ``lucidrl/__init__``
 imports it after the algorithms, and its modules call ``register`` (so ``fast`` may reuse the
-reference's pure functions without an import cycle). Both backends read and write the same networks and the same ``torch.optim`` state, so a
-checkpoint written under one loads and continues under the other.
+reference's pure functions without an import cycle). Both backends read and write the same networks and the
+same ``torch.optim`` state, so a checkpoint written under one loads and continues under the other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from lucidrl.errors import ConfigError
 
@@ -38,6 +39,7 @@ class FastPath:
 
 
 _FAST: dict[str, FastPath] = {}
+_COMPILED: dict[str, FastPath] = {}
 
 
 def register(name: str, function: Callable, unsupported: Callable[[Any], str | None]) -> None:
@@ -45,23 +47,49 @@ def register(name: str, function: Callable, unsupported: Callable[[Any], str | N
     _FAST[name] = FastPath(function, unsupported)
 
 
+def register_compiled(
+    name: str, factory: Callable[[Any, Callable], Callable], unsupported: Callable[[Any], str | None]
+) -> None:
+    """Called by ``lucidrl.fast.compiled``: ``factory(model, reference)`` makes the compiled twin of ``reference``."""
+    _COMPILED[name] = FastPath(factory, unsupported)
+
+
 def select(name: str, reference: Callable, model: Any) -> tuple[Callable, str]:
-    """The function to run for ``name`` under ``model.config.backend``, and a line saying which and why."""
+    """The function to run for ``name`` under ``model.config.backend``, and a line saying which and why.
+
+    With ``compile=True`` in the config: the compiled twin where ``lucidrl.fast.compiled`` has one (the
+    reference's own loss, compiled, and captured as a CUDA graph on a GPU), else the reference itself
+    (the fast CPU twins are NumPy code that neither compiles nor runs on a GPU)."""
+    if getattr(model.config, "compile", False):
+        path = _COMPILED.get(name)
+        if path is None:
+            return reference, f"{name}: reference ({_where(reference)}), compile=True"
+        reason = path.unsupported(model)
+        if reason is not None:
+            raise ConfigError(
+                f"compile=True: the compiled {name} does not support {reason}; set compile=False or change that setting"
+            )
+        graphs = " and captured as a CUDA graph" if model.device.type == "cuda" else ""
+        return path.function(model, reference), f"{name}: {_where(reference)}, compiled{graphs} (lucidrl.fast.compiled)"
     backend = model.config.backend
     if backend == "reference":
         return reference, f"{name}: reference ({_where(reference)}), as asked"
     path = _FAST.get(name)
     if path is None:
         if backend == "fast":
-            raise ConfigError(f"backend='fast': {name} has no fast backend (its reference is all there is); "
-                              "use backend='auto' or backend='reference'")
+            raise ConfigError(
+                f"backend='fast': {name} has no fast backend (its reference is all there is); "
+                "use backend='auto' or backend='reference'"
+            )
         return reference, f"{name}: reference ({_where(reference)}); it has no fast backend"
     reason = path.unsupported(model)
     if reason is None:
         return path.function, f"{name}: fast backend ({_where(path.function)})"
     if backend == "fast":
-        raise ConfigError(f"backend='fast': the fast backend of {name} does not support {reason}; "
-                          "use backend='auto' (fast where it applies) or backend='reference'")
+        raise ConfigError(
+            f"backend='fast': the fast backend of {name} does not support {reason}; "
+            "use backend='auto' (fast where it applies) or backend='reference'"
+        )
     return reference, f"{name}: reference ({_where(reference)}); the fast backend does not support {reason}"
 
 

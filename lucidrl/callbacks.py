@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +46,11 @@ from lucidrl.errors import ConfigError
 
 Callback = Callable[[Any, dict], "bool | None"]
 
-_CONTRACT = ("lucidrl's learn(callback=...) takes a function callback(model, metrics), called after every "
-             "update, that returns False to stop training (None or True continues), or a lucidrl.callbacks."
-             "BaseCallback (SB3's hooks), or a list of those")
+_CONTRACT = (
+    "lucidrl's learn(callback=...) takes a function callback(model, metrics), called after every "
+    "update, that returns False to stop training (None or True continues), or a lucidrl.callbacks."
+    "BaseCallback (SB3's hooks), or a list of those"
+)
 _SB3_HOOKS = ("_on_step", "on_step", "init_callback")
 
 
@@ -66,20 +69,25 @@ def check_callback(callback: Any) -> Any:
     if callback is None or isinstance(callback, BaseCallback):
         return callback
     if isinstance(callback, bool):
-        raise ConfigError(f"{_CONTRACT}; got {callback!r}: learn's second argument is callback (SB3's order); "
-                          "pass progress_bar=True by keyword")
+        raise ConfigError(
+            f"{_CONTRACT}; got {callback!r}: learn's second argument is callback (SB3's order); "
+            "pass progress_bar=True by keyword"
+        )
     if isinstance(callback, (list, tuple)):
         return CallbackList([check_callback(cb) for cb in callback])
     if any(hasattr(callback, hook) for hook in _SB3_HOOKS):
         module = type(callback).__module__ or ""
-        hint = (f"swap the import: from lucidrl.callbacks import {_name(callback)}"
-                if module.startswith("stable_baselines3") or module.startswith("sb3_contrib") else
-                "subclass lucidrl.callbacks.BaseCallback (SB3's hooks and names)")
+        hint = (
+            f"swap the import: from lucidrl.callbacks import {_name(callback)}"
+            if module.startswith("stable_baselines3") or module.startswith("sb3_contrib")
+            else "subclass lucidrl.callbacks.BaseCallback (SB3's hooks and names)"
+        )
         raise ConfigError(
             f"{_CONTRACT}; got {_name(callback)}, a Stable-Baselines3-style callback object from {module!r} "
             f"(it has {', '.join(h for h in _SB3_HOOKS if hasattr(callback, h))}), which needs SB3's own model: "
             f"{hint}. Or write the check as a function, e.g. def callback(model, metrics): return "
-            "model.num_timesteps < 50_000")
+            "model.num_timesteps < 50_000"
+        )
     if not callable(callback):
         raise ConfigError(f"{_CONTRACT}; got {_name(callback)} {callback!r:.80}, which is not callable")
     try:
@@ -89,8 +97,10 @@ def check_callback(callback: Any) -> Any:
     try:
         signature.bind(object(), {})
     except TypeError:
-        raise ConfigError(f"{_CONTRACT}; {getattr(callback, '__qualname__', _name(callback))}{signature} cannot be "
-                          "called with the two arguments (model, metrics)") from None
+        raise ConfigError(
+            f"{_CONTRACT}; {getattr(callback, '__qualname__', _name(callback))}{signature} cannot be "
+            "called with the two arguments (model, metrics)"
+        ) from None
     return callback
 
 
@@ -195,8 +205,9 @@ class CallbackList(BaseCallback):
 
     def __init__(self, callbacks: list):
         super().__init__()
-        self.callbacks = [cb if isinstance(cb, BaseCallback) else ConvertCallback(cb) for cb in callbacks
-                          if cb is not None]  # ConvertCallback checks a function's signature
+        self.callbacks = [
+            cb if isinstance(cb, BaseCallback) else ConvertCallback(cb) for cb in callbacks if cb is not None
+        ]  # ConvertCallback checks a function's signature
 
     def _init_callback(self) -> None:
         for cb in self.callbacks:
@@ -247,8 +258,15 @@ class CheckpointCallback(BaseCallback):
     ``save_replay_buffer``: DQN's replay memory goes inside the checkpoint (``save_replay_buffer``);
     ``save_vecnormalize``: the normalisers are always in the checkpoint, nothing else to save."""
 
-    def __init__(self, save_freq: int, save_path: str, name_prefix: str = "rl_model", save_replay_buffer: bool = False,
-                 save_vecnormalize: bool = False, verbose: int = 0):
+    def __init__(
+        self,
+        save_freq: int,
+        save_path: str,
+        name_prefix: str = "rl_model",
+        save_replay_buffer: bool = False,
+        save_vecnormalize: bool = False,
+        verbose: int = 0,
+    ):
         super().__init__(verbose)
         if not isinstance(save_freq, int) or save_freq < 1:
             raise ConfigError(f"CheckpointCallback: save_freq must be an integer >= 1 (env steps), got {save_freq!r}")
@@ -259,7 +277,9 @@ class CheckpointCallback(BaseCallback):
         os.makedirs(self.save_path, exist_ok=True)
 
     def _checkpoint_path(self, checkpoint_type: str = "", extension: str = "zip") -> str:
-        return os.path.join(self.save_path, f"{self.name_prefix}_{checkpoint_type}{self.num_timesteps}_steps.{extension}")
+        return os.path.join(
+            self.save_path, f"{self.name_prefix}_{checkpoint_type}{self.num_timesteps}_steps.{extension}"
+        )
 
     def _on_step(self) -> bool:
         if self.n_calls % self.save_freq == 0:
@@ -284,10 +304,20 @@ class EvalCallback(EventCallback):
     (``timesteps``, ``results``, ``ep_lengths``, as SB3). ``callback_on_new_best`` runs on a new best mean,
     ``callback_after_eval`` after every evaluation; either returning False stops training."""
 
-    def __init__(self, eval_env, callback_on_new_best: BaseCallback | None = None,
-                 callback_after_eval: BaseCallback | None = None, n_eval_episodes: int = 5, eval_freq: int = 10000,
-                 log_path: str | None = None, best_model_save_path: str | None = None, deterministic: bool = True,
-                 render: bool = False, verbose: int = 1, warn: bool = True):
+    def __init__(
+        self,
+        eval_env,
+        callback_on_new_best: BaseCallback | None = None,
+        callback_after_eval: BaseCallback | None = None,
+        n_eval_episodes: int = 5,
+        eval_freq: int = 10000,
+        log_path: str | None = None,
+        best_model_save_path: str | None = None,
+        deterministic: bool = True,
+        render: bool = False,
+        verbose: int = 1,
+        warn: bool = True,
+    ):
         super().__init__(callback_after_eval, verbose=verbose)
         self.callback_on_new_best = callback_on_new_best
         if callback_on_new_best is not None:
@@ -313,15 +343,25 @@ class EvalCallback(EventCallback):
         if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
             from lucidrl.evaluation import evaluate_policy
 
-            rewards, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
-                                               deterministic=self.deterministic, render=self.render,
-                                               return_episode_rewards=True, warn=self.warn)
+            rewards, lengths = evaluate_policy(
+                self.model,
+                self.eval_env,
+                n_eval_episodes=self.n_eval_episodes,
+                deterministic=self.deterministic,
+                render=self.render,
+                return_episode_rewards=True,
+                warn=self.warn,
+            )
             self.evaluations_timesteps.append(self.num_timesteps)
             self.evaluations_results.append(rewards)
             self.evaluations_length.append(lengths)
             if self.log_path is not None:
-                np.savez(self.log_path, timesteps=self.evaluations_timesteps, results=self.evaluations_results,
-                         ep_lengths=self.evaluations_length)
+                np.savez(
+                    self.log_path,
+                    timesteps=self.evaluations_timesteps,
+                    results=self.evaluations_results,
+                    ep_lengths=self.evaluations_length,
+                )
             mean_reward, std_reward = float(np.mean(rewards)), float(np.std(rewards))
             self.last_mean_reward = mean_reward
             if self.verbose >= 1:
@@ -355,12 +395,16 @@ class StopTrainingOnRewardThreshold(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.parent is None:
-            raise ConfigError("StopTrainingOnRewardThreshold must be used with an EvalCallback "
-                              "(EvalCallback(eval_env, callback_on_new_best=StopTrainingOnRewardThreshold(...)))")
+            raise ConfigError(
+                "StopTrainingOnRewardThreshold must be used with an EvalCallback "
+                "(EvalCallback(eval_env, callback_on_new_best=StopTrainingOnRewardThreshold(...)))"
+            )
         go = bool(self.parent.best_mean_reward < self.reward_threshold)
         if self.verbose >= 1 and not go:
-            print(f"Stopping training because the mean reward {self.parent.best_mean_reward:.2f} "
-                  f"is above the threshold {self.reward_threshold}")
+            print(
+                f"Stopping training because the mean reward {self.parent.best_mean_reward:.2f} "
+                f"is above the threshold {self.reward_threshold}"
+            )
         return go
 
 
@@ -376,8 +420,10 @@ class StopTrainingOnNoModelImprovement(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.parent is None:
-            raise ConfigError("StopTrainingOnNoModelImprovement must be used with an EvalCallback "
-                              "(EvalCallback(eval_env, callback_after_eval=StopTrainingOnNoModelImprovement(...)))")
+            raise ConfigError(
+                "StopTrainingOnNoModelImprovement must be used with an EvalCallback "
+                "(EvalCallback(eval_env, callback_after_eval=StopTrainingOnNoModelImprovement(...)))"
+            )
         go = True
         if self.n_calls > self.min_evals:
             if self.parent.best_mean_reward > self.last_best_mean_reward:
@@ -441,7 +487,8 @@ class Hooks:
         self.function = callback if self.root is None else None
         # BaseCallbacks with SB3's step hook (a lone plain function needs no per-step call)
         self.per_step = self.root is not None and not (
-            isinstance(self.root, CallbackList) and all(isinstance(c, ConvertCallback) for c in self.root.callbacks))
+            isinstance(self.root, CallbackList) and all(isinstance(c, ConvertCallback) for c in self.root.callbacks)
+        )
         self.converted = [c for c in _walk(self.root) if isinstance(c, ConvertCallback)] if self.root else []
         self.progress_bar = self.root is not None and any(isinstance(c, ProgressBarCallback) for c in _walk(self.root))
         self._base = 0
@@ -457,9 +504,11 @@ class Hooks:
         self._base = self.model.num_timesteps
         if self.per_step:
             if stepper is None:
-                raise ConfigError("SB3-style callbacks are called at every env step, which this collector (rollout "
-                                  "workers on Ray) does not do; use rollout_workers=0, or a function callback(model, "
-                                  "metrics) called after each update")
+                raise ConfigError(
+                    "SB3-style callbacks are called at every env step, which this collector (rollout "
+                    "workers on Ray) does not do; use rollout_workers=0, or a function callback(model, "
+                    "metrics) called after each update"
+                )
             stepper.on_step = self.step
             self._calls = 0
         self.root.on_rollout_start()
@@ -476,8 +525,17 @@ class Hooks:
                 infos[i]["TimeLimit.truncated"] = bool(tr.truncated[i] and not tr.terminated[i])
                 if i in tr.final_obs:
                     infos[i]["terminal_observation"] = tr.final_obs[i]
-        self.root.update_locals({"self": model, "actions": actions, "new_obs": tr.obs, "rewards": tr.reward,
-                                 "dones": dones, "infos": infos, "n_steps": self._calls})
+        self.root.update_locals(
+            {
+                "self": model,
+                "actions": actions,
+                "new_obs": tr.obs,
+                "rewards": tr.reward,
+                "dones": dones,
+                "infos": infos,
+                "n_steps": self._calls,
+            }
+        )
         before = model.num_timesteps
         model.num_timesteps = self._base + self._calls * n  # SB3 counts per step; the algorithm adds the rollout
         if not self.root.on_step():

@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
-from safetensors.torch import load_file, save as save_bytes, save_file
+from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_bytes
 
 from lucidrl.errors import CheckpointError
 
@@ -145,12 +146,16 @@ def _refuse_foreign(dest: Path) -> None:
     if not dest.exists():
         return
     if not dest.is_dir():
-        raise CheckpointError(f"{str(dest)!r} is a file, not a lucidrl checkpoint; save() will not replace it. "
-                              "Choose another path (a checkpoint is a directory, or one file for a path ending in .zip).")
+        raise CheckpointError(
+            f"{str(dest)!r} is a file, not a lucidrl checkpoint; save() will not replace it. "
+            "Choose another path (a checkpoint is a directory, or one file for a path ending in .zip)."
+        )
     foreign = sorted(e.name for e in dest.iterdir() if e.name not in FILES + OPTIONAL_FILES)
     if foreign:
-        raise CheckpointError(f"{str(dest)!r} holds {', '.join(foreign[:5])}, which are not part of a lucidrl "
-                              "checkpoint; save() will not replace it. Choose another path or move those files.")
+        raise CheckpointError(
+            f"{str(dest)!r} holds {', '.join(foreign[:5])}, which are not part of a lucidrl "
+            "checkpoint; save() will not replace it. Choose another path or move those files."
+        )
     if (dest / FILES[1]).is_file():
         try:
             with open(dest / FILES[1]) as f:
@@ -158,8 +163,10 @@ def _refuse_foreign(dest: Path) -> None:
         except (OSError, ValueError, TypeError):
             ours = False
         if not ours:
-            raise CheckpointError(f"{str(dest / FILES[1])!r} is not a lucidrl checkpoint's config; save() will not "
-                                  "replace it. Choose another path.")
+            raise CheckpointError(
+                f"{str(dest / FILES[1])!r} is not a lucidrl checkpoint's config; save() will not "
+                "replace it. Choose another path."
+            )
 
 
 def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -173,8 +180,13 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         os.fsync(f.fileno())
 
 
-def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any],
-                    state: dict[str, Any], extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    state: dict[str, Any],
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> Path:
     """Write a checkpoint atomically; returns the directory written.
 
     ``extra``: more safetensors files (a name of ``OPTIONAL_FILES`` -> tensors), e.g. DQN's replay memory.
@@ -233,8 +245,10 @@ def _refuse_foreign_zip(dest: Path) -> None:
     if not dest.exists() and not dest.is_symlink():
         return
     if dest.is_dir() or not dest.is_file():
-        raise CheckpointError(f"{str(dest)!r} exists and is not a file; save() will not replace it with a zip "
-                              "checkpoint. Choose another path.")
+        raise CheckpointError(
+            f"{str(dest)!r} exists and is not a file; save() will not replace it with a zip "
+            "checkpoint. Choose another path."
+        )
     names = _zip_names(dest)
     ours = names is not None and set(FILES) <= set(names) and set(names) <= set(FILES + OPTIONAL_FILES)
     if ours:
@@ -245,12 +259,19 @@ def _refuse_foreign_zip(dest: Path) -> None:
             ours = False
     if not ours:
         what = f"a zip of {', '.join(sorted(names)[:5]) or 'nothing'}" if names is not None else "not a zip archive"
-        raise CheckpointError(f"{str(dest)!r} is {what}, not a lucidrl checkpoint; save() will not replace it. "
-                              "Choose another path or move that file.")
+        raise CheckpointError(
+            f"{str(dest)!r} is {what}, not a lucidrl checkpoint; save() will not replace it. "
+            "Choose another path or move that file."
+        )
 
 
-def _save_zip(dest: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any], state: dict[str, Any],
-              extra: dict[str, dict[str, torch.Tensor]] | None) -> Path:
+def _save_zip(
+    dest: Path,
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    state: dict[str, Any],
+    extra: dict[str, dict[str, torch.Tensor]] | None,
+) -> Path:
     """``save_checkpoint`` for a ``.zip`` path: the same files in one zip, written to a temporary sibling
     file, fsynced, then renamed over ``dest`` (``os.replace``: atomic; readers see the old zip or the new)."""
     _refuse_foreign_zip(dest)
@@ -287,34 +308,54 @@ def _read_zip(file: Path) -> dict[str, bytes]:
     """The checkpoint files inside a zip, as bytes (nothing is extracted to disk, nothing unpickled)."""
     names = _zip_names(file)
     if names is None and file.suffix.lower() != ZIP_SUFFIX:
-        raise CheckpointError(f"{str(file)!r} is a file but not a lucidrl checkpoint: load() reads the directory or "
-                              "the .zip file written by model.save(). Point at that.")
+        raise CheckpointError(
+            f"{str(file)!r} is a file but not a lucidrl checkpoint: load() reads the directory or "
+            "the .zip file written by model.save(). Point at that."
+        )
     if names is None:
-        raise CheckpointError(f"corrupt checkpoint: {str(file)!r} is not a readable zip file (truncated or damaged). "
-                              "Save the model again, or load an earlier checkpoint.")
+        raise CheckpointError(
+            f"corrupt checkpoint: {str(file)!r} is not a readable zip file (truncated or damaged). "
+            "Save the model again, or load an earlier checkpoint."
+        )
     if "data" in names and "policy.pth" in names:
-        raise CheckpointError(f"{str(file)!r} is a Stable-Baselines3 model, not a lucidrl checkpoint; convert it "
-                              f"(without unpickling) with lucidrl.from_sb3({str(file)!r}) or "
-                              f"`lucidrl import-sb3 {file} OUT.zip`")
+        raise CheckpointError(
+            f"{str(file)!r} is a Stable-Baselines3 model, not a lucidrl checkpoint; convert it "
+            f"(without unpickling) with lucidrl.from_sb3({str(file)!r}) or "
+            f"`lucidrl import-sb3 {file} OUT.zip`"
+        )
     missing = [f for f in FILES if f not in names]
     if missing:
-        raise CheckpointError(f"{str(file)!r} is a zip but not a lucidrl checkpoint: it lacks {', '.join(missing)} "
-                              f"(it holds {', '.join(sorted(names)[:5]) or 'nothing'}). Point at a file written by "
-                              "model.save('NAME.zip').")
+        raise CheckpointError(
+            f"{str(file)!r} is a zip but not a lucidrl checkpoint: it lacks {', '.join(missing)} "
+            f"(it holds {', '.join(sorted(names)[:5]) or 'nothing'}). Point at a file written by "
+            "model.save('NAME.zip')."
+        )
     try:
         with zipfile.ZipFile(file) as z:  # read() checks each member's CRC: a flipped byte is caught here
             return {n: z.read(n) for n in FILES + OPTIONAL_FILES if n in names}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError) as e:
-        raise CheckpointError(f"corrupt checkpoint: {str(file)!r} is a damaged zip ({e}). Save the model again, "
-                              "or load an earlier checkpoint.") from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as e:
+        raise CheckpointError(
+            f"corrupt checkpoint: {str(file)!r} is a damaged zip ({e}). Save the model again, "
+            "or load an earlier checkpoint."
+        ) from None
 
 
 # --------------------------------------------------------------------------- reading and checking
 def _field_error(file: Path, field: str, expected: str, value: Any) -> CheckpointError:
     shown = repr(value)
-    return CheckpointError(f"corrupt checkpoint: {file} field {field!r} should be {expected}, got "
-                           f"{shown if len(shown) < 80 else shown[:77] + '...'}")
+    return CheckpointError(
+        f"corrupt checkpoint: {file} field {field!r} should be {expected}, got "
+        f"{shown if len(shown) < 80 else shown[:77] + '...'}"
+    )
 
 
 def _is_count(v: Any) -> bool:
@@ -325,11 +366,12 @@ def validate_documents(d: Path, config: dict[str, Any], state: dict[str, Any]) -
     """Check every field of ``config.json`` and ``state.json`` that loading reads; name the file and field."""
     cfile, sfile = d / FILES[1], d / FILES[2]
     for key, ok, expected in (
-            ("algo", lambda v: isinstance(v, str), "a string (the algorithm's name)"),
-            ("config", lambda v: isinstance(v, dict), "an object of hyperparameters"),
-            ("env_id", lambda v: v is None or isinstance(v, str), "a string or null"),
-            ("observation_space", lambda v: isinstance(v, dict), "an object describing a space"),
-            ("action_space", lambda v: isinstance(v, dict), "an object describing a space")):
+        ("algo", lambda v: isinstance(v, str), "a string (the algorithm's name)"),
+        ("config", lambda v: isinstance(v, dict), "an object of hyperparameters"),
+        ("env_id", lambda v: v is None or isinstance(v, str), "a string or null"),
+        ("observation_space", lambda v: isinstance(v, dict), "an object describing a space"),
+        ("action_space", lambda v: isinstance(v, dict), "an object describing a space"),
+    ):
         if key not in config:
             raise CheckpointError(f"corrupt checkpoint: {cfile} has no {key!r} entry")
         if not ok(config[key]):
@@ -337,26 +379,39 @@ def validate_documents(d: Path, config: dict[str, Any], state: dict[str, Any]) -
     for key in ("num_timesteps", "n_updates"):
         if key in state and not _is_count(state[key]):
             raise _field_error(sfile, key, "a non-negative integer", state[key])
-    checks = (("attributes", dict, "an object"), ("optimizers", dict, "an object"), ("log", (dict, type(None)), "an object"),
-              ("rng", dict, "an object"), ("lucidrl_version", str, "a string"))
+    checks = (
+        ("attributes", dict, "an object"),
+        ("optimizers", dict, "an object"),
+        ("log", (dict, type(None)), "an object"),
+        ("rng", dict, "an object"),
+        ("lucidrl_version", str, "a string"),
+    )
     for key, kind, expected in checks:
         if key in state and not isinstance(state[key], kind):
             raise _field_error(sfile, key, expected, state[key])
     for name, value in state.get("attributes", {}).items():
-        if not (value is None or isinstance(value, (int, float))) or (isinstance(value, float) and not math.isfinite(value)):
+        if not (value is None or isinstance(value, (int, float))) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
             raise _field_error(sfile, f"attributes.{name}", "a finite number", value)
     for name, meta in state.get("optimizers", {}).items():
-        if not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list) or \
-                not all(isinstance(g, dict) for g in meta["param_groups"]) or \
-                not isinstance(meta.get("scalars", {}), dict):
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(meta.get("param_groups"), list)
+            or not all(isinstance(g, dict) for g in meta["param_groups"])
+            or not isinstance(meta.get("scalars", {}), dict)
+        ):
             raise _field_error(sfile, f"optimizers.{name}", "an object with a list 'param_groups' of objects", meta)
     log = state.get("log")
-    if log is not None and not (_is_count(log.get("csv_bytes")) and (log.get("step") is None or _is_count(log.get("step")))):
+    if log is not None and not (
+        _is_count(log.get("csv_bytes")) and (log.get("step") is None or _is_count(log.get("step")))
+    ):
         raise _field_error(sfile, "log", "an object with a non-negative integer 'csv_bytes' and 'step'", log)
 
 
-def load_checkpoint(path: str | os.PathLike, extra: tuple[str, ...] = ()
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, extra: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """Read and check a checkpoint: ``(tensors, config, state)``. Never unpickles anything.
 
     ``extra``: names of ``OPTIONAL_FILES`` to read too, when present: their tensors are returned
@@ -419,8 +474,10 @@ def _read_tensors(file: Path, data: bytes | None = None) -> dict[str, torch.Tens
         raise CheckpointError(f"corrupt checkpoint: {file} is not a readable safetensors file ({e})") from None
     for key, value in tensors.items():  # a model of NaNs is no model: refuse it rather than act on it
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"corrupt checkpoint: {file} holds non-finite values (NaN or inf) in {key!r}; "
-                                  "it cannot be used. Load an earlier checkpoint (e.g. RUN_DIR/checkpoints/step_N).")
+            raise CheckpointError(
+                f"corrupt checkpoint: {file} holds non-finite values (NaN or inf) in {key!r}; "
+                "it cannot be used. Load an earlier checkpoint (e.g. RUN_DIR/checkpoints/step_N)."
+            )
     return tensors
 
 
@@ -442,12 +499,13 @@ def optimizer_to_flat(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[di
 _IMPLEMENTATION_OPTIONS = ("fused", "foreach", "capturable", "differentiable")
 
 
-def optimizer_from_flat(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                        meta: dict[str, Any]) -> None:
+def optimizer_from_flat(
+    prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith(prefix + "/state/"):
-            idx, k = key[len(prefix) + 7:].split("/", 1)
+            idx, k = key[len(prefix) + 7 :].split("/", 1)
             state.setdefault(int(idx), {})[k] = v
     for key, v in meta.get("scalars", {}).items():
         idx, k = key.split("/", 1)
@@ -459,11 +517,18 @@ def optimizer_from_flat(prefix: str, optimizer: torch.optim.Optimizer, tensors: 
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"the optimiser state {prefix!r} in the checkpoint does not fit this model ({e})") from None
+        raise CheckpointError(
+            f"the optimiser state {prefix!r} in the checkpoint does not fit this model ({e})"
+        ) from None
 
 
-def legacy_optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], names: list[str],
-                           optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def legacy_optimizer_state(
+    prefix: str,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    names: list[str],
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """An older lucidrl's optimiser state, kept for weights packed into flat tensors, cut into torch's per-parameter
     state for ``optimizer`` (whose parameters are named ``names``, in order).
 
@@ -474,7 +539,9 @@ def legacy_optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: 
     """
     try:
         rows = {name: (int(g), int(i), int(off), int(n)) for g, i, name, off, n in meta["layout"]}
-        state_id = {(g, i): pid for g, group in enumerate(meta["param_groups"]) for i, pid in enumerate(group["params"])}
+        state_id = {
+            (g, i): pid for g, group in enumerate(meta["param_groups"]) for i, pid in enumerate(group["params"])
+        }
         params = [p for group in optimizer.param_groups for p in group["params"]]
     except (KeyError, TypeError, ValueError):
         return None
@@ -496,7 +563,7 @@ def legacy_optimizer_state(prefix: str, tensors: dict[str, torch.Tensor], meta: 
                 if value.dim() == 0:
                     out[f"{prefix}/state/{j}/{k}"] = value.clone()
                 elif off + n <= value.numel():
-                    out[f"{prefix}/state/{j}/{k}"] = value.reshape(-1)[off:off + n].reshape(p.shape).clone()
+                    out[f"{prefix}/state/{j}/{k}"] = value.reshape(-1)[off : off + n].reshape(p.shape).clone()
                     moments += 1
                 else:
                     return None

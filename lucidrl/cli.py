@@ -17,6 +17,7 @@ text written under each field; only the flags you give override the preset.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import os
 import re
@@ -98,11 +99,39 @@ class BoolFlag(argparse.Action):
         return " | ".join(self.option_strings)
 
 
-def _algorithms() -> dict[str, type]:
+# The CLI's algorithms: name -> (module in lucidrl/algos/, class). `lucidrl --help` and `lucidrl train --help` list
+# them without importing them (that would import torch and Gymnasium); tests/contracts/test_cli.py checks this
+# table against lucidrl.agent.ALGORITHMS, where the classes register themselves.
+ALGORITHM_CLASSES = {
+    "a2c": ("a2c", "A2C"),
+    "a3c": ("a3c", "A3C"),
+    "dqn": ("dqn", "DQN"),
+    "ppo": ("ppo", "PPO"),
+    "qlearning": ("q_learning", "QLearning"),
+    "reinforce": ("vpg", "REINFORCE"),
+    "trpo": ("trpo", "TRPO"),
+    "vpg": ("vpg", "VPG"),
+}
+
+
+def _algorithms() -> dict[str, Any]:  # name -> Algorithm subclass
     import lucidrl.algos  # noqa: F401
     from lucidrl.agent import ALGORITHMS
 
     return ALGORITHMS
+
+
+def _summary(module: str, cls: str) -> str:
+    """The first line of class ``cls``'s docstring in ``lucidrl/algos/<module>.py``, read without importing it."""
+    tree = ast.parse((Path(__file__).parent / "algos" / f"{module}.py").read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    return (ast.get_docstring(node) or "").strip().splitlines()[0]
+
+
+def _selected_algorithm(argv: list[str]) -> str | None:
+    """The ALGO of ``lucidrl train ALGO ...``, the one algorithm whose flags the parser needs; else None."""
+    words = [a for a in argv if not a.startswith("-")]
+    return words[1] if len(words) > 1 and words[0] == "train" else None
 
 
 def _none_or(parse):
@@ -128,9 +157,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         if f.name in hidden:
             continue
         hint, name = hints[f.name], f.name
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name,
-                              "help": f"{docs.get(name, '')} (default: {default})".replace("%", "%%")}
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        kw: dict[str, Any] = {
+            "default": argparse.SUPPRESS,
+            "dest": name,
+            "help": f"{docs.get(name, '')} (default: {default})".replace("%", "%%"),
+        }
         args = typing.get_args(hint)
         optional = type(None) in args
         if is_schedule_field(config_class, name):
@@ -206,8 +238,10 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
         return None, zipped
     step_name = p.parent.name == "checkpoints" and _STEP.match(p.name) is not None
     if not p.exists() and not (step_name or p.name == "model"):  # those two may be a save killed mid-way
-        raise CheckpointError(f"--resume {str(p)!r}: the path does not exist; give a run directory "
-                              "(it holds model/ or checkpoints/) or a checkpoint directory")
+        raise CheckpointError(
+            f"--resume {str(p)!r}: the path does not exist; give a run directory "
+            "(it holds model/ or checkpoints/) or a checkpoint directory"
+        )
     if p.is_file():
         raise CheckpointError(f"--resume {str(p)!r} is a file; give the run directory or a checkpoint directory")
     holds_files = p.is_dir() and any((p / f).exists() for f in FILES)
@@ -217,8 +251,10 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
         if found is None:
             missing = [f for f in FILES if not (p / f).is_file()] or ["a readable state.json"]
             run_hint = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-            raise CheckpointError(f"--resume {str(p)!r} is not a complete checkpoint (missing {', '.join(missing)}); "
-                                  f"give the run directory {str(run_hint)!r} to resume from its newest complete one")
+            raise CheckpointError(
+                f"--resume {str(p)!r} is not a complete checkpoint (missing {', '.join(missing)}); "
+                f"give the run directory {str(run_hint)!r} to resume from its newest complete one"
+            )
         run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent if p.name == "model" else None
         return run_dir, found
     run_dir = p.parent if p.name == "checkpoints" else p
@@ -228,7 +264,8 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
         raise CheckpointError(
             f"--resume {str(p)!r}: no complete checkpoint to resume from; looked for {str(run_dir / 'model')!r} "
             f"and {str(run_dir / 'checkpoints' / 'step_N')!r} (each needs {', '.join(FILES)}). A run writes "
-            "model/ when it finishes and checkpoints/ with --checkpoint-freq")
+            "model/ when it finishes and checkpoints/ with --checkpoint-freq"
+        )
     return run_dir, found
 
 
@@ -243,11 +280,16 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     if args.resume:
         # how a run computes (device, backend, threads, workers, A3C's Ray address) may change on resume;
         # its hyperparameters may not
-        settings = {k: overrides.pop(k) for k in ("device", "backend", "torch_threads", "rollout_workers", "n_workers",
-                                                  "address") if k in overrides}
+        settings = {
+            k: overrides.pop(k)
+            for k in ("device", "backend", "torch_threads", "rollout_workers", "n_workers", "address")
+            if k in overrides
+        }
         if overrides:
-            raise ConfigError("--resume continues a run with its saved hyperparameters; drop " +
-                              ", ".join("--" + k.replace("_", "-") for k in overrides))
+            raise ConfigError(
+                "--resume continues a run with its saved hyperparameters; drop "
+                + ", ".join("--" + k.replace("_", "-") for k in overrides)
+            )
         timesteps = args.timesteps
         if timesteps is None:
             raise ConfigError("--resume needs --timesteps: how many more steps to train")
@@ -255,8 +297,10 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         if args.run_dir:
             run_dir = Path(args.run_dir)
         if run_dir is None:
-            raise ConfigError(f"--resume {args.resume!r} is a checkpoint outside a run directory; give --run-dir DIR "
-                              "for the resumed run's log, plot and model/")
+            raise ConfigError(
+                f"--resume {args.resume!r} is a checkpoint outside a run directory; give --run-dir DIR "
+                "for the resumed run's log, plot and model/"
+            )
         model = cls.load(checkpoint, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
         print(f"resuming {args.algo} from {checkpoint} (step {model.num_timesteps})")
         reset = False
@@ -269,14 +313,20 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
             model.run_dir = Path(args.run_dir)
         else:  # named after what it holds; a seed drawn at random is known only now
             env_name = args.env.split("/")[-1].replace(":", "-")
-            model.run_dir = Path("runs") / f"{args.algo}-{env_name}-s{model.config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            model.run_dir = (
+                Path("runs") / f"{args.algo}-{env_name}-s{model.config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
         timesteps = args.timesteps
         if timesteps is None:
             timesteps = load_presets(args.algo).get(model.preset_name or "", {}).get("n_timesteps", 100_000)
         reset = True
     print(f"lucidrl train {args.algo} on {model.env_id} for {timesteps} steps -> {model.run_dir}")
-    model.learn(int(timesteps), progress_bar=not args.no_progress, reset_num_timesteps=reset,
-                checkpoint_freq=args.checkpoint_freq)
+    model.learn(
+        int(timesteps),
+        progress_bar=not args.no_progress,
+        reset_num_timesteps=reset,
+        checkpoint_freq=args.checkpoint_freq,
+    )
     try:
         png = plot_runs([model.run_dir], model.run_dir / "learning_curve.png", title=f"{args.algo} on {model.env_id}")
         curve = png.name
@@ -285,9 +335,11 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         curve = "no learning curve: no episode finished"
     if args.eval_episodes > 0:
         mean, std = lucidrl.evaluate(model, n_episodes=args.eval_episodes, deterministic=True)
-        print(f"mean evaluation return: {mean:.1f} +/- {std:.1f} "
-              f"({args.eval_episodes} deterministic episodes, {model.num_timesteps} training steps, "
-              f"{model.last_training_seconds:.1f} s of training)")
+        print(
+            f"mean evaluation return: {mean:.1f} +/- {std:.1f} "
+            f"({args.eval_episodes} deterministic episodes, {model.num_timesteps} training steps, "
+            f"{model.last_training_seconds:.1f} s of training)"
+        )
     print(f"run directory: {model.run_dir}  (model/, metrics.csv, TensorBoard events, {curve})")
     return 0
 
@@ -303,8 +355,11 @@ def cmd_train_grpo(args: argparse.Namespace, config_names: list[str]) -> int:
         raise ConfigError(f"--warm-start-steps must be >= 0, got {args.warm_start_steps}")
     model = GRPO(verbose=args.verbose, **overrides)
     cfg = model.config
-    model.run_dir = Path(args.run_dir) if args.run_dir else \
-        Path("runs") / f"grpo-{cfg.task}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    model.run_dir = (
+        Path(args.run_dir)
+        if args.run_dir
+        else Path("runs") / f"grpo-{cfg.task}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     eval_prompts = args.eval_prompts or None  # 0: every held-out prompt
     print(f"lucidrl train grpo on {cfg.task} for {args.updates} updates -> {model.run_dir}")
     if args.warm_start_steps:
@@ -314,8 +369,10 @@ def cmd_train_grpo(args: argparse.Namespace, config_names: list[str]) -> int:
     after = model.evaluate(eval_prompts)
     model.save(model.run_dir / "model")
     n = len(model.task.splits["heldout"][:eval_prompts])
-    print(f"held-out accuracy (greedy, exact match, {n} prompts): {before:.3f} after the warm start, "
-          f"{after:.3f} after {model.n_updates} GRPO updates")
+    print(
+        f"held-out accuracy (greedy, exact match, {n} prompts): {before:.3f} after the warm start, "
+        f"{after:.3f} after {model.n_updates} GRPO updates"
+    )
     print(f"run directory: {model.run_dir}  (model/, metrics.csv)")
     return 0
 
@@ -330,11 +387,14 @@ def check_video_path(path: str | os.PathLike) -> Path:
     if out.is_dir():
         raise ConfigError(f"--video {str(out)!r} is a directory; give a file path such as {str(out / 'episode.gif')!r}")
     if not parent.is_dir():
-        raise ConfigError(f"--video {str(out)!r}: the directory {str(parent)!r} does not exist; create it "
-                          f"(mkdir -p {parent}) or give a path in an existing directory")
+        raise ConfigError(
+            f"--video {str(out)!r}: the directory {str(parent)!r} does not exist; create it "
+            f"(mkdir -p {parent}) or give a path in an existing directory"
+        )
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ConfigError(f"--video {str(out)!r}: cannot write there (permission denied); give a path in a "
-                          "directory you can write to")
+        raise ConfigError(
+            f"--video {str(out)!r}: cannot write there (permission denied); give a path in a directory you can write to"
+        )
     return out
 
 
@@ -352,16 +412,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = lucidrl.load(args.run_dir)
     if model.name == "grpo":  # a language model on a text task: accuracy on held-out prompts, not episodes
         if args.video or args.env or args.stochastic:
-            raise ConfigError("a GRPO model is evaluated by greedy held-out accuracy; drop --video, --env and --stochastic")
-        n = len(model.task.splits["heldout"][:args.prompts or None])
-        print(f"grpo from {args.run_dir} on {model.config.task}: held-out accuracy {model.evaluate(args.prompts or None):.3f} "
-              f"(greedy, exact match, {n} prompts)")
+            raise ConfigError(
+                "a GRPO model is evaluated by greedy held-out accuracy; drop --video, --env and --stochastic"
+            )
+        n = len(model.task.splits["heldout"][: args.prompts or None])
+        accuracy = model.evaluate(args.prompts or None)
+        print(
+            f"grpo from {args.run_dir} on {model.config.task}: held-out accuracy {accuracy:.3f} "
+            f"(greedy, exact match, {n} prompts)"
+        )
         return 0
     env = args.env or model.env_id
-    mean, std, returns = lucidrl.evaluate(model, env, n_episodes=args.episodes, deterministic=not args.stochastic,
-                                          seed=args.seed, return_episode_returns=True)
-    print(f"{model.name} from {args.run_dir} on {env}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} "
-          f"{'stochastic' if args.stochastic else 'deterministic'} episodes")
+    mean, std, returns = lucidrl.evaluate(
+        model,
+        env,
+        n_episodes=args.episodes,
+        deterministic=not args.stochastic,
+        seed=args.seed,
+        return_episode_returns=True,
+    )
+    print(
+        f"{model.name} from {args.run_dir} on {env}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} "
+        f"{'stochastic' if args.stochastic else 'deterministic'} episodes"
+    )
     if args.video:
         path = record_gif(model, env, args.video, deterministic=not args.stochastic, seed=args.seed)
         print(f"video of one episode: {path}")
@@ -372,8 +445,10 @@ def cmd_import_sb3(args: argparse.Namespace) -> int:
     from lucidrl.sb3_import import import_sb3
 
     where, _ = import_sb3(args.path, args.out, env=args.env, algo=args.algo, verbose=1)
-    print(f"saved the lucidrl model to {where}; evaluate it with `lucidrl eval {where}"
-          f"{'' if args.env else ' --env ENV_ID'}`")
+    print(
+        f"saved the lucidrl model to {where}; evaluate it with `lucidrl eval {where}"
+        f"{'' if args.env else ' --env ENV_ID'}`"
+    )
     return 0
 
 
@@ -391,7 +466,8 @@ def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: 
     env = make_env(env_id, render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=seed)
-        frames, done = [env.render()], False
+        frames: list[Any] = [env.render()]
+        done = False
         while not done:
             action, _ = model.predict(obs, deterministic=deterministic)
             obs, _, terminated, truncated, _ = env.step(action)
@@ -412,7 +488,9 @@ def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: 
 def cmd_plot(args: argparse.Namespace) -> int:
     from lucidrl.plotting import plot_runs
 
-    out = args.output or (str(Path(args.run_dirs[0]) / "learning_curve.png") if len(args.run_dirs) == 1 else "learning_curves.png")
+    out = args.output or (
+        str(Path(args.run_dirs[0]) / "learning_curve.png") if len(args.run_dirs) == 1 else "learning_curves.png"
+    )
     path = plot_runs(args.run_dirs, out, metric=args.metric)
     print(f"wrote {path}")
     return 0
@@ -426,9 +504,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     if args.backend == "local" and (args.address is not None or args.cpus_per_run is not None):
         raise ConfigError("--address and --cpus-per-run apply to --backend ray only; add --backend ray")
-    paths = compare(args.algos, args.env, seeds=seeds, timesteps=args.timesteps, out=args.out, n_jobs=args.jobs,
-                    eval_episodes=args.eval_episodes, force=args.force, metrics=args.metrics, backend=args.backend,
-                    address=args.address, cpus_per_run=args.cpus_per_run or 1)
+    paths = compare(
+        args.algos,
+        args.env,
+        seeds=seeds,
+        timesteps=args.timesteps,
+        out=args.out,
+        n_jobs=args.jobs,
+        eval_episodes=args.eval_episodes,
+        force=args.force,
+        metrics=args.metrics,
+        backend=args.backend,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run or 1,
+    )
     print(paths["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -437,9 +526,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from lucidrl.distributed.tune import tune
 
-    result = tune(args.algo, args.env, trials=args.trials, timesteps=args.timesteps, backend=args.backend,
-                  address=args.address, out=args.out, resume=args.resume, seed=args.seed, n_evals=args.evals,
-                  eval_episodes=args.eval_episodes, verbose=args.verbose)
+    result = tune(
+        args.algo,
+        args.env,
+        trials=args.trials,
+        timesteps=args.timesteps,
+        backend=args.backend,
+        address=args.address,
+        out=args.out,
+        resume=args.resume,
+        seed=args.seed,
+        n_evals=args.evals,
+        eval_episodes=args.eval_episodes,
+        verbose=args.verbose,
+    )
     if result.best is not None and "preset" in result.files:
         print(result.files["preset"].read_text())
     return 130 if result.interrupted else 0
@@ -451,7 +551,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     its hyperparameters."""
     from lucidrl.config import preset_for_env
 
-    known = sorted(_algorithms())
+    known = sorted(ALGORITHM_CLASSES)
     if args.algo and args.algo not in known:
         raise ConfigError(f"no algorithm {args.algo!r}; `lucidrl presets` takes one of {', '.join(known)}")
     algos = [args.algo] if args.algo else known
@@ -467,7 +567,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
             p, found = presets[name], found + 1
             print(f"{algo:{width}s} {name:24s} {p.get('n_timesteps', ''):>9} steps  source: {p.get('source', '?')}")
             if args.env:
-                print(" " * width + "   hyperparams: " + ", ".join(f"{k}={v}" for k, v in p.get("hyperparams", {}).items()))
+                print(
+                    " " * width
+                    + "   hyperparams: "
+                    + ", ".join(f"{k}={v}" for k, v in p.get("hyperparams", {}).items())
+                )
             for note in p.get("not_honoured", []):
                 print(" " * width + f"   not honoured: {note}")
     if args.env and not found:
@@ -476,8 +580,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
-    from lucidrl import __version__
+def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
+    """The parser, and each algorithm's config flags. ``algos``: the algorithms whose config flags to add (each
+    imports its module, and so torch); None: all. ``main`` asks for the one on its command line, if any."""
+    from lucidrl.version import __version__
 
     parser = _Parser(prog="lucidrl", description="Train, evaluate and plot RL agents (lucidrl).")
     parser.add_argument("--version", action="version", version=f"lucidrl {__version__}")
@@ -486,43 +592,85 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     train = sub.add_parser("train", help="train an agent", description="Train an agent; writes a run directory.")
     algo_sub = train.add_subparsers(dest="algo", required=True, metavar="ALGO")
     config_names = {}
-    for name, cls in sorted(_algorithms().items()):
-        p = algo_sub.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0],
-                                description=f"Train {name.upper()}. Flags below the options override the preset.")
+    for name, (module, class_name) in sorted(ALGORITHM_CLASSES.items()):
+        p = algo_sub.add_parser(
+            name,
+            help=_summary(module, class_name),
+            description=f"Train {name.upper()}. Flags below the options override the preset.",
+        )
         p.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
-        p.add_argument("--timesteps", type=int, default=None,
-                       help="env steps to train (default: the preset's budget, else 100000)")
-        p.add_argument("--preset", default=None,
-                       help="preset name (default: the env id when a preset exists); 'none' for the plain defaults")
+        p.add_argument(
+            "--timesteps", type=int, default=None, help="env steps to train (default: the preset's budget, else 100000)"
+        )
+        p.add_argument(
+            "--preset",
+            default=None,
+            help="preset name (default: the env id when a preset exists); 'none' for the plain defaults",
+        )
         p.add_argument("--run-dir", default=None, help="run directory (default: runs/ALGO-ENV-sSEED-TIME)")
-        p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                       help="continue the run in RUN_DIR from its model/, else from its newest complete "
-                            "checkpoints/step_N (a killed run); or from RUN_DIR/checkpoints/step_N, continuing RUN_DIR")
-        p.add_argument("--checkpoint-freq", type=int, default=None, metavar="STEPS",
-                       help="also save RUN_DIR/checkpoints/step_N every STEPS steps")
-        p.add_argument("--eval-episodes", type=int, default=10,
-                       help="deterministic evaluation episodes after training (default: 10)")
-        p.add_argument("--vectorization", choices=["auto", "native", "sync", "async"], default="auto",
-                       help="how the n_envs copies are stepped (default: auto)")
+        p.add_argument(
+            "--resume",
+            default=None,
+            metavar="RUN_DIR",
+            help="continue the run in RUN_DIR from its model/, else from its newest complete "
+            "checkpoints/step_N (a killed run); or from RUN_DIR/checkpoints/step_N, continuing RUN_DIR",
+        )
+        p.add_argument(
+            "--checkpoint-freq",
+            type=int,
+            default=None,
+            metavar="STEPS",
+            help="also save RUN_DIR/checkpoints/step_N every STEPS steps",
+        )
+        p.add_argument(
+            "--eval-episodes",
+            type=int,
+            default=10,
+            help="deterministic evaluation episodes after training (default: 10)",
+        )
+        p.add_argument(
+            "--vectorization",
+            choices=["auto", "native", "sync", "async", "torch"],
+            default="auto",
+            help="how the n_envs copies are stepped (default: auto)",
+        )
         p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        config_names[name] = add_config_arguments(p, cls.config_class)
-    from lucidrl.algos.grpo import GRPOConfig
-
-    p = algo_sub.add_parser("grpo", help="GRPO on a toy text task (a small transformer, a verifiable reward)",
-                            description="Supervised warm start, GRPO, held-out accuracy before and after; writes "
-                                        "RUN_DIR/model and RUN_DIR/metrics.csv (docs/algorithms/grpo.md).")
-    p.add_argument("--updates", type=int, default=200, help="GRPO updates (batches of n_prompts x group_size "
-                                                            "completions) (default: 200)")
-    p.add_argument("--warm-start-steps", type=int, default=200, help="Adam steps of the supervised warm start; 0: "
-                                                                    "none (default: 200)")
-    p.add_argument("--warm-start-examples", type=int, default=2000, help="correct training examples of the warm "
-                                                                         "start (default: 2000)")
-    p.add_argument("--eval-prompts", type=int, default=0, help="held-out prompts to score before and after; 0: all "
-                                                               "(default: 0)")
+        if algos is None or name in algos:
+            config_names[name] = add_config_arguments(p, _algorithms()[name].config_class)
+    p = algo_sub.add_parser(
+        "grpo",
+        help="GRPO on a toy text task (a small transformer, a verifiable reward)",
+        description="Supervised warm start, GRPO, held-out accuracy before and after; writes "
+        "RUN_DIR/model and RUN_DIR/metrics.csv (docs/algorithms/grpo.md).",
+    )
+    p.add_argument(
+        "--updates",
+        type=int,
+        default=200,
+        help="GRPO updates (batches of n_prompts x group_size completions) (default: 200)",
+    )
+    p.add_argument(
+        "--warm-start-steps",
+        type=int,
+        default=200,
+        help="Adam steps of the supervised warm start; 0: none (default: 200)",
+    )
+    p.add_argument(
+        "--warm-start-examples",
+        type=int,
+        default=2000,
+        help="correct training examples of the warm start (default: 2000)",
+    )
+    p.add_argument(
+        "--eval-prompts", type=int, default=0, help="held-out prompts to score before and after; 0: all (default: 0)"
+    )
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/grpo-TASK-sSEED-TIME)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
-    config_names["grpo"] = add_config_arguments(p, GRPOConfig)
+    if algos is None or "grpo" in algos:
+        from lucidrl.algos.grpo import GRPOConfig
+
+        config_names["grpo"] = add_config_arguments(p, GRPOConfig)
 
     ev = sub.add_parser("eval", help="evaluate a saved model", description="Evaluate a saved model or run directory.")
     ev.add_argument("run_dir", help="a run directory, a checkpoint directory or a checkpoint .zip")
@@ -531,82 +679,147 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 per episode)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     ev.add_argument("--video", default=None, metavar="PATH.gif", help="also record one episode as an animated GIF")
-    ev.add_argument("--prompts", type=int, default=0, help="GRPO models: held-out prompts to score; 0: all (default: 0)")
+    ev.add_argument(
+        "--prompts", type=int, default=0, help="GRPO models: held-out prompts to score; 0: all (default: 0)"
+    )
 
     pl = sub.add_parser("plot", help="plot learning curves", description="Plot learning curves of run directories.")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("-o", "--output", default=None, help="PNG path (default: RUN_DIR/learning_curve.png for one run)")
     pl.add_argument("--metric", default="rollout/episode_return", help="a column of metrics.csv")
 
-    cp = sub.add_parser("compare", help="train algorithms over seeds and compare them",
-                        description="Train every (algorithm, seed) pair on one env, in parallel processes (or Ray "
-                                    "tasks, --backend ray), then write learning_curves.png, final_returns.png and "
-                                    "results.md (mean, std, IQM with a 95%% bootstrap CI, wall time). Finished runs "
-                                    "in OUT are reused.")
+    cp = sub.add_parser(
+        "compare",
+        help="train algorithms over seeds and compare them",
+        description="Train every (algorithm, seed) pair on one env, in parallel processes (or Ray "
+        "tasks, --backend ray), then write learning_curves.png, final_returns.png and "
+        "results.md (mean, std, IQM with a 95%% bootstrap CI, wall time). Finished runs "
+        "in OUT are reused.",
+    )
     cp.add_argument("algos", nargs="+", metavar="ALGO", help="algorithms, e.g. ppo a2c trpo")
     cp.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
-    cp.add_argument("--seeds", type=int, nargs="+", default=[3],
-                    help="a number of seeds (0..N-1; default 3) or, with several values, the seeds themselves")
+    cp.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[3],
+        help="a number of seeds (0..N-1; default 3) or, with several values, the seeds themselves",
+    )
     cp.add_argument("--timesteps", type=int, default=100_000, help="env steps per run (default: 100000)")
     cp.add_argument("--out", default=None, help="output directory (default: compare-ENV)")
-    cp.add_argument("--jobs", type=int, default=None,
-                    help="runs at a time (default: the number of CPU cores; with --backend ray, as many as the "
-                         "cluster's CPUs allow)")
+    cp.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs at a time (default: the number of CPU cores; with --backend ray, as many as the "
+        "cluster's CPUs allow)",
+    )
     cp.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per run")
     cp.add_argument("--force", action="store_true", help="retrain runs that are already finished in OUT")
-    cp.add_argument("--metrics", nargs="+", default=[], metavar="METRIC",
-                    help="other logged metrics to plot over training, one PNG each (e.g. diag/approx_kl)")
-    cp.add_argument("--backend", choices=["local", "ray"], default="local",
-                    help="local: processes on this machine (default); ray: one Ray task per run, on a local Ray "
-                         "instance started here or on the cluster at --address (same outputs; docs/scale.md)")
-    cp.add_argument("--address", default=None,
-                    help="with --backend ray: a running cluster's address (auto, HOST:6379 or ray://HOST:10001); "
-                         "default: start a local Ray instance")
-    cp.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
-                    help="with --backend ray: CPUs Ray reserves for each run (default: 1)")
+    cp.add_argument(
+        "--metrics",
+        nargs="+",
+        default=[],
+        metavar="METRIC",
+        help="other logged metrics to plot over training, one PNG each (e.g. diag/approx_kl)",
+    )
+    cp.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: processes on this machine (default); ray: one Ray task per run, on a local Ray "
+        "instance started here or on the cluster at --address (same outputs; docs/scale.md)",
+    )
+    cp.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: a running cluster's address (auto, HOST:6379 or ray://HOST:10001); "
+        "default: start a local Ray instance",
+    )
+    cp.add_argument(
+        "--cpus-per-run",
+        type=float,
+        default=None,
+        metavar="N",
+        help="with --backend ray: CPUs Ray reserves for each run (default: 1)",
+    )
 
-    tu = sub.add_parser("tune", help="tune hyperparameters (Ray Tune, Optuna TPE, ASHA)",
-                        description="Tune an algorithm's hyperparameters on one env: Optuna's TPE sampler proposes "
-                                    "trials from lucidrl/presets/search_spaces.yaml, Ray Tune runs them (one CPU "
-                                    "each) and ASHA stops those whose evaluation return falls behind. Tune needs "
-                                    "Ray either way: --backend local starts a local Ray instance, --backend ray "
-                                    "joins a cluster. Writes OUT/best_preset.yaml (paste it into the presets), "
-                                    "OUT/results.md, OUT/returns.png and Tune's own OUT/tune/.")
+    tu = sub.add_parser(
+        "tune",
+        help="tune hyperparameters (Ray Tune, Optuna TPE, ASHA)",
+        description="Tune an algorithm's hyperparameters on one env: Optuna's TPE sampler proposes "
+        "trials from lucidrl/presets/search_spaces.yaml, Ray Tune runs them (one CPU "
+        "each) and ASHA stops those whose evaluation return falls behind. Tune needs "
+        "Ray either way: --backend local starts a local Ray instance, --backend ray "
+        "joins a cluster. Writes OUT/best_preset.yaml (paste it into the presets), "
+        "OUT/results.md, OUT/returns.png and Tune's own OUT/tune/.",
+    )
     tu.add_argument("algo", nargs="?", metavar="ALGO", help="algorithm with a search space: ppo, a2c, trpo, dqn, vpg")
     tu.add_argument("--env", default=None, help="Gymnasium env id, e.g. CartPole-v1")
     tu.add_argument("--trials", type=int, default=None, help="number of trials (each one sampled configuration)")
     tu.add_argument("--timesteps", type=int, default=None, help="env steps per trial (unless ASHA stops it earlier)")
-    tu.add_argument("--backend", choices=["local", "ray"], default="local",
-                    help="local: a Ray instance on this machine, started and shut down here (default); "
-                         "ray: join the Ray cluster at --address")
-    tu.add_argument("--address", default=None, help="with --backend ray: the cluster's address (auto, HOST:6379 or "
-                         "ray://HOST:10001); without it a local Ray instance is started")
+    tu.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: a Ray instance on this machine, started and shut down here (default); "
+        "ray: join the Ray cluster at --address",
+    )
+    tu.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster's address (auto, HOST:6379 or "
+        "ray://HOST:10001); without it a local Ray instance is started",
+    )
     tu.add_argument("--out", default=None, help="output directory (default: tune-ALGO-ENV)")
-    tu.add_argument("--resume", default=None, metavar="DIR",
-                    help="finish the interrupted sweep in DIR (its settings are read from DIR/tune.json)")
-    tu.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default: 0)")
-    tu.add_argument("--evals", type=int, default=4,
-                    help="evaluations per trial, every TIMESTEPS/EVALS steps; ASHA's rungs, where it may stop a "
-                         "trial, are at TIMESTEPS/EVALS steps and its doublings (default: 4)")
-    tu.add_argument("--eval-episodes", type=int, default=5,
-                    help="deterministic episodes per evaluation (default: 5)")
+    tu.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="finish the interrupted sweep in DIR (its settings are read from DIR/tune.json)",
+    )
+    tu.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default: 0)"
+    )
+    tu.add_argument(
+        "--evals",
+        type=int,
+        default=4,
+        help="evaluations per trial, every TIMESTEPS/EVALS steps; ASHA's rungs, where it may stop a "
+        "trial, are at TIMESTEPS/EVALS steps and its doublings (default: 4)",
+    )
+    tu.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation (default: 5)")
     tu.add_argument("--verbose", type=int, default=1, help="0 silent, 1 a line per trial (default), 2 Tune's logs too")
 
-    im = sub.add_parser("import-sb3", help="convert a Stable-Baselines3 model (.zip) into a lucidrl checkpoint",
-                        description="Convert a Stable-Baselines3 / sb3-contrib .zip (PPO, A2C, DQN, TRPO; MLP or CNN "
-                                    "policy) into a lucidrl checkpoint, without unpickling anything (see "
-                                    "lucidrl.from_sb3). Prints what was carried over and what was not.")
+    im = sub.add_parser(
+        "import-sb3",
+        help="convert a Stable-Baselines3 model (.zip) into a lucidrl checkpoint",
+        description="Convert a Stable-Baselines3 / sb3-contrib .zip (PPO, A2C, DQN, TRPO; MLP or CNN "
+        "policy) into a lucidrl checkpoint, without unpickling anything (see "
+        "lucidrl.from_sb3). Prints what was carried over and what was not.",
+    )
     im.add_argument("path", metavar="PATH", help="the SB3 model's .zip")
     im.add_argument("out", metavar="OUT", help="where to save: a directory, or one file for a name ending in .zip")
-    im.add_argument("--env", default=None, help="env id the model was trained on (SB3 does not store it; needed for "
-                                                "`lucidrl eval` later, and for the spaces when the zip lacks them)")
-    im.add_argument("--algo", default=None, choices=["ppo", "a2c", "dqn", "trpo"],
-                    help="the SB3 algorithm (default: read from the zip)")
+    im.add_argument(
+        "--env",
+        default=None,
+        help="env id the model was trained on (SB3 does not store it; needed for "
+        "`lucidrl eval` later, and for the spaces when the zip lacks them)",
+    )
+    im.add_argument(
+        "--algo",
+        default=None,
+        choices=["ppo", "a2c", "dqn", "trpo"],
+        help="the SB3 algorithm (default: read from the zip)",
+    )
 
-    pr = sub.add_parser("presets", help="list the tuned presets",
-                        description="List the presets: algorithm, name (an env id, a pattern such as ALE/*, or "
-                                    "zoo/<env id> for a zoo entry that one of lucidrl's own presets shadows), budget, "
-                                    "source, and what of the zoo's entry lucidrl does not honour.")
+    pr = sub.add_parser(
+        "presets",
+        help="list the tuned presets",
+        description="List the presets: algorithm, name (an env id, a pattern such as ALE/*, or "
+        "zoo/<env id> for a zoo entry that one of lucidrl's own presets shadows), budget, "
+        "source, and what of the zoo's entry lucidrl does not honour.",
+    )
     pr.add_argument("algo", nargs="?", help="only this algorithm's presets (default: all)")
     pr.add_argument("--env", default=None, help="only the preset this env id gets, with its hyperparameters")
     return parser, config_names
@@ -615,7 +828,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, list[str]]]:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns its exit code: 0, 2 for a LucidRLError or a usage error (one line on stderr,
     no traceback), 130 when interrupted. ``--help`` and ``--version`` exit as argparse does (SystemExit(0))."""
-    parser, config_names = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    selected = _selected_algorithm(argv)
+    parser, config_names = build_parser([selected] if selected else [])
     try:
         args = parser.parse_args(argv)
         if args.command == "train" and args.algo == "grpo":

@@ -36,9 +36,10 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,9 +68,16 @@ class Job:
 
     def spec(self) -> dict[str, Any]:
         """What must match for a finished run directory to be reused."""
-        return {"algo": self.algo, "env_id": self.env_id, "seed": self.seed, "timesteps": self.timesteps,
-                "eval_episodes": self.eval_episodes, "overrides": dict(self.overrides), "label": self.name,
-                "wrapper": self.wrapper}
+        return {
+            "algo": self.algo,
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "timesteps": self.timesteps,
+            "eval_episodes": self.eval_episodes,
+            "overrides": dict(self.overrides),
+            "label": self.name,
+            "wrapper": self.wrapper,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,10 @@ def load_wrapper(path: str):
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
-        raise ConfigError(f"cannot import the env wrapper {path!r} ({e}); it must be importable by the worker "
-                          "processes (an installed module, or a file in the directory of the script you run)") from None
+        raise ConfigError(
+            f"cannot import the env wrapper {path!r} ({e}); it must be importable by the worker "
+            "processes (an installed module, or a file in the directory of the script you run)"
+        ) from None
     if not callable(fn):
         raise ConfigError(f"the env wrapper {path!r} is not callable")
     return fn
@@ -120,12 +130,19 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.wrapper:  # a factory of the wrapped env; the preset is still the one of the env id underneath
         env = functools.partial(wrapped_env, job.env_id, job.wrapper)
         preset = preset_for_env(job.algo, job.env_id) or False
-    model = ALGORITHMS[job.algo](env, preset=preset, seed=job.seed, run_dir=job.run_dir, verbose=0,
-                                 **dict(job.overrides))
+    model = ALGORITHMS[job.algo](
+        env, preset=preset, seed=job.seed, run_dir=job.run_dir, verbose=0, **dict(job.overrides)
+    )
     model.learn(job.timesteps)
     mean, std = lucidrl.evaluate(model, env=env, n_episodes=job.eval_episodes, deterministic=True)
-    result = {**job.spec(), "eval_mean": mean, "eval_std": std, "train_s": model.last_training_seconds,
-              "num_timesteps": model.num_timesteps, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    result = {
+        **job.spec(),
+        "eval_mean": mean,
+        "eval_std": std,
+        "train_s": model.last_training_seconds,
+        "num_timesteps": model.num_timesteps,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     (Path(job.run_dir) / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -145,9 +162,16 @@ def _log_result(log, job: Job, r: dict[str, Any]) -> None:
     log(f"  {job.name} seed {job.seed}: eval {r['eval_mean']:.1f} +/- {r['eval_std']:.1f}, {r['train_s']:.1f} s")
 
 
-def run_all(jobs: Sequence[Job], n_jobs: int | None, force: bool = False, log=print, backend: str = "local",
-            address: str | None = None, cpus_per_run: float = 1, out: str | os.PathLike | None = None
-            ) -> list[dict[str, Any]]:
+def run_all(
+    jobs: Sequence[Job],
+    n_jobs: int | None,
+    force: bool = False,
+    log=print,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float = 1,
+    out: str | os.PathLike | None = None,
+) -> list[dict[str, Any]]:
     """Run the jobs (reusing finished run directories unless ``force``), ``n_jobs`` at a time.
 
     ``backend="local"``: ``n_jobs`` processes on this machine (default: one per CPU core);
@@ -162,10 +186,10 @@ def run_all(jobs: Sequence[Job], n_jobs: int | None, force: bool = False, log=pr
     results: dict[Job, dict[str, Any]] = {}
     todo = []
     for job in jobs:
-        done = None if force else _finished(job)
-        if done is not None:
-            log(f"  reusing {job.run_dir} (eval {done['eval_mean']:.1f})")
-            results[job] = done
+        finished = None if force else _finished(job)
+        if finished is not None:
+            log(f"  reusing {job.run_dir} (eval {finished['eval_mean']:.1f})")
+            results[job] = finished
         else:
             todo.append(job)
     if todo and backend == "ray":
@@ -175,9 +199,17 @@ def run_all(jobs: Sequence[Job], n_jobs: int | None, force: bool = False, log=pr
             results[job] = r
             _log_result(log, job, r)
 
-        run_on_ray(run_job, todo, out or Path(todo[0].run_dir).parent.parent, done,
-                   name=lambda job: f"{job.name} seed {job.seed}", address=address, cpus_per_run=cpus_per_run,
-                   max_in_flight=n_jobs, log=log)
+        run_on_ray(
+            run_job,
+            todo,
+            out or Path(todo[0].run_dir).parent.parent,
+            done,
+            name=lambda job: f"{job.name} seed {job.seed}",
+            address=address,
+            cpus_per_run=cpus_per_run,
+            max_in_flight=n_jobs,
+            log=log,
+        )
     elif todo:
         n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(todo)))
         log(f"training {len(todo)} runs, {n_jobs} at a time")
@@ -197,8 +229,9 @@ def run_all(jobs: Sequence[Job], n_jobs: int | None, force: bool = False, log=pr
 
 
 # --------------------------------------------------------------------------- report
-def curve_band(run_dirs: Sequence[str | os.PathLike], n_points: int = 100, confidence: float = 0.95,
-               metric: str = METRIC):
+def curve_band(
+    run_dirs: Sequence[str | os.PathLike], n_points: int = 100, confidence: float = 0.95, metric: str = METRIC
+):
     """(steps, mean, low, high) of the runs' learning curves (``metric``) on a common grid of env steps.
 
     Each run's curve is linearly interpolated onto ``n_points`` steps between the latest first
@@ -232,8 +265,15 @@ def group_runs(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, An
     return groups
 
 
-def plot_curves(groups: dict[str, list[dict[str, Any]]], path: Path, metric: str = METRIC, title: str = "",
-                ylabel: str | None = None, reference: tuple[float, str] | None = None, log_y: bool = False) -> Path:
+def plot_curves(
+    groups: dict[str, list[dict[str, Any]]],
+    path: Path,
+    metric: str = METRIC,
+    title: str = "",
+    ylabel: str | None = None,
+    reference: tuple[float, str] | None = None,
+    log_y: bool = False,
+) -> Path:
     """One PNG: per group, the mean over its runs of ``metric`` against env steps with a 95% bootstrap band.
 
     ``reference``: (value, label) of a horizontal line to draw (e.g. the best possible value);
@@ -251,8 +291,10 @@ def plot_curves(groups: dict[str, list[dict[str, Any]]], path: Path, metric: str
         except LucidRLError:  # this algorithm does not log the metric: left out of this figure
             continue
     if not bands:
-        raise LucidRLError(f"no run logged {metric!r}; the metrics an algorithm logs are the columns of a run's "
-                           "metrics.csv (e.g. diag/approx_kl for ppo, diag/q_mean for dqn)")
+        raise LucidRLError(
+            f"no run logged {metric!r}; the metrics an algorithm logs are the columns of a run's "
+            "metrics.csv (e.g. diag/approx_kl for ppo, diag/q_mean for dqn)"
+        )
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for i, (name, runs) in enumerate(groups.items()):
         if name not in bands:
@@ -270,8 +312,9 @@ def plot_curves(groups: dict[str, list[dict[str, Any]]], path: Path, metric: str
     return finish_figure(fig, ax, path, title)
 
 
-def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], timesteps: int,
-                 metrics: Sequence[str] = ()) -> dict[str, Path]:
+def write_report(
+    out: Path, env_id: str, results: Sequence[dict[str, Any]], timesteps: int, metrics: Sequence[str] = ()
+) -> dict[str, Path]:
     """The two PNGs, the markdown table and ``results.json`` from the finished runs; returns their paths.
 
     ``metrics``: other logged metrics (e.g. ``diag/approx_kl``) to plot like the learning curves, one
@@ -286,11 +329,18 @@ def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], time
     algos = list(by_algo)  # algorithms, or the variants' labels
     column = "algorithm" if all(_label(r) == r["algo"] for r in results) else "variant"
     colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algos)}
-    paths = {"learning_curves": plot_curves(by_algo, out / "learning_curves.png",
-                                            title=f"{env_id}: mean over seeds, 95% bootstrap band")}
+    paths = {
+        "learning_curves": plot_curves(
+            by_algo, out / "learning_curves.png", title=f"{env_id}: mean over seeds, 95% bootstrap band"
+        )
+    }
     for m in metrics:
-        paths[m] = plot_curves(by_algo, out / f"curves_{_dir_name(m)}.png", metric=m,
-                               title=f"{env_id}: {m}, mean over seeds, 95% bootstrap band")
+        paths[m] = plot_curves(
+            by_algo,
+            out / f"curves_{_dir_name(m)}.png",
+            metric=m,
+            title=f"{env_id}: {m}, mean over seeds, 95% bootstrap band",
+        )
 
     summaries = {a: summarize([r["eval_mean"] for r in by_algo[a]]) for a in algos}
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(algos) + 1.5), 4.2), dpi=120)
@@ -300,8 +350,15 @@ def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], time
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(scores)), scores, color=colors[a], alpha=0.7, s=22)
         s = summaries[a]
         if s.n >= 2:
-            ax.errorbar(i + 0.3, s.iqm, yerr=[[s.iqm - s.iqm_low], [s.iqm_high - s.iqm]], fmt="D", color="black",
-                        capsize=4, markersize=5)
+            ax.errorbar(
+                i + 0.3,
+                s.iqm,
+                yerr=[[s.iqm - s.iqm_low], [s.iqm_high - s.iqm]],
+                fmt="D",
+                color="black",
+                capsize=4,
+                markersize=5,
+            )
         else:
             ax.plot(i + 0.3, s.iqm, "D", color="black", markersize=5)
     ax.set_xticks(range(len(algos)), algos)
@@ -313,34 +370,57 @@ def write_report(out: Path, env_id: str, results: Sequence[dict[str, Any]], time
     fig.savefig(final_png)
     plt.close(fig)
 
-    lines = [f"# {env_id}: {', '.join(algos)}", "",
-             f"{timesteps} env steps per run; final return = mean of "
-             f"{results[0]['eval_episodes']} deterministic evaluation episodes after training; "
-             "statistics over seeds (IQM and its 95% percentile-bootstrap CI after Agarwal et al. 2021); "
-             "wall time = training only, one torch thread per run.", "",
-             f"| {column} | seeds | mean | std | IQM | IQM 95% CI | median wall time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {env_id}: {', '.join(algos)}",
+        "",
+        f"{timesteps} env steps per run; final return = mean of "
+        f"{results[0]['eval_episodes']} deterministic evaluation episodes after training; "
+        "statistics over seeds (IQM and its 95% percentile-bootstrap CI after Agarwal et al. 2021); "
+        "wall time = training only, one torch thread per run.",
+        "",
+        f"| {column} | seeds | mean | std | IQM | IQM 95% CI | median wall time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for a in algos:
         s = summaries[a]
         ci = f"[{s.iqm_low:.1f}, {s.iqm_high:.1f}]" if s.n >= 2 else "n/a (1 seed)"
         wall = statistics.median(r["train_s"] for r in by_algo[a])
         lines.append(f"| {a} | {s.n} | {s.mean:.1f} | {s.std:.1f} | {s.iqm:.1f} | {ci} | {wall:.1f} |")
-    lines += ["", "Per seed:", "", f"| {column} | seed | final return | wall time (s) | run directory |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Per seed:",
+        "",
+        f"| {column} | seed | final return | wall time (s) | run directory |",
+        "|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {_label(r)} | {r['seed']} | {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['train_s']:.1f} "
-                     f"| {Path(r['run_dir']).name} |")
+        lines.append(
+            f"| {_label(r)} | {r['seed']} | {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['train_s']:.1f} "
+            f"| {Path(r['run_dir']).name} |"
+        )
     table = out / "results.md"
     table.write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps([{**r, "run_dir": _relative(r["run_dir"], out)} for r in results],
-                                                 indent=1))
+    (out / "results.json").write_text(
+        json.dumps([{**r, "run_dir": _relative(r["run_dir"], out)} for r in results], indent=1)
+    )
     return {**paths, "final_returns": final_png, "table": table, "results": out / "results.json"}
 
 
-def compare(algos: Sequence[str], env_id: str, seeds: int | Sequence[int] = 3, timesteps: int = 100_000,
-            out: str | os.PathLike | None = None, n_jobs: int | None = None, eval_episodes: int = 10,
-            force: bool = False, log=print, metrics: Sequence[str] = (), backend: str = "local",
-            address: str | None = None, cpus_per_run: float = 1) -> dict[str, Path]:
+def compare(
+    algos: Sequence[str],
+    env_id: str,
+    seeds: int | Sequence[int] = 3,
+    timesteps: int = 100_000,
+    out: str | os.PathLike | None = None,
+    n_jobs: int | None = None,
+    eval_episodes: int = 10,
+    force: bool = False,
+    log=print,
+    metrics: Sequence[str] = (),
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float = 1,
+) -> dict[str, Path]:
     """Train every (algorithm, seed) pair on ``env_id`` and write the comparison to ``out``.
 
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves; ``metrics``: other logged metrics to
@@ -351,15 +431,38 @@ def compare(algos: Sequence[str], env_id: str, seeds: int | Sequence[int] = 3, t
     """
     if not algos:
         raise ConfigError("compare needs at least one algorithm, e.g. ppo a2c trpo")
-    return compare_variants([Variant(a, a) for a in dict.fromkeys(algos)], env_id, seeds, timesteps, out, n_jobs,
-                            eval_episodes, force, log, metrics, backend, address, cpus_per_run)
+    return compare_variants(
+        [Variant(a, a) for a in dict.fromkeys(algos)],
+        env_id,
+        seeds,
+        timesteps,
+        out,
+        n_jobs,
+        eval_episodes,
+        force,
+        log,
+        metrics,
+        backend,
+        address,
+        cpus_per_run,
+    )
 
 
-def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequence[int] = 3,
-                     timesteps: int = 100_000, out: str | os.PathLike | None = None, n_jobs: int | None = None,
-                     eval_episodes: int = 10, force: bool = False, log=print,
-                     metrics: Sequence[str] = (), backend: str = "local", address: str | None = None,
-                     cpus_per_run: float = 1) -> dict[str, Path]:
+def compare_variants(
+    variants: Sequence[Variant],
+    env_id: str,
+    seeds: int | Sequence[int] = 3,
+    timesteps: int = 100_000,
+    out: str | os.PathLike | None = None,
+    n_jobs: int | None = None,
+    eval_episodes: int = 10,
+    force: bool = False,
+    log=print,
+    metrics: Sequence[str] = (),
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: float = 1,
+) -> dict[str, Path]:
     """``compare`` for variants: every (variant, seed) pair trained on ``env_id``, reported under the labels.
 
     Each variant starts from its algorithm's preset for ``env_id`` (as ``compare`` does) with its
@@ -373,15 +476,18 @@ def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequ
     known = set(ALGORITHMS)
     unknown = [v.algo for v in variants if v.algo not in known]
     if unknown or not variants:
-        raise ConfigError(f"unknown algorithm(s) {', '.join(unknown) or '(none given)'}; choose from "
-                          f"{', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown algorithm(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(sorted(known))}"
+        )
     labels = [v.label for v in variants]
     if len(set(labels)) != len(labels) or not all(labels):
         raise ConfigError(f"every variant needs its own non-empty label, got {labels}")
     dirs = [_dir_name(label) for label in labels]
     if len(set(dirs)) != len(dirs):
-        raise ConfigError(f"the labels {labels} give the same run directory names {dirs} (only ASCII letters, digits, "
-                          "'.' and '-' are kept); make them differ in those characters")
+        raise ConfigError(
+            f"the labels {labels} give the same run directory names {dirs} (only ASCII letters, digits, "
+            "'.' and '-' are kept); make them differ in those characters"
+        )
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare needs at least one seed")
@@ -399,11 +505,24 @@ def compare_variants(variants: Sequence[Variant], env_id: str, seeds: int | Sequ
             load_wrapper(v.wrapper)
     out = Path(out or f"compare-{env_id.split('/')[-1]}")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(v.algo, env_id, s, int(timesteps), str(out / "runs" / f"{_dir_name(v.label)}-s{s}"), eval_episodes,
-                tuple(sorted((v.overrides or {}).items())), "" if v.label == v.algo else v.label, v.wrapper)
-            for v in variants for s in seed_list]
-    results = run_all(jobs, n_jobs, force=force, log=log, backend=backend, address=address,
-                      cpus_per_run=cpus_per_run, out=out)
+    jobs = [
+        Job(
+            v.algo,
+            env_id,
+            s,
+            int(timesteps),
+            str(out / "runs" / f"{_dir_name(v.label)}-s{s}"),
+            eval_episodes,
+            tuple(sorted((v.overrides or {}).items())),
+            "" if v.label == v.algo else v.label,
+            v.wrapper,
+        )
+        for v in variants
+        for s in seed_list
+    ]
+    results = run_all(
+        jobs, n_jobs, force=force, log=log, backend=backend, address=address, cpus_per_run=cpus_per_run, out=out
+    )
     return write_report(out, env_id, results, int(timesteps), metrics)
 
 

@@ -27,8 +27,9 @@ import re
 import textwrap
 import types
 import typing
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 import yaml
@@ -38,7 +39,7 @@ from lucidrl.errors import ConfigError
 Schedule = Callable[[float], float]
 """A function of the remaining progress (1 -> 0) returning the value to use now."""
 
-FloatOrSchedule = Union[float, Schedule]
+FloatOrSchedule = float | Schedule
 
 
 # --------------------------------------------------------------------------- schedules
@@ -113,8 +114,10 @@ def schedule_from_json(v: Any, name: str) -> FloatOrSchedule | None:
             )
             return start
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: cannot read the schedule {_short(v)}; write a number such as 3e-4, "
-                          f"'lin_3e-4', or {{'linear': [start, end]}}") from None
+        raise ConfigError(
+            f"{name}: cannot read the schedule {_short(v)}; write a number such as 3e-4, "
+            f"'lin_3e-4', or {{'linear': [start, end]}}"
+        ) from None
     return parse_schedule(v, name)
 
 
@@ -128,8 +131,9 @@ def check(condition: bool, message: str) -> None:
 def check_schedule(x: FloatOrSchedule, name: str, low: float, high: float = float("inf"), low_open=False) -> None:
     """Check a float-or-schedule stays within [low, high] at the start and end of training."""
     if not callable(x) and (not isinstance(x, numbers.Real) or isinstance(x, bool)):
-        raise ConfigError(f"{name} must be a finite number, 'lin_<number>' or a function of the remaining progress, "
-                          f"got {_short(x)}")
+        raise ConfigError(
+            f"{name} must be a finite number, 'lin_<number>' or a function of the remaining progress, got {_short(x)}"
+        )
     for progress in (1.0, 0.0):
         try:
             v = value_at(x, progress)
@@ -145,14 +149,18 @@ def check_ints(config, names, minimum: int = 1) -> None:
     """Check that each named field of ``config`` is an integer (not a bool) >= ``minimum``."""
     for name in names:
         v = getattr(config, name)
-        check(isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
-              f"{name} must be an integer >= {minimum}, got {v!r}")
+        check(
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+            f"{name} must be an integer >= {minimum}, got {v!r}",
+        )
 
 
 def check_network(net_arch, activation: str) -> list[int]:
     """Check the MLP fields every algorithm shares; returns ``net_arch`` as a list."""
-    check(isinstance(net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in net_arch),
-          f"net_arch must be a list of positive layer sizes such as [64, 64], got {net_arch!r}")
+    check(
+        isinstance(net_arch, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in net_arch),
+        f"net_arch must be a list of positive layer sizes such as [64, 64], got {net_arch!r}",
+    )
     check(activation in ("tanh", "relu", "elu"), f"activation must be tanh, relu or elu, got {activation!r}")
     return list(net_arch)
 
@@ -161,8 +169,10 @@ def check_log_std_init(value: float) -> None:
     """Check the Gaussian policy's initial log σ against the bounds the network keeps it in."""
     from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN
 
-    check(LOG_STD_MIN <= value <= LOG_STD_MAX,
-          f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {value}")
+    check(
+        LOG_STD_MIN <= value <= LOG_STD_MAX,
+        f"log_std_init must lie in [{LOG_STD_MIN}, {LOG_STD_MAX}] (the bounds of log σ), got {value}",
+    )
 
 
 def check_normalization(config) -> None:
@@ -171,8 +181,10 @@ def check_normalization(config) -> None:
         check(isinstance(getattr(config, name), bool), f"{name} must be true or false, got {getattr(config, name)!r}")
     for name in ("clip_obs", "clip_reward"):
         v = getattr(config, name)
-        check(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-              f"{name} must be a number > 0 (the bound of the normalised values), got {v!r}")
+        check(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+            f"{name} must be a number > 0 (the bound of the normalised values), got {v!r}",
+        )
 
 
 # --------------------------------------------------------------------------- shared fields
@@ -188,19 +200,35 @@ class RunConfig:
     device: str = "cpu"
     """'cpu', 'cuda' or 'auto'. Small MLP policies are fastest on the CPU."""
     backend: typing.Literal["auto", "reference", "fast"] = "auto"
-    """How the update is computed: 'reference' (the algorithm's file, autograd), 'fast' (lucidrl.fast, the same numbers, written out for CPU speed; an error where it does not apply) or 'auto' (fast where it applies)."""
-    torch_threads: typing.Union[int, str] = "auto"
-    """CPU threads for torch and NumPy's BLAS while learn() runs (restored after): 'auto' (1, or torch's current count for images of 64x64 pixels and more) or a number."""
+    """How the update is computed: 'reference' (the algorithm's file, autograd), 'fast' (lucidrl.fast, the same
+    numbers, written out for CPU speed; an error where it does not apply) or 'auto' (fast where it applies)."""
+    torch_threads: int | str = "auto"
+    """CPU threads for torch and NumPy's BLAS while learn() runs (restored after): 'auto' (1, or torch's current count
+    for images of 64x64 pixels and more) or a number."""
+    compile: bool = False
+    """PPO and A2C: torch.compile the update's loss and, on a GPU, capture the rollout (torch envs), GAE and the update
+    as CUDA graphs (docs/gpu.md)."""
 
     def __post_init__(self):
-        check(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
-              f"seed must be a non-negative integer or None, got {self.seed!r}")
-        check(isinstance(self.device, str) and re.fullmatch(r"auto|(cpu|cuda|mps|xpu)(:\d+)?", self.device) is not None,
-              f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {_short(self.device)}")
+        check(
+            self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),
+            f"seed must be a non-negative integer or None, got {self.seed!r}",
+        )
+        check(
+            isinstance(self.device, str) and re.fullmatch(r"auto|(cpu|cuda|mps|xpu)(:\d+)?", self.device) is not None,
+            f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {_short(self.device)}",
+        )
         check(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        check(self.torch_threads == "auto" or (isinstance(self.torch_threads, int)
-                                               and not isinstance(self.torch_threads, bool) and self.torch_threads >= 1),
-              f"torch_threads must be 'auto' or an integer >= 1, got {self.torch_threads!r}")
+        check(
+            self.torch_threads == "auto"
+            or (
+                isinstance(self.torch_threads, int)
+                and not isinstance(self.torch_threads, bool)
+                and self.torch_threads >= 1
+            ),
+            f"torch_threads must be 'auto' or an integer >= 1, got {self.torch_threads!r}",
+        )
+        check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
 
 
 @dataclasses.dataclass
@@ -208,9 +236,11 @@ class NormalizationConfig(RunConfig):
     """RunConfig plus the observation / reward normalisation fields of the policy-gradient algorithms."""
 
     normalize_obs: bool = False
-    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs; presets: normalize)."""
+    """Deviation: normalise observations by a running mean and std, clipped to ±clip_obs (SB3 VecNormalize's norm_obs;
+    presets: normalize)."""
     normalize_reward: bool = False
-    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's norm_reward)."""
+    """Deviation: divide rewards by the running std of the discounted return, clipped to ±clip_reward (SB3's
+    norm_reward)."""
     clip_obs: float = 10.0
     """Bound of the normalised observations, ±clip_obs (SB3's default 10)."""
     clip_reward: float = 10.0
@@ -226,7 +256,9 @@ class OnPolicyConfig(NormalizationConfig):
     """NormalizationConfig plus where the rollouts are collected: the base of PPO's, A2C's, TRPO's and VPG's configs."""
 
     rollout_workers: int = 0
-    """Ray actors that step the n_envs envs between them, each its share with the current weights, and send back their rollout segments (0: collect in this process). Needs pip install 'lucidrl[ray]' and an env id or picklable callable; see docs/scale.md."""
+    """Ray actors that step the n_envs envs between them, each its share with the current weights, and send back their
+    rollout segments (0: collect in this process). Needs pip install 'lucidrl[ray]' and an env id or picklable
+    callable; see docs/scale.md."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -235,13 +267,19 @@ class OnPolicyConfig(NormalizationConfig):
 
 def check_rollout_workers(config) -> None:
     """``rollout_workers``: an integer from 0 to ``n_envs`` (an uneven split gives the first workers one env more).
-    Whether Ray is installed is checked when the rollouts start (a checkpoint trained with workers loads without Ray)."""
+    Whether Ray is installed is checked when the rollouts start (a checkpoint trained with workers loads
+    without Ray)."""
     k, n_envs = config.rollout_workers, getattr(config, "n_envs", 1)
-    check(isinstance(k, int) and not isinstance(k, bool) and k >= 0,
-          f"rollout_workers must be an integer >= 0 (0: collect in this process), got {_short(k)}")
+    check(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 0,
+        f"rollout_workers must be an integer >= 0 (0: collect in this process), got {_short(k)}",
+    )
     if k and isinstance(n_envs, int) and not isinstance(n_envs, bool) and n_envs >= 1:
-        check(k <= n_envs, f"rollout_workers={k} is more than n_envs={n_envs}: each worker steps at least one env; "
-                           f"lower rollout_workers or raise n_envs")
+        check(
+            k <= n_envs,
+            f"rollout_workers={k} is more than n_envs={n_envs}: each worker steps at least one env; "
+            f"lower rollout_workers or raise n_envs",
+        )
 
 
 # --------------------------------------------------------------------------- dataclass <-> dict
@@ -336,16 +374,19 @@ def check_field_types(cls, values: dict[str, Any]) -> None:
     refused (None turns a field off where it may be None).
     """
     hints = _type_hints(cls)
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                for f in dataclasses.fields(cls)}
+    defaults = {
+        f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        for f in dataclasses.fields(cls)
+    }
     for name, v in values.items():
         hint = hints[name]
         if _fits(hint, v):
             continue
         expected = _expected(hint)
         if is_schedule_field(cls, name):  # what parse_schedule and check_schedule take
-            expected = "a finite number, 'lin_<number>' or a function of the remaining progress" + \
-                       (" or None" if type(None) in typing.get_args(hint) else "")
+            expected = "a finite number, 'lin_<number>' or a function of the remaining progress" + (
+                " or None" if type(None) in typing.get_args(hint) else ""
+            )
         got = f"the string {_short(v)}" if isinstance(v, str) else _short(v)
         example = "" if defaults[name] is None else f"; for example {name}={defaults[name]!r}"
         raise ConfigError(f"{name} must be {expected}, got {got}{example}")
@@ -365,8 +406,7 @@ def config_from_dict(cls, values: dict[str, Any], context: str = "") -> Any:
             close = difflib.get_close_matches(k, names, n=1) if isinstance(k, str) else []
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{cls.__name__} has no hyperparameter {k!r}{context}.{hint} "
-                f"Valid names: {', '.join(names)}"
+                f"{cls.__name__} has no hyperparameter {k!r}{context}.{hint} Valid names: {', '.join(names)}"
             )
         kwargs[k] = schedule_from_json(v, k) if is_schedule_field(cls, k) and not callable(v) else v
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
@@ -403,10 +443,16 @@ def zoo_normalize(values: dict[str, Any], context: str = "") -> dict[str, Any]:
     if isinstance(setting, bool):
         setting = {"norm_obs": setting, "norm_reward": setting}
     if not isinstance(setting, dict):
-        raise ConfigError(f"normalize{context}: expected true, false or a dict such as "
-                          f"{{'norm_obs': True, 'norm_reward': False}}, got {setting!r}")
-    names = {"norm_obs": "normalize_obs", "norm_reward": "normalize_reward", "clip_obs": "clip_obs",
-             "clip_reward": "clip_reward"}
+        raise ConfigError(
+            f"normalize{context}: expected true, false or a dict such as "
+            f"{{'norm_obs': True, 'norm_reward': False}}, got {setting!r}"
+        )
+    names = {
+        "norm_obs": "normalize_obs",
+        "norm_reward": "normalize_reward",
+        "clip_obs": "clip_obs",
+        "clip_reward": "clip_reward",
+    }
     for k, v in setting.items():
         if k == "gamma":
             continue
@@ -416,7 +462,7 @@ def zoo_normalize(values: dict[str, Any], context: str = "") -> dict[str, Any]:
     return values
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(cls) -> dict[str, str]:
     """The docstring written under each dataclass field (``x: int = 1`` then ``\"\"\"help\"\"\"``)."""
     docs: dict[str, str] = {}
@@ -449,7 +495,7 @@ def _read_presets(filename: str) -> dict[str, dict[str, Any]]:
     return yaml.safe_load(text) or {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_presets(algo: str) -> dict[str, dict[str, Any]]:
     """All presets of one algorithm: ``{name: {"source": str, "n_timesteps": int, "hyperparams": {...},
     "not_honoured": [str, ...]}}``.
@@ -485,8 +531,9 @@ def preset_for_env(algo: str, env_id: str) -> str | None:
     return None
 
 
-def resolve_config(algo: str, cls, env_id: str | None, preset: bool | str, overrides: dict[str, Any],
-                   notes: list[str] | None = None):
+def resolve_config(
+    algo: str, cls, env_id: str | None, preset: bool | str, overrides: dict[str, Any], notes: list[str] | None = None
+):
     """Build the config: the preset for ``env_id`` (or the named one), then the user's values on top.
 
     Settings derived from others adapt to the user's values (``adapt_batch_size``); what the preset
@@ -518,8 +565,13 @@ def _whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
-def adapt_batch_size(cls, preset_values: dict[str, Any], overrides: dict[str, Any], values: dict[str, Any],
-                     notes: list[str] | None = None) -> dict[str, Any]:
+def adapt_batch_size(
+    cls,
+    preset_values: dict[str, Any],
+    overrides: dict[str, Any],
+    values: dict[str, Any],
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """``values`` with ``batch_size`` adapted when the user changed ``n_envs`` or ``n_steps`` but not ``batch_size``
     and the rollout (``n_steps * n_envs``) is no longer a whole number of minibatches of it.
 
@@ -529,8 +581,11 @@ def adapt_batch_size(cls, preset_values: dict[str, Any], overrides: dict[str, An
     own conflicting values meet the config's ConfigError); what changed is appended to ``notes``.
     """
     names = {f.name: f for f in dataclasses.fields(cls)}
-    if not {"batch_size", "n_steps", "n_envs"} <= set(names) or "batch_size" in overrides \
-            or not {"n_envs", "n_steps"} & set(overrides):
+    if (
+        not {"batch_size", "n_steps", "n_envs"} <= set(names)
+        or "batch_size" in overrides
+        or not {"n_envs", "n_steps"} & set(overrides)
+    ):
         return values
 
     def get(d, k):
@@ -550,7 +605,9 @@ def adapt_batch_size(cls, preset_values: dict[str, Any], overrides: dict[str, An
         new = max((d for d in range(2, min(batch, rollout) + 1) if rollout % d == 0), default=rollout)
     origin = "the preset's" if "batch_size" in preset_values else "the default"
     if notes is not None:
-        notes.append(f"batch_size {batch} -> {new}: {origin} batch_size does not divide the rollout of your "
-                     f"n_steps * n_envs = {n_steps} * {n_envs} = {rollout}; now {rollout // new} minibatch(es) of "
-                     f"{new} per epoch (it was {per_epoch}). Pass batch_size= to choose another.")
+        notes.append(
+            f"batch_size {batch} -> {new}: {origin} batch_size does not divide the rollout of your "
+            f"n_steps * n_envs = {n_steps} * {n_envs} = {rollout}; now {rollout // new} minibatch(es) of "
+            f"{new} per epoch (it was {per_epoch}). Pass batch_size= to choose another."
+        )
     return {**values, "batch_size": new}

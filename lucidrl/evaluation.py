@@ -9,7 +9,8 @@ returns and lengths. Over a vector env the episodes are spread over the copies a
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,12 +19,21 @@ from lucidrl.envs import autoreset_mode, make_env
 from lucidrl.errors import ConfigError, EnvError
 
 
-def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10, deterministic: bool = True,
-                    render: bool = False, callback: Callable[[dict, dict], None] | None = None,
-                    reward_threshold: float | None = None, return_episode_rewards: bool = False, warn: bool = True):
+def evaluate_policy(
+    model: Any,
+    env: Any,
+    n_eval_episodes: int = 10,
+    deterministic: bool = True,
+    render: bool = False,
+    callback: Callable[[dict, dict], None] | None = None,
+    reward_threshold: float | None = None,
+    return_episode_rewards: bool = False,
+    warn: bool = True,
+):
     """Play ``n_eval_episodes`` episodes with ``model.predict``; ``(mean_reward, std_reward)``, or
     ``(episode_rewards, episode_lengths)`` with ``return_episode_rewards``. ``callback(locals, globals)`` is
-    called after each step; ``reward_threshold``: an AssertionError, as SB3's, when the mean is not above it. ``warn`` is accepted (lucidrl counts the raw rewards itself, no Monitor wrapper needed)."""
+    called after each step; ``reward_threshold``: an AssertionError, as SB3's, when the mean is not above it.
+    ``warn`` is accepted (lucidrl counts the raw rewards itself, no Monitor wrapper needed)."""
     if isinstance(n_eval_episodes, bool) or not isinstance(n_eval_episodes, (int, np.integer)) or n_eval_episodes < 1:
         raise ConfigError(f"n_eval_episodes must be an integer >= 1, got {n_eval_episodes!r}")
     if isinstance(env, gym.vector.VectorEnv):
@@ -43,8 +53,9 @@ def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10, determinist
     return (rewards, lengths) if return_episode_rewards else (mean, std)
 
 
-def single_env_episodes(model, env: gym.Env, n: int, deterministic: bool, render: bool = False, callback=None,
-                        seed: int | None = None) -> tuple[list[float], list[int]]:
+def single_env_episodes(
+    model, env: gym.Env, n: int, deterministic: bool, render: bool = False, callback=None, seed: int | None = None
+) -> tuple[list[float], list[int]]:
     """``n`` full episodes of ``model.predict`` on one env: their returns and lengths. ``seed``: episode i is
     reset with ``seed + i`` (``lucidrl.evaluate``'s repeatable evaluations); None: the env's own stream (SB3's)."""
     rewards, lengths = [], []

@@ -18,13 +18,14 @@ In exact arithmetic it solves an n x n system in at most n steps; TRPO stops far
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 
-def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, max_steps: int,
-                       residual_tol: float = 1e-10) -> tuple[torch.Tensor, dict[str, float]]:
+def conjugate_gradient(
+    matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, max_steps: int, residual_tol: float = 1e-10
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Approximately solve A x = b for a symmetric positive-definite A given as ``matvec(v) = A v``.
 
     Starts from x = 0 and stops after ``max_steps`` products with A, or earlier once the squared
@@ -42,7 +43,7 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
     rr = r.dot(r)
     steps = 0
     if float(rr) >= residual_tol:
-        for steps in range(1, max_steps + 1):
+        for steps in range(1, max_steps + 1):  # noqa: B007  (returned: the products with A taken)
             Ap = matvec(p)
             pAp = p.dot(Ap)
             if not float(pAp) > 0.0:  # not positive-definite along p (or NaN): stop with what we have
@@ -59,11 +60,11 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
     return x, {"residual_norm": float(rr.sqrt()), "steps": steps, "xAx": float(x.dot(b - r))}
 
 
-def flat_grad(output: torch.Tensor, params: Sequence[torch.Tensor], retain_graph: bool | None = None,
-              create_graph: bool = False) -> torch.Tensor:
+def flat_grad(
+    output: torch.Tensor, params: Sequence[torch.Tensor], retain_graph: bool | None = None, create_graph: bool = False
+) -> torch.Tensor:
     """∂output/∂params as one flat vector (parameters that ``output`` does not depend on get zeros)."""
-    grads = torch.autograd.grad(output, params, retain_graph=retain_graph, create_graph=create_graph,
-                                allow_unused=True)
+    grads = torch.autograd.grad(output, params, retain_graph=retain_graph, create_graph=create_graph, allow_unused=True)
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
 
 
@@ -80,5 +81,5 @@ def set_flat_params(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
         raise ValueError(f"set_flat_params: got a vector of {flat.numel()} values for {n} parameters")
     offset = 0
     for p in params:
-        p.copy_(flat[offset:offset + p.numel()].view_as(p))
+        p.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()

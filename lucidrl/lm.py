@@ -27,8 +27,9 @@ class CausalLM(nn.Module):
         self.max_len = max_len
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model, dropout=0.0,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
@@ -44,12 +45,17 @@ class CausalLM(nn.Module):
     def logprobs(self, prompts: torch.Tensor, completions: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """(B, N) log π(o_t | q, o_<t) of each completion token (teacher forcing, one forward pass)."""
         P, N = prompts.shape[1], completions.shape[1]
-        logits = self(torch.cat([prompts, completions[:, :-1]], dim=1))[:, P - 1:P - 1 + N] / temperature
+        logits = self(torch.cat([prompts, completions[:, :-1]], dim=1))[:, P - 1 : P - 1 + N] / temperature
         return torch.log_softmax(logits, dim=-1).gather(-1, completions.unsqueeze(-1)).squeeze(-1)
 
     @torch.no_grad()
-    def sample(self, prompts: torch.Tensor, max_new_tokens: int, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(
+        self,
+        prompts: torch.Tensor,
+        max_new_tokens: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Completions (B, N), their log-probs (B, N) and mask (B, N): 1 up to and including the first
         EOS, 0 after it (those positions hold PAD). ``temperature=0``: greedy (log-probs at temperature 1)."""
         B = prompts.shape[0]
@@ -71,7 +77,7 @@ class CausalLM(nn.Module):
             done = done | (tok == EOS)
             seq = torch.cat([seq, tok.unsqueeze(1)], dim=1)
             if bool(done.all()):
-                mask = mask[:, :t + 1]
+                mask = mask[:, : t + 1]
                 break
         return torch.stack(out, 1), torch.stack(logps, 1) * mask, mask
 
@@ -85,8 +91,15 @@ def answer_batch(task: TextTask, prompts: list[str]) -> torch.Tensor:
     return task.tokenizer.encode_batch([task.answer(p) for p in prompts], eos=True, length=task.max_new_tokens)
 
 
-def supervised_warm_start(policy: CausalLM, task: TextTask, n_examples: int, steps: int, generator: torch.Generator,
-                          batch_size: int = 64, learning_rate: float = 3e-3) -> float:
+def supervised_warm_start(
+    policy: CausalLM,
+    task: TextTask,
+    n_examples: int,
+    steps: int,
+    generator: torch.Generator,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+) -> float:
     """Cross-entropy on ``n_examples`` correct pairs of the training split for ``steps`` Adam steps
     (the "SFT" model RL starts from). Returns the last batch's loss."""
     prompts = task.sample_prompts(n_examples, generator, "train")
@@ -105,8 +118,13 @@ def supervised_warm_start(policy: CausalLM, task: TextTask, n_examples: int, ste
 
 
 @torch.no_grad()
-def accuracy(policy: CausalLM, task: TextTask, prompts: list[str], temperature: float = 0.0,
-             generator: torch.Generator | None = None) -> float:
+def accuracy(
+    policy: CausalLM,
+    task: TextTask,
+    prompts: list[str],
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> float:
     """Fraction of ``prompts`` answered exactly right (greedy decoding by default)."""
     comp, _, _ = policy.sample(task.encode_prompts(prompts), task.max_new_tokens, generator, temperature)
     rewards = [task.reward(p, task.tokenizer.decode(c)) for p, c in zip(prompts, comp)]

@@ -55,8 +55,9 @@ import re
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 STEP_KEY = "time/total_timesteps"
 EPISODE_KEYS = ("rollout/episode_return", "rollout/episode_length")
@@ -73,8 +74,15 @@ _BLOCK = 1 << 16
 
 
 class Logger:
-    def __init__(self, run_dir: str | os.PathLike | None, verbose: int = 1, tensorboard: bool = True,
-                 append: bool = False, resume: dict[str, Any] | None = None, columns: Iterable[str] = ()):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike | None,
+        verbose: int = 1,
+        tensorboard: bool = True,
+        append: bool = False,
+        resume: dict[str, Any] | None = None,
+        columns: Iterable[str] = (),
+    ):
         """``append=True`` keeps the rows of an existing ``metrics.csv`` and appends after them;
         ``resume`` (implies ``append``) is the dict of ``position()`` saved with the checkpoint the
         run resumes from: rows after it are cut off first (module docstring). ``columns``: metric
@@ -139,16 +147,20 @@ class Logger:
         if csv_bytes is not None:
             csv_bytes = max(int(csv_bytes), header_end)  # a position taken before the first row: the header
             if csv_bytes > size:
-                self.info(f"warning: {self.path} has {size} bytes, fewer than the {csv_bytes} the checkpoint "
-                          "recorded; its rows are kept as they are")
+                self.info(
+                    f"warning: {self.path} has {size} bytes, fewer than the {csv_bytes} the checkpoint "
+                    "recorded; its rows are kept as they are"
+                )
                 return size
             if step is None or csv_bytes == header_end:
                 return csv_bytes
             at = _step_of_line_ending_at(self.path, csv_bytes, self.columns, header_end)
             if at is not None and at == float(step):
                 return csv_bytes
-            self.info(f"warning: {self.path} does not hold the checkpoint's row (step {step}) at byte {csv_bytes}; "
-                      f"the rows after step {step} are found from the end of the file")
+            self.info(
+                f"warning: {self.path} does not hold the checkpoint's row (step {step}) at byte {csv_bytes}; "
+                f"the rows after step {step} are found from the end of the file"
+            )
         if step is None:
             return size
         if STEP_KEY not in self.columns:
@@ -178,8 +190,10 @@ class Logger:
 
     def _note_dropped(self, keys: list[str]) -> None:
         self._known.update(keys)
-        self.info(f"{self.path}: its columns are fixed by its header, so {', '.join(map(repr, keys))} "
-                  f"{'goes' if len(keys) == 1 else 'go'} to TensorBoard only")
+        self.info(
+            f"{self.path}: its columns are fixed by its header, so {', '.join(map(repr, keys))} "
+            f"{'goes' if len(keys) == 1 else 'go'} to TensorBoard only"
+        )
 
     def position(self) -> dict[str, Any]:
         """Flush ``metrics.csv`` to disk and return what a checkpoint records to resume exactly here:
@@ -194,8 +208,7 @@ class Logger:
             if self._tb_pending is not None:
                 self._write_tb(self._tb_pending)
             self._tb.flush()
-        return {"csv_bytes": self._csv_bytes if self.run_dir is not None else None,
-                "step": self._last_step}
+        return {"csv_bytes": self._csv_bytes if self.run_dir is not None else None, "step": self._last_step}
 
     # ------------------------------------------------------------------ console
     def info(self, message: str) -> None:
@@ -208,8 +221,15 @@ class Logger:
         if progress_bar and self.verbose >= 1:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stdout,
-                             mininterval=0.5, smoothing=0.1)
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stdout,
+                mininterval=0.5,
+                smoothing=0.1,
+            )
 
     def add_episodes(self, returns: list[float], lengths: list[int]) -> None:
         self.recent_returns.extend(returns)
@@ -251,8 +271,11 @@ class Logger:
 
     def _write_tb(self, row: dict[str, Any]) -> None:
         """One TensorBoard event holding every scalar of the row (one add_scalar per metric costs ~30 us each)."""
-        values = [self._summary_value(tag=k, simple_value=float(v)) for k, v in row.items()
-                  if k != STEP_KEY and isinstance(v, (int, float))]
+        values = [
+            self._summary_value(tag=k, simple_value=float(v))
+            for k, v in row.items()
+            if k != STEP_KEY and isinstance(v, (int, float))
+        ]
         self._tb.file_writer.add_summary(self._summary(value=values), row[STEP_KEY])
         self._tb_pending = None
 
@@ -291,8 +314,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     A last line without its newline (torn by a kill in the middle of a write) is skipped."""
     with open(path, newline="", encoding="utf-8") as f:
         lines = (line for line in f if line.endswith("\n"))
-        return [{k: float(v) for k, v in row.items() if k is not None and v not in ("", None)}
-                for row in csv.DictReader(lines)]
+        return [
+            {k: float(v) for k, v in row.items() if k is not None and v not in ("", None)}
+            for row in csv.DictReader(lines)
+        ]
 
 
 def _last_newline_end(path: Path, start: int, end: int) -> int:
@@ -342,11 +367,11 @@ def _offset_after_step(path: Path, header_end: int, end: int, index: int, step: 
                 f.seek(pos)
                 buf = f.read(n) + buf
                 continue
-            s = _cell(buf[i + 1:], index)
+            s = _cell(buf[i + 1 :], index)
             if s is not None and s <= step:
                 return end
             end -= len(buf) - (i + 1)
-            buf = buf[:i + 1]
+            buf = buf[: i + 1]
     return header_end
 
 
@@ -354,8 +379,11 @@ def _after_existing_events(run_dir: Path) -> None:
     """Wait (under a second, rarely) until the wall clock is past every event file's start second, so a
     new event file's name (``events.out.tfevents.<seconds>.<host>.<pid>.<n>``) sorts after theirs:
     TensorBoard reads a directory's event files in name order, and a purge applies to what it read before."""
-    stamps = [int(m.group(1)) for p in run_dir.glob("events.out.tfevents.*")
-              if (m := re.match(r"events\.out\.tfevents\.(\d+)\.", p.name))]
+    stamps = [
+        int(m.group(1))
+        for p in run_dir.glob("events.out.tfevents.*")
+        if (m := re.match(r"events\.out\.tfevents\.(\d+)\.", p.name))
+    ]
     if stamps:
         wait = max(stamps) + 1 - time.time()
         if 0 < wait <= 1.0:

@@ -20,7 +20,8 @@ against ``torch.distributions``).
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -54,8 +55,14 @@ def linear_layer(in_dim: int, out_dim: int, std: float = math.sqrt(2), ortho: bo
     return layer_init(layer, std) if ortho else layer
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: str = "tanh", out_std: float = 1.0,
-        ortho: bool = True) -> nn.Sequential:
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int | None,
+    activation: str = "tanh",
+    out_std: float = 1.0,
+    ortho: bool = True,
+) -> nn.Sequential:
     """Linear-activation stacks; ``out_dim=None`` ends with the last hidden activation (a trunk)."""
     act = ACTIVATIONS[activation]
     layers: list[nn.Module] = []
@@ -110,7 +117,9 @@ class NatureCNN(nn.Module):
     policies do to their feature extractor); ``False`` keeps PyTorch's default init (SB3's DQN).
     """
 
-    def __init__(self, space: gym.spaces.Box, features_dim: int = 512, ortho: bool = True, algo: str = "this algorithm"):
+    def __init__(
+        self, space: gym.spaces.Box, features_dim: int = 512, ortho: bool = True, algo: str = "this algorithm"
+    ):
         super().__init__()
         shape = tuple(int(s) for s in space.shape)
         self.channels_last = image_channels_last(shape)
@@ -120,13 +129,17 @@ class NatureCNN(nn.Module):
                 f"{algo}: the Nature-DQN CNN needs images of at least 36x36 pixels (its three convolutions "
                 f"shrink 36 to 1); got {h}x{w} from {space}. Resize the frames with "
                 "gymnasium.wrappers.ResizeObservation, or flatten them with gymnasium.wrappers.FlattenObservation "
-                "to use an MLP.")
+                "to use an MLP."
+            )
         self.ndim = 3
         self.scale = 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
         self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, kernel_size=8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
+            nn.Conv2d(c, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         n_flat = self.conv(torch.zeros(1, c, h, w)).shape[1]  # 64 * 7 * 7 = 3136 for 84x84
@@ -164,8 +177,8 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
 
     Discrete: one-hot of the 0-based index (``lucidrl.envs.DiscreteOffsets`` subtracts the space's start where
     observations come in, in ``rollout.VectorStepper`` and ``Algorithm.predict``). Box with at most 2 dimensions:
-    flattened floats. A 3-D Box (an image, channels first or last; uint8 pixels are scaled to [0, 1]): the Nature-DQN CNN
-    (:class:`NatureCNN`), whose 512 features the heads then read; in an ``ActorCritic`` the one
+    flattened floats. A 3-D Box (an image, channels first or last; uint8 pixels are scaled to [0, 1]): the
+    Nature-DQN CNN (:class:`NatureCNN`), whose 512 features the heads then read; in an ``ActorCritic`` the one
     encoder is shared by actor and critic. ``ortho``: orthogonal init of the CNN (see NatureCNN).
     """
     if isinstance(space, gym.spaces.Discrete):
@@ -175,8 +188,13 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
     if is_image_space(space):
         cnn = NatureCNN(space, ortho=ortho, algo=algo)
         return cnn, cnn.features_dim
-    raise space_error(algo, "takes a Discrete observation space, a flat Box (at most 2 dimensions) or an image "
-                            "(a 3-D Box, channels first or last)", space, "observation")
+    raise space_error(
+        algo,
+        "takes a Discrete observation space, a flat Box (at most 2 dimensions) or an image "
+        "(a 3-D Box, channels first or last)",
+        space,
+        "observation",
+    )
 
 
 # --------------------------------------------------------------------------- action heads
@@ -189,13 +207,15 @@ class CategoricalHead:
         self.action_shape: tuple[int, ...] = ()
         self.action_dtype = torch.long
 
-    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
-              device: torch.device | str = "cpu") -> torch.Tensor:
+    def noise(
+        self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """Gumbel noise g = -log(E), E ~ Exp(1), one per action: [*batch_shape, n]."""
         return torch.empty((*batch_shape, self.n), device=device).exponential_(generator=generator).log_().neg_()
 
-    def sample(self, logits: torch.Tensor, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self, logits: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Gumbel-max: argmax(logits + g), g Gumbel noise, is an exact sample of softmax(logits).
 
         ``noise``: g drawn beforehand (``noise()``); a rollout draws all of its noise at once, so the
@@ -242,15 +262,17 @@ class DiagGaussianHead:
 
     def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ), each [..., d]."""
-        return params[..., :self.d], params[..., self.d:]
+        return params[..., : self.d], params[..., self.d :]
 
-    def noise(self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None,
-              device: torch.device | str = "cpu") -> torch.Tensor:
+    def noise(
+        self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """Standard normal ε ~ N(0, I): [*batch_shape, d]."""
         return torch.randn((*batch_shape, self.d), generator=generator, device=device)
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self, params: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """a = μ + σ ε, ε ~ N(0, I) from ``generator`` (or ``noise``, drawn beforehand)."""
         mean, log_std = self.split(params)
         if noise is None:
@@ -340,13 +362,23 @@ def make_head(space: gym.Space, algo: str):
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(int(space.n))
     if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
-        raise space_error(algo, "takes a Box action space of one dimension (a vector of d actions)", space, "action",
-                          f"Its shape is {space.shape}: reshape the actions with a gymnasium.ActionWrapper whose "
-                          "action_space is a flat Box.")
+        raise space_error(
+            algo,
+            "takes a Box action space of one dimension (a vector of d actions)",
+            space,
+            "action",
+            f"Its shape is {space.shape}: reshape the actions with a gymnasium.ActionWrapper whose "
+            "action_space is a flat Box.",
+        )
     if isinstance(space, gym.spaces.Box) and not np.issubdtype(space.dtype, np.floating):
-        raise space_error(algo, "takes a 1-D Box action space of floats (a Gaussian policy samples real numbers)",
-                          space, "action", "Expose a Box of floats with a gymnasium.ActionWrapper that rounds the "
-                          "actions, or a Discrete action space.")
+        raise space_error(
+            algo,
+            "takes a 1-D Box action space of floats (a Gaussian policy samples real numbers)",
+            space,
+            "action",
+            "Expose a Box of floats with a gymnasium.ActionWrapper that rounds the "
+            "actions, or a Discrete action space.",
+        )
     if isinstance(space, gym.spaces.Box):
         return DiagGaussianHead(int(space.shape[0]))
     raise space_error(algo, "takes a Discrete or a 1-D Box action space", space, "action")
@@ -371,9 +403,18 @@ class ActorCritic(nn.Module):
     ``policy_params`` and ``forward``, is concat(μ, log σ), and the actor's parameters include log σ.
     """
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, net_arch: Sequence[int] = (64, 64),
-                 activation: str = "tanh", shared: bool = False, ortho_init: bool = True,
-                 algo: str = "this algorithm", log_std_init: float = 0.0, share_encoder: bool = True):
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        net_arch: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        shared: bool = False,
+        ortho_init: bool = True,
+        algo: str = "this algorithm",
+        log_std_init: float = 0.0,
+        share_encoder: bool = True,
+    ):
         super().__init__()
         self.head = make_head(action_space, algo)
         self.encoder, in_dim = obs_encoder(obs_space, algo, ortho=ortho_init)
@@ -439,8 +480,15 @@ class QNetwork(nn.Module):
     actions to take the max over.
     """
 
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space, net_arch: Sequence[int] = (64, 64),
-                 activation: str = "relu", ortho_init: bool = False, algo: str = "DQN"):
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        net_arch: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        ortho_init: bool = False,
+        algo: str = "DQN",
+    ):
         super().__init__()
         if not isinstance(action_space, gym.spaces.Discrete):
             raise space_error(algo, "needs a Discrete action space (one Q-value per action)", action_space, "action")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from lucidrl.errors import LucidRLError
 from lucidrl.logging import STEP_KEY, read_metrics
@@ -16,16 +16,23 @@ def load_curve(run_dir: str | os.PathLike, metric: str = METRIC) -> tuple[list[f
     """(env steps, metric values) of one run; rows without the metric are skipped."""
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
-        raise LucidRLError(f"{str(run_dir)!r} has no metrics.csv: is it a run directory written by `lucidrl train` "
-                           "or by a model created with run_dir=...?")
+        raise LucidRLError(
+            f"{str(run_dir)!r} has no metrics.csv: is it a run directory written by `lucidrl train` "
+            "or by a model created with run_dir=...?"
+        )
     rows = [r for r in read_metrics(path) if metric in r and STEP_KEY in r]
     if not rows:
         raise LucidRLError(f"{path} has no values of {metric!r}")
     return [r[STEP_KEY] for r in rows], [r[metric] for r in rows]
 
 
-def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, metric: str = METRIC,
-              labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+def plot_runs(
+    run_dirs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    metric: str = METRIC,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """One PNG with the ``metric`` curve of each run against env steps."""
     import matplotlib
 
@@ -38,7 +45,9 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, met
         x, y = load_curve(run_dir, metric)
         ax.plot(x, y, label=label, linewidth=1.6)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(metric.split("/")[-1].replace("_", " ") + (" (mean of last 100 episodes)" if metric == METRIC else ""))
+    ax.set_ylabel(
+        metric.split("/")[-1].replace("_", " ") + (" (mean of last 100 episodes)" if metric == METRIC else "")
+    )
     return finish_figure(fig, ax, out, title or metric, legend=len(labels) > 1 or bool(labels[0]))
 
 

@@ -63,8 +63,14 @@ def available_memory_bytes(device: torch.device) -> int | None:
 class ReplayBuffer:
     """Preallocated ring buffer of transitions with uniform minibatch sampling."""
 
-    def __init__(self, buffer_size: int, observation_space: gym.Space, action_space: gym.Space,
-                 device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ):
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ConfigError(f"buffer_size must be an integer >= 1, got {buffer_size!r}")
         self.capacity = buffer_size
@@ -108,11 +114,16 @@ class ReplayBuffer:
             sl = slice(k - self.capacity, k)
             obs, actions, rewards, next_obs, terminated = (x[sl] for x in (obs, actions, rewards, next_obs, terminated))
             k = self.capacity
-        idx = (torch.arange(k, device=self.device) + self.pos) % self.capacity if self.pos + k > self.capacity \
+        idx = (
+            (torch.arange(k, device=self.device) + self.pos) % self.capacity
+            if self.pos + k > self.capacity
             else slice(self.pos, self.pos + k)
+        )
         self.obs[idx] = obs.to(self.obs_dtype)
         self.next_obs[idx] = torch.as_tensor(next_obs, device=self.device).to(self.obs_dtype)
-        self.actions[idx] = torch.as_tensor(actions, device=self.device).to(self.action_dtype).reshape(k, *self.action_shape)
+        self.actions[idx] = (
+            torch.as_tensor(actions, device=self.device).to(self.action_dtype).reshape(k, *self.action_shape)
+        )
         self.rewards[idx] = torch.as_tensor(rewards, device=self.device, dtype=torch.float32)
         self.terminated[idx] = torch.as_tensor(terminated, device=self.device).to(torch.float32)
         self.pos = (self.pos + k) % self.capacity
@@ -127,31 +138,50 @@ class ReplayBuffer:
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """The transitions at ``idx`` (any shape): each field gets ``idx.shape`` as leading dimensions."""
         flat = idx.reshape(-1)
-        out = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards,
-               "next_obs": self.next_obs, "terminated": self.terminated}
+        out = {
+            "obs": self.obs,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "next_obs": self.next_obs,
+            "terminated": self.terminated,
+        }
         return {k: v.index_select(0, flat).reshape(*idx.shape, *v.shape[1:]) for k, v in out.items()}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The filled part of the ring and its write position, for a checkpoint (``save_replay_buffer``)."""
         n = self.size
-        return {"obs": self.obs[:n], "next_obs": self.next_obs[:n], "actions": self.actions[:n],
-                "rewards": self.rewards[:n], "terminated": self.terminated[:n],
-                "position": torch.tensor([self.pos, self.size], dtype=torch.int64)}
+        return {
+            "obs": self.obs[:n],
+            "next_obs": self.next_obs[:n],
+            "actions": self.actions[:n],
+            "rewards": self.rewards[:n],
+            "terminated": self.terminated[:n],
+            "position": torch.tensor([self.pos, self.size], dtype=torch.int64),
+        }
 
     @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor], buffer_size: int, observation_space: gym.Space,
-                   action_space: gym.Space, device: torch.device | str = "cpu",
-                   generator: torch.Generator | None = None) -> "ReplayBuffer":
+    def from_state(
+        cls,
+        tensors: dict[str, torch.Tensor],
+        buffer_size: int,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> ReplayBuffer:
         """A buffer holding what ``state_tensors`` saved; ValueError when it does not fit these spaces."""
         buffer = cls(buffer_size, observation_space, action_space, device, generator)
         pos, size = (int(v) for v in tensors["position"].tolist())
-        if not (0 <= size <= buffer.capacity and 0 <= pos < buffer.capacity and (size == buffer.capacity or pos == size)):
+        if not (
+            0 <= size <= buffer.capacity and 0 <= pos < buffer.capacity and (size == buffer.capacity or pos == size)
+        ):
             raise ValueError(f"position {pos} / size {size} do not fit a buffer of {buffer.capacity}")
         for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
             dest, src = getattr(buffer, name), tensors[name]
             if tuple(src.shape) != (size, *dest.shape[1:]) or src.dtype != dest.dtype:
-                raise ValueError(f"{name} is {src.dtype} {tuple(src.shape)}, expected {dest.dtype} "
-                                 f"{(size, *dest.shape[1:])}")
+                raise ValueError(
+                    f"{name} is {src.dtype} {tuple(src.shape)}, expected {dest.dtype} {(size, *dest.shape[1:])}"
+                )
             dest[:size] = src.to(dest.device)
         buffer.pos, buffer.size = pos, size
         return buffer
@@ -166,12 +196,17 @@ def check_fits_in_memory(nbytes: int, device: torch.device, buffer_size: int) ->
     free = available_memory_bytes(device)
     if free is None:
         return
-    gib = 1024 ** 3
+    gib = 1024**3
     where = "GPU memory" if device.type == "cuda" else "RAM"
     if nbytes > free:
         raise ConfigError(
             f"the replay buffer (buffer_size={buffer_size}) needs {nbytes / gib:.2f} GiB but only "
-            f"{free / gib:.2f} GiB of {where} is available; lower buffer_size")
+            f"{free / gib:.2f} GiB of {where} is available; lower buffer_size"
+        )
     if nbytes > free / 2:
-        warnings.warn(f"the replay buffer (buffer_size={buffer_size}) will take {nbytes / gib:.2f} GiB, more than "
-                      f"half of the {free / gib:.2f} GiB of {where} available", ResourceWarning, stacklevel=3)
+        warnings.warn(
+            f"the replay buffer (buffer_size={buffer_size}) will take {nbytes / gib:.2f} GiB, more than "
+            f"half of the {free / gib:.2f} GiB of {where} available",
+            ResourceWarning,
+            stacklevel=3,
+        )

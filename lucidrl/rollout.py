@@ -46,9 +46,9 @@ with the same statistics without updating them. Rewards are scaled for ``Rollout
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -56,14 +56,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from lucidrl.envs import DiscreteOffsets, autoreset_mode, episode_scores
-from lucidrl.errors import EnvError
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
+from lucidrl.errors import EnvError
 from lucidrl.networks import ActorCritic
-
 
 # --------------------------------------------------------------------------- one vector-env step
 _NONE: tuple = ()  # what a step without an episode end returns (shared: nothing here is ever mutated)
 _NO_FINALS = MappingProxyType({})
+
 
 @dataclass(slots=True)
 class Transitions:
@@ -75,8 +75,8 @@ class Transitions:
     truncated: np.ndarray
     valid: np.ndarray  # False on NEXT_STEP reset rows: no transition
     final_obs: dict[int, np.ndarray]  # SAME_STEP: the true s_{t+1} of the copies whose episode ended
-    episode_returns: "list[float] | tuple"  # of the episodes that ended on this step
-    episode_lengths: "list[int] | tuple"
+    episode_returns: list[float] | tuple  # of the episodes that ended on this step
+    episode_lengths: list[int] | tuple
 
     def next_obs(self) -> np.ndarray:
         """The true s_{t+1} of every row (the final observation where an episode ended)."""
@@ -140,8 +140,9 @@ class VectorStepper:
             self.on_step(actions, tr, info)
         return tr
 
-    def _check_finite(self, obs: np.ndarray, reward: np.ndarray, field: str = "observation",
-                      env_index: int | None = None) -> None:
+    def _check_finite(
+        self, obs: np.ndarray, reward: np.ndarray, field: str = "observation", env_index: int | None = None
+    ) -> None:
         """EnvError naming the env, the step and the field when an observation or reward is not finite
         (the exact test, after the step's sum was not: a sum of huge finite values can overflow)."""
         for name, values in ((field, obs if self._float_obs else None), ("reward", reward)):
@@ -156,7 +157,8 @@ class VectorStepper:
             f"env {i} returned a non-finite {field} ({row.tolist() if row.size <= 8 else row[~np.isfinite(row)][:4]}) "
             f"at step {self.n_calls} (calls of env.step since the envs were reset); training stopped before it reached "
             "the weights, and checkpoints already saved are kept. Fix the env, or wrap it (e.g. gymnasium.wrappers."
-            "TransformObservation / TransformReward) so that it returns finite numbers.")
+            "TransformObservation / TransformReward) so that it returns finite numbers."
+        )
 
 
 _sum = np.add.reduce
@@ -184,8 +186,13 @@ class Rollout:
         """The batch of an update: ``obs``, ``actions``, ``logprob_old``, ``values_old``, ``params_old``
         and the [T, N, ...] tensors given by name (e.g. ``advantages=...``; ``None`` ones are left
         out), flattened to [T*N, ...] without the NEXT_STEP reset rows (``valid`` False)."""
-        batch = {"obs": self.obs, "actions": self.actions, "logprob_old": self.logprob_old,
-                 "values_old": self.values_old, "params_old": self.params_old}
+        batch = {
+            "obs": self.obs,
+            "actions": self.actions,
+            "logprob_old": self.logprob_old,
+            "values_old": self.values_old,
+            "params_old": self.params_old,
+        }
         batch.update({k: v for k, v in per_step.items() if v is not None})
         if self.valid is None:
             return {k: v.flatten(0, 1) for k, v in batch.items()}
@@ -207,6 +214,7 @@ def rollout_policy(agent: ActorCritic) -> PolicyStep:
     (only the parameters and values, e.g. for the observation after the last step). Made at the
     start of each rollout, while the weights stay fixed.
     """
+
     @torch.no_grad()
     def step(obs: torch.Tensor, noise: torch.Tensor | None):
         params, values = agent(obs)
@@ -218,9 +226,16 @@ def rollout_policy(agent: ActorCritic) -> PolicyStep:
 class RolloutCollector:
     """Steps a vector env with the current policy; carries the last observation between calls."""
 
-    def __init__(self, env: gym.vector.VectorEnv, device: torch.device, seed: int | None = None,
-                 generator: torch.Generator | None = None, obs_normalizer: ObsNormalizer | None = None,
-                 reward_scaler: RewardScaler | None = None, policy: Callable[[ActorCritic], PolicyStep] = rollout_policy):
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        device: torch.device,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        obs_normalizer: ObsNormalizer | None = None,
+        reward_scaler: RewardScaler | None = None,
+        policy: Callable[[ActorCritic], PolicyStep] = rollout_policy,
+    ):
         """``generator``: the torch RNG for sampling actions (the model's own, so runs are reproducible).
         ``obs_normalizer`` / ``reward_scaler``: the model's normalisers (None: off); collecting updates them.
         ``policy``: ``rollout_policy`` or its fast twin (``lucidrl.backends``)."""
@@ -249,7 +264,9 @@ class RolloutCollector:
         T, N = n_steps, self.n_envs
         head, stepper = agent.head, self.stepper
         act = self.policy(agent)
-        noise = head.noise((T, N), self.generator, self.device).unbind(0)  # the whole rollout's, from the model's generator
+        noise = head.noise((T, N), self.generator, self.device).unbind(
+            0
+        )  # the whole rollout's, from the model's generator
         obs_buf = np.empty((T, *self.obs.shape), dtype=self.obs.dtype)
         rew_buf = np.empty((T, N), dtype=np.float32)
         term_buf = np.empty((T, N), dtype=bool)
@@ -272,8 +289,9 @@ class RolloutCollector:
             obs = tr.obs if obs_norm is None else obs_norm.update_and_normalize(tr.obs)
             rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = tr.reward, tr.terminated, tr.truncated, tr.valid
             if rew_scale is not None:  # the scaled reward trains; NEXT_STEP reset rows stay out of the statistics
-                rew_buf[t] = rew_scale.scale(tr.reward, tr.terminated | tr.truncated,
-                                             valid=tr.valid if stepper.next_step else None)
+                rew_buf[t] = rew_scale.scale(
+                    tr.reward, tr.terminated | tr.truncated, valid=tr.valid if stepper.next_step else None
+                )
             ep_returns += tr.episode_returns
             ep_lengths += tr.episode_lengths
             truncated = [i for i in tr.final_obs if tr.truncated[i]] if tr.final_obs else None
@@ -291,15 +309,24 @@ class RolloutCollector:
             next_values[t, torch.as_tensor(idx, device=self.device)] = v
         valid = None if valid_buf.all() else self._tensor(valid_buf)
         return Rollout(
-            obs=self._tensor(obs_buf), actions=act_buf, rewards=self._tensor(rew_buf),
-            terminated=self._tensor(term_buf), truncated=self._tensor(trunc_buf),
-            values_old=val_buf, next_values=next_values,
+            obs=self._tensor(obs_buf),
+            actions=act_buf,
+            rewards=self._tensor(rew_buf),
+            terminated=self._tensor(term_buf),
+            truncated=self._tensor(trunc_buf),
+            values_old=val_buf,
+            next_values=next_values,
             logprob_old=head.log_prob(params_buf, act_buf),  # one batched op instead of one per step
-            params_old=params_buf, valid=valid, episode_returns=ep_returns, episode_lengths=ep_lengths)
+            params_old=params_buf,
+            valid=valid,
+            episode_returns=ep_returns,
+            episode_lengths=ep_lengths,
+        )
 
 
-def minibatches(batch: dict[str, torch.Tensor], batch_size: int, n_epochs: int,
-                generator: torch.Generator | None = None):
+def minibatches(
+    batch: dict[str, torch.Tensor], batch_size: int, n_epochs: int, generator: torch.Generator | None = None
+):
     """Yield (epoch, minibatch) for ``n_epochs`` passes over ``batch`` in random minibatches of ``batch_size``
     (a new order each epoch). A batch of at most ``batch_size`` samples is one minibatch, used as it is."""
     n = next(iter(batch.values())).shape[0]
@@ -309,4 +336,4 @@ def minibatches(batch: dict[str, torch.Tensor], batch_size: int, n_epochs: int,
             continue
         order = torch.randperm(n, device=next(iter(batch.values())).device, generator=generator)
         for start in range(0, n, batch_size):
-            yield epoch, {k: v[order[start:start + batch_size]] for k, v in batch.items()}
+            yield epoch, {k: v[order[start : start + batch_size]] for k, v in batch.items()}

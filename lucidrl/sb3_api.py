@@ -30,14 +30,19 @@ def split_policy_and_env(policy: Any, env: Any) -> tuple[str | None, Any]:
     if isinstance(policy, str) and policy in POLICIES:
         return policy, env
     if isinstance(policy, type):
-        raise ConfigError(f"policy={policy.__name__}: lucidrl takes a policy by name, one of {', '.join(POLICIES)} "
-                          "(its networks are lucidrl's own, set with policy_kwargs or net_arch=, activation=)")
-    raise ConfigError(f"the first argument is the policy, one of {', '.join(POLICIES)}, when an env is given second; "
-                      f"got {policy!r:.80} then {env!r:.80}. Write ALGO('MlpPolicy', env) or ALGO(env)")
+        raise ConfigError(
+            f"policy={policy.__name__}: lucidrl takes a policy by name, one of {', '.join(POLICIES)} "
+            "(its networks are lucidrl's own, set with policy_kwargs or net_arch=, activation=)"
+        )
+    raise ConfigError(
+        f"the first argument is the policy, one of {', '.join(POLICIES)}, when an env is given second; "
+        f"got {policy!r:.80} then {env!r:.80}. Write ALGO('MlpPolicy', env) or ALGO(env)"
+    )
 
 
-def policy_kwargs_to_config(algo: str, config_fields: set[str], policy_kwargs: Any,
-                            hyperparams: dict[str, Any]) -> dict[str, Any]:
+def policy_kwargs_to_config(
+    algo: str, config_fields: set[str], policy_kwargs: Any, hyperparams: dict[str, Any]
+) -> dict[str, Any]:
     """SB3's ``policy_kwargs`` as config fields (``net_arch``, ``activation``, ``ortho_init``, ``log_std_init``);
     ``share_features_extractor`` is returned under its own name for :func:`check_policy`."""
     if policy_kwargs is None:
@@ -46,8 +51,10 @@ def policy_kwargs_to_config(algo: str, config_fields: set[str], policy_kwargs: A
         raise ConfigError(f"policy_kwargs must be a dict such as dict(net_arch=[64, 64]), got {policy_kwargs!r:.80}")
     unknown = [k for k in policy_kwargs if k not in POLICY_KWARGS]
     if unknown:
-        raise ConfigError(f"policy_kwargs: lucidrl does not take {', '.join(map(repr, unknown))}; it accepts "
-                          f"{', '.join(POLICY_KWARGS)} (see docs/sb3.md for what each becomes)")
+        raise ConfigError(
+            f"policy_kwargs: lucidrl does not take {', '.join(map(repr, unknown))}; it accepts "
+            f"{', '.join(POLICY_KWARGS)} (see docs/sb3.md for what each becomes)"
+        )
     out: dict[str, Any] = {}
     for key, value in policy_kwargs.items():
         if key == "net_arch":
@@ -55,8 +62,10 @@ def policy_kwargs_to_config(algo: str, config_fields: set[str], policy_kwargs: A
         elif key == "activation_fn":
             name = ACTIVATIONS.get(value)
             if name is None:
-                raise ConfigError(f"policy_kwargs: activation_fn={getattr(value, '__name__', value)!r} is not one "
-                                  f"lucidrl has; use one of nn.Tanh, nn.ReLU, nn.ELU")
+                raise ConfigError(
+                    f"policy_kwargs: activation_fn={getattr(value, '__name__', value)!r} is not one "
+                    f"lucidrl has; use one of nn.Tanh, nn.ReLU, nn.ELU"
+                )
             out["activation"] = name
         elif key in ("ortho_init", "log_std_init"):
             if key not in config_fields:
@@ -74,21 +83,32 @@ def _net_arch(algo: str, value: Any) -> list[int]:
     if isinstance(value, dict):
         keys = ("qf",) if algo == "dqn" else ("pi", "vf")
         if set(value) - set(keys) or not value:
-            raise ConfigError(f"policy_kwargs: net_arch={value!r} for {algo.upper()} takes the keys "
-                              f"{' and '.join(keys)} (or a list of layer sizes)")
+            raise ConfigError(
+                f"policy_kwargs: net_arch={value!r} for {algo.upper()} takes the keys "
+                f"{' and '.join(keys)} (or a list of layer sizes)"
+            )
         sizes = [list(value[k]) for k in keys if k in value]
         if any(s != sizes[0] for s in sizes):
-            raise ConfigError(f"policy_kwargs: net_arch={value!r}: lucidrl's actor and critic have the same hidden "
-                              "layers (one net_arch); give pi and vf the same list")
+            raise ConfigError(
+                f"policy_kwargs: net_arch={value!r}: lucidrl's actor and critic have the same hidden "
+                "layers (one net_arch); give pi and vf the same list"
+            )
         return sizes[0]
     if isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):
-        raise ConfigError(f"policy_kwargs: net_arch={value!r}: layers shared before a dict (SB3 < 1.8's form) are not "
-                          "supported; write a list such as [64, 64], or dict(pi=[64, 64], vf=[64, 64])")
+        raise ConfigError(
+            f"policy_kwargs: net_arch={value!r}: layers shared before a dict (SB3 < 1.8's form) are not "
+            "supported; write a list such as [64, 64], or dict(pi=[64, 64], vf=[64, 64])"
+        )
     return value  # a list: checked by the config (check_network)
 
 
-def check_policy(algo: str, policy: str | None, observation_space: gym.Space,
-                 share_features_extractor: bool | None, shares_encoder: bool) -> None:
+def check_policy(
+    algo: str,
+    policy: str | None,
+    observation_space: gym.Space,
+    share_features_extractor: bool | None,
+    shares_encoder: bool,
+) -> None:
     """Refuse a policy name (and ``share_features_extractor``) that lucidrl's networks cannot honour for this space."""
     from lucidrl.networks import is_image_space
 
@@ -96,15 +116,18 @@ def check_policy(algo: str, policy: str | None, observation_space: gym.Space,
     if policy == "MultiInputPolicy" or (policy is not None and isinstance(observation_space, gym.spaces.Dict)):
         raise ConfigError(
             f"{policy or 'this model'}: lucidrl has no MultiInputPolicy (Dict observations); flatten the observations "
-            "with gymnasium.wrappers.FlattenObservation and use 'MlpPolicy'")
+            "with gymnasium.wrappers.FlattenObservation and use 'MlpPolicy'"
+        )
     if policy == "CnnPolicy" and not image:
         raise ConfigError(f"CnnPolicy needs image observations (a 3-D Box); got {observation_space}. Use 'MlpPolicy'")
     if policy == "MlpPolicy" and image:
         raise ConfigError(
             f"MlpPolicy on image observations {observation_space}: lucidrl reads images with the Nature CNN only "
             "(SB3's MlpPolicy would flatten the pixels into an MLP). Use 'CnnPolicy', or flatten the images with "
-            "gymnasium.wrappers.FlattenObservation")
+            "gymnasium.wrappers.FlattenObservation"
+        )
     if share_features_extractor is not None and image and bool(share_features_extractor) != shares_encoder:
         raise ConfigError(
             f"policy_kwargs: share_features_extractor={share_features_extractor} is not what {algo.upper()} does in "
-            f"lucidrl (its actor and critic {'share' if shares_encoder else 'have separate'} CNNs); leave it out")
+            f"lucidrl (its actor and critic {'share' if shares_encoder else 'have separate'} CNNs); leave it out"
+        )

@@ -57,15 +57,46 @@ ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "ELU": "elu"}
 # SB3's attribute name -> lucidrl's config field, per algorithm (same names: SB3's are lucidrl's convention)
 _COMMON = ("gamma", "n_envs")
 _HYPER = {
-    "ppo": _COMMON + ("n_steps", "batch_size", "n_epochs", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm",
-                      "normalize_advantage", "target_kl"),
+    "ppo": _COMMON
+    + (
+        "n_steps",
+        "batch_size",
+        "n_epochs",
+        "gae_lambda",
+        "ent_coef",
+        "vf_coef",
+        "max_grad_norm",
+        "normalize_advantage",
+        "target_kl",
+    ),
     "a2c": _COMMON + ("n_steps", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "normalize_advantage"),
-    "trpo": _COMMON + ("n_steps", "batch_size", "n_critic_updates", "gae_lambda", "target_kl", "cg_max_steps",
-                       "cg_damping", "line_search_shrinking_factor", "line_search_max_iter", "normalize_advantage",
-                       "sub_sampling_factor"),
-    "dqn": _COMMON + ("buffer_size", "learning_starts", "batch_size", "tau", "gradient_steps",
-                      "target_update_interval", "exploration_fraction", "exploration_initial_eps",
-                      "exploration_final_eps", "max_grad_norm"),
+    "trpo": _COMMON
+    + (
+        "n_steps",
+        "batch_size",
+        "n_critic_updates",
+        "gae_lambda",
+        "target_kl",
+        "cg_max_steps",
+        "cg_damping",
+        "line_search_shrinking_factor",
+        "line_search_max_iter",
+        "normalize_advantage",
+        "sub_sampling_factor",
+    ),
+    "dqn": _COMMON
+    + (
+        "buffer_size",
+        "learning_starts",
+        "batch_size",
+        "tau",
+        "gradient_steps",
+        "target_update_interval",
+        "exploration_fraction",
+        "exploration_initial_eps",
+        "exploration_final_eps",
+        "max_grad_norm",
+    ),
 }
 _CONSTANT = re.compile(r"^ConstantSchedule\(val=([-+0-9.eE]+|inf|nan)\)$")
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)$")
@@ -89,12 +120,24 @@ def read_sb3_zip(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, tor
     try:
         with zipfile.ZipFile(p) as z:  # read() checks each member's CRC
             names = z.namelist()
-            raw = {n: z.read(n) for n in ("data", "policy.pth", "pytorch_variables.pth", "_stable_baselines3_version")
-                   if n in names}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError) as e:
-        raise CheckpointError(f"{str(p)!r} is not a readable zip file ({e}); give the .zip written by an SB3 "
-                              "model's save()") from None
+            raw = {
+                n: z.read(n)
+                for n in ("data", "policy.pth", "pytorch_variables.pth", "_stable_baselines3_version")
+                if n in names
+            }
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as e:
+        raise CheckpointError(
+            f"{str(p)!r} is not a readable zip file ({e}); give the .zip written by an SB3 model's save()"
+        ) from None
     if "config.json" in names and "weights.safetensors" in names:
         raise CheckpointError(f"{str(p)!r} is already a lucidrl checkpoint; load it with lucidrl.load({str(p)!r})")
     missing = [n for n in ("data", "policy.pth") if n not in names]
@@ -102,17 +145,20 @@ def read_sb3_zip(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, tor
         raise CheckpointError(
             f"{str(p)!r} is not a Stable-Baselines3 model, or is a damaged one: the zip lacks {', '.join(missing)} "
             f"(it holds "
-            f"{', '.join(sorted(names)[:6]) or 'nothing'}). Give the .zip written by an SB3 model's save().")
+            f"{', '.join(sorted(names)[:6]) or 'nothing'}). Give the .zip written by an SB3 model's save()."
+        )
     try:
         data = json.loads(raw["data"])
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{str(p)!r}: its 'data' entry is not valid JSON ({e}); the file is damaged or not "
-                              "an SB3 model") from None
+        raise CheckpointError(
+            f"{str(p)!r}: its 'data' entry is not valid JSON ({e}); the file is damaged or not an SB3 model"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{str(p)!r}: its 'data' entry should be a JSON object")
     state_dict = _tensors(raw["policy.pth"], p, "policy.pth")
-    variables = _tensors(raw["pytorch_variables.pth"], p, "pytorch_variables.pth") \
-        if "pytorch_variables.pth" in raw else {}
+    variables = (
+        _tensors(raw["pytorch_variables.pth"], p, "pytorch_variables.pth") if "pytorch_variables.pth" in raw else {}
+    )
     version = raw.get("_stable_baselines3_version", b"?").decode(errors="replace").strip()
     return data, state_dict, {"sb3_version": version, "members": names, "pytorch_variables": variables, "path": p}
 
@@ -123,8 +169,10 @@ def _tensors(blob: bytes, path: Path, member: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for what it refuses
-        raise CheckpointError(f"{str(path)!r}: {member} is not a plain dict of tensors that can be read without "
-                              f"unpickling objects ({type(e).__name__}: {str(e)[:200]})") from None
+        raise CheckpointError(
+            f"{str(path)!r}: {member} is not a plain dict of tensors that can be read without "
+            f"unpickling objects ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         raise CheckpointError(f"{str(path)!r}: {member} should hold a dict of named tensors")
     return dict(obj)
@@ -172,9 +220,14 @@ def space_from_sb3(entry: Any, role: str) -> tuple[gym.Space, list[str]]:
         dtype = np.dtype(fields["dtype"])
         low, exact_low = _printed_array(fields.get("low"), shape, dtype, f"the {role} space's low")
         high, exact_high = _printed_array(fields.get("high"), shape, dtype, f"the {role} space's high")
-        notes = [] if exact_low and exact_high else [
-            f"the {role} space's bounds were saved summarised; read as low={low.flat[0]}, high={high.flat[0]} "
-            "everywhere (pass env= to take them from the env)"]
+        notes = (
+            []
+            if exact_low and exact_high
+            else [
+                f"the {role} space's bounds were saved summarised; read as low={low.flat[0]}, high={high.flat[0]} "
+                "everywhere (pass env= to take them from the env)"
+            ]
+        )
         return gym.spaces.Box(low, high, shape=shape, dtype=dtype), notes
     raise ValueError(f"the {role} space is {kind or 'unknown'}; lucidrl imports Discrete and Box spaces")
 
@@ -190,8 +243,10 @@ def detect_algo(data: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> st
     if any(k.startswith("q_net.") for k in state_dict):
         return "dqn"
     if "action_net.weight" not in state_dict or "value_net.weight" not in state_dict:
-        raise CheckpointError("the SB3 model is not an actor-critic (PPO, A2C, TRPO) or a DQN policy (its parameters: "
-                              f"{', '.join(sorted(state_dict)[:6])}...); lucidrl imports {', '.join(SUPPORTED)}")
+        raise CheckpointError(
+            "the SB3 model is not an actor-critic (PPO, A2C, TRPO) or a DQN policy (its parameters: "
+            f"{', '.join(sorted(state_dict)[:6])}...); lucidrl imports {', '.join(SUPPORTED)}"
+        )
     if "cg_max_steps" in data:
         return "trpo"
     if "clip_range" in data or "n_epochs" in data:
@@ -225,7 +280,9 @@ def _map_cnn(src: str, dst: str, state_dict: dict[str, torch.Tensor], out: dict[
     return True
 
 
-def _actor_critic_weights(state_dict: dict[str, torch.Tensor], model: Algorithm, notes: list[str]) -> dict[str, torch.Tensor]:
+def _actor_critic_weights(
+    state_dict: dict[str, torch.Tensor], model: Algorithm, notes: list[str]
+) -> dict[str, torch.Tensor]:
     agent = model.agent
     out: dict[str, torch.Tensor] = {}
     n_hidden = len(_layers(state_dict, "mlp_extractor.policy_net"))
@@ -247,11 +304,15 @@ def _actor_critic_weights(state_dict: dict[str, torch.Tensor], model: Algorithm,
         if agent.critic_encoder is not None:  # TRPO: the critic has its own CNN; a shared SB3 CNN is copied into it
             out.update({"critic_" + k: v for k, v in vf_weights.items()})
             if shared:
-                notes.append("SB3's shared CNN is copied into the critic's own CNN (lucidrl's TRPO gives the critic "
-                             "its own encoder); predictions are unchanged")
+                notes.append(
+                    "SB3's shared CNN is copied into the critic's own CNN (lucidrl's TRPO gives the critic "
+                    "its own encoder); predictions are unchanged"
+                )
         elif not shared:
-            raise CheckpointError(f"this SB3 model has separate CNNs for π and V (share_features_extractor=False); "
-                                  f"lucidrl's {model.name.upper()} shares one CNN between actor and critic")
+            raise CheckpointError(
+                f"this SB3 model has separate CNNs for π and V (share_features_extractor=False); "
+                f"lucidrl's {model.name.upper()} shares one CNN between actor and critic"
+            )
     return out
 
 
@@ -270,14 +331,22 @@ def _dqn_weights(state_dict: dict[str, torch.Tensor], n_hidden: int) -> dict[str
 def _used_keys(state_dict: dict[str, torch.Tensor]) -> set[str]:
     """SB3 keys that the mapping reads or that are known duplicates of them (a shared features extractor is
     registered under three names)."""
-    dup = re.compile(r"^(features_extractor|pi_features_extractor|vf_features_extractor|mlp_extractor|action_net|"
-                     r"value_net|log_std|q_net|q_net_target)(\.|$)")
+    dup = re.compile(
+        r"^(features_extractor|pi_features_extractor|vf_features_extractor|mlp_extractor|action_net|"
+        r"value_net|log_std|q_net|q_net_target)(\.|$)"
+    )
     return {k for k in state_dict if dup.match(k)}
 
 
 # --------------------------------------------------------------------------- the conversion
-def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | None = None, device: str = "cpu",
-             verbose: int = 1, **kwargs: Any) -> Algorithm:
+def from_sb3(
+    path: str | os.PathLike,
+    env: EnvLike | None = None,
+    algo: str | None = None,
+    device: str = "cpu",
+    verbose: int = 1,
+    **kwargs: Any,
+) -> Algorithm:
     """Convert a Stable-Baselines3 / sb3-contrib ``.zip`` (PPO, A2C, DQN, TRPO; MLP or CNN policy) into a
     lucidrl model whose ``predict`` acts as the SB3 model's does. Nothing in the zip is unpickled.
 
@@ -287,7 +356,9 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
             not store the env id, so without ``env`` the model has none: give one to ``evaluate`` or ``set_env``.
         algo: ``"ppo"``, ``"a2c"``, ``"dqn"`` or ``"trpo"``; by default read from the zip (SB3 does not store
             the algorithm's name: DQN by its Q-network, TRPO by ``cg_max_steps``, PPO by ``clip_range``, else A2C).
-        device, verbose, **kwargs: as for the algorithm's constructor (hyperparameters given here win).
+        device: as for the algorithm's constructor.
+        verbose: as for the algorithm's constructor.
+        **kwargs: hyperparameters, as for the algorithm's constructor (those given here win).
 
     Returns the model; ``model.import_report`` lists what was carried over and what was not (optimiser state,
     schedules, VecNormalize statistics, ...), printed when ``verbose``.
@@ -300,11 +371,15 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
     if algo not in SUPPORTED:
         raise ConfigError(f"algo={algo!r}: lucidrl imports SB3 models of {', '.join(SUPPORTED)}")
     if data.get("use_sde"):
-        raise CheckpointError(f"{str(src)!r} was trained with gSDE (use_sde=True); lucidrl has no state-dependent "
-                              "exploration, so its policy cannot be carried over")
-    report = [f"read {src.name} (Stable-Baselines3 {info['sb3_version']}) as {algo.upper()}; nothing unpickled "
-              "(policy.pth through torch.load(weights_only=True), metadata from the JSON 'data', its pickled "
-              "entries skipped)"]
+        raise CheckpointError(
+            f"{str(src)!r} was trained with gSDE (use_sde=True); lucidrl has no state-dependent "
+            "exploration, so its policy cannot be carried over"
+        )
+    report = [
+        f"read {src.name} (Stable-Baselines3 {info['sb3_version']}) as {algo.upper()}; nothing unpickled "
+        "(policy.pth through torch.load(weights_only=True), metadata from the JSON 'data', its pickled "
+        "entries skipped)"
+    ]
     not_carried = ["optimizer state (policy.optimizer.pth): training continues with fresh optimiser moments"]
 
     # spaces: from env= when given, else from the readable fields of the JSON
@@ -324,16 +399,25 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
             for got, (want, _) in zip(spaces, sb3_spaces):
                 transposed = len(want.shape) == 3 and got.shape == (*want.shape[1:], want.shape[0])
                 if transposed:  # SB3 moved the channels first (VecTransposeImage); lucidrl's CNN takes either
-                    report.append(f"the env's images are channels-last {got.shape}; SB3 saved {want.shape} (channels "
-                                  "first): the model takes the env's, its CNN moves the channels itself")
-                if type(got) is not type(want) or (got.shape != want.shape and not transposed) or \
-                        (isinstance(got, gym.spaces.Discrete) and got.n != want.n):
-                    raise ConfigError(f"env {env_id_of(env)!r} has {got}, the SB3 model was trained on {want}; give "
-                                      "the env the model was trained on")
+                    report.append(
+                        f"the env's images are channels-last {got.shape}; SB3 saved {want.shape} (channels "
+                        "first): the model takes the env's, its CNN moves the channels itself"
+                    )
+                if (
+                    type(got) is not type(want)
+                    or (got.shape != want.shape and not transposed)
+                    or (isinstance(got, gym.spaces.Discrete) and got.n != want.n)
+                ):
+                    raise ConfigError(
+                        f"env {env_id_of(env)!r} has {got}, the SB3 model was trained on {want}; give "
+                        "the env the model was trained on"
+                    )
     elif sb3_spaces is None:
-        raise CheckpointError(f"{str(src)!r}: cannot read the observation/action spaces from its JSON ({parse_error}); "
-                              "their readable fields are missing (only the pickled form is there, which lucidrl "
-                              "never decodes). Pass env= (an env id or instance) to take the spaces from the env.")
+        raise CheckpointError(
+            f"{str(src)!r}: cannot read the observation/action spaces from its JSON ({parse_error}); "
+            "their readable fields are missing (only the pickled form is there, which lucidrl "
+            "never decodes). Pass env= (an env id or instance) to take the spaces from the env."
+        )
     else:
         spaces = (sb3_spaces[0][0], sb3_spaces[1][0])
         for _, notes in sb3_spaces:
@@ -371,7 +455,9 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
     policy_kwargs = _readable(data.get("policy_kwargs"))
     if algo == "a2c":
         optimizer = str(policy_kwargs.get("optimizer_class", ""))
-        opt_kwargs = policy_kwargs.get("optimizer_kwargs") if isinstance(policy_kwargs.get("optimizer_kwargs"), dict) else {}
+        opt_kwargs = (
+            policy_kwargs.get("optimizer_kwargs") if isinstance(policy_kwargs.get("optimizer_kwargs"), dict) else {}
+        )
         hyper["use_rms_prop"] = "RMSprop" in optimizer
         if hyper["use_rms_prop"]:
             for ours, theirs in (("rms_prop_alpha", "alpha"), ("rms_prop_eps", "eps")):
@@ -383,26 +469,31 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
     if activation_fn:
         name = re.search(r"\.(\w+)'>$", activation_fn)
         if not name or name.group(1) not in ACTIVATIONS:
-            raise CheckpointError(f"the SB3 model uses activation_fn {activation_fn}; lucidrl has "
-                                  f"{', '.join(ACTIVATIONS)}")
+            raise CheckpointError(
+                f"the SB3 model uses activation_fn {activation_fn}; lucidrl has {', '.join(ACTIVATIONS)}"
+            )
         hyper["activation"] = ACTIVATIONS[name.group(1)]
     else:
         hyper["activation"] = "relu" if algo == "dqn" else "tanh"  # SB3's defaults
     if algo == "dqn":
         n_layers = len(_layers(state_dict, "q_net.q_net"))
-        hyper["net_arch"] = _hidden_sizes(state_dict, "q_net.q_net")[:n_layers - 1]
+        hyper["net_arch"] = _hidden_sizes(state_dict, "q_net.q_net")[: n_layers - 1]
     else:
         pi = _hidden_sizes(state_dict, "mlp_extractor.policy_net")
         vf = _hidden_sizes(state_dict, "mlp_extractor.value_net")
         if pi != vf:
-            raise CheckpointError(f"the SB3 model has net_arch pi={pi}, vf={vf}; lucidrl's {algo.upper()} gives the "
-                                  "actor and the critic the same hidden layers, so it cannot hold this model")
+            raise CheckpointError(
+                f"the SB3 model has net_arch pi={pi}, vf={vf}; lucidrl's {algo.upper()} gives the "
+                "actor and the critic the same hidden layers, so it cannot hold this model"
+            )
         hyper["net_arch"] = pi
         if isinstance(policy_kwargs.get("ortho_init"), bool):
             hyper["ortho_init"] = policy_kwargs["ortho_init"]
     if policy_kwargs.get("normalize_images") is False:
-        raise CheckpointError("the SB3 model was trained with normalize_images=False; lucidrl's CNN always scales "
-                              "uint8 pixels to [0, 1], so it would act differently")
+        raise CheckpointError(
+            "the SB3 model was trained with normalize_images=False; lucidrl's CNN always scales "
+            "uint8 pixels to [0, 1], so it would act differently"
+        )
     fe_kwargs = policy_kwargs.get("features_extractor_kwargs")
     if isinstance(fe_kwargs, dict) and fe_kwargs.get("features_dim", 512) != 512:
         raise CheckpointError("the SB3 model's CNN has features_dim != 512; lucidrl's NatureCNN has 512 features")
@@ -416,8 +507,10 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
         model = klass(env, **common, **{**hyper, **kwargs})
     except ConfigError as e:
         model = klass(env, **common, **{**network, **kwargs})
-        not_carried.append(f"the hyperparameters {', '.join(sorted(set(hyper) - set(network)))} (lucidrl refused "
-                           f"them together: {e}); lucidrl's defaults are used")
+        not_carried.append(
+            f"the hyperparameters {', '.join(sorted(set(hyper) - set(network)))} (lucidrl refused "
+            f"them together: {e}); lucidrl's defaults are used"
+        )
     report.append("carried over: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
 
     # the weights, name by name; a parameter left unmapped or a shape that differs is an error
@@ -428,8 +521,10 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
         else:
             model.agent.load_state_dict(_actor_critic_weights(state_dict, model, report), strict=True)
     except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"the weights of {str(src)!r} do not map onto lucidrl's {algo.upper()} network "
-                              f"({type(e).__name__}: {str(e)[:300]})") from None
+        raise CheckpointError(
+            f"the weights of {str(src)!r} do not map onto lucidrl's {algo.upper()} network "
+            f"({type(e).__name__}: {str(e)[:300]})"
+        ) from None
     unknown = sorted(set(state_dict) - _used_keys(state_dict))
     if unknown:
         raise CheckpointError(f"{str(src)!r} has parameters lucidrl cannot place: {', '.join(unknown[:6])}")
@@ -457,8 +552,13 @@ def from_sb3(path: str | os.PathLike, env: EnvLike | None = None, algo: str | No
     return model
 
 
-def import_sb3(path: str | os.PathLike, out: str | os.PathLike, env: EnvLike | None = None,
-               algo: str | None = None, verbose: int = 1) -> tuple[Path, list[str]]:
+def import_sb3(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    env: EnvLike | None = None,
+    algo: str | None = None,
+    verbose: int = 1,
+) -> tuple[Path, list[str]]:
     """``from_sb3`` then ``save(out)`` (a directory, or one zip for ``out`` ending in ``.zip``);
     returns ``(where, report)``. The CLI's ``lucidrl import-sb3 PATH OUT``."""
     model = from_sb3(path, env=env, algo=algo, verbose=verbose)

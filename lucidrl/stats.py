@@ -18,8 +18,8 @@ every seed scores the same, where BCa intervals do not), a seeded generator so r
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats as _stats
@@ -47,8 +47,13 @@ def _mean_vectorized(x: np.ndarray, axis: int = -1) -> np.ndarray:
 STATISTICS: dict[str, Callable[..., np.ndarray]] = {"mean": _mean_vectorized, "iqm": _iqm_vectorized}
 
 
-def bootstrap_ci(scores: Sequence[float] | np.ndarray, statistic: str = "iqm", confidence: float = 0.95,
-                 n_resamples: int = 5000, seed: int = 0) -> tuple[np.ndarray | float, np.ndarray | float]:
+def bootstrap_ci(
+    scores: Sequence[float] | np.ndarray,
+    statistic: str = "iqm",
+    confidence: float = 0.95,
+    n_resamples: int = 5000,
+    seed: int = 0,
+) -> tuple[np.ndarray | float, np.ndarray | float]:
     """Percentile-bootstrap confidence interval ``(low, high)`` of ``statistic`` ('iqm' or 'mean') over runs.
 
     ``scores`` is [n_runs] or [n_runs, k] (k statistics at once, e.g. one per point of a learning
@@ -64,8 +69,16 @@ def bootstrap_ci(scores: Sequence[float] | np.ndarray, statistic: str = "iqm", c
     if np.ptp(x, axis=0).max() == 0.0:  # every run scored the same: the interval is that point
         value = x[0] if x.ndim > 1 else float(x[0])
         return value, value
-    res = _stats.bootstrap((x,), STATISTICS[statistic], axis=0, vectorized=True, confidence_level=confidence,
-                           n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    res = _stats.bootstrap(
+        (x,),
+        STATISTICS[statistic],
+        axis=0,
+        vectorized=True,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     low, high = res.confidence_interval.low, res.confidence_interval.high
     return (float(low), float(high)) if x.ndim == 1 else (low, high)
 

@@ -11,7 +11,8 @@ run beside another job trained at 248 steps/s against 18,800. NumPy brings its o
 ``torch_threads`` (every config; CLI ``--torch-threads``): ``"auto"`` takes one thread, except for
 images of at least 64x64 pixels (Atari's 84x84 frames), whose convolutions are large enough to
 share, where it leaves torch's own count; a number sets it. Measured: A2C on a 36x36 image task
-(``tests/learning/test_image_learning.py``) took 2.1 s on one thread and 7.2 s on two. ``hold_threads`` applies the choice to torch and, through
+(``tests/learning/test_image_learning.py``) took 2.1 s on one thread and 7.2 s on two. ``hold_threads``
+applies the choice to torch and, through
 threadpoolctl, to NumPy's BLAS for the duration of ``learn`` and restores both afterwards, so a
 user's script sees its own settings again.
 """
@@ -24,7 +25,6 @@ import math
 import torch
 
 from lucidrl.networks import is_image_space
-
 
 LARGE_IMAGE_PIXELS = 64 * 64
 """Images of at least this many pixels (height x width) keep torch's own thread count under ``"auto"``."""

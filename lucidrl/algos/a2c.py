@@ -49,9 +49,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
-from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
-                            check_schedule, value_at)
+from lucidrl.agent import Algorithm, set_learning_rate
+from lucidrl.config import (
+    FloatOrSchedule,
+    OnPolicyConfig,
+    check,
+    check_log_std_init,
+    check_network,
+    check_schedule,
+    value_at,
+)
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import rollout_policy
 
@@ -65,7 +72,8 @@ class A2CConfig(OnPolicyConfig):
     n_steps: int = 5
     """Steps T collected per env before each update (the paper's t_max = 5); a batch is n_steps * n_envs."""
     learning_rate: FloatOrSchedule = 7e-4
-    """Step size η (SB3: 7e-4; the paper samples it per run and anneals it to 0); a float or a schedule, e.g. lin_7e-4."""
+    """Step size η (SB3: 7e-4; the paper samples it per run and anneals it to 0); a float or a schedule,
+    e.g. lin_7e-4."""
     gamma: float = 0.99
     """Discount γ (paper: 0.99)."""
     gae_lambda: float = 1.0
@@ -93,12 +101,14 @@ class A2CConfig(OnPolicyConfig):
     ortho_init: bool = True
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1), as SB3; False: PyTorch's default."""
     log_std_init: float = 0.0
-    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and
+    default; σ = 1)."""
 
     def __post_init__(self):
         super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
-        check(isinstance(self.n_steps, int) and self.n_steps >= 1, f"n_steps must be an integer >= 1, got {self.n_steps!r}")
+        check(isinstance(self.n_steps, int) and self.n_steps >= 1,
+              f"n_steps must be an integer >= 1, got {self.n_steps!r}")
         check(not self.normalize_advantage or self.n_steps * self.n_envs >= 2,
               "normalize_advantage needs at least 2 samples per update (n_steps * n_envs >= 2)")
         check_schedule(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=False)
@@ -106,7 +116,8 @@ class A2CConfig(OnPolicyConfig):
         check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
         check(self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef}")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0,
+              f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(0.0 <= self.rms_prop_alpha < 1.0, f"rms_prop_alpha must lie in [0, 1), got {self.rms_prop_alpha}")
         check(self.rms_prop_eps > 0, f"rms_prop_eps must be > 0, got {self.rms_prop_eps}")
         self.net_arch = check_network(self.net_arch, self.activation)
@@ -132,6 +143,7 @@ def a2c_loss(logprob: torch.Tensor, values: torch.Tensor, advantages: torch.Tens
     value_loss = F.mse_loss(values, returns)  # (E4) critic regression to the n-step return
     loss = policy_loss + vf_coef * value_loss
     if ent_coef:
+        assert entropy is not None, "an entropy bonus needs the entropies"
         loss = loss - ent_coef * entropy.mean()  # (E3) entropy bonus, negated
     return loss, policy_loss, value_loss
 
@@ -179,8 +191,8 @@ class A2C(Algorithm):
                                  log_std_init=cfg.log_std_init).to(self.device)
         lr = value_at(cfg.learning_rate, 1.0)
         if cfg.use_rms_prop:  # (E5)
-            self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=lr, alpha=cfg.rms_prop_alpha,
-                                                 eps=cfg.rms_prop_eps)
+            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
+                self.agent.parameters(), lr=lr, alpha=cfg.rms_prop_alpha, eps=cfg.rms_prop_eps)
         else:
             self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=lr, eps=1e-5, fused=True)
         self._update = self._select_backend("a2c", a2c_update)  # this file's a2c_update, or lucidrl.fast's twin
@@ -192,7 +204,7 @@ class A2C(Algorithm):
 
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
               tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
-              checkpoint_freq: int | None = None) -> "A2C":
+              checkpoint_freq: int | None = None) -> A2C:
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
         SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
@@ -205,13 +217,12 @@ class A2C(Algorithm):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
                 lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                set_learning_rate(self.optimizer, lr)  # (a tensor filled in place under compile=True)
 
                 # 1. T steps in each of the N envs, in lockstep, with the current policy
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
-                self.num_timesteps += cfg.n_steps * self.env.num_envs
+                self.num_timesteps += cfg.n_steps * self.n_envs
 
                 # 2. (E1, E2) n-step returns R_t and advantages A_t = R_t - V(s_t) (GAE with λ = 1)
                 advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,

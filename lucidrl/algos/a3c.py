@@ -35,9 +35,10 @@ The run is not reproducible bit for bit: the order in which gradients arrive dep
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +47,16 @@ from torch import nn
 from lucidrl.advantages import explained_variance, gae
 from lucidrl.agent import Algorithm
 from lucidrl.algos.a2c import a2c_loss
-from lucidrl.config import (FloatOrSchedule, RunConfig, check, check_ints, check_log_std_init, check_network,
-                            check_schedule, value_at)
+from lucidrl.config import (
+    FloatOrSchedule,
+    RunConfig,
+    check,
+    check_ints,
+    check_log_std_init,
+    check_network,
+    check_schedule,
+    value_at,
+)
 from lucidrl.envs import make_vec_env
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import RolloutCollector
@@ -92,9 +101,11 @@ class A3CConfig(RunConfig):
     log_std_init: float = 0.0
     """Box actions only: initial log σ of the Gaussian policy (σ = 1)."""
     log_interval: int = 10
-    """Applied gradients per row of metrics (losses averaged, staleness mean and max over them); callbacks and checkpoints are checked once a row."""
+    """Applied gradients per row of metrics (losses averaged, staleness mean and max over them); callbacks and
+    checkpoints are checked once a row."""
     address: str | None = None
-    """Ray cluster to run the workers on (auto, HOST:6379 or ray://HOST:10001); None: a local Ray instance (or the one already running)."""
+    """Ray cluster to run the workers on (auto, HOST:6379 or ray://HOST:10001); None: a local Ray instance (or the
+    one already running)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -104,11 +115,13 @@ class A3CConfig(RunConfig):
         check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
         check(self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef}")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0,
+              f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(0.0 <= self.rms_prop_alpha < 1.0, f"rms_prop_alpha must lie in [0, 1), got {self.rms_prop_alpha}")
         check(self.rms_prop_eps > 0, f"rms_prop_eps must be > 0, got {self.rms_prop_eps}")
         check(self.address is None or (isinstance(self.address, str) and self.address.strip() != ""),
-              f"address must be a Ray cluster address such as 'auto' or 'ray://host:10001', or None, got {self.address!r}")
+              "address must be a Ray cluster address such as 'auto' or 'ray://host:10001', or None, "
+              f"got {self.address!r}")
         self.net_arch = check_network(self.net_arch, self.activation)
         check_log_std_init(self.log_std_init)
 
@@ -131,8 +144,8 @@ def a3c_gradients(agent: ActorCritic, batch: dict[str, torch.Tensor], cfg) -> tu
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     flat = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
     ent = float(entropy.detach().mean())
-    return flat, {"loss/policy": float(policy_loss.detach()), "loss/value": float(value_loss.detach()), "loss/entropy": -ent,
-                  "diag/entropy": ent}
+    return flat, {"loss/policy": float(policy_loss.detach()), "loss/value": float(value_loss.detach()),
+                  "loss/entropy": -ent, "diag/entropy": ent}
 
 
 def apply_gradient(agent: ActorCritic, optimizer: torch.optim.Optimizer, grad: torch.Tensor,
@@ -222,7 +235,7 @@ class A3C(Algorithm):
         return ActorLearners(A3CWorker, args, address=cfg.address, what="A3C")
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["A3C", dict], bool | None] | None = None) -> "A3C":
+              checkpoint_freq: int | None = None, callback: Callable[[A3C, dict], bool | None] | None = None) -> A3C:
         """Train for ``total_timesteps`` env steps (counted over all workers' envs, as their gradients are applied).
 
         checkpoint_freq: save ``run_dir/checkpoints/step_N`` every this many steps (needs ``run_dir``).

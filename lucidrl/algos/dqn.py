@@ -49,9 +49,10 @@ The replay buffer is not saved in checkpoints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +78,7 @@ class DQNConfig(RunConfig):
     buffer_size: int = 1_000_000
     """Replay memory size |D| in transitions over all envs (paper and SB3: 1M)."""
     save_replay_buffer: bool = False
-    """Save the replay memory in each checkpoint (``replay.safetensors``), so a resumed run samples what it would have."""
+    """Save the replay memory in each checkpoint (``replay.safetensors``): a resumed run samples as it would have."""
     learning_starts: int = 100
     """Env steps of uniformly random actions before the first gradient step (SB3: 100; paper: 50k)."""
     batch_size: int = 32
@@ -296,7 +297,7 @@ class DQN(Algorithm):
     # ------------------------------------------------------------------ learn
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
               tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
-              checkpoint_freq: int | None = None) -> "DQN":
+              checkpoint_freq: int | None = None) -> DQN:
         """Train for ``total_timesteps`` env steps (counted over all envs, NEXT_STEP reset steps included).
 
         SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each

@@ -90,7 +90,8 @@ class GRPOConfig:
             v = getattr(self, name)
             check(isinstance(v, int) and v >= 1, f"{name} must be an integer >= 1, got {v!r}")
         check(self.group_size >= 2, f"group_size must be >= 2 (the group is the baseline), got {self.group_size}")
-        check(self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        check(self.d_model % self.n_heads == 0,
+              f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         check(0 < self.clip_range < 10, f"clip_range must lie in (0, 10), got {self.clip_range}")
         check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         check(0 < self.learning_rate < 1, f"learning_rate must lie in (0, 1), got {self.learning_rate}")
@@ -98,7 +99,7 @@ class GRPOConfig:
         check(self.max_new_tokens is None or (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1),
               f"max_new_tokens must be an integer >= 1 or None, got {self.max_new_tokens!r}")
         check(self.eps > 0, f"eps must be > 0, got {self.eps}")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be > 0 or None")
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -135,14 +136,15 @@ def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
         on = mask > 0
-        metrics = {"diag/kl_ref": kl[on].sum() / n, "diag/clip_fraction": ((ratio[on] - 1).abs() > clip_range).sum() / n,
+        metrics = {"diag/kl_ref": kl[on].sum() / n,
+                   "diag/clip_fraction": ((ratio[on] - 1).abs() > clip_range).sum() / n,
                    "diag/approx_kl": ((ratio[on] - 1) - (logp - logp_old)[on]).sum() / n}
     return loss, metrics
 
 
 # --------------------------------------------------------------------------- one update
-def grpo_update(policy: nn.Module, reference: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-                cfg: GRPOConfig) -> dict[str, float]:
+def grpo_update(policy: nn.Module, reference: nn.Module, optimizer: torch.optim.Optimizer,
+                batch: dict[str, torch.Tensor], cfg: GRPOConfig) -> dict[str, float]:
     """μ = n_epochs gradient steps (E5) on one batch of sampled completions; π_old's log-probs are fixed."""
     q, o, mask = batch["prompts"], batch["completions"], batch["mask"]
     with torch.no_grad():
@@ -176,7 +178,8 @@ class GRPO:
                  **hyperparams: Any):
         unknown = sorted(set(hyperparams) - set(GRPOConfig.__dataclass_fields__))
         if unknown:
-            raise ConfigError(f"unknown GRPO hyperparameters {unknown}; known: {', '.join(GRPOConfig.__dataclass_fields__)}")
+            raise ConfigError(f"unknown GRPO hyperparameters {unknown}; "
+                              f"known: {', '.join(GRPOConfig.__dataclass_fields__)}")
         name = task.name if isinstance(task, TextTask) else task
         self.config = GRPOConfig(task=name, **hyperparams)
         self.task = make_task(task)
@@ -192,7 +195,7 @@ class GRPO:
         self.num_prompts = 0
         self.last_metrics: dict[str, float] = {}
 
-    def warm_start(self, n_examples: int = 2000, steps: int = 200, learning_rate: float = 3e-3) -> "GRPO":
+    def warm_start(self, n_examples: int = 2000, steps: int = 200, learning_rate: float = 3e-3) -> GRPO:
         """Supervised cross-entropy on correct training-split examples (the SFT stage before RL)."""
         supervised_warm_start(self.policy, self.task, n_examples, steps, self.generator, learning_rate=learning_rate)
         return self
@@ -212,7 +215,7 @@ class GRPO:
         adv = group_advantages(rewards, cfg.group_size, cfg.eps)  # (E2)
         return {"prompts": q, "completions": o, "mask": mask, "advantages": adv}, rewards
 
-    def learn(self, total_updates: int, eval_every: int = 0, eval_prompts: int = 200) -> "GRPO":
+    def learn(self, total_updates: int, eval_every: int = 0, eval_prompts: int = 200) -> GRPO:
         """``total_updates`` batches: sample G completions per prompt, score, group advantages, μ steps."""
         if not (isinstance(total_updates, int) and total_updates >= 1):
             raise ConfigError(f"total_updates must be an integer >= 1, got {total_updates!r}")
@@ -255,7 +258,7 @@ class GRPO:
         return save_checkpoint(path, tensors, config, state)
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs: Any) -> "GRPO":
+    def load(cls, path: str | Path, **kwargs: Any) -> GRPO:
         """A model saved by ``save``; ``task=`` a TextTask instance built with non-default options (the
         checkpoint records the task's name), other keywords as in ``GRPO(...)`` (run_dir, verbose)."""
         tensors, config, state = load_checkpoint(path)

@@ -42,9 +42,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucidrl.advantages import explained_variance, gae, normalize
-from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
-                            check_schedule, value_at)
+from lucidrl.agent import Algorithm, set_learning_rate
+from lucidrl.config import (
+    FloatOrSchedule,
+    OnPolicyConfig,
+    check,
+    check_log_std_init,
+    check_network,
+    check_schedule,
+    value_at,
+)
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import minibatches, rollout_policy
 
@@ -76,7 +83,8 @@ class PPOConfig(OnPolicyConfig):
     d_targ: float = 0.01
     """PPO-Penalty: the target KL d_targ of the β adaptation (E4) (paper tried 0.003, 0.01, 0.03)."""
     beta_init: float = 1.0
-    """PPO-Penalty: the initial KL coefficient β (the paper finds its start value unimportant: β adapts within a few updates)."""
+    """PPO-Penalty: the initial KL coefficient β (the paper finds its start value unimportant: β adapts within a few
+    updates)."""
     ent_coef: float = 0.0
     """c2, weight of the entropy bonus in (E6)."""
     vf_coef: float = 0.5
@@ -96,20 +104,23 @@ class PPOConfig(OnPolicyConfig):
     ortho_init: bool = True
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default."""
     log_std_init: float = 0.0
-    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and
+    default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: Adam's ε (PyTorch's default is 1e-8; baselines and SB3 use 1e-5)."""
 
     def __post_init__(self):
         super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
-        check(isinstance(self.n_steps, int) and self.n_steps >= 1, f"n_steps must be an integer >= 1, got {self.n_steps!r}")
+        check(isinstance(self.n_steps, int) and self.n_steps >= 1,
+              f"n_steps must be an integer >= 1, got {self.n_steps!r}")
         check(isinstance(self.batch_size, int) and self.batch_size >= 2,
               f"batch_size must be an integer >= 2 (advantages are normalised per minibatch), got {self.batch_size!r}")
         check(self.batch_size <= self.rollout_size,
               f"batch_size={self.batch_size} is larger than a rollout (n_steps * n_envs = {self.rollout_size}); "
               f"lower batch_size or raise n_steps or n_envs")
-        check(isinstance(self.n_epochs, int) and self.n_epochs >= 1, f"n_epochs must be an integer >= 1, got {self.n_epochs!r}")
+        check(isinstance(self.n_epochs, int) and self.n_epochs >= 1,
+              f"n_epochs must be an integer >= 1, got {self.n_epochs!r}")
         check_schedule(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=False)
         check(0.0 < self.gamma <= 1.0, f"gamma must lie in (0, 1], got {self.gamma}")
         check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
@@ -122,7 +133,8 @@ class PPOConfig(OnPolicyConfig):
         check(self.beta_init >= 0, f"beta_init must be >= 0, got {self.beta_init}")
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
         check(self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef}")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0,
+              f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         check(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
         self.net_arch = check_network(self.net_arch, self.activation)
         check_log_std_init(self.log_std_init)
@@ -137,18 +149,19 @@ class PPOConfig(OnPolicyConfig):
 
 # --------------------------------------------------------------------------- pure losses
 def clipped_surrogate(logprob: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor,
-                      clip_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+                      clip_range: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """-L^CLIP (E2) to minimise, and the ratios r_t (no gradient; for the diagnostics)."""
     log_ratio = logprob - logprob_old
     ratio = log_ratio.exp()  # (E1)
     unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
+    # (torch's stubs type clamp's bounds as both floats or both tensors, not as their union)
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages  # type: ignore[arg-type]
     loss = -torch.min(unclipped, clipped).mean()  # (E2) clipped surrogate
     return loss, ratio.detach()
 
 
 def kl_penalty_surrogate(logprob: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor,
-                         kl: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+                         kl: torch.Tensor, beta: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """-L^KLPEN (E3) to minimise, and the ratios r_t; ``kl`` is the exact KL(π_old||π_θ) of each state."""
     ratio = (logprob - logprob_old).exp()  # (E1)
     loss = -(ratio * advantages).mean() + beta * kl.mean()  # (E3) KL-penalised surrogate
@@ -173,8 +186,26 @@ def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Te
     return torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
 
 
-
-
+def ppo_loss(agent: ActorCritic, mb: dict[str, torch.Tensor], cfg: PPOConfig, clip_range: float | torch.Tensor,
+             clip_range_vf: float | None, beta: float | torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one gradient step on minibatch ``mb`` (E6, negated), and what the diagnostics need."""
+    head = agent.head
+    adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]  # Deviation
+    dist_params, values = agent(mb["obs"])
+    logprob = head.log_prob(dist_params, mb["actions"])
+    parts = {"params": dist_params}
+    if cfg.variant == "clip":
+        pg_loss, ratio = clipped_surrogate(logprob, mb["logprob_old"], adv, clip_range)  # (E1, E2)
+    else:
+        kl = head.kl(mb["params_old"], dist_params)
+        pg_loss, ratio = kl_penalty_surrogate(logprob, mb["logprob_old"], adv, kl, beta)  # (E1, E3)
+        parts["kl"] = kl.mean()
+    v_loss = value_loss(values, mb["values_old"], mb["returns"], clip_range_vf)  # (E5)
+    loss = pg_loss + cfg.vf_coef * v_loss  # (E6) the full objective, negated ...
+    if cfg.ent_coef:
+        loss = loss - cfg.ent_coef * head.entropy(dist_params).mean()  # ... with its entropy bonus
+    parts.update(ratio=ratio, pg=pg_loss, v=v_loss)
+    return loss, parts
 
 
 # --------------------------------------------------------------------------- one update
@@ -191,30 +222,16 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     max_grad_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     epochs = cfg.n_epochs  # passes completed
     for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
-        if mb is not batch or epoch == 0:  # (a batch that is one minibatch is the same one every epoch)
-            adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]  # Deviation
-        dist_params, values = agent(mb["obs"])
-        logprob = head.log_prob(dist_params, mb["actions"])
-        if cfg.variant == "clip":
-            pg_loss, ratio = clipped_surrogate(logprob, mb["logprob_old"], adv, clip_range)  # (E1, E2)
-        else:
-            kl = head.kl(mb["params_old"], dist_params)
-            pg_loss, ratio = kl_penalty_surrogate(logprob, mb["logprob_old"], adv, kl, beta)  # (E1, E3)
-            seen["kl"].append(kl.detach().mean())
-        if cfg.target_kl is not None and float(approx_kl(ratio)) > 1.5 * cfg.target_kl:
+        loss, parts = ppo_loss(agent, mb, cfg, clip_range, clip_range_vf, beta)  # (E1-E6)
+        if cfg.target_kl is not None and float(approx_kl(parts["ratio"])) > 1.5 * cfg.target_kl:
             epochs = epoch  # Deviation: the policy already moved far enough from π_old: stop this update
             break
-        v_loss = value_loss(values, mb["values_old"], mb["returns"], clip_range_vf)  # (E5)
-        loss = pg_loss + cfg.vf_coef * v_loss  # (E6) the full objective, negated ...
-        if cfg.ent_coef:
-            loss = loss - cfg.ent_coef * head.entropy(dist_params).mean()  # ... with its entropy bonus
         optimizer.zero_grad()
         loss.backward()
         # Deviation: global gradient clipping (max_grad_norm=None: only measure the norm)
         grad_norm = nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
         optimizer.step()
-        for key, value in (("params", dist_params), ("ratio", ratio), ("pg", pg_loss), ("v", v_loss),
-                           ("grad_norm", grad_norm)):
+        for key, value in (*parts.items(), ("grad_norm", grad_norm)):
             seen[key].append(value.detach())
     return update_diagnostics(head, seen, epochs, clip_range, cfg.variant)
 
@@ -228,9 +245,9 @@ def approx_kl(ratio: torch.Tensor) -> torch.Tensor:
 def update_diagnostics(head, seen: dict[str, list[torch.Tensor]], epochs: int, clip_range: float,
                        variant: str) -> dict[str, float]:
     """The update's metrics from what its gradient steps saw: means over all their samples."""
-    out = {"train/epochs": epochs, "train/gradient_steps": len(seen["pg"])}
+    out: dict[str, float | torch.Tensor] = {"train/epochs": epochs, "train/gradient_steps": len(seen["pg"])}
     if not seen["pg"]:
-        return out
+        return {k: float(v) for k, v in out.items()}
     ratio = torch.cat(seen["ratio"])
     out["diag/approx_kl"] = approx_kl(ratio)
     if variant == "clip":  # ε plays no part in PPO-Penalty
@@ -240,9 +257,9 @@ def update_diagnostics(head, seen: dict[str, list[torch.Tensor]], epochs: int, c
     out["diag/grad_norm"] = torch.stack(seen["grad_norm"]).mean()
     if seen["kl"]:
         out["diag/kl"] = torch.stack(seen["kl"]).mean()
-    out = {k: float(v) for k, v in out.items()}
-    out["loss/entropy"] = -out["diag/entropy"]
-    return out
+    metrics = {k: float(v) for k, v in out.items()}
+    metrics["loss/entropy"] = -metrics["diag/entropy"]
+    return metrics
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -276,7 +293,7 @@ class PPO(Algorithm):
 
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
               tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
-              checkpoint_freq: int | None = None) -> "PPO":
+              checkpoint_freq: int | None = None) -> PPO:
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
         SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
@@ -290,15 +307,14 @@ class PPO(Algorithm):
             while self.num_timesteps < target:
                 progress = self._progress_remaining(target)
                 lr = value_at(cfg.learning_rate, progress)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                set_learning_rate(self.optimizer, lr)  # (a tensor filled in place under compile=True)
                 clip_range = value_at(cfg.clip_range, progress)
                 clip_range_vf = None if cfg.clip_range_vf is None else value_at(cfg.clip_range_vf, progress)
 
                 # 1. collect T steps in each of the N envs with the current policy π_old
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
-                self.num_timesteps += cfg.n_steps * self.env.num_envs
+                self.num_timesteps += cfg.n_steps * self.n_envs
 
                 # 2. advantages Â_t (GAE) and λ-return targets R_t
                 advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,
@@ -311,7 +327,7 @@ class PPO(Algorithm):
                 self.n_updates += metrics["train/gradient_steps"]
                 with torch.no_grad():  # how far the whole update moved π: the exact mean KL(π_old || π_new)
                     kl = self.agent.head.kl(batch["params_old"], self.agent.policy_params(batch["obs"])).mean().item()
-                metrics["diag/kl_after_update"] = kl  # (PPO-Penalty's diag/kl: the mean over minibatches, before each step)
+                metrics["diag/kl_after_update"] = kl  # (PPO-Penalty's diag/kl: the minibatches' mean, before each step)
                 if cfg.variant == "kl_penalty":  # (E4) adapt β on the KL the whole update produced
                     metrics["train/beta"] = self.beta
                     self.beta = adapt_beta(self.beta, kl, cfg.d_targ)

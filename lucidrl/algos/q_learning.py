@@ -4,12 +4,12 @@ A table Q[s, a] holds one number per (state, action). The agent acts ε-greedily
 after every transition (s, a, r, s'), moves the one entry Q[s, a] a step α towards a
 one-step target. The three members of the family differ only in that target:
 
-* (E1) ε-greedy policy   a = argmax_a Q[s, a] with probability 1-ε, else uniform         [S&B 2018, sec. 2.2, 5.4]
-* (E2) Q-learning        Q[s,a] ← Q[s,a] + α (r + γ max_a' Q[s',a'] - Q[s,a])             [S&B 2018, eq. 6.8; Watkins 1989]
-* (E3) SARSA             Q[s,a] ← Q[s,a] + α (r + γ Q[s',a'] - Q[s,a]),  a' ~ ε-greedy(s')  [S&B 2018, eq. 6.7]
-* (E4) Expected SARSA    Q[s,a] ← Q[s,a] + α (r + γ Σ_a' π(a'|s') Q[s',a'] - Q[s,a])      [S&B 2018, eq. 6.9]
-* (E5) episode ends      the bootstrap term γ(...) is 0 only when s' is *terminal*; after a
-                         time-limit truncation it is kept, computed at the true final s'     [Pardo et al. 2018]
+* (E1) ε-greedy policy  a = argmax_a Q[s, a] with probability 1-ε, else uniform        [S&B 2018, sec. 2.2, 5.4]
+* (E2) Q-learning       Q[s,a] ← Q[s,a] + α (r + γ max_a' Q[s',a'] - Q[s,a])      [S&B 2018, eq. 6.8; Watkins 1989]
+* (E3) SARSA            Q[s,a] ← Q[s,a] + α (r + γ Q[s',a'] - Q[s,a]),  a' ~ ε-greedy(s')  [S&B 2018, eq. 6.7]
+* (E4) Expected SARSA   Q[s,a] ← Q[s,a] + α (r + γ Σ_a' π(a'|s') Q[s',a'] - Q[s,a])     [S&B 2018, eq. 6.9]
+* (E5) episode ends     the bootstrap term γ(...) is 0 only when s' is *terminal*; after a
+                        time-limit truncation it is kept, computed at the true final s'    [Pardo et al. 2018]
 * (E6) value iteration's fixed point: Q* = T Q*, T Q(s,a) = E[r + γ max_a' Q(s',a')]      [S&B 2018, eq. 3.20]
 
 (E2) samples the Bellman *optimality* operator (E6): its target uses the max, whatever the
@@ -51,9 +51,10 @@ equal greedy actions during training (``predict`` takes the first maximum).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -74,12 +75,14 @@ MAX_TABLE_ENTRIES = 50_000_000  # 400 MB of float64: a larger table is almost su
 
 @dataclass
 class QLearningConfig(RunConfig):
-    """Tabular Q-learning's hyperparameters. Defaults: Sutton & Barto's examples (α 0.1, ε-greedy), ε decaying as SB3's DQN."""
+    """Tabular Q-learning's hyperparameters. Defaults: Sutton & Barto's examples (α 0.1, ε-greedy), ε decaying as
+    SB3's DQN."""
 
     n_envs: int = 1
     """Number of parallel envs N; their transitions update one shared table (duplicate entries averaged)."""
     update: UpdateName = "q_learning"
-    """Target of the update: q_learning (max, E2, off-policy), sarsa (sampled next action, E3) or expected_sarsa (E4)."""
+    """Target of the update: q_learning (max, E2, off-policy), sarsa (sampled next action, E3) or expected_sarsa
+    (E4)."""
     learning_rate: FloatOrSchedule = 0.1
     """Step size α (Sutton & Barto's examples: 0.1); a float or a schedule, e.g. lin_0.1."""
     gamma: float = 0.99
@@ -91,13 +94,15 @@ class QLearningConfig(RunConfig):
     exploration_fraction: float = 0.5
     """Share of the training budget over which ε decays from initial to final (SB3's name)."""
     exploration_decay: Literal["linear", "exponential"] = "linear"
-    """Shape of the ε decay: linear (as SB3) or exponential (geometric: the same factor every step; needs final eps > 0)."""
+    """Shape of the ε decay: linear (as SB3) or exponential (geometric: the same factor every step; needs final
+    eps > 0)."""
     initial_q: float = 0.0
     """Deviation: Q_0, the value every table entry starts at (> 0 on negative-reward tasks explores optimistically)."""
     n_bins: list[int] = field(default_factory=lambda: [10])
     """Box observations only (D1): bins per dimension; one number is used for every dimension, 1 ignores a dimension."""
     bounds: list[float] = field(default_factory=list)
-    """Box observations only (D1): low_1 high_1 ... low_d high_d; values outside are clipped. Empty: KNOWN_BOUNDS (CartPole) or the space's bounds; the bounds used are recorded here."""
+    """Box observations only (D1): low_1 high_1 ... low_d high_d; values outside are clipped. Empty: KNOWN_BOUNDS
+    (CartPole) or the space's bounds; the bounds used are recorded here."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -109,10 +114,12 @@ class QLearningConfig(RunConfig):
         for name in ("exploration_initial_eps", "exploration_final_eps"):
             v = getattr(self, name)
             check(isinstance(v, (int, float)) and 0.0 <= v <= 1.0, f"{name} must lie in [0, 1], got {v!r}")
-        check(0.0 < self.exploration_fraction <= 1.0, f"exploration_fraction must lie in (0, 1], got {self.exploration_fraction}")
+        check(0.0 < self.exploration_fraction <= 1.0,
+              f"exploration_fraction must lie in (0, 1], got {self.exploration_fraction}")
         check(self.exploration_decay in ("linear", "exponential"),
               f"exploration_decay must be 'linear' or 'exponential', got {self.exploration_decay!r}")
-        check(self.exploration_decay == "linear" or (self.exploration_final_eps > 0 and self.exploration_initial_eps > 0),
+        check(self.exploration_decay == "linear"
+              or (self.exploration_final_eps > 0 and self.exploration_initial_eps > 0),
               "exploration_decay='exponential' needs exploration_initial_eps and exploration_final_eps > 0 "
               "(a geometric decay never reaches 0); use exploration_decay='linear' to reach 0")
         check(math.isfinite(self.initial_q), f"initial_q must be a finite number, got {self.initial_q}")
@@ -255,8 +262,8 @@ class QLearning(Algorithm):
         return torch.as_tensor(np.where(explore, random_a, greedy))
 
     def learn(self, total_timesteps: int, progress_bar: bool = False, reset_num_timesteps: bool = True,
-              checkpoint_freq: int | None = None, callback: Callable[["QLearning", dict], bool | None] | None = None,
-              log_interval: int = 1000) -> "QLearning":
+              checkpoint_freq: int | None = None, callback: Callable[[QLearning, dict], bool | None] | None = None,
+              log_interval: int = 1000) -> QLearning:
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
         log_interval: env steps between rows of metrics (and callback calls).

@@ -40,16 +40,25 @@ equal (``tests/math/test_backends.py``; ``docs/algorithms/trpo.md``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
 from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_ints, check_log_std_init,
-                            check_network, check_schedule, value_at)
+from lucidrl.config import (
+    FloatOrSchedule,
+    OnPolicyConfig,
+    check,
+    check_ints,
+    check_log_std_init,
+    check_network,
+    check_schedule,
+    value_at,
+)
 from lucidrl.errors import ConfigError
 from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
 from lucidrl.networks import ActivationName, ActorCritic
@@ -97,7 +106,8 @@ class TRPOConfig(OnPolicyConfig):
     ortho_init: bool = True
     """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default."""
     log_std_init: float = 0.0
-    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name
+    and default; σ = 1)."""
     adam_eps: float = 1e-5
     """Deviation: the critic's Adam ε (PyTorch's default is 1e-8; SB3 uses 1e-5)."""
 
@@ -290,7 +300,7 @@ class TRPO(Algorithm):
 
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
               tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
-              checkpoint_freq: int | None = None) -> "TRPO":
+              checkpoint_freq: int | None = None) -> TRPO:
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
         SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each

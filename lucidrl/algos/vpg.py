@@ -74,8 +74,15 @@ from torch import nn
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
 from lucidrl.agent import Algorithm
-from lucidrl.config import (FloatOrSchedule, OnPolicyConfig, check, check_log_std_init, check_network,
-                            check_schedule, value_at)
+from lucidrl.config import (
+    FloatOrSchedule,
+    OnPolicyConfig,
+    check,
+    check_log_std_init,
+    check_network,
+    check_schedule,
+    value_at,
+)
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import Rollout, rollout_policy
 
@@ -90,9 +97,11 @@ class VPGConfig(OnPolicyConfig):
     n_envs: int = 1
     """Number of parallel envs N (Spinning Up: 1 env per MPI process)."""
     n_steps: int = 4000
-    """Steps T collected per env before each update (Spinning Up's steps_per_epoch: 4000); a batch is n_steps * n_envs."""
+    """Steps T collected per env before each update (Spinning Up's steps_per_epoch: 4000); a batch is
+    n_steps * n_envs."""
     psi: PsiName = "gae"
-    """Ψ_t, the weight of log π(a_t|s_t) (E2): total_return (REINFORCE), reward_to_go, reward_to_go_baseline (G_t - V) or gae."""
+    """Ψ_t, the weight of log π(a_t|s_t) (E2): total_return (REINFORCE), reward_to_go, reward_to_go_baseline
+    (G_t - V) or gae."""
     learning_rate: FloatOrSchedule = 3e-4
     """Policy step size (Adam; Spinning Up's pi_lr: 3e-4); a float or a schedule, e.g. lin_3e-4."""
     critic_learning_rate: FloatOrSchedule = 1e-3
@@ -114,16 +123,19 @@ class VPGConfig(OnPolicyConfig):
     activation: ActivationName = "tanh"
     """Hidden activation: tanh, relu or elu (Spinning Up: tanh)."""
     ortho_init: bool = False
-    """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default, as Spinning Up."""
+    """Deviation: orthogonal initialisation (hidden sqrt 2, policy 0.01, value 1); False: PyTorch's default, as
+    Spinning Up."""
     log_std_init: float = 0.0
-    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name and default; σ = 1)."""
+    """Box actions only: initial log σ of the Gaussian policy, one free parameter per action dimension (SB3's name
+    and default; σ = 1)."""
     adam_eps: float = 1e-8
     """Adam's ε for both optimisers (PyTorch's default, as Spinning Up)."""
 
     def __post_init__(self):
         super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
-        check(isinstance(self.n_steps, int) and self.n_steps >= 1, f"n_steps must be an integer >= 1, got {self.n_steps!r}")
+        check(isinstance(self.n_steps, int) and self.n_steps >= 1,
+              f"n_steps must be an integer >= 1, got {self.n_steps!r}")
         check(self.psi in ("total_return", "reward_to_go", "reward_to_go_baseline", "gae"),
               f"psi must be 'total_return', 'reward_to_go', 'reward_to_go_baseline' or 'gae', got {self.psi!r}")
         check(not self.normalize_advantage or self.n_steps * self.n_envs >= 2,
@@ -135,7 +147,8 @@ class VPGConfig(OnPolicyConfig):
         check(0.0 < self.gamma <= 1.0, f"gamma must lie in (0, 1], got {self.gamma}")
         check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
         check(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        check(self.max_grad_norm is None or self.max_grad_norm > 0,
+              f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         self.net_arch = check_network(self.net_arch, self.activation)
         check_log_std_init(self.log_std_init)
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
@@ -254,7 +267,7 @@ class VPG(Algorithm):
 
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int | None = None,
               tb_log_name: str | None = None, reset_num_timesteps: bool = True, progress_bar: bool = False,
-              checkpoint_freq: int | None = None) -> "VPG":
+              checkpoint_freq: int | None = None) -> VPG:
         """Train for ``total_timesteps`` env steps (counted over all envs).
 
         SB3's arguments (docs/sb3.md): callback is a function ``callback(model, metrics)`` called after each
@@ -304,7 +317,8 @@ class REINFORCEConfig(VPGConfig):
     psi: Literal["total_return", "reward_to_go"] = "reward_to_go"
     """Ψ_t: total_return (Williams' episodic REINFORCE) or reward_to_go (the same, minus earlier rewards' noise)."""
     normalize_advantage: bool = False
-    """Deviation: normalise Ψ over each batch; this subtracts the batch mean, a constant baseline (off: plain REINFORCE)."""
+    """Deviation: normalise Ψ over each batch; this subtracts the batch mean, a constant baseline (off: plain
+    REINFORCE)."""
 
     cli_hidden: ClassVar[tuple[str, ...]] = ("critic_learning_rate", "n_critic_updates", "gae_lambda")
     """VPG's critic settings, which REINFORCE has no use for: not offered by the CLI, an error when changed."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from lucidrl.errors import ConfigError
 
@@ -44,9 +45,11 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
-        raise ConfigError(f"could not connect to the Ray cluster at {address!r}: nothing answers there ({e}); "
-                          "check that `ray start --head` ran on that machine, that the address is the one it printed "
-                          "and that no firewall blocks the port") from None
+        raise ConfigError(
+            f"could not connect to the Ray cluster at {address!r}: nothing answers there ({e}); "
+            "check that `ray start --head` ran on that machine, that the address is the one it printed "
+            "and that no firewall blocks the port"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -67,12 +70,20 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, what: s
     else:
         check_reachable(address)
     try:
-        ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # RayError: e.g. a bad token
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-        hint = ("check that `ray start --head` ran there and that the address is the one it printed"
-                if address else "see docs/scale.md, 'Reading a Ray failure'")
+        hint = (
+            "check that `ray start --head` ran there and that the address is the one it printed"
+            if address
+            else "see docs/scale.md, 'Reading a Ray failure'"
+        )
         raise ConfigError(f"could not connect to {where}: {e}; {hint}") from None
     try:
         yield ray
@@ -90,8 +101,10 @@ def open_worker_session(n_workers: int, setting: str, address: str | None = None
     if cpus < n_workers:
         session.__exit__(None, None, None)
         name = setting.split("=")[0].split()[-1]
-        raise ConfigError(f"{setting} needs {n_workers} CPUs (one per worker), but the Ray cluster has {cpus:g}; "
-                          f"lower {name} or add nodes")
+        raise ConfigError(
+            f"{setting} needs {n_workers} CPUs (one per worker), but the Ray cluster has {cpus:g}; "
+            f"lower {name} or add nodes"
+        )
     return session
 
 

@@ -34,10 +34,10 @@ class ActorLearners:
 
     def __init__(self, worker_class: type, worker_args: list[tuple], address: str | None = None, what: str = "A3C"):
         k = len(worker_args)
-        self.what, self.workers, self.pending = what, [], {}
+        self.what, self.workers, self.pending = what, [], {}  # type: str, list[Any], dict[Any, Any]
         # a local Ray this object started is shut down by close()
         self._session = open_worker_session(k, f"{what} with n_workers={k}", address, what=what)
-        actor = ray.remote(num_cpus=1, max_restarts=0)(worker_class)
+        actor: Any = ray.remote(num_cpus=1, max_restarts=0)(worker_class)
         self.workers = [actor.remote(*args) for args in worker_args]
         # all workers built (envs made and reset) before any segment starts: none is lapped while starting
         self._wait_ready([w.__ray_ready__.remote() for w in self.workers])
@@ -47,8 +47,10 @@ class ActorLearners:
         if len(ready) < len(refs):
             free = ray.available_resources().get("CPU", 0)
             self.close()
-            raise TrainingError(f"{self.what}'s workers did not start within {RESULT_TIMEOUT_S:g} s: the Ray cluster has "
-                                f"{free:g} free CPUs for {len(refs)} workers (one CPU each); lower n_workers or free CPUs")
+            raise TrainingError(
+                f"{self.what}'s workers did not start within {RESULT_TIMEOUT_S:g} s: the Ray cluster has "
+                f"{free:g} free CPUs for {len(refs)} workers (one CPU each); lower n_workers or free CPUs"
+            )
         for k, ref in enumerate(refs):
             self.pending[ref] = k
             self.next()  # raises a worker's start-up error (e.g. its env cannot be made) as a lucidrl error
@@ -61,9 +63,11 @@ class ActorLearners:
         """``(k, result)`` of the first worker to finish among those submitted."""
         ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=RESULT_TIMEOUT_S)
         if not ready:
-            raise TrainingError(f"no {self.what} worker returned a result within {RESULT_TIMEOUT_S:g} s: the Ray cluster "
-                                f"has {ray.available_resources().get('CPU', 0):g} free CPUs for {len(self.workers)} "
-                                "workers (one CPU each); lower n_workers or free CPUs")
+            raise TrainingError(
+                f"no {self.what} worker returned a result within {RESULT_TIMEOUT_S:g} s: the Ray cluster "
+                f"has {ray.available_resources().get('CPU', 0):g} free CPUs for {len(self.workers)} "
+                "workers (one CPU each); lower n_workers or free CPUs"
+            )
         k = self.pending.pop(ready[0])
         try:
             return k, ray.get(ready[0])
@@ -71,11 +75,15 @@ class ActorLearners:
             cause = getattr(e, "cause", None)
             if isinstance(cause, LucidRLError):
                 raise type(cause)(f"(in {self.what} worker {k}) {cause}") from None
-            raise TrainingError(f"{self.what} worker {k} failed: {type(cause or e).__name__}: {cause or e}; training "
-                                "stopped, checkpoints already saved are kept") from None
+            raise TrainingError(
+                f"{self.what} worker {k} failed: {type(cause or e).__name__}: {cause or e}; training "
+                "stopped, checkpoints already saved are kept"
+            ) from None
         except ray.exceptions.RayError as e:  # the worker's process or node is gone
-            raise TrainingError(f"{self.what} worker {k} was lost ({type(e).__name__}); training stopped, checkpoints "
-                                "already saved are kept. See the Ray logs (/tmp/ray/session_latest/logs)") from None
+            raise TrainingError(
+                f"{self.what} worker {k} was lost ({type(e).__name__}); training stopped, checkpoints "
+                "already saved are kept. See the Ray logs (/tmp/ray/session_latest/logs)"
+            ) from None
 
     def close(self) -> None:
         """Stop the workers (their segments in flight are dropped) and a local Ray instance started here."""
@@ -83,7 +91,7 @@ class ActorLearners:
         self.workers, self.pending, self._session = [], {}, None
         close_workers(workers, session)
 
-    def __enter__(self) -> "ActorLearners":
+    def __enter__(self) -> ActorLearners:
         return self
 
     def __exit__(self, *exc) -> None:

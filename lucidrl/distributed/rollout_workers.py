@@ -39,7 +39,8 @@ worker's env is raised in the driver as the lucidrl error it was, or a TrainingE
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -70,28 +71,42 @@ def split(n_envs: int, k: int) -> list[tuple[int, int]]:
 
 
 def check_env_source(env: Any) -> None:
-    """An EnvError unless ``env`` is something a worker can rebuild its copies from: an env id or a picklable callable."""
+    """An EnvError unless ``env`` is something a worker can rebuild its copies from: an env id or a picklable
+    callable."""
     if isinstance(env, (gym.Env, gym.vector.VectorEnv)):
         kind = "a VectorEnv" if isinstance(env, gym.vector.VectorEnv) else "an env instance"
-        raise EnvError(f"rollout_workers needs an env each worker can build for itself, got {kind} "
-                       f"({type(env).__name__}); pass the env id (e.g. 'HalfCheetah-v5') or a picklable callable "
-                       "that builds one env (a module-level function or functools.partial), or set rollout_workers=0")
+        raise EnvError(
+            f"rollout_workers needs an env each worker can build for itself, got {kind} "
+            f"({type(env).__name__}); pass the env id (e.g. 'HalfCheetah-v5') or a picklable callable "
+            "that builds one env (a module-level function or functools.partial), or set rollout_workers=0"
+        )
     if not isinstance(env, str) and not callable(env):
         raise EnvError(f"rollout_workers cannot build an env from {type(env).__name__}; pass an env id or a callable")
     if callable(env):
         try:
             ray.cloudpickle.dumps(env)
         except Exception as e:
-            raise EnvError(f"the env callable {env!r} cannot be sent to a rollout worker ({type(e).__name__}: {e}); "
-                           "pass the env id or a callable that pickles (a module-level function or "
-                           "functools.partial), or set rollout_workers=0") from None
+            raise EnvError(
+                f"the env callable {env!r} cannot be sent to a rollout worker ({type(e).__name__}: {e}); "
+                "pass the env id or a callable that pickles (a module-level function or "
+                "functools.partial), or set rollout_workers=0"
+            ) from None
 
 
 class RolloutWorker:
     """One worker: copies ``lo..hi-1`` of the vector env, a CPU copy of the agent, a copy of the obs normaliser."""
 
-    def __init__(self, env: Any, n_envs: int, lo: int, hi: int, agent: torch.nn.Module,
-                 policy: Callable, obs_normalizer: ObsNormalizer | None, vectorization: str):
+    def __init__(
+        self,
+        env: Any,
+        n_envs: int,
+        lo: int,
+        hi: int,
+        agent: torch.nn.Module,
+        policy: Callable,
+        obs_normalizer: ObsNormalizer | None,
+        vectorization: str,
+    ):
         torch.set_num_threads(1)
         self.n_envs, self.lo, self.hi = n_envs, lo, hi
         self.agent, self.policy, self.obs_normalizer = agent, policy, obs_normalizer
@@ -123,9 +138,15 @@ class RolloutWorker:
         obs = self.obs
         pad_obs = np.zeros((self.n_envs, *obs.shape[1:]), dtype=obs.dtype)  # all N rows: see the module docstring
         pad_noise = torch.zeros((self.n_envs, *noise.shape[2:]), dtype=noise.dtype)
-        out = {"obs": np.empty((T, *obs.shape), dtype=obs.dtype), "rewards": np.empty((T, n)),
-               "terminated": np.empty((T, n), dtype=bool), "truncated": np.empty((T, n), dtype=bool),
-               "raw_obs": None if obs_norm is None else [], "episodes": [], "finals": []}
+        out = {
+            "obs": np.empty((T, *obs.shape), dtype=obs.dtype),
+            "rewards": np.empty((T, n)),
+            "terminated": np.empty((T, n), dtype=bool),
+            "truncated": np.empty((T, n), dtype=bool),
+            "raw_obs": None if obs_norm is None else [],
+            "episodes": [],
+            "finals": [],
+        }
         actions, params, values = [], [], []
         for t in range(T):
             out["obs"][t] = obs
@@ -145,7 +166,9 @@ class RolloutWorker:
             out["rewards"][t], out["terminated"][t], out["truncated"][t] = tr.reward, tr.terminated, tr.truncated
             if tr.episode_returns:
                 done = np.flatnonzero(tr.terminated | tr.truncated)
-                out["episodes"] += [(t, lo + int(i), r, l) for i, r, l in zip(done, tr.episode_returns, tr.episode_lengths)]
+                out["episodes"] += [
+                    (t, lo + int(i), ret, n) for i, ret, n in zip(done, tr.episode_returns, tr.episode_lengths)
+                ]
             for i, final in tr.final_obs.items():
                 if tr.truncated[i]:  # V(final observation) is computed by the driver, on every env's of step t
                     final = torch.from_numpy(np.asarray(final)[None])
@@ -162,15 +185,28 @@ class RolloutWorker:
 class RayRolloutCollector:
     """``RolloutCollector``'s interface (``collect(agent, n_steps) -> Rollout``, ``env``) over K Ray actors."""
 
-    def __init__(self, env_source: Any, env: gym.vector.VectorEnv, n_workers: int, agent: torch.nn.Module,
-                 device: torch.device, seed: int, generator: torch.Generator | None, obs_normalizer=None,
-                 reward_scaler=None, policy: Callable = None, vectorization: str = "auto",
-                 log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        env_source: Any,
+        env: gym.vector.VectorEnv,
+        n_workers: int,
+        agent: torch.nn.Module,
+        device: torch.device,
+        seed: int,
+        generator: torch.Generator | None,
+        obs_normalizer=None,
+        reward_scaler=None,
+        policy: Callable = None,
+        vectorization: str = "auto",
+        log: Callable[[str], None] = print,
+    ):
         require_ray("rollout_workers")
         if vectorization == "native":
-            raise ConfigError("rollout_workers steps each worker's copies in a SyncVectorEnv (one env per copy, "
-                              "seeded seed + i); vectorization='native' cannot be split between workers: use "
-                              "vectorization='auto', 'sync' or 'async'")
+            raise ConfigError(
+                "rollout_workers steps each worker's copies in a SyncVectorEnv (one env per copy, "
+                "seeded seed + i); vectorization='native' cannot be split between workers: use "
+                "vectorization='auto', 'sync' or 'async'"
+            )
         check_env_source(env_source)
         self.env, self.n_envs, self.device = env, env.num_envs, torch.device(device)
         if not 1 <= n_workers <= self.n_envs:
@@ -184,8 +220,14 @@ class RayRolloutCollector:
         self._session = open_worker_session(n_workers, f"rollout_workers={n_workers}", what="rollout_workers")
         self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker)
         cpu_agent = copy.deepcopy(agent).cpu()
-        self._worker_args = (env_source, self.n_envs, cpu_agent, policy,
-                             None if obs_normalizer is None else copy.deepcopy(obs_normalizer).cpu(), vectorization)
+        self._worker_args = (
+            env_source,
+            self.n_envs,
+            cpu_agent,
+            policy,
+            None if obs_normalizer is None else copy.deepcopy(obs_normalizer).cpu(),
+            vectorization,
+        )
         self.workers = [self._start(w) for w in range(n_workers)]
         initial = self._wait([w.reset.remote(seed, self._stats()) for w in self.workers], "start")
         self._update_stats([np.concatenate(initial)])
@@ -212,22 +254,28 @@ class RayRolloutCollector:
         try:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PLACEMENT_TIMEOUT_S)
             if len(ready) < len(refs):
-                raise TrainingError(f"rollout workers did not {what} within {PLACEMENT_TIMEOUT_S:g} s: the Ray cluster has "
-                                    f"{ray.available_resources().get('CPU', 0):g} free CPUs for {len(self.workers)} "
-                                    "workers (one CPU each); lower rollout_workers or free CPUs")
+                raise TrainingError(
+                    f"rollout workers did not {what} within {PLACEMENT_TIMEOUT_S:g} s: the Ray cluster has "
+                    f"{ray.available_resources().get('CPU', 0):g} free CPUs for {len(self.workers)} "
+                    "workers (one CPU each); lower rollout_workers or free CPUs"
+                )
             return ray.get(refs)
         except ray.exceptions.RayTaskError as e:
             raise self._worker_error(e) from None
         except ray.exceptions.RayError as e:  # a worker lost while starting: no segment to collect again yet
-            raise TrainingError(f"a rollout worker could not {what} ({type(e).__name__}: {e}); see the Ray logs "
-                                "(/tmp/ray/session_latest/logs)") from None
+            raise TrainingError(
+                f"a rollout worker could not {what} ({type(e).__name__}: {e}); see the Ray logs "
+                "(/tmp/ray/session_latest/logs)"
+            ) from None
 
     def _worker_error(self, e) -> LucidRLError:
         cause = getattr(e, "cause", None)
         if isinstance(cause, LucidRLError):
             return type(cause)(f"(in a rollout worker) {cause}")
-        return TrainingError(f"a rollout worker failed: {type(cause or e).__name__}: {cause or e}; training stopped, "
-                             "checkpoints already saved are kept")
+        return TrainingError(
+            f"a rollout worker failed: {type(cause or e).__name__}: {cause or e}; training stopped, "
+            "checkpoints already saved are kept"
+        )
 
     @torch.no_grad()
     def collect(self, agent, n_steps: int) -> Rollout:
@@ -249,18 +297,25 @@ class RayRolloutCollector:
                 except ray.exceptions.RayActorError as e:  # the worker's process is gone: replace it, collect again
                     ref = self._restart(w, e).collect.remote(state_ref, columns[w], stats)
                 except ray.exceptions.RayError as e:  # e.g. the segment was lost with its node
-                    raise TrainingError(f"rollout worker {w}'s segment could not be fetched ({type(e).__name__}: {e}); "
-                                        "training stopped, checkpoints already saved are kept") from None
-        self.traffic = {"weights": sum(v.nbytes for v in state.values()), "noise": noise.nbytes,
-                        "segments": sum(_nbytes(s) for s in segments)}
+                    raise TrainingError(
+                        f"rollout worker {w}'s segment could not be fetched ({type(e).__name__}: {e}); "
+                        "training stopped, checkpoints already saved are kept"
+                    ) from None
+        self.traffic = {
+            "weights": sum(v.nbytes for v in state.values()),
+            "noise": noise.nbytes,
+            "segments": sum(_nbytes(s) for s in segments),
+        }
         return self._join(agent, segments)
 
     def _restart(self, w: int, error: Exception):
         """Replace dead worker ``w``: new actor, its envs reset with a seed derived from (seed, restart count)."""
         if self.restarts >= self.max_restarts:
-            raise TrainingError(f"rollout worker {w} died ({type(error).__name__}) after {self.restarts} replacements of "
-                                "dead workers; training stopped, checkpoints already saved are kept. See the Ray logs "
-                                "(/tmp/ray/session_latest/logs) for why the worker process ended.")
+            raise TrainingError(
+                f"rollout worker {w} died ({type(error).__name__}) after {self.restarts} replacements of "
+                "dead workers; training stopped, checkpoints already saved are kept. See the Ray logs "
+                "(/tmp/ray/session_latest/logs) for why the worker process ended."
+            )
         self.restarts += 1
         try:
             ray.kill(self.workers[w], no_restart=True)
@@ -268,9 +323,11 @@ class RayRolloutCollector:
             pass
         seed = int(np.random.SeedSequence([self.seed, self.restarts]).generate_state(1)[0] % 2**31)
         lo, hi = self.bounds[w]
-        self.log(f"rollout worker {w} (envs {lo}..{hi - 1}) died ({type(error).__name__}); replaced "
-                 f"(replacement {self.restarts} of at most {self.max_restarts}), its envs reset with seed {seed} + i, "
-                 "and its segment collected again")
+        self.log(
+            f"rollout worker {w} (envs {lo}..{hi - 1}) died ({type(error).__name__}); replaced "
+            f"(replacement {self.restarts} of at most {self.max_restarts}), its envs reset with seed {seed} + i, "
+            "and its segment collected again"
+        )
         self.workers[w] = self._start(w)
         initial = self._wait([self.workers[w].reset.remote(seed, self._stats())], "restart")
         self._update_stats(initial)
@@ -279,6 +336,7 @@ class RayRolloutCollector:
     def _join(self, agent, segments: list[dict]) -> Rollout:
         """The rollout of all N envs from the workers' segments, finished as ``RolloutCollector.collect``."""
         dev, head = self.device, agent.head
+
         def cat(key: str) -> torch.Tensor:
             parts = [s[key] for s in segments]
             if isinstance(parts[0], np.ndarray):
@@ -290,7 +348,9 @@ class RayRolloutCollector:
         terminated = np.concatenate([s["terminated"] for s in segments], axis=1)
         truncated = np.concatenate([s["truncated"] for s in segments], axis=1)
         if self.reward_scaler is not None:  # as locally: step by step, every env's raw rewards at once
-            rewards = np.stack([self.reward_scaler.scale(raw_rewards[t], terminated[t] | truncated[t]) for t in range(T)])
+            rewards = np.stack(
+                [self.reward_scaler.scale(raw_rewards[t], terminated[t] | truncated[t]) for t in range(T)]
+            )
         else:
             rewards = raw_rewards.astype(np.float32)
         if self.obs_normalizer is not None:
@@ -311,11 +371,19 @@ class RayRolloutCollector:
                 next_values[t, torch.as_tensor([i for i, _ in rows], device=dev)] = act(final, None)[2]
         episodes = sorted((e for s in segments for e in s["episodes"]), key=lambda e: (e[0], e[1]))
         return Rollout(
-            obs=cat("obs"), actions=act_buf, rewards=torch.from_numpy(rewards).to(dev),
-            terminated=torch.from_numpy(terminated).to(dev), truncated=torch.from_numpy(truncated).to(dev),
-            values_old=val_buf, next_values=next_values, logprob_old=head.log_prob(params_buf, act_buf),
-            params_old=params_buf, valid=None, episode_returns=[e[2] for e in episodes],
-            episode_lengths=[e[3] for e in episodes])
+            obs=cat("obs"),
+            actions=act_buf,
+            rewards=torch.from_numpy(rewards).to(dev),
+            terminated=torch.from_numpy(terminated).to(dev),
+            truncated=torch.from_numpy(truncated).to(dev),
+            values_old=val_buf,
+            next_values=next_values,
+            logprob_old=head.log_prob(params_buf, act_buf),
+            params_old=params_buf,
+            valid=None,
+            episode_returns=[e[2] for e in episodes],
+            episode_lengths=[e[3] for e in episodes],
+        )
 
     def close(self) -> None:
         """Stop the workers (and a local Ray instance this collector started)."""

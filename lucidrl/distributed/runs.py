@@ -33,8 +33,9 @@ import secrets
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from lucidrl.distributed import ray_session, require_ray
 from lucidrl.errors import ConfigError, LucidRLError
@@ -65,8 +66,9 @@ def _can_read(marker: str, token: str) -> bool:
         return False
 
 
-def run_task(fn: Callable[[Any], dict[str, Any]], job: Any, marker: str, token: str,
-             paths: Sequence[str]) -> tuple[dict[str, Any], bytes | None]:
+def run_task(
+    fn: Callable[[Any], dict[str, Any]], job: Any, marker: str, token: str, paths: Sequence[str]
+) -> tuple[dict[str, Any], bytes | None]:
     """The body of one Ray task: ``fn(job)``, into the job's own run directory when the driver's
     filesystem is visible here, else into a temporary one whose files are returned as a tar."""
     for p in paths:  # the driver's import path, where it exists here (env wrappers beside the driver's script)
@@ -90,19 +92,31 @@ def _failure(ray: Any, name: str, job: Any, e: BaseException) -> str:
             return f"{name} failed in {job.run_dir}: {cause!r}"
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, ray.exceptions.OutOfMemoryError):
-        return (f"{name}: Ray's memory monitor killed the worker running it (the node ran out of memory); "
-                f"raise --cpus-per-run so fewer runs share a node, or use nodes with more memory ({first})")
-    if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                      ray.exceptions.LocalRayletDiedError)):
-        return (f"{name}: the Ray worker running it died ({type(e).__name__}: {first}); the OS may have "
-                "killed it for memory (see `dmesg`) or its node left the cluster")
+        return (
+            f"{name}: Ray's memory monitor killed the worker running it (the node ran out of memory); "
+            f"raise --cpus-per-run so fewer runs share a node, or use nodes with more memory ({first})"
+        )
+    if isinstance(
+        e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError)
+    ):
+        return (
+            f"{name}: the Ray worker running it died ({type(e).__name__}: {first}); the OS may have "
+            "killed it for memory (see `dmesg`) or its node left the cluster"
+        )
     return f"{name}: Ray could not run it ({type(e).__name__}: {first})"
 
 
-def run_on_ray(fn: Callable[[Any], dict[str, Any]], jobs: Sequence[Any], out: str | os.PathLike,
-               done: Callable[[Any, dict[str, Any]], None], name: Callable[[Any], str] = str,
-               address: str | None = None, cpus_per_run: float = 1, max_in_flight: int | None = None,
-               log: Callable[[str], None] = print) -> None:
+def run_on_ray(
+    fn: Callable[[Any], dict[str, Any]],
+    jobs: Sequence[Any],
+    out: str | os.PathLike,
+    done: Callable[[Any, dict[str, Any]], None],
+    name: Callable[[Any], str] = str,
+    address: str | None = None,
+    cpus_per_run: float = 1,
+    max_in_flight: int | None = None,
+    log: Callable[[str], None] = print,
+) -> None:
     """Run ``fn(job)`` for every job as a Ray task of ``cpus_per_run`` CPUs; call ``done(job, result)`` as each ends.
 
     ``jobs``: dataclasses with a ``run_dir`` field under ``out`` (``compare.Job``); ``fn`` must be importable
@@ -121,8 +135,13 @@ def run_on_ray(fn: Callable[[Any], dict[str, Any]], jobs: Sequence[Any], out: st
     marker = out / MARKER
     marker.write_text(token)
     paths = [str(Path(p).resolve()) for p in sys.path if p and os.path.isdir(p)]
-    where = ("the running Ray session" if require_ray("compare --backend ray").is_initialized()
-             else f"the Ray cluster at {address}" if address else "a local Ray instance (started here)")
+    where = (
+        "the running Ray session"
+        if require_ray("compare --backend ray").is_initialized()
+        else f"the Ray cluster at {address}"
+        if address
+        else "a local Ray instance (started here)"
+    )
     try:
         with ray_session(address, what="compare --backend ray") as ray:
             cpus = ray.cluster_resources().get("CPU", 0)
@@ -160,6 +179,7 @@ def _drive(ray, task, fn, jobs, marker, token, paths, done, name, max_in_flight)
         raise
     if failures:
         n = len(failures)
-        raise LucidRLError(f"{n} of {len(jobs)} runs failed on Ray (the others finished and are kept in their run "
-                           "directories; run the same command again to retry only the failed ones):\n  "
-                           + "\n  ".join(failures))
+        raise LucidRLError(
+            f"{n} of {len(jobs)} runs failed on Ray (the others finished and are kept in their run "
+            "directories; run the same command again to retry only the failed ones):\n  " + "\n  ".join(failures)
+        )

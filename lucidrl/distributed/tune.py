@@ -47,16 +47,16 @@ from lucidrl.errors import ConfigError, LucidRLError
 from lucidrl.plotting import finish_figure
 
 METRIC = "eval_return"
-EXPERIMENT = "tune"          # Tune's experiment directory inside OUT
-SETTINGS = "tune.json"       # the sweep's arguments, for --resume
-N_STARTUP = 5                # TPE's random trials before it models the good ones
-REDUCTION_FACTOR = 2         # ASHA keeps the better 1/2 at each rung
-EVAL_SEED = 10_000           # evaluation episodes are seeded apart from training's
+EXPERIMENT = "tune"  # Tune's experiment directory inside OUT
+SETTINGS = "tune.json"  # the sweep's arguments, for --resume
+N_STARTUP = 5  # TPE's random trials before it models the good ones
+REDUCTION_FACTOR = 2  # ASHA keeps the better 1/2 at each rung
+EVAL_SEED = 10_000  # evaluation episodes are seeded apart from training's
 KINDS = ("choice", "uniform", "log_uniform", "one_minus_log_uniform", "train_freq_divided_by")
 
 
 # --------------------------------------------------------------------------- search spaces
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_search_spaces() -> dict[str, dict[str, Any]]:
     """Every algorithm's search space, as written in ``lucidrl/presets/search_spaces.yaml``."""
     text = resources.files("lucidrl.presets").joinpath("search_spaces.yaml").read_text()
@@ -69,8 +69,10 @@ def search_space(algo: str) -> dict[str, Any]:
         raise ConfigError(f"unknown algorithm {algo!r}; known: {', '.join(sorted(ALGORITHMS))}")
     spaces = load_search_spaces()
     if algo not in spaces:
-        raise ConfigError(f"there is no search space for {algo}; spaces exist for {', '.join(sorted(spaces))}. "
-                          f"Add one under '{algo}:' in lucidrl/presets/search_spaces.yaml")
+        raise ConfigError(
+            f"there is no search space for {algo}; spaces exist for {', '.join(sorted(spaces))}. "
+            f"Add one under '{algo}:' in lucidrl/presets/search_spaces.yaml"
+        )
     entry = spaces[algo]
     where = f"search_spaces.yaml, {algo}"
     fields = {f.name for f in dataclasses.fields(ALGORITHMS[algo].config_class)}
@@ -78,7 +80,9 @@ def search_space(algo: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: expected 'source', 'fixed' and a non-empty 'params' mapping")
     for name in [*entry["params"], *(entry.get("fixed") or {})]:
         if name not in fields:
-            raise ConfigError(f"{where}: {name!r} is not a hyperparameter of {algo}; valid: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"{where}: {name!r} is not a hyperparameter of {algo}; valid: {', '.join(sorted(fields))}"
+            )
     for name, spec in entry["params"].items():
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
             raise ConfigError(f"{where}, {name}: expected one of {{{': ..., '.join(KINDS)}: ...}}, got {spec!r}")
@@ -86,12 +90,20 @@ def search_space(algo: str) -> dict[str, Any]:
         if kind == "choice" and not (isinstance(arg, dict) or isinstance(arg, list)) or not arg:
             raise ConfigError(f"{where}, {name}: a non-empty list or mapping of values is needed, got {arg!r}")
         if kind in ("uniform", "log_uniform", "one_minus_log_uniform") and not (
-                isinstance(arg, list) and len(arg) == 2 and all(isinstance(x, (int, float)) for x in arg)
-                and arg[0] < arg[1] and (kind == "uniform" or arg[0] > 0)):
-            raise ConfigError(f"{where}, {name}: {kind} needs [low, high] with low < high (and low > 0 in log scale), "
-                              f"got {arg!r}")
-        if kind == "train_freq_divided_by" and "train_freq" not in entry["params"] and "train_freq" not in (
-                entry.get("fixed") or {}):
+            isinstance(arg, list)
+            and len(arg) == 2
+            and all(isinstance(x, (int, float)) for x in arg)
+            and arg[0] < arg[1]
+            and (kind == "uniform" or arg[0] > 0)
+        ):
+            raise ConfigError(
+                f"{where}, {name}: {kind} needs [low, high] with low < high (and low > 0 in log scale), got {arg!r}"
+            )
+        if (
+            kind == "train_freq_divided_by"
+            and "train_freq" not in entry["params"]
+            and "train_freq" not in (entry.get("fixed") or {})
+        ):
             raise ConfigError(f"{where}, {name}: train_freq_divided_by needs train_freq in the space")
     return entry
 
@@ -119,8 +131,9 @@ def tune_space(entry: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-def to_hyperparams(algo: str, entry: dict[str, Any], sampled: dict[str, Any],
-                   timesteps: int) -> tuple[dict[str, Any], list[str]]:
+def to_hyperparams(
+    algo: str, entry: dict[str, Any], sampled: dict[str, Any], timesteps: int
+) -> tuple[dict[str, Any], list[str]]:
     """The model's hyperparameters for one sampled point, and the repairs made so the config accepts them.
 
     Fixed values first, then the sampled ones converted (``1 - x``, a named value, ``train_freq // d``);
@@ -181,11 +194,19 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     returns: list[float] = []
 
     def report(model, finished: bool) -> None:
-        mean, std = lucidrl.evaluate(model, env_id, n_episodes=setup["eval_episodes"], deterministic=True,
-                                     seed=EVAL_SEED)
+        mean, std = lucidrl.evaluate(
+            model, env_id, n_episodes=setup["eval_episodes"], deterministic=True, seed=EVAL_SEED
+        )
         returns.append(mean)
-        ray_tune.report({METRIC: mean, "eval_return_std": std, "eval_return_mean_so_far": sum(returns) / len(returns),
-                         "steps": int(model.num_timesteps), "finished": finished})
+        ray_tune.report(
+            {
+                METRIC: mean,
+                "eval_return_std": std,
+                "eval_return_mean_so_far": sum(returns) / len(returns),
+                "steps": int(model.num_timesteps),
+                "finished": finished,
+            }
+        )
 
     def callback(model, metrics) -> None:
         if milestones and model.num_timesteps >= milestones[0]:
@@ -257,7 +278,9 @@ def _quiet_tune(verbose: int):
     tune_logger = logging.getLogger("ray.tune")
     level = tune_logger.level
     signals = [s for s in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s is not None]
-    handlers = {s: signal.getsignal(s) for s in signals} if threading.current_thread() is threading.main_thread() else {}
+    handlers = (
+        {s: signal.getsignal(s) for s in signals} if threading.current_thread() is threading.main_thread() else {}
+    )
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     if verbose < 2:
         tune_logger.setLevel(logging.CRITICAL)
@@ -303,8 +326,10 @@ class TuneResult:
 
 def _check_settings(s: dict[str, Any]) -> None:
     if s["algo"] is None or s["env_id"] is None or s["trials"] is None or s["timesteps"] is None:
-        raise ConfigError("tune needs an algorithm, an env id, a number of trials and a number of timesteps "
-                          "(e.g. lucidrl tune ppo --env CartPole-v1 --trials 16 --timesteps 50000), or --resume DIR")
+        raise ConfigError(
+            "tune needs an algorithm, an env id, a number of trials and a number of timesteps "
+            "(e.g. lucidrl tune ppo --env CartPole-v1 --trials 16 --timesteps 50000), or --resume DIR"
+        )
     for name in ("trials", "timesteps", "n_evals", "eval_episodes"):
         v = s[name]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -326,10 +351,21 @@ def _check_env(algo: str, env_id: str) -> None:
         model.env.close()
 
 
-def tune(algo: str | None = None, env_id: str | None = None, trials: int | None = None, timesteps: int | None = None,
-         backend: str = "local", address: str | None = None, out: str | os.PathLike | None = None,
-         resume: str | os.PathLike | None = None, seed: int = 0, n_evals: int = 4, eval_episodes: int = 5,
-         verbose: int = 1, _interrupt_after: int | None = None) -> TuneResult:
+def tune(
+    algo: str | None = None,
+    env_id: str | None = None,
+    trials: int | None = None,
+    timesteps: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    seed: int = 0,
+    n_evals: int = 4,
+    eval_episodes: int = 5,
+    verbose: int = 1,
+    _interrupt_after: int | None = None,
+) -> TuneResult:
     """Tune ``algo``'s hyperparameters on ``env_id`` with ``trials`` trials of ``timesteps`` steps each.
 
     Args:
@@ -346,8 +382,15 @@ def tune(algo: str | None = None, env_id: str | None = None, trials: int | None 
         eval_episodes: deterministic episodes per evaluation.
     """
     started = time.perf_counter()
-    given = {"algo": algo, "env_id": env_id, "trials": trials, "timesteps": timesteps, "seed": seed,
-             "n_evals": n_evals, "eval_episodes": eval_episodes}
+    given = {
+        "algo": algo,
+        "env_id": env_id,
+        "trials": trials,
+        "timesteps": timesteps,
+        "seed": seed,
+        "n_evals": n_evals,
+        "eval_episodes": eval_episodes,
+    }
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     if backend == "local" and address is not None:
@@ -355,14 +398,17 @@ def tune(algo: str | None = None, env_id: str | None = None, trials: int | None 
     if resume is not None:
         out = Path(resume)
         if not (out / SETTINGS).is_file() or not (out / EXPERIMENT).is_dir():
-            raise ConfigError(f"--resume {str(out)!r}: not the output directory of a tune run (it needs {SETTINGS} "
-                              f"and {EXPERIMENT}/)")
+            raise ConfigError(
+                f"--resume {str(out)!r}: not the output directory of a tune run (it needs {SETTINGS} and {EXPERIMENT}/)"
+            )
         settings = json.loads((out / SETTINGS).read_text())
         defaults = {"seed": 0, "n_evals": 4, "eval_episodes": 5}
         for k, v in given.items():
             if v is not None and v != settings[k] and not (k in defaults and v == defaults[k]):
-                raise ConfigError(f"--resume continues the sweep in {str(out)!r} with its own {k} ({settings[k]!r}), "
-                                  f"not {v!r}; drop that argument or start a new sweep with another --out")
+                raise ConfigError(
+                    f"--resume continues the sweep in {str(out)!r} with its own {k} ({settings[k]!r}), "
+                    f"not {v!r}; drop that argument or start a new sweep with another --out"
+                )
     else:
         settings = dict(given)
         _check_settings(settings)
@@ -376,20 +422,33 @@ def tune(algo: str | None = None, env_id: str | None = None, trials: int | None 
         import optuna
         from ray.tune.search.optuna import OptunaSearch
     except ImportError:
-        raise ConfigError("lucidrl tune samples with Optuna, which is not installed; install it with "
-                          "pip install 'lucidrl[ray]'") from None
+        raise ConfigError(
+            "lucidrl tune samples with Optuna, which is not installed; install it with pip install 'lucidrl[ray]'"
+        ) from None
 
     if out is None:
         out = Path(f"tune-{settings['algo']}-{settings['env_id'].split('/')[-1].replace(':', '-')}")
     out = Path(out).resolve()
     if resume is None:
         if (out / EXPERIMENT).exists():
-            raise ConfigError(f"{str(out)!r} already holds a tune run; resume it with --resume {out} or choose "
-                              "another --out")
+            raise ConfigError(
+                f"{str(out)!r} already holds a tune run; resume it with --resume {out} or choose another --out"
+            )
         out.mkdir(parents=True, exist_ok=True)
-        settings["command"] = "lucidrl tune " + " ".join(shlex.quote(str(a)) for a in [
-            settings["algo"], "--env", settings["env_id"], "--trials", settings["trials"], "--timesteps",
-            settings["timesteps"], "--seed", settings["seed"]])
+        settings["command"] = "lucidrl tune " + " ".join(
+            shlex.quote(str(a))
+            for a in [
+                settings["algo"],
+                "--env",
+                settings["env_id"],
+                "--trials",
+                settings["trials"],
+                "--timesteps",
+                settings["timesteps"],
+                "--seed",
+                settings["seed"],
+            ]
+        )
         settings["out"] = out.name
         settings["space"] = entry
         (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
@@ -399,8 +458,7 @@ def tune(algo: str | None = None, env_id: str | None = None, trials: int | None 
     from ray import tune as ray_tune
     from ray.tune.schedulers import ASHAScheduler
 
-    with ray_session(address=address if backend == "ray" else None, what="lucidrl tune"), \
-            _quiet_tune(verbose):
+    with ray_session(address=address if backend == "ray" else None, what="lucidrl tune"), _quiet_tune(verbose):
         trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup), {"cpu": 1})
         if resume is not None:
             if verbose:
@@ -408,30 +466,46 @@ def tune(algo: str | None = None, env_id: str | None = None, trials: int | None 
             try:
                 tuner = ray_tune.Tuner.restore(str(out / EXPERIMENT), trainable=trainable, resume_unfinished=True)
             except Exception as e:  # a state file Tune cannot read
-                raise ConfigError(f"--resume {str(out)!r}: Ray Tune cannot restore the sweep in {EXPERIMENT}/: "
-                                  f"{type(e).__name__}: {e}") from None
+                raise ConfigError(
+                    f"--resume {str(out)!r}: Ray Tune cannot restore the sweep in {EXPERIMENT}/: "
+                    f"{type(e).__name__}: {e}"
+                ) from None
         else:
             timesteps, k = settings["timesteps"], settings["n_evals"]
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             sampler = optuna.samplers.TPESampler(seed=settings["seed"], n_startup_trials=N_STARTUP)
             tuner = ray_tune.Tuner(
-                trainable, param_space=tune_space(entry),
+                trainable,
+                param_space=tune_space(entry),
                 tune_config=ray_tune.TuneConfig(
-                    metric=METRIC, mode="max", num_samples=settings["trials"], reuse_actors=True,
+                    metric=METRIC,
+                    mode="max",
+                    num_samples=settings["trials"],
+                    reuse_actors=True,
                     search_alg=OptunaSearch(sampler=sampler),
-                    scheduler=ASHAScheduler(time_attr="steps", max_t=timesteps, grace_period=max(1, timesteps // k),
-                                            reduction_factor=REDUCTION_FACTOR)),
+                    scheduler=ASHAScheduler(
+                        time_attr="steps",
+                        max_t=timesteps,
+                        grace_period=max(1, timesteps // k),
+                        reduction_factor=REDUCTION_FACTOR,
+                    ),
+                ),
                 run_config=ray_tune.RunConfig(
-                    name=EXPERIMENT, storage_path=str(out), verbose=0,
+                    name=EXPERIMENT,
+                    storage_path=str(out),
+                    verbose=0,
                     callbacks=[_progress_callback(settings["trials"], verbose, _interrupt_after)],
-                    failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False)))
+                    failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
+                ),
+            )
         try:
             tuner.fit()
         except LucidRLError:
             raise
         except Exception as e:  # Tune itself failed (not a trial: those are recorded and the sweep goes on)
-            raise ConfigError(f"Ray Tune stopped the sweep: {type(e).__name__}: {e}; resume it with "
-                              f"lucidrl tune --resume {out}") from None
+            raise ConfigError(
+                f"Ray Tune stopped the sweep: {type(e).__name__}: {e}; resume it with lucidrl tune --resume {out}"
+            ) from None
         rows = collect_trials(out, settings, entry)
 
     best = pick_best(rows)
@@ -439,8 +513,11 @@ def tune(algo: str | None = None, env_id: str | None = None, trials: int | None 
     ended = sum(r["status"] != "not finished" for r in rows)
     result = TuneResult(rows, best, out, files, time.perf_counter() - started, ended < settings["trials"])
     if verbose:
-        print(f"{ended} of {settings['trials']} trials ended in {result.wall_seconds:.0f} s; best: "
-              + (f"trial {best['number']}, eval return {best['eval_return']:.1f}" if best else "none"), flush=True)
+        print(
+            f"{ended} of {settings['trials']} trials ended in {result.wall_seconds:.0f} s; best: "
+            + (f"trial {best['number']}, eval return {best['eval_return']:.1f}" if best else "none"),
+            flush=True,
+        )
         print("wrote " + ", ".join(str(p) for p in files.values()), flush=True)
         if result.interrupted:
             print(f"the sweep was interrupted; finish it with: lucidrl tune --resume {out}", flush=True)
@@ -466,19 +543,29 @@ def collect_trials(out: Path, settings: dict[str, Any], entry: dict[str, Any]) -
             status = "complete" if r.get("finished") else "stopped early by ASHA"
         else:
             status = "not finished"
-        rows.append({"number": _number(trial), "trial_id": trial.trial_id, "status": status,
-                     "eval_return": r.get(METRIC), "eval_return_std": r.get("eval_return_std"),
-                     "mean_so_far": r.get("eval_return_mean_so_far"), "steps": r.get("steps", 0),
-                     "params": hp, "repairs": repairs,
-                     "error": _error_message(trial) if status == "failed" else None})
+        rows.append(
+            {
+                "number": _number(trial),
+                "trial_id": trial.trial_id,
+                "status": status,
+                "eval_return": r.get(METRIC),
+                "eval_return_std": r.get("eval_return_std"),
+                "mean_so_far": r.get("eval_return_mean_so_far"),
+                "steps": r.get("steps", 0),
+                "params": hp,
+                "repairs": repairs,
+                "error": _error_message(trial) if status == "failed" else None,
+            }
+        )
     return rows
 
 
 def pick_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The complete trial with the highest final return; ties go to the one whose evaluations averaged higher
     (it learned sooner), then to the earlier trial. Without a complete trial: the best of those with a return."""
-    scored = [r for r in rows if r["eval_return"] is not None and r["status"] == "complete"] or \
-             [r for r in rows if r["eval_return"] is not None]
+    scored = [r for r in rows if r["eval_return"] is not None and r["status"] == "complete"] or [
+        r for r in rows if r["eval_return"] is not None
+    ]
     if not scored:
         return None
     return max(scored, key=lambda r: (r["eval_return"], r["mean_so_far"] or -math.inf, -r["number"]))
@@ -492,44 +579,61 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_outputs(out: Path, settings: dict[str, Any], entry: dict[str, Any], rows: list[dict[str, Any]],
-                  best: dict[str, Any] | None) -> dict[str, Path]:
+def write_outputs(
+    out: Path, settings: dict[str, Any], entry: dict[str, Any], rows: list[dict[str, Any]], best: dict[str, Any] | None
+) -> dict[str, Path]:
     """``best_preset.yaml``, ``results.md`` and ``returns.png`` in ``out``."""
     files = {"results": out / "results.md", "plot": out / "returns.png"}
     algo, env_id, n = settings["algo"], settings["env_id"], settings["trials"]
     if best is not None:
-        preset = {env_id: {
-            "source": f"lucidrl tune ({settings['out']}): best of {n} trials of {settings['timesteps']} steps, "
-                      f"seed {settings['seed']}, trial {best['number']}, eval return {best['eval_return']:.1f}",
-            "n_timesteps": settings["timesteps"],
-            "hyperparams": best["params"]}}
-        text = (f"# The best configuration of `{settings['command']}` ({settings['out']}/results.md).\n"
-                f"# Paste this entry into lucidrl/presets/{algo}.yaml (replacing any entry for {env_id}).\n"
-                + yaml.safe_dump(preset, sort_keys=False, default_flow_style=None, width=120))
+        preset = {
+            env_id: {
+                "source": f"lucidrl tune ({settings['out']}): best of {n} trials of {settings['timesteps']} steps, "
+                f"seed {settings['seed']}, trial {best['number']}, eval return {best['eval_return']:.1f}",
+                "n_timesteps": settings["timesteps"],
+                "hyperparams": best["params"],
+            }
+        }
+        text = (
+            f"# The best configuration of `{settings['command']}` ({settings['out']}/results.md).\n"
+            f"# Paste this entry into lucidrl/presets/{algo}.yaml (replacing any entry for {env_id}).\n"
+            + yaml.safe_dump(preset, sort_keys=False, default_flow_style=None, width=120)
+        )
         files["preset"] = out / "best_preset.yaml"
         files["preset"].write_text(text)
     names = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    lines = [f"# Tuning {algo} on {env_id}", "",
-             f"`{settings['command']}`: {n} trials of {settings['timesteps']} steps each, Optuna TPE (seed "
-             f"{settings['seed']}, the first {N_STARTUP} at random) with ASHA early stopping (rungs every "
-             f"{settings['timesteps'] // settings['n_evals']} steps, reduction factor {REDUCTION_FACTOR}). "
-             f"Eval return: mean of {settings['eval_episodes']} deterministic episodes at the trial's last "
-             f"evaluation. Search space: {entry.get('source', '?')}.", ""]
+    lines = [
+        f"# Tuning {algo} on {env_id}",
+        "",
+        f"`{settings['command']}`: {n} trials of {settings['timesteps']} steps each, Optuna TPE (seed "
+        f"{settings['seed']}, the first {N_STARTUP} at random) with ASHA early stopping (rungs every "
+        f"{settings['timesteps'] // settings['n_evals']} steps, reduction factor {REDUCTION_FACTOR}). "
+        f"Eval return: mean of {settings['eval_episodes']} deterministic episodes at the trial's last "
+        f"evaluation. Search space: {entry.get('source', '?')}.",
+        "",
+    ]
     if best is not None:
         lines += [f"Best: trial {best['number']}, eval return {best['eval_return']:.1f} (best_preset.yaml).", ""]
     ended = sum(r["status"] != "not finished" for r in rows)
     if ended < n:
-        lines += [f"Unfinished: {ended} of {n} trials ended; `lucidrl tune --resume {settings['out']}` finishes the "
-                  "sweep.", ""]
-    lines += ["| trial | status | eval return | steps | stopped early by ASHA | " + " | ".join(names) + " | notes |",
-              "|---" * (len(names) + 6) + "|"]
+        lines += [
+            f"Unfinished: {ended} of {n} trials ended; `lucidrl tune --resume {settings['out']}` finishes the sweep.",
+            "",
+        ]
+    lines += [
+        "| trial | status | eval return | steps | stopped early by ASHA | " + " | ".join(names) + " | notes |",
+        "|---" * (len(names) + 6) + "|",
+    ]
     for r in rows:
         mark = f"**{r['number']} (best)**" if best is not None and r["number"] == best["number"] else str(r["number"])
         ret = "" if r["eval_return"] is None else f"{r['eval_return']:.1f}"
         notes = "; ".join(r["repairs"] + ([r["error"].replace("|", "/")] if r["error"] else []))
-        lines.append(f"| {mark} | {r['status'].split(' by ')[0] if r['status'] != 'failed' else 'failed'} | {ret} | "
-                     f"{r['steps'] or ''} | {'yes' if r['status'] == 'stopped early by ASHA' else 'no'} | "
-                     + " | ".join(_fmt(r["params"].get(k, "")) for k in names) + f" | {notes} |")
+        lines.append(
+            f"| {mark} | {r['status'].split(' by ')[0] if r['status'] != 'failed' else 'failed'} | {ret} | "
+            f"{r['steps'] or ''} | {'yes' if r['status'] == 'stopped early by ASHA' else 'no'} | "
+            + " | ".join(_fmt(r["params"].get(k, "")) for k in names)
+            + f" | {notes} |"
+        )
     files["results"].write_text("\n".join(lines) + "\n")
     plot_returns(rows, best, files["plot"], f"{algo} on {env_id}: {n} trials of {settings['timesteps']} steps")
     return files
@@ -543,13 +647,23 @@ def plot_returns(rows: list[dict[str, Any]], best: dict[str, Any] | None, path: 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for status, marker, label in (("complete", "o", "complete"), ("stopped early by ASHA", "x", "stopped early by ASHA")):
+    for status, marker, label in (
+        ("complete", "o", "complete"),
+        ("stopped early by ASHA", "x", "stopped early by ASHA"),
+    ):
         pts = [(r["number"], r["eval_return"]) for r in rows if r["status"] == status and r["eval_return"] is not None]
         if pts:
             ax.scatter(*zip(*pts), marker=marker, label=label, s=36)
     if best is not None:
-        ax.scatter([best["number"]], [best["eval_return"]], marker="*", s=220, facecolors="none", edgecolors="red",
-                   label=f"best (trial {best['number']})")
+        ax.scatter(
+            [best["number"]],
+            [best["eval_return"]],
+            marker="*",
+            s=220,
+            facecolors="none",
+            edgecolors="red",
+            label=f"best (trial {best['number']})",
+        )
     failed = [r["number"] for r in rows if r["status"] == "failed"]
     for i, x in enumerate(failed):
         ax.axvline(x, color="grey", alpha=0.4, linestyle=":", label="failed" if i == 0 else None)

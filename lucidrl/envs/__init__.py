@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-from typing import Any, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -37,8 +38,8 @@ from gymnasium.vector import AutoresetMode
 from lucidrl.envs.atari import is_atari_spec, looks_like_atari_id, make_atari_env, register_atari_envs
 from lucidrl.errors import EnvError, MissingDependencyError
 
-EnvLike = Union[str, gym.Env, Callable[[], gym.Env], gym.vector.VectorEnv]
-Vectorization = Literal["auto", "native", "sync", "async"]
+EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
+Vectorization = Literal["auto", "native", "sync", "async", "torch"]
 
 # Which extra installs what an env family needs (used in the missing-dependency message).
 _EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale_py": "atari", "atari": "atari", "pygame": "box2d"}
@@ -74,7 +75,7 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise EnvError(
             f"Unknown environment id {env_id!r} ({e}).{hint} "
-            "List the registered ids with `python -c \"import gymnasium; gymnasium.pprint_registry()\"`; "
+            'List the registered ids with `python -c "import gymnasium; gymnasium.pprint_registry()"`; '
             "Atari, Box2D and MuJoCo ids need `pip install 'lucidrl[atari]'`, '[box2d]' or '[mujoco]'."
         ) from None
 
@@ -120,18 +121,34 @@ def make_vec_env(
     n_envs: int = 1,
     seed: int | None = None,
     vectorization: Vectorization = "auto",
+    device: str | Any = "cpu",
     **kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """A seeded vector env of ``n_envs`` copies of ``env``, reset once.
 
-    vectorization: ``"auto"`` uses the env's native vector implementation when it registers one and
-    ``n_envs >= NATIVE_MIN_ENVS``, else ``"sync"``; ``"native"`` insists on it; ``"sync"``/``"async"``
-    build a ``SyncVectorEnv``/``AsyncVectorEnv`` (one process per copy) in same-step autoreset mode.
+    vectorization: ``"auto"`` uses lucidrl's batched torch env (``lucidrl.envs.torch``) when ``device``
+    is a GPU and the env id has one, else the env's native vector implementation when it registers
+    one and ``n_envs >= NATIVE_MIN_ENVS``, else ``"sync"``; ``"native"`` insists on the native one;
+    ``"sync"``/``"async"`` build a ``SyncVectorEnv``/``AsyncVectorEnv`` (one process per copy) in
+    same-step autoreset mode; ``"torch"`` the batched torch env on ``device`` (five classic-control ids).
     """
-    if vectorization not in ("auto", "native", "sync", "async"):
-        raise EnvError(f"vectorization must be 'auto', 'native', 'sync' or 'async', got {vectorization!r}")
+    if vectorization not in ("auto", "native", "sync", "async", "torch"):
+        raise EnvError(f"vectorization must be 'auto', 'native', 'sync', 'async' or 'torch', got {vectorization!r}")
     if n_envs < 1:
         raise EnvError(f"n_envs must be >= 1, got {n_envs}")
+    on_gpu = str(device).split(":")[0] not in ("cpu", "auto")
+    if vectorization == "torch" or (vectorization == "auto" and on_gpu and isinstance(env, str)):
+        from lucidrl.envs.torch import has_torch_env, make_torch_vec_env
+
+        if vectorization == "torch" or has_torch_env(env):
+            if not isinstance(env, str):
+                raise EnvError(
+                    "vectorization='torch' needs an env id (CartPole-v1, Acrobot-v1, Pendulum-v1, "
+                    "MountainCar-v0, MountainCarContinuous-v0), not an env object"
+                )
+            if kwargs:
+                raise EnvError(f"vectorization='torch' takes no env keyword arguments, got {sorted(kwargs)}")
+            return make_torch_vec_env(env, n_envs, device=device, seed=seed)
     same_step = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     if isinstance(env, gym.vector.VectorEnv):
@@ -141,8 +158,10 @@ def make_vec_env(
         atari = is_atari_spec(spec)
         native = spec.vector_entry_point is not None and not atari
         if vectorization == "native" and atari:
-            raise EnvError(f"lucidrl builds {env} with Gymnasium's preprocessing wrappers (lucidrl.envs.atari), not "
-                           "ale-py's native AtariVectorEnv; use vectorization='auto', 'sync' or 'async'")
+            raise EnvError(
+                f"lucidrl builds {env} with Gymnasium's preprocessing wrappers (lucidrl.envs.atari), not "
+                "ale-py's native AtariVectorEnv; use vectorization='auto', 'sync' or 'async'"
+            )
         if vectorization == "native" and not native:
             raise EnvError(f"{env} registers no native vector implementation; use vectorization='sync'")
         try:
@@ -270,8 +289,9 @@ class DiscreteOffsets:
         return actions + self.action_start if self.action_start else actions
 
 
-def space_error(algo: str, needs: str, space: gym.Space, role: Literal["observation", "action"],
-                fix: str | None = None) -> EnvError:
+def space_error(
+    algo: str, needs: str, space: gym.Space, role: Literal["observation", "action"], fix: str | None = None
+) -> EnvError:
     """The EnvError for a space an algorithm does not take: ``"{algo} {needs}; got {space!r}. {fix}"``.
 
     ``fix`` (default: ``space_fix(space, role)``) says how to turn the space into one that is taken."""
@@ -285,24 +305,38 @@ def space_fix(space: gym.Space, role: Literal["observation", "action"]) -> str:
         if isinstance(space, (S.Dict, S.Tuple)):
             return "Flatten it into one Box with gymnasium.wrappers.FlattenObservation."
         if isinstance(space, S.MultiDiscrete):
-            return ("Wrap the env with gymnasium.wrappers.FlattenObservation, which one-hot encodes each component "
-                    "(start included) into one flat Box.")
+            return (
+                "Wrap the env with gymnasium.wrappers.FlattenObservation, which one-hot encodes each component "
+                "(start included) into one flat Box."
+            )
         if isinstance(space, S.MultiBinary):
             return "Wrap the env with gymnasium.wrappers.FlattenObservation to see it as a flat Box of 0/1."
         if isinstance(space, S.Box):
-            return ("Flatten it with gymnasium.wrappers.FlattenObservation; an image must be (C, H, W) or (H, W, C) "
-                    "(gymnasium.wrappers.ResizeObservation and GrayscaleObservation shrink large frames).")
-        return ("Networks read fixed-size numbers: encode each observation with a gymnasium.ObservationWrapper "
-                "whose observation_space is a Box (e.g. padded token ids or features) or a Discrete index.")
+            return (
+                "Flatten it with gymnasium.wrappers.FlattenObservation; an image must be (C, H, W) or (H, W, C) "
+                "(gymnasium.wrappers.ResizeObservation and GrayscaleObservation shrink large frames)."
+            )
+        return (
+            "Networks read fixed-size numbers: encode each observation with a gymnasium.ObservationWrapper "
+            "whose observation_space is a Box (e.g. padded token ids or features) or a Discrete index."
+        )
     if isinstance(space, S.Box):
-        return ("Continuous (Box) actions are taken by the policy-gradient algorithms (PPO, A2C, TRPO, VPG), which "
-                "use a diagonal Gaussian policy, e.g. lucidrl.PPO(env); or discretise the actions with a "
-                "gymnasium.ActionWrapper whose action_space is Discrete(k).")
+        return (
+            "Continuous (Box) actions are taken by the policy-gradient algorithms (PPO, A2C, TRPO, VPG), which "
+            "use a diagonal Gaussian policy, e.g. lucidrl.PPO(env); or discretise the actions with a "
+            "gymnasium.ActionWrapper whose action_space is Discrete(k)."
+        )
     if isinstance(space, S.MultiDiscrete):
-        return ("Expose one Discrete action per combination with a gymnasium.ActionWrapper: action_space = "
-                "Discrete(prod(nvec)), action(a) = np.unravel_index(a, nvec) + start.")
+        return (
+            "Expose one Discrete action per combination with a gymnasium.ActionWrapper: action_space = "
+            "Discrete(prod(nvec)), action(a) = np.unravel_index(a, nvec) + start."
+        )
     if isinstance(space, S.MultiBinary):
-        return ("Expose one Discrete action per combination with a gymnasium.ActionWrapper (Discrete(2**n)), "
-                "or, for PPO, A2C, TRPO and VPG, a 1-D Box thresholded at 0.")
-    return ("Expose a single Discrete action space (or, for PPO, A2C, TRPO and VPG, a 1-D Box of floats) with a "
-            "gymnasium.ActionWrapper that translates its actions into the env's.")
+        return (
+            "Expose one Discrete action per combination with a gymnasium.ActionWrapper (Discrete(2**n)), "
+            "or, for PPO, A2C, TRPO and VPG, a 1-D Box thresholded at 0."
+        )
+    return (
+        "Expose a single Discrete action space (or, for PPO, A2C, TRPO and VPG, a 1-D Box of floats) with a "
+        "gymnasium.ActionWrapper that translates its actions into the env's."
+    )

@@ -47,8 +47,9 @@ def sign_reward(reward: float) -> float:
 def looks_like_atari_id(env_id: str) -> bool:
     """An id of ale-py's namespace ("ALE/Pong-v5") or of its classic names ("PongNoFrameskip-v4")."""
     name = env_id.split(":", 1)[-1]
-    return name.startswith("ALE/") or name.endswith(("NoFrameskip-v4", "NoFrameskip-v0", "Deterministic-v4",
-                                                     "Deterministic-v0"))
+    return name.startswith("ALE/") or name.endswith(
+        ("NoFrameskip-v4", "NoFrameskip-v0", "Deterministic-v4", "Deterministic-v0")
+    )
 
 
 def register_atari_envs() -> None:
@@ -58,7 +59,8 @@ def register_atari_envs() -> None:
         import ale_py
     except ImportError as e:
         raise MissingDependencyError(
-            f"Atari envs need the ale-py package, which is not installed ({e}). Fix: {ATARI_EXTRA_FIX}") from None
+            f"Atari envs need the ale-py package, which is not installed ({e}). Fix: {ATARI_EXTRA_FIX}"
+        ) from None
     gym.register_envs(ale_py)
 
 
@@ -68,9 +70,17 @@ def is_atari_spec(spec: gym.envs.registration.EnvSpec) -> bool:
     return str(entry).startswith("ale_py")
 
 
-def make_atari_env(env_id: str, *, clip_reward: bool = True, noop_max: int = 30, frame_skip: int = 4,
-                   screen_size: int = 84, frame_stack: int = 4, terminal_on_life_loss: bool = False,
-                   **kwargs: Any) -> gym.Env:
+def make_atari_env(
+    env_id: str,
+    *,
+    clip_reward: bool = True,
+    noop_max: int = 30,
+    frame_skip: int = 4,
+    screen_size: int = 84,
+    frame_stack: int = 4,
+    terminal_on_life_loss: bool = False,
+    **kwargs: Any,
+) -> gym.Env:
     """One preprocessed Atari env (see the module docstring); ``kwargs`` go to ``gymnasium.make``.
 
     ``clip_reward``: True for training (rewards in {-1, 0, 1}), False for evaluation (the game
@@ -80,12 +90,19 @@ def make_atari_env(env_id: str, *, clip_reward: bool = True, noop_max: int = 30,
     kwargs["frameskip"] = 1  # AtariPreprocessing skips frames; the ALE must not skip as well
     try:
         env = gym.make(env_id, **kwargs)
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=noop_max, frame_skip=frame_skip, screen_size=screen_size,
-                                              terminal_on_life_loss=terminal_on_life_loss, grayscale_obs=True,
-                                              scale_obs=False)
+        env = gym.wrappers.AtariPreprocessing(
+            env,
+            noop_max=noop_max,
+            frame_skip=frame_skip,
+            screen_size=screen_size,
+            terminal_on_life_loss=terminal_on_life_loss,
+            grayscale_obs=True,
+            scale_obs=False,
+        )
     except gym.error.DependencyNotInstalled as e:  # AtariPreprocessing needs OpenCV for the resize
-        raise MissingDependencyError(f"{env_id} needs a package that is not installed ({e}). "
-                                     f"Fix: {ATARI_EXTRA_FIX}") from None
+        raise MissingDependencyError(
+            f"{env_id} needs a package that is not installed ({e}). Fix: {ATARI_EXTRA_FIX}"
+        ) from None
     if frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
     env = gym.wrappers.RecordEpisodeStatistics(env)  # before the clipping: records the raw score

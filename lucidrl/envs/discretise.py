@@ -30,7 +30,8 @@ class Discretiser:
         self.n_states = int(np.prod(self.n_bins))
 
     def bins(self, obs: np.ndarray) -> np.ndarray:
-        """Per-dimension bin indices [B, d]: floor((x - low) / width), clipped to 0..n-1 (x = high is in the last bin)."""
+        """Per-dimension bin indices [B, d]: floor((x - low) / width), clipped to 0..n-1 (x = high is in the last
+        bin)."""
         idx = np.floor((np.asarray(obs, np.float64) - self.low) / self.width).astype(np.int64)
         return np.clip(idx, 0, self.n_bins - 1)
 
@@ -43,25 +44,31 @@ class Discretiser:
         return [int(b) for b in self.n_bins], [float(v) for pair in zip(self.low, self.high) for v in pair]
 
     @classmethod
-    def for_space(cls, space: gym.spaces.Box, n_bins: list[int], bounds: list[float],
-                  env_id: str | None = None) -> "Discretiser":
+    def for_space(
+        cls, space: gym.spaces.Box, n_bins: list[int], bounds: list[float], env_id: str | None = None
+    ) -> Discretiser:
         """The discretiser of a Box space: ``n_bins`` (one number for every dimension, or one each) and
         ``bounds`` (low_1 high_1 ...; empty: ``KNOWN_BOUNDS`` of the env id, else the space's own bounds)."""
         d = int(np.prod(space.shape))
         per_dim = n_bins * d if len(n_bins) == 1 else n_bins
         if len(per_dim) != d:
-            raise ConfigError(f"n_bins has {len(n_bins)} entries but the observations have {d} dimensions; "
-                              f"give one number or {d}")
+            raise ConfigError(
+                f"n_bins has {len(n_bins)} entries but the observations have {d} dimensions; give one number or {d}"
+            )
         bounds = bounds or KNOWN_BOUNDS.get(env_id or "", [])
         if bounds:
             if len(bounds) != 2 * d:
-                raise ConfigError(f"bounds has {len(bounds)} numbers; {d}-dimensional observations need {2 * d} "
-                                  "(low_1 high_1 ... low_d high_d)")
+                raise ConfigError(
+                    f"bounds has {len(bounds)} numbers; {d}-dimensional observations need {2 * d} "
+                    "(low_1 high_1 ... low_d high_d)"
+                )
             low, high = np.array(bounds[::2]), np.array(bounds[1::2])
         else:
             low, high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
             wide = ~(np.isfinite(low) & np.isfinite(high)) | (np.abs(low) > 1e6) | (np.abs(high) > 1e6)
             if wide.any():
-                raise ConfigError(f"observation dimensions {np.flatnonzero(wide).tolist()} of {space} are unbounded; "
-                                  "give bounds=[low_1, high_1, ..., low_d, high_d] to discretise them")
+                raise ConfigError(
+                    f"observation dimensions {np.flatnonzero(wide).tolist()} of {space} are unbounded; "
+                    "give bounds=[low_1, high_1, ..., low_d, high_d] to discretise them"
+                )
         return cls(low, high, np.array(per_dim))

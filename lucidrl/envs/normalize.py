@@ -84,8 +84,9 @@ class ObsNormalizer(nn.Module):
     """(N2) ``forward(obs)`` normalises with the current statistics (never changes them);
     ``update(obs)`` adds a batch of raw observations to them (the rollout collector does, in training)."""
 
-    def __init__(self, shape: tuple[int, ...], clip_obs: float = 10.0, epsilon: float = 1e-8,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, shape: tuple[int, ...], clip_obs: float = 10.0, epsilon: float = 1e-8, device: torch.device | str = "cpu"
+    ):
         super().__init__()
         self.rms = RunningMeanStd(shape, device=device)
         self.clip_obs = float(clip_obs)
@@ -118,8 +119,9 @@ class RewardScaler(nn.Module):
     a resumed run continues them (docs/normalization.md, section 3).
     """
 
-    def __init__(self, gamma: float, clip_reward: float = 10.0, epsilon: float = 1e-8,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, gamma: float, clip_reward: float = 10.0, epsilon: float = 1e-8, device: torch.device | str = "cpu"
+    ):
         super().__init__()
         self.rms = RunningMeanStd((), device=device)
         self.gamma = float(gamma)
@@ -127,8 +129,9 @@ class RewardScaler(nn.Module):
         self.epsilon = float(epsilon)
         self.returns: np.ndarray | None = None  # R of each env, float64 [N]
 
-    def scale(self, reward: np.ndarray, done: np.ndarray, update: bool = True,
-              valid: np.ndarray | None = None) -> np.ndarray:
+    def scale(
+        self, reward: np.ndarray, done: np.ndarray, update: bool = True, valid: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scaled rewards of one vector-env step (float32 [N]); ``done`` = terminated | truncated.
 
         With ``update``: R ← γR + r (N3), the running variance takes in the new R, then the
@@ -145,14 +148,17 @@ class RewardScaler(nn.Module):
             if seen.size:
                 self.rms.update(seen)
             self.returns[np.asarray(done, dtype=bool)] = 0.0  # a new episode starts its return at 0
-        std = math.sqrt(float(self.rms.numpy_views()[1] if self.rms.var.device.type == "cpu" else self.rms.var)
-                        + self.epsilon)
+        std = math.sqrt(
+            float(self.rms.numpy_views()[1] if self.rms.var.device.type == "cpu" else self.rms.var) + self.epsilon
+        )
         return np.clip(reward / std, -self.clip_reward, self.clip_reward).astype(np.float32)  # (N3)
 
     def forward(self, reward: np.ndarray) -> np.ndarray:
         """Scaled rewards with the current statistics, changing nothing."""
         std = math.sqrt(float(self.rms.var) + self.epsilon)
-        return np.clip(np.asarray(reward, dtype=np.float64) / std, -self.clip_reward, self.clip_reward).astype(np.float32)
+        return np.clip(np.asarray(reward, dtype=np.float64) / std, -self.clip_reward, self.clip_reward).astype(
+            np.float32
+        )
 
 
 def make_normalizers(config, observation_space, device) -> tuple[ObsNormalizer | None, RewardScaler | None]:
@@ -167,7 +173,8 @@ def make_normalizers(config, observation_space, device) -> tuple[ObsNormalizer |
         if not isinstance(observation_space, gym.spaces.Box) or not np.issubdtype(observation_space.dtype, np.floating):
             raise ConfigError(
                 f"normalize_obs needs a Box observation space of floats, got {observation_space}; "
-                "discrete and image (uint8) observations are not normalised this way: set normalize_obs=False")
+                "discrete and image (uint8) observations are not normalised this way: set normalize_obs=False"
+            )
         obs_norm = ObsNormalizer(observation_space.shape, config.clip_obs, device=device)
     if getattr(config, "normalize_reward", False):
         rew_scale = RewardScaler(config.gamma, config.clip_reward, device=device)

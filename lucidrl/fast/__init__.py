@@ -10,7 +10,8 @@ Nothing here changes what an algorithm computes, only how: every function regist
 * ``heads``: the action heads' log-probabilities with their gradients written out;
 * ``advantages``: GAE in NumPy;
 * ``actor_critic``: PPO's and A2C's updates, and the rollouts' acting;
-* ``trpo``, ``vpg``, ``dqn``: those algorithms' updates.
+* ``trpo``, ``vpg``, ``dqn``: those algorithms' updates;
+* ``compiled``: ``compile=True``: PPO's and A2C's reference updates compiled, and CUDA graphs on a GPU.
 """
 
-from lucidrl.fast import actor_critic, advantages, dqn, trpo, vpg  # noqa: F401  (each registers its twins)
+from lucidrl.fast import actor_critic, advantages, compiled, dqn, trpo, vpg  # noqa: F401  (each registers its twins)

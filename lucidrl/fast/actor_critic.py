@@ -29,10 +29,16 @@ from lucidrl.algos.ppo import update_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
 from lucidrl.fast.heads import categorical_terms, gaussian_terms
 from lucidrl.fast.mlp import MLPCore, acting_forward, numpy_blocks
+from lucidrl.networks import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    CategoricalHead,
+    DiagGaussianHead,
+    FlattenFloat,
+    StateIndependentLogStd,
+)
 from lucidrl.rollout import minibatches
 from lucidrl.rollout import rollout_policy as reference_rollout_policy
-from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, CategoricalHead, DiagGaussianHead, FlattenFloat, \
-    StateIndependentLogStd
 
 MAX_ACTING_WORK = 4096
 """Acting in NumPy for at most this many rows x hidden units a step (larger batches act with the reference)."""
@@ -69,8 +75,16 @@ class PairNet:
         self.w, self.g = self.core.blocks(weights[:size]), self.core.blocks(grad[:size])
         self.log_std, self.log_std_grad = weights[size:], grad[size:]  # raw log σ (empty for a categorical head)
 
-    def loss_backward(self, obs: np.ndarray, actions: np.ndarray, policy_term, returns: np.ndarray, vf_coef: float,
-                      ent_coef: float = 0.0, with_entropy: bool = False):
+    def loss_backward(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        policy_term,
+        returns: np.ndarray,
+        vf_coef: float,
+        ent_coef: float = 0.0,
+        with_entropy: bool = False,
+    ):
         """``policy_term(log π) + vf_coef mean((V - R)²) - ent_coef mean(H)``, its gradient into ``flat.grad``
         (overwritten). Returns (distribution parameters, policy loss, value loss, entropy or None, extra)."""
         B = obs.shape[0]
@@ -78,17 +92,19 @@ class PairNet:
         (out, v), hs = self.core.forward(self.w, x)
         if self.gaussian:
             params, d_out, policy_loss, entropy, extra = gaussian_terms(
-                out, self.log_std, actions, policy_term, ent_coef, with_entropy, self.log_std_grad)
+                out, self.log_std, actions, policy_term, ent_coef, with_entropy, self.log_std_grad
+            )
         else:
             params, d_out, policy_loss, entropy, extra = categorical_terms(
-                out, actions, policy_term, ent_coef, with_entropy)
+                out, actions, policy_term, ent_coef, with_entropy
+            )
         diff = v[:, 0] - returns.reshape(B)  # ∂mean((V - R)²)/∂V = 2 (V - R) / B
         value_loss = float(np.mean(diff * diff))
         self.core.backward(self.w, self.g, hs, [d_out, (diff * (2.0 * vf_coef / B))[:, None]])
         return params, policy_loss, value_loss, entropy, extra
 
 
-_NETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def pair_net(agent) -> PairNet:
@@ -100,8 +116,9 @@ def pair_net(agent) -> PairNet:
 
 
 # --------------------------------------------------------------------------- PPO
-def clipped_surrogate_grad(logprob: np.ndarray, logprob_old: np.ndarray, advantages: np.ndarray,
-                           clip_range: float) -> tuple[float, np.ndarray, np.ndarray]:
+def clipped_surrogate_grad(
+    logprob: np.ndarray, logprob_old: np.ndarray, advantages: np.ndarray, clip_range: float
+) -> tuple[float, np.ndarray, np.ndarray]:
     """-L^CLIP (``ppo.clipped_surrogate``), its gradient in log π and the ratios. With r = exp(log π - log π_old),
     ∂(r Â)/∂log π = r Â, so ∂(-L^CLIP)/∂log π_t = -r_t Â_t / n where the minimum picks the unclipped term, and 0
     where it picks the clipped one (r_t outside [1-ε, 1+ε] on the side Â_t rewards: no push further)."""
@@ -121,17 +138,28 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
     for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
         if mb is not batch or epoch == 0:  # (a batch that is one minibatch is the same one every epoch)
             adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]
-            obs, actions, returns, lp_old, adv_np = (t.numpy() for t in (
-                mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv))
+            obs, actions, returns, lp_old, adv_np = (
+                t.numpy() for t in (mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv)
+            )
         p, pg_loss, v_loss, _, ratio = net.loss_backward(
-            obs, actions, lambda lp: clipped_surrogate_grad(lp, lp_old, adv_np, clip_range), returns,
-            cfg.vf_coef, cfg.ent_coef)
+            obs,
+            actions,
+            lambda lp, lp_old=lp_old, adv_np=adv_np: clipped_surrogate_grad(lp, lp_old, adv_np, clip_range),
+            returns,
+            cfg.vf_coef,
+            cfg.ent_coef,
+        )
         norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))
         opt.step()
         params.append(p.copy()), ratios.append(ratio), pg.append(pg_loss), v.append(v_loss)
-    seen = {"params": [torch.from_numpy(np.concatenate(params))], "ratio": [torch.from_numpy(np.concatenate(ratios))],
-            "pg": list(torch.tensor(pg, dtype=torch.float32)), "v": list(torch.tensor(v, dtype=torch.float32)),
-            "grad_norm": list(torch.tensor(norms, dtype=torch.float32)), "kl": []}
+    seen = {
+        "params": [torch.from_numpy(np.concatenate(params))],
+        "ratio": [torch.from_numpy(np.concatenate(ratios))],
+        "pg": list(torch.tensor(pg, dtype=torch.float32)),
+        "v": list(torch.tensor(v, dtype=torch.float32)),
+        "grad_norm": list(torch.tensor(norms, dtype=torch.float32)),
+        "kl": [],
+    }
     return update_diagnostics(agent.head, seen, cfg.n_epochs, clip_range, cfg.variant)
 
 
@@ -143,8 +171,9 @@ def ppo_unsupported(model) -> str | None:
         return "value clipping (clip_range_vf)"
     if cfg.target_kl is not None:
         return "early stopping on the KL (target_kl)"
-    return network_unsupported(model.agent, model.device) or \
-        FlatOptimizer.unsupported(model.optimizer, list(model.agent.parameters()))
+    return network_unsupported(model.agent, model.device) or FlatOptimizer.unsupported(
+        model.optimizer, list(model.agent.parameters())
+    )
 
 
 # --------------------------------------------------------------------------- A2C
@@ -158,8 +187,14 @@ def a2c_update(agent, optimizer, batch, cfg) -> dict[str, float]:
         return -float((adv * logprob).mean()), adv * (-1.0 / adv.shape[0]), None
 
     _, policy_loss, value_loss, entropy, _ = net.loss_backward(
-        batch["obs"].numpy(), batch["actions"].numpy(), policy_term, batch["returns"].numpy(), cfg.vf_coef,
-        cfg.ent_coef, with_entropy=True)
+        batch["obs"].numpy(),
+        batch["actions"].numpy(),
+        policy_term,
+        batch["returns"].numpy(),
+        cfg.vf_coef,
+        cfg.ent_coef,
+        with_entropy=True,
+    )
     grad_norm = clip_grad_norm(net.flat.grad, cfg.max_grad_norm)
     opt.step()
     ent = float(entropy.mean())
@@ -167,13 +202,20 @@ def a2c_update(agent, optimizer, batch, cfg) -> dict[str, float]:
     var_returns = float(returns.var(ddof=1)) if returns.size > 1 else float("nan")  # as explained_variance
     residual = returns - batch["values_old"].numpy()
     explained = 1.0 - float(residual.var(ddof=1)) / var_returns if var_returns > 0 else float("nan")
-    return {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": -ent, "diag/entropy": ent,
-            "diag/grad_norm": grad_norm, "diag/explained_variance": explained}
+    return {
+        "loss/policy": policy_loss,
+        "loss/value": value_loss,
+        "loss/entropy": -ent,
+        "diag/entropy": ent,
+        "diag/grad_norm": grad_norm,
+        "diag/explained_variance": explained,
+    }
 
 
 def a2c_unsupported(model) -> str | None:
-    return network_unsupported(model.agent, model.device) or \
-        FlatOptimizer.unsupported(model.optimizer, list(model.agent.parameters()))
+    return network_unsupported(model.agent, model.device) or FlatOptimizer.unsupported(
+        model.optimizer, list(model.agent.parameters())
+    )
 
 
 # --------------------------------------------------------------------------- acting

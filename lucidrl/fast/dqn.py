@@ -41,9 +41,14 @@ def dqn_train_round(q_net, q_target, optimizer, buffer, n_steps, cfg) -> dict[st
     next_obs = batch["next_obs"].float().numpy()
     rewards, terminated = batch["rewards"], batch["terminated"]
     with torch.no_grad():
-        next_q_target = torch.from_numpy(np.concatenate(
-            [target.forward(x)[0] for x in np.split(next_obs.reshape(n_steps * B, -1), range(1024, n_steps * B, 1024))]
-        )).view(n_steps, B, -1)
+        next_q_target = torch.from_numpy(
+            np.concatenate(
+                [
+                    target.forward(x)[0]
+                    for x in np.split(next_obs.reshape(n_steps * B, -1), range(1024, n_steps * B, 1024))
+                ]
+            )
+        ).view(n_steps, B, -1)
         targets = None if cfg.double_q else td_target(rewards, terminated, next_q_target, cfg.gamma).numpy()
     onehot = np.eye(q_net.n_actions, dtype=np.float32)[batch["actions"].long().numpy()]  # [n_steps, B, A]
     obs = batch["obs"].float().numpy()
@@ -65,8 +70,11 @@ def dqn_train_round(q_net, q_target, optimizer, buffer, n_steps, cfg) -> dict[st
         norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))
         opt.step()
     loss = F.smooth_l1_loss(torch.from_numpy(diffs), torch.zeros(n_steps, B))
-    return {"loss/value": float(loss), "diag/q_mean": float((diffs + ys).mean(dtype=np.float64)),
-            "diag/grad_norm": float(np.mean(norms))}
+    return {
+        "loss/value": float(loss),
+        "diag/q_mean": float((diffs + ys).mean(dtype=np.float64)),
+        "diag/grad_norm": float(np.mean(norms)),
+    }
 
 
 def train_round_unsupported(model) -> str | None:

@@ -42,8 +42,8 @@ class FlatParams:
         with torch.no_grad():
             for p in self.params:
                 n = p.numel()
-                self.flat[offset:offset + n].copy_(p.reshape(-1))
-                p.data = self.flat[offset:offset + n].view_as(p)
+                self.flat[offset : offset + n].copy_(p.reshape(-1))
+                p.data = self.flat[offset : offset + n].view_as(p)
                 self.offsets.append((offset, n))
                 offset += n
         self._ptrs = [p.data_ptr() for p in self.params]
@@ -55,12 +55,12 @@ class FlatParams:
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """``flat`` (laid out like the weights) cut into one view per parameter."""
-        return [flat[o:o + n].view_as(p) for p, (o, n) in zip(self.params, self.offsets)]
+        return [flat[o : o + n].view_as(p) for p, (o, n) in zip(self.params, self.offsets)]
 
     def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
         """Parameter ``i``'s part of ``flat`` (laid out like the weights), shaped like the parameter."""
         o, n = self.offsets[i]
-        return flat[o:o + n].view_as(self.params[i])
+        return flat[o : o + n].view_as(self.params[i])
 
 
 class FlatOptimizer:
@@ -86,12 +86,14 @@ class FlatOptimizer:
                     self.steps[i] = st["step"]
                     for k in names:
                         o, n = flat.offsets[i]
-                        self.moments[k][o:o + n].copy_(st[k].reshape(-1))
+                        self.moments[k][o : o + n].copy_(st[k].reshape(-1))
                 st["step"] = self.steps[i]  # 0-d views: torch's own step() still counts each one
                 for k in names:
                     st[k] = flat.view(self.moments[k], i)
         self._numpy_steps = self.steps.numpy()  # views: NumPy's in-place updates are the optimiser's state
-        self._numpy_square_avg = None if self.adam or flat.flat.device.type != "cpu" else self.moments["square_avg"].numpy()
+        self._numpy_square_avg = (
+            None if self.adam or flat.flat.device.type != "cpu" else self.moments["square_avg"].numpy()
+        )
         self._key = names[0]
         self._bound = [state[p][self._key] for p in params]
 
@@ -99,13 +101,23 @@ class FlatOptimizer:
     def unsupported(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> str | None:
         if type(optimizer) not in (torch.optim.Adam, torch.optim.RMSprop):
             return f"the optimiser {type(optimizer).__name__} (Adam and RMSprop are)"
-        if len(optimizer.param_groups) != 1 or {id(p) for p in optimizer.param_groups[0]["params"]} != \
-                {id(p) for p in params} or len(optimizer.param_groups[0]["params"]) != len(params):
+        if (
+            len(optimizer.param_groups) != 1
+            or {id(p) for p in optimizer.param_groups[0]["params"]} != {id(p) for p in params}
+            or len(optimizer.param_groups[0]["params"]) != len(params)
+        ):
             return "an optimiser over other parameters than the network's, or several parameter groups"
         g = optimizer.param_groups[0]
-        if g.get("weight_decay") or g.get("maximize") or g.get("amsgrad") or g.get("capturable") \
-                or g.get("differentiable") or g.get("momentum") or g.get("centered") \
-                or (g.get("fused") and not hasattr(torch, "_fused_adam_")):
+        if (
+            g.get("weight_decay")
+            or g.get("maximize")
+            or g.get("amsgrad")
+            or g.get("capturable")
+            or g.get("differentiable")
+            or g.get("momentum")
+            or g.get("centered")
+            or (g.get("fused") and not hasattr(torch, "_fused_adam_"))
+        ):
             return "optimiser options (weight decay, AMSGrad, maximize, momentum, centred, capturable)"
         return None
 
@@ -131,17 +143,29 @@ class FlatOptimizer:
         self.steps.add_(1)
         if self.adam and group.get("fused"):
             beta1, beta2 = group["betas"]
-            torch._fused_adam_([param], [grad], [self.moments["exp_avg"]], [self.moments["exp_avg_sq"]], [],
-                               [self.steps[0]], lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
-                               amsgrad=False, maximize=False)
+            torch._fused_adam_(
+                [param],
+                [grad],
+                [self.moments["exp_avg"]],
+                [self.moments["exp_avg_sq"]],
+                [],
+                [self.steps[0]],
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=group["eps"],
+                amsgrad=False,
+                maximize=False,
+            )
         elif self.adam:
             beta1, beta2 = group["betas"]
             exp_avg, exp_avg_sq = self.moments["exp_avg"], self.moments["exp_avg_sq"]
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             step = float(self.steps[0])
-            bias_correction1 = 1 - beta1 ** step
-            bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+            bias_correction1 = 1 - beta1**step
+            bias_correction2_sqrt = (1 - beta2**step) ** 0.5
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
             param.addcdiv_(exp_avg, denom, value=-(lr / bias_correction1))
         else:
@@ -151,7 +175,7 @@ class FlatOptimizer:
             param.addcdiv_(grad, square_avg.sqrt().add_(group["eps"]), value=-lr)
 
 
-_OPTIMIZERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_OPTIMIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def flat_optimizer(optimizer: torch.optim.Optimizer, flat: FlatParams) -> FlatOptimizer:

@@ -16,7 +16,7 @@ None, extra)``, the entropy bonus ``-ent_coef * mean(H)`` included in the gradie
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,8 +42,9 @@ def log_softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logp, p
 
 
-def categorical_terms(logits: np.ndarray, actions: np.ndarray, policy_term: Callable, ent_coef: float,
-                      with_entropy: bool):
+def categorical_terms(
+    logits: np.ndarray, actions: np.ndarray, policy_term: Callable, ent_coef: float, with_entropy: bool
+):
     B = logits.shape[0]
     logp, p = log_softmax(logits)
     rows, idx = np.arange(B), actions.reshape(B)
@@ -56,8 +57,15 @@ def categorical_terms(logits: np.ndarray, actions: np.ndarray, policy_term: Call
     return logits, d_logits, policy_loss, entropy, extra
 
 
-def gaussian_terms(mean: np.ndarray, raw_log_std: np.ndarray, actions: np.ndarray, policy_term: Callable,
-                   ent_coef: float, with_entropy: bool, log_std_grad_out: np.ndarray):
+def gaussian_terms(
+    mean: np.ndarray,
+    raw_log_std: np.ndarray,
+    actions: np.ndarray,
+    policy_term: Callable,
+    ent_coef: float,
+    with_entropy: bool,
+    log_std_grad_out: np.ndarray,
+):
     """As ``categorical_terms``; ∂loss/∂(raw log σ) is written into ``log_std_grad_out``."""
     B, d = mean.shape
     log_std = np.clip(raw_log_std, LOG_STD_MIN, LOG_STD_MAX)
@@ -72,7 +80,6 @@ def gaussian_terms(mean: np.ndarray, raw_log_std: np.ndarray, actions: np.ndarra
     if ent_coef:
         d_log_std -= ent_coef  # ∂(-ent_coef mean H)/∂log σ
     log_std_grad_out[...] = np.where(bound_gradient_passes(raw_log_std, d_log_std), d_log_std, 0.0)
-    entropy = np.full(B, log_std.sum() + d * (0.5 + HALF_LOG_2PI), np.float32) if ent_coef or with_entropy \
-        else None
+    entropy = np.full(B, log_std.sum() + d * (0.5 + HALF_LOG_2PI), np.float32) if ent_coef or with_entropy else None
     params = np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], -1)
     return params, d_mean, policy_loss, entropy, extra

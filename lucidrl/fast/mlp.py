@@ -17,7 +17,8 @@ the two networks layer by layer (``pair_order``). With h_l the activations (h_0 
 * backward  given ∂loss/∂y_k: ∂W_out_k = ∂y_kᵀ h_L[k], ∂b_out_k = Σ_rows ∂y_k, ∂h_L[k] = ∂y_k W_out_k;
             then per layer, top down, ∂z = ∂h ⊙ act'(z), ∂W = ∂zᵀ h_{l-1}, ∂b = Σ_rows ∂z, ∂h_{l-1} = ∂z W
 * JVP       the change of every y_k when the weights move along a direction v (blocks vW, vb):
-            ż_l = h_{l-1} vW_lᵀ + vb_l + ḣ_{l-1} W_lᵀ,  ḣ_l = act'(z_l) ⊙ ż_l,  ẏ_k = ḣ_L[k] W_out_kᵀ + h_L[k] vW_out_kᵀ + vb_out_k
+            ż_l = h_{l-1} vW_lᵀ + vb_l + ḣ_{l-1} W_lᵀ,  ḣ_l = act'(z_l) ⊙ ż_l,
+            ẏ_k = ḣ_L[k] W_out_kᵀ + h_L[k] vW_out_kᵀ + vb_out_k
 
 act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. The algorithm is written once
 (``MLPCore``); ``NumpyOps`` and ``TorchOps`` supply the handful of array operations it uses. NumPy
@@ -30,7 +31,7 @@ checks all three products against autograd, for both.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -214,13 +215,18 @@ class MLPCore:
         return None
 
     @classmethod
-    def of(cls, members: Sequence[nn.Sequential], numpy: bool) -> "MLPCore":
+    def of(cls, members: Sequence[nn.Sequential], numpy: bool) -> MLPCore:
         """The core for these MLPs (check ``members_supported`` first)."""
         linears = [[m for m in seq if type(m) is nn.Linear] for seq in members]
         first = linears[0]
         tanh = any(isinstance(m, nn.Tanh) for m in members[0])
-        return cls(first[0].in_features, [m.out_features for m in first[:-1]],
-                   [ls[-1].out_features for ls in linears], tanh, numpy)
+        return cls(
+            first[0].in_features,
+            [m.out_features for m in first[:-1]],
+            [ls[-1].out_features for ls in linears],
+            tanh,
+            numpy,
+        )
 
     @staticmethod
     def parameter_order(members: Sequence[nn.Sequential]) -> list[nn.Parameter]:
@@ -239,7 +245,7 @@ class MLPCore:
         out, offset = [], 0
         for shape in self.shapes:
             n = math.prod(shape)
-            out.append(flat[offset:offset + n].reshape(shape))
+            out.append(flat[offset : offset + n].reshape(shape))
             offset += n
         return out
 
@@ -283,11 +289,13 @@ class MLPCore:
                 dz += ops.linear(dh, w[2 * layer])
             dh = ops.act_grad_(dz, hs[layer + 1], self.tanh)
         last = hs[L]
-        return [ops.output(dh[k], w[2 * L + 2 * k], v[2 * L + 2 * k + 1]) + ops.linear(last[k], v[2 * L + 2 * k][None])[0]
-                for k in range(self.K)]
+        return [
+            ops.output(dh[k], w[2 * L + 2 * k], v[2 * L + 2 * k + 1]) + ops.linear(last[k], v[2 * L + 2 * k][None])[0]
+            for k in range(self.K)
+        ]
 
 
-def acting_forward(core: MLPCore, w) -> "Callable[[np.ndarray], list[np.ndarray]]":
+def acting_forward(core: MLPCore, w) -> Callable[[np.ndarray], list[np.ndarray]]:
     """x -> [y_0, ...] in NumPy for the few rows of an acting step (the one acting forward of every algorithm).
 
     The forward of ``MLPCore.forward``, with the weights transposed once (per rollout or collection chunk,
@@ -298,10 +306,14 @@ def acting_forward(core: MLPCore, w) -> "Callable[[np.ndarray], list[np.ndarray]
     K = core.K
     first_w = np.ascontiguousarray(np.asarray(w[0]).reshape(K * core.widths[0], core.n_in).T)
     first_b = np.asarray(w[1]).reshape(-1).copy()
-    hidden = [(np.ascontiguousarray(np.asarray(w[2 * layer]).transpose(0, 2, 1)), np.asarray(w[2 * layer + 1]).copy())
-              for layer in range(1, core.L)]
-    outputs = [(np.ascontiguousarray(np.asarray(w[2 * core.L + 2 * k]).T), np.asarray(w[2 * core.L + 2 * k + 1]).copy())
-               for k in range(K)]
+    hidden = [
+        (np.ascontiguousarray(np.asarray(w[2 * layer]).transpose(0, 2, 1)), np.asarray(w[2 * layer + 1]).copy())
+        for layer in range(1, core.L)
+    ]
+    outputs = [
+        (np.ascontiguousarray(np.asarray(w[2 * core.L + 2 * k]).T), np.asarray(w[2 * core.L + 2 * k + 1]).copy())
+        for k in range(K)
+    ]
     act = (lambda z: np.tanh(z, out=z)) if core.tanh else (lambda z: np.maximum(z, 0.0, out=z))
 
     def forward(x: np.ndarray) -> list[np.ndarray]:

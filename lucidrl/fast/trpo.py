@@ -28,13 +28,20 @@ from lucidrl.algos.trpo import local_models as reference_local_models
 from lucidrl.algos.trpo import mean_kl, surrogate_advantage
 from lucidrl.fast.flat import FlatOptimizer, flat_optimizer
 from lucidrl.fast.mlp import MLPCore, single_net
-from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, CategoricalHead, DiagGaussianHead, FlattenFloat, \
-    StateIndependentLogStd
+from lucidrl.networks import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    CategoricalHead,
+    DiagGaussianHead,
+    FlattenFloat,
+    StateIndependentLogStd,
+)
 from lucidrl.rollout import minibatches
 
 
-def surrogate_and_logit_gradient(logits: torch.Tensor, actions: torch.Tensor, logprob_old: torch.Tensor,
-                                 advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def surrogate_and_logit_gradient(
+    logits: torch.Tensor, actions: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(E1) for a softmax policy with its gradient in the logits: L, and ∂L/∂l = (1/B) r Â (onehot(a) - p)."""
     logp = logits.log_softmax(-1)
     idx = actions.long().unsqueeze(-1)
@@ -44,8 +51,14 @@ def surrogate_and_logit_gradient(logits: torch.Tensor, actions: torch.Tensor, lo
     return surrogate, logp.exp_().mul_(weight).neg_().scatter_add_(-1, idx, weight)
 
 
-def surrogate_and_gaussian_gradient(head: DiagGaussianHead, mean: torch.Tensor, log_std: torch.Tensor,
-                                    actions: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor):
+def surrogate_and_gaussian_gradient(
+    head: DiagGaussianHead,
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    actions: torch.Tensor,
+    logprob_old: torch.Tensor,
+    advantages: torch.Tensor,
+):
     """(E1) for a diagonal Gaussian: L, ∂L/∂μ = (1/B) r Â z/σ and ∂L/∂log σ = (1/B) Σ_states r Â (z² - 1)."""
     inv_std = (-log_std).exp()
     z = (actions - mean) * inv_std
@@ -71,8 +84,9 @@ def local_models(agent, batch, advantages, cg_damping):
         g = torch.empty_like(flat)
         if gaussian:
             log_std = flat[net.tail]
-            surrogate, d_mean, d_log_std = surrogate_and_gaussian_gradient(head, out, log_std, actions, logprob_old,
-                                                                           advantages)  # (E1)
+            surrogate, d_mean, d_log_std = surrogate_and_gaussian_gradient(
+                head, out, log_std, actions, logprob_old, advantages
+            )  # (E1)
             core.backward(net.w, net.blocks(g), hs, [d_mean])  # (E4) g = ∇L(θ_old)
             g[net.tail] = d_log_std
             scale = (-2.0 * log_std).exp() / B  # M = diag(σ⁻²) for μ, per state, over B
@@ -95,10 +109,12 @@ def local_models(agent, batch, advantages, cg_damping):
     def evaluate(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat.copy_(theta)
         mean = net.forward(x)[0]
-        new_params = torch.cat([mean, flat[net.tail].clamp(LOG_STD_MIN, LOG_STD_MAX).expand_as(mean)], -1) \
-            if gaussian else mean
-        return surrogate_advantage(head.log_prob(new_params, actions), logprob_old, advantages), \
-            mean_kl(head, params_old, new_params)  # (E1), (E2)
+        new_params = (
+            torch.cat([mean, flat[net.tail].clamp(LOG_STD_MIN, LOG_STD_MAX).expand_as(mean)], -1) if gaussian else mean
+        )
+        return surrogate_advantage(head.log_prob(new_params, actions), logprob_old, advantages), mean_kl(
+            head, params_old, new_params
+        )  # (E1), (E2)
 
     return float(surrogate), g, fvp, evaluate, lambda theta: flat.copy_(theta)
 
@@ -138,8 +154,9 @@ def critic_unsupported(model) -> str | None:
         return f"observations encoded by {type(agent.encoder).__name__} (images, one-hot) rather than flat vectors"
     if any(p.dtype != torch.float32 for p in agent.critic.parameters()):
         return "weights other than float32"
-    return MLPCore.members_supported([agent.critic]) or \
-        FlatOptimizer.unsupported(model.critic_optimizer, agent.critic_parameters())
+    return MLPCore.members_supported([agent.critic]) or FlatOptimizer.unsupported(
+        model.critic_optimizer, agent.critic_parameters()
+    )
 
 
 backends.register("trpo_local_models", local_models, actor_unsupported)

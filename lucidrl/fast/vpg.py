@@ -35,8 +35,9 @@ def policy_step(agent, optimizer, batch, cfg) -> dict[str, float]:
 
     out, hs = net.forward(x)
     if net.log_std is not None:
-        _, d_out, pg_loss, entropy, _ = gaussian_terms(out, weights[net.tail], actions, policy_term, cfg.ent_coef,
-                                                       True, grad[net.tail])
+        _, d_out, pg_loss, entropy, _ = gaussian_terms(
+            out, weights[net.tail], actions, policy_term, cfg.ent_coef, True, grad[net.tail]
+        )
     else:
         _, d_out, pg_loss, entropy, _ = categorical_terms(out, actions, policy_term, cfg.ent_coef, True)
     net.core.backward(net.w, net.blocks(grad), hs, [d_out])
@@ -44,13 +45,17 @@ def policy_step(agent, optimizer, batch, cfg) -> dict[str, float]:
     theta_old = torch.cat([p.detach().reshape(-1) for p in agent.actor_parameters()])
     opt.step()
     ent = float(np.mean(entropy))
-    return {"loss/policy": pg_loss, "diag/entropy": ent, "loss/entropy": -ent, "diag/grad_norm": grad_norm,
-            **step_diagnostics(agent, batch, torch.from_numpy(psi), theta_old)}  # the reference's measurements
+    return {
+        "loss/policy": pg_loss,
+        "diag/entropy": ent,
+        "loss/entropy": -ent,
+        "diag/grad_norm": grad_norm,
+        **step_diagnostics(agent, batch, torch.from_numpy(psi), theta_old),
+    }  # the reference's measurements
 
 
 def policy_unsupported(model) -> str | None:
-    return actor_unsupported(model) or \
-        FlatOptimizer.unsupported(model.policy_optimizer, model.agent.actor_parameters())
+    return actor_unsupported(model) or FlatOptimizer.unsupported(model.policy_optimizer, model.agent.actor_parameters())
 
 
 def fit_critic(agent, optimizer, batch, cfg) -> dict[str, float]:
@@ -63,8 +68,11 @@ def fit_critic(agent, optimizer, batch, cfg) -> dict[str, float]:
         for _ in range(cfg.n_critic_updates):
             losses.append(net.mse_backward(x, targets))  # (E4)
             opt.step()
-    return {"loss/value": sum(losses) / len(losses), "diag/value_loss_before": losses[0],
-            "diag/value_loss_last": losses[-1]}
+    return {
+        "loss/value": sum(losses) / len(losses),
+        "diag/value_loss_before": losses[0],
+        "diag/value_loss_last": losses[-1],
+    }
 
 
 backends.register("vpg_policy_step", policy_step, policy_unsupported)

@@ -29,13 +29,24 @@ def test_presets_name_their_source_and_defaults_match_sb3():
     assert m.preset_name == "CartPole-v1" and "rl-baselines3-zoo" in m.preset_source
     c = m.config
     assert (c.n_envs, c.ent_coef, c.n_steps, c.learning_rate, c.gamma, c.gae_lambda) == (8, 0.0, 5, 7e-4, 0.99, 1.0)
-    assert (c.vf_coef, c.max_grad_norm, c.rms_prop_eps, c.use_rms_prop, c.normalize_advantage) == (0.5, 0.5, 1e-5, True, False)
+    assert (c.vf_coef, c.max_grad_norm, c.rms_prop_eps, c.use_rms_prop, c.normalize_advantage) == (
+        0.5,
+        0.5,
+        1e-5,
+        True,
+        False,
+    )
     assert isinstance(m.optimizer, torch.optim.RMSprop) and m.optimizer.defaults["alpha"] == 0.99
     v = lucidrl.VPG("CartPole-v1", seed=0, verbose=0)
     assert v.preset_name == "CartPole-v1" and "lucidrl-tuned" in v.preset_source and v.config.psi == "gae"
     plain = lucidrl.VPG("CartPole-v1", preset=False, verbose=0).config  # Spinning Up's VPG defaults
-    assert (plain.n_steps, plain.learning_rate, plain.critic_learning_rate, plain.n_critic_updates,
-            plain.gae_lambda) == (4000, 3e-4, 1e-3, 80, 0.97)
+    assert (
+        plain.n_steps,
+        plain.learning_rate,
+        plain.critic_learning_rate,
+        plain.n_critic_updates,
+        plain.gae_lambda,
+    ) == (4000, 3e-4, 1e-3, 80, 0.97)
     r = lucidrl.REINFORCE("CartPole-v1", preset=False, verbose=0).config
     assert r.psi == "reward_to_go" and not r.normalize_advantage and not r.uses_critic
 
@@ -86,23 +97,26 @@ def test_same_seed_same_training(algo):
     assert all(torch.equal(p, q) for p, q in zip(a.agent.parameters(), b.agent.parameters()))
 
 
-@pytest.mark.parametrize("algo, kwargs, pattern", [
-    ("a2c", {"n_steps": 0}, r"n_steps must be an integer >= 1"),
-    ("a2c", {"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
-    ("a2c", {"gae_lambda": 2.0}, r"gae_lambda must lie in \[0, 1\]"),
-    ("a2c", {"rms_prop_eps": 0.0}, r"rms_prop_eps must be > 0"),
-    ("a2c", {"rms_prop_alpha": 1.0}, r"rms_prop_alpha must lie in \[0, 1\)"),
-    ("a2c", {"vf_coef": -1.0}, r"vf_coef must be >= 0"),
-    ("a2c", {"max_grad_norm": 0.0}, r"max_grad_norm must be > 0 or None"),
-    ("a2c", {"learning_rate": -7e-4}, r"learning_rate must lie in"),
-    ("a2c", {"n_envs": 1, "n_steps": 1, "normalize_advantage": True}, r"normalize_advantage needs at least 2"),
-    ("a2c", {"use_rmsprop": False}, r"no hyperparameter 'use_rmsprop'.*Did you mean 'use_rms_prop'"),
-    ("vpg", {"psi": "advantage"}, r"psi must be 'total_return', 'reward_to_go', 'reward_to_go_baseline' or 'gae'"),
-    ("vpg", {"n_critic_updates": 0}, r"n_critic_updates must be an integer >= 1"),
-    ("vpg", {"critic_learning_rate": 2.0}, r"critic_learning_rate must lie in"),
-    ("vpg", {"net_arch": [0]}, r"net_arch must be a list of positive layer sizes"),
-    ("reinforce", {"psi": "gae"}, r"REINFORCE has no critic: psi must be 'total_return' or 'reward_to_go'"),
-])
+@pytest.mark.parametrize(
+    "algo, kwargs, pattern",
+    [
+        ("a2c", {"n_steps": 0}, r"n_steps must be an integer >= 1"),
+        ("a2c", {"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
+        ("a2c", {"gae_lambda": 2.0}, r"gae_lambda must lie in \[0, 1\]"),
+        ("a2c", {"rms_prop_eps": 0.0}, r"rms_prop_eps must be > 0"),
+        ("a2c", {"rms_prop_alpha": 1.0}, r"rms_prop_alpha must lie in \[0, 1\)"),
+        ("a2c", {"vf_coef": -1.0}, r"vf_coef must be >= 0"),
+        ("a2c", {"max_grad_norm": 0.0}, r"max_grad_norm must be > 0 or None"),
+        ("a2c", {"learning_rate": -7e-4}, r"learning_rate must lie in"),
+        ("a2c", {"n_envs": 1, "n_steps": 1, "normalize_advantage": True}, r"normalize_advantage needs at least 2"),
+        ("a2c", {"use_rmsprop": False}, r"no hyperparameter 'use_rmsprop'.*Did you mean 'use_rms_prop'"),
+        ("vpg", {"psi": "advantage"}, r"psi must be 'total_return', 'reward_to_go', 'reward_to_go_baseline' or 'gae'"),
+        ("vpg", {"n_critic_updates": 0}, r"n_critic_updates must be an integer >= 1"),
+        ("vpg", {"critic_learning_rate": 2.0}, r"critic_learning_rate must lie in"),
+        ("vpg", {"net_arch": [0]}, r"net_arch must be a list of positive layer sizes"),
+        ("reinforce", {"psi": "gae"}, r"REINFORCE has no critic: psi must be 'total_return' or 'reward_to_go'"),
+    ],
+)
 def test_invalid_hyperparameters_are_refused_before_anything_starts(algo, kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):
         CLASSES[algo]("NoSuchEnv-v0", **kwargs)
@@ -159,8 +173,17 @@ def test_metrics_have_the_shared_names(tmp_path):
     m = small("a2c", run_dir=tmp_path / "run")
     m.learn(64)
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
-    for name in ["time/total_timesteps", "loss/policy", "loss/value", "loss/entropy", "diag/entropy",
-                 "diag/explained_variance", "diag/grad_norm", "time/steps_per_second", "train/learning_rate"]:
+    for name in [
+        "time/total_timesteps",
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "diag/entropy",
+        "diag/explained_variance",
+        "diag/grad_norm",
+        "time/steps_per_second",
+        "train/learning_rate",
+    ]:
         assert name in header
     v = small("vpg", run_dir=tmp_path / "vpg")
     v.learn(64)
@@ -183,16 +206,40 @@ def test_same_step_vector_env_has_no_reset_rows_and_trains():
 
 
 def test_cli_help_and_a_tiny_training_run(tmp_path, capsys):
-    out = subprocess.run([sys.executable, "-m", "lucidrl.cli", "train", "a2c", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lucidrl.cli", "train", "a2c", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--rms-prop-eps FLOAT" in out and "--use-rms-prop" in out and "(default: 5)" in out
-    out = subprocess.run([sys.executable, "-m", "lucidrl.cli", "train", "vpg", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lucidrl.cli", "train", "vpg", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--psi {total_return,reward_to_go,reward_to_go_baseline,gae}" in out
     for algo in ("a2c", "vpg", "reinforce"):
         run = tmp_path / algo
-        assert main(["train", algo, "--env", "CartPole-v1", "--timesteps", "256", "--n-envs", "2", "--n-steps", "16",
-                     "--seed", "0", "--eval-episodes", "1", "--no-progress", "--run-dir", str(run)]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    algo,
+                    "--env",
+                    "CartPole-v1",
+                    "--timesteps",
+                    "256",
+                    "--n-envs",
+                    "2",
+                    "--n-steps",
+                    "16",
+                    "--seed",
+                    "0",
+                    "--eval-episodes",
+                    "1",
+                    "--no-progress",
+                    "--run-dir",
+                    str(run),
+                ]
+            )
+            == 0
+        )
         assert type(lucidrl.load(run)) is CLASSES[algo]
     assert "mean evaluation return" in capsys.readouterr().out
 

@@ -119,8 +119,17 @@ def test_run_dir_gets_metrics_tensorboard_model_and_periodic_checkpoints(tmp_pat
     assert "metrics.csv" in files and "model" in files and any(f.startswith("events.out.tfevents") for f in files)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_000000256", "step_000000512"]
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
-    for name in ["time/total_timesteps", "loss/policy", "loss/value", "loss/entropy", "diag/approx_kl",
-                 "diag/clip_fraction", "diag/explained_variance", "diag/grad_norm", "time/steps_per_second"]:
+    for name in [
+        "time/total_timesteps",
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "diag/approx_kl",
+        "diag/clip_fraction",
+        "diag/explained_variance",
+        "diag/grad_norm",
+        "time/steps_per_second",
+    ]:
         assert name in header
     assert lucidrl.load(tmp_path / "run").num_timesteps == 512  # a run directory loads its model/
 
@@ -133,7 +142,7 @@ def test_callback_can_stop_training():
 
 
 def test_custom_schedule_is_used_and_saved_as_its_start_value(tmp_path):
-    m = small_ppo(learning_rate=lambda p: 1e-3 * p ** 2)
+    m = small_ppo(learning_rate=lambda p: 1e-3 * p**2)
     m.learn(256)
     m.save(tmp_path / "c")
     with pytest.warns(UserWarning, match="custom schedule"):
@@ -150,8 +159,14 @@ def test_discrete_observations_are_one_hot_encoded():
 
 
 def test_options_shared_trunk_value_clipping_and_async_envs_train():
-    m = small_ppo(shared_trunk=True, clip_range_vf=0.2, activation="relu", ortho_init=False,
-                  vectorization="async", max_grad_norm=None)
+    m = small_ppo(
+        shared_trunk=True,
+        clip_range_vf=0.2,
+        activation="relu",
+        ortho_init=False,
+        vectorization="async",
+        max_grad_norm=None,
+    )
     assert isinstance(m.env, gym.vector.AsyncVectorEnv) and hasattr(m.agent, "trunk")
     rows = []
     m.learn(256, callback=lambda model, metrics: rows.append(metrics))
@@ -212,7 +227,8 @@ def test_optimizer_state_follows_the_parameter_layout_across_versions(tmp_path):
         offset += n
     for k in ("exp_avg", "exp_avg_sq"):
         tensors[f"optim/optimizer/state/0/{k}"] = torch.cat(
-            [per_param[f"optim/optimizer/state/{j}/{k}"].reshape(-1) for j in order])
+            [per_param[f"optim/optimizer/state/{j}/{k}"].reshape(-1) for j in order]
+        )
     tensors["optim/optimizer/state/0/step"] = per_param["optim/optimizer/state/0/step"]
     save_file(tensors, str(path / "weights.safetensors"))
     del entry["parameters"]
@@ -245,6 +261,7 @@ def test_logger_keeps_every_row_in_csv_and_throttles_tensorboard_keeping_the_las
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     import lucidrl.logging as lg
+
     monkeypatch.setattr(lg, "TB_MIN_INTERVAL_S", 3600.0)  # only the first row is due, then the last at close
     logger = lg.Logger(tmp_path, verbose=0)
     logger.start(1000, 0, progress_bar=False)

@@ -31,8 +31,12 @@ def test_atari_ids_get_the_dqn_preprocessing():
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
     env = venv.envs[0]
     # outermost first: clipping after the statistics, so the statistics see the raw score
-    assert _wrappers(env)[:4] == ["TransformReward", "RecordEpisodeStatistics", "FrameStackObservation",
-                                  "AtariPreprocessing"]
+    assert _wrappers(env)[:4] == [
+        "TransformReward",
+        "RecordEpisodeStatistics",
+        "FrameStackObservation",
+        "AtariPreprocessing",
+    ]
     pre = env.env.env.env
     assert (pre.noop_max, pre.frame_skip, pre.terminal_on_life_loss) == (30, 4, False)
     assert env.unwrapped._frameskip == 1  # the ALE itself does not skip: no 4 x 4

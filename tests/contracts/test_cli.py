@@ -7,14 +7,46 @@ from pathlib import Path
 import lucidrl
 from lucidrl.cli import main
 
-TINY = ["--n-envs", "2", "--n-steps", "64", "--batch-size", "64", "--n-epochs", "1", "--seed", "0",
-        "--eval-episodes", "2", "--no-progress"]
+TINY = [
+    "--n-envs",
+    "2",
+    "--n-steps",
+    "64",
+    "--batch-size",
+    "64",
+    "--n-epochs",
+    "1",
+    "--seed",
+    "0",
+    "--eval-episodes",
+    "2",
+    "--no-progress",
+]
 
 
 def test_train_eval_plot_resume(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "ppo", "--env", "CartPole-v1", "--timesteps", "512", "--run-dir", str(run),
-                 "--checkpoint-freq", "256", "--learning-rate", "lin_1e-3", "--no-normalize-advantage", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--timesteps",
+                "512",
+                "--run-dir",
+                str(run),
+                "--checkpoint-freq",
+                "256",
+                "--learning-rate",
+                "lin_1e-3",
+                "--no-normalize-advantage",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mean evaluation return:" in out and str(run) in out
     names = {p.name for p in run.iterdir()}
@@ -29,7 +61,9 @@ def test_train_eval_plot_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "over 3 deterministic episodes" in out and (tmp_path / "ep.gif").stat().st_size > 1000
 
-    assert main(["train", "ppo", "--resume", str(run), "--timesteps", "256", "--no-progress", "--eval-episodes", "0"]) == 0
+    assert (
+        main(["train", "ppo", "--resume", str(run), "--timesteps", "256", "--no-progress", "--eval-episodes", "0"]) == 0
+    )
     assert lucidrl.load(run).num_timesteps == 768
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 768 // 128  # the resumed run appends to the same metrics
@@ -45,20 +79,44 @@ def test_default_run_directory_is_named_after_algo_env_and_seed(tmp_path, capsys
 
 
 def test_help_is_generated_from_the_config_dataclass():
-    out = subprocess.run([sys.executable, "-m", "lucidrl.cli", "train", "ppo", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lucidrl.cli", "train", "ppo", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--clip-range X|lin_X" in out and "ε of the clipped surrogate" in out and "(default: 0.2)" in out
     assert "--variant {clip,kl_penalty}" in out
-    presets = subprocess.run([sys.executable, "-m", "lucidrl.cli", "presets"], capture_output=True, text=True,
-                             check=True).stdout
+    presets = subprocess.run(
+        [sys.executable, "-m", "lucidrl.cli", "presets"], capture_output=True, text=True, check=True
+    ).stdout
     assert "CartPole-v1" in presets and "rl-baselines3-zoo" in presets
 
 
 def test_train_and_eval_grpo(tmp_path, capsys):
     run = tmp_path / "grpo"
     tiny = ["--n-prompts", "2", "--group-size", "2", "--d-model", "16", "--n-layers", "1", "--verbose", "0"]
-    assert main(["train", "grpo", "--task", "addition", "--updates", "2", "--warm-start-steps", "5",
-                 "--warm-start-examples", "64", "--eval-prompts", "20", "--run-dir", str(run), "--seed", "3", *tiny]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "grpo",
+                "--task",
+                "addition",
+                "--updates",
+                "2",
+                "--warm-start-steps",
+                "5",
+                "--warm-start-examples",
+                "64",
+                "--eval-prompts",
+                "20",
+                "--run-dir",
+                str(run),
+                "--seed",
+                "3",
+                *tiny,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "held-out accuracy (greedy, exact match, 20 prompts)" in out and "after 2 GRPO updates" in out
     model = lucidrl.load(run)  # the run directory's model/
@@ -72,3 +130,27 @@ def test_train_and_eval_grpo(tmp_path, capsys):
     assert main(["train", "grpo", "--updates", "0"]) == 2
     assert main(["train", "grpo", "--updates", "1", "--group-size", "1", "--run-dir", str(tmp_path / "no")]) == 2
     assert "group_size must be >= 2" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_help_imports_neither_torch_nor_gymnasium_nor_matplotlib():
+    """`lucidrl --help` and `lucidrl train --help` answer without the heavy imports (they took ~2 s with them)."""
+    check = (
+        "import sys\nfrom lucidrl.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['presets']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('torch', 'gymnasium', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[]", out[-500:]
+
+
+def test_the_cli_table_of_algorithms_is_the_registry():
+    from lucidrl.agent import ALGORITHMS
+    from lucidrl.cli import ALGORITHM_CLASSES, _summary
+
+    assert {name: (cls.__module__, cls.__name__) for name, cls in ALGORITHMS.items() if name in ALGORITHM_CLASSES} == {
+        name: (f"lucidrl.algos.{m}", c) for name, (m, c) in ALGORITHM_CLASSES.items()
+    }
+    assert set(ALGORITHM_CLASSES) == {n for n in ALGORITHMS if not n.startswith("a3c_")}  # experiments add a3c_*
+    for name, (module, cls) in ALGORITHM_CLASSES.items():
+        assert _summary(module, cls) == (ALGORITHMS[name].__doc__ or "").strip().splitlines()[0]

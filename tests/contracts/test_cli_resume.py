@@ -14,8 +14,23 @@ from lucidrl import CheckpointError, ConfigError
 from lucidrl.callbacks import check_callback
 from lucidrl.cli import UsageError, build_parser, main, resolve_resume
 
-TINY = ["--n-envs", "2", "--n-steps", "64", "--batch-size", "64", "--n-epochs", "1", "--seed", "0",
-        "--eval-episodes", "0", "--no-progress", "--verbose", "0"]
+TINY = [
+    "--n-envs",
+    "2",
+    "--n-steps",
+    "64",
+    "--batch-size",
+    "64",
+    "--n-epochs",
+    "1",
+    "--seed",
+    "0",
+    "--eval-episodes",
+    "0",
+    "--no-progress",
+    "--verbose",
+    "0",
+]
 CHECKPOINT_FILES = {"weights.safetensors", "config.json", "state.json"}
 
 
@@ -76,15 +91,22 @@ def test_a_save_killed_between_its_renames_is_recovered(tmp_path):
     assert {p.name for p in found.iterdir()} >= CHECKPOINT_FILES
 
 
-@pytest.mark.parametrize("make, pattern", [
-    (lambda t: t / "nowhere", r"'.*nowhere': the path does not exist"),
-    (lambda t: (t / "run").mkdir() or t / "run",
-     r"no complete checkpoint to resume from; looked for '.*run/model' and '.*run/checkpoints/step_N'"),
-    (lambda t: fake_checkpoint(t / "run" / "checkpoints" / "step_000000256", missing=["state.json"]),
-     r"step_000000256' is not a complete checkpoint \(missing state.json\); give the run directory '.*run'"),
-    (lambda t: t / "run" / "model", r"is not a complete checkpoint .*give the run directory"),
-    (lambda t: (t / "f.txt").write_text("x") and t / "f.txt", r"is a file"),
-])
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda t: t / "nowhere", r"'.*nowhere': the path does not exist"),
+        (
+            lambda t: (t / "run").mkdir() or t / "run",
+            r"no complete checkpoint to resume from; looked for '.*run/model' and '.*run/checkpoints/step_N'",
+        ),
+        (
+            lambda t: fake_checkpoint(t / "run" / "checkpoints" / "step_000000256", missing=["state.json"]),
+            r"step_000000256' is not a complete checkpoint \(missing state.json\); give the run directory '.*run'",
+        ),
+        (lambda t: t / "run" / "model", r"is not a complete checkpoint .*give the run directory"),
+        (lambda t: (t / "f.txt").write_text("x") and t / "f.txt", r"is a file"),
+    ],
+)
 def test_what_cannot_be_resumed_is_named(tmp_path, make, pattern):
     with pytest.raises(CheckpointError, match=pattern):
         resolve_resume(make(tmp_path))
@@ -94,8 +116,24 @@ def test_what_cannot_be_resumed_is_named(tmp_path, make, pattern):
 @pytest.fixture
 def trained_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "ppo", "--env", "CartPole-v1", "--timesteps", "512", "--run-dir", str(run),
-                 "--checkpoint-freq", "256", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--timesteps",
+                "512",
+                "--run-dir",
+                str(run),
+                "--checkpoint-freq",
+                "256",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     return run
 
@@ -105,8 +143,24 @@ def test_a_run_without_model_resumes_from_its_newest_checkpoint_into_the_run(tra
     shutil.rmtree(run / "model")  # killed before the final model/ ...
     (run / "checkpoints" / "step_000000512" / "state.json").unlink()  # ... and before step_512 was complete
     before = sorted(p.name for p in (run / "checkpoints" / "step_000000256").iterdir())
-    assert main(["train", "ppo", "--resume", str(run), "--timesteps", "128", "--no-progress", "--eval-episodes", "0",
-                 "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--resume",
+                str(run),
+                "--timesteps",
+                "128",
+                "--no-progress",
+                "--eval-episodes",
+                "0",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"resuming ppo from {run / 'checkpoints' / 'step_000000256'} (step 256)" in out
     assert lucidrl.load(run).num_timesteps == 256 + 128 and (run / "model" / "state.json").is_file()
@@ -116,8 +170,24 @@ def test_a_run_without_model_resumes_from_its_newest_checkpoint_into_the_run(tra
 def test_resuming_from_a_checkpoint_path_writes_into_the_run_directory(trained_run, capsys):
     run = trained_run
     step = run / "checkpoints" / "step_000000256"
-    assert main(["train", "ppo", "--resume", str(step), "--timesteps", "128", "--no-progress", "--eval-episodes",
-                 "0", "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--resume",
+                str(step),
+                "--timesteps",
+                "128",
+                "--no-progress",
+                "--eval-episodes",
+                "0",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert f"resuming ppo from {step} (step 256)" in capsys.readouterr().out
     assert {p.name for p in step.iterdir()} == CHECKPOINT_FILES  # no log, plot or model/ inside the checkpoint
     assert lucidrl.load(run).num_timesteps == 384  # the run's model/ is the resumed one
@@ -130,23 +200,44 @@ def test_a_bare_checkpoint_needs_a_run_directory(tmp_path, capsys):
     assert main(["train", "ppo", "--resume", str(path), "--timesteps", "64", "--no-progress"]) == 2
     assert "outside a run directory; give --run-dir" in capsys.readouterr().err
     run = tmp_path / "run"
-    assert main(["train", "ppo", "--resume", str(path), "--run-dir", str(run), "--timesteps", "64",
-                 "--no-progress", "--eval-episodes", "0", "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--resume",
+                str(path),
+                "--run-dir",
+                str(run),
+                "--timesteps",
+                "64",
+                "--no-progress",
+                "--eval-episodes",
+                "0",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert lucidrl.load(run).num_timesteps == 64 and {p.name for p in path.iterdir()} == CHECKPOINT_FILES
 
 
 # --------------------------------------------------------------------------- flags
-@pytest.mark.parametrize("flag, value, pattern", [
-    ("--learning-rate", "-1e-3", r"learning_rate must lie in \[0, 1\], got -0.001"),
-    ("--learning-rate", "-3E+2", r"learning_rate must lie in"),
-    ("--gae-lambda", "-0.5", r"gae_lambda must lie in \[0, 1\]"),
-    ("--clip-obs", "-1_0", r"clip_obs must be a number > 0"),
-    ("--clip-obs", "-inf", r"clip_obs must be a number > 0"),
-    ("--ent-coef", "-inf", r"ent_coef must be >= 0, got -inf"),
-    ("--max-grad-norm", "inf", r"max_grad_norm must be a finite number or None, got inf"),
-    ("--seed", "-3", r"seed must be a non-negative integer"),
-    ("--ent-coef", "-nan", r"ent_coef must be >= 0, got nan"),
-])
+@pytest.mark.parametrize(
+    "flag, value, pattern",
+    [
+        ("--learning-rate", "-1e-3", r"learning_rate must lie in \[0, 1\], got -0.001"),
+        ("--learning-rate", "-3E+2", r"learning_rate must lie in"),
+        ("--gae-lambda", "-0.5", r"gae_lambda must lie in \[0, 1\]"),
+        ("--clip-obs", "-1_0", r"clip_obs must be a number > 0"),
+        ("--clip-obs", "-inf", r"clip_obs must be a number > 0"),
+        ("--ent-coef", "-inf", r"ent_coef must be >= 0, got -inf"),
+        ("--max-grad-norm", "inf", r"max_grad_norm must be a finite number or None, got inf"),
+        ("--seed", "-3", r"seed must be a non-negative integer"),
+        ("--ent-coef", "-nan", r"ent_coef must be >= 0, got nan"),
+    ],
+)
 def test_negative_numbers_reach_the_config_check(flag, value, pattern, capsys):
     assert main(["train", "ppo", "--env", "CartPole-v1", flag, value, "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -163,26 +254,32 @@ def test_negative_numbers_in_lists_and_other_algorithms_parse():
     assert args.log_std_init == -0.5 and args.torch_threads == -2
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--save-replay-buffer"], True),
-    (["--save-replay-buffer", "true"], True),
-    (["--save-replay-buffer", "False"], False),
-    (["--save-replay-buffer", "1"], True),
-    (["--no-save-replay-buffer"], False),
-    (["--save-replay-buffer", "--double-q", "no"], True),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--save-replay-buffer"], True),
+        (["--save-replay-buffer", "true"], True),
+        (["--save-replay-buffer", "False"], False),
+        (["--save-replay-buffer", "1"], True),
+        (["--no-save-replay-buffer"], False),
+        (["--save-replay-buffer", "--double-q", "no"], True),
+    ],
+)
 def test_on_off_flags_take_a_value_or_none(argv, expected):
     args = build_parser()[0].parse_args(["train", "dqn", "--env", "CartPole-v1", *argv])
     assert args.save_replay_buffer is expected
 
 
-@pytest.mark.parametrize("argv, pattern", [
-    (["--save-replay-buffer", "maybe"], "expected true or false, got 'maybe'"),
-    (["--no-save-replay-buffer", "true"], "--no-save-replay-buffer takes no value"),
-    (["--gamma"], "expected one argument"),
-    (["--gamma", "abc"], "invalid float value: 'abc'"),
-    (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
-])
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["--save-replay-buffer", "maybe"], "expected true or false, got 'maybe'"),
+        (["--no-save-replay-buffer", "true"], "--no-save-replay-buffer takes no value"),
+        (["--gamma"], "expected one argument"),
+        (["--gamma", "abc"], "invalid float value: 'abc'"),
+        (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+    ],
+)
 def test_usage_errors_are_lucidrl_errors(argv, pattern, capsys):
     with pytest.raises(UsageError, match=pattern):
         build_parser()[0].parse_args(["train", "dqn", "--env", "CartPole-v1", *argv])
@@ -193,9 +290,35 @@ def test_usage_errors_are_lucidrl_errors(argv, pattern, capsys):
 
 def test_save_replay_buffer_flag_reaches_the_model(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "dqn", "--env", "CartPole-v1", "--preset", "none", "--timesteps", "256", "--run-dir",
-                 str(run), "--learning-starts", "64", "--buffer-size", "1000", "--save-replay-buffer",
-                 "--eval-episodes", "0", "--no-progress", "--verbose", "0", "--seed", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "dqn",
+                "--env",
+                "CartPole-v1",
+                "--preset",
+                "none",
+                "--timesteps",
+                "256",
+                "--run-dir",
+                str(run),
+                "--learning-starts",
+                "64",
+                "--buffer-size",
+                "1000",
+                "--save-replay-buffer",
+                "--eval-episodes",
+                "0",
+                "--no-progress",
+                "--verbose",
+                "0",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert lucidrl.load(run).config.save_replay_buffer is True
 
 
@@ -209,11 +332,14 @@ def no_episodes(monkeypatch):
     monkeypatch.setattr(lucidrl, "load", refuse)
 
 
-@pytest.mark.parametrize("video, pattern", [
-    ("clip.mp4", r"--video writes an animated GIF; give a path ending in .gif, not 'clip.mp4'"),
-    ("missing/dir/ep.gif", r"the directory 'missing/dir' does not exist; create it \(mkdir -p missing/dir\)"),
-    ("adir.gif", r"'adir.gif' is a directory; give a file path such as 'adir.gif/episode.gif'"),
-])
+@pytest.mark.parametrize(
+    "video, pattern",
+    [
+        ("clip.mp4", r"--video writes an animated GIF; give a path ending in .gif, not 'clip.mp4'"),
+        ("missing/dir/ep.gif", r"the directory 'missing/dir' does not exist; create it \(mkdir -p missing/dir\)"),
+        ("adir.gif", r"'adir.gif' is a directory; give a file path such as 'adir.gif/episode.gif'"),
+    ],
+)
 def test_video_path_is_checked_before_any_episode(video, pattern, no_episodes, capsys):
     os.mkdir("adir.gif")
     assert main(["eval", "some/run", "--video", video]) == 2
@@ -246,30 +372,43 @@ def test_check_callback_accepts_functions_of_model_and_metrics():
     assert type(listed).__name__ == "CallbackList" and listed.callbacks[0].callback is stop
 
 
-@pytest.mark.parametrize("callback, pattern", [
-    (lambda model: None, r"cannot be called with the two arguments \(model, metrics\)"),
-    (lambda a, b, c: None, r"cannot be called with the two arguments"),
-    (42, r"got int 42, which is not callable"),
-    ([lambda m: None], r"cannot be called with the two arguments"),  # a list's items are checked too
-    (type("MyCallback", (), {"_on_step": lambda self: True})(), r"got MyCallback, a Stable-Baselines3-style callback"),
-])
+@pytest.mark.parametrize(
+    "callback, pattern",
+    [
+        (lambda model: None, r"cannot be called with the two arguments \(model, metrics\)"),
+        (lambda a, b, c: None, r"cannot be called with the two arguments"),
+        (42, r"got int 42, which is not callable"),
+        ([lambda m: None], r"cannot be called with the two arguments"),  # a list's items are checked too
+        (
+            type("MyCallback", (), {"_on_step": lambda self: True})(),
+            r"got MyCallback, a Stable-Baselines3-style callback",
+        ),
+    ],
+)
 def test_check_callback_refuses_what_learn_cannot_call(callback, pattern):
     with pytest.raises(ConfigError, match=pattern) as e:
         check_callback(callback)
     assert "callback(model, metrics)" in str(e.value) and "returns False to stop" in str(e.value)
 
 
-ALGOS = [(lucidrl.PPO, "CartPole-v1", dict(n_envs=1, n_steps=64, batch_size=64)),
-         (lucidrl.A2C, "CartPole-v1", {}), (lucidrl.TRPO, "CartPole-v1", dict(n_steps=64, batch_size=64)),
-         (lucidrl.VPG, "CartPole-v1", dict(n_steps=64)), (lucidrl.DQN, "CartPole-v1", dict(buffer_size=1000)),
-         (lucidrl.QLearning, "FrozenLake-v1", {})]
+ALGOS = [
+    (lucidrl.PPO, "CartPole-v1", dict(n_envs=1, n_steps=64, batch_size=64)),
+    (lucidrl.A2C, "CartPole-v1", {}),
+    (lucidrl.TRPO, "CartPole-v1", dict(n_steps=64, batch_size=64)),
+    (lucidrl.VPG, "CartPole-v1", dict(n_steps=64)),
+    (lucidrl.DQN, "CartPole-v1", dict(buffer_size=1000)),
+    (lucidrl.QLearning, "FrozenLake-v1", {}),
+]
 
 
 @pytest.mark.parametrize("cls, env, kw", ALGOS, ids=lambda x: getattr(x, "__name__", None))
 def test_an_sb3_callback_is_refused_before_the_run_directory_is_written(cls, env, kw, tmp_path):
     sb3 = pytest.importorskip("stable_baselines3.common.callbacks")
     model = cls(env, preset=False, seed=0, verbose=0, run_dir=tmp_path / "run", **kw)
-    with pytest.raises(ConfigError, match=r"got CheckpointCallback, a Stable-Baselines3-style callback.*"
-                                          r"def callback\(model, metrics\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"got CheckpointCallback, a Stable-Baselines3-style callback.*"
+        r"def callback\(model, metrics\)",
+    ):
         model.learn(1000, callback=sb3.CheckpointCallback(save_freq=100, save_path=str(tmp_path / "sb3")))
     assert not (tmp_path / "run").exists() and model.num_timesteps == 0

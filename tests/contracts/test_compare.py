@@ -12,8 +12,28 @@ from lucidrl.compare import Variant, compare, compare_variants, curve_band, grou
 
 def test_compare_writes_figures_and_table_and_reuses_finished_runs(tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main(["compare", "ppo", "reinforce", "--env", "CartPole-v1", "--seeds", "2", "--timesteps", "2048",
-                 "--out", str(out), "--jobs", "2", "--eval-episodes", "2"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "ppo",
+                "reinforce",
+                "--env",
+                "CartPole-v1",
+                "--seeds",
+                "2",
+                "--timesteps",
+                "2048",
+                "--out",
+                str(out),
+                "--jobs",
+                "2",
+                "--eval-episodes",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     for name in ("learning_curves.png", "final_returns.png", "results.md"):
         assert (out / name).stat().st_size > 1000 or name == "results.md"
@@ -44,10 +64,21 @@ def test_variants_are_reported_under_their_labels_with_overrides_and_wrappers(tm
     """Two variants of one algorithm: their own run directories, labels in the table and results.json, the
     override and the env wrapper applied in the worker, and a metric plotted by name."""
     out = tmp_path / "var"
-    variants = [Variant("ppo, 1 epoch", "ppo", {"n_epochs": 1}),
-                Variant("ppo + time", "ppo", {}, wrapper="gymnasium.wrappers:TimeAwareObservation")]
-    paths = compare_variants(variants, "CartPole-v1", seeds=[3], timesteps=512, out=out, n_jobs=1, eval_episodes=1,
-                             metrics=["diag/kl_after_update"], log=lambda m: None)
+    variants = [
+        Variant("ppo, 1 epoch", "ppo", {"n_epochs": 1}),
+        Variant("ppo + time", "ppo", {}, wrapper="gymnasium.wrappers:TimeAwareObservation"),
+    ]
+    paths = compare_variants(
+        variants,
+        "CartPole-v1",
+        seeds=[3],
+        timesteps=512,
+        out=out,
+        n_jobs=1,
+        eval_episodes=1,
+        metrics=["diag/kl_after_update"],
+        log=lambda m: None,
+    )
     table = paths["table"].read_text()
     assert "| variant | seeds |" in table and "| ppo, 1 epoch | 1 |" in table and "| ppo + time | 1 |" in table
     results = load_results(out)
@@ -59,6 +90,7 @@ def test_variants_are_reported_under_their_labels_with_overrides_and_wrappers(tm
     timed = json.loads((out / "runs" / "ppo_time-s3" / "model" / "config.json").read_text())
     assert _field(one_epoch, "n_epochs") == 1 and _field(timed, "n_epochs") == 20  # the preset's, under the wrapper
     from lucidrl import load
+
     assert load(out / "runs" / "ppo_time-s3" / "model").observation_space.shape == (5,)  # t was added
     with pytest.raises(LucidRLError, match="no run logged 'diag/nothing'"):
         plot_curves(group_runs(results), tmp_path / "x.png", metric="diag/nothing")

@@ -36,8 +36,9 @@ SMALL = {
     "A2C": dict(n_envs=2, n_steps=5, net_arch=[8]),
     "TRPO": dict(n_envs=2, n_steps=64, batch_size=64, net_arch=[8], n_critic_updates=1),
     "VPG": dict(n_envs=2, n_steps=64, net_arch=[8], n_critic_updates=2),
-    "DQN": dict(learning_starts=100, batch_size=16, train_freq=50, gradient_steps=2, target_update_interval=50,
-                net_arch=[8]),
+    "DQN": dict(
+        learning_starts=100, batch_size=16, train_freq=50, gradient_steps=2, target_update_interval=50, net_arch=[8]
+    ),
     "QLearning": dict(n_bins=[3]),
 }
 
@@ -86,8 +87,9 @@ def test_every_function_the_table_names_exists_and_runs_in_the_reference(guide):
     sys.setprofile(profile)
     try:
         for config in configs:
-            model = getattr(lucidrl, algo)(env, seed=0, verbose=0, preset=False, backend="reference",
-                                           **SMALL[algo], **config)
+            model = getattr(lucidrl, algo)(
+                env, seed=0, verbose=0, preset=False, backend="reference", **SMALL[algo], **config
+            )
             model.learn(steps)
             model.predict(model.observation_space.sample())
     finally:
@@ -99,6 +101,9 @@ def test_every_function_the_table_names_exists_and_runs_in_the_reference(guide):
 def test_no_figure_is_left_to_fill():
     """Every figure the docs quote was measured: no ``[[FIGURE: ...]]`` placeholder remains."""
     root = DOCS.parents[1]
-    left = [str(p.relative_to(root)) for p in [root / "README.md", *root.joinpath("docs").rglob("*.md")]
-            if "[[FIGURE" in p.read_text()]
+    left = [
+        str(p.relative_to(root))
+        for p in [root / "README.md", *root.joinpath("docs").rglob("*.md")]
+        if "[[FIGURE" in p.read_text()
+    ]
     assert not left, f"placeholders left in {left}"

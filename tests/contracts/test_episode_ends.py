@@ -83,8 +83,15 @@ def test_the_stepper_turns_both_modes_into_the_same_transitions(mode):
         next_obs = tr.next_obs()
         for i in range(2):
             if tr.valid[i]:
-                rows[i].append((float(obs[i, 0]), float(tr.reward[i]), bool(tr.terminated[i]), bool(tr.truncated[i]),
-                                float(next_obs[i, 0])))
+                rows[i].append(
+                    (
+                        float(obs[i, 0]),
+                        float(tr.reward[i]),
+                        bool(tr.terminated[i]),
+                        bool(tr.truncated[i]),
+                        float(next_obs[i, 0]),
+                    )
+                )
         returns += tr.episode_returns
         obs = tr.obs
     n = min(len(r) for r in rows)
@@ -97,8 +104,12 @@ def test_the_stepper_turns_both_modes_into_the_same_transitions(mode):
 def test_the_on_policy_collector_sees_the_same_transitions_and_bootstraps_from_the_true_final_state(mode):
     model = lucidrl.PPO(vector_env(mode), n_steps=12, batch_size=8, seed=0, verbose=0, net_arch=[8])
     rollout = model._rollout_collector().collect(model.agent, 12)
-    batch = rollout.flat(rewards=rollout.rewards, terminated=rollout.terminated, truncated=rollout.truncated,
-                         next_values=rollout.next_values)
+    batch = rollout.flat(
+        rewards=rollout.rewards,
+        terminated=rollout.terminated,
+        truncated=rollout.truncated,
+        next_values=rollout.next_values,
+    )
     valid = np.ones((12, 2), bool) if rollout.valid is None else rollout.valid.numpy()
     per_copy = [[], []]
     k = 0
@@ -111,8 +122,15 @@ def test_the_on_policy_collector_sees_the_same_transitions_and_bootstraps_from_t
     expected = expected_transitions(n)
     for i in range(2):
         rows = per_copy[i][:n]
-        got = [(float(batch["obs"][j, 0]), float(batch["rewards"][j]), bool(batch["terminated"][j]),
-                bool(batch["truncated"][j])) for j in rows]
+        got = [
+            (
+                float(batch["obs"][j, 0]),
+                float(batch["rewards"][j]),
+                bool(batch["terminated"][j]),
+                bool(batch["truncated"][j]),
+            )
+            for j in rows
+        ]
         assert got == [e[:4] for e in expected]
         # V(s') of the true next state where the episode did not terminate (after a truncation: the final state)
         for j, e in zip(rows, expected):
@@ -124,13 +142,28 @@ def test_the_on_policy_collector_sees_the_same_transitions_and_bootstraps_from_t
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_dqn_stores_the_same_transitions_terminated_not_done(mode):
-    model = lucidrl.DQN(vector_env(mode, n_envs=1), learning_starts=19, train_freq=20, batch_size=4,
-                        buffer_size=100, seed=0, verbose=0, net_arch=[8])
+    model = lucidrl.DQN(
+        vector_env(mode, n_envs=1),
+        learning_starts=19,
+        train_freq=20,
+        batch_size=4,
+        buffer_size=100,
+        seed=0,
+        verbose=0,
+        net_arch=[8],
+    )
     model.learn(20)
     n = len(model.replay)
     assert n == transitions_in(20, mode) == (20 if mode == "same_step" else 15)
-    got = [(float(model.replay.obs[j, 0]), float(model.replay.rewards[j]), bool(model.replay.terminated[j]),
-            float(model.replay.next_obs[j, 0])) for j in range(n)]
+    got = [
+        (
+            float(model.replay.obs[j, 0]),
+            float(model.replay.rewards[j]),
+            bool(model.replay.terminated[j]),
+            float(model.replay.next_obs[j, 0]),
+        )
+        for j in range(n)
+    ]
     assert got == [(e[0], e[1], e[2], e[4]) for e in expected_transitions(n)]
 
 

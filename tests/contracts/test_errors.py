@@ -20,34 +20,37 @@ def test_unknown_env_id_suggests_the_right_one():
         lucidrl.PPO("CartPol-v1")
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
-    ({"gae_lambda": -0.1}, r"gae_lambda must lie in \[0, 1\]"),
-    ({"learning_rate": -1e-3}, r"learning_rate must lie in"),
-    ({"n_steps": 16, "batch_size": 64}, r"batch_size=64 is larger than a rollout .*n_steps \* n_envs = 16"),
-    ({"variant": "trust"}, r"variant must be 'clip' or 'kl_penalty'"),
-    ({"clip_range": 0.0}, r"clip_range must be > 0"),
-    ({"net_arch": [64, -1]}, r"net_arch must be a list of positive layer sizes"),
-    ({"n_epoch": 3}, r"no hyperparameter 'n_epoch'.*Did you mean 'n_epochs'"),
-    ({"learning_rate": "fast"}, r"learning_rate: cannot read 'fast'"),
-    ({"device": "cuda:7"}, r"(no CUDA GPU|cuda:7)"),
-    ({"backend": "gpu"}, r"backend must be one of auto, reference, fast, got 'gpu'"),
-    ({"torch_threads": 0}, r"torch_threads must be 'auto' or an integer >= 1"),
-    # a value of the wrong type is named with its field, not a TypeError from a comparison inside the check
-    ({"seed": "abc"}, r"seed must be a non-negative integer or None, got 'abc'"),
-    ({"gamma": "abc"}, r"gamma must be a finite number, got the string 'abc'; for example gamma=0.99"),
-    ({"gae_lambda": [0.9]}, r"gae_lambda must be a finite number, got \[0.9\]"),
-    ({"shared_trunk": "yes"}, r"shared_trunk must be true or false, got the string 'yes'"),
-    ({"max_grad_norm": float("inf")}, r"max_grad_norm must be a finite number or None, got inf"),
-    ({"learning_rate": None}, r"learning_rate must be a finite number, 'lin_<number>' or a function"),
-    ({"learning_rate": {"linear": 5}}, r"learning_rate: cannot read the schedule \{'linear': 5\}"),
-    ({"device": "gpu0"}, r"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got 'gpu0'"),
-    ({"preset": 1}, r"preset must be True, False or a preset name, got 1"),
-    # the constructor's own options, not hyperparameters
-    ({"run_dir": 5}, r"run_dir must be a path \(a str or pathlib.Path\) or None, got 5"),
-    ({"verbose": "x"}, r"verbose must be 0 \(silent\), 1 \(progress bar\) or 2 \(every metric\), got 'x'"),
-    ({"tensorboard": "no"}, r"tensorboard must be True or False, got 'no'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
+        ({"gae_lambda": -0.1}, r"gae_lambda must lie in \[0, 1\]"),
+        ({"learning_rate": -1e-3}, r"learning_rate must lie in"),
+        ({"n_steps": 16, "batch_size": 64}, r"batch_size=64 is larger than a rollout .*n_steps \* n_envs = 16"),
+        ({"variant": "trust"}, r"variant must be 'clip' or 'kl_penalty'"),
+        ({"clip_range": 0.0}, r"clip_range must be > 0"),
+        ({"net_arch": [64, -1]}, r"net_arch must be a list of positive layer sizes"),
+        ({"n_epoch": 3}, r"no hyperparameter 'n_epoch'.*Did you mean 'n_epochs'"),
+        ({"learning_rate": "fast"}, r"learning_rate: cannot read 'fast'"),
+        ({"device": "cuda:7"}, r"(no CUDA GPU|cuda:7)"),
+        ({"backend": "gpu"}, r"backend must be one of auto, reference, fast, got 'gpu'"),
+        ({"torch_threads": 0}, r"torch_threads must be 'auto' or an integer >= 1"),
+        # a value of the wrong type is named with its field, not a TypeError from a comparison inside the check
+        ({"seed": "abc"}, r"seed must be a non-negative integer or None, got 'abc'"),
+        ({"gamma": "abc"}, r"gamma must be a finite number, got the string 'abc'; for example gamma=0.99"),
+        ({"gae_lambda": [0.9]}, r"gae_lambda must be a finite number, got \[0.9\]"),
+        ({"shared_trunk": "yes"}, r"shared_trunk must be true or false, got the string 'yes'"),
+        ({"max_grad_norm": float("inf")}, r"max_grad_norm must be a finite number or None, got inf"),
+        ({"learning_rate": None}, r"learning_rate must be a finite number, 'lin_<number>' or a function"),
+        ({"learning_rate": {"linear": 5}}, r"learning_rate: cannot read the schedule \{'linear': 5\}"),
+        ({"device": "gpu0"}, r"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got 'gpu0'"),
+        ({"preset": 1}, r"preset must be True, False or a preset name, got 1"),
+        # the constructor's own options, not hyperparameters
+        ({"run_dir": 5}, r"run_dir must be a path \(a str or pathlib.Path\) or None, got 5"),
+        ({"verbose": "x"}, r"verbose must be 0 \(silent\), 1 \(progress bar\) or 2 \(every metric\), got 'x'"),
+        ({"tensorboard": "no"}, r"tensorboard must be True or False, got 'no'"),
+    ],
+)
 def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, pattern):
     # the env id is wrong too: the config is checked first, before any env is built
     with pytest.raises(ConfigError, match=pattern):
@@ -55,8 +58,16 @@ def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, patt
 
 
 def test_numpy_scalars_are_numbers_to_a_config():
-    model = lucidrl.PPO("CartPole-v1", **{**SMALL, "n_steps": np.int64(64), "gamma": np.float32(0.9),
-                                          "net_arch": [np.int64(8)], "normalize_advantage": np.bool_(False)})
+    model = lucidrl.PPO(
+        "CartPole-v1",
+        **{
+            **SMALL,
+            "n_steps": np.int64(64),
+            "gamma": np.float32(0.9),
+            "net_arch": [np.int64(8)],
+            "normalize_advantage": np.bool_(False),
+        },
+    )
     assert model.config.n_steps == 64 and type(model.config.n_steps) is int and model.config.net_arch == [8]
 
 
@@ -185,7 +196,7 @@ def test_loading_a_tampered_file_runs_no_code(saved, tmp_path):
     assert not (tmp_path / "PWNED").exists()
     # a code string in the config is data, never evaluated
     (path / "weights.safetensors").unlink()
-    m, p2 = saved[0], saved[0].save(tmp_path / "ckpt2")
+    p2 = saved[0].save(tmp_path / "ckpt2")
     config = json.loads((p2 / "config.json").read_text())
     config["config"]["learning_rate"] = "__import__('os').system('touch PWNED')"
     (p2 / "config.json").write_text(json.dumps(config))

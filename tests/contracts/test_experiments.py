@@ -19,24 +19,78 @@ EXPECTED = {
     "ppo_clip": ["learning_curves.png", "results.md", "kl_after_update.png"],
     "surrogate": ["surrogate.png", "surrogate.md", "surrogate.json"],
     "bellman": ["values.png", "results.md", "results.json"],
-    "pg_vs_cross_entropy": ["learning_curves.png", "results.md", "pg_vs_bc.png", "bc_vs_pg.md", "bc_vs_pg.json",
-                            "identity.json"],
-    "vpg_vs_trpo": ["learning_curves.png", "results.md", "kl_per_update.png", "step_norm.png", "surrogate_gain.png",
-                    "update_stats.md", "update_stats.json"],
-    "replay": ["learning_curves.png", "results.md", "learning_curves_replay.png", "learning_curves_updates.png",
-               "q_values.png", "td_loss.png", "diagnostics.md", "diagnostics.json"],
-    "a2c_vs_a3c": ["learning_curves.png", "results.md", "learning_curves_wall.png", "staleness.png", "staleness.md",
-                   "staleness.json"],
-    "activations": ["ppo_cartpole/learning_curves.png", "ppo_cartpole/grad_norm.png", "ppo_cartpole/units.png",
-                    "dqn_cartpole/results.md", "dqn_cartpole/units.png", "units.md", "units.json"],
-    "discount": ["limit_100/learning_curves.png", "limit_500/results.md", "returns_to_go.png", "horizon.png",
-                 "discount.md", "discount.json"],
-    "exploration": ["summary.md", "summary.json", "acrobot_a2c/learning_curves.png", "acrobot_a2c/curves_diag_entropy.png",
-                    "mountaincar_ppo/curves_diag_entropy.png", "cartpole_dqn/curves_train_exploration_rate.png",
-                    "pendulum_ppo/curves_diag_entropy.png", "pendulum_ppo/final_returns.png"],
+    "pg_vs_cross_entropy": [
+        "learning_curves.png",
+        "results.md",
+        "pg_vs_bc.png",
+        "bc_vs_pg.md",
+        "bc_vs_pg.json",
+        "identity.json",
+    ],
+    "vpg_vs_trpo": [
+        "learning_curves.png",
+        "results.md",
+        "kl_per_update.png",
+        "step_norm.png",
+        "surrogate_gain.png",
+        "update_stats.md",
+        "update_stats.json",
+    ],
+    "replay": [
+        "learning_curves.png",
+        "results.md",
+        "learning_curves_replay.png",
+        "learning_curves_updates.png",
+        "q_values.png",
+        "td_loss.png",
+        "diagnostics.md",
+        "diagnostics.json",
+    ],
+    "a2c_vs_a3c": [
+        "learning_curves.png",
+        "results.md",
+        "learning_curves_wall.png",
+        "staleness.png",
+        "staleness.md",
+        "staleness.json",
+    ],
+    "activations": [
+        "ppo_cartpole/learning_curves.png",
+        "ppo_cartpole/grad_norm.png",
+        "ppo_cartpole/units.png",
+        "dqn_cartpole/results.md",
+        "dqn_cartpole/units.png",
+        "units.md",
+        "units.json",
+    ],
+    "discount": [
+        "limit_100/learning_curves.png",
+        "limit_500/results.md",
+        "returns_to_go.png",
+        "horizon.png",
+        "discount.md",
+        "discount.json",
+    ],
+    "exploration": [
+        "summary.md",
+        "summary.json",
+        "acrobot_a2c/learning_curves.png",
+        "acrobot_a2c/curves_diag_entropy.png",
+        "mountaincar_ppo/curves_diag_entropy.png",
+        "cartpole_dqn/curves_train_exploration_rate.png",
+        "pendulum_ppo/curves_diag_entropy.png",
+        "pendulum_ppo/final_returns.png",
+    ],
     "llm_rl": ["accuracy.png", "reward_model.png", "kl.png", "results.md", "results.json"],
-    "shared_trunk": ["learning_curves.png", "final_returns.png", "results.md", "explained_variance.png",
-                     "grad_shares.png", "grad_shares.md", "grad_shares.json"],
+    "shared_trunk": [
+        "learning_curves.png",
+        "final_returns.png",
+        "results.md",
+        "explained_variance.png",
+        "grad_shares.png",
+        "grad_shares.md",
+        "grad_shares.json",
+    ],
 }
 NOT_COMPARE = {"bellman", "llm_rl"}  # its results.md / results.json are exact computations, not compare_variants' runs
 
@@ -44,8 +98,13 @@ NOT_COMPARE = {"bellman", "llm_rl"}  # its results.md / results.json are exact c
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_experiment_script_runs(name, tmp_path):
     out = tmp_path / name
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--quick", "--out", str(out),
-                           "--jobs", "2"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--quick", "--out", str(out), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rel in EXPECTED[name]:
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
@@ -74,7 +133,9 @@ def test_experiment_script_runs(name, tmp_path):
     if name == "shared_trunk":  # at the first update (same seed, same weights) c_v scales the value gradient exactly
         shares = json.loads((out / "grad_shares.json").read_text())
         assert set(shares) == {"PPO, shared, vf_coef 0.5", "PPO, shared, vf_coef 0.05", "A2C, shared"}
-        for a, b in zip(shares["PPO, shared, vf_coef 0.5"]["first_update"], shares["PPO, shared, vf_coef 0.05"]["first_update"]):
+        for a, b in zip(
+            shares["PPO, shared, vf_coef 0.5"]["first_update"], shares["PPO, shared, vf_coef 0.05"]["first_update"]
+        ):
             assert a[0] == pytest.approx(b[0], rel=1e-6) and a[1] == pytest.approx(10 * b[1], rel=1e-5) and a[1] > 0
         assert all(s["updates"] > 0 and len(s["ratio_per_seed_median"]) == 2 for s in shares.values())
     if name == "llm_rl":  # 3 methods x 2 seeds, a point per eval; at update 0 every method is the same SFT model
@@ -85,10 +146,14 @@ def test_experiment_script_runs(name, tmp_path):
             points = run["updates"]
             assert points == list(range(0, result["budget"]["updates"] + 1, result["budget"]["eval_every"]))
             rm = run["reward_model"]
-            assert rm["comparisons"] > 0 and 0 <= rm["heldout_pair_accuracy"] <= 1 and 0 <= rm["train_pair_accuracy"] <= 1
+            assert (
+                rm["comparisons"] > 0 and 0 <= rm["heldout_pair_accuracy"] <= 1 and 0 <= rm["train_pair_accuracy"] <= 1
+            )
             for m in methods:
                 curve = run[m]
-                assert all(len(curve[k]) == len(points) for k in ("greedy_accuracy", "sampled_accuracy", "rm_score", "kl"))
+                assert all(
+                    len(curve[k]) == len(points) for k in ("greedy_accuracy", "sampled_accuracy", "rm_score", "kl")
+                )
                 assert all(0 <= a <= 1 for a in curve["greedy_accuracy"] + curve["sampled_accuracy"])
                 assert abs(curve["kl"][0]) < 1e-6  # π = π_ref before the first update
                 for k in ("greedy_accuracy", "sampled_accuracy", "rm_score"):
@@ -161,8 +226,10 @@ def test_experiment_script_runs(name, tmp_path):
         for label in ("A2C, 4 envs", "A2C, 8 envs (preset)", "A3C, 1 worker"):
             assert all(r["staleness_max"] == 0 for r in stale[label])
         for k in (2, 4):
-            assert all(r["staleness_max"] == k - 1 and 0 < r["staleness_mean"] <= k - 1
-                       for r in stale[f"lockstep A3C, {k} workers"])
+            assert all(
+                r["staleness_max"] == k - 1 and 0 < r["staleness_mean"] <= k - 1
+                for r in stale[f"lockstep A3C, {k} workers"]
+            )
         assert all(r["staleness_mean"] > 0 for r in stale["A3C, 2 workers (preset)"])
         # 20 env steps a gradient for all but the 8-env A2C (40): the same number of updates
         updates = {label: {r["updates"] for r in rows} for label, rows in stale.items()}
@@ -171,9 +238,14 @@ def test_experiment_script_runs(name, tmp_path):
         from lucidrl.logging import read_metrics  # one A3C worker of 4 envs is A2C with 4 envs: the same episodes
 
         for seed in (0, 1):
-            curves = [{m["time/total_timesteps"]: m["rollout/episode_return"] for m in
-                       read_metrics(out / "runs" / f"{d}-s{seed}" / "metrics.csv") if "rollout/episode_return" in m}
-                      for d in ("A2C_4_envs", "A3C_1_worker")]
+            curves = [
+                {
+                    m["time/total_timesteps"]: m["rollout/episode_return"]
+                    for m in read_metrics(out / "runs" / f"{d}-s{seed}" / "metrics.csv")
+                    if "rollout/episode_return" in m
+                }
+                for d in ("A2C_4_envs", "A3C_1_worker")
+            ]
             common = sorted(set(curves[0]) & set(curves[1]))
             assert common and all(curves[0][t] == curves[1][t] for t in common)
     if name == "exploration":  # per part and variant, 2 seeds summarised from their own metrics.csv
@@ -210,8 +282,10 @@ def test_truncation_wrappers_report_the_time_limit_as_a_termination():
         import env_wrappers
     finally:
         sys.path.remove(str(ROOT / "experiments"))
-    for wrap, obs_dim in ((env_wrappers.truncation_as_termination, 3),
-                          (env_wrappers.time_aware_truncation_as_termination, 4)):
+    for wrap, obs_dim in (
+        (env_wrappers.truncation_as_termination, 3),
+        (env_wrappers.time_aware_truncation_as_termination, 4),
+    ):
         env = wrap(gym.make("Pendulum-v1"))
         obs, _ = env.reset(seed=0)
         assert obs.shape == (obs_dim,)

@@ -29,9 +29,13 @@ from lucidrl.agent import ALGORITHMS
 from lucidrl.cli import main
 from lucidrl.errors import LucidRLError
 
-FUZZ = settings(max_examples=int(os.environ.get("LUCIDRL_FUZZ_EXAMPLES", 40)), deadline=None,
-                derandomize="LUCIDRL_FUZZ_EXAMPLES" not in os.environ, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("LUCIDRL_FUZZ_EXAMPLES", 40)),
+    deadline=None,
+    derandomize="LUCIDRL_FUZZ_EXAMPLES" not in os.environ,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 OUTCOMES: dict = {}
 ENVS = {"qlearning": "FrozenLake-v1"}  # the tabular learner; the others learn CartPole
@@ -39,14 +43,44 @@ ENVS = {"qlearning": "FrozenLake-v1"}  # the tabular learner; the others learn C
 # Integers stay small enough that an accepted config builds in milliseconds (n_envs=10**9 is a resource
 # limit, not a type error); every other kind is drawn without bounds.
 INTS = st.one_of(st.integers(-3, 300), st.sampled_from([0, -1, 1, 2, -(2**31), -(2**63)]))
-FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                   st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0, 1.0, -1e-3, 1e300, 5e-324]))
-WORDS = st.one_of(st.text(max_size=12), st.sampled_from(
-    ["auto", "cpu", "cuda", "meta", "lin_3e-4", "lin_-1", "lin_nan", "3e-4", "tanh", "clip", "none", "None", "true",
-     "reference", "fast", "q_learning", "exponential", "", " ", "-1", "inf"]))
+FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0, 1.0, -1e-3, 1e300, 5e-324]),
+)
+WORDS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "auto",
+            "cpu",
+            "cuda",
+            "meta",
+            "lin_3e-4",
+            "lin_-1",
+            "lin_nan",
+            "3e-4",
+            "tanh",
+            "clip",
+            "none",
+            "None",
+            "true",
+            "reference",
+            "fast",
+            "q_learning",
+            "exponential",
+            "",
+            " ",
+            "-1",
+            "inf",
+        ]
+    ),
+)
 SCALARS = st.one_of(INTS, FLOATS, WORDS, st.none(), st.booleans())
-VALUES = st.one_of(SCALARS, st.lists(st.one_of(st.integers(-3, 128), FLOATS, WORDS, st.none()), max_size=4),
-                   st.dictionaries(st.sampled_from(["linear", "start_value", "norm_obs", "x"]), SCALARS, max_size=2))
+VALUES = st.one_of(
+    SCALARS,
+    st.lists(st.one_of(st.integers(-3, 128), FLOATS, WORDS, st.none()), max_size=4),
+    st.dictionaries(st.sampled_from(["linear", "start_value", "norm_obs", "x"]), SCALARS, max_size=2),
+)
 
 
 @contextlib.contextmanager
@@ -75,8 +109,10 @@ def hyperparameters(algo: str):
     near = st.sampled_from(fields).flatmap(lambda f: plausible(f).map(lambda v: (f.name, v)))
     # the constructor's own arguments (env, preset, run_dir, verbose, ...) are not hyperparameters: not drawn
     own = set(inspect.signature(ALGORITHMS[algo].__init__).parameters)
-    unknown = st.one_of(st.sampled_from(["n_step", "lr", "learning_rat", "policy_kwargs", "normalize", "gama"]),
-                        st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(lambda n: n not in names + list(own)))
+    unknown = st.one_of(
+        st.sampled_from(["n_step", "lr", "learning_rat", "policy_kwargs", "normalize", "gama"]),
+        st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(lambda n: n not in names + list(own)),
+    )
     wild = st.tuples(st.one_of(st.sampled_from(names), unknown), VALUES)
     return st.lists(st.one_of(near, near, wild), max_size=4).map(dict)
 
@@ -103,14 +139,54 @@ def test_random_hyperparameters_are_accepted_or_refused_with_a_lucidrl_error(alg
 
 
 # --------------------------------------------------------------------------- the CLI
-FLAGS = ["--learning-rate", "--gamma", "--n-steps", "--batch-size", "--seed", "--net-arch", "--normalize-obs",
-         "--variant", "--clip-range", "--device", "--torch-threads", "--timesteps", "--preset", "--target-kl"]
+FLAGS = [
+    "--learning-rate",
+    "--gamma",
+    "--n-steps",
+    "--batch-size",
+    "--seed",
+    "--net-arch",
+    "--normalize-obs",
+    "--variant",
+    "--clip-range",
+    "--device",
+    "--torch-threads",
+    "--timesteps",
+    "--preset",
+    "--target-kl",
+]
 # a value that argparse would read as a request for help exits the process by design: not fuzzed
 TOKENS = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=10),
-    st.sampled_from(["-1e-3", "-3E+2", "-inf", "nan", "lin_-1", "lin_1e-3", "1e9", "0", "-0", "-", "--", "-x",
-                     "--gam", "true", "no", "none", "64", "-64", "1_000", "0x10", "1e-3", "auto", "cuda:0"]),
-    st.integers(-1000, 1000).map(str), st.floats().map(repr),  # (--net-arch 10**6 10**6 is out of memory)
+    st.sampled_from(
+        [
+            "-1e-3",
+            "-3E+2",
+            "-inf",
+            "nan",
+            "lin_-1",
+            "lin_1e-3",
+            "1e9",
+            "0",
+            "-0",
+            "-",
+            "--",
+            "-x",
+            "--gam",
+            "true",
+            "no",
+            "none",
+            "64",
+            "-64",
+            "1_000",
+            "0x10",
+            "1e-3",
+            "auto",
+            "cuda:0",
+        ]
+    ),
+    st.integers(-1000, 1000).map(str),
+    st.floats().map(repr),  # (--net-arch 10**6 10**6 is out of memory)
 ).filter(lambda t: not re.match(r"^-(h|-h)", t))
 
 

@@ -70,7 +70,6 @@ def test_box_action_errors_name_the_fix():
         lucidrl.DQN("Pendulum-v1", preset=False, verbose=0)
 
 
-
 def test_pendulum_presets_are_found_with_their_source():
     for algo in ("PPO", "TRPO"):
         m = getattr(lucidrl, algo)("Pendulum-v1", seed=0, verbose=0)
@@ -80,8 +79,35 @@ def test_pendulum_presets_are_found_with_their_source():
 
 def test_cli_trains_ppo_on_pendulum(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "ppo", "--env", "Pendulum-v1", "--timesteps", "512", "--run-dir", str(run), "--n-envs", "2",
-                 "--n-steps", "64", "--batch-size", "64", "--n-epochs", "1", "--log-std-init", "-0.5", "--seed", "0",
-                 "--eval-episodes", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "Pendulum-v1",
+                "--timesteps",
+                "512",
+                "--run-dir",
+                str(run),
+                "--n-envs",
+                "2",
+                "--n-steps",
+                "64",
+                "--batch-size",
+                "64",
+                "--n-epochs",
+                "1",
+                "--log-std-init",
+                "-0.5",
+                "--seed",
+                "0",
+                "--eval-episodes",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "mean evaluation return:" in capsys.readouterr().out
     assert lucidrl.load(run).config.log_std_init == -0.5

@@ -24,8 +24,11 @@ def _box(shape, dtype=np.uint8):
 def test_nature_cnn_shapes_on_atari_frames():
     cnn = NatureCNN(_box((4, 84, 84)))
     # Mnih et al. 2015: 84 -> 20 (8x8 s4) -> 9 (4x4 s2) -> 7 (3x3 s1); 64 * 7 * 7 = 3136 -> 512
-    assert [tuple(m.weight.shape) for m in cnn.conv if isinstance(m, torch.nn.Conv2d)] == \
-        [(32, 4, 8, 8), (64, 32, 4, 4), (64, 64, 3, 3)]
+    assert [tuple(m.weight.shape) for m in cnn.conv if isinstance(m, torch.nn.Conv2d)] == [
+        (32, 4, 8, 8),
+        (64, 32, 4, 4),
+        (64, 64, 3, 3),
+    ]
     assert [m.stride for m in cnn.conv if isinstance(m, torch.nn.Conv2d)] == [(4, 4), (2, 2), (1, 1)]
     assert tuple(cnn.fc[0].weight.shape) == (512, 3136)
     x = torch.randint(0, 256, (5, 3, 4, 84, 84), dtype=torch.uint8)  # [T, N, C, H, W]
@@ -141,13 +144,19 @@ def test_collectors_report_the_recorded_raw_score_not_the_clipped_sum(mode):
     assert set(rollout.rewards.flatten().tolist()) <= {0.0, 1.0}  # the agent trains on clipped rewards
     assert rollout.episode_returns and all(r == 10.0 for r in rollout.episode_returns)
 
-    model = lucidrl.DQN(gym.vector.SyncVectorEnv([_recorded_and_clipped] * 2, autoreset_mode=mode),
-                        learning_starts=4, buffer_size=64, batch_size=4, seed=0, verbose=0)
+    model = lucidrl.DQN(
+        gym.vector.SyncVectorEnv([_recorded_and_clipped] * 2, autoreset_mode=mode),
+        learning_starts=4,
+        buffer_size=64,
+        batch_size=4,
+        seed=0,
+        verbose=0,
+    )
     model.learn(8)  # allocates the replay memory
     model._stepper = VectorStepper(model.env, seed=0)  # a fresh start of the collection
     returns, _ = model._collect(6, target=10**6)  # 6 calls of env.step: 3 episodes in each of 2 envs
     assert returns and all(r == 10.0 for r in returns)
-    assert set(model.replay.rewards[:model.replay.size].tolist()) <= {0.0, 1.0}
+    assert set(model.replay.rewards[: model.replay.size].tolist()) <= {0.0, 1.0}
 
 
 def test_episode_scores_falls_back_to_the_counted_sum():
@@ -197,10 +206,13 @@ def _without(monkeypatch, package: str, env_modules: str):
         monkeypatch.delitem(sys.modules, name)
 
 
-@pytest.mark.parametrize("package, env_modules, env_id, extra", [
-    ("Box2D", "gymnasium.envs.box2d", "LunarLander-v3", "box2d"),
-    ("mujoco", "gymnasium.envs.mujoco", "HalfCheetah-v5", "mujoco"),
-])
+@pytest.mark.parametrize(
+    "package, env_modules, env_id, extra",
+    [
+        ("Box2D", "gymnasium.envs.box2d", "LunarLander-v3", "box2d"),
+        ("mujoco", "gymnasium.envs.mujoco", "HalfCheetah-v5", "mujoco"),
+    ],
+)
 def test_a_missing_physics_engine_names_its_extra(monkeypatch, package, env_modules, env_id, extra):
     _without(monkeypatch, package, env_modules)
     with pytest.raises(MissingDependencyError, match=rf"pip install 'lucidrl\[{extra}\]'"):
@@ -222,8 +234,30 @@ def test_cli_train_shorter_than_an_episode_still_evaluates(tmp_path, capsys):
     from lucidrl.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "ppo", "--env", "CartPole-v1", "--timesteps", "4", "--n-envs", "1", "--n-steps", "4",
-                 "--batch-size", "4", "--run-dir", str(run), "--no-progress", "--eval-episodes", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--timesteps",
+                "4",
+                "--n-envs",
+                "1",
+                "--n-steps",
+                "4",
+                "--batch-size",
+                "4",
+                "--run-dir",
+                str(run),
+                "--no-progress",
+                "--eval-episodes",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "no learning curve" in out and "mean evaluation return" in out
     assert (run / "model").is_dir()

@@ -20,8 +20,10 @@ def anchors(path: Path) -> set[str]:
 def test_slug_matches_githubs_rule():
     assert slug("2.1 ε-greedy behaviour (E1)") == "21-ε-greedy-behaviour-e1"
     assert slug("3. Pseudocode of `DQN.learn`") == "3-pseudocode-of-dqnlearn"
-    assert slug("2.3 The local models, the Fisher matrix and the natural gradient (E4–E7)") == \
-        "23-the-local-models-the-fisher-matrix-and-the-natural-gradient-e4e7"
+    assert (
+        slug("2.3 The local models, the Fisher matrix and the natural gradient (E4–E7)")
+        == "23-the-local-models-the-fisher-matrix-and-the-natural-gradient-e4e7"
+    )
 
 
 def test_every_link_of_the_learn_page_resolves():

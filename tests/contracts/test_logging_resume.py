@@ -24,7 +24,7 @@ def log(logger, steps, extra=None):
 
 def started(run, verbose=0, tensorboard=False, initial=0, **kw):
     logger = Logger(run, verbose, tensorboard, **kw)
-    logger.start(10 ** 6, initial, progress_bar=False)
+    logger.start(10**6, initial, progress_bar=False)
     return logger
 
 
@@ -85,7 +85,7 @@ def test_resume_truncates_to_the_position_and_appends(tmp_path):
     log_again = started(run, append=True, resume={"step": 12}, initial=12)
     log_again.close()
     assert steps_of(run / "metrics.csv") == list(range(1, 13))
-    assert (run / "metrics.csv").read_bytes() == data[:len(data) - sum(len(x) for x in data.splitlines(True)[-3:])]
+    assert (run / "metrics.csv").read_bytes() == data[: len(data) - sum(len(x) for x in data.splitlines(True)[-3:])]
     # a second learn() in the same process (append without resume) appends after the rows as they are
     more = started(run, append=True, initial=12)
     assert more.position() == {"csv_bytes": os.path.getsize(run / "metrics.csv"), "step": 12}
@@ -187,7 +187,7 @@ def test_a_run_killed_at_random_moments_resumes_without_losing_or_repeating_a_ro
     assert last == 40 == json.loads((run / "position.json").read_text())["step"]
     rng = random.Random(0)
     kills = 0
-    for trial in range(8):
+    for _trial in range(8):
         p = subprocess.Popen(cmd + ["0"], stdout=subprocess.PIPE)
         assert p.stdout.readline() == b"ready\n"
         time.sleep(rng.uniform(0.003, 0.2))
@@ -197,9 +197,9 @@ def test_a_run_killed_at_random_moments_resumes_without_losing_or_repeating_a_ro
         assert data.startswith(prefix)  # nothing the last checkpoint had is lost or altered
         pos = json.loads((run / "position.json").read_text())
         assert pos["csv_bytes"] >= len(prefix)
-        last = check_rows(data[len(prefix):pos["csv_bytes"]], last + 1, ncols)
+        last = check_rows(data[len(prefix) : pos["csv_bytes"]], last + 1, ncols)
         assert last == pos["step"]
-        prefix = data[:pos["csv_bytes"]]
+        prefix = data[: pos["csv_bytes"]]
     assert kills == 8
     subprocess.run(cmd + ["100"], check=True, timeout=60)  # the last resume runs to its end
     data = (run / "metrics.csv").read_bytes()

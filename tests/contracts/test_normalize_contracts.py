@@ -1,28 +1,33 @@
 """Normalisation as model state: collected with, saved, restored, frozen at evaluation, raw returns reported."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from test_rollout import KnownValueAgent, _venv
 
 import lucidrl
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.errors import ConfigError
 from lucidrl.rollout import RolloutCollector
 
-from test_rollout import KnownValueAgent, _venv
-
 NORM = dict(normalize_obs=True, normalize_reward=True)
 
 
 def _stats(model):
-    return {f"{m}/{k}": v.clone() for m in ("obs_normalizer", "reward_scaler")
-            for k, v in getattr(model, m).state_dict().items()}
+    return {
+        f"{m}/{k}": v.clone()
+        for m in ("obs_normalizer", "reward_scaler")
+        for k, v in getattr(model, m).state_dict().items()
+    }
 
 
-SMALL = {lucidrl.PPO: dict(batch_size=64, n_epochs=2), lucidrl.TRPO: dict(batch_size=64, n_critic_updates=2),
-         lucidrl.A2C: {}, lucidrl.VPG: {}}
+SMALL = {
+    lucidrl.PPO: dict(batch_size=64, n_epochs=2),
+    lucidrl.TRPO: dict(batch_size=64, n_critic_updates=2),
+    lucidrl.A2C: {},
+    lucidrl.VPG: {},
+}
 
 
 def _trained(algo=lucidrl.PPO):
@@ -43,8 +48,9 @@ def test_defaults_are_off_and_cartpole_presets_unchanged():
 
 
 def test_training_updates_the_statistics_by_every_observation_seen():
-    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=2, n_steps=64, batch_size=64,
-                        n_epochs=1, **NORM)
+    model = lucidrl.PPO(
+        "CartPole-v1", seed=0, verbose=0, preset=False, n_envs=2, n_steps=64, batch_size=64, n_epochs=1, **NORM
+    )
     assert model.obs_normalizer.rms.count.item() == pytest.approx(1e-4)
     model.learn(128)
     # the reset observations of both envs, then one new observation per env step
@@ -94,8 +100,17 @@ def test_predict_and_evaluate_leave_the_statistics_frozen(tmp_path):
 
 @pytest.mark.parametrize("vectorization", ["native", "sync"])
 def test_episode_returns_stay_raw_when_rewards_are_scaled(vectorization):
-    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=4, n_steps=128, batch_size=64,
-                        normalize_reward=True, vectorization=vectorization)
+    model = lucidrl.PPO(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        n_envs=4,
+        n_steps=128,
+        batch_size=64,
+        normalize_reward=True,
+        vectorization=vectorization,
+    )
     model._require_env()
     rollout = model._rollout_collector().collect(model.agent, 128)
     assert rollout.episode_returns, "episodes should have ended in 512 random-policy steps"
@@ -109,8 +124,17 @@ def test_episode_returns_stay_raw_when_rewards_are_scaled(vectorization):
 @pytest.mark.parametrize("vectorization", ["native", "sync"])
 def test_ratio_is_one_at_theta_old_with_normalisation_on(vectorization):
     """log π_old is computed on the stored (normalised) observations, so the first epoch starts at ratio 1."""
-    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=4, n_steps=64, batch_size=64,
-                        vectorization=vectorization, **NORM)
+    model = lucidrl.PPO(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        n_envs=4,
+        n_steps=64,
+        batch_size=64,
+        vectorization=vectorization,
+        **NORM,
+    )
     model._require_env()
     collector = model._rollout_collector()
     collector.collect(model.agent, 64)  # move the statistics away from their start values first
@@ -132,15 +156,16 @@ def test_ratio_is_one_at_theta_old_with_normalisation_on(vectorization):
 
 def test_truncation_bootstrap_uses_the_final_observation_normalised_with_the_same_statistics():
     norm = ObsNormalizer((1,))
-    collector = RolloutCollector(_venv(AutoresetMode.SAME_STEP, max_steps=4), torch.device("cpu"), seed=0,
-                                 obs_normalizer=norm)
+    collector = RolloutCollector(
+        _venv(AutoresetMode.SAME_STEP, max_steps=4), torch.device("cpu"), seed=0, obs_normalizer=norm
+    )
     r = collector.collect(KnownValueAgent(), 4)
     assert r.truncated[3, 0] and not r.truncated[:3].any()
     # observations seen when the bootstrap is computed: reset 0, steps 1 2 3, then the next episode's 0
     seen = np.array([0.0, 1.0, 2.0, 3.0, 0.0])
     n = 1e-4 + len(seen)
     mean = seen.sum() / n
-    var = (1e-4 * (1 + mean ** 2) + ((seen - mean) ** 2).sum()) / n
+    var = (1e-4 * (1 + mean**2) + ((seen - mean) ** 2).sum()) / n
     final = (4.0 - mean) / np.sqrt(var + 1e-8)  # the final observation 4, normalised
     assert r.next_values[3, 0].item() == pytest.approx(10 * final + 1, rel=1e-5)  # KnownValueAgent: V = 10 obs + 1
     assert norm.rms.count.item() == pytest.approx(n)  # the final observation did not enter the statistics
@@ -168,8 +193,20 @@ def test_a_ppo_update_at_zero_step_size_sees_ratio_one_everywhere_with_normalisa
     PyTorch's default initialisation (not the orthogonal one, whose 0.01 output gain gives a nearly uniform
     policy) makes π depend on the input enough that inconsistent inputs would show."""
     seen = []
-    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=4, n_steps=64, batch_size=32,
-                        n_epochs=3, learning_rate=0.0, vectorization="sync", ortho_init=False, **NORM)
+    model = lucidrl.PPO(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        n_envs=4,
+        n_steps=64,
+        batch_size=32,
+        n_epochs=3,
+        learning_rate=0.0,
+        vectorization="sync",
+        ortho_init=False,
+        **NORM,
+    )
     model.learn(512, callback=lambda m, metrics: seen.append(metrics))
     assert len(seen) == 2
     assert seen[0]["diag/entropy"] < 0.69  # not the uniform policy (log 2 = 0.693)

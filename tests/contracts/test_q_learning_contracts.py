@@ -14,8 +14,13 @@ def small(env="FrozenLake-v1", **kw):
     return lucidrl.QLearning(env, **{"seed": 0, "verbose": 0, "preset": False, **kw})
 
 
-@pytest.mark.parametrize("env, obs", [("FrozenLake-v1", np.arange(16)),
-                                      ("CartPole-v1", np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32))])
+@pytest.mark.parametrize(
+    "env, obs",
+    [
+        ("FrozenLake-v1", np.arange(16)),
+        ("CartPole-v1", np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)),
+    ],
+)
 def test_save_load_round_trip_gives_the_identical_table_and_actions(env, obs, tmp_path):
     kw = {"n_bins": [1, 6, 12, 12]} if env == "CartPole-v1" else {}
     m = small(env, learning_rate=lucidrl.linear(0.3), **kw)
@@ -59,8 +64,9 @@ def test_same_seed_same_table():
 @pytest.mark.parametrize("env", ["Taxi-v4", "CartPole-v1"])  # SAME_STEP (sync) and NEXT_STEP (native) autoreset
 def test_every_update_runs_on_several_envs_and_logs(update, env, tmp_path):
     seen = []
-    m = small(env, update=update, n_envs=3, run_dir=tmp_path / "run", tensorboard=False,
-              exploration_decay="exponential")
+    m = small(
+        env, update=update, n_envs=3, run_dir=tmp_path / "run", tensorboard=False, exploration_decay="exponential"
+    )
     m.learn(3000, callback=lambda model, metrics: seen.append(metrics), log_interval=600)
     assert m.num_timesteps == 3000 and len(seen) == 5
     assert {"train/exploration_rate", "train/learning_rate", "diag/mean_abs_td_error"} <= set(seen[-1])
@@ -83,19 +89,22 @@ def test_episode_statistics_count_real_steps_on_native_vector_envs():
     assert lengths and min(lengths) >= 8 and max(lengths) <= 500  # CartPole cannot fail in fewer than 8 steps
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"learning_rate": 1.5}, r"learning_rate must lie in"),
-    ({"gamma": 1.5}, r"gamma must lie in \[0, 1\]"),
-    ({"update": "dqn"}, r"update must be 'q_learning', 'sarsa' or 'expected_sarsa'"),
-    ({"exploration_final_eps": -0.1}, r"exploration_final_eps must lie in \[0, 1\]"),
-    ({"exploration_fraction": 0.0}, r"exploration_fraction must lie in \(0, 1\]"),
-    ({"exploration_decay": "exponential", "exploration_final_eps": 0.0}, r"needs exploration_initial_eps and"),
-    ({"n_bins": [0]}, r"n_bins must be a list of integers >= 1"),
-    ({"bounds": [1.0, -1.0]}, r"bounds must be finite pairs"),
-    ({"bounds": [1.0]}, r"bounds must be finite pairs"),
-    ({"device": "cuda"}, r"device must be 'cpu'"),
-    ({"epsilon": 0.1}, r"no hyperparameter 'epsilon'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"learning_rate": 1.5}, r"learning_rate must lie in"),
+        ({"gamma": 1.5}, r"gamma must lie in \[0, 1\]"),
+        ({"update": "dqn"}, r"update must be 'q_learning', 'sarsa' or 'expected_sarsa'"),
+        ({"exploration_final_eps": -0.1}, r"exploration_final_eps must lie in \[0, 1\]"),
+        ({"exploration_fraction": 0.0}, r"exploration_fraction must lie in \(0, 1\]"),
+        ({"exploration_decay": "exponential", "exploration_final_eps": 0.0}, r"needs exploration_initial_eps and"),
+        ({"n_bins": [0]}, r"n_bins must be a list of integers >= 1"),
+        ({"bounds": [1.0, -1.0]}, r"bounds must be finite pairs"),
+        ({"bounds": [1.0]}, r"bounds must be finite pairs"),
+        ({"device": "cuda"}, r"device must be 'cpu'"),
+        ({"epsilon": 0.1}, r"no hyperparameter 'epsilon'"),
+    ],
+)
 def test_invalid_hyperparameters_are_refused(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):
         lucidrl.QLearning("NoSuchEnv-v0", **kwargs)
@@ -117,14 +126,37 @@ def test_box_actions_and_other_spaces_are_refused_clearly():
         small("Pendulum-v1")
     env = lambda: gym.make("FrozenLake-v1")  # noqa: E731
     with pytest.raises(EnvError, match=r"QLearning needs a Discrete observation space, or a Box one"):
-        small(lambda: gym.wrappers.TransformObservation(
-            env(), lambda o: (o, 0), gym.spaces.Tuple([gym.spaces.Discrete(16), gym.spaces.Discrete(2)])))
+        small(
+            lambda: gym.wrappers.TransformObservation(
+                env(), lambda o: (o, 0), gym.spaces.Tuple([gym.spaces.Discrete(16), gym.spaces.Discrete(2)])
+            )
+        )
 
 
 def test_cli_trains_frozenlake_and_help_lists_the_fields(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "qlearning", "--env", "FrozenLake-v1", "--timesteps", "2000", "--run-dir", str(run),
-                 "--seed", "0", "--eval-episodes", "5", "--no-progress", "--update", "expected_sarsa"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "qlearning",
+                "--env",
+                "FrozenLake-v1",
+                "--timesteps",
+                "2000",
+                "--run-dir",
+                str(run),
+                "--seed",
+                "0",
+                "--eval-episodes",
+                "5",
+                "--no-progress",
+                "--update",
+                "expected_sarsa",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mean evaluation return:" in out
     m = lucidrl.load(run)

@@ -7,7 +7,6 @@ import json
 import os
 import pickle
 import shutil
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -23,8 +22,17 @@ PPO_SMALL = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=2, seed=0, verbos
 SMALL = {
     "ppo": PPO_SMALL,
     "a2c": dict(n_envs=2, n_steps=8, seed=0, verbose=0, tensorboard=False),
-    "dqn": dict(learning_starts=64, train_freq=16, gradient_steps=4, batch_size=32, buffer_size=2000,
-                target_update_interval=64, seed=0, verbose=0, tensorboard=False),
+    "dqn": dict(
+        learning_starts=64,
+        train_freq=16,
+        gradient_steps=4,
+        batch_size=32,
+        buffer_size=2000,
+        target_update_interval=64,
+        seed=0,
+        verbose=0,
+        tensorboard=False,
+    ),
 }
 
 
@@ -90,8 +98,11 @@ def test_a_nan_final_observation_of_a_same_step_reset_is_named():
     # final one (which the value bootstrap uses) only in info["final_obs"]: it is checked too
     venv = gym.vector.SyncVectorEnv([NaNAtTruncation], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     model = lucidrl.PPO(venv, preset=False, **{**PPO_SMALL, "n_envs": 1})
-    with pytest.raises(EnvError, match=r"env 0 returned a non-finite final observation \(\[nan, nan, nan, nan\]\) "
-                                       r"at step 20"):
+    with pytest.raises(
+        EnvError,
+        match=r"env 0 returned a non-finite final observation \(\[nan, nan, nan, nan\]\) "
+        r"at step 20",
+    ):
         model.learn(1_000)
 
 
@@ -179,18 +190,25 @@ def _edit(path, name, change):
     (path / name).write_text(json.dumps(doc))
 
 
-@pytest.mark.parametrize("name, change, expected", [
-    ("state.json", lambda d: d.update(num_timesteps="lots"), r"state.json field 'num_timesteps' should be a non-negative"),
-    ("state.json", lambda d: d.update(n_updates=-3), r"field 'n_updates'"),
-    ("state.json", lambda d: d.update(attributes={"beta": "x"}), r"field 'attributes.beta'"),
-    ("state.json", lambda d: d.update(optimizers=[]), r"field 'optimizers'"),
-    ("state.json", lambda d: d.update(format_version="1"), r"no integer format_version"),
-    ("config.json", lambda d: d.update(algo=7), r"config.json field 'algo'"),
-    ("config.json", lambda d: d.update(algo="dqn"), r"do not fit its algorithm 'dqn'"),
-    ("config.json", lambda d: d.update(env_id=["x"]), r"field 'env_id'"),
-    ("config.json", lambda d: d["config"].update(n_steps="many"), r"n_steps"),
-    ("config.json", lambda d: d.pop("action_space"), r"no 'action_space' entry"),
-])
+@pytest.mark.parametrize(
+    "name, change, expected",
+    [
+        (
+            "state.json",
+            lambda d: d.update(num_timesteps="lots"),
+            r"state.json field 'num_timesteps' should be a non-negative",
+        ),
+        ("state.json", lambda d: d.update(n_updates=-3), r"field 'n_updates'"),
+        ("state.json", lambda d: d.update(attributes={"beta": "x"}), r"field 'attributes.beta'"),
+        ("state.json", lambda d: d.update(optimizers=[]), r"field 'optimizers'"),
+        ("state.json", lambda d: d.update(format_version="1"), r"no integer format_version"),
+        ("config.json", lambda d: d.update(algo=7), r"config.json field 'algo'"),
+        ("config.json", lambda d: d.update(algo="dqn"), r"do not fit its algorithm 'dqn'"),
+        ("config.json", lambda d: d.update(env_id=["x"]), r"field 'env_id'"),
+        ("config.json", lambda d: d["config"].update(n_steps="many"), r"n_steps"),
+        ("config.json", lambda d: d.pop("action_space"), r"no 'action_space' entry"),
+    ],
+)
 def test_each_checkpoint_field_is_checked_and_named(tmp_path, name, change, expected):
     _, path = _saved(tmp_path)
     _edit(path, name, change)
@@ -218,9 +236,11 @@ def test_randomly_corrupted_checkpoints_raise_only_lucidrl_errors(tmp_path, monk
     _, clean = _saved(tmp_path, "clean")
     for name in ("loads", "load"):
         monkeypatch.setattr(pickle, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("unpickled")))
-    json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats() | st.text(max_size=8),
-                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                               max_leaves=6)
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    )
     counter = iter(range(10**6))
 
     @hypothesis.settings(max_examples=120, deadline=None, derandomize=True)
@@ -231,14 +251,16 @@ def test_randomly_corrupted_checkpoints_raise_only_lucidrl_errors(tmp_path, monk
         name = data.draw(st.sampled_from(["weights.safetensors", "config.json", "state.json"]))
         file = path / name
         raw = bytearray(file.read_bytes())
-        how = data.draw(st.sampled_from(["flip", "truncate", "json"] if name.endswith(".json") else ["flip", "truncate"]))
+        how = data.draw(
+            st.sampled_from(["flip", "truncate", "json"] if name.endswith(".json") else ["flip", "truncate"])
+        )
         if how == "flip":
             for _ in range(data.draw(st.integers(1, 8))):
                 i = data.draw(st.integers(0, len(raw) - 1))
                 raw[i] = data.draw(st.integers(0, 255))
             file.write_bytes(bytes(raw))
         elif how == "truncate":
-            file.write_bytes(bytes(raw[:data.draw(st.integers(0, len(raw)))]))
+            file.write_bytes(bytes(raw[: data.draw(st.integers(0, len(raw)))]))
         else:  # replace one field (possibly nested one level) with an arbitrary JSON value
             doc = json.loads(raw)
             key = data.draw(st.sampled_from(sorted(doc)))

@@ -35,9 +35,28 @@ def _rows(path: Path) -> list[list[str]]:
 
 def test_a_killed_cli_run_resumes_from_its_checkpoint_exactly(tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "lucidrl.cli", "train", "ppo", "--env", "CartPole-v1", "--seed", "0",
-           "--timesteps", "1000000", "--checkpoint-freq", "1024", "--run-dir", str(run), "--no-progress",
-           "--eval-episodes", "0", "--verbose", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lucidrl.cli",
+        "train",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--seed",
+        "0",
+        "--timesteps",
+        "1000000",
+        "--checkpoint-freq",
+        "1024",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        "--eval-episodes",
+        "0",
+        "--verbose",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while len(_complete_checkpoints(run)) < 3 and time.time() < deadline and proc.poll() is None:
@@ -54,8 +73,24 @@ def test_a_killed_cli_run_resumes_from_its_checkpoint_exactly(tmp_path):
     copies = [tmp_path / "a", tmp_path / "b"]
     for c in copies:
         shutil.copytree(run, c)
-        assert main(["train", "ppo", "--resume", str(c), "--timesteps", "2048", "--no-progress",
-                     "--eval-episodes", "0", "--verbose", "0"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "ppo",
+                    "--resume",
+                    str(c),
+                    "--timesteps",
+                    "2048",
+                    "--no-progress",
+                    "--eval-episodes",
+                    "0",
+                    "--verbose",
+                    "0",
+                ]
+            )
+            == 0
+        )
 
     for c in copies:
         model = lucidrl.load(c)
@@ -67,7 +102,7 @@ def test_a_killed_cli_run_resumes_from_its_checkpoint_exactly(tmp_path):
         steps = [int(float(r[0])) for r in body]
         assert steps == list(range(ROWS_APART, step + 2048 + 1, ROWS_APART))  # no gap, duplicate or step back
         after = (c / "metrics.csv").read_bytes()
-        kept = before[:before.index(f"\n{step},".encode())]
+        kept = before[: before.index(f"\n{step},".encode())]
         assert after.startswith(kept)  # rows up to the checkpoint are byte-identical
 
     a, b = (load_file(str(c / "model" / "weights.safetensors")) for c in copies)
@@ -76,8 +111,17 @@ def test_a_killed_cli_run_resumes_from_its_checkpoint_exactly(tmp_path):
 
 
 def test_dqn_resumed_with_its_replay_memory(tmp_path):
-    kw = dict(learning_starts=200, train_freq=64, gradient_steps=16, batch_size=32, buffer_size=5_000,
-              target_update_interval=256, seed=3, verbose=0, tensorboard=False)
+    kw = dict(
+        learning_starts=200,
+        train_freq=64,
+        gradient_steps=16,
+        batch_size=32,
+        buffer_size=5_000,
+        target_update_interval=256,
+        seed=3,
+        verbose=0,
+        tensorboard=False,
+    )
     model = lucidrl.DQN("CartPole-v1", preset=False, save_replay_buffer=True, **kw)
     model.learn(1_000)
     path = model.save(tmp_path / "ckpt")
@@ -86,10 +130,12 @@ def test_dqn_resumed_with_its_replay_memory(tmp_path):
     for r in resumed:
         assert (r.replay.pos, r.replay.size) == (model.replay.pos, model.replay.size)
         for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
-            assert torch.equal(getattr(r.replay, name)[:r.replay.size], getattr(model.replay, name)[:model.replay.size])
+            assert torch.equal(
+                getattr(r.replay, name)[: r.replay.size], getattr(model.replay, name)[: model.replay.size]
+            )
         assert r.exploration_rate == model.exploration_rate and r.n_calls == model.n_calls
         r.learn(512, reset_num_timesteps=False)
-    for (pa, pb) in zip(resumed[0].q_net.parameters(), resumed[1].q_net.parameters()):
+    for pa, pb in zip(resumed[0].q_net.parameters(), resumed[1].q_net.parameters()):
         assert torch.equal(pa, pb)
     # without the flag no memory is saved, and a resumed run starts with an empty one (said in the docs)
     plain = lucidrl.DQN("CartPole-v1", preset=False, **kw)
@@ -99,8 +145,9 @@ def test_dqn_resumed_with_its_replay_memory(tmp_path):
 
 
 def test_a_load_restores_every_random_stream_as_it_was_at_the_save(tmp_path):
-    model = lucidrl.PPO("CartPole-v1", preset=False, n_envs=2, n_steps=64, batch_size=64, seed=5, verbose=0,
-                        tensorboard=False)
+    model = lucidrl.PPO(
+        "CartPole-v1", preset=False, n_envs=2, n_steps=64, batch_size=64, seed=5, verbose=0, tensorboard=False
+    )
     model.learn(256)
     path = model.save(tmp_path / "m")
     obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)

@@ -71,7 +71,8 @@ def test_truncation_bootstraps_from_the_final_observation(mode):
 @pytest.mark.parametrize("mode", [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP])
 def test_termination_is_flagged_and_masks_the_bootstrap(mode):
     r = RolloutCollector(_venv(mode, terminate_at=3, max_steps=100), torch.device("cpu"), seed=0).collect(
-        KnownValueAgent(), 9)
+        KnownValueAgent(), 9
+    )
     assert not r.truncated.any()
     rows = torch.nonzero(r.terminated[:, 0]).flatten().tolist()
     adv, _ = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.9, 0.7)
@@ -82,7 +83,9 @@ def test_termination_is_flagged_and_masks_the_bootstrap(mode):
 def test_both_modes_give_the_same_advantages_per_episode():
     agent, out = KnownValueAgent(), {}
     for mode in (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP):
-        r = RolloutCollector(_venv(mode, terminate_at=None, max_steps=3), torch.device("cpu"), seed=0).collect(agent, 11)
+        r = RolloutCollector(_venv(mode, terminate_at=None, max_steps=3), torch.device("cpu"), seed=0).collect(
+            agent, 11
+        )
         adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.9, 0.8)
         keep = torch.ones_like(r.rewards, dtype=torch.bool) if r.valid is None else r.valid
         out[mode] = (adv[keep][:6], r.obs[keep][:6, 0])  # the first two complete episodes
@@ -99,7 +102,7 @@ def test_native_cartpole_vector_env_rollout_shapes_and_flags():
     r = RolloutCollector(venv, torch.device("cpu"), seed=0).collect(ac, 64)
     assert r.obs.shape == (64, 4, 4) and r.actions.shape == (64, 4) and r.params_old.shape == (64, 4, 2)
     assert r.actions.dtype == torch.long and r.rewards.dtype == torch.float32
-    done = (r.terminated | r.truncated)
+    done = r.terminated | r.truncated
     assert r.episode_returns, "a random policy ends CartPole episodes within 64 steps"
     # a reset row follows every episode end and nothing else is invalid
     assert torch.equal(~r.valid[1:], done[:-1])

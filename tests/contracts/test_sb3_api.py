@@ -103,8 +103,11 @@ for _ in range(50):
 """
 
 
-@pytest.mark.parametrize("source, algo", [(GETTING_STARTED, "A2C"), (PPO_PAGE, "PPO"), (A2C_PAGE, "A2C"),
-                                          (DQN_PAGE, "DQN")], ids=["getting_started", "ppo", "a2c", "dqn"])
+@pytest.mark.parametrize(
+    "source, algo",
+    [(GETTING_STARTED, "A2C"), (PPO_PAGE, "PPO"), (A2C_PAGE, "A2C"), (DQN_PAGE, "DQN")],
+    ids=["getting_started", "ppo", "a2c", "dqn"],
+)
 def test_basic_usage_examples_run(source, algo, tmp_path, capsys):
     scope = run_example(source, LUCIDRL, tmp_path)
     model = scope["model"]
@@ -155,8 +158,9 @@ def test_custom_callback_hooks_in_sb3_order(imports, tmp_path):
     events = scope["callback"].events
     # 2 rollouts of 8 steps in 2 envs: training_start, (rollout_start, 8 steps, rollout_end) x 2, training_end
     steps = [e for e in events if e[0] == "step"]
-    assert [e[0] for e in events] == (["training_start"] + (["rollout_start"] + ["step"] * 8 + ["rollout_end"]) * 2
-                                      + ["training_end"])
+    assert [e[0] for e in events] == (
+        ["training_start"] + (["rollout_start"] + ["step"] * 8 + ["rollout_end"]) * 2 + ["training_end"]
+    )
     assert [e[1] for e in steps] == list(range(2, 33, 2))  # num_timesteps moves per vector-env step, over all envs
     assert [e[2] for e in steps] == list(range(1, 17)) and {e[3] for e in steps} == {2}
     assert events[-1] == ("training_end", 32) and scope["model"].num_timesteps == 32
@@ -179,7 +183,9 @@ def test_eval_callback_stops_on_reward_threshold_and_writes_sb3_files(tmp_path):
     assert cb.best_mean_reward >= 30 and max(np.mean(r) for r in cb.evaluations_results) == cb.best_mean_reward
     npz = np.load(tmp_path / "logs" / "evaluations.npz")
     assert npz["results"].shape == (len(cb.evaluations_timesteps), 3)
-    assert list(npz["timesteps"]) == [16 * 8 * (i + 1) for i in range(len(npz["timesteps"]))]  # eval_freq calls x 8 envs
+    assert list(npz["timesteps"]) == [
+        16 * 8 * (i + 1) for i in range(len(npz["timesteps"]))
+    ]  # eval_freq calls x 8 envs
     best = lucidrl.PPO.load(tmp_path / "logs" / "best_model.zip")
     assert best.num_timesteps == npz["timesteps"][int(np.argmax(npz["results"].mean(1)))]
 
@@ -222,12 +228,16 @@ def test_save_load_and_evaluate_policy(imports, tmp_path):
         pytest.importorskip("stable_baselines3")
     scope = run_example(SAVE_LOAD_EVALUATE, imports, tmp_path)
     assert isinstance(scope["mean_reward"], float) and scope["mean_reward"] > 0 and scope["std_reward"] >= 0
-    assert len(scope["rewards"]) == len(scope["lengths"]) == 4 and scope["rewards"] == [float(x) for x in scope["lengths"]]
+    assert len(scope["rewards"]) == len(scope["lengths"]) == 4 and scope["rewards"] == [
+        float(x) for x in scope["lengths"]
+    ]
     if imports is LUCIDRL:
         loaded, model = scope["loaded"], scope["model"]
         assert loaded.n_envs == model.n_envs == 8  # the preset's 8 envs: copies of the given env made from its spec
         obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
-        np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+        np.testing.assert_array_equal(
+            loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
+        )
 
 
 def test_evaluate_policy_spreads_episodes_over_vector_copies_like_sb3():
@@ -242,9 +252,15 @@ def test_evaluate_policy_spreads_episodes_over_vector_copies_like_sb3():
 # --------------------------------------------------------------------------- the constructor and attributes
 def test_constructor_forms_policy_kwargs_and_attributes():
     old = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)  # lucidrl's own form keeps working
-    new = lucidrl.PPO("MlpPolicy", "CartPole-v1", seed=0, verbose=0,
-                      policy_kwargs=dict(net_arch=dict(pi=[32, 32], vf=[32, 32]), activation_fn=nn.ReLU,
-                                         ortho_init=False, log_std_init=-0.5))
+    new = lucidrl.PPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        policy_kwargs=dict(
+            net_arch=dict(pi=[32, 32], vf=[32, 32]), activation_fn=nn.ReLU, ortho_init=False, log_std_init=-0.5
+        ),
+    )
     kw = lucidrl.PPO(policy="MlpPolicy", env="CartPole-v1", verbose=0)
     assert old.policy_name is None and new.policy_name == kw.policy_name == "MlpPolicy"
     assert (new.net_arch, new.activation, new.ortho_init, new.log_std_init) == ([32, 32], "relu", False, -0.5)
@@ -255,23 +271,49 @@ def test_constructor_forms_policy_kwargs_and_attributes():
     dqn = lucidrl.DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=dict(qf=[16])), verbose=0)
     assert dqn.net_arch == [16] and dqn.policy is dqn.q_net
     with pytest.raises(AttributeError):
-        new.no_such_thing
+        new.no_such_thing  # noqa: B018  (the attribute look-up is what raises)
     with pytest.raises(EnvError, match=r"obs, info = env.reset\(\)"):  # SB3's obs = vec_env.reset() habit
         new.predict(new.get_env().reset())
 
 
-@pytest.mark.parametrize("args, kwargs, error, pattern", [
-    (("CnnPolicy", "CartPole-v1"), {}, ConfigError, r"CnnPolicy needs image observations.*Use 'MlpPolicy'"),
-    (("MultiInputPolicy", "CartPole-v1"), {}, ConfigError, r"no MultiInputPolicy.*FlattenObservation"),
-    (("CartPole-v1", "MlpPolicy"), {}, ConfigError, r"the first argument is the policy"),
-    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(optimizer_class=torch.optim.SGD)), ConfigError,
-     r"does not take 'optimizer_class'; it accepts net_arch, activation_fn, ortho_init, log_std_init"),
-    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(net_arch=dict(pi=[64], vf=[32]))), ConfigError,
-     r"same hidden layers"),
-    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(activation_fn=nn.GELU)), ConfigError, r"nn.Tanh, nn.ReLU"),
-    (("MlpPolicy", "CartPole-v1"), dict(policy_kwargs=dict(net_arch=[8]), net_arch=[8]), ConfigError, r"pass it once"),
-    (("MlpPolicy", "CartPole-v1"), dict(tensorboard_log="x", run_dir="y"), ConfigError, r"run_dir or tensorboard_log"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, error, pattern",
+    [
+        (("CnnPolicy", "CartPole-v1"), {}, ConfigError, r"CnnPolicy needs image observations.*Use 'MlpPolicy'"),
+        (("MultiInputPolicy", "CartPole-v1"), {}, ConfigError, r"no MultiInputPolicy.*FlattenObservation"),
+        (("CartPole-v1", "MlpPolicy"), {}, ConfigError, r"the first argument is the policy"),
+        (
+            ("MlpPolicy", "CartPole-v1"),
+            dict(policy_kwargs=dict(optimizer_class=torch.optim.SGD)),
+            ConfigError,
+            r"does not take 'optimizer_class'; it accepts net_arch, activation_fn, ortho_init, log_std_init",
+        ),
+        (
+            ("MlpPolicy", "CartPole-v1"),
+            dict(policy_kwargs=dict(net_arch=dict(pi=[64], vf=[32]))),
+            ConfigError,
+            r"same hidden layers",
+        ),
+        (
+            ("MlpPolicy", "CartPole-v1"),
+            dict(policy_kwargs=dict(activation_fn=nn.GELU)),
+            ConfigError,
+            r"nn.Tanh, nn.ReLU",
+        ),
+        (
+            ("MlpPolicy", "CartPole-v1"),
+            dict(policy_kwargs=dict(net_arch=[8]), net_arch=[8]),
+            ConfigError,
+            r"pass it once",
+        ),
+        (
+            ("MlpPolicy", "CartPole-v1"),
+            dict(tensorboard_log="x", run_dir="y"),
+            ConfigError,
+            r"run_dir or tensorboard_log",
+        ),
+    ],
+)
 def test_what_lucidrl_cannot_honour_is_refused(args, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         lucidrl.PPO(*args, verbose=0, **kwargs)
@@ -309,23 +351,33 @@ def test_parameters_seed_logger_and_tensorboard_log(tmp_path):
             self.logger.record("custom/steps", self.num_timesteps)
 
     def trained(seed):
-        model = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0, seed=1,
-                            tensorboard_log=tmp_path / "tb")
+        model = lucidrl.PPO(
+            "MlpPolicy",
+            "CartPole-v1",
+            n_envs=2,
+            n_steps=16,
+            batch_size=32,
+            verbose=0,
+            seed=1,
+            tensorboard_log=tmp_path / "tb",
+        )
         model.set_random_seed(seed)
         model.learn(64, callback=Record(), tb_log_name="run")
         return model
 
     a, b, c = trained(7), trained(7), trained(8)  # the same initial weights; set_random_seed fixes what follows
-    for (name, x), y, z in zip(a.get_parameters()["agent"].items(), b.get_parameters()["agent"].values(),
-                               c.get_parameters()["agent"].values()):
+    for (name, x), y, z in zip(
+        a.get_parameters()["agent"].items(), b.get_parameters()["agent"].values(), c.get_parameters()["agent"].values()
+    ):
         torch.testing.assert_close(x, y, msg=name)
         assert name.endswith("log_std") or not torch.equal(x, z), name
     fresh = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0)
     fresh.set_parameters(a.get_parameters())
     obs = np.zeros((3, 4), np.float32)
     np.testing.assert_array_equal(fresh.predict(obs, deterministic=True)[0], a.predict(obs, deterministic=True)[0])
-    torch.testing.assert_close(fresh.optimizer.state_dict()["state"][0]["exp_avg"],
-                               a.optimizer.state_dict()["state"][0]["exp_avg"])
+    torch.testing.assert_close(
+        fresh.optimizer.state_dict()["state"][0]["exp_avg"], a.optimizer.state_dict()["state"][0]["exp_avg"]
+    )
     with pytest.raises(lucidrl.CheckpointError, match="unknown q_net"):
         fresh.set_parameters({"q_net": {}})
     assert sorted(os.listdir(tmp_path / "tb")) == ["run_1", "run_2", "run_3"]  # SB3's naming: {tb_log_name}_{i}
@@ -341,8 +393,14 @@ def test_a_step_callback_returning_false_stops_at_once_and_learn_continues_after
             return self.n_calls < 3
 
     for cls in (lucidrl.PPO, lucidrl.DQN):
-        model = cls("MlpPolicy", "CartPole-v1", n_envs=2, verbose=0, seed=0,
-                    **(dict(n_steps=16, batch_size=32) if cls is lucidrl.PPO else dict(learning_starts=10)))
+        model = cls(
+            "MlpPolicy",
+            "CartPole-v1",
+            n_envs=2,
+            verbose=0,
+            seed=0,
+            **(dict(n_steps=16, batch_size=32) if cls is lucidrl.PPO else dict(learning_starts=10)),
+        )
         model.learn(10_000, callback=StopAtThird())
         assert model.num_timesteps == 6  # 3 calls of step in 2 envs, as SB3
         model.learn(64, reset_num_timesteps=False)

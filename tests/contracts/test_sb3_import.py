@@ -23,12 +23,26 @@ sb3_contrib = pytest.importorskip("sb3_contrib")
 TRAIN = {
     "ppo": (sb3.PPO, "CartPole-v1", dict(n_steps=128, batch_size=64, n_epochs=2), 256),
     "a2c": (sb3.A2C, "CartPole-v1", dict(n_steps=8), 200),
-    "dqn": (sb3.DQN, "CartPole-v1", dict(learning_starts=64, train_freq=4, buffer_size=1000,
-                                         target_update_interval=100), 300),
-    "trpo": (sb3_contrib.TRPO, "CartPole-v1", dict(n_steps=128, batch_size=128, n_critic_updates=2, cg_max_steps=5),
-             256),
-    "ppo_box": (sb3.PPO, "Pendulum-v1", dict(n_steps=128, batch_size=64, n_epochs=2,
-                                             policy_kwargs=dict(net_arch=[32, 32], activation_fn=torch.nn.ReLU)), 128),
+    "dqn": (
+        sb3.DQN,
+        "CartPole-v1",
+        dict(learning_starts=64, train_freq=4, buffer_size=1000, target_update_interval=100),
+        300,
+    ),
+    "trpo": (
+        sb3_contrib.TRPO,
+        "CartPole-v1",
+        dict(n_steps=128, batch_size=128, n_critic_updates=2, cg_max_steps=5),
+        256,
+    ),
+    "ppo_box": (
+        sb3.PPO,
+        "Pendulum-v1",
+        dict(
+            n_steps=128, batch_size=64, n_epochs=2, policy_kwargs=dict(net_arch=[32, 32], activation_fn=torch.nn.ReLU)
+        ),
+        128,
+    ),
 }
 
 
@@ -89,8 +103,9 @@ def test_a_converted_model_predicts_as_sb3_does(name, sb3_zips):
                 torch.testing.assert_close(params[:, 1:].exp(), dist.stddev, rtol=0, atol=1e-5)
             else:
                 torch.testing.assert_close(params.log_softmax(-1), dist.logits, rtol=0, atol=1e-5)
-            torch.testing.assert_close(model.agent.value(t), sb3_model.policy.predict_values(t).squeeze(-1),
-                                       rtol=0, atol=1e-5)
+            torch.testing.assert_close(
+                model.agent.value(t), sb3_model.policy.predict_values(t).squeeze(-1), rtol=0, atol=1e-5
+            )
     carried = {"gamma": sb3_model.gamma, "learning_rate": sb3_model.learning_rate}
     for key, value in carried.items():
         assert getattr(model.config, key) == pytest.approx(value), key
@@ -101,6 +116,7 @@ def test_a_converted_model_predicts_as_sb3_does(name, sb3_zips):
 def test_the_import_unpickles_nothing(sb3_zips, monkeypatch):
     """Every way to run a pickle is blocked: pickle's loaders, torch.load without weights_only=True, and the
     base64 decoding that the ':serialized:' entries would need; the import still works."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("the SB3 import tried to unpickle something")
 
@@ -124,13 +140,18 @@ def test_non_sb3_and_damaged_zips_are_refused(tmp_path, sb3_zips):
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as z:
         z.writestr("readme.txt", "hello")
-    with pytest.raises(CheckpointError, match=r"not a Stable-Baselines3 model, or is a damaged one: the zip lacks data, policy\.pth"):
+    with pytest.raises(
+        CheckpointError, match=r"not a Stable-Baselines3 model, or is a damaged one: the zip lacks data, policy\.pth"
+    ):
         lucidrl.from_sb3(other)
     raw = sb3_zips["ppo"][1].read_bytes()
     for cut in (len(raw) // 3, len(raw) - 10):  # the tail of the zip lost: its inner .pth (zips too) may be found
         (tmp_path / "cut.zip").write_bytes(raw[:cut])
-        with pytest.raises(CheckpointError, match=r"cut\.zip' is not a (readable zip file|Stable-Baselines3 model, or is "
-                                                  r"a damaged one)"):
+        with pytest.raises(
+            CheckpointError,
+            match=r"cut\.zip' is not a (readable zip file|Stable-Baselines3 model, or is "
+            r"a damaged one)",
+        ):
             lucidrl.from_sb3(tmp_path / "cut.zip")
     ours = lucidrl.from_sb3(sb3_zips["a2c"][1], verbose=0).save(tmp_path / "ours.zip")
     with pytest.raises(CheckpointError, match="already a lucidrl checkpoint"):
@@ -191,8 +212,9 @@ def test_cnn_policies_map_layer_for_layer(algo, channels_last, tmp_path):
             torch.testing.assert_close(model.q_net(t), sb3_model.q_net(t), rtol=0, atol=1e-5)
         else:
             logits = sb3_model.policy.get_distribution(t).distribution.logits
-            torch.testing.assert_close(model.agent.policy_params(torch.as_tensor(ours_in)).log_softmax(-1), logits,
-                                       rtol=0, atol=1e-5)
+            torch.testing.assert_close(
+                model.agent.policy_params(torch.as_tensor(ours_in)).log_softmax(-1), logits, rtol=0, atol=1e-5
+            )
 
 
 def test_cli_import_sb3_writes_a_checkpoint_that_evaluates(tmp_path, sb3_zips, capsys):

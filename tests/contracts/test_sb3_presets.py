@@ -32,7 +32,9 @@ def test_every_preset_loads_resolves_and_names_its_source():
     for algo, name, p in all_presets():
         assert isinstance(p.get("source"), str) and len(p["source"]) > 10, (algo, name)
         assert isinstance(p.get("n_timesteps"), int) and p["n_timesteps"] > 0, (algo, name)
-        assert isinstance(p.get("not_honoured", []), list) and all(isinstance(x, str) for x in p.get("not_honoured", []))
+        assert isinstance(p.get("not_honoured", []), list) and all(
+            isinstance(x, str) for x in p.get("not_honoured", [])
+        )
         config, got, source = resolve_config(algo, ALGORITHMS[algo].config_class, None, name, {})
         assert got == name and source == p["source"]
         seen += 1
@@ -52,16 +54,54 @@ def test_zoo_entries_cover_gymnasium_envs_classic_box2d_mujoco_and_atari():
             env = name.removeprefix("zoo/")
             assert any(c in env for c in "*?") or env in gym.registry, (algo, name)
     expected = {
-        "ppo": ["CartPole-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Acrobot-v1", "Pendulum-v1",
-                "LunarLander-v3", "LunarLanderContinuous-v3", "BipedalWalker-v3", "BipedalWalkerHardcore-v3",
-                "CarRacing-v3", "Ant-v4", "Ant-v5", "Swimmer-v5", "HalfCheetah-v5", "Hopper-v5", "zoo/Hopper-v5",
-                "HumanoidStandup-v5", "Humanoid-v4", "InvertedDoublePendulum-v5", "InvertedPendulum-v4",
-                "Reacher-v5", "Walker2d-v5", "ALE/*", "*NoFrameskip-v4"],
-        "a2c": ["CartPole-v1", "MountainCar-v0", "Acrobot-v1", "zoo/Acrobot-v1", "MountainCarContinuous-v0",
-                "LunarLanderContinuous-v3", "BipedalWalker-v3", "Humanoid-v5", "ALE/*"],
+        "ppo": [
+            "CartPole-v1",
+            "MountainCar-v0",
+            "MountainCarContinuous-v0",
+            "Acrobot-v1",
+            "Pendulum-v1",
+            "LunarLander-v3",
+            "LunarLanderContinuous-v3",
+            "BipedalWalker-v3",
+            "BipedalWalkerHardcore-v3",
+            "CarRacing-v3",
+            "Ant-v4",
+            "Ant-v5",
+            "Swimmer-v5",
+            "HalfCheetah-v5",
+            "Hopper-v5",
+            "zoo/Hopper-v5",
+            "HumanoidStandup-v5",
+            "Humanoid-v4",
+            "InvertedDoublePendulum-v5",
+            "InvertedPendulum-v4",
+            "Reacher-v5",
+            "Walker2d-v5",
+            "ALE/*",
+            "*NoFrameskip-v4",
+        ],
+        "a2c": [
+            "CartPole-v1",
+            "MountainCar-v0",
+            "Acrobot-v1",
+            "zoo/Acrobot-v1",
+            "MountainCarContinuous-v0",
+            "LunarLanderContinuous-v3",
+            "BipedalWalker-v3",
+            "Humanoid-v5",
+            "ALE/*",
+        ],
         "dqn": ["CartPole-v1", "MountainCar-v0", "Acrobot-v1", "LunarLander-v3", "ALE/*", "*NoFrameskip-v4"],
-        "trpo": ["CartPole-v1", "MountainCar-v0", "MountainCarContinuous-v0", "LunarLanderContinuous-v3",
-                 "HalfCheetah-v5", "Swimmer-v4", "BipedalWalker-v3", "zoo/Pendulum-v1"],
+        "trpo": [
+            "CartPole-v1",
+            "MountainCar-v0",
+            "MountainCarContinuous-v0",
+            "LunarLanderContinuous-v3",
+            "HalfCheetah-v5",
+            "Swimmer-v4",
+            "BipedalWalker-v3",
+            "zoo/Pendulum-v1",
+        ],
     }
     for algo, names in expected.items():
         missing = set(names) - set(load_presets(algo))
@@ -82,8 +122,17 @@ def test_zoo_entries_cover_gymnasium_envs_classic_box2d_mujoco_and_atari():
 
 def test_cartpole_presets_are_the_zoo_values_unchanged():
     c = lucidrl.PPO("CartPole-v1", seed=0, verbose=0).config
-    assert (c.n_envs, c.n_steps, c.batch_size, c.gae_lambda, c.gamma, c.n_epochs, c.ent_coef, c.learning_rate,
-            c.clip_range) == (8, 32, 256, 0.8, 0.98, 20, 0.0, lucidrl.linear(1e-3), lucidrl.linear(0.2))
+    assert (
+        c.n_envs,
+        c.n_steps,
+        c.batch_size,
+        c.gae_lambda,
+        c.gamma,
+        c.n_epochs,
+        c.ent_coef,
+        c.learning_rate,
+        c.clip_range,
+    ) == (8, 32, 256, 0.8, 0.98, 20, 0.0, lucidrl.linear(1e-3), lucidrl.linear(0.2))
     assert (c.net_arch, c.activation, c.normalize_obs) == ([64, 64], "tanh", False)
     t = lucidrl.TRPO("CartPole-v1", seed=0, verbose=0).config
     assert (t.n_envs, t.n_steps, t.batch_size, t.cg_damping, t.n_critic_updates) == (2, 512, 512, 1e-3, 20)
@@ -93,9 +142,19 @@ def test_dqn_mountaincar_gets_the_zoo_preset():
     m = lucidrl.DQN("MountainCar-v0", seed=0, verbose=0)
     assert m.preset_name == "MountainCar-v0" and "dqn.yml, entry MountainCar-v0" in m.preset_source
     c = m.config
-    assert (c.learning_rate, c.batch_size, c.buffer_size, c.learning_starts, c.gamma, c.target_update_interval,
-            c.train_freq, c.gradient_steps, c.exploration_fraction, c.exploration_final_eps, c.net_arch) == \
-        (4e-3, 128, 10_000, 1000, 0.98, 600, 16, 8, 0.2, 0.07, [256, 256])
+    assert (
+        c.learning_rate,
+        c.batch_size,
+        c.buffer_size,
+        c.learning_starts,
+        c.gamma,
+        c.target_update_interval,
+        c.train_freq,
+        c.gradient_steps,
+        c.exploration_fraction,
+        c.exploration_final_eps,
+        c.net_arch,
+    ) == (4e-3, 128, 10_000, 1000, 0.98, 600, 16, 8, 0.2, 0.07, [256, 256])
 
 
 def test_not_honoured_fields_are_in_the_notes_and_the_log(capsys):
@@ -135,22 +194,50 @@ def test_values_the_user_set_are_never_changed():
 
 def test_policy_kwargs_are_read_without_running_code():
     text = "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256], vf=[256]))"
-    assert zoo_presets.parse_policy_kwargs(text) == {"log_std_init": -2, "ortho_init": False,
-                                                     "activation_fn": "nn.ReLU", "net_arch": {"pi": [256], "vf": [256]}}
+    assert zoo_presets.parse_policy_kwargs(text) == {
+        "log_std_init": -2,
+        "ortho_init": False,
+        "activation_fn": "nn.ReLU",
+        "net_arch": {"pi": [256], "vf": [256]},
+    }
     for bad in ("__import__('os').system('echo pwned')", "dict(x=open('f'))", "[1, 2]"):
         with pytest.raises(ValueError):
             zoo_presets.parse_policy_kwargs(bad)
-    hp, nh = zoo_presets.translate("ppo", lucidrl.PPOConfig, "X-v0", {
-        "n_timesteps": 1e5, "policy": "MlpPolicy", "normalize": "{'norm_obs': False, 'norm_reward': True}",
-        "learning_rate": "lin_3e-4", "use_sde": True, "sde_sample_freq": 4, "some_zoo_key": 1,
-        "policy_kwargs": "dict(activation_fn=nn.GELU, net_arch=dict(pi=[32], vf=[64]))"})
+    hp, nh = zoo_presets.translate(
+        "ppo",
+        lucidrl.PPOConfig,
+        "X-v0",
+        {
+            "n_timesteps": 1e5,
+            "policy": "MlpPolicy",
+            "normalize": "{'norm_obs': False, 'norm_reward': True}",
+            "learning_rate": "lin_3e-4",
+            "use_sde": True,
+            "sde_sample_freq": 4,
+            "some_zoo_key": 1,
+            "policy_kwargs": "dict(activation_fn=nn.GELU, net_arch=dict(pi=[32], vf=[64]))",
+        },
+    )
     assert hp == {"normalize_obs": False, "normalize_reward": True, "learning_rate": "lin_3e-4", "net_arch": [32]}
-    assert [x.split(" ")[0].split("=")[0] for x in nh] == ["use_sde", "sde_sample_freq", "some_zoo_key", "activation_fn",
-                                                          "net_arch"]
+    assert [x.split(" ")[0].split("=")[0] for x in nh] == [
+        "use_sde",
+        "sde_sample_freq",
+        "some_zoo_key",
+        "activation_fn",
+        "net_arch",
+    ]
     config_from_dict(lucidrl.PPOConfig, hp)
-    hp, nh = zoo_presets.translate("a2c", lucidrl.A2CConfig, "atari", {
-        "policy": "CnnPolicy", "frame_stack": 4, "n_envs": 16,
-        "policy_kwargs": "dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5))"})
+    hp, nh = zoo_presets.translate(
+        "a2c",
+        lucidrl.A2CConfig,
+        "atari",
+        {
+            "policy": "CnnPolicy",
+            "frame_stack": 4,
+            "n_envs": 16,
+            "policy_kwargs": "dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5))",
+        },
+    )
     assert hp == {"net_arch": [], "n_envs": 16, "use_rms_prop": True, "rms_prop_eps": 1e-5}
     assert len(nh) == 1 and "RMSpropTFLike" in nh[0]
 
@@ -160,7 +247,8 @@ def test_generator_builds_the_files_from_the_zoo_yaml(tmp_path):
         "default: {n_timesteps: !!float 1e6, policy: MlpPolicy}\n"
         "Walker2d-v4: {normalize: true, n_timesteps: !!float 1e6, policy: MlpPolicy, batch_size: 32, n_steps: 512}\n"
         "Hopper-v4: {n_timesteps: !!float 1e6, policy: MlpPolicy, n_steps: 512}\n"
-        "MiniGrid-Empty-5x5-v0: {n_timesteps: !!float 1e5, policy: MlpPolicy}\n")
+        "MiniGrid-Empty-5x5-v0: {n_timesteps: !!float 1e5, policy: MlpPolicy}\n"
+    )
     for algo in ("a2c", "dqn", "trpo"):
         (tmp_path / f"{algo}.yml").write_text("CartPole-v1: {n_timesteps: !!float 5e4, policy: MlpPolicy}\n")
     texts, report = zoo_presets.build(tmp_path, "test")
@@ -168,8 +256,12 @@ def test_generator_builds_the_files_from_the_zoo_yaml(tmp_path):
 
     ppo = yaml.safe_load(texts["ppo"])
     assert set(ppo) == {"Walker2d-v4", "Walker2d-v5", "zoo/Hopper-v4", "zoo/Hopper-v5"}  # Hopper: lucidrl's own wins
-    assert ppo["Walker2d-v5"]["hyperparams"] == {"normalize_obs": True, "normalize_reward": True, "batch_size": 32,
-                                                 "n_steps": 512}
+    assert ppo["Walker2d-v5"]["hyperparams"] == {
+        "normalize_obs": True,
+        "normalize_reward": True,
+        "batch_size": 32,
+        "n_steps": 512,
+    }
     assert ppo["Walker2d-v5"]["n_timesteps"] == 1_000_000 and "(rl_zoo3 test)" in ppo["Walker2d-v5"]["source"]
     assert "MiniGrid-Empty-5x5-v0" in texts["ppo"].split("\n", 4)[3]  # named as skipped in the header
 

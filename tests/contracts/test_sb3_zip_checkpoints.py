@@ -21,11 +21,31 @@ OBS = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32) * np.flo
 
 def small(algo):
     if algo == "ppo":
-        m = lucidrl.PPO("CartPole-v1", preset=False, n_envs=2, n_steps=32, batch_size=32, n_epochs=2, seed=0,
-                        verbose=0, tensorboard=False)
+        m = lucidrl.PPO(
+            "CartPole-v1",
+            preset=False,
+            n_envs=2,
+            n_steps=32,
+            batch_size=32,
+            n_epochs=2,
+            seed=0,
+            verbose=0,
+            tensorboard=False,
+        )
     else:
-        m = lucidrl.DQN("CartPole-v1", preset=False, learning_starts=64, train_freq=16, gradient_steps=4,
-                        batch_size=32, buffer_size=2000, target_update_interval=64, seed=0, verbose=0, tensorboard=False)
+        m = lucidrl.DQN(
+            "CartPole-v1",
+            preset=False,
+            learning_starts=64,
+            train_freq=16,
+            gradient_steps=4,
+            batch_size=32,
+            buffer_size=2000,
+            target_update_interval=64,
+            seed=0,
+            verbose=0,
+            tensorboard=False,
+        )
     return m.learn(256)
 
 
@@ -43,16 +63,22 @@ def test_zip_round_trip_predicts_as_the_model_and_equals_the_directory_checkpoin
     m.save(tmp_path / "model_dir")
     expected = m.predict(OBS, deterministic=True)[0]
     cls = type(m)
-    for loaded in (lucidrl.load(tmp_path / "model.zip"), cls.load(str(tmp_path / "model.zip")),
-                   lucidrl.load(tmp_path / "model"),  # SB3's habit: "model" finds model.zip
-                   lucidrl.load(tmp_path / "model_dir"), lucidrl.load(tmp_path / "model_dir.zip")):  # and the reverse
+    for loaded in (
+        lucidrl.load(tmp_path / "model.zip"),
+        cls.load(str(tmp_path / "model.zip")),
+        lucidrl.load(tmp_path / "model"),  # SB3's habit: "model" finds model.zip
+        lucidrl.load(tmp_path / "model_dir"),
+        lucidrl.load(tmp_path / "model_dir.zip"),
+    ):  # and the reverse
         assert type(loaded) is cls and loaded.num_timesteps == 256 and loaded.config == m.config
         assert (loaded.predict(OBS, deterministic=True)[0] == expected).all()
         for k, v in weights(m).items():
             assert torch.equal(v, weights(loaded)[k]), k
     z, d = lucidrl.load(tmp_path / "model.zip"), lucidrl.load(tmp_path / "model_dir")
     assert (z.predict(OBS)[0] == d.predict(OBS)[0]).all()  # the RNG state travels in the zip too
-    assert m.save(tmp_path / "model.zip").read_bytes() == where.read_bytes()  # same model, same bytes; replaced in place
+    assert (
+        m.save(tmp_path / "model.zip").read_bytes() == where.read_bytes()
+    )  # same model, same bytes; replaced in place
 
 
 def test_save_without_zip_keeps_the_directory(tmp_path):
@@ -140,8 +166,9 @@ def test_cli_eval_and_resume_take_a_zip(tmp_path, capsys):
     assert main(["eval", str(path), "--episodes", "1"]) == 0
     assert "ppo from" in capsys.readouterr().out
     run = tmp_path / "resumed"
-    assert main(["train", "ppo", "--resume", str(path), "--run-dir", str(run), "--timesteps", "64",
-                 "--verbose", "0"]) == 0
+    assert (
+        main(["train", "ppo", "--resume", str(path), "--run-dir", str(run), "--timesteps", "64", "--verbose", "0"]) == 0
+    )
     assert lucidrl.load(run).num_timesteps == 256 + 64
 
 

@@ -26,8 +26,15 @@ SMALL = {
     "A2C": dict(n_envs=2, n_steps=8, net_arch=[16]),
     "TRPO": dict(n_envs=2, n_steps=32, batch_size=64, n_critic_updates=2, net_arch=[16]),
     "VPG": dict(n_envs=2, n_steps=32, n_critic_updates=2, net_arch=[16]),
-    "DQN": dict(learning_starts=50, train_freq=16, gradient_steps=4, batch_size=16, buffer_size=500,
-                target_update_interval=32, net_arch=[16]),
+    "DQN": dict(
+        learning_starts=50,
+        train_freq=16,
+        gradient_steps=4,
+        batch_size=16,
+        buffer_size=500,
+        target_update_interval=32,
+        net_arch=[16],
+    ),
     "QLearning": dict(learning_rate=0.5),
 }
 ALGOS = list(SMALL)
@@ -97,8 +104,9 @@ def test_offsets_shift_only_discrete_spaces_with_a_start():
     assert plain.obs_in(box) is box and plain.action_out(box) is box  # untouched, not copied
 
 
-@pytest.mark.parametrize("space", [S.Discrete(3, start=1), S.Discrete(4, start=-2), S.Discrete(2),
-                                   S.Box(-1.0, 1.0, (2,), np.float32)])
+@pytest.mark.parametrize(
+    "space", [S.Discrete(3, start=1), S.Discrete(4, start=-2), S.Discrete(2), S.Box(-1.0, 1.0, (2,), np.float32)]
+)
 def test_spaces_round_trip_through_json_with_their_start(space):
     back = space_from_json(space_to_json(space))
     assert back == space and getattr(back, "start", 0) == getattr(space, "start", 0)
@@ -170,10 +178,13 @@ def test_an_observation_outside_the_space_is_an_env_error(algo):
 
 
 # --------------------------------------------------------------------------- learning, on a budget
-@pytest.mark.parametrize("algo, budget, kw", [
-    ("QLearning", 400, dict(learning_rate=0.5, exploration_fraction=0.5)),
-    ("PPO", 1024, dict(n_envs=4, n_steps=32, batch_size=64, n_epochs=4, learning_rate=3e-3, net_arch=[32])),
-])
+@pytest.mark.parametrize(
+    "algo, budget, kw",
+    [
+        ("QLearning", 400, dict(learning_rate=0.5, exploration_fraction=0.5)),
+        ("PPO", 1024, dict(n_envs=4, n_steps=32, batch_size=64, n_epochs=4, learning_rate=3e-3, net_arch=[32])),
+    ],
+)
 def test_the_rewarded_action_of_a_contextual_bandit_is_learned(algo, budget, kw):
     """One-step episodes, 4 states 5..8, actions 1..3: action 1 + (s - 5) % 3 pays 1 (seed 0, ``budget`` steps)."""
     m = make(algo, lambda: ShiftedEnv(horizon=1, contextual=True), **kw)
@@ -185,16 +196,33 @@ def test_the_rewarded_action_of_a_contextual_bandit_is_learned(algo, budget, kw)
 
 # --------------------------------------------------------------------------- unsupported spaces
 BOX = S.Box(-1.0, 1.0, (3,), np.float32)
-BAD_OBS = [S.MultiBinary(4), S.MultiDiscrete([2, 3], start=[1, 1]), S.Dict({"a": BOX}), S.Tuple([BOX, S.Discrete(2)]),
-           S.Text(5), S.Graph(BOX, None), S.Sequence(BOX)]
-BAD_ACT = [S.MultiDiscrete([2, 3], start=[1, 1]), S.MultiBinary(3), S.Dict({"a": S.Discrete(2)}),
-           S.Tuple([S.Discrete(2)]), S.Text(5)]
-CASES = [(algo, "observation", space) for algo in ALGOS for space in BAD_OBS] + \
-        [(algo, "observation", S.Box(0.0, 1.0, (2, 2, 2, 2))) for algo in ALGOS if algo != "QLearning"] + \
-        [(algo, "action", space) for algo in ALGOS for space in BAD_ACT] + \
-        [(algo, "action", S.Box(-1.0, 1.0, (2,), np.float32)) for algo in ("DQN", "QLearning")] + \
-        [(algo, "action", space) for algo in POLICY_GRADIENT
-         for space in (S.Box(-1.0, 1.0, (2, 2), np.float32), S.Box(0, 5, (2,), np.int64))]
+BAD_OBS = [
+    S.MultiBinary(4),
+    S.MultiDiscrete([2, 3], start=[1, 1]),
+    S.Dict({"a": BOX}),
+    S.Tuple([BOX, S.Discrete(2)]),
+    S.Text(5),
+    S.Graph(BOX, None),
+    S.Sequence(BOX),
+]
+BAD_ACT = [
+    S.MultiDiscrete([2, 3], start=[1, 1]),
+    S.MultiBinary(3),
+    S.Dict({"a": S.Discrete(2)}),
+    S.Tuple([S.Discrete(2)]),
+    S.Text(5),
+]
+CASES = (
+    [(algo, "observation", space) for algo in ALGOS for space in BAD_OBS]
+    + [(algo, "observation", S.Box(0.0, 1.0, (2, 2, 2, 2))) for algo in ALGOS if algo != "QLearning"]
+    + [(algo, "action", space) for algo in ALGOS for space in BAD_ACT]
+    + [(algo, "action", S.Box(-1.0, 1.0, (2,), np.float32)) for algo in ("DQN", "QLearning")]
+    + [
+        (algo, "action", space)
+        for algo in POLICY_GRADIENT
+        for space in (S.Box(-1.0, 1.0, (2, 2), np.float32), S.Box(0, 5, (2,), np.int64))
+    ]
+)
 
 
 def env_with(obs_space, act_space):

@@ -23,13 +23,32 @@ def test_zoo_preset_and_sb3_contrib_defaults():
     m = lucidrl.TRPO("CartPole-v1", seed=0, verbose=0)
     assert m.preset_name == "CartPole-v1" and "rl-baselines3-zoo hyperparams/trpo.yml" in m.preset_source
     c = m.config
-    assert (c.n_envs, c.n_steps, c.batch_size, c.cg_damping, c.gae_lambda, c.gamma, c.learning_rate,
-            c.n_critic_updates) == (2, 512, 512, 1e-3, 0.98, 0.99, 1e-3, 20)
+    assert (
+        c.n_envs,
+        c.n_steps,
+        c.batch_size,
+        c.cg_damping,
+        c.gae_lambda,
+        c.gamma,
+        c.learning_rate,
+        c.n_critic_updates,
+    ) == (2, 512, 512, 1e-3, 0.98, 0.99, 1e-3, 20)
     d = lucidrl.TRPOConfig()  # sb3-contrib's TRPO defaults
-    assert (d.n_steps, d.batch_size, d.cg_max_steps, d.cg_damping, d.line_search_shrinking_factor,
-            d.line_search_max_iter, d.n_critic_updates, d.target_kl, d.normalize_advantage, d.sub_sampling_factor,
-            d.learning_rate, d.net_arch, d.activation) == (2048, 128, 15, 0.1, 0.8, 10, 10, 0.01, True, 1, 1e-3,
-                                                            [64, 64], "tanh")
+    assert (
+        d.n_steps,
+        d.batch_size,
+        d.cg_max_steps,
+        d.cg_damping,
+        d.line_search_shrinking_factor,
+        d.line_search_max_iter,
+        d.n_critic_updates,
+        d.target_kl,
+        d.normalize_advantage,
+        d.sub_sampling_factor,
+        d.learning_rate,
+        d.net_arch,
+        d.activation,
+    ) == (2048, 128, 15, 0.1, 0.8, 10, 10, 0.01, True, 1, 1e-3, [64, 64], "tanh")
 
 
 @pytest.mark.parametrize("backend", ["reference", "fast"])
@@ -56,10 +75,24 @@ def test_learn_logs_the_trust_region_diagnostics():
     m = small_trpo(run_dir=None)
     m.learn(512, callback=lambda model, metrics: rows.append(metrics))
     assert len(rows) == 4 and m.n_updates == 4 and m.num_timesteps == 512
-    for name in ["loss/policy", "loss/value", "loss/entropy", "diag/entropy", "diag/kl", "diag/explained_variance",
-                 "diag/grad_norm", "diag/cg_residual", "diag/surrogate_improvement", "diag/expected_improvement",
-                 "diag/step_norm", "train/backtracks", "train/cg_steps", "train/line_search_success",
-                 "train/learning_rate", "train/n_updates"]:
+    for name in [
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "diag/entropy",
+        "diag/kl",
+        "diag/explained_variance",
+        "diag/grad_norm",
+        "diag/cg_residual",
+        "diag/surrogate_improvement",
+        "diag/expected_improvement",
+        "diag/step_norm",
+        "train/backtracks",
+        "train/cg_steps",
+        "train/line_search_success",
+        "train/learning_rate",
+        "train/n_updates",
+    ]:
         assert all(name in r and np.isfinite(r[name]) for r in rows), name
     for r in rows:
         assert r["diag/kl"] <= m.config.target_kl
@@ -110,35 +143,64 @@ def test_same_seed_same_training():
     assert not torch.equal(theta(a), theta(c))
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"target_kl": 0.0}, r"target_kl \(δ\) must be > 0"),
-    ({"cg_damping": -0.1}, r"cg_damping must be >= 0"),
-    ({"cg_max_steps": 0}, r"cg_max_steps must be an integer >= 1"),
-    ({"line_search_shrinking_factor": 1.0}, r"line_search_shrinking_factor must lie in \(0, 1\)"),
-    ({"line_search_max_iter": 0}, r"line_search_max_iter must be an integer >= 1"),
-    ({"n_critic_updates": 1.5}, r"n_critic_updates must be an integer >= 1"),
-    ({"sub_sampling_factor": 0}, r"sub_sampling_factor must be an integer >= 1"),
-    ({"n_steps": 8, "batch_size": 64}, r"batch_size=64 is larger than a rollout"),
-    ({"variant": "ppo"}, r"variant must be 'trpo' or 'npg'"),
-    ({"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
-    ({"cg_dampin": 0.1}, r"no hyperparameter 'cg_dampin'.*Did you mean 'cg_damping'"),
-    ({"shared_trunk": True}, r"TRPO keeps the actor and the critic as separate networks"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"target_kl": 0.0}, r"target_kl \(δ\) must be > 0"),
+        ({"cg_damping": -0.1}, r"cg_damping must be >= 0"),
+        ({"cg_max_steps": 0}, r"cg_max_steps must be an integer >= 1"),
+        ({"line_search_shrinking_factor": 1.0}, r"line_search_shrinking_factor must lie in \(0, 1\)"),
+        ({"line_search_max_iter": 0}, r"line_search_max_iter must be an integer >= 1"),
+        ({"n_critic_updates": 1.5}, r"n_critic_updates must be an integer >= 1"),
+        ({"sub_sampling_factor": 0}, r"sub_sampling_factor must be an integer >= 1"),
+        ({"n_steps": 8, "batch_size": 64}, r"batch_size=64 is larger than a rollout"),
+        ({"variant": "ppo"}, r"variant must be 'trpo' or 'npg'"),
+        ({"gamma": 1.5}, r"gamma must lie in \(0, 1\]"),
+        ({"cg_dampin": 0.1}, r"no hyperparameter 'cg_dampin'.*Did you mean 'cg_damping'"),
+        ({"shared_trunk": True}, r"TRPO keeps the actor and the critic as separate networks"),
+    ],
+)
 def test_invalid_hyperparameters_are_refused_before_anything_starts(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):
         lucidrl.TRPO("NoSuchEnv-v0", **kwargs)
 
 
 def test_cli_help_and_a_tiny_training_run(tmp_path, capsys):
-    out = subprocess.run([sys.executable, "-m", "lucidrl.cli", "train", "trpo", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lucidrl.cli", "train", "trpo", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--cg-damping" in out and "--target-kl" in out and "--variant {trpo,npg}" in out
     text = " ".join(out.split())  # argparse wraps the help text
     assert "δ, the trust region's radius" in text and "(default: 0.01)" in text and "--shared-trunk" not in out
     run = tmp_path / "run"
-    assert main(["train", "trpo", "--env", "CartPole-v1", "--timesteps", "256", "--run-dir", str(run),
-                 "--n-envs", "2", "--n-steps", "64", "--batch-size", "64", "--n_critic_updates", "2", "--seed", "0",
-                 "--eval-episodes", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "trpo",
+                "--env",
+                "CartPole-v1",
+                "--timesteps",
+                "256",
+                "--run-dir",
+                str(run),
+                "--n-envs",
+                "2",
+                "--n-steps",
+                "64",
+                "--batch-size",
+                "64",
+                "--n_critic_updates",
+                "2",
+                "--seed",
+                "0",
+                "--eval-episodes",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "mean evaluation return:" in capsys.readouterr().out
     model = lucidrl.load(run)
     assert model.name == "trpo" and model.num_timesteps == 256 and model.config.n_critic_updates == 2

@@ -27,10 +27,13 @@ class LinearTarget(gym.Env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo, kwargs", [
-    ("PPO", dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=10, learning_rate=3e-3)),
-    ("TRPO", dict(n_envs=4, n_steps=128, batch_size=128)),
-])
+@pytest.mark.parametrize(
+    "algo, kwargs",
+    [
+        ("PPO", dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=10, learning_rate=3e-3)),
+        ("TRPO", dict(n_envs=4, n_steps=128, batch_size=128)),
+    ],
+)
 def test_gaussian_policy_learns_a_linear_target(algo, kwargs):
     model = getattr(lucidrl, algo)(LinearTarget, preset=False, seed=0, verbose=0, **kwargs)
     model.learn(4096)

@@ -34,7 +34,7 @@ class BarSideEnv(gym.Env):
         half = self.size // 2
         x = int(self.np_random.integers(0, half - 4)) + half * self._side
         img = np.zeros((1, self.size, self.size), np.uint8)
-        img[0, :, x:x + 4] = 255
+        img[0, :, x : x + 4] = 255
         return img
 
     def reset(self, *, seed=None, options=None):
@@ -59,8 +59,11 @@ def success_rate(model, n=200, seed=123) -> float:
 
 
 def cnn_weights(model) -> list[torch.Tensor]:
-    encoders = [model.q_net.encoder] if hasattr(model, "q_net") else \
-        [e for e in (model.agent.encoder, model.agent.critic_encoder) if e is not None]
+    encoders = (
+        [model.q_net.encoder]
+        if hasattr(model, "q_net")
+        else [e for e in (model.agent.encoder, model.agent.critic_encoder) if e is not None]
+    )
     return [p.detach().clone() for e in encoders for p in e.parameters()]
 
 
@@ -70,8 +73,19 @@ CASES = {
     "A2C": (dict(n_envs=8, n_steps=5, learning_rate=1e-3), 3_000),
     "TRPO": (dict(n_envs=4, n_steps=64, batch_size=64, cg_max_steps=10), 1_024),
     "VPG": (dict(n_envs=4, n_steps=64, learning_rate=1e-3, n_critic_updates=5), 2_048),
-    "DQN": (dict(n_envs=1, learning_rate=1e-3, buffer_size=1_000, learning_starts=100, train_freq=1,
-                 target_update_interval=100, exploration_fraction=0.3, exploration_final_eps=0.02), 700),
+    "DQN": (
+        dict(
+            n_envs=1,
+            learning_rate=1e-3,
+            buffer_size=1_000,
+            learning_starts=100,
+            train_freq=1,
+            target_update_interval=100,
+            exploration_fraction=0.3,
+            exploration_final_eps=0.02,
+        ),
+        700,
+    ),
 }
 
 
@@ -92,7 +106,9 @@ def test_every_algorithm_trains_its_cnn_and_learns_to_see_the_bar(algo):
     model.learn(budget, callback=record)
     # the first update (PPO: its epochs; DQN: its first round of gradient steps) moved every CNN weight tensor,
     # the actor's and the critic's where they have their own
-    assert all(not torch.equal(a, b) for a, b in zip(before, first[0])), f"{algo}: the first update left the CNN as it was"
+    assert all(not torch.equal(a, b) for a, b in zip(before, first[0])), (
+        f"{algo}: the first update left the CNN as it was"
+    )
     after = success_rate(model)
     assert after >= 0.95, f"{algo} with the CNN named the bar's side in only {after:.2f} of pictures"
     if algo == "DQN":

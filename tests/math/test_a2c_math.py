@@ -47,7 +47,9 @@ def test_a2c_loss_is_sb3s_loss_and_its_gradients():
     entropy = torch.rand(6, requires_grad=True)
     adv, ret = torch.randn(6), torch.randn(6)
     loss, pl, vl = a2c_loss(logprob, values, adv, ret, vf_coef=0.5, entropy=entropy, ent_coef=0.01)
-    torch.testing.assert_close(loss, -(adv * logprob).mean() + 0.5 * ((values - ret) ** 2).mean() - 0.01 * entropy.mean())
+    torch.testing.assert_close(
+        loss, -(adv * logprob).mean() + 0.5 * ((values - ret) ** 2).mean() - 0.01 * entropy.mean()
+    )
     loss.backward()
     torch.testing.assert_close(logprob.grad, -adv / 6)  # the policy-gradient weights
     torch.testing.assert_close(values.grad, 0.5 * 2 * (values - ret).detach() / 6)
@@ -58,13 +60,18 @@ def test_a2c_loss_is_sb3s_loss_and_its_gradients():
 def test_a2c_steps_the_papers_rmsprop_by_hand_across_a_reload_and_a_schedule():
     """(E5) with PyTorch's ε outside the root: g ← α g + (1 - α) Δθ²;  θ ← θ - η Δθ / (√g + ε), on every weight
     of the agent, through a checkpoint-style reload of the optimiser and a learning-rate change between steps."""
-    model = A2C("CartPole-v1", preset=False, seed=0, verbose=0, rms_prop_alpha=0.9, rms_prop_eps=1e-3,
-                learning_rate=7e-3)
+    model = A2C(
+        "CartPole-v1", preset=False, seed=0, verbose=0, rms_prop_alpha=0.9, rms_prop_eps=1e-3, learning_rate=7e-3
+    )
     opt, params = model.optimizer, list(model.agent.parameters())
     assert isinstance(opt, torch.optim.RMSprop)
     assert [id(p) for g in opt.param_groups for p in g["params"]] == [id(p) for p in params]
-    assert (opt.defaults["alpha"], opt.defaults["eps"], opt.defaults["momentum"], opt.defaults["centered"]) == \
-        (0.9, 1e-3, 0, False)
+    assert (opt.defaults["alpha"], opt.defaults["eps"], opt.defaults["momentum"], opt.defaults["centered"]) == (
+        0.9,
+        1e-3,
+        0,
+        False,
+    )
     theta = [p.detach().double().clone() for p in params]
     square_avg = [torch.zeros_like(t) for t in theta]
     lr = 7e-3
@@ -97,8 +104,9 @@ def test_a2c_steps_the_papers_rmsprop_by_hand_across_a_reload_and_a_schedule():
 def test_a2c_without_rmsprop_takes_adam_with_sb3s_eps():
     model = A2C("CartPole-v1", preset=False, use_rms_prop=False, seed=0, verbose=0)
     assert isinstance(model.optimizer, torch.optim.Adam) and model.optimizer.defaults["eps"] == 1e-5
-    assert [id(p) for g in model.optimizer.param_groups for p in g["params"]] == \
-        [id(p) for p in model.agent.parameters()]
+    assert [id(p) for g in model.optimizer.param_groups for p in g["params"]] == [
+        id(p) for p in model.agent.parameters()
+    ]
 
 
 # --------------------------------------------------------------------------- acting
@@ -131,9 +139,14 @@ def _sb3_a2c_and_ours(seed=0):
     theirs = sb3.A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), seed=seed, device="cpu")
     theirs.set_logger(configure(None, []))
     pol = theirs.policy
-    pairs = [(ours.agent.actor[0], pol.mlp_extractor.policy_net[0]), (ours.agent.actor[2], pol.mlp_extractor.policy_net[2]),
-             (ours.agent.actor[4], pol.action_net), (ours.agent.critic[0], pol.mlp_extractor.value_net[0]),
-             (ours.agent.critic[2], pol.mlp_extractor.value_net[2]), (ours.agent.critic[4], pol.value_net)]
+    pairs = [
+        (ours.agent.actor[0], pol.mlp_extractor.policy_net[0]),
+        (ours.agent.actor[2], pol.mlp_extractor.policy_net[2]),
+        (ours.agent.actor[4], pol.action_net),
+        (ours.agent.critic[0], pol.mlp_extractor.value_net[0]),
+        (ours.agent.critic[2], pol.mlp_extractor.value_net[2]),
+        (ours.agent.critic[4], pol.value_net),
+    ]
     with torch.no_grad():
         for mine, sb3_layer in pairs:
             sb3_layer.weight.copy_(mine.weight)
@@ -145,7 +158,7 @@ def test_one_update_equals_sb3_a2c_train_on_the_same_rollout():
     ours, theirs, pairs = _sb3_a2c_and_ours()
     g = np.random.default_rng(0)
     T, N = 5, 8
-    for update in range(3):  # three updates: RMSprop's running average matters from the second on
+    for _update in range(3):  # three updates: RMSprop's running average matters from the second on
         obs = g.normal(size=(T, N, 4)).astype(np.float32)
         actions = g.integers(0, 2, size=(T, N))
         rewards = np.ones((T, N), np.float32)
@@ -164,10 +177,18 @@ def test_one_update_equals_sb3_a2c_train_on_the_same_rollout():
         theirs.train()
         # ours: the same transitions as a Rollout
         vt = torch.as_tensor(values)
-        r = Rollout(obs=torch.as_tensor(obs), actions=torch.as_tensor(actions), rewards=torch.as_tensor(rewards),
-                    terminated=torch.as_tensor(terminated), truncated=torch.zeros(T, N, dtype=torch.bool),
-                    values_old=vt, next_values=torch.cat([vt[1:], torch.as_tensor(last_values)[None]]),
-                    logprob_old=torch.zeros(T, N), params_old=torch.zeros(T, N, 2), valid=None)
+        r = Rollout(
+            obs=torch.as_tensor(obs),
+            actions=torch.as_tensor(actions),
+            rewards=torch.as_tensor(rewards),
+            terminated=torch.as_tensor(terminated),
+            truncated=torch.zeros(T, N, dtype=torch.bool),
+            values_old=vt,
+            next_values=torch.cat([vt[1:], torch.as_tensor(last_values)[None]]),
+            logprob_old=torch.zeros(T, N),
+            params_old=torch.zeros(T, N, 2),
+            valid=None,
+        )
         adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.99, 1.0)
         np.testing.assert_allclose(adv.numpy(), sb3_advantages, rtol=1e-5, atol=1e-5)
         a2c_update(ours.agent, ours.optimizer, r.flat(advantages=adv, returns=ret), ours.config)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -70,7 +69,7 @@ def rollout_batch(model, n_steps):
 
 def assert_same_modules(a: nn.Module, b: nn.Module, atol: float = PARAM_ATOL):
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-        torch.testing.assert_close(y, x, rtol=0, atol=atol, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(y, x, rtol=0, atol=atol, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def assert_same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer):
@@ -83,8 +82,13 @@ def assert_same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer):
             if k == "step":
                 assert float(x) == float(y)
             else:  # second moments are squares of gradients: compare them relative to their size
-                torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-9 if k == "exp_avg_sq" else 1e-6,
-                                           msg=lambda m: f"state {i}/{k}: {m}")
+                torch.testing.assert_close(
+                    y,
+                    x,
+                    rtol=1e-3,
+                    atol=1e-9 if k == "exp_avg_sq" else 1e-6,
+                    msg=lambda m, i=i, k=k: f"state {i}/{k}: {m}",
+                )
 
 
 def assert_same_metrics(ma: dict, mb: dict, loose: tuple[str, ...] = ()):
@@ -126,8 +130,13 @@ def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(numpy_ops, act, k):
     for member, got in zip(members, core.jvp(core.blocks(flat), hs, core.blocks(v))):
         mine = list(member.parameters())
         tangents = tuple(vs[position[id(p)]].view_as(p) for p in mine)
-        _, expected_dot = torch.func.jvp(lambda *ps: torch.func.functional_call(
-            member, {n: q for (n, _), q in zip(member.named_parameters(), ps)}, (x,)), tuple(mine), tangents)
+        _, expected_dot = torch.func.jvp(
+            lambda *ps, member=member: torch.func.functional_call(
+                member, {n: q for (n, _), q in zip(member.named_parameters(), ps)}, (x,)
+            ),
+            tuple(mine),
+            tangents,
+        )
         torch.testing.assert_close(got, expected_dot, rtol=1e-4, atol=1e-5)
 
 
@@ -163,8 +172,10 @@ def test_gae_twin_equals_the_reference():
     T, N = 12, 3
     rewards, values, next_values = (torch.randn(T, N, generator=g) for _ in range(3))
     terminated, truncated = torch.rand(T, N, generator=g) < 0.15, torch.rand(T, N, generator=g) < 0.15
-    for a, b in zip(reference_gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95),
-                    fast_gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95)):
+    for a, b in zip(
+        reference_gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95),
+        fast_gae(rewards, values, next_values, terminated, truncated, 0.99, 0.95),
+    ):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
 
 
@@ -173,8 +184,17 @@ def test_gae_twin_equals_the_reference():
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
 def test_ppo_clip_update_equals_the_reference(kind, updates):
     # two minibatches an epoch (shuffled), two epochs, clipping active, an entropy bonus
-    ref, fast = pair(lucidrl.PPO, ENVS[kind], n_envs=2, n_steps=32, batch_size=32, n_epochs=2, ent_coef=0.01,
-                     learning_rate=1e-3, max_grad_norm=0.5)
+    ref, fast = pair(
+        lucidrl.PPO,
+        ENVS[kind],
+        n_envs=2,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=2,
+        ent_coef=0.01,
+        learning_rate=1e-3,
+        max_grad_norm=0.5,
+    )
     _, batch = rollout_batch(ref, 32)
     for _ in range(updates):
         gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
@@ -191,8 +211,9 @@ def test_ppo_clip_update_equals_the_reference(kind, updates):
 @pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
 def test_a2c_update_equals_the_reference(kind, updates, rms_prop):
-    ref, fast = pair(lucidrl.A2C, ENVS[kind], n_envs=4, n_steps=5, ent_coef=0.01, use_rms_prop=rms_prop,
-                     normalize_advantage=True)
+    ref, fast = pair(
+        lucidrl.A2C, ENVS[kind], n_envs=4, n_steps=5, ent_coef=0.01, use_rms_prop=rms_prop, normalize_advantage=True
+    )
     _, batch = rollout_batch(ref, 5)
     for _ in range(updates):
         m_ref = ref_a2c.a2c_update(ref.agent, ref.optimizer, batch, ref.config)
@@ -222,8 +243,7 @@ def test_trpo_local_models_equal_the_reference(kind):
 @pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
 def test_trpo_update_equals_the_reference(kind, updates):
-    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32, n_critic_updates=2,
-                     cg_max_steps=6)
+    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32, n_critic_updates=2, cg_max_steps=6)
     _, batch = rollout_batch(ref, 64)
     for _ in range(updates):
         with torch.no_grad():  # each update starts at θ_old, as after a new rollout: π_old is the current policy
@@ -231,17 +251,30 @@ def test_trpo_update_equals_the_reference(kind, updates):
             batch["logprob_old"] = ref.agent.head.log_prob(batch["params_old"], batch["actions"])
         m_ref = ref_trpo.trpo_policy_step(ref.agent, batch, ref.config, ref_trpo.local_models)
         m_fast = ref_trpo.trpo_policy_step(fast.agent, batch, fast.config, fast_trpo.local_models)
-        m_ref.update(ref_trpo.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config,
-                                         torch.Generator().manual_seed(5)))
-        m_fast.update(fast_trpo.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config,
-                                           torch.Generator().manual_seed(5)))
+        m_ref.update(
+            ref_trpo.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config, torch.Generator().manual_seed(5))
+        )
+        m_fast.update(
+            fast_trpo.fit_critic(
+                fast.agent, fast.critic_optimizer, batch, fast.config, torch.Generator().manual_seed(5)
+            )
+        )
         # at most 6 CG steps (with more, the step where CG stops at its residual of 1e-10 depends on rounding);
         # CG's residual, the step it solves for and the improvements are small differences of larger numbers,
         # which CG's recursion amplifies: compared to 1e-3
         residuals = m_ref.pop("diag/cg_residual"), m_fast.pop("diag/cg_residual")
         assert np.isclose(*residuals, rtol=1e-2, atol=1e-6), residuals  # the smallest of CG's quantities
-        assert_same_metrics(m_ref, m_fast, loose=("diag/expected_improvement", "diag/step_norm",
-                                                  "diag/surrogate_improvement", "loss/policy", "diag/kl"))
+        assert_same_metrics(
+            m_ref,
+            m_fast,
+            loose=(
+                "diag/expected_improvement",
+                "diag/step_norm",
+                "diag/surrogate_improvement",
+                "loss/policy",
+                "diag/kl",
+            ),
+        )
     assert m_ref["train/line_search_success"] == 1.0
     # the policy moves by the natural-gradient step (norm ~0.15 here), which CG finds to ~1e-4 relative (its
     # recursion amplifies rounding): elements agree to ~1e-4 after three steps; a wrong F or g moves them by ~0.1
@@ -254,8 +287,15 @@ def test_trpo_update_equals_the_reference(kind, updates):
 @pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
 def test_vpg_and_reinforce_updates_equal_the_reference(cls, kind, updates):
-    ref, fast = pair(cls, ENVS[kind], n_envs=2, n_steps=64, ent_coef=0.01, max_grad_norm=1.0,
-                     **({"n_critic_updates": 3} if cls is lucidrl.VPG else {}))
+    ref, fast = pair(
+        cls,
+        ENVS[kind],
+        n_envs=2,
+        n_steps=64,
+        ent_coef=0.01,
+        max_grad_norm=1.0,
+        **({"n_critic_updates": 3} if cls is lucidrl.VPG else {}),
+    )
     rollout, _ = rollout_batch(ref, 64)
     psi, targets = ref_vpg.psi_and_targets(rollout, ref.config)
     batch = rollout.flat(psi=psi, targets=targets)
@@ -279,16 +319,20 @@ def filled_replay(model, n=600):
 
     g = torch.Generator().manual_seed(2)
     buffer = ReplayBuffer(n, model.observation_space, model.action_space)
-    buffer.add(torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g), torch.ones(n),
-               torch.randn(n, 4, generator=g), torch.rand(n, generator=g) < 0.1)
+    buffer.add(
+        torch.randn(n, 4, generator=g),
+        torch.randint(0, 2, (n,), generator=g),
+        torch.ones(n),
+        torch.randn(n, 4, generator=g),
+        torch.rand(n, generator=g) < 0.1,
+    )
     return buffer
 
 
 @pytest.mark.parametrize("double_q", [False, True])
 @pytest.mark.parametrize("steps", [1, 3])
 def test_dqn_round_equals_the_reference(steps, double_q):
-    kw = dict(buffer_size=1000, batch_size=32, learning_rate=1e-3, double_q=double_q,
-              max_grad_norm=1.0)
+    kw = dict(buffer_size=1000, batch_size=32, learning_rate=1e-3, double_q=double_q, max_grad_norm=1.0)
     ref, fast = pair(lucidrl.DQN, "CartPole-v1", **kw)
     ref.q_net_target.load_state_dict({k: v + 0.01 for k, v in ref.q_net.state_dict().items()})  # θ⁻ ≠ θ
     fast.q_net_target.load_state_dict(ref.q_net_target.state_dict())
@@ -306,18 +350,24 @@ def test_dqn_round_equals_the_reference(steps, double_q):
 # --------------------------------------------------------------------------- selection
 def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere():
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
-    assert m.backend_lines == ["ppo: fast backend (lucidrl.fast.actor_critic.ppo_update)",
-                               "rollout: fast backend (lucidrl.fast.actor_critic.rollout_policy)",
-                               "gae: fast backend (lucidrl.fast.advantages.gae)"]
+    assert m.backend_lines == [
+        "ppo: fast backend (lucidrl.fast.actor_critic.ppo_update)",
+        "rollout: fast backend (lucidrl.fast.actor_critic.rollout_policy)",
+        "gae: fast backend (lucidrl.fast.advantages.gae)",
+    ]
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, variant="kl_penalty")
     assert m.backend_lines[0].startswith("ppo: reference") and "PPO-Penalty" in m.backend_lines[0]
     assert m.backend_lines[1].startswith("rollout: fast")  # acting does not depend on the surrogate
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, backend="reference")
-    assert m.backend_lines == ["ppo: reference (lucidrl.algos.ppo.ppo_update), as asked",
-                               "rollout: reference (lucidrl.rollout.rollout_policy), as asked",
-                               "gae: reference (lucidrl.advantages.gae), as asked"]
+    assert m.backend_lines == [
+        "ppo: reference (lucidrl.algos.ppo.ppo_update), as asked",
+        "rollout: reference (lucidrl.rollout.rollout_policy), as asked",
+        "gae: reference (lucidrl.advantages.gae), as asked",
+    ]
     m = lucidrl.QLearning("FrozenLake-v1", seed=0, verbose=0)
-    assert m.backend_lines == ["qlearning: reference (lucidrl.algos.q_learning.apply_td_update); it has no fast backend"]
+    assert m.backend_lines == [
+        "qlearning: reference (lucidrl.algos.q_learning.apply_td_update); it has no fast backend"
+    ]
 
 
 def test_acting_on_many_rows_takes_the_reference_acting():
@@ -329,14 +379,17 @@ def test_acting_on_many_rows_takes_the_reference_acting():
     assert torch.equal(a_fast, a_ref) and torch.equal(p_fast, p_ref) and torch.equal(v_fast, v_ref)  # the same function
 
 
-@pytest.mark.parametrize("cls, kwargs, what", [
-    (lucidrl.PPO, {"variant": "kl_penalty"}, "PPO-Penalty"),
-    (lucidrl.PPO, {"target_kl": 0.01}, "target_kl"),
-    (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
-    (lucidrl.A2C, {"activation": "elu"}, "activations"),
-    (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),
-    (lucidrl.QLearning, {}, "has no fast backend"),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs, what",
+    [
+        (lucidrl.PPO, {"variant": "kl_penalty"}, "PPO-Penalty"),
+        (lucidrl.PPO, {"target_kl": 0.01}, "target_kl"),
+        (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
+        (lucidrl.A2C, {"activation": "elu"}, "activations"),
+        (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),
+        (lucidrl.QLearning, {}, "has no fast backend"),
+    ],
+)
 def test_fast_on_an_unsupported_configuration_names_what_is_unsupported(cls, kwargs, what):
     env = "FrozenLake-v1" if cls is lucidrl.QLearning else "CartPole-v1"
     with pytest.raises(ConfigError, match=f"backend='fast'.*{what}"):
@@ -351,7 +404,8 @@ def test_a_checkpoint_continues_under_the_other_backend_with_its_optimiser_state
     model.save(tmp_path / "m")
     loaded = lucidrl.load(tmp_path / "m", backend=second)
     assert loaded.config.backend == second and loaded.backend_lines[0].startswith(
-        "ppo: fast" if second == "fast" else "ppo: reference")
+        "ppo: fast" if second == "fast" else "ppo: reference"
+    )
     assert_same_modules(model.agent, loaded.agent)
     sa, sb = model.optimizer.state_dict()["state"], loaded.optimizer.state_dict()["state"]
     assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])  # exactly what was saved
@@ -361,13 +415,23 @@ def test_a_checkpoint_continues_under_the_other_backend_with_its_optimiser_state
 
 
 def test_the_choice_is_saved_in_the_config_and_logged_when_learn_starts(tmp_path, capsys):
-    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=1, n_envs=2, n_steps=16, batch_size=16, net_arch=[8],
-                        backend="reference", run_dir=tmp_path / "run")
+    model = lucidrl.PPO(
+        "CartPole-v1",
+        seed=0,
+        verbose=1,
+        n_envs=2,
+        n_steps=16,
+        batch_size=16,
+        net_arch=[8],
+        backend="reference",
+        run_dir=tmp_path / "run",
+    )
     model.learn(32)
     out = capsys.readouterr().out
     assert "backend: ppo: reference (lucidrl.algos.ppo.ppo_update), as asked" in out
     assert "backend: rollout: reference" in out and "1 CPU thread(s)" in out
     import json
+
     assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]["backend"] == "reference"
 
 
@@ -383,13 +447,15 @@ def test_learn_holds_its_threads_and_gives_the_users_back():
             blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
             seen.append((torch.get_num_threads(), max(blas) if blas else 1))
 
-        lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16,
-                    net_arch=[8]).learn(32, callback=record)
+        lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, net_arch=[8]).learn(
+            32, callback=record
+        )
         assert seen and all(s == (1, 1) for s in seen)  # "auto": one thread for an MLP, torch and NumPy's BLAS
         assert torch.get_num_threads() == 2  # the user's setting again
         seen.clear()
-        lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, net_arch=[8],
-                    torch_threads=2).learn(32, callback=record)
+        lucidrl.PPO(
+            "CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, net_arch=[8], torch_threads=2
+        ).learn(32, callback=record)
         assert seen and all(s[0] == 2 for s in seen)
     finally:
         torch.set_num_threads(before)

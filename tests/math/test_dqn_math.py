@@ -11,8 +11,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import lucidrl
-from lucidrl.algos.dqn import (dqn_loss, dqn_train_round, exploration_rate, greedy_policy, soft_update,
-                               td_target)
+from lucidrl.algos.dqn import dqn_loss, dqn_train_round, exploration_rate, greedy_policy, soft_update, td_target
 from lucidrl.fast import dqn as fast_dqn
 from lucidrl.fast.mlp import MLPCore
 from lucidrl.replay import ReplayBuffer
@@ -48,8 +47,17 @@ def _counter_vec(mode: AutoresetMode, term_at: int, limit: int, n: int = 2):
 @pytest.mark.parametrize("term_at,limit", [(3, 10), (100, 4)])  # episodes that terminate / are truncated
 def test_buffer_stores_the_true_next_obs_and_terminated_in_both_autoreset_modes(mode, term_at, limit):
     env = _counter_vec(mode, term_at, limit)
-    m = lucidrl.DQN(env, seed=0, verbose=0, preset=False, learning_starts=8, batch_size=4, train_freq=5,
-                    buffer_size=1000, net_arch=[8])
+    m = lucidrl.DQN(
+        env,
+        seed=0,
+        verbose=0,
+        preset=False,
+        learning_starts=8,
+        batch_size=4,
+        train_freq=5,
+        buffer_size=1000,
+        net_arch=[8],
+    )
     m.learn(60)
     rb = m.replay
     n = len(rb)
@@ -99,8 +107,11 @@ def test_episode_returns_and_lengths_carry_across_collection_chunks(mode, term_a
     k = min(term_at, limit)
     per_env = 30 // (k + (mode == AutoresetMode.NEXT_STEP))
     assert lengths == [k] * 2 * per_env and returns == [k * (k + 1) / 2] * 2 * per_env
-    assert m.num_timesteps == 60 and m.n_calls == 30 and len(m.replay) == 60 - (2 * per_env if mode ==
-                                                                                   AutoresetMode.NEXT_STEP else 0)
+    assert (
+        m.num_timesteps == 60
+        and m.n_calls == 30
+        and len(m.replay) == 60 - (2 * per_env if mode == AutoresetMode.NEXT_STEP else 0)
+    )
 
 
 def test_target_masks_only_terminated():
@@ -134,13 +145,22 @@ def test_soft_update_tau_one_copies_tau_zero_keeps_and_k_updates_compose():
     a, b = [before[0].clone()], [before[0].clone()]
     for _ in range(3):
         soft_update(a, online[:1], 0.2)
-    soft_update(b, online[:1], 1 - 0.8 ** 3)
+    soft_update(b, online[:1], 1 - 0.8**3)
     assert torch.allclose(a[0], b[0], atol=1e-6)
 
 
 def test_model_target_update_after_learning_copies_online_net_with_tau_one():
-    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, learning_starts=50, train_freq=20,
-                    gradient_steps=5, target_update_interval=10, net_arch=[16])
+    m = lucidrl.DQN(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        learning_starts=50,
+        train_freq=20,
+        gradient_steps=5,
+        target_update_interval=10,
+        net_arch=[16],
+    )
     m.learn(200)
     # with C = 10 <= train_freq the target was copied during the last collection, and then the online net moved
     online, target = list(m.q_net.parameters()), list(m.q_net_target.parameters())
@@ -156,8 +176,16 @@ def test_epsilon_schedule_hits_its_end_points():
     assert exploration_rate(0.95, 1.0, 0.05, 0.1) == pytest.approx(0.525)
     assert exploration_rate(0.0, 1.0, 0.05, 0.1) == 0.05
     assert exploration_rate(0.5, 1.0, 0.05, 0.0) == 0.05  # fraction 0: final value at once
-    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, learning_starts=10, exploration_fraction=0.5,
-                    exploration_final_eps=0.02, net_arch=[8])
+    m = lucidrl.DQN(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        learning_starts=10,
+        exploration_fraction=0.5,
+        exploration_final_eps=0.02,
+        net_arch=[8],
+    )
     m.learn(100)
     assert m.exploration_rate == pytest.approx(0.02)
 
@@ -206,13 +234,19 @@ def test_huber_gradient_is_the_papers_clipped_error():
 def test_a_training_round_clips_the_gradient_and_leaves_the_target_net_alone():
     """Each step clips the global gradient norm to max_grad_norm (with SGD at lr 1 the step is the clipped
     gradient); the reported norm is the one before clipping; the round never moves θ⁻."""
-    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 16], batch_size=16,
-                    max_grad_norm=0.25)
+    m = lucidrl.DQN(
+        "CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 16], batch_size=16, max_grad_norm=0.25
+    )
     rb = ReplayBuffer(200, m.observation_space, m.action_space, generator=torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(3)
     obs = torch.randn(200, 4, generator=g)
-    rb.add(obs, torch.randint(0, 2, (200,), generator=g), 5 * torch.rand(200, generator=g),
-           obs + 0.1 * torch.randn(200, 4, generator=g), torch.rand(200, generator=g) < 0.1)
+    rb.add(
+        obs,
+        torch.randint(0, 2, (200,), generator=g),
+        5 * torch.rand(200, generator=g),
+        obs + 0.1 * torch.randn(200, 4, generator=g),
+        torch.rand(200, generator=g) < 0.1,
+    )
     target_before = {k: v.clone() for k, v in m.q_net_target.state_dict().items()}
     before = torch.cat([p.detach().reshape(-1) for p in m.q_net.parameters()]).clone()
     sgd = torch.optim.SGD(m.q_net.parameters(), lr=1.0)
@@ -237,13 +271,28 @@ def test_the_fast_mlp_forward_equals_the_module_on_large_and_small_batches():
 
 
 def _filled_model(backend: str, double_q: bool):
-    m = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[256, 256], batch_size=64,
-                    learning_rate=1e-4, max_grad_norm=0.25, double_q=double_q, backend=backend)
+    m = lucidrl.DQN(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        net_arch=[256, 256],
+        batch_size=64,
+        learning_rate=1e-4,
+        max_grad_norm=0.25,
+        double_q=double_q,
+        backend=backend,
+    )
     g = torch.Generator().manual_seed(3)
     rb = ReplayBuffer(500, m.observation_space, m.action_space, generator=torch.Generator().manual_seed(4))
     obs = torch.randn(500, 4, generator=g)
-    rb.add(obs, torch.randint(0, 2, (500,), generator=g), torch.rand(500, generator=g),
-           obs + 0.1 * torch.randn(500, 4, generator=g), torch.rand(500, generator=g) < 0.1)
+    rb.add(
+        obs,
+        torch.randint(0, 2, (500,), generator=g),
+        torch.rand(500, generator=g),
+        obs + 0.1 * torch.randn(500, 4, generator=g),
+        torch.rand(500, generator=g) < 0.1,
+    )
     with torch.no_grad():  # a target net different from the online one
         first = next(m.q_net_target.parameters())
         first.add_(0.05 * torch.randn(first.shape, generator=g))
@@ -285,7 +334,7 @@ def test_greedy_acting_picks_the_module_argmax_for_one_row_and_for_a_batch(polic
     clear = (q[:, 0] - q[:, 1]).abs() > 1e-5  # rounding may only decide near-ties
     assert clear.sum() > 250
     batched = greedy(x)
-    one_by_one = np.concatenate([greedy(x[i:i + 1]) for i in range(len(x))])
+    one_by_one = np.concatenate([greedy(x[i : i + 1]) for i in range(len(x))])
     assert one_by_one.shape == batched.shape == (300,)
     expected = q.argmax(-1).numpy()
     assert np.array_equal(batched[clear.numpy()], expected[clear.numpy()])

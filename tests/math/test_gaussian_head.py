@@ -16,8 +16,7 @@ from lucidrl.algos.ppo import PPO, clipped_surrogate
 from lucidrl.algos.trpo import fisher_vector_product, mean_kl
 from lucidrl.algos.vpg import policy_gradient_loss
 from lucidrl.errors import EnvError
-from lucidrl.networks import (LOG_STD_MAX, LOG_STD_MIN, ActorCritic, DiagGaussianHead, StateIndependentLogStd,
-                              make_head)
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, ActorCritic, DiagGaussianHead, StateIndependentLogStd, make_head
 from lucidrl.rollout import RolloutCollector, rollout_policy
 
 BOX_OBS, BOX_ACT = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-2, 2, (3,))
@@ -53,8 +52,9 @@ def test_samples_have_the_policy_mean_and_std_within_sampling_error():
     assert ((a.mean(0) - mu).abs() < 5 * sd / math.sqrt(n)).all()
     assert ((a.std(0) - sd).abs() < 5 * sd / math.sqrt(2 * n)).all()
     # the same generator state gives the same actions (the model's own RNG drives sampling)
-    torch.testing.assert_close(head.sample(p[:5], torch.Generator().manual_seed(3)),
-                               head.sample(p[:5], torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(
+        head.sample(p[:5], torch.Generator().manual_seed(3)), head.sample(p[:5], torch.Generator().manual_seed(3))
+    )
 
 
 def test_make_head_takes_a_1d_box_and_names_the_fix_for_other_shapes():
@@ -214,7 +214,9 @@ def test_env_gets_clipped_actions_while_the_rollout_keeps_and_scores_the_unclipp
     venv = gym.vector.SyncVectorEnv([_RecordingEnv], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     torch.manual_seed(0)
     ac = ActorCritic(venv.single_observation_space, venv.single_action_space, [8], log_std_init=1.0)  # σ ≈ 2.7
-    rollout = RolloutCollector(venv, torch.device("cpu"), seed=0, generator=torch.Generator().manual_seed(0)).collect(ac, 50)
+    rollout = RolloutCollector(venv, torch.device("cpu"), seed=0, generator=torch.Generator().manual_seed(0)).collect(
+        ac, 50
+    )
     actions = rollout.actions[:, 0].numpy()
     received = np.stack(venv.envs[0].received)
     assert (np.abs(actions) > 0.5).mean() > 0.5  # most samples lie outside the bounds ...

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import lucidrl
-
 from lucidrl import GRPO
 from lucidrl.algos.grpo import group_advantages, grpo_loss, k3_kl
 from lucidrl.envs.text import EOS, PAD, AdditionTask, SortTask, Tokenizer

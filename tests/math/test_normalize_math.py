@@ -14,7 +14,7 @@ def pooled(prior_count, data):
     data = np.asarray(data, dtype=np.float64)
     n = prior_count + data.shape[0]
     mean = data.sum(0) / n
-    var = (prior_count * (1.0 + mean ** 2) + ((data - mean) ** 2).sum(0)) / n
+    var = (prior_count * (1.0 + mean**2) + ((data - mean) ** 2).sum(0)) / n
     return mean, var
 
 
@@ -66,8 +66,11 @@ def test_obs_normalizer_standardises_and_clips_and_forward_changes_nothing():
     assert out.tolist() == [[2.0, -2.0]]
     assert all(torch.equal(state[k], v) for k, v in norm.state_dict().items())
     # the torch path (any device) and the NumPy path agree
-    np.testing.assert_allclose(norm(torch.as_tensor(x)).numpy(), np.clip((x - norm.rms.mean.numpy()) /
-                               np.sqrt(norm.rms.var.numpy() + 1e-8), -2, 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        norm(torch.as_tensor(x)).numpy(),
+        np.clip((x - norm.rms.mean.numpy()) / np.sqrt(norm.rms.var.numpy() + 1e-8), -2, 2),
+        rtol=1e-6,
+    )
 
 
 def test_reward_scaler_matches_a_hand_computation_and_resets_at_episode_ends():

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from lucidrl.algos.ppo import (adapt_beta, approx_kl, clipped_surrogate, kl_penalty_surrogate, update_diagnostics,
-                               value_loss)
+from lucidrl.algos.ppo import (
+    adapt_beta,
+    approx_kl,
+    clipped_surrogate,
+    kl_penalty_surrogate,
+    update_diagnostics,
+    value_loss,
+)
 from lucidrl.fast.actor_critic import clipped_surrogate_grad
 from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
 from lucidrl.fast.mlp import TorchOps
@@ -37,8 +43,14 @@ def _grad(loss, module):
 
 def _diagnostics(head, params, ratio, clip_range=0.2):
     """The update's diagnostics (``update_diagnostics``) of one gradient step that saw these ratios."""
-    seen = {"params": [params.detach()], "ratio": [ratio], "pg": [torch.tensor(0.0)], "v": [torch.tensor(0.0)],
-            "grad_norm": [torch.tensor(0.0)], "kl": []}
+    seen = {
+        "params": [params.detach()],
+        "ratio": [ratio],
+        "pg": [torch.tensor(0.0)],
+        "v": [torch.tensor(0.0)],
+        "grad_norm": [torch.tensor(0.0)],
+        "kl": [],
+    }
     return update_diagnostics(head, seen, 1, clip_range, "clip")
 
 
@@ -150,8 +162,11 @@ def test_the_fast_flat_optimiser_follows_torchs_step_across_a_state_reload_and_a
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
     b = copy.deepcopy(a)
-    make = (lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-5, fused=True)) if kind == "adam" else \
-        (lambda ps: torch.optim.RMSprop(ps, lr=7e-3, alpha=0.99, eps=1e-5))
+    make = (
+        (lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-5, fused=True))
+        if kind == "adam"
+        else (lambda ps: torch.optim.RMSprop(ps, lr=7e-3, alpha=0.99, eps=1e-5))
+    )
     oa, ob = make(a.parameters()), make(b.parameters())
     assert FlatOptimizer.unsupported(oa, list(a.parameters())) is None
     flat = FlatParams(list(a.parameters()))

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 import lucidrl
-from lucidrl.algos.q_learning import (Discretiser, apply_td_update, bootstrap_values, epsilon_greedy,
-                                      exploration_rate, td_targets)
+from lucidrl.algos.q_learning import (
+    Discretiser,
+    apply_td_update,
+    bootstrap_values,
+    epsilon_greedy,
+    exploration_rate,
+    td_targets,
+)
 
 
 class Chain(gym.Env):
@@ -62,8 +68,16 @@ def test_q_learning_converges_to_value_iterations_q_star(n_envs):
     # ε = 1 throughout: a uniformly random behaviour policy, and still Q* (Q-learning is off-policy).
     # A time limit of 6 steps truncates many episodes: they must bootstrap, or Q drifts from Q*.
     env = lambda: gym.wrappers.TimeLimit(Chain(), max_episode_steps=6)  # noqa: E731
-    m = lucidrl.QLearning(env, n_envs=n_envs, gamma=gamma, learning_rate=0.2, exploration_initial_eps=1.0,
-                          exploration_final_eps=1.0, seed=0, verbose=0)
+    m = lucidrl.QLearning(
+        env,
+        n_envs=n_envs,
+        gamma=gamma,
+        learning_rate=0.2,
+        exploration_initial_eps=1.0,
+        exploration_final_eps=1.0,
+        seed=0,
+        verbose=0,
+    )
     m.learn(30_000)
     q = m.agent.q.numpy()
     assert np.abs(q[: Chain.N - 1] - q_star[: Chain.N - 1]).max() < 1e-6
@@ -137,12 +151,16 @@ def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
 def test_discretiser_maps_bounds_and_edges_to_the_right_bins():
     d = Discretiser(low=np.array([-1.0, 0.0]), high=np.array([1.0, 10.0]), n_bins=np.array([4, 5]))
     assert d.n_states == 20
-    x = np.array([[-1.0, 0.0],     # lows -> first bins
-                  [1.0, 10.0],     # highs -> last bins (not one past)
-                  [-5.0, 99.0],    # outside -> clipped
-                  [-0.5, 2.0],     # an inner edge belongs to the bin above it
-                  [-0.5001, 1.999],
-                  [0.0, 5.0]])
+    x = np.array(
+        [
+            [-1.0, 0.0],  # lows -> first bins
+            [1.0, 10.0],  # highs -> last bins (not one past)
+            [-5.0, 99.0],  # outside -> clipped
+            [-0.5, 2.0],  # an inner edge belongs to the bin above it
+            [-0.5001, 1.999],
+            [0.0, 5.0],
+        ]
+    )
     np.testing.assert_array_equal(d.bins(x), [[0, 0], [3, 4], [0, 4], [1, 1], [0, 0], [2, 2]])
     np.testing.assert_array_equal(d(x), [0, 19, 4, 6, 0, 12])  # row-major: bin_0 * 5 + bin_1
     one = Discretiser(np.array([0.0]), np.array([1.0]), np.array([1]))
@@ -168,8 +186,9 @@ def test_epsilon_schedule_hits_its_end_points(decay):
 
 def test_training_reaches_the_final_epsilon_and_logs_it():
     seen = []
-    m = lucidrl.QLearning("FrozenLake-v1", preset=False, exploration_fraction=0.5, exploration_final_eps=0.1,
-                          seed=0, verbose=0)
+    m = lucidrl.QLearning(
+        "FrozenLake-v1", preset=False, exploration_fraction=0.5, exploration_final_eps=0.1, seed=0, verbose=0
+    )
     m.learn(4000, callback=lambda model, metrics: seen.append(metrics["train/exploration_rate"]), log_interval=500)
     assert seen[0] < 1.0 and seen[-1] == pytest.approx(0.1) and m.exploration_rate == pytest.approx(0.1)
     assert torch.is_tensor(m.agent.q) and not m.agent.q.requires_grad

@@ -14,8 +14,15 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from lucidrl.algos.trpo import (TRPOConfig, backtracking_line_search, fisher_vector_product, local_models, mean_kl,
-                                surrogate_advantage, trpo_policy_step)
+from lucidrl.algos.trpo import (
+    TRPOConfig,
+    backtracking_line_search,
+    fisher_vector_product,
+    local_models,
+    mean_kl,
+    surrogate_advantage,
+    trpo_policy_step,
+)
 from lucidrl.fast import trpo as fast_trpo
 from lucidrl.linalg import conjugate_gradient, flat_grad, get_flat_params, set_flat_params
 from lucidrl.networks import ActorCritic, mlp
@@ -40,8 +47,14 @@ class Theta:
 def _tiny_actor(seed=0, n_obs=16, dtype=torch.float64, hidden=(8, 8)):
     """A 3-action softmax policy on 4-d observations (an ActorCritic, as TRPO builds it), its flat θ, and a
     batch from π_old."""
-    agent = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(N_ACTIONS), list(hidden), "tanh",
-                        algo="TRPO", share_encoder=False)
+    agent = ActorCritic(
+        gym.spaces.Box(-1, 1, (4,)),
+        gym.spaces.Discrete(N_ACTIONS),
+        list(hidden),
+        "tanh",
+        algo="TRPO",
+        share_encoder=False,
+    )
     torch.manual_seed(seed)
     agent.actor = mlp(4, list(hidden), N_ACTIONS, "tanh", out_std=1.0)  # out_std 1: a far-from-uniform π
     agent.encoder = torch.nn.Identity()  # observations as they are, in float64 too (FlattenFloat casts to float32)
@@ -105,8 +118,9 @@ def test_fvp_in_float32_on_a_large_batch_matches_the_float64_hessian(models):
     actor64 = mlp(4, [8, 8], N_ACTIONS, "tanh").double()
     actor64.load_state_dict({k: v.double() for k, v in agent.actor.state_dict().items()})
     f64 = _as_function(actor64, obs.double())
-    hessian = torch.autograd.functional.hessian(lambda t: mean_kl(head, logits_old.double(), f64(t)),
-                                                theta.get().double())
+    hessian = torch.autograd.functional.hessian(
+        lambda t: mean_kl(head, logits_old.double(), f64(t)), theta.get().double()
+    )
     v = torch.randn(theta.numel)
     fvp = models(agent, _policy_batch(obs, actions, logprob_old, logits_old, adv), adv, 0.0)[2]
     got = fvp(v)
@@ -228,11 +242,11 @@ def test_natural_gradient_step_fills_the_quadratic_trust_region(variant):
     fvp, fvp_damped = _fvp_at_old(actor, head, obs, logits_old), _fvp_at_old(actor, head, obs, logits_old, damping)
     shrink = 0.8 ** metrics["train/backtracks"]  # TRPO may take a shorter step than the full one
     # (E7): the full step β s satisfies ½ (βs)ᵀ(F + λI)(βs) = δ exactly
-    assert 0.5 * step @ fvp_damped(step) / shrink ** 2 == pytest.approx(delta, rel=1e-6)
+    assert 0.5 * step @ fvp_damped(step) / shrink**2 == pytest.approx(delta, rel=1e-6)
     # with δ this small the quadratic model is accurate: the real KL is ½ ΔᵀFΔ (a little under δ: the damping)
     assert real_kl == pytest.approx(metrics["diag/kl"], rel=1e-9)
     assert real_kl == pytest.approx(0.5 * float(step @ fvp(step)), rel=0.02)
-    assert 0.5 * shrink ** 2 * delta < real_kl <= delta
+    assert 0.5 * shrink**2 * delta < real_kl <= delta
     assert metrics["diag/surrogate_improvement"] > 0
     # the step is along the natural gradient: (F + λI) Δ is parallel to g
     g = flat_grad(surrogate_advantage(head.log_prob(actor(obs), actions), logprob_old, adv), list(actor.parameters()))
@@ -241,6 +255,7 @@ def test_natural_gradient_step_fills_the_quadratic_trust_region(variant):
 
 def _evaluator(actor, theta, head, obs, actions, logits_old, logprob_old, adv, log):
     """evaluate(θ) -> (L(θ), D̄(θ)) for the line search, recording each call in ``log``."""
+
     @torch.no_grad()
     def evaluate(candidate):
         theta.copy_(candidate)
@@ -249,6 +264,7 @@ def _evaluator(actor, theta, head, obs, actions, logits_old, logprob_old, adv, l
         kl = mean_kl(head, logits_old, logits)
         log.append((float(surrogate), float(kl)))
         return surrogate, kl
+
     return evaluate
 
 
@@ -268,8 +284,15 @@ def test_line_search_backtracks_from_a_step_that_breaks_the_kl_bound():
     full_step = 5.0 * math.sqrt(2 * delta / sFs) * s  # 5 times too long: KL about 25 δ
     theta_old, log = theta.get(), []
     l_old = float(adv.mean())  # L(θ_old): every ratio is 1
-    new_theta, info = backtracking_line_search(_evaluator(actor, theta, head, obs, actions, logits_old, logprob_old,
-                                                          adv, log), theta_old, full_step, l_old, delta, 0.8, 20)
+    new_theta, info = backtracking_line_search(
+        _evaluator(actor, theta, head, obs, actions, logits_old, logprob_old, adv, log),
+        theta_old,
+        full_step,
+        l_old,
+        delta,
+        0.8,
+        20,
+    )
     assert info["accepted"] and info["backtracks"] >= 1
     assert all(kl > delta for _, kl in log[:-1])  # every rejected candidate broke the bound ...
     assert log[0][0] > l_old  # ... even though it improved the surrogate
@@ -285,8 +308,15 @@ def test_line_search_rejects_a_step_that_lowers_the_surrogate():
     full_step = -0.5 * math.sqrt(2 * delta / sFs) * s  # downhill, well inside the trust region
     theta_old, log = theta.get(), []
     l_old = float(adv.mean())  # L(θ_old): every ratio is 1
-    new_theta, info = backtracking_line_search(_evaluator(actor, theta, head, obs, actions, logits_old, logprob_old,
-                                                          adv, log), theta_old, full_step, l_old, delta, 0.8, 10)
+    new_theta, info = backtracking_line_search(
+        _evaluator(actor, theta, head, obs, actions, logits_old, logprob_old, adv, log),
+        theta_old,
+        full_step,
+        l_old,
+        delta,
+        0.8,
+        10,
+    )
     assert len(log) == 10 and all(kl <= delta and surr < l_old for surr, kl in log)  # within δ, but worse: rejected
     assert not info["accepted"] and info["backtracks"] == 10 and info["kl"] == 0.0
     assert torch.equal(new_theta, theta_old)

@@ -16,11 +16,14 @@ from lucidrl.rollout import Rollout
 S, A, H = 3, 2, 3  # states, actions, the longest episode (every episode ends by its third step)
 F64 = torch.float64
 # P[s, a] = (probabilities of next states 0, 1, 2, "end"), R[s, a] the reward
-P = torch.tensor([
-    [[0.0, 0.7, 0.0, 0.3], [0.0, 0.0, 1.0, 0.0]],
-    [[0.0, 0.0, 0.5, 0.5], [0.0, 0.4, 0.6, 0.0]],
-    [[0.0, 0.0, 0.0, 1.0], [0.8, 0.0, 0.0, 0.2]],
-], dtype=F64)
+P = torch.tensor(
+    [
+        [[0.0, 0.7, 0.0, 0.3], [0.0, 0.0, 1.0, 0.0]],
+        [[0.0, 0.0, 0.5, 0.5], [0.0, 0.4, 0.6, 0.0]],
+        [[0.0, 0.0, 0.0, 1.0], [0.8, 0.0, 0.0, 0.2]],
+    ],
+    dtype=F64,
+)
 R = torch.tensor([[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]], dtype=F64)
 THETA = torch.tensor([[0.3, -0.2], [-0.5, 0.4], [0.1, 0.9]], dtype=F64)  # the tabular softmax policy's logits
 
@@ -93,8 +96,10 @@ def exact_moments(kind, gamma=1.0, baseline=None, discount_weights=False):
     for s, a, r, p_env in EPISODES:
         p = p_env * float(torch.stack([pi[x, y] for x, y in zip(s, a)]).prod())
         psi = psi_of(kind, r, gamma, baseline, torch.tensor(s))
-        g = sum((gamma**t if discount_weights else 1.0) * grad_log_pi(pi, x, y) * psi[t]
-                for t, (x, y) in enumerate(zip(s, a)))
+        g = sum(
+            (gamma**t if discount_weights else 1.0) * grad_log_pi(pi, x, y) * psi[t]
+            for t, (x, y) in enumerate(zip(s, a))
+        )
         mean += p * g
         second += p * float((g * g).sum())
     return mean, second - float((mean * mean).sum())
@@ -240,9 +245,18 @@ def test_total_returns_by_hand_with_episodes_in_a_row_a_cut_and_reset_rows():
 
 def _rollout(rewards, terminated, truncated, values, next_values):
     T, N = rewards.shape
-    return Rollout(obs=torch.zeros(T, N, 1), actions=torch.zeros(T, N, dtype=torch.long), rewards=rewards,
-                   terminated=terminated, truncated=truncated, values_old=values, next_values=next_values,
-                   logprob_old=torch.zeros(T, N), params_old=torch.zeros(T, N, 2), valid=None)
+    return Rollout(
+        obs=torch.zeros(T, N, 1),
+        actions=torch.zeros(T, N, dtype=torch.long),
+        rewards=rewards,
+        terminated=terminated,
+        truncated=truncated,
+        values_old=values,
+        next_values=next_values,
+        logprob_old=torch.zeros(T, N),
+        params_old=torch.zeros(T, N, 2),
+        valid=None,
+    )
 
 
 def test_psi_bootstraps_only_where_a_critic_exists():
@@ -277,8 +291,9 @@ def test_vpg_updates_keep_to_their_networks_with_the_right_gradient_scale(env_id
     import lucidrl
     from lucidrl.algos.vpg import fit_critic, policy_step
 
-    m = lucidrl.VPG(env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32, n_critic_updates=5,
-                    backend="reference")
+    m = lucidrl.VPG(
+        env_id, preset=False, seed=0, verbose=0, n_envs=2, n_steps=32, n_critic_updates=5, backend="reference"
+    )
     rollout = m._rollout_collector().collect(m.agent, 32)
     psi, targets = psi_and_targets(rollout, m.config)
     batch = rollout.flat(psi=psi, targets=targets)

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 import lucidrl
+from lucidrl.advantages import gae
 from lucidrl.algos.a2c import A2CConfig, a2c_update
 from lucidrl.algos.a3c import A3CWorker
 from lucidrl.envs import make_vec_env
 from lucidrl.errors import ConfigError
 from lucidrl.logging import read_metrics
 from lucidrl.rollout import RolloutCollector
-from lucidrl.advantages import gae
 
 SMALL = dict(n_envs=2, n_steps=5, net_arch=[16], log_interval=5)
 
@@ -39,16 +39,23 @@ def test_a_workers_gradient_is_the_gradient_of_a2cs_loss_on_the_same_segment():
     worker = A3CWorker("CartPole-v1", 2, 7, "sync", copy.deepcopy(model.agent), cfg)
     a2c_cfg = A2CConfig(n_envs=2, n_steps=5, ent_coef=0.01, vf_coef=0.5, max_grad_norm=None, net_arch=[16])
     agent = copy.deepcopy(model.agent)
-    collector = RolloutCollector(make_vec_env("CartPole-v1", 2, seed=7, vectorization="sync"), torch.device("cpu"),
-                                 seed=7, generator=torch.Generator().manual_seed(7))
+    collector = RolloutCollector(
+        make_vec_env("CartPole-v1", 2, seed=7, vectorization="sync"),
+        torch.device("cpu"),
+        seed=7,
+        generator=torch.Generator().manual_seed(7),
+    )
     recorder = RecordGradients(agent.parameters(), lr=0.0)
     for segment in range(2):
-        theta = model._theta() + segment * np.random.default_rng(segment).normal(0, 0.05, model._theta().shape).astype(np.float32)
+        theta = model._theta() + segment * np.random.default_rng(segment).normal(0, 0.05, model._theta().shape).astype(
+            np.float32
+        )
         result = worker.run(theta, version=segment)
         torch.nn.utils.vector_to_parameters(torch.from_numpy(theta), agent.parameters())
         rollout = collector.collect(agent, 5)
-        advantages, returns = gae(rollout.rewards, rollout.values_old, rollout.next_values, rollout.terminated,
-                                  rollout.truncated, 0.99, 1.0)
+        advantages, returns = gae(
+            rollout.rewards, rollout.values_old, rollout.next_values, rollout.terminated, rollout.truncated, 0.99, 1.0
+        )
         batch = rollout.flat(advantages=advantages, returns=returns)
         metrics = a2c_update(agent, recorder, batch, a2c_cfg)
         assert result["version"] == segment and result["steps"] == 10
@@ -64,15 +71,31 @@ def staleness(run_dir: Path) -> tuple[list[float], list[float]]:
 
 
 def test_staleness_is_zero_with_one_worker_and_positive_with_two(ray_local, tmp_path):
-    one = lucidrl.A3C("CartPole-v1", seed=0, verbose=0, preset=False, n_workers=1, run_dir=tmp_path / "one",
-                      tensorboard=False, **SMALL)
+    one = lucidrl.A3C(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        n_workers=1,
+        run_dir=tmp_path / "one",
+        tensorboard=False,
+        **SMALL,
+    )
     one.learn(300)
     mean, worst = staleness(tmp_path / "one")
     assert len(mean) == 300 // 50 and set(mean) == {0.0} and set(worst) == {0.0}
     assert one.n_updates == 30 and one.num_timesteps == 300
 
-    two = lucidrl.A3C("CartPole-v1", seed=0, verbose=0, preset=False, n_workers=2, run_dir=tmp_path / "two",
-                      tensorboard=False, **SMALL)
+    two = lucidrl.A3C(
+        "CartPole-v1",
+        seed=0,
+        verbose=0,
+        preset=False,
+        n_workers=2,
+        run_dir=tmp_path / "two",
+        tensorboard=False,
+        **SMALL,
+    )
     two.learn(600)
     mean, worst = staleness(tmp_path / "two")
     # both workers compute from the θ they were sent while the other's gradient is applied: typically 1
@@ -82,12 +105,22 @@ def test_staleness_is_zero_with_one_worker_and_positive_with_two(ray_local, tmp_
 
 
 def test_save_load_round_trip_and_resume(ray_local, tmp_path):
-    model = lucidrl.A3C("CartPole-v1", seed=1, verbose=0, preset=False, n_workers=2, run_dir=tmp_path / "run",
-                        tensorboard=False, **SMALL)
+    model = lucidrl.A3C(
+        "CartPole-v1",
+        seed=1,
+        verbose=0,
+        preset=False,
+        n_workers=2,
+        run_dir=tmp_path / "run",
+        tensorboard=False,
+        **SMALL,
+    )
     seen = []
     model.learn(400, checkpoint_freq=200, callback=lambda m, metrics: seen.append(metrics["diag/staleness"]))
-    assert seen and sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == \
-        ["step_000000200", "step_000000400"]
+    assert seen and sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_000000200",
+        "step_000000400",
+    ]
     path = model.save(tmp_path / "ckpt")
     loaded = lucidrl.load(path)
     assert type(loaded) is lucidrl.A3C and loaded.num_timesteps == 400 and loaded.n_updates == model.n_updates
@@ -130,7 +163,8 @@ def test_the_guides_table_names_functions_that_run(ray_local):
     """docs/algorithms/a3c.md's equation-to-code table, checked as tests/contracts/test_docs_tables.py checks the
     others: the driver's functions while A3C learns, the workers' in a local A3CWorker (the code the actors run)."""
     spec = importlib.util.spec_from_file_location(
-        "docs_tables", Path(__file__).resolve().parents[1] / "contracts" / "test_docs_tables.py")
+        "docs_tables", Path(__file__).resolve().parents[1] / "contracts" / "test_docs_tables.py"
+    )
     tables = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tables)
     names = tables.table_names("a3c.md")

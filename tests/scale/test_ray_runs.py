@@ -9,14 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from lucidrl import cli
 from lucidrl.compare import Job, Variant, compare, compare_variants, run_job
 from lucidrl.distributed import runs
 from lucidrl.errors import ConfigError, LucidRLError
@@ -82,19 +80,22 @@ def test_a_run_on_a_node_without_the_drivers_files_comes_back_as_a_tar(tmp_path)
     runs.unpack_dir(files, tmp_path / "unpacked")
     assert files_under(tmp_path / "direct") == files_under(tmp_path / "unpacked")
     assert_same_weights(tmp_path / "direct", tmp_path / "unpacked")
-    assert {k: v for k, v in result.items() if k not in ("train_s", "finished")} == \
-        {k: v for k, v in direct.items() if k not in ("train_s", "finished")}
+    assert {k: v for k, v in result.items() if k not in ("train_s", "finished")} == {
+        k: v for k, v in direct.items() if k not in ("train_s", "finished")
+    }
 
 
 def test_failed_runs_are_named_and_the_finished_ones_kept(ray_local, tmp_path, monkeypatch):
     """A Python error in one run and a worker killed in another: one LucidRLError naming both; the good run stays."""
     (tmp_path / "bad_wrappers.py").write_text(
-        "import os\n"
-        "def boom(env):\n    raise RuntimeError('wrapper exploded')\n"
-        "def die(env):\n    os._exit(3)\n")
+        "import os\ndef boom(env):\n    raise RuntimeError('wrapper exploded')\ndef die(env):\n    os._exit(3)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))  # the workers get the driver's import path
-    variants = [Variant("ok", "ppo", PPO_TINY), Variant("raises", "ppo", PPO_TINY, wrapper="bad_wrappers:boom"),
-                Variant("dies", "ppo", PPO_TINY, wrapper="bad_wrappers:die")]
+    variants = [
+        Variant("ok", "ppo", PPO_TINY),
+        Variant("raises", "ppo", PPO_TINY, wrapper="bad_wrappers:boom"),
+        Variant("dies", "ppo", PPO_TINY, wrapper="bad_wrappers:die"),
+    ]
     out = tmp_path / "out"
     with pytest.raises(LucidRLError) as info:
         compare_variants(variants, "CartPole-v1", out=out, backend="ray", log=lambda s: None, **TINY)
@@ -111,8 +112,9 @@ def run_python(script: str, timeout: float = 120) -> subprocess.CompletedProcess
     """``script`` in a fresh interpreter, where Ray is not initialised (never the fixture's session)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_an_address_where_nothing_listens_fails_fast(tmp_path):
@@ -131,11 +133,13 @@ def test_an_address_where_nothing_listens_fails_fast(tmp_path):
         "print('SECONDS', time.monotonic() - start, 'INITIALIZED', ray.is_initialized())\n"
         f"rc = cli.main(['compare', 'ppo', '--env', 'CartPole-v1', '--seeds', '1', '--timesteps', '100', '--out',"
         f" {str(tmp_path)!r}, '--backend', 'ray', '--address', 'ray://127.0.0.1:1'])\n"
-        "print('RC', rc)\n")
+        "print('RC', rc)\n"
+    )
     proc = run_python(script)
     out = proc.stdout
-    assert "CONFIGERROR could not connect to the Ray cluster at '127.0.0.1:1': nothing answers there" in out, \
+    assert "CONFIGERROR could not connect to the Ray cluster at '127.0.0.1:1': nothing answers there" in out, (
         out[-2000:] + proc.stderr[-2000:]
+    )
     seconds = float(out.split("SECONDS ")[1].split()[0])
     assert seconds < 10 and "INITIALIZED False" in out
     assert "RC 2" in out
@@ -160,7 +164,8 @@ def test_without_an_address_the_cli_starts_a_local_ray_and_shuts_it_down(tmp_pat
         "from lucidrl import cli\n"
         f"rc = cli.main(['compare', 'ppo', '--env', 'CartPole-v1', '--seeds', '1', '--timesteps', '500',"
         f" '--eval-episodes', '1', '--out', {str(tmp_path / 'out')!r}, '--backend', 'ray'])\n"
-        "print('RC', rc, 'INITIALIZED', ray.is_initialized())\n")
+        "print('RC', rc, 'INITIALIZED', ray.is_initialized())\n"
+    )
     proc = run_python(script)
     assert "RC 0 INITIALIZED False" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "on a local Ray instance (started here)" in proc.stdout

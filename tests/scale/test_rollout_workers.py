@@ -36,12 +36,14 @@ def assert_same(local, remote):
     for a, b in zip(r0, r1):
         for f in dataclasses.fields(Rollout):
             x, y = getattr(a, f.name), getattr(b, f.name)
-            assert (torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y), f.name
+            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, f.name
     for (name, x), y in zip(m0.agent.state_dict().items(), m1.agent.state_dict().values()):
         assert torch.equal(x, y), name
 
 
-@pytest.mark.parametrize("env, n_steps, episodes_end", [("CartPole-v1", 32, "terminated"), ("Pendulum-v1", 128, "truncated")])
+@pytest.mark.parametrize(
+    "env, n_steps, episodes_end", [("CartPole-v1", 32, "terminated"), ("Pendulum-v1", 128, "truncated")]
+)
 def test_ppo_with_two_workers_equals_local(env, n_steps, episodes_end):
     kw = dict(n_envs=4, n_steps=n_steps, batch_size=64, n_epochs=2)
     local, remote = run(PPO, env, 0, 2, **kw), run(PPO, env, 2, 2, **kw)
@@ -72,11 +74,20 @@ def test_rollout_workers_is_checked():
     with pytest.raises(ConfigError, match="more than n_envs=2"):
         PPO("CartPole-v1", n_envs=2, rollout_workers=3, verbose=0)
     with pytest.raises(EnvError, match="env instance"):
-        PPO(gym.make("CartPole-v1"), preset=False, n_envs=1, n_steps=8, batch_size=8, rollout_workers=1,
-            verbose=0).learn(8)
+        PPO(
+            gym.make("CartPole-v1"), preset=False, n_envs=1, n_steps=8, batch_size=8, rollout_workers=1, verbose=0
+        ).learn(8)
     with pytest.raises(ConfigError, match="native"):
-        PPO("CartPole-v1", preset=False, n_envs=4, n_steps=8, batch_size=32, rollout_workers=2, vectorization="native",
-            verbose=0).learn(32)
+        PPO(
+            "CartPole-v1",
+            preset=False,
+            n_envs=4,
+            n_steps=8,
+            batch_size=32,
+            rollout_workers=2,
+            vectorization="native",
+            verbose=0,
+        ).learn(32)
 
 
 def test_an_error_in_a_workers_env_reaches_the_driver_as_lucidrls():
@@ -84,8 +95,9 @@ def test_an_error_in_a_workers_env_reaches_the_driver_as_lucidrls():
         env = gym.make("CartPole-v1")
         return gym.wrappers.TransformObservation(env, lambda o: o * float("nan"), env.observation_space)
 
-    model = PPO(broken, preset=False, n_envs=2, n_steps=8, batch_size=16, rollout_workers=2, verbose=0,
-                vectorization="sync")
+    model = PPO(
+        broken, preset=False, n_envs=2, n_steps=8, batch_size=16, rollout_workers=2, verbose=0, vectorization="sync"
+    )
     with pytest.raises(EnvError, match="in a rollout worker.*non-finite observation"):
         model.learn(16)
 
@@ -98,8 +110,17 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 def test_dead_worker_is_replaced_then_the_run_stops_with_a_clear_error(ray_local):
-    model = PPO("CartPole-v1", preset=False, verbose=0, seed=0, n_envs=2, n_steps=16, batch_size=32, n_epochs=1,
-                rollout_workers=2)
+    model = PPO(
+        "CartPole-v1",
+        preset=False,
+        verbose=0,
+        seed=0,
+        n_envs=2,
+        n_steps=16,
+        batch_size=32,
+        n_epochs=1,
+        rollout_workers=2,
+    )
     collector = model._rollout_collector()
     collector.max_restarts = 1
     kills = []
@@ -123,8 +144,30 @@ def test_cli_trains_with_workers_and_resumes_without(tmp_path, capsys, ray_local
 
     run = tmp_path / "run"
     common = ["--timesteps", "64", "--run-dir", str(run), "--eval-episodes", "0", "--no-progress", "--verbose", "0"]
-    assert main(["train", "ppo", "--env", "CartPole-v1", "--preset", "none", "--n-envs", "2", "--n-steps", "16",
-                 "--batch-size", "32", "--n-epochs", "1", "--rollout-workers", "2", *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--preset",
+                "none",
+                "--n-envs",
+                "2",
+                "--n-steps",
+                "16",
+                "--batch-size",
+                "32",
+                "--n-epochs",
+                "1",
+                "--rollout-workers",
+                "2",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert '"rollout_workers": 2' in (run / "model" / "config.json").read_text()
     # how the rollouts are collected may change on resume, as device and backend may
     assert main(["train", "ppo", "--resume", str(run), "--rollout-workers", "0", *common]) == 0

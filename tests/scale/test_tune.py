@@ -60,10 +60,17 @@ def test_cli_tune_ppo_cartpole_writes_its_outputs(ray_local, tmp_path, capsys):
 
 def small_space(monkeypatch, clip_ranges):
     """PPO over a few values, one of which a trial may fail on (clip_range -1 is refused by PPOConfig)."""
-    space = {"ppo": {"source": "test", "fixed": {"n_steps": 64},
-                     "params": {"learning_rate": {"log_uniform": [3e-4, 3e-3]},
-                                "batch_size": {"choice": [32, 128]},
-                                "clip_range": {"choice": clip_ranges}}}}
+    space = {
+        "ppo": {
+            "source": "test",
+            "fixed": {"n_steps": 64},
+            "params": {
+                "learning_rate": {"log_uniform": [3e-4, 3e-3]},
+                "batch_size": {"choice": [32, 128]},
+                "clip_range": {"choice": clip_ranges},
+            },
+        }
+    }
     monkeypatch.setattr(tune_module, "load_search_spaces", lambda: space)
 
 
@@ -126,8 +133,9 @@ def test_every_corner_of_a_search_space_builds_a_valid_config(algo):
         hp, repairs = to_hyperparams(algo, entry, {**sampled, "n_steps": 8, "batch_size": 512}, timesteps=10_000)
         assert hp["batch_size"] == 8 and repairs == ["batch_size 512 -> 8 (= n_steps * n_envs)"]
     if algo == "dqn":  # gamma at the zoo's 1 - x; gradient_steps from train_freq; learning_starts within budget
-        hp, repairs = to_hyperparams(algo, entry, {**sampled, "train_freq": 256, "gradient_steps_divisor": 2},
-                                     timesteps=10_000)
+        hp, repairs = to_hyperparams(
+            algo, entry, {**sampled, "train_freq": 256, "gradient_steps_divisor": 2}, timesteps=10_000
+        )
         assert hp["gradient_steps"] == 128 and hp["learning_starts"] == 5000
 
 
@@ -138,15 +146,18 @@ def test_the_search_spaces_name_their_source():
         assert "rl_zoo3/hyperparams_opt.py" in entry["source"] or "lucidrl's own" in entry["source"], algo
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    (dict(algo="foo"), ConfigError, "unknown algorithm 'foo'"),
-    (dict(algo="qlearning", env_id="FrozenLake-v1"), ConfigError, "no search space for qlearning"),
-    (dict(env_id="NoSuchEnv-v0"), EnvError, "NoSuchEnv-v0"),
-    (dict(trials=0), ConfigError, "trials must be an integer >= 1"),
-    (dict(timesteps=-5), ConfigError, "timesteps must be an integer >= 1"),
-    (dict(address="auto"), ConfigError, "use it with --backend ray"),
-    (dict(backend="slurm"), ConfigError, "backend must be 'local' or 'ray'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(algo="foo"), ConfigError, "unknown algorithm 'foo'"),
+        (dict(algo="qlearning", env_id="FrozenLake-v1"), ConfigError, "no search space for qlearning"),
+        (dict(env_id="NoSuchEnv-v0"), EnvError, "NoSuchEnv-v0"),
+        (dict(trials=0), ConfigError, "trials must be an integer >= 1"),
+        (dict(timesteps=-5), ConfigError, "timesteps must be an integer >= 1"),
+        (dict(address="auto"), ConfigError, "use it with --backend ray"),
+        (dict(backend="slurm"), ConfigError, "backend must be 'local' or 'ray'"),
+    ],
+)
 def test_bad_inputs_raise_lucidrl_errors_before_anything_runs(tmp_path, kwargs, error, words):
     args = {**dict(algo="ppo", env_id="CartPole-v1", trials=2, timesteps=100, out=tmp_path / "s", verbose=0), **kwargs}
     with pytest.raises(error, match=re.escape(words)):
@@ -154,8 +165,10 @@ def test_bad_inputs_raise_lucidrl_errors_before_anything_runs(tmp_path, kwargs, 
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("module, words", [("ray", "runs on Ray, which is not installed"),
-                                           ("optuna", "samples with Optuna, which is not installed")])
+@pytest.mark.parametrize(
+    "module, words",
+    [("ray", "runs on Ray, which is not installed"), ("optuna", "samples with Optuna, which is not installed")],
+)
 def test_a_missing_ray_or_optuna_is_a_config_error(tmp_path, monkeypatch, module, words):
     monkeypatch.setitem(sys.modules, module, None)  # `import ray` now raises ImportError
     with pytest.raises(ConfigError, match=words) as e:

@@ -48,7 +48,7 @@ class Tokenizer:
     def decode(self, ids) -> str:
         """Text of the ids up to the first EOS (padding skipped)."""
         out = []
-        for i in (ids.tolist() if torch.is_tensor(ids) else ids):
+        for i in ids.tolist() if torch.is_tensor(ids) else ids:
             if i == EOS:
                 break
             if i >= 2:
@@ -61,7 +61,7 @@ class Tokenizer:
         length = max(map(len, rows)) if length is None else length
         out = torch.full((len(rows), length), PAD, dtype=torch.long)
         for r, ids in enumerate(rows):
-            out[r, :len(ids)] = torch.tensor(ids[:length], dtype=torch.long)
+            out[r, : len(ids)] = torch.tensor(ids[:length], dtype=torch.long)
         return out
 
 
@@ -127,7 +127,7 @@ class AdditionTask(TextTask):
         super().__init__(**kwargs)
 
     def all_prompts(self) -> list[str]:
-        r = range(10 ** self.n_digits)
+        r = range(10**self.n_digits)
         return [f"{a:0{self.n_digits}d}+{b:0{self.n_digits}d}=" for a in r for b in r]
 
     def answer(self, prompt: str) -> str:
@@ -157,7 +157,7 @@ class SortTask(TextTask):
 TASKS = {"addition": AdditionTask, "sort": SortTask}
 
 
-def make_task(task: "str | TextTask", **kwargs) -> TextTask:
+def make_task(task: str | TextTask, **kwargs) -> TextTask:
     """A task by name (``"addition"``, ``"sort"``) or the task instance itself."""
     if isinstance(task, TextTask):
         return task

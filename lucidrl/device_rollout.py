@@ -1,0 +1,214 @@
+"""On-policy rollouts that never leave the device: batched torch envs (``lucidrl.envs.torch``) stepped by π.
+
+``RolloutCollector`` (``lucidrl.rollout``) steps Gymnasium's NumPy envs: every step sends the actions
+to the host and the observations back. With a ``TorchVectorEnv`` the envs are tensors on the same
+device as the networks, so a whole rollout is a sequence of tensor ops with no host round trip:
+the episode statistics are read once, at the end of the rollout.
+
+The same rules for episode ends as ``lucidrl.rollout`` (DESIGN.md, "Episode ends"): the torch envs
+autoreset on the same step and give the true last observation of every row in ``info["final_obs"]``
+(rows that did not end hold the step's observation itself), so ``next_values[t]`` = V(final_obs[t])
+is V(s_{t+1}) of the true next state on every row, computed in one batched critic pass after the
+rollout. ``terminated`` masks it in GAE, ``truncated`` keeps it: the time-limit bootstrap.
+
+On a CUDA device with ``compile=True`` the whole rollout (T steps of acting and stepping, then the
+values of the final observations) is captured once as a CUDA graph and replayed: one launch per
+rollout instead of a few thousand (``torch.cuda.CUDAGraph``). The graph reads and writes fixed
+buffers, so the collector owns them: the env's tensors, the observation, the episode counters and
+the [T, N] buffers the ``Rollout`` returns (valid until the next ``collect``). The policy step may
+also be ``torch.compile``d (``compile_step=True``): inductor fuses the env's elementwise dynamics
+and the MLP's activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from lucidrl.networks import ActorCritic
+from lucidrl.rollout import PolicyStep, Rollout, rollout_policy
+
+
+class DeviceRolloutCollector:
+    """Collects T steps of N torch envs with the current policy; the last observation carries over between calls."""
+
+    def __init__(
+        self,
+        env,
+        device: torch.device,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        policy: Callable[[ActorCritic], PolicyStep] = rollout_policy,
+        cuda_graph: bool = False,
+        compile_step: bool = False,
+    ):
+        self.env = env
+        self.device = torch.device(device)
+        if env.device != self.device:
+            from lucidrl.errors import EnvError
+
+            raise EnvError(
+                f"the torch env lives on {env.device} but the model on {self.device}; "
+                f"build the env with device={str(self.device)!r}"
+            )
+        self.generator = generator
+        self.policy = policy
+        self.n_envs = env.num_envs
+        obs, _ = env.reset(seed=seed)
+        self.obs = obs.clone()
+        self.ep_return = torch.zeros(self.n_envs, dtype=torch.float64, device=self.device)
+        self.ep_length = torch.zeros(self.n_envs, dtype=torch.int64, device=self.device)
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        self.compile_step = compile_step
+        self._env_step = torch.compile(env.functional_step, dynamic=False) if compile_step else env.functional_step
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_key: tuple | None = None
+        self._buffers: dict[str, torch.Tensor] | None = None
+
+    def close(self) -> None:
+        self._graph = None
+
+    # ------------------------------------------------------------------ the rollout, as tensor ops
+    def _allocate(self, agent: ActorCritic, T: int) -> dict[str, torch.Tensor]:
+        N, head, dev = self.n_envs, agent.head, self.device
+        obs_shape = tuple(self.obs.shape[1:])
+        with torch.no_grad():
+            p, _ = agent(self.obs[:1])
+        return {
+            "obs": torch.empty((T, N, *obs_shape), dtype=self.obs.dtype, device=dev),
+            "final_obs": torch.empty((T, N, *obs_shape), dtype=self.obs.dtype, device=dev),
+            "actions": torch.empty((T, N, *head.action_shape), dtype=head.action_dtype, device=dev),
+            "params": torch.empty((T, N, p.shape[-1]), dtype=p.dtype, device=dev),
+            "values": torch.empty((T, N), dtype=p.dtype, device=dev),
+            "next_values": torch.empty((T, N), dtype=p.dtype, device=dev),
+            "logprob": torch.empty((T, N), dtype=p.dtype, device=dev),
+            "rewards": torch.empty((T, N), dtype=torch.float32, device=dev),
+            "terminated": torch.empty((T, N), dtype=torch.bool, device=dev),
+            "truncated": torch.empty((T, N), dtype=torch.bool, device=dev),
+            "ep_return": torch.empty((T, N), dtype=torch.float64, device=dev),  # the return so far, after step t
+            "ep_length": torch.empty((T, N), dtype=torch.int64, device=dev),
+            "noise": head.noise((T, N), None, dev),
+        }
+
+    def _run(self, agent: ActorCritic, step: Callable, b: dict[str, torch.Tensor], T: int) -> None:
+        """T steps, writing into the buffers ``b`` and the carried tensors in place (graph-capturable)."""
+        env = self.env
+        state, elapsed, resets, seeds = env.state, env.elapsed, env.resets, env.seeds
+        obs, ep_return, ep_length = self.obs, self.ep_return, self.ep_length
+        for t in range(T):
+            b["obs"][t].copy_(obs)
+            action, params, values = step(obs, b["noise"][t])  # a_t ~ π_old(·|s_t), and V_old(s_t)
+            state, elapsed, resets, obs, reward, terminated, truncated, final_obs = self._env_step(
+                state, elapsed, seeds, resets, action
+            )
+            b["actions"][t].copy_(action)
+            b["params"][t].copy_(params)
+            b["values"][t].copy_(values)
+            b["rewards"][t].copy_(reward)
+            b["terminated"][t].copy_(terminated)
+            b["truncated"][t].copy_(truncated)
+            b["final_obs"][t].copy_(final_obs)  # the true s_{t+1} of every row
+            ep_return = ep_return + reward
+            ep_length = ep_length + 1
+            b["ep_return"][t].copy_(ep_return)
+            b["ep_length"][t].copy_(ep_length)
+            done = terminated | truncated
+            ep_return = torch.where(done, 0.0, ep_return)
+            ep_length = torch.where(done, 0, ep_length)
+        # carry the envs, the observation and the episode counters to the next rollout
+        env.state.copy_(state)  # in place: a CUDA graph replays on these very tensors
+        env.elapsed.copy_(elapsed)
+        env.resets.copy_(resets)
+        self.obs.copy_(obs)
+        self.ep_return.copy_(ep_return)
+        self.ep_length.copy_(ep_length)
+        # V_old(s_{t+1}) of the true next state of every transition, in one batched pass
+        b["next_values"].copy_(step(b["final_obs"].flatten(0, 1), None)[2].view(T, -1))
+        b["logprob"].copy_(agent.head.log_prob(b["params"], b["actions"]))  # one batched op, not one per step
+
+    @torch.no_grad()
+    def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
+        T = n_steps
+        env = self.env  # a graph replays on fixed tensors: a reset that replaced the env's tensors means a new capture
+        key = (id(agent), T, *(x.data_ptr() for x in (env.state, env.elapsed, env.resets, env.seeds)))
+        if self._buffers is None or self._graph_key != key:
+            self._buffers, self._graph, self._graph_key = self._allocate(agent, T), None, key
+        b = self._buffers
+        # the rollout's noise, from the model's generator (the same stream as RolloutCollector's)
+        b["noise"].copy_(agent.head.noise((T, self.n_envs), self.generator, self.device))
+        if self.cuda_graph:
+            if self._graph is None:
+                self._graph = self._capture(agent, b, T)
+            self._graph.replay()
+        else:
+            self._run(agent, self._step(agent), b, T)
+        return self._rollout(b)
+
+    def _step(self, agent: ActorCritic):
+        step = self.policy(agent)
+        return torch.compile(step, dynamic=False) if self.compile_step else step
+
+    def _capture(self, agent: ActorCritic, b: dict[str, torch.Tensor], T: int) -> torch.cuda.CUDAGraph:
+        """Record the rollout as a CUDA graph. Warm-up runs (needed before a capture) step the envs: their
+        state is saved first and restored after, so the captured run starts where an eager one would."""
+        env = self.env
+        saved = [x.clone() for x in (env.state, env.elapsed, env.resets, self.obs, self.ep_return, self.ep_length)]
+        step = self._step(agent)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._run(agent, step, b, T)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._run(agent, step, b, T)
+        for dst, src in zip((env.state, env.elapsed, env.resets, self.obs, self.ep_return, self.ep_length), saved):
+            dst.copy_(src)
+        return graph
+
+    def _rollout(self, b: dict[str, torch.Tensor]) -> Rollout:
+        done = b["terminated"] | b["truncated"]
+        # the only host transfer of the rollout: the finished episodes' returns and lengths (time-major order)
+        ended = torch.cat([b["ep_return"][done], b["ep_length"][done].double()]).tolist()
+        n = len(ended) // 2
+        return Rollout(
+            obs=b["obs"],
+            actions=b["actions"],
+            rewards=b["rewards"],
+            terminated=b["terminated"],
+            truncated=b["truncated"],
+            values_old=b["values"],
+            next_values=b["next_values"],
+            logprob_old=b["logprob"],
+            params_old=b["params"],
+            valid=None,
+            episode_returns=ended[:n],
+            episode_lengths=[int(x) for x in ended[n:]],
+        )
+
+
+@torch.no_grad()
+def evaluate_on_device(
+    model, n_episodes: int = 128, deterministic: bool = True, seed: int = 10_000
+) -> tuple[float, float]:
+    """Mean and std of the returns of ``n_episodes`` episodes played at once in a batched torch env on the
+    model's device: one episode per env, each played to its end (no host round trip per step)."""
+    from lucidrl.envs.torch import make_torch_vec_env
+
+    env = make_torch_vec_env(model.env_id, n_episodes, device=model.device, seed=seed)
+    agent, head = model.agent, model.agent.head
+    obs, _ = env.reset(seed=seed)
+    total = torch.zeros(n_episodes, dtype=torch.float64, device=model.device)
+    running = torch.ones(n_episodes, dtype=torch.bool, device=model.device)
+    state, elapsed, resets = env.state, env.elapsed, env.resets
+    for _ in range(env.max_episode_steps):
+        params = agent.policy_params(obs)
+        action = head.mode(params) if deterministic else head.sample(params)
+        state, elapsed, resets, obs, reward, terminated, truncated, _ = env.functional_step(
+            state, elapsed, env.seeds, resets, action
+        )
+        total += torch.where(running, reward.double(), 0.0)
+        running &= ~(terminated | truncated)
+    return float(total.mean()), float(total.std(unbiased=False))

@@ -1,0 +1,85 @@
+"""The batched torch envs in the library: chosen by vectorization='torch' (and by 'auto' on a GPU), refused with
+a clear error where they do not apply, saved and loaded like any model; compile=True where it applies."""
+
+import numpy as np
+import pytest
+import torch
+
+import lucidrl
+from lucidrl.envs import make_vec_env
+from lucidrl.errors import ConfigError, EnvError
+
+
+def test_vectorization_torch_builds_the_batched_env_and_auto_keeps_gymnasium_on_the_cpu():
+    venv = make_vec_env("CartPole-v1", 4, seed=0, vectorization="torch")
+    assert type(venv).__name__ == "CartPoleTorchEnv" and venv.num_envs == 4
+    assert not isinstance(make_vec_env("CartPole-v1", 4, seed=0), type(venv))
+    model = lucidrl.PPO("Pendulum-v1", vectorization="torch", n_envs=4, verbose=0, seed=0)
+    assert type(model.env).__name__ == "PendulumTorchEnv"
+
+
+@pytest.mark.parametrize("env_id", ["LunarLander-v3", "FrozenLake-v1"])
+def test_an_env_without_a_torch_version_is_refused_by_name(env_id):
+    with pytest.raises(EnvError, match="CartPole-v1"):
+        make_vec_env(env_id, 2, vectorization="torch")
+
+
+@pytest.mark.parametrize("algo", ["DQN", "QLearning", "A3C"])
+def test_algorithms_that_step_envs_themselves_refuse_torch_envs(algo):
+    with pytest.raises(EnvError, match="on-policy"):
+        getattr(lucidrl, algo)("CartPole-v1", vectorization="torch", verbose=0)
+
+
+def test_normalisation_with_torch_envs_is_refused_not_ignored():
+    with pytest.raises(EnvError, match="normalize"):
+        lucidrl.PPO("CartPole-v1", vectorization="torch", normalize_obs=True, verbose=0)
+
+
+def test_compile_is_refused_where_it_does_not_apply():
+    with pytest.raises(ConfigError, match="PPO and A2C"):
+        lucidrl.DQN("CartPole-v1", compile=True, verbose=0)
+    with pytest.raises(ConfigError, match="target_kl"):
+        lucidrl.PPO("CartPole-v1", compile=True, target_kl=0.01, verbose=0)
+    with pytest.raises(ConfigError, match="compile"):
+        lucidrl.PPO("CartPole-v1", compile="yes", verbose=0)
+
+
+def test_a_model_trained_on_torch_envs_saves_loads_and_resumes(tmp_path):
+    model = lucidrl.PPO("CartPole-v1", vectorization="torch", n_envs=8, n_steps=16, batch_size=64, verbose=0, seed=0)
+    model.learn(1024)
+    path = model.save(tmp_path / "m")
+    loaded = lucidrl.load(path, vectorization="torch")
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(512, reset_num_timesteps=False)  # training goes on from the checkpoint, on torch envs again
+    assert type(loaded.env).__name__ == "CartPoleTorchEnv"
+    assert loaded.num_timesteps == 1024 + 512
+
+
+def test_the_device_rollout_keeps_its_episode_statistics_across_rollouts():
+    model = lucidrl.PPO("CartPole-v1", vectorization="torch", n_envs=4, n_steps=8, batch_size=16, verbose=0, seed=0)
+    collector = model._rollout_collector()
+    lengths = []
+    for _ in range(20):
+        r = collector.collect(model.agent, 8)
+        lengths += r.episode_lengths
+        assert r.valid is None and r.obs.shape == (8, 4, 4)
+    assert lengths and all(8 <= n <= 500 for n in lengths)  # whole episodes, counted across rollout boundaries
+    assert sum(lengths) <= 20 * 8 * 4
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU defaults")
+def test_compile_on_the_cpu_uses_the_compiled_update_and_no_cuda_graph():
+    model = lucidrl.PPO("CartPole-v1", vectorization="torch", compile=True, n_envs=4, verbose=0, seed=0)
+    assert any("compiled" in line and line.startswith("ppo") for line in model.backend_lines)
+    assert not any("CUDA graph" in line for line in model.backend_lines)
+    assert model._rollout_collector().cuda_graph is False
+
+
+def test_auto_on_a_gpu_would_pick_torch_envs_only_where_they_apply():
+    from lucidrl.agent import _torch_envs_apply
+
+    assert _torch_envs_apply(lucidrl.PPO("CartPole-v1", verbose=0))
+    assert _torch_envs_apply(lucidrl.A2C("CartPole-v1", verbose=0))
+    assert not _torch_envs_apply(lucidrl.DQN("CartPole-v1", verbose=0))  # DQN on a GPU keeps Gymnasium's envs
+    assert not _torch_envs_apply(lucidrl.PPO("CartPole-v1", normalize_obs=True, verbose=0))

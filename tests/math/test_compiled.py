@@ -1,0 +1,216 @@
+"""The device loop computes what the reference computes.
+
+* ``compile=True`` (``lucidrl.fast.compiled``): PPO's and A2C's updates, compiled with torch.compile
+  (and on a GPU captured as CUDA graphs), against the reference ``ppo_update`` / ``a2c_update`` on the
+  same batch: one update and three, parameters, optimiser state and metrics. Tolerances as in
+  ``test_backends.py``: inductor fuses and reorders float32 arithmetic, so results differ by rounding.
+* ``DeviceRolloutCollector`` (``lucidrl.device_rollout``) against the reference ``RolloutCollector``
+  driving the same batched torch env through a NumPy adapter: the same transitions, values,
+  bootstraps and episode statistics, so the device rollout keeps the episode-end rules.
+* ``vmap_ppo_update`` (``lucidrl.vmap``): A stacked agents against A reference ``ppo_update`` calls.
+
+On a machine with CUDA the same tests also run the GPU path (CUDA graphs) against the reference on the GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import lucidrl
+from lucidrl.advantages import gae
+from lucidrl.algos import a2c as ref_a2c
+from lucidrl.algos import ppo as ref_ppo
+from lucidrl.device_rollout import DeviceRolloutCollector, evaluate_on_device
+from lucidrl.envs.torch import make_torch_vec_env
+from lucidrl.fast.compiled import CompiledA2CUpdate, CompiledPPOUpdate, GraphedGAE
+from lucidrl.rollout import RolloutCollector
+from tests.math.test_backends import assert_same_metrics, assert_same_modules, assert_same_optimizer
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _inductor_works() -> bool:
+    try:
+        return bool(torch.compile(lambda x: x * 2 + 1)(torch.ones(2)).sum() == 6)
+    except Exception:  # no C++ compiler, or an unsupported platform
+        return False
+
+
+needs_inductor = pytest.mark.skipif(not _inductor_works(), reason="torch.compile (inductor) does not run here")
+
+
+def _pair(cls, device, **kw):
+    common = dict(
+        seed=0,
+        verbose=0,
+        preset=False,
+        vectorization="torch",
+        device=device,
+        net_arch=[16, 16],
+        n_envs=8,
+        backend="reference",
+        **kw,
+    )
+    return cls("CartPole-v1", **common), cls("CartPole-v1", compile=True, **common)
+
+
+def _batch(model, n_steps):
+    collector = DeviceRolloutCollector(
+        model.env, model.device, seed=0, generator=torch.Generator(model.device).manual_seed(1)
+    )
+    r = collector.collect(model.agent, n_steps)
+    adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.99, 0.95)
+    return {k: v.clone() for k, v in r.flat(advantages=adv, returns=ret).items()}
+
+
+@needs_inductor
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_compiled_ppo_update_equals_the_reference_update(device):
+    ref, comp = _pair(lucidrl.PPO, device, n_steps=16, batch_size=32, n_epochs=2, learning_rate=1e-3)
+    batch = _batch(ref, 16)
+    update = CompiledPPOUpdate(comp)
+    assert update.graphed.cuda == (device == "cuda")
+    g_ref, g_comp = (torch.Generator(device).manual_seed(7) for _ in range(2))
+    for _n in range(3):  # one update, then two more on the same batch
+        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 0.0, g_ref)
+        m_comp = update(comp.agent, comp.optimizer, batch, comp.config, 0.2, None, 0.0, g_comp)
+        assert_same_modules(ref.agent, comp.agent)
+        assert_same_metrics(m_ref, m_comp, loose=("diag/approx_kl", "diag/clip_fraction", "diag/grad_norm"))
+    if device == "cpu":
+        assert_same_optimizer(ref.optimizer, comp.optimizer)
+    # the update really moved the weights (a no-op "compiled" update would not)
+    fresh = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[16, 16], n_envs=8, device=device)
+    moved = max((a - b).abs().max().item() for a, b in zip(fresh.agent.parameters(), comp.agent.parameters()))
+    assert moved > 1e-3
+
+
+@needs_inductor
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_compiled_a2c_update_equals_the_reference_update(device):
+    ref, comp = _pair(lucidrl.A2C, device, n_steps=5)
+    batch = _batch(ref, 5)
+    update = CompiledA2CUpdate(comp)
+    for _ in range(3):
+        m_ref = ref_a2c.a2c_update(ref.agent, ref.optimizer, batch, ref.config)
+        m_comp = update(comp.agent, comp.optimizer, batch, comp.config)
+        assert_same_modules(ref.agent, comp.agent)
+        assert_same_metrics(m_ref, m_comp, loose=("diag/grad_norm",))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_graphed_gae_equals_gae(device):
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, device=device)
+    g = GraphedGAE(model, gae)
+    T, N = 12, 5
+    gen = torch.Generator(device).manual_seed(0)
+    for _ in range(2):  # the second call replays the graph on new inputs
+        r, v, nv = (torch.randn(T, N, generator=gen, device=device) for _ in range(3))
+        term, trunc = (torch.rand(T, N, generator=gen, device=device) < 0.2 for _ in range(2))
+        for got, want in zip(g(r, v, nv, term, trunc, 0.99, 0.95), gae(r, v, nv, term, trunc, 0.99, 0.95)):
+            torch.testing.assert_close(got, want)
+
+
+# --------------------------------------------------------------------------- the device rollout
+class _NumpyAdapter(gym.vector.VectorEnv):
+    """A batched torch env seen through Gymnasium's NumPy interface (same-step autoreset, final_obs as objects)."""
+
+    def __init__(self, env):
+        self.env, self.num_envs = env, env.num_envs
+        self.single_observation_space, self.single_action_space = env.single_observation_space, env.single_action_space
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed)
+        return obs.numpy(), {}
+
+    def step(self, actions):
+        obs, r, term, trunc, info = self.env.step(torch.as_tensor(actions))
+        done = (term | trunc).numpy()
+        out = {}
+        if done.any():
+            final = np.empty(self.num_envs, dtype=object)
+            for i in np.flatnonzero(done):
+                final[i] = info["final_obs"][i].numpy()
+            out = {"final_obs": final, "_final_obs": done}
+        return obs.numpy(), r.numpy(), term.numpy(), trunc.numpy(), out
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_the_device_rollout_equals_the_reference_rollout_on_the_same_envs(env_id):
+    model = lucidrl.PPO(env_id, seed=0, verbose=0, preset=False, n_envs=6, net_arch=[16, 16], backend="reference")
+    n_envs, T = 6, 250  # long enough for Pendulum's 200-step time limit: truncations bootstrap
+    dev_env = make_torch_vec_env(env_id, n_envs, max_episode_steps=None)
+    ref_env = _NumpyAdapter(make_torch_vec_env(env_id, n_envs))
+    device = DeviceRolloutCollector(dev_env, model.device, seed=3, generator=torch.Generator().manual_seed(5))
+    reference = RolloutCollector(ref_env, model.device, seed=3, generator=torch.Generator().manual_seed(5))
+    for _ in range(2):  # the second rollout continues the episodes of the first
+        a, b = device.collect(model.agent, T), reference.collect(model.agent, T)
+        for name in ("obs", "actions", "rewards", "terminated", "truncated", "values_old", "logprob_old", "params_old"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), msg=lambda m, n=name: f"{n}: {m}")
+        # V(s_{t+1}) wherever it counts: after a terminal state GAE masks it (the two collectors leave
+        # different numbers there: V of the final observation here, of the next episode's first there)
+        torch.testing.assert_close(
+            a.next_values.masked_fill(a.terminated, 0), b.next_values.masked_fill(b.terminated, 0)
+        )
+        assert b.valid is None and a.valid is None
+        np.testing.assert_allclose(a.episode_returns, b.episode_returns)
+        assert a.episode_lengths == b.episode_lengths and len(a.episode_lengths) > 0
+        assert a.truncated.any() or a.terminated.any()
+    if env_id == "Pendulum-v1":
+        assert b.truncated.any()
+
+
+def test_evaluate_on_device_plays_whole_episodes():
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[16, 16])
+    mean, std = evaluate_on_device(model, 32)
+    assert 8 <= mean <= 500 and std >= 0
+
+
+# --------------------------------------------------------------------------- vmapped agents
+def test_a_vmapped_update_of_stacked_agents_equals_reference_updates():
+    from torch.func import stack_module_state
+
+    from lucidrl.vmap import vmap_ppo_update
+
+    A = 3
+    models = [
+        lucidrl.PPO(
+            "CartPole-v1",
+            seed=s,
+            verbose=0,
+            preset=False,
+            n_envs=4,
+            n_steps=16,
+            batch_size=16,
+            n_epochs=2,
+            net_arch=[16, 16],
+            backend="reference",
+            vectorization="torch",
+        )
+        for s in range(A)
+    ]
+    batches = [_batch(m, 16) for m in models]
+    cfg = models[0].config
+    params, _ = stack_module_state([m.agent for m in models])
+    params = {k: v.detach().clone() for k, v in params.items()}
+    base = copy.deepcopy(models[0].agent).to("meta")
+    opt = torch.optim.Adam(list(params.values()), lr=cfg.learning_rate, eps=cfg.adam_eps)
+    # each agent's minibatch order: what the reference draws from its generator, epoch by epoch
+    n = batches[0]["obs"].shape[0]
+    gens = [torch.Generator().manual_seed(10 + a) for a in range(A)]
+    perms = torch.stack([torch.stack([torch.randperm(n, generator=g) for g in gens]) for _ in range(cfg.n_epochs)])
+    stacked = {k: torch.stack([b[k] for b in batches]) for k in batches[0]}
+    out = vmap_ppo_update(base, params, opt, stacked, cfg, 0.2, 0.0, perms)
+    for a, m in enumerate(models):
+        metrics = ref_ppo.ppo_update(
+            m.agent, m.optimizer, batches[a], cfg, 0.2, None, 0.0, torch.Generator().manual_seed(10 + a)
+        )
+        for k, p in m.agent.named_parameters():
+            torch.testing.assert_close(params[k][a], p.detach(), rtol=0, atol=2e-5, msg=lambda msg, k=k: f"{k}: {msg}")
+        assert np.isclose(float(out["loss/value"][a]), metrics["loss/value"], rtol=1e-4)
