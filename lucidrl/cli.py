@@ -754,7 +754,9 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         "joins a cluster. Writes OUT/best_preset.yaml (paste it into the presets), "
         "OUT/results.md, OUT/returns.png and Tune's own OUT/tune/.",
     )
-    tu.add_argument("algo", nargs="?", metavar="ALGO", help="algorithm with a search space: ppo, a2c, trpo, dqn, vpg")
+    tu.add_argument(
+        "algo", nargs="?", metavar="ALGO", help="algorithm with a search space: ppo, a2c, trpo, dqn, vpg, reinforce"
+    )
     tu.add_argument("--env", default=None, help="Gymnasium env id, e.g. CartPole-v1")
     tu.add_argument("--trials", type=int, default=None, help="number of trials (each one sampled configuration)")
     tu.add_argument("--timesteps", type=int, default=None, help="env steps per trial (unless ASHA stops it earlier)")

@@ -1,4 +1,5 @@
-"""CPU threads while a model learns: how many torch and NumPy's BLAS use, chosen per workload, restored after.
+"""CPU settings while a model learns: how many threads torch and NumPy's BLAS use, chosen per workload, and
+denormal floats flushed to zero; restored after.
 
 Why this is the library's business: PyTorch starts with one thread per core. For the small MLPs
 of classic control that is slower than one thread (a matrix product of 256x64 costs less than
@@ -63,14 +64,29 @@ def threads_for(setting, model) -> int:
     return auto_threads(model) if setting == "auto" else int(setting)
 
 
+def flushing_denormals() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero now (a denormal times 1 comes out as 0)."""
+    return float(torch.tensor([1e-39], dtype=torch.float32) * 1.0) == 0.0
+
+
 @contextlib.contextmanager
 def hold_threads(setting, model):
-    """Inside: torch and NumPy's BLAS on the threads ``setting`` asks for (``"auto"`` or a number); yields the count."""
+    """Inside: torch and NumPy's BLAS on the threads ``setting`` asks for (``"auto"`` or a number), and denormal
+    floats flushed to zero; yields the thread count. Both restored after.
+
+    Why flush denormals (floats below 1.2e-38): a ReLU unit that stops firing gets gradients of exactly 0, and
+    Adam's first moment of its weights then decays by β1 = 0.9 each step until it reaches the denormal range,
+    where the CPU computes ~10-100x slower. Measured on DQN's CartPole preset (4-256-256-2 ReLU) after 20k
+    steps: 53% of Adam's first moments were denormal, and an Adam step took 69 us against 46 us with them
+    flushed. What changes numerically is below 1.2e-38 in absolute value."""
     n = threads_for(setting, model)
     before = torch.get_num_threads()
+    flushed_before = flushing_denormals()
     torch.set_num_threads(n)
+    torch.set_flush_denormal(True)
     try:
         with numpy_blas_threads(n):
             yield n
     finally:
         torch.set_num_threads(before)
+        torch.set_flush_denormal(flushed_before)

@@ -112,7 +112,7 @@ def test_resume_finishes_an_interrupted_sweep(ray_local, tmp_path, monkeypatch):
         assert again[n - 1]["eval_return"] == r["eval_return"] and again[n - 1]["params"] == r["params"]
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c", "trpo", "dqn", "vpg"])
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "trpo", "dqn", "vpg", "reinforce"])
 def test_every_corner_of_a_search_space_builds_a_valid_config(algo):
     """Each parameter at its lowest and highest value (the others at theirs too): repaired, never refused."""
     entry = search_space(algo)
