@@ -837,32 +837,35 @@ ON_DEVICE_ALGOS = ("ppo", "a2c", "trpo", "vpg", "reinforce")
 """The algorithms whose rollouts can come from batched torch envs (lucidrl.device_rollout)."""
 
 
-def _torch_envs_apply(model: Algorithm) -> bool:
-    """Whether the batched torch envs can feed this model (what ``_check_torch_env`` would accept)."""
-    cfg = model.config
-    return (
-        model.name in ON_DEVICE_ALGOS
-        and not getattr(cfg, "normalize_obs", False)
-        and not getattr(cfg, "normalize_reward", False)
-        and not getattr(cfg, "rollout_workers", 0)
-    )
-
-
-def _check_torch_env(model: Algorithm, venv) -> None:
-    """What a batched torch env (``vectorization='torch'``) can and cannot be used with, as a clear error."""
+def _torch_env_unsupported(model: Algorithm) -> str | None:
+    """Why the batched torch envs (``vectorization='torch'``) cannot feed this model, as an error message
+    (None: they can)."""
     if model.name not in ON_DEVICE_ALGOS:
-        raise EnvError(
+        return (
             f"vectorization='torch' (batched torch envs) feeds the on-policy algorithms "
             f"({', '.join(ON_DEVICE_ALGOS)}), not {model.name}; use vectorization='auto'"
         )
     cfg = model.config
     if getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False):
-        raise EnvError(
+        return (
             "vectorization='torch' does not support normalize_obs/normalize_reward yet; "
             "turn them off or use vectorization='auto'"
         )
     if getattr(cfg, "rollout_workers", 0):
-        raise EnvError("vectorization='torch' collects on this process's device; set rollout_workers=0")
+        return "vectorization='torch' collects on this process's device; set rollout_workers=0"
+    return None
+
+
+def _torch_envs_apply(model: Algorithm) -> bool:
+    """Whether the batched torch envs can feed this model ('auto' on a GPU picks them then)."""
+    return _torch_env_unsupported(model) is None
+
+
+def _check_torch_env(model: Algorithm, venv) -> None:
+    """What a batched torch env can and cannot be used with, as a clear error."""
+    reason = _torch_env_unsupported(model)
+    if reason is not None:
+        raise EnvError(reason)
     if venv.dtype != torch.float32:
         raise EnvError(f"the networks train in float32; build the torch env with dtype=torch.float32, not {venv.dtype}")
 

@@ -23,6 +23,7 @@ same ``torch.optim`` state, so a checkpoint written under one loads and continue
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,13 @@ def select(name: str, reference: Callable, model: Any) -> tuple[Callable, str]:
             "use backend='auto' (fast where it applies) or backend='reference'"
         )
     return reference, f"{name}: reference ({_where(reference)}); the fast backend does not support {reason}"
+
+
+def inductor_enabled(config: Any) -> bool:
+    """Whether ``compile=True`` also runs ``torch.compile`` (inductor) over the loss and the rollout step.
+    ``LUCIDRL_TORCH_COMPILE=0`` keeps the CUDA graphs and skips inductor: no compile time, for short runs where
+    it would not pay (docs/gpu.md)."""
+    return getattr(config, "compile", False) is True and os.environ.get("LUCIDRL_TORCH_COMPILE", "1") != "0"
 
 
 def _where(function: Callable) -> str:

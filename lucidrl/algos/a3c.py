@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from lucidrl.advantages import explained_variance, gae
-from lucidrl.agent import Algorithm
+from lucidrl.agent import Algorithm, set_learning_rate
 from lucidrl.algos.a2c import a2c_loss
 from lucidrl.config import (
     FloatOrSchedule,
@@ -252,8 +252,7 @@ class A3C(Algorithm):
             window, steps_before = [], self.num_timesteps
             while self.num_timesteps < target:
                 lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                set_learning_rate(self.optimizer, lr)
 
                 # 1. the gradient of whichever worker finished first (E1-E4, computed at its θ')
                 k, result = workers.next()

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lucidrl.agent import Algorithm
+from lucidrl.agent import Algorithm, set_learning_rate
 from lucidrl.config import FloatOrSchedule, RunConfig, check, check_ints, check_network, check_schedule, value_at
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActivationName, QNetwork
@@ -335,8 +335,7 @@ class DQN(Algorithm):
                 n_grad = cfg.gradient_steps if cfg.gradient_steps >= 0 else (self.num_timesteps - steps_before)
                 if self.num_timesteps > cfg.learning_starts and n_grad > 0:
                     lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
+                    set_learning_rate(self.optimizer, lr)
                     metrics.update(self._train_round(self.q_net, self.q_net_target, self.optimizer, self.replay,
                                                      n_grad, cfg))
                     self.n_updates += n_grad

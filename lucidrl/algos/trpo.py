@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from lucidrl.advantages import explained_variance, gae, normalize
-from lucidrl.agent import Algorithm
+from lucidrl.agent import Algorithm, set_learning_rate
 from lucidrl.config import (
     FloatOrSchedule,
     OnPolicyConfig,
@@ -313,8 +313,7 @@ class TRPO(Algorithm):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
                 lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-                for group in self.critic_optimizer.param_groups:
-                    group["lr"] = lr
+                set_learning_rate(self.critic_optimizer, lr)
 
                 # 1. collect T steps in each of the N envs with the current policy π_old
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)

@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucidrl.advantages import discounted_returns, explained_variance, gae, normalize, total_returns
-from lucidrl.agent import Algorithm
+from lucidrl.agent import Algorithm, set_learning_rate
 from lucidrl.config import (
     FloatOrSchedule,
     OnPolicyConfig,
@@ -281,9 +281,8 @@ class VPG(Algorithm):
             while self.num_timesteps < target:
                 progress = self._progress_remaining(target)
                 lr, critic_lr = value_at(cfg.learning_rate, progress), value_at(cfg.critic_learning_rate, progress)
-                for opt, rate in ((self.policy_optimizer, lr), (self.critic_optimizer, critic_lr)):
-                    for group in opt.param_groups:
-                        group["lr"] = rate
+                set_learning_rate(self.policy_optimizer, lr)
+                set_learning_rate(self.critic_optimizer, critic_lr)
 
                 # 1. collect T steps in each of the N envs with the current policy
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)

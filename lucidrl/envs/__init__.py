@@ -136,19 +136,18 @@ def make_vec_env(
         raise EnvError(f"vectorization must be 'auto', 'native', 'sync', 'async' or 'torch', got {vectorization!r}")
     if n_envs < 1:
         raise EnvError(f"n_envs must be >= 1, got {n_envs}")
-    on_gpu = str(device).split(":")[0] not in ("cpu", "auto")
-    if vectorization == "torch" or (vectorization == "auto" and on_gpu and isinstance(env, str)):
-        from lucidrl.envs.torch import has_torch_env, make_torch_vec_env
+    from lucidrl.envs.torch import has_torch_env, make_torch_vec_env
 
-        if vectorization == "torch" or has_torch_env(env):
-            if not isinstance(env, str):
-                raise EnvError(
-                    "vectorization='torch' needs an env id (CartPole-v1, Acrobot-v1, Pendulum-v1, "
-                    "MountainCar-v0, MountainCarContinuous-v0), not an env object"
-                )
-            if kwargs:
-                raise EnvError(f"vectorization='torch' takes no env keyword arguments, got {sorted(kwargs)}")
-            return make_torch_vec_env(env, n_envs, device=device, seed=seed)
+    on_gpu = str(device).split(":")[0] not in ("cpu", "auto")
+    if vectorization == "torch" or (vectorization == "auto" and on_gpu and isinstance(env, str) and has_torch_env(env)):
+        if not isinstance(env, str):
+            raise EnvError(
+                "vectorization='torch' needs an env id (CartPole-v1, Acrobot-v1, Pendulum-v1, "
+                "MountainCar-v0, MountainCarContinuous-v0), not an env object"
+            )
+        if kwargs:
+            raise EnvError(f"vectorization='torch' takes no env keyword arguments, got {sorted(kwargs)}")
+        return make_torch_vec_env(env, n_envs, device=device, seed=seed)
     same_step = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     if isinstance(env, gym.vector.VectorEnv):

@@ -21,8 +21,6 @@ minibatch).
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -305,9 +303,9 @@ class GraphedGAE:
 
 # --------------------------------------------------------------------------- registration
 def compile_loss(model) -> bool:
-    """torch.compile the loss (inductor: on CUDA, and on the CPU with a C++ compiler). ``LUCIDRL_TORCH_COMPILE=0``
-    keeps the CUDA graphs and skips inductor: no compile time, for short runs where it would not pay (docs/gpu.md)."""
-    return getattr(model.config, "compile", False) is True and os.environ.get("LUCIDRL_TORCH_COMPILE", "1") != "0"
+    """torch.compile the loss (inductor: on CUDA, and on the CPU with a C++ compiler);
+    see ``backends.inductor_enabled``."""
+    return backends.inductor_enabled(model.config)
 
 
 def no_reason(model) -> str | None:
