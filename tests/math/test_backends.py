@@ -99,30 +99,33 @@ def assert_same_metrics(ma: dict, mb: dict, loose: tuple[str, ...] = ()):
 
 
 # --------------------------------------------------------------------------- the MLP core
-@pytest.mark.parametrize("numpy_ops", [True, False])
+@pytest.mark.parametrize("ops", ["numpy", "torch", "feature_major"])
 @pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
 @pytest.mark.parametrize("k", [1, 2])
-def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(numpy_ops, act, k):
+def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(ops, act, k):
     torch.manual_seed(0)
     outs = [3, 1][:k]
     members = [nn.Sequential(nn.Linear(5, 8), act(), nn.Linear(8, 7), act(), nn.Linear(7, o)) for o in outs]
-    core = MLPCore.of(members, numpy=numpy_ops)
+    core = MLPCore.of(members, numpy=ops != "torch", feature_major=ops == "feature_major")
     params = MLPCore.parameter_order(members)
     flat = torch.cat([p.detach().reshape(-1) for p in params])
-    as_array = (lambda t: t.numpy()) if numpy_ops else (lambda t: t)
+    as_array = (lambda t: t.numpy()) if ops != "torch" else (lambda t: t)
+    # feature-major arrays are the row-major ones transposed ([features, B]); made contiguous, as a caller does
+    rows = (lambda a: np.ascontiguousarray(a.T)) if ops == "feature_major" else (lambda a: a)
     x = torch.randn(11, 5)
-    y, hs = core.forward(core.blocks(as_array(flat)), as_array(x))
-    for member, out in zip(members, y):
-        torch.testing.assert_close(torch.as_tensor(out), member(x).detach(), rtol=1e-5, atol=1e-6)
-    # VJP: (∂y/∂θ)ᵀ d equals autograd's gradient of Σ d·y
-    ds = [torch.randn(11, o) for o in outs]
-    loss = sum((m(x) * d).sum() for m, d in zip(members, ds))
-    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
-    g = torch.zeros_like(flat)
-    core.backward(core.blocks(as_array(flat)), core.blocks(as_array(g)), hs, [as_array(d) for d in ds])
-    torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-5)
+    for _ in range(2):  # twice: the feature-major buffers are reused by the second pass
+        y, hs = core.forward(core.blocks(as_array(flat)), rows(as_array(x)))
+        for member, out in zip(members, y):
+            torch.testing.assert_close(torch.as_tensor(rows(out)), member(x).detach(), rtol=1e-5, atol=1e-6)
+        # VJP: (∂y/∂θ)ᵀ d equals autograd's gradient of Σ d·y
+        ds = [torch.randn(11, o) for o in outs]
+        loss = sum((m(x) * d).sum() for m, d in zip(members, ds))
+        expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+        g = torch.zeros_like(flat)
+        core.backward(core.blocks(as_array(flat)), core.blocks(as_array(g)), hs, [rows(as_array(d)) for d in ds])
+        torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-5)
     # JVP: (∂y/∂θ) v equals the directional derivative by forward-mode autograd
-    if numpy_ops:
+    if ops != "torch":
         return  # the JVP runs in torch only (TRPO's Fisher products)
     v = torch.randn_like(flat)
     vs = list(torch.split(v, [p.numel() for p in params]))
@@ -330,13 +333,13 @@ def filled_replay(model, n=600):
 
 
 @pytest.mark.parametrize("double_q", [False, True])
-@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("steps", [1, 3, 64])  # 64: ~1,600 distinct of 4,000 drawn: targets in two chunks
 def test_dqn_round_equals_the_reference(steps, double_q):
     kw = dict(buffer_size=1000, batch_size=32, learning_rate=1e-3, double_q=double_q, max_grad_norm=1.0)
     ref, fast = pair(lucidrl.DQN, "CartPole-v1", **kw)
     ref.q_net_target.load_state_dict({k: v + 0.01 for k, v in ref.q_net.state_dict().items()})  # θ⁻ ≠ θ
     fast.q_net_target.load_state_dict(ref.q_net_target.state_dict())
-    buffer = filled_replay(ref)
+    buffer = filled_replay(ref, n=4000 if steps > 3 else 600)
     fast_buffer = copy.copy(buffer)
     buffer.generator, fast_buffer.generator = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     m_ref = ref_dqn.dqn_train_round(ref.q_net, ref.q_net_target, ref.optimizer, buffer, steps, ref.config)
