@@ -114,6 +114,7 @@ class FeatureMajorOps:
 
     def __init__(self) -> None:
         self._buffers: dict = {}
+        self._masks: dict = {}  # id of a ReLU layer's output buffer -> [z > 0] of its latest forward
 
     def _out(self, key, shape, dtype=np.float32):
         buf = self._buffers.get(key)
@@ -134,7 +135,15 @@ class FeatureMajorOps:
         else:
             np.matmul(w, h, out=z)
         np.add(z, b.transpose(0, 2, 1), out=z)
-        return np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z)
+        if tanh:
+            return np.tanh(z, out=z)
+        # ReLU as z ⊙ [z > 0], keeping the mask for the backward pass (act_grad_): two cheap passes where
+        # np.maximum's NaN-aware one costs more than both
+        mask = self._masks.get(id(z))
+        if mask is None:
+            mask = self._masks[id(z)] = np.empty(z.shape, bool)
+        np.greater(z, 0.0, out=mask)
+        return np.multiply(z, mask, out=z)
 
     def output(self, h, w, b):
         """W_out h + b_out: h [width, B] -> [o, B]."""
@@ -149,9 +158,11 @@ class FeatureMajorOps:
             np.multiply(h, h, out=slope)
             np.subtract(1.0, slope, out=slope)
             np.multiply(d, slope, out=d)
-        else:
-            mask = self._out(("mask", d.shape), d.shape, bool)
-            np.greater(h, 0.0, out=mask)
+        else:  # relu' = [h > 0]: the forward's mask where h is one of its outputs
+            mask = self._masks.get(id(h))
+            if mask is None or mask.shape != h.shape:
+                mask = self._out(("mask", d.shape), d.shape, bool)
+                np.greater(h, 0.0, out=mask)
             np.multiply(d, mask, out=d)
         return d
 
