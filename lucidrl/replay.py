@@ -76,9 +76,9 @@ class ReplayBuffer:
         self.capacity = buffer_size
         self.device = torch.device(device)
         self.generator = generator
-        self.obs_shape = tuple(observation_space.shape)
+        self.obs_shape = tuple(observation_space.shape or ())
         self.obs_dtype = _torch_dtype(observation_space)
-        self.action_shape = tuple(action_space.shape)
+        self.action_shape = tuple(action_space.shape or ())
         self.action_dtype = _torch_dtype(action_space)
         check_fits_in_memory(self.nbytes_for(buffer_size, observation_space, action_space), self.device, buffer_size)
         n, dev = buffer_size, self.device
@@ -93,8 +93,8 @@ class ReplayBuffer:
     @staticmethod
     def nbytes_for(buffer_size: int, observation_space: gym.Space, action_space: gym.Space) -> int:
         """Bytes the buffer's tensors take: 2 observations, an action, a reward and a flag per transition."""
-        obs = int(np.prod(observation_space.shape, dtype=np.int64)) * _torch_dtype(observation_space).itemsize
-        act = int(np.prod(action_space.shape, dtype=np.int64)) * _torch_dtype(action_space).itemsize
+        obs = int(np.prod(observation_space.shape or (), dtype=np.int64)) * _torch_dtype(observation_space).itemsize
+        act = int(np.prod(action_space.shape or (), dtype=np.int64)) * _torch_dtype(action_space).itemsize
         return buffer_size * (2 * obs + act + 4 + 4)
 
     def __len__(self) -> int:

@@ -169,10 +169,10 @@ class FlatOptimizer:
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
             param.addcdiv_(exp_avg, denom, value=-(lr / bias_correction1))
         else:
-            square_avg = self.moments["square_avg"]
+            avg_sq = self.moments["square_avg"]
             alpha = group["alpha"]
-            square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
-            param.addcdiv_(grad, square_avg.sqrt().add_(group["eps"]), value=-lr)
+            avg_sq.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+            param.addcdiv_(grad, avg_sq.sqrt().add_(group["eps"]), value=-lr)
 
 
 _OPTIMIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -53,6 +53,7 @@ def categorical_terms(
     d_logits[rows, idx] += d_logprob
     entropy = -(p * logp).sum(-1) if ent_coef or with_entropy else None
     if ent_coef:
+        assert entropy is not None
         d_logits += p * (logp + entropy[:, None]) * (ent_coef / B)  # ∂(-ent_coef mean H)/∂l
     return logits, d_logits, policy_loss, entropy, extra
 

@@ -21,17 +21,20 @@ the two networks layer by layer (``pair_order``). With h_l the activations (h_0 
             ẏ_k = ḣ_L[k] W_out_kᵀ + h_L[k] vW_out_kᵀ + vb_out_k
 
 act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. The algorithm is written once
-(``MLPCore``); ``NumpyOps`` and ``TorchOps`` supply the handful of array operations it uses. NumPy
-wins where a pass costs its ops' launches (~1 us an op against torch's ~2-4 us: PPO's and A2C's
-minibatches, acting on a few rows); torch (MKL's products) where the products are large (TRPO's
-Fisher-vector products on ~1,000 states, DQN's 256-wide network). ``tests/math/test_backends.py``
-checks all three products against autograd, for both.
+(``MLPCore``); ``NumpyOps``, ``FeatureMajorOps`` and ``TorchOps`` supply the handful of array
+operations it uses. NumPy wins where a pass costs its ops' launches (~1 us an op against torch's
+~2-4 us: PPO's and A2C's minibatches, acting on a few rows, DQN's steps); torch (MKL's products)
+where the products are large (TRPO's Fisher-vector products on ~1,000 states).
+``FeatureMajorOps`` is NumPy with every array transposed ([features, B]) into reused buffers, for
+DQN's 256-wide network, where the row-major forward product is OpenBLAS's slow case.
+``tests/math/test_backends.py`` checks the products against autograd, for each.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,6 +122,8 @@ class FeatureMajorOps:
     def _out(self, key, shape, dtype=np.float32):
         buf = self._buffers.get(key)
         if buf is None or buf.shape != shape:
+            if buf is not None:  # replaced (another batch size): its ReLU mask goes with it
+                self._masks.pop(id(buf), None)
             buf = self._buffers[key] = np.empty(shape, dtype)
         return buf
 
@@ -140,7 +145,7 @@ class FeatureMajorOps:
         # ReLU as z ⊙ [z > 0], keeping the mask for the backward pass (act_grad_): two cheap passes where
         # np.maximum's NaN-aware one costs more than both
         mask = self._masks.get(id(z))
-        if mask is None:
+        if mask is None or mask.shape != z.shape:  # (an id can be reused once a buffer of another shape replaced it)
             mask = self._masks[id(z)] = np.empty(z.shape, bool)
         np.greater(z, 0.0, out=mask)
         return np.multiply(z, mask, out=z)
@@ -291,7 +296,8 @@ class MLPCore:
         self.K, self.L = len(n_outs), len(widths)
         self.feature_major = feature_major  # arrays [features, B] (FeatureMajorOps: NumPy, forward and backward)
         self.ops = FeatureMajorOps() if feature_major else NumpyOps if numpy else TorchOps
-        shapes, prev = [], n_in
+        shapes: list[tuple[int, ...]] = []
+        prev = n_in
         for h in widths:
             shapes += [(self.K, h, prev), (self.K, 1, h)]
             prev = h
@@ -312,7 +318,7 @@ class MLPCore:
             if not all(type(m) is nn.Linear for m in linears) or len(between) != len(linears) - 1:
                 return "networks other than Linear/activation stacks"
             acts |= {type(a) for a in between}
-            shapes.append([tuple(m.weight.shape) for m in linears[:-1]])
+            shapes.append([tuple(m.weight.shape) for m in linears[:-1]])  # type: ignore[arg-type]
         if not shapes[0]:
             return "a network without hidden layers (net_arch=[])"
         if len(acts) != 1 or not acts <= {nn.Tanh, nn.ReLU}:
@@ -342,7 +348,7 @@ class MLPCore:
         """The members' Linear parameters in the core's flat layout: per hidden layer every member's weight, then
         every member's bias; then each member's output weight and bias."""
         linears = [[m for m in seq if type(m) is nn.Linear] for seq in members]
-        order: list[nn.Parameter] = []
+        order: list = []  # nn.Parameter (typed Tensor through Module.__getattr__)
         for depth in range(len(linears[0]) - 1):
             order += [ls[depth].weight for ls in linears] + [ls[depth].bias for ls in linears]
         for ls in linears:
@@ -389,8 +395,10 @@ class MLPCore:
     def jvp(self, w, hs, v):
         """[ẏ_0, ...]: how each output moves when the weights move along ``v`` (cut with ``blocks``)."""
         ops, L = self.ops, self.L
+        if isinstance(ops, FeatureMajorOps):
+            raise NotImplementedError("the JVP runs on the row-major ops (TRPO's Fisher products use TorchOps)")
         ops.refresh()
-        dh = None
+        dh: Any = None
         for layer in range(L):
             dz = ops.linear(hs[layer], v[2 * layer])
             dz += v[2 * layer + 1]
