@@ -37,7 +37,7 @@ class DeviceRolloutCollector:
         self,
         env,
         device: torch.device,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,
         generator: torch.Generator | None = None,
         policy: Callable[[ActorCritic], PolicyStep] = rollout_policy,
         cuda_graph: bool = False,
@@ -70,7 +70,8 @@ class DeviceRolloutCollector:
         self._graph = None
 
     # ------------------------------------------------------------------ the rollout, as tensor ops
-    def _allocate(self, agent: ActorCritic, T: int) -> dict[str, torch.Tensor]:
+    def allocate(self, agent: ActorCritic, T: int) -> dict[str, torch.Tensor]:
+        """The buffers of a T-step rollout (``run`` writes them in place; ``vmap_train`` uses them too)."""
         N, head, dev = self.n_envs, agent.head, self.device
         obs_shape = tuple(self.obs.shape[1:])
         with torch.no_grad():
@@ -91,8 +92,11 @@ class DeviceRolloutCollector:
             "noise": head.noise((T, N), None, dev),
         }
 
-    def _run(self, agent: ActorCritic, step: Callable, b: dict[str, torch.Tensor], T: int) -> None:
-        """T steps, writing into the buffers ``b`` and the carried tensors in place (graph-capturable)."""
+    def run(self, agent: ActorCritic, step: Callable, b: dict[str, torch.Tensor], T: int) -> None:
+        """T steps, writing into the buffers ``b`` and the carried tensors in place (graph-capturable).
+
+        ``step(obs, noise) -> (action, params, values)`` acts on every row (``rollout_policy``; ``vmap_train``
+        gives one that runs each agent on its own envs); ``agent.head`` gives the log-probabilities."""
         env = self.env
         state, elapsed, resets, seeds = env.state, env.elapsed, env.resets, env.seeds
         obs, ep_return, ep_length = self.obs, self.ep_return, self.ep_length
@@ -133,7 +137,7 @@ class DeviceRolloutCollector:
         env = self.env  # a graph replays on fixed tensors: a reset that replaced the env's tensors means a new capture
         key = (id(agent), T, *(x.data_ptr() for x in (env.state, env.elapsed, env.resets, env.seeds)))
         if self._buffers is None or self._graph_key != key:
-            self._buffers, self._graph, self._graph_key = self._allocate(agent, T), None, key
+            self._buffers, self._graph, self._graph_key = self.allocate(agent, T), None, key
         b = self._buffers
         # the rollout's noise, from the model's generator (the same stream as RolloutCollector's)
         b["noise"].copy_(agent.head.noise((T, self.n_envs), self.generator, self.device))
@@ -142,7 +146,7 @@ class DeviceRolloutCollector:
                 self._graph = self._capture(agent, b, T)
             self._graph.replay()
         else:
-            self._run(agent, self._step(agent), b, T)
+            self.run(agent, self._step(agent), b, T)
         return self._rollout(b)
 
     def _step(self, agent: ActorCritic):
@@ -159,11 +163,11 @@ class DeviceRolloutCollector:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._run(agent, step, b, T)
+                self.run(agent, step, b, T)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._run(agent, step, b, T)
+            self.run(agent, step, b, T)
         for dst, src in zip((env.state, env.elapsed, env.resets, self.obs, self.ep_return, self.ep_length), saved):
             dst.copy_(src)
         return graph

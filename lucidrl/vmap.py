@@ -10,7 +10,9 @@ Here the same idea in PyTorch:
   the forward pass is ``torch.func.vmap`` of ``torch.func.functional_call`` of one network over
   the agent dimension;
 * the N × n_envs envs are one batched torch env (``lucidrl.envs.torch``); agent a's env i is
-  seeded with ``seed + a`` + i (the seeds a single PPO(seed=seed + a) would give its envs);
+  seeded with ``seed + a`` + i (the seeds a single PPO(seed=seed + a) would give its envs), and
+  stepped by ``lucidrl.device_rollout.DeviceRolloutCollector.run``, the one device rollout, with a
+  policy step that runs each agent's stacked weights on its own envs;
 * GAE is the reference ``lucidrl.advantages.gae`` on [T, N·n_envs]: its columns are independent;
 * each gradient step is ``vmap(grad(loss))`` of the reference ``lucidrl.algos.ppo.ppo_loss`` (per
   agent: its own minibatch, its own advantage normalisation), then each agent's gradient is clipped
@@ -34,6 +36,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from lucidrl.advantages import gae
 from lucidrl.config import value_at
+from lucidrl.device_rollout import DeviceRolloutCollector
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActorCritic
 
@@ -65,7 +68,7 @@ def vmap_ppo_update(
     optimizer: torch.optim.Optimizer,
     batch: dict[str, torch.Tensor],
     cfg,
-    clip_range: float,
+    clip_range: float | torch.Tensor,
     beta: float,
     perms: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
@@ -184,14 +187,22 @@ def vmap_train(
     lr = torch.tensor(value_at(cfg.learning_rate, 1.0), device=dev) if cuda else value_at(cfg.learning_rate, 1.0)
     optimizer = torch.optim.Adam(list(params.values()), lr=lr, eps=cfg.adam_eps, fused=cuda, capturable=cuda)
     venv = make_torch_vec_env(env, A * n, device=dev)
-    obs, _ = venv.reset(seed=[s + i for s in seeds for i in range(n)])
+    # the rollout is DeviceRolloutCollector's (the same T steps on static buffers, graph-capturable), with a
+    # policy step that runs each agent on its own n envs: rows are [.., A*n], agent a's envs a*n .. a*n + n - 1
+    collector = DeviceRolloutCollector(venv, dev, seed=[s + i for s in seeds for i in range(n)])
     forward = vmap(lambda p, x: functional_call(base, p, (x,)))
+
+    def step(obs, noise):
+        R, d = obs.shape[0], obs.shape[1:]
+        p, v = forward(params, obs.view(R // (A * n), A, n, *d).transpose(0, 1).reshape(A, R // A, *d))
+        p = p.view(A, R // (A * n), n, -1).transpose(0, 1).reshape(R, -1)
+        v = v.view(A, R // (A * n), n).transpose(0, 1).reshape(R)
+        return (None if noise is None else head.sample(p, noise=noise)), p, v
+
     gen = torch.Generator(dev).manual_seed(seed)
     B = T * n
+    b = collector.allocate(agents[0], T)
     fixed = {
-        "obs": obs.clone(),
-        "ep_return": torch.zeros(A * n, dtype=torch.float64, device=dev),
-        "noise": head.noise((T, A * n), gen, dev),
         "clip_range": torch.zeros((), device=dev),
         "perms": torch.zeros((cfg.n_epochs, A, B), dtype=torch.long, device=dev),
     }
@@ -204,39 +215,16 @@ def vmap_train(
 
     def iteration():
         """One rollout of every env of every agent, GAE, and K epochs of updates, on fixed tensors."""
-        with torch.no_grad():  # 1. T steps
-            obs, ep_return, noise = fixed["obs"], fixed["ep_return"], fixed["noise"]
-            bufs: dict[str, list[torch.Tensor]] = {
-                k: [] for k in ("obs", "act", "par", "val", "rew", "term", "trunc", "fin", "ret")
-            }
-            state, elapsed, resets = venv.state, venv.elapsed, venv.resets
-            for t in range(T):
-                p, v = forward(params, obs.view(A, n, -1))
-                p, v = p.reshape(A * n, -1), v.reshape(A * n)
-                a = head.sample(p, noise=noise[t])
-                state, elapsed, resets, nobs, r, term, trunc, final = venv.functional_step(
-                    state, elapsed, venv.seeds, resets, a
-                )
-                for k, x in zip(
-                    ("obs", "act", "par", "val", "rew", "term", "trunc", "fin"), (obs, a, p, v, r, term, trunc, final)
-                ):
-                    bufs[k].append(x)
-                ep_return = ep_return + r
-                bufs["ret"].append(torch.where(term | trunc, ep_return, torch.nan))
-                ep_return = torch.where(term | trunc, 0.0, ep_return)
-                obs = nobs
-            venv.state.copy_(state), venv.elapsed.copy_(elapsed), venv.resets.copy_(resets)
-            fixed["obs"].copy_(obs), fixed["ep_return"].copy_(ep_return)
-            x = {k: torch.stack(v) for k, v in bufs.items()}
-            # V_old(s_{t+1}) of the true next states, per agent: [T, A*n, d] -> [A, T*n, d]
-            next_v = forward(params, per_agent(x["fin"]))[1].view(A, T, n).transpose(0, 1).reshape(T, A * n)
-            adv, ret = gae(x["rew"].float(), x["val"], next_v, x["term"], x["trunc"], cfg.gamma, cfg.gae_lambda)  # 2.
+        with torch.no_grad():
+            collector.run(agents[0], step, b, T)  # 1. T steps (agents[0].head: the log-probabilities)
+            adv, ret = gae(b["rewards"], b["values"], b["next_values"], b["terminated"], b["truncated"], cfg.gamma,
+                           cfg.gae_lambda)  # 2.  # fmt: skip
             batch = {
-                "obs": x["obs"],
-                "actions": x["act"],
-                "logprob_old": head.log_prob(x["par"], x["act"]),
-                "values_old": x["val"],
-                "params_old": x["par"],
+                "obs": b["obs"],
+                "actions": b["actions"],
+                "logprob_old": b["logprob"],
+                "values_old": b["values"],
+                "params_old": b["params"],
                 "advantages": adv,
                 "returns": ret,
             }
@@ -251,7 +239,8 @@ def vmap_train(
             0.0,  # 3. K epochs, every agent
             fixed["perms"] if shuffle else None,
         )
-        out["returns"] = per_agent(x["ret"])  # 4. the returns of the episodes that ended (NaN elsewhere)
+        # 4. the returns of the episodes that ended (NaN elsewhere)
+        out["returns"] = per_agent(torch.where(b["terminated"] | b["truncated"], b["ep_return"], torch.nan))
 
     graph, warm = None, False
     steps, t0 = 0, time.perf_counter()
@@ -263,7 +252,7 @@ def vmap_train(
                 "lr", value_at(cfg.learning_rate, progress)
             )
         fixed["clip_range"].fill_(value_at(cfg.clip_range, progress))
-        fixed["noise"].copy_(head.noise((T, A * n), gen, dev))
+        b["noise"].copy_(head.noise((T, A * n), gen, dev))
         if shuffle:
             fixed["perms"].copy_(torch.rand((cfg.n_epochs, A, B), generator=gen, device=dev).argsort(-1))
         if not cuda:
