@@ -144,9 +144,8 @@ class FeatureMajorOps:
             return np.tanh(z, out=z)
         # ReLU as z ⊙ [z > 0], keeping the mask for the backward pass (act_grad_): two cheap passes where
         # np.maximum's NaN-aware one costs more than both
-        mask = self._masks.get(id(z))
-        if mask is None or mask.shape != z.shape:  # (an id can be reused once a buffer of another shape replaced it)
-            mask = self._masks[id(z)] = np.empty(z.shape, bool)
+        mask = self._out(("relu", id(w)), z.shape, bool)
+        self._masks[id(z)] = mask  # how act_grad_ finds it from the layer's output
         np.greater(z, 0.0, out=mask)
         return np.multiply(z, mask, out=z)
 
@@ -395,7 +394,7 @@ class MLPCore:
     def jvp(self, w, hs, v):
         """[ẏ_0, ...]: how each output moves when the weights move along ``v`` (cut with ``blocks``)."""
         ops, L = self.ops, self.L
-        if isinstance(ops, FeatureMajorOps):
+        if self.feature_major:
             raise NotImplementedError("the JVP runs on the row-major ops (TRPO's Fisher products use TorchOps)")
         ops.refresh()
         dh: Any = None
