@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from lucidrl.logging import RECENT_EPISODES
 from lucidrl.networks import ActorCritic
 from lucidrl.rollout import PolicyStep, Rollout, rollout_policy
 
@@ -62,6 +63,9 @@ class DeviceRolloutCollector:
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         self.compile_step = compile_step
         self._env_step = torch.compile(env.functional_step, dynamic=False) if compile_step else env.functional_step
+        # draw each rollout's reset states up front (TorchVectorEnv.reset_pool) where every op is a kernel launch;
+        # eager on the CPU the env draws only its finished rows', and compiled the hash fuses into the step
+        self.reset_pool = self.device.type != "cpu" and not compile_step
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_key: tuple | None = None
         self._buffers: dict[str, torch.Tensor] | None = None
@@ -96,40 +100,58 @@ class DeviceRolloutCollector:
         """T steps, writing into the buffers ``b`` and the carried tensors in place (graph-capturable).
 
         ``step(obs, noise) -> (action, params, values)`` acts on every row (``rollout_policy``; ``vmap_train``
-        gives one that runs each agent on its own envs); ``agent.head`` gives the log-probabilities."""
+        gives one that runs each agent on its own envs); ``agent.head`` gives the log-probabilities.
+
+        Written for few kernel launches per step, which is what a small batch of envs costs on a GPU: each
+        step's tensors are kept and stacked into the buffers once after the loop (one copy per buffer, not one
+        per step); the episode counters are computed after the loop from the rewards and episode ends (a
+        cumulative sum, not four ops a step); and unless the step is compiled, the envs' initial states for
+        the resets of this rollout are drawn before it in one batch (``TorchVectorEnv.reset_pool``), each
+        step picking its rows' by index instead of hashing fresh states for every row.
+        """
         env = self.env
         state, elapsed, resets, seeds = env.state, env.elapsed, env.resets, env.seeds
-        obs, ep_return, ep_length = self.obs, self.ep_return, self.ep_length
+        obs = self.obs
+        pool = env.reset_pool(seeds, resets, T) if self.reset_pool else None
+        names = ("obs", "actions", "params", "values", "rewards", "terminated", "truncated", "final_obs")
+        kept: dict[str, list[torch.Tensor]] = {k: [] for k in names}
         for t in range(T):
-            b["obs"][t].copy_(obs)
             action, params, values = step(obs, b["noise"][t])  # a_t ~ π_old(·|s_t), and V_old(s_t)
+            kept["obs"].append(obs)
             state, elapsed, resets, obs, reward, terminated, truncated, final_obs = self._env_step(
-                state, elapsed, seeds, resets, action
+                state, elapsed, seeds, resets, action, pool
             )
-            b["actions"][t].copy_(action)
-            b["params"][t].copy_(params)
-            b["values"][t].copy_(values)
-            b["rewards"][t].copy_(reward)
-            b["terminated"][t].copy_(terminated)
-            b["truncated"][t].copy_(truncated)
-            b["final_obs"][t].copy_(final_obs)  # the true s_{t+1} of every row
-            ep_return = ep_return + reward
-            ep_length = ep_length + 1
-            b["ep_return"][t].copy_(ep_return)
-            b["ep_length"][t].copy_(ep_length)
-            done = terminated | truncated
-            ep_return = torch.where(done, 0.0, ep_return)
-            ep_length = torch.where(done, 0, ep_length)
+            for k, x in zip(names[1:], (action, params, values, reward, terminated, truncated, final_obs)):
+                kept[k].append(x)  # final_obs: the true s_{t+1} of every row
+        for k in names:
+            torch.stack(kept[k], out=b[k])
+        self._episode_counters(b, T)
         # carry the envs, the observation and the episode counters to the next rollout
         env.state.copy_(state)  # in place: a CUDA graph replays on these very tensors
         env.elapsed.copy_(elapsed)
         env.resets.copy_(resets)
         self.obs.copy_(obs)
-        self.ep_return.copy_(ep_return)
-        self.ep_length.copy_(ep_length)
         # V_old(s_{t+1}) of the true next state of every transition, in one batched pass
         b["next_values"].copy_(step(b["final_obs"].flatten(0, 1), None)[2].view(T, -1))
         b["logprob"].copy_(agent.head.log_prob(b["params"], b["actions"]))  # one batched op, not one per step
+
+    def _episode_counters(self, b: dict[str, torch.Tensor], T: int) -> None:
+        """The return and length of each row's episode so far after every step (``b["ep_return"]``,
+        ``b["ep_length"]``), and the counters carried into the next rollout.
+
+        With C_t = (return carried in) + r_0 + ... + r_t and τ the last step before t at which the row's episode
+        ended (none: the episode began before this rollout), the episode's return after step t is C_t - C_τ
+        (C_t without an earlier end) and its length t - τ (t + 1 + the length carried in)."""
+        done = b["terminated"] | b["truncated"]
+        steps = torch.arange(T, device=self.device).unsqueeze(1)
+        C = torch.cumsum(b["rewards"], 0, dtype=torch.float64).add_(self.ep_return)
+        last_end = torch.where(done, steps, -1).cummax(0).values  # the last end at or before t
+        before = torch.cat([last_end.new_full((1, self.n_envs), -1), last_end[:-1]])  # ... strictly before t
+        began_before = before < 0
+        torch.sub(C, torch.where(began_before, 0.0, C.gather(0, before.clamp(min=0))), out=b["ep_return"])
+        torch.sub(steps, before, out=b["ep_length"]).add_(torch.where(began_before, self.ep_length, 0))
+        self.ep_return.copy_(torch.where(done[-1], 0.0, b["ep_return"][-1]))
+        self.ep_length.copy_(torch.where(done[-1], 0, b["ep_length"][-1]))
 
     @torch.no_grad()
     def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
@@ -173,9 +195,12 @@ class DeviceRolloutCollector:
         return graph
 
     def _rollout(self, b: dict[str, torch.Tensor]) -> Rollout:
-        done = b["terminated"] | b["truncated"]
-        # the only host transfer of the rollout: the finished episodes' returns and lengths (time-major order)
-        ended = torch.cat([b["ep_return"][done], b["ep_length"][done].double()]).tolist()
+        # the only host transfer of the rollout: the returns and lengths of the latest episodes that ended
+        # (time-major order), as many as the logger's means read (RECENT_EPISODES): early in a rollout of
+        # 262,144 envs x 128 steps ~1.5M episodes end, and turning all of them into Python floats cost more
+        # than the update's GPU work
+        ends = (b["terminated"] | b["truncated"]).flatten().nonzero().squeeze(1)[-RECENT_EPISODES:]
+        ended = torch.cat([b["ep_return"].flatten()[ends], b["ep_length"].flatten()[ends].double()]).tolist()
         n = len(ended) // 2
         return Rollout(
             obs=b["obs"],

@@ -61,6 +61,7 @@ from typing import Any
 
 STEP_KEY = "time/total_timesteps"
 EPISODE_KEYS = ("rollout/episode_return", "rollout/episode_length")
+RECENT_EPISODES = 100  # rollout/episode_return and _length: means over the latest this many episodes (as SB3's)
 TIME_KEYS = ("time/steps_per_second", "time/elapsed_s")
 TB_MIN_INTERVAL_S = 0.01
 """TensorBoard gets at most one row per this many seconds (and always the last one); metrics.csv gets every row.
@@ -91,8 +92,8 @@ class Logger:
         self.verbose = verbose
         self.columns: list[str] | None = None  # the CSV header, fixed once
         self.declared = [k for k in columns if k != STEP_KEY and k not in EPISODE_KEYS + TIME_KEYS]
-        self.recent_returns: deque[float] = deque(maxlen=100)
-        self.recent_lengths: deque[float] = deque(maxlen=100)
+        self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
+        self.recent_lengths: deque[float] = deque(maxlen=RECENT_EPISODES)
         self._bar = None
         self._tb = None
         self._csv_file = None

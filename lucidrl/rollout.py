@@ -179,6 +179,8 @@ class Rollout:
     logprob_old: torch.Tensor  # log π_old(a_t|s_t)
     params_old: torch.Tensor  # π_old's distribution parameters (logits, or concat(μ, log σ)), for exact KL
     valid: torch.Tensor | None  # False on NEXT_STEP reset rows; None when every row is valid
+    # the episodes that ended in the rollout, in time-major order (DeviceRolloutCollector: the latest
+    # lucidrl.logging.RECENT_EPISODES of them, all that the logger reads)
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
 

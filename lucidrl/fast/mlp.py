@@ -393,7 +393,8 @@ class MLPCore:
 
     def jvp(self, w, hs, v):
         """[ẏ_0, ...]: how each output moves when the weights move along ``v`` (cut with ``blocks``)."""
-        ops, L = self.ops, self.L
+        ops: Any = self.ops  # NumpyOps or TorchOps (they have ``linear``)
+        L = self.L
         if self.feature_major:
             raise NotImplementedError("the JVP runs on the row-major ops (TRPO's Fisher products use TorchOps)")
         ops.refresh()

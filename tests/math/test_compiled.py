@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import lucidrl
 from lucidrl.advantages import gae
@@ -28,6 +29,7 @@ from lucidrl.algos import ppo as ref_ppo
 from lucidrl.device_rollout import DeviceRolloutCollector, evaluate_on_device
 from lucidrl.envs.torch import make_torch_vec_env
 from lucidrl.fast.compiled import CompiledA2CUpdate, CompiledPPOUpdate, GraphedGAE
+from lucidrl.logging import RECENT_EPISODES
 from lucidrl.rollout import RolloutCollector
 from tests.math.test_backends import assert_same_metrics, assert_same_modules, assert_same_optimizer
 
@@ -159,11 +161,93 @@ def test_the_device_rollout_equals_the_reference_rollout_on_the_same_envs(env_id
             a.next_values.masked_fill(a.terminated, 0), b.next_values.masked_fill(b.terminated, 0)
         )
         assert b.valid is None and a.valid is None
-        np.testing.assert_allclose(a.episode_returns, b.episode_returns)
-        assert a.episode_lengths == b.episode_lengths and len(a.episode_lengths) > 0
+        np.testing.assert_allclose(a.episode_returns, b.episode_returns[-RECENT_EPISODES:])
+        assert a.episode_lengths == b.episode_lengths[-RECENT_EPISODES:] and len(a.episode_lengths) > 0
         assert a.truncated.any() or a.terminated.any()
     if env_id == "Pendulum-v1":
         assert b.truncated.any()
+
+
+def test_the_device_rollout_hands_over_the_latest_episodes_the_logger_reads():
+    """Of the many episodes that end in a large rollout only the latest RECENT_EPISODES reach the host (the
+    logger's window): the same returns and lengths as the tail of the reference collector's list."""
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=2, net_arch=[8], backend="reference")
+    n_envs, T = 64, 60
+    device = DeviceRolloutCollector(
+        make_torch_vec_env("CartPole-v1", n_envs), model.device, seed=1, generator=torch.Generator().manual_seed(2)
+    )
+    reference = RolloutCollector(
+        _NumpyAdapter(make_torch_vec_env("CartPole-v1", n_envs)),
+        model.device,
+        seed=1,
+        generator=torch.Generator().manual_seed(2),
+    )
+    a, b = device.collect(model.agent, T), reference.collect(model.agent, T)
+    assert len(b.episode_returns) > RECENT_EPISODES and len(a.episode_returns) == RECENT_EPISODES
+    np.testing.assert_allclose(a.episode_returns, b.episode_returns[-RECENT_EPISODES:])
+    assert a.episode_lengths == b.episode_lengths[-RECENT_EPISODES:]
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the aten ops that do work (a GPU kernel each, give or take), views left out."""
+
+    VIEWS = {
+        "view",
+        "unbind",
+        "select",
+        "slice",
+        "unsqueeze",
+        "squeeze",
+        "t",
+        "transpose",
+        "expand",
+        "detach",
+        "_unsafe_view",
+        "as_strided",
+        "alias",
+        "permute",
+        "reshape",
+        "flatten",
+        "split",
+        "lift_fresh",
+    }
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += func.__name__.split(".")[0] not in self.VIEWS
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_the_gpu_form_of_the_device_rollout_is_the_same_rollout_in_fewer_ops(env_id, monkeypatch):
+    """The form a GPU runs (reset states drawn per rollout, every row's reset branch-free) collects the same
+    rollout as the CPU's, and launches few ops a step: on a GPU each is a kernel, and for a few thousand
+    envs their launches, not their arithmetic, set the rollout's time (123 ops a CartPole step before the
+    reset pool, the stacked buffers and the episode counters after the loop; 65 after)."""
+    model = lucidrl.PPO(env_id, seed=0, verbose=0, preset=False, n_envs=2, net_arch=[16, 16], backend="reference")
+    T, collected, ops = 64, [], []
+    for gpu_form in (False, True):
+        col = DeviceRolloutCollector(
+            make_torch_vec_env(env_id, 8, max_episode_steps=20),
+            model.device,
+            seed=3,
+            generator=torch.Generator().manual_seed(5),
+        )
+        col.reset_pool = gpu_form
+        if gpu_form:
+            monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the env's branch-free resets
+        col.collect(model.agent, T)
+        with _CountOps() as count:
+            collected.append(col.collect(model.agent, T))
+        ops.append(count.n / T)
+    a, b = collected
+    for name in ("obs", "actions", "rewards", "terminated", "truncated", "values_old", "next_values", "logprob_old"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert a.episode_returns == b.episode_returns and a.episode_lengths == b.episode_lengths
+    assert ops[1] <= 70, f"{ops[1]:.1f} ops a step on the GPU form of the rollout"
 
 
 def test_evaluate_on_device_plays_whole_episodes():

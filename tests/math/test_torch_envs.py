@@ -410,3 +410,33 @@ def test_compiled_functional_step_matches_eager():
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
         eager = (e[0], e[1], env.seeds, e[2])
         comp = (e[0], e[1], env.seeds, e[2])  # same inputs each step: compare one step at a time
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reset_pool_gives_the_states_the_step_would_draw(env_id):
+    """``functional_step`` with a ``reset_pool`` (a rollout's reset states drawn up front) takes every step to the
+    same states as drawing them per step, on the branch-free path a GPU runs and the CPU's finished-rows path,
+    over more resets per env than one (short time limits)."""
+    env = make_torch_vec_env(env_id, 32, max_episode_steps=7)
+    env.reset(seed=4)
+    rng = np.random.default_rng(1)
+    T = 40  # ~5 episodes per env
+    pool = env.reset_pool(env.seeds, env.resets, T)
+    with_pool = without = (env.state, env.elapsed, env.resets)
+    branch_free = torch.compiler.is_compiling
+    for _ in range(T):
+        if env._discrete:
+            action = torch.as_tensor(rng.integers(0, env.single_action_space.n, 32))
+        else:
+            action = torch.as_tensor(rng.uniform(-1, 1, (32, 1)), dtype=env.dtype)
+        a = env.functional_step(*with_pool[:2], env.seeds, with_pool[2], action, pool)
+        b = env.functional_step(*without[:2], env.seeds, without[2], action)
+        try:  # the branch-free draw of every row's fresh state, as on a GPU
+            torch.compiler.is_compiling = lambda: True
+            c = env.functional_step(*without[:2], env.seeds, without[2], action)
+        finally:
+            torch.compiler.is_compiling = branch_free
+        for x, y, z in zip(a, b, c):
+            assert torch.equal(x, y) and torch.equal(x, z)
+        with_pool, without = (a[0], a[1], a[2]), (b[0], b[1], b[2])
+    assert int((with_pool[2] - env.resets).min()) >= 5  # every env reset several times

@@ -139,8 +139,24 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         raise NotImplementedError
 
     # ----- provided here ---------------------------------------------------------------------
+    def reset_pool(self, seeds: Tensor, resets: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """The initial states of every env's next ``n`` episodes, drawn in one batch: ``(resets, states)`` with
+        ``states[j]`` ``[num_envs, state_dim]`` the state env i resets to at its (j+1)-th reset from now (episode
+        counter ``resets[i] + j + 1``). Given to ``functional_step`` as ``pool`` for up to ``n`` steps, it replaces
+        the per-step draw of fresh states for every row (~40 small ops) by one gather: the same numbers."""
+        N = seeds.shape[0]
+        ahead = torch.arange(1, n + 1, device=seeds.device, dtype=torch.int64).unsqueeze(1)
+        u = uniforms(seeds.repeat(n), (resets.unsqueeze(0) + ahead).reshape(-1), self.reset_dim, self.dtype)
+        return resets.clone(), self.initial_state(u).view(n, N, -1)
+
     def functional_step(
-        self, state: Tensor, elapsed: Tensor, seeds: Tensor, resets: Tensor, action: Tensor
+        self,
+        state: Tensor,
+        elapsed: Tensor,
+        seeds: Tensor,
+        resets: Tensor,
+        action: Tensor,
+        pool: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Pure batched step with time limit and same-step autoreset; no host synchronisation.
 
@@ -148,7 +164,8 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         ``state``/``elapsed``/``resets`` are those after the autoreset, ``obs`` the observation
         of ``state``, ``final_obs`` the observation of the state the step reached (before any
         reset). ``truncated`` is set at ``elapsed >= max_episode_steps`` whether or not the step
-        also terminated, as Gymnasium's ``TimeLimit`` does.
+        also terminated, as Gymnasium's ``TimeLimit`` does. ``pool``: the next initial states from
+        ``reset_pool`` (made at most its length of steps ago), used instead of drawing them here.
         """
         next_state, reward, terminated = self.dynamics(state, action)
         elapsed = elapsed + 1
@@ -156,7 +173,12 @@ class TorchVectorEnv(gym.vector.VectorEnv):
         done = terminated | truncated
         final_obs = self.observation(next_state)
         resets = resets + done.to(resets.dtype)
-        if state.device.type == "cpu" and not torch.compiler.is_compiling():
+        if pool is not None:  # a finished row's k-th reset since the pool was made takes pool[k - 1]
+            first, pooled = pool
+            k = (resets - first - 1).clamp(0, pooled.shape[0] - 1)
+            fresh = pooled.gather(0, k.view(1, -1, 1).expand(1, -1, pooled.shape[-1]))[0]
+            state = torch.where(done.unsqueeze(-1), fresh, next_state)
+        elif state.device.type == "cpu" and not torch.compiler.is_compiling():
             # eager on the CPU a host check is free, and most steps end no episode: draw the new initial
             # states of the finished rows only (the same numbers; ~half of a step's ops saved)
             rows = done.nonzero().squeeze(1)
