@@ -566,6 +566,8 @@ class Algorithm:
                     seed=self._env_seed(),
                     generator=self.generator,
                     policy=self._rollout_policy,
+                    obs_normalizer=self.obs_normalizer,
+                    reward_scaler=self.reward_scaler,
                     cuda_graph=self.config.compile,
                     compile_step=self.config.compile
                     and self.device.type == "cuda"
@@ -846,11 +848,6 @@ def _torch_env_unsupported(model: Algorithm) -> str | None:
             f"({', '.join(ON_DEVICE_ALGOS)}), not {model.name}; use vectorization='auto'"
         )
     cfg = model.config
-    if getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False):
-        return (
-            "vectorization='torch' does not support normalize_obs/normalize_reward yet; "
-            "turn them off or use vectorization='auto'"
-        )
     if getattr(cfg, "rollout_workers", 0):
         return "vectorization='torch' collects on this process's device; set rollout_workers=0"
     return None

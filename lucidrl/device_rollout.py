@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.logging import RECENT_EPISODES
 from lucidrl.networks import ActorCritic
 from lucidrl.rollout import PolicyStep, Rollout, rollout_policy
@@ -43,7 +44,11 @@ class DeviceRolloutCollector:
         policy: Callable[[ActorCritic], PolicyStep] = rollout_policy,
         cuda_graph: bool = False,
         compile_step: bool = False,
+        obs_normalizer: ObsNormalizer | None = None,
+        reward_scaler: RewardScaler | None = None,
     ):
+        """``obs_normalizer`` / ``reward_scaler``: the model's normalisers (None: off), updated on the device at every
+        step in ``RolloutCollector``'s order (``lucidrl.rollout``'s docstring, "Normalisation")."""
         self.env = env
         self.device = torch.device(device)
         if env.device != self.device:
@@ -57,7 +62,16 @@ class DeviceRolloutCollector:
         self.policy = policy
         self.n_envs = env.num_envs
         obs, _ = env.reset(seed=seed)
+        self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
+        if obs_normalizer is not None:  # as RolloutCollector: the first observations count, then are normalised
+            obs_normalizer.update(obs)
+            obs = obs_normalizer(obs)
         self.obs = obs.clone()
+        # (N3) each env's running discounted return R, continued from a resumed checkpoint's
+        returns = None if reward_scaler is None else reward_scaler.returns
+        self.discounted = torch.zeros(self.n_envs, dtype=torch.float64, device=self.device)
+        if returns is not None and returns.shape == (self.n_envs,):
+            self.discounted.copy_(torch.as_tensor(returns))
         self.ep_return = torch.zeros(self.n_envs, dtype=torch.float64, device=self.device)
         self.ep_length = torch.zeros(self.n_envs, dtype=torch.int64, device=self.device)
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
@@ -111,21 +125,29 @@ class DeviceRolloutCollector:
         """
         env = self.env
         state, elapsed, resets, seeds = env.state, env.elapsed, env.resets, env.seeds
-        obs = self.obs
+        obs, obs_norm, rew_scale, discounted = self.obs, self.obs_normalizer, self.reward_scaler, self.discounted
         pool = env.reset_pool(seeds, resets, T) if self.reset_pool else None
         names = ("obs", "actions", "params", "values", "rewards", "terminated", "truncated", "final_obs")
         kept: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+        env_rewards = []  # the env's own rewards, for the episode returns, where the rollout's are scaled
         for t in range(T):
             action, params, values = step(obs, b["noise"][t])  # a_t ~ π_old(·|s_t), and V_old(s_t)
             kept["obs"].append(obs)
             state, elapsed, resets, obs, reward, terminated, truncated, final_obs = self._env_step(
                 state, elapsed, seeds, resets, action, pool
             )
+            if obs_norm is not None:  # the step's observations update the statistics, then both are normalised
+                obs_norm.update(obs)
+                obs, final_obs = obs_norm(obs), obs_norm(final_obs)
+            if rew_scale is not None:
+                env_rewards.append(reward)
+                reward, discounted = rew_scale.scale_on_device(reward, terminated | truncated, discounted)
             for k, x in zip(names[1:], (action, params, values, reward, terminated, truncated, final_obs)):
                 kept[k].append(x)  # final_obs: the true s_{t+1} of every row
         for k in names:
             torch.stack(kept[k], out=b[k])
-        self._episode_counters(b, T)
+        self._episode_counters(b, T, torch.stack(env_rewards) if env_rewards else b["rewards"])
+        self.discounted.copy_(discounted)
         # carry the envs, the observation and the episode counters to the next rollout
         env.state.copy_(state)  # in place: a CUDA graph replays on these very tensors
         env.elapsed.copy_(elapsed)
@@ -135,7 +157,7 @@ class DeviceRolloutCollector:
         b["next_values"].copy_(step(b["final_obs"].flatten(0, 1), None)[2].view(T, -1))
         b["logprob"].copy_(agent.head.log_prob(b["params"], b["actions"]))  # one batched op, not one per step
 
-    def _episode_counters(self, b: dict[str, torch.Tensor], T: int) -> None:
+    def _episode_counters(self, b: dict[str, torch.Tensor], T: int, rewards: torch.Tensor) -> None:
         """The return and length of each row's episode so far after every step (``b["ep_return"]``,
         ``b["ep_length"]``), and the counters carried into the next rollout.
 
@@ -144,7 +166,7 @@ class DeviceRolloutCollector:
         (C_t without an earlier end) and its length t - τ (t + 1 + the length carried in)."""
         done = b["terminated"] | b["truncated"]
         steps = torch.arange(T, device=self.device).unsqueeze(1)
-        C = torch.cumsum(b["rewards"], 0, dtype=torch.float64).add_(self.ep_return)
+        C = torch.cumsum(rewards, 0, dtype=torch.float64).add_(self.ep_return)
         last_end = torch.where(done, steps, -1).cummax(0).values  # the last end at or before t
         before = torch.cat([last_end.new_full((1, self.n_envs), -1), last_end[:-1]])  # ... strictly before t
         began_before = before < 0
@@ -156,8 +178,8 @@ class DeviceRolloutCollector:
     @torch.no_grad()
     def collect(self, agent: ActorCritic, n_steps: int) -> Rollout:
         T = n_steps
-        env = self.env  # a graph replays on fixed tensors: a reset that replaced the env's tensors means a new capture
-        key = (id(agent), T, *(x.data_ptr() for x in (env.state, env.elapsed, env.resets, env.seeds)))
+        # a graph replays on fixed tensors: a reset that replaced the env's tensors means a new capture
+        key = (id(agent), T, *(x.data_ptr() for x in (*self._carried(), self.env.seeds)))
         if self._buffers is None or self._graph_key != key:
             self._buffers, self._graph, self._graph_key = self.allocate(agent, T), None, key
         b = self._buffers
@@ -178,8 +200,7 @@ class DeviceRolloutCollector:
     def _capture(self, agent: ActorCritic, b: dict[str, torch.Tensor], T: int) -> torch.cuda.CUDAGraph:
         """Record the rollout as a CUDA graph. Warm-up runs (needed before a capture) step the envs: their
         state is saved first and restored after, so the captured run starts where an eager one would."""
-        env = self.env
-        saved = [x.clone() for x in (env.state, env.elapsed, env.resets, self.obs, self.ep_return, self.ep_length)]
+        saved = [x.clone() for x in self._carried()]
         step = self._step(agent)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -190,9 +211,19 @@ class DeviceRolloutCollector:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.run(agent, step, b, T)
-        for dst, src in zip((env.state, env.elapsed, env.resets, self.obs, self.ep_return, self.ep_length), saved):
+        for dst, src in zip(self._carried(), saved):
             dst.copy_(src)
         return graph
+
+    def _carried(self) -> list[torch.Tensor]:
+        """What a rollout reads and changes in place besides its buffers: the envs, the observation, the
+        episode counters and the normalisers' statistics."""
+        env = self.env
+        out = [env.state, env.elapsed, env.resets, self.obs, self.ep_return, self.ep_length, self.discounted]
+        for norm in (self.obs_normalizer, self.reward_scaler):
+            if norm is not None:
+                out += [norm.rms.mean, norm.rms.var, norm.rms.count]
+        return out
 
     def _rollout(self, b: dict[str, torch.Tensor]) -> Rollout:
         # the only host transfer of the rollout: the returns and lengths of the latest episodes that ended
@@ -202,6 +233,8 @@ class DeviceRolloutCollector:
         ends = (b["terminated"] | b["truncated"]).flatten().nonzero().squeeze(1)[-RECENT_EPISODES:]
         ended = torch.cat([b["ep_return"].flatten()[ends], b["ep_length"].flatten()[ends].double()]).tolist()
         n = len(ended) // 2
+        if self.reward_scaler is not None:  # the returns in flight, where a checkpoint saves them from
+            self.reward_scaler.returns = self.discounted.cpu().numpy().copy()
         return Rollout(
             obs=b["obs"],
             actions=b["actions"],
@@ -227,13 +260,13 @@ def evaluate_on_device(
     from lucidrl.envs.torch import make_torch_vec_env
 
     env = make_torch_vec_env(model.env_id, n_episodes, device=model.device, seed=seed)
-    agent, head = model.agent, model.agent.head
+    agent, head, obs_norm = model.agent, model.agent.head, model.obs_normalizer
     obs, _ = env.reset(seed=seed)
     total = torch.zeros(n_episodes, dtype=torch.float64, device=model.device)
     running = torch.ones(n_episodes, dtype=torch.bool, device=model.device)
     state, elapsed, resets = env.state, env.elapsed, env.resets
     for _ in range(env.max_episode_steps):
-        params = agent.policy_params(obs)
+        params = agent.policy_params(obs if obs_norm is None else obs_norm(obs))  # frozen statistics
         action = head.mode(params) if deterministic else head.sample(params)
         state, elapsed, resets, obs, reward, terminated, truncated, _ = env.functional_step(
             state, elapsed, env.seeds, resets, action

@@ -160,6 +160,11 @@ def vmap_train(
     cfg = template.config
     if cfg.target_kl is not None or cfg.variant != "clip" or cfg.clip_range_vf is not None:
         raise ConfigError("vmap_train runs PPO-Clip without target_kl and clip_range_vf; unset them")
+    if cfg.normalize_obs or cfg.normalize_reward:
+        raise ConfigError(
+            "vmap_train does not normalise observations or rewards (each agent would need statistics of its own); "
+            "set normalize_obs=False and normalize_reward=False"
+        )
     if not hasattr(template.agent.head, "n"):
         raise ConfigError("vmap_train supports Discrete action spaces for now; train Box-action agents one by one")
     dev, A, n, T = template.device, n_agents, cfg.n_envs, cfg.n_steps

@@ -153,6 +153,18 @@ class RewardScaler(nn.Module):
         )
         return np.clip(reward / std, -self.clip_reward, self.clip_reward).astype(np.float32)  # (N3)
 
+    def scale_on_device(
+        self, reward: torch.Tensor, done: torch.Tensor, returns: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scale`` as tensor ops on the statistics' device, for batched torch envs (``DeviceRolloutCollector``):
+        the same steps in the same order, with the returns in flight R (float64 [N]) passed in and returned, no
+        host round trip. Returns (scaled rewards float32 [N], R after the step)."""
+        reward = reward.to(torch.float64)
+        returns = returns * self.gamma + reward  # (N3) running discounted return
+        self.rms.update(returns)
+        scaled = (reward / (self.rms.var + self.epsilon).sqrt()).clamp_(-self.clip_reward, self.clip_reward)  # (N3)
+        return scaled.to(torch.float32), torch.where(done, 0.0, returns)  # a new episode starts its return at 0
+
     def forward(self, reward: np.ndarray) -> np.ndarray:
         """Scaled rewards with the current statistics, changing nothing."""
         std = math.sqrt(float(self.rms.var) + self.epsilon)

@@ -30,9 +30,25 @@ def test_algorithms_that_step_envs_themselves_refuse_torch_envs(algo):
         getattr(lucidrl, algo)("CartPole-v1", vectorization="torch", verbose=0)
 
 
-def test_normalisation_with_torch_envs_is_refused_not_ignored():
-    with pytest.raises(EnvError, match="normalize"):
-        lucidrl.PPO("CartPole-v1", vectorization="torch", normalize_obs=True, verbose=0)
+def test_normalisation_on_torch_envs_is_saved_loaded_and_resumed(tmp_path):
+    """normalize_obs/normalize_reward on batched torch envs: the statistics are updated on the device while
+    collecting, saved with the model, applied by predict after a load, and the returns in flight resume."""
+    model = lucidrl.PPO("Acrobot-v1", vectorization="torch", n_envs=4, n_steps=32, batch_size=64, verbose=0, seed=0)
+    assert model.config.normalize_obs and model.config.normalize_reward  # the preset's (rl-baselines3-zoo)
+    model.learn(512)
+    rms = model.obs_normalizer.rms
+    assert float(rms.count) >= 512 and not torch.equal(rms.mean, torch.zeros_like(rms.mean))
+    assert model.reward_scaler.returns.shape == (4,) and (model.reward_scaler.returns != 0).any()
+    path = model.save(tmp_path / "m")
+    loaded = lucidrl.load(path, env="Acrobot-v1", vectorization="torch")
+    torch.testing.assert_close(loaded.obs_normalizer.rms.mean, rms.mean, rtol=0, atol=0)
+    obs = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(loaded.reward_scaler.returns, model.reward_scaler.returns)
+    collector = loaded._rollout_collector()
+    np.testing.assert_array_equal(collector.discounted.numpy(), model.reward_scaler.returns)  # R goes on from there
+    loaded.learn(256, reset_num_timesteps=False)
+    assert float(loaded.obs_normalizer.rms.count) > float(rms.count)
 
 
 def test_compile_is_refused_where_it_does_not_apply():
@@ -82,4 +98,5 @@ def test_auto_on_a_gpu_would_pick_torch_envs_only_where_they_apply():
     assert _torch_envs_apply(lucidrl.PPO("CartPole-v1", verbose=0))
     assert _torch_envs_apply(lucidrl.A2C("CartPole-v1", verbose=0))
     assert not _torch_envs_apply(lucidrl.DQN("CartPole-v1", verbose=0))  # DQN on a GPU keeps Gymnasium's envs
-    assert not _torch_envs_apply(lucidrl.PPO("CartPole-v1", normalize_obs=True, verbose=0))
+    assert _torch_envs_apply(lucidrl.PPO("Acrobot-v1", verbose=0))  # its preset normalises, on the device too
+    assert not _torch_envs_apply(lucidrl.PPO("CartPole-v1", rollout_workers=2, verbose=0))

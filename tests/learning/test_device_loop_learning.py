@@ -28,6 +28,17 @@ def test_ppo_on_torch_envs_solves_gymnasiums_cartpole():
     assert on_device >= 475
 
 
+def test_ppo_on_torch_envs_with_normalisation_learns_acrobot():
+    """The Acrobot preset normalises observations and rewards: on torch envs the statistics live on the device."""
+    model = lucidrl.PPO("Acrobot-v1", vectorization="torch", seed=0, verbose=0)
+    assert model.config.normalize_obs and model.config.normalize_reward
+    model.learn(50_000)
+    mean, _ = lucidrl.evaluate(model, "Acrobot-v1", n_episodes=10, deterministic=True)  # Gymnasium's env
+    assert mean >= -120, f"PPO on torch Acrobot reached only {mean} after 50k steps (random: -500)"
+    on_device, _ = lucidrl.evaluate_on_device(model, 32)  # normalised with the saved statistics there too
+    assert on_device >= -120
+
+
 def test_a2c_on_torch_envs_learns_cartpole():
     model = lucidrl.A2C("CartPole-v1", vectorization="torch", seed=0, verbose=0)
     model.learn(100_000)

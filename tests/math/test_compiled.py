@@ -15,6 +15,7 @@ On a machine with CUDA the same tests also run the GPU path (CUDA graphs) agains
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +28,7 @@ from lucidrl.advantages import gae
 from lucidrl.algos import a2c as ref_a2c
 from lucidrl.algos import ppo as ref_ppo
 from lucidrl.device_rollout import DeviceRolloutCollector, evaluate_on_device
+from lucidrl.envs.normalize import make_normalizers
 from lucidrl.envs.torch import make_torch_vec_env
 from lucidrl.fast.compiled import CompiledA2CUpdate, CompiledPPOUpdate, GraphedGAE
 from lucidrl.logging import RECENT_EPISODES
@@ -166,6 +168,52 @@ def test_the_device_rollout_equals_the_reference_rollout_on_the_same_envs(env_id
         assert a.truncated.any() or a.terminated.any()
     if env_id == "Pendulum-v1":
         assert b.truncated.any()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_the_device_rollout_normalises_as_the_reference_rollout(env_id):
+    """normalize_obs and normalize_reward on the device: at every step the observations update the running
+    statistics and are normalised with them (final observations too, without updating), and rewards are scaled
+    by the running std of the discounted return, as ``RolloutCollector`` does in NumPy on the host."""
+    model = lucidrl.PPO(env_id, seed=0, verbose=0, preset=False, n_envs=6, net_arch=[16, 16], backend="reference")
+    n_envs, T = 6, 250
+    norms = [
+        make_normalizers(
+            SimpleNamespace(normalize_obs=True, normalize_reward=True, clip_obs=5.0, clip_reward=10.0, gamma=0.9),
+            model.observation_space,
+            "cpu",
+        )
+        for _ in range(2)
+    ]
+    device = DeviceRolloutCollector(
+        make_torch_vec_env(env_id, n_envs),
+        model.device,
+        seed=3,
+        generator=torch.Generator().manual_seed(5),
+        obs_normalizer=norms[0][0],
+        reward_scaler=norms[0][1],
+    )
+    reference = RolloutCollector(
+        _NumpyAdapter(make_torch_vec_env(env_id, n_envs)),
+        model.device,
+        seed=3,
+        generator=torch.Generator().manual_seed(5),
+        obs_normalizer=norms[1][0],
+        reward_scaler=norms[1][1],
+    )
+    for _ in range(2):
+        a, b = device.collect(model.agent, T), reference.collect(model.agent, T)
+        for name in ("obs", "actions", "rewards", "terminated", "truncated", "values_old", "logprob_old"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(
+            a.next_values.masked_fill(a.terminated, 0), b.next_values.masked_fill(b.terminated, 0)
+        )
+        np.testing.assert_allclose(a.episode_returns, b.episode_returns[-RECENT_EPISODES:])  # the env's rewards
+        for x, y in zip(norms[0], norms[1]):
+            for k, v in x.rms.state_dict().items():
+                torch.testing.assert_close(v, y.rms.state_dict()[k], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(norms[0][1].returns, norms[1][1].returns, rtol=1e-12)
+    assert (a.obs.abs() <= 5.0).all() and float(norms[0][1].rms.count) >= 2 * T * n_envs  # both were updated
 
 
 def test_the_device_rollout_hands_over_the_latest_episodes_the_logger_reads():
