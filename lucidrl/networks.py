@@ -318,11 +318,17 @@ class _BoundedLogStd(torch.autograd.Function):
     only when a descent step (x -= lr * grad) moves x back towards [lo, hi].
     """
 
+    generate_vmap_rule = True  # torch.func.vmap batches it (vmap_train): forward and backward are plain tensor ops
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    def forward(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, lo, hi = inputs
         ctx.save_for_backward(x)
         ctx.bounds = (lo, hi)
-        return x.clamp(lo, hi)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

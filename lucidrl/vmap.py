@@ -20,8 +20,9 @@ Here the same idea in PyTorch:
   elementwise, so that is N independent Adams.
 
 ``tests/math/test_vmap.py`` checks one update of N stacked agents against N reference
-``ppo_update`` calls. Discrete action spaces only for now (the Gaussian head's bounded log σ is a
-custom autograd function that ``vmap`` does not batch).
+``ppo_update`` calls, for a categorical and a Gaussian policy (its bounded log σ, a custom autograd
+function, declares ``generate_vmap_rule``). Observation and reward normalisation are refused: each agent
+would need statistics of its own.
 """
 
 from __future__ import annotations
@@ -165,8 +166,6 @@ def vmap_train(
             "vmap_train does not normalise observations or rewards (each agent would need statistics of its own); "
             "set normalize_obs=False and normalize_reward=False"
         )
-    if not hasattr(template.agent.head, "n"):
-        raise ConfigError("vmap_train supports Discrete action spaces for now; train Box-action agents one by one")
     dev, A, n, T = template.device, n_agents, cfg.n_envs, cfg.n_steps
     seeds = [seed + a for a in range(A)]
     agents = []

@@ -100,3 +100,16 @@ def test_auto_on_a_gpu_would_pick_torch_envs_only_where_they_apply():
     assert not _torch_envs_apply(lucidrl.DQN("CartPole-v1", verbose=0))  # DQN on a GPU keeps Gymnasium's envs
     assert _torch_envs_apply(lucidrl.PPO("Acrobot-v1", verbose=0))  # its preset normalises, on the device too
     assert not _torch_envs_apply(lucidrl.PPO("CartPole-v1", rollout_workers=2, verbose=0))
+
+
+def test_vmap_train_takes_box_actions_and_refuses_normalisation_by_name():
+    result = lucidrl.vmap_train(
+        "Pendulum-v1", n_agents=2, total_timesteps=512, seed=0, n_envs=2, n_steps=32, batch_size=32, n_epochs=1
+    )
+    assert result.env_steps == 2 * 512 and all(len(c) == 1 for c in result.curves)  # the 200-step episodes ended
+    model = result.model(1)
+    assert type(model.action_space).__name__ == "Box"
+    for k, p in model.agent.named_parameters():
+        torch.testing.assert_close(p.detach(), result.params[k][1])  # agent 1's own weights, log σ included
+    with pytest.raises(ConfigError, match="normalize_obs=False"):
+        lucidrl.vmap_train("Acrobot-v1", n_agents=2, total_timesteps=64)  # its preset normalises

@@ -305,7 +305,8 @@ def test_evaluate_on_device_plays_whole_episodes():
 
 
 # --------------------------------------------------------------------------- vmapped agents
-def test_a_vmapped_update_of_stacked_agents_equals_reference_updates():
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])  # categorical and Gaussian (bounded log σ)
+def test_a_vmapped_update_of_stacked_agents_equals_reference_updates(env_id):
     from torch.func import stack_module_state
 
     from lucidrl.vmap import vmap_ppo_update
@@ -313,7 +314,7 @@ def test_a_vmapped_update_of_stacked_agents_equals_reference_updates():
     A = 3
     models = [
         lucidrl.PPO(
-            "CartPole-v1",
+            env_id,
             seed=s,
             verbose=0,
             preset=False,
