@@ -29,7 +29,7 @@ kept; ``...NoFrameskip-v4`` ids have none, as in the DQN paper and rl-baselines3
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -39,9 +39,9 @@ from lucidrl.errors import MissingDependencyError
 ATARI_EXTRA_FIX = "pip install 'lucidrl[atari]'"
 
 
-def sign_reward(reward: float) -> float:
+def sign_reward(reward: SupportsFloat) -> float:
     """The DQN paper's reward clipping: +1 for a positive reward, -1 for a negative one, 0 for 0."""
-    return float(np.sign(reward))
+    return float(np.sign(float(reward)))
 
 
 def looks_like_atari_id(env_id: str) -> bool:

@@ -21,6 +21,7 @@ Equations:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,10 @@ class RunningMeanStd(nn.Module):
     ``count`` starts at ``epsilon`` (SB3's 1e-4) with mean 0 and variance 1, so the first batch
     almost entirely replaces the start values and nothing divides by zero.
     """
+
+    mean: torch.Tensor  # the buffers (registered in __init__), typed for the checker
+    var: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4, device: torch.device | str = "cpu"):
         super().__init__()
@@ -60,6 +65,9 @@ class RunningMeanStd(nn.Module):
         The moments are tensors, or NumPy arrays / floats when the buffers are on the CPU: then the
         update runs in NumPy on views of the buffers (less per-call overhead than torch ops on a few numbers).
         """
+        mean: Any  # NumPy views or the tensors themselves: the same arithmetic on either
+        var: Any
+        count: Any
         if self.mean.device.type == "cpu" and not isinstance(batch_mean, torch.Tensor):
             mean, var, count = self.numpy_views()  # written in place
         else:
