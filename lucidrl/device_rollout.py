@@ -256,21 +256,26 @@ def evaluate_on_device(
     model, n_episodes: int = 128, deterministic: bool = True, seed: int = 10_000
 ) -> tuple[float, float]:
     """Mean and std of the returns of ``n_episodes`` episodes played at once in a batched torch env on the
-    model's device: one episode per env, each played to its end (no host round trip per step)."""
+    model's device: one episode per env, each played to its end or the time limit.
+
+    Each episode is played once, so no env resets: the step is the env's own dynamics (``env.dynamics``) without
+    ``functional_step``'s autoreset, and the loop ends at the time limit or, checked every 50 steps (one host
+    read), when every episode has ended."""
     from lucidrl.envs.torch import make_torch_vec_env
 
     env = make_torch_vec_env(model.env_id, n_episodes, device=model.device, seed=seed)
     agent, head, obs_norm = model.agent, model.agent.head, model.obs_normalizer
-    obs, _ = env.reset(seed=seed)
+    env.reset(seed=seed)
+    state = env.state
     total = torch.zeros(n_episodes, dtype=torch.float64, device=model.device)
     running = torch.ones(n_episodes, dtype=torch.bool, device=model.device)
-    state, elapsed, resets = env.state, env.elapsed, env.resets
-    for _ in range(env.max_episode_steps):
+    for t in range(env.max_episode_steps):  # the time limit ends the episodes still running
+        obs = env.observation(state)
         params = agent.policy_params(obs if obs_norm is None else obs_norm(obs))  # frozen statistics
         action = head.mode(params) if deterministic else head.sample(params)
-        state, elapsed, resets, obs, reward, terminated, truncated, _ = env.functional_step(
-            state, elapsed, env.seeds, resets, action
-        )
-        total += torch.where(running, reward.double(), 0.0)
-        running &= ~(terminated | truncated)
+        state, reward, terminated = env.dynamics(state, action)
+        total += torch.where(running, reward.double(), 0.0)  # the reward of the last step counts
+        running &= ~terminated
+        if t % 50 == 49 and not bool(running.any()):
+            break
     return float(total.mean()), float(total.std(unbiased=False))

@@ -298,10 +298,31 @@ def test_the_gpu_form_of_the_device_rollout_is_the_same_rollout_in_fewer_ops(env
     assert ops[1] <= 70, f"{ops[1]:.1f} ops a step on the GPU form of the rollout"
 
 
-def test_evaluate_on_device_plays_whole_episodes():
-    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[16, 16])
-    mean, std = evaluate_on_device(model, 32)
-    assert 8 <= mean <= 500 and std >= 0
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_evaluate_on_device_scores_the_episodes_gymnasium_plays_from_the_same_states(env_id):
+    """Each env plays one episode to its end or the time limit: from the same initial states, Gymnasium's env
+    driven by ``predict`` gives the same returns (their mean and std)."""
+    model = lucidrl.PPO(env_id, seed=0, verbose=0, preset=False, net_arch=[16, 16])
+    model.learn(2048)  # a policy that is not uniform
+    n = 12
+    mean, std = evaluate_on_device(model, n, seed=7)
+    starts = make_torch_vec_env(env_id, n, seed=7)
+    starts.reset(seed=7)
+    returns = []
+    for s in starts.state.double().numpy():
+        env = gym.make(env_id)
+        env.reset(seed=0)
+        env.unwrapped.state = s.copy()  # CartPole's state; Pendulum's (θ, θ̇)
+        obs = env.unwrapped._get_obs() if hasattr(env.unwrapped, "_get_obs") else np.asarray(s, np.float32)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, r, term, trunc, _ = env.step(action)
+            total, done = total + float(r), term or trunc
+        returns.append(total)
+    assert mean == pytest.approx(np.mean(returns), rel=1e-4) and std == pytest.approx(
+        np.std(returns), rel=1e-3, abs=1e-3
+    )
 
 
 # --------------------------------------------------------------------------- vmapped agents
