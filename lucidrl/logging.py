@@ -90,17 +90,18 @@ class Logger:
         keys to have columns in a new ``metrics.csv`` even if the first row lacks them."""
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.verbose = verbose
-        self.columns: list[str] | None = None  # the CSV header, fixed once
+        self.columns: list[str] = []  # the CSV header, fixed once (by the first row, or an existing file's)
         self.declared = [k for k in columns if k != STEP_KEY and k not in EPISODE_KEYS + TIME_KEYS]
         self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
         self.recent_lengths: deque[float] = deque(maxlen=RECENT_EPISODES)
-        self._bar = None
-        self._tb = None
-        self._csv_file = None
+        self._bar: Any = None  # tqdm, with progress_bar
+        self._tb: Any = None  # torch.utils.tensorboard.SummaryWriter, with tensorboard
+        self._csv_file: Any = None  # metrics.csv, open for appending once a row is written
         self._csv_bytes = 0  # size of metrics.csv at the last position() / close()
         self._known: set[str] = set()
         self._flushed = -math.inf
-        self._tb_written, self._tb_pending = -math.inf, None
+        self._tb_written = -math.inf
+        self._tb_pending: dict[str, Any] | None = None
         self._last_step = resume.get("step") if resume else None
         append = append or resume is not None
         if self.run_dir is not None:
