@@ -146,7 +146,10 @@ cfg = json.loads(sys.argv[1])
 dev, chunk, budget = cfg.pop("device"), cfg.pop("eval_every"), cfg.pop("budget")
 t_imported = time.perf_counter()
 m = PPO("CartPole-v1", preset=False, vectorization="torch", device=dev, seed=cfg.pop("seed"), verbose=0, **cfg)
-steps, result, mean, evals, last = 0, None, float("nan"), 0, {}
+if dev.startswith("cuda"):
+    torch.cuda.synchronize()
+t_built = time.perf_counter()
+steps, result, mean, evals, last, first_chunk, eval_s = 0, None, float("nan"), 0, {}, None, 0.0
 
 
 def keep(model, metrics):  # the mean training return of the last 100 episodes, after each update
@@ -157,12 +160,15 @@ def keep(model, metrics):  # the mean training return of the last 100 episodes, 
 while steps < budget:
     m.learn(chunk, callback=keep, reset_num_timesteps=False)
     steps += chunk
+    first_chunk = first_chunk or round(time.perf_counter() - t_built, 3)  # the captures and first updates
     train = last.get("r", float("nan"))
     print(json.dumps({"steps": steps, "train_return": train, "t": round(time.perf_counter() - t_import, 3)}),
           file=sys.stderr, flush=True)
     if not train >= 400:  # evaluate (128 deterministic episodes on the device) once training returns are close
         continue
+    t_eval = time.perf_counter()
     mean, std = evaluate_on_device(m, 128)
+    eval_s += time.perf_counter() - t_eval
     evals += 1
     if mean >= 475:
         result = mean
@@ -170,7 +176,8 @@ while steps < budget:
 t1 = time.perf_counter()
 print(json.dumps({"solved": result is not None, "eval": mean, "steps": steps, "evals": evals,
                   "import_s": round(t_imported - t_import, 3), "train_s": round(t1 - t_imported, 3),
-                  "in_process_s": round(t1 - t_import, 3)}))
+                  "in_process_s": round(t1 - t_import, 3), "build_s": round(t_built - t_imported, 3),
+                  "first_chunk_s": first_chunk, "eval_s": round(eval_s, 3)}))
 """
 
 
