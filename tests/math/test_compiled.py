@@ -216,6 +216,40 @@ def test_the_device_rollout_normalises_as_the_reference_rollout(env_id):
     assert (a.obs.abs() <= 5.0).all() and float(norms[0][1].rms.count) >= 2 * T * n_envs  # both were updated
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_captured_device_rollout_equals_the_eager_one(device):
+    """With ``cuda_graph`` (compile=True) a rollout is recorded once as a CUDA graph and replayed: the replays
+    give the rollouts, episode statistics and normaliser statistics of eager collection on the same device
+    (on the CPU there is no graph and this checks the eager path against itself)."""
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=2, net_arch=[16, 16], device=device)
+    out = []
+    for graph in (False, True):
+        obs_norm, rew_scale = make_normalizers(
+            SimpleNamespace(normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0, gamma=0.99),
+            model.observation_space,
+            device,
+        )
+        col = DeviceRolloutCollector(
+            make_torch_vec_env("CartPole-v1", 16, device=device, max_episode_steps=30),
+            model.device,
+            seed=2,
+            generator=torch.Generator(device).manual_seed(3),
+            cuda_graph=graph,
+            obs_normalizer=obs_norm,
+            reward_scaler=rew_scale,
+        )
+        assert col.cuda_graph == (graph and device == "cuda")
+        out.append(([col.collect(model.agent, 24) for _ in range(3)], obs_norm, rew_scale))
+    (eager, n0, r0), (graphed, n1, r1) = out
+    for a, b in zip(eager, graphed):
+        for name in ("obs", "actions", "rewards", "terminated", "truncated", "values_old", "next_values"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), msg=lambda m, n=name: f"{n}: {m}")
+        assert a.episode_lengths == b.episode_lengths and len(a.episode_lengths) > 0
+        np.testing.assert_allclose(a.episode_returns, b.episode_returns)
+    torch.testing.assert_close(n0.rms.mean, n1.rms.mean)
+    np.testing.assert_allclose(r0.returns, r1.returns)
+
+
 def test_the_device_rollout_hands_over_the_latest_episodes_the_logger_reads():
     """Of the many episodes that end in a large rollout only the latest RECENT_EPISODES reach the host (the
     logger's window): the same returns and lengths as the tail of the reference collector's list."""
