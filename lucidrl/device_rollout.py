@@ -10,12 +10,14 @@ autoreset on the same step and give the true last observation of every row in ``
 (rows that did not end hold the step's observation itself), so ``next_values[t]`` = V(final_obs[t])
 is V(s_{t+1}) of the true next state on every row, computed in one batched critic pass after the
 rollout. ``terminated`` masks it in GAE, ``truncated`` keeps it: the time-limit bootstrap.
+Observation normalisation and reward scaling, when the model has them, follow ``RolloutCollector``'s
+order at every step, as tensor ops on the device (docs/normalization.md, section 4).
 
 On a CUDA device with ``compile=True`` the whole rollout (T steps of acting and stepping, then the
 values of the final observations) is captured once as a CUDA graph and replayed: one launch per
 rollout instead of a few thousand (``torch.cuda.CUDAGraph``). The graph reads and writes fixed
-buffers, so the collector owns them: the env's tensors, the observation, the episode counters and
-the [T, N] buffers the ``Rollout`` returns (valid until the next ``collect``). The policy step may
+buffers, so the collector owns them: the env's tensors, the observation, the episode counters, the
+normalisers' statistics and the [T, N] buffers the ``Rollout`` returns (valid until the next ``collect``). The policy step may
 also be ``torch.compile``d (``compile_step=True``): inductor fuses the env's elementwise dynamics
 and the MLP's activations.
 """
