@@ -422,7 +422,7 @@ class Algorithm:
             self.run_dir = _next_run_dir(self.tensorboard_log, tb_log_name or type(self).__name__)
         threads = threads_for(self.config.torch_threads, self)
         lines = [f"backend: {line}" for line in self.backend_lines] + [
-            f"{self.name}: {threads} CPU thread(s) for torch and NumPy's BLAS "
+            f"{self.name}: {threads} CPU thread(s) for torch, 1 for NumPy's BLAS "
             f"(torch_threads={self.config.torch_threads!r})"
         ]
         try:

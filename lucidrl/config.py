@@ -203,8 +203,8 @@ class RunConfig:
     """How the update is computed: 'reference' (the algorithm's file, autograd), 'fast' (lucidrl.fast, the same
     numbers, written out for CPU speed; an error where it does not apply) or 'auto' (fast where it applies)."""
     torch_threads: int | str = "auto"
-    """CPU threads for torch and NumPy's BLAS while learn() runs (restored after): 'auto' (1, or torch's current count
-    for images of 64x64 pixels and more) or a number."""
+    """CPU threads for torch while learn() runs (restored after; NumPy's BLAS is held at 1, lucidrl.threads): 'auto'
+    (1, or torch's current count for images of 64x64 pixels and more) or a number."""
     compile: bool = False
     """PPO and A2C: torch.compile the update's loss and, on a GPU, capture the rollout (torch envs), GAE and the update
     as CUDA graphs (docs/gpu.md)."""

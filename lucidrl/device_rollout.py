@@ -17,9 +17,9 @@ On a CUDA device with ``compile=True`` the whole rollout (T steps of acting and 
 values of the final observations) is captured once as a CUDA graph and replayed: one launch per
 rollout instead of a few thousand (``torch.cuda.CUDAGraph``). The graph reads and writes fixed
 buffers, so the collector owns them: the env's tensors, the observation, the episode counters, the
-normalisers' statistics and the [T, N] buffers the ``Rollout`` returns (valid until the next ``collect``). The policy step may
-also be ``torch.compile``d (``compile_step=True``): inductor fuses the env's elementwise dynamics
-and the MLP's activations.
+normalisers' statistics and the [T, N] buffers the ``Rollout`` returns (valid until the next
+``collect``). The policy step may also be ``torch.compile``d (``compile_step=True``): inductor fuses
+the env's elementwise dynamics and the MLP's activations.
 """
 
 from __future__ import annotations

@@ -459,6 +459,6 @@ def test_learn_holds_its_threads_and_gives_the_users_back():
         lucidrl.PPO(
             "CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, net_arch=[8], torch_threads=2
         ).learn(32, callback=record)
-        assert seen and all(s[0] == 2 for s in seen)
+        assert seen and all(s == (2, 1) for s in seen)  # NumPy's BLAS stays on one (lucidrl.threads' docstring)
     finally:
         torch.set_num_threads(before)
