@@ -33,6 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     from lucidrl import PPO
     from lucidrl.advantages import explained_variance
+    from lucidrl.threads import hold_threads
 
     cuda = args.device.startswith("cuda")
 
@@ -47,6 +48,8 @@ def main() -> None:
                 **PUREJAXRL)  # fmt: skip
         cfg, col = m.config, m._rollout_collector()
         phases: dict[str, list[float]] = {k: [] for k in ("rollout", "gae", "update", "after", "total")}
+        held = hold_threads(cfg.torch_threads, m)  # the CPU threads learn() runs on
+        held.__enter__()
         for i in range(2 + args.updates):
             t0 = sync()
             r = col.collect(m.agent, cfg.n_steps)
@@ -64,6 +67,7 @@ def main() -> None:
             if i >= 2:
                 for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
                     phases[k].append(dt * 1e3)
+        held.__exit__(None, None, None)
         med = {k: round(statistics.median(v), 3) for k, v in phases.items()}
         row = {"bench": "breakdown", "device": args.device, "compile": bool(args.compile), "n_envs": n,
                "ms": med, "steps_per_s": round(n * cfg.n_steps / med["total"] * 1e3)}  # fmt: skip
