@@ -109,13 +109,13 @@ class BaseCallback:
     """SB3's ``BaseCallback``: override ``_on_step`` (return False to stop) and any of the other hooks."""
 
     def __init__(self, verbose: int = 0):
-        self.model = None
+        self.model: Any = None  # the lucidrl Algorithm, set by init_callback
         self.n_calls = 0  # calls of on_step (one per vector-env step)
         self.num_timesteps = 0
         self.verbose = verbose
         self.locals: dict[str, Any] = {}
         self.globals: dict[str, Any] = {}
-        self.parent: BaseCallback | None = None
+        self.parent: Any = None  # the callback this one runs under (EvalCallback for StopTrainingOnRewardThreshold)
 
     @property
     def training_env(self):
@@ -515,7 +515,8 @@ class Hooks:
 
     def step(self, actions: np.ndarray, tr, info: dict) -> None:
         """One vector-env step (``rollout.VectorStepper.on_step``): SB3's ``on_step`` with its ``locals``."""
-        model, n = self.model, len(tr.reward)
+        model, n, root = self.model, len(tr.reward), self.root
+        assert root is not None  # (step is installed only for per-step callbacks, which have a root)
         self._calls += 1
         dones = tr.terminated | tr.truncated
         infos: list[dict[str, Any]] = [{} for _ in range(n)]
@@ -525,7 +526,7 @@ class Hooks:
                 infos[i]["TimeLimit.truncated"] = bool(tr.truncated[i] and not tr.terminated[i])
                 if i in tr.final_obs:
                     infos[i]["terminal_observation"] = tr.final_obs[i]
-        self.root.update_locals(
+        root.update_locals(
             {
                 "self": model,
                 "actions": actions,
@@ -538,7 +539,7 @@ class Hooks:
         )
         before = model.num_timesteps
         model.num_timesteps = self._base + self._calls * n  # SB3 counts per step; the algorithm adds the rollout
-        if not self.root.on_step():
+        if not root.on_step():
             raise StopTraining  # num_timesteps stays at the steps taken, as SB3
         model.num_timesteps = before
 
