@@ -23,7 +23,7 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=1, help="torch (and NumPy BLAS) threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; NumPy's BLAS: 1, as in learn)")
     p.add_argument("--rounds", type=int, default=10, help="timed rounds per backend (default 10)")
     p.add_argument("--warmup-steps", type=int, default=25_000, help="env steps before timing (default 25000)")
     args = p.parse_args(argv)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = {"reference": ref_dqn.dqn_train_round, "fast": fast_dqn.dqn_train_round}
     n = model.config.gradient_steps
     times: dict[str, list[float]] = {k: [] for k in rounds}
-    with numpy_blas_threads(args.threads):
+    with numpy_blas_threads(1):  # as learn() holds it (lucidrl/threads.py), whatever torch's count
         for i in range(args.rounds + 1):
             for name, train_round in rounds.items():
                 t = time.perf_counter()
