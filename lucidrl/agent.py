@@ -40,7 +40,7 @@ from lucidrl.envs import DiscreteOffsets, EnvLike, env_id_of, make_env, make_vec
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
-from lucidrl.logging import Logger
+from lucidrl.logging import RECENT_EPISODES, Logger
 from lucidrl.replay import ReplayBuffer
 from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
 from lucidrl.threads import hold_threads, threads_for
@@ -275,9 +275,9 @@ class Algorithm:
 
         logger = self._logger
         if logger is None:
-            return deque(maxlen=100)
+            return deque(maxlen=RECENT_EPISODES)
         episodes = zip(logger.recent_returns, logger.recent_lengths)
-        return deque(({"r": ret, "l": length} for ret, length in episodes), maxlen=100)
+        return deque(({"r": ret, "l": length} for ret, length in episodes), maxlen=RECENT_EPISODES)
 
     def __getattr__(self, name: str) -> Any:
         """The hyperparameters as attributes (``model.gamma``, ``model.learning_rate``): read from ``config``."""

@@ -19,7 +19,7 @@ Here the same idea in PyTorch:
   to its own global norm, and one ``torch.optim.Adam`` steps the stacked weights — Adam is
   elementwise, so that is N independent Adams.
 
-``tests/math/test_vmap.py`` checks one update of N stacked agents against N reference
+``tests/math/test_compiled.py`` checks one update of N stacked agents against N reference
 ``ppo_update`` calls, for a categorical and a Gaussian policy (its bounded log σ, a custom autograd
 function, declares ``generate_vmap_rule``). Observation and reward normalisation are refused: each agent
 would need statistics of its own.

@@ -48,26 +48,24 @@ def main() -> None:
                 **PUREJAXRL)  # fmt: skip
         cfg, col = m.config, m._rollout_collector()
         phases: dict[str, list[float]] = {k: [] for k in ("rollout", "gae", "update", "after", "total")}
-        held = hold_threads(cfg.torch_threads, m)  # the CPU threads learn() runs on
-        held.__enter__()
-        for i in range(2 + args.updates):
-            t0 = sync()
-            r = col.collect(m.agent, cfg.n_steps)
-            t1 = sync()
-            adv, ret = m._gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, cfg.gamma,
-                              cfg.gae_lambda)  # fmt: skip
-            batch = r.flat(advantages=adv, returns=ret)
-            t2 = sync()
-            m._update(m.agent, m.optimizer, batch, cfg, 0.2, None, 0.0, m.generator)
-            t3 = sync()
-            with torch.no_grad():
-                m.agent.head.kl(batch["params_old"], m.agent.policy_params(batch["obs"])).mean().item()
-            explained_variance(batch["values_old"], batch["returns"])
-            t4 = sync()
-            if i >= 2:
-                for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
-                    phases[k].append(dt * 1e3)
-        held.__exit__(None, None, None)
+        with hold_threads(cfg.torch_threads, m):  # the CPU threads learn() runs on
+            for i in range(2 + args.updates):
+                t0 = sync()
+                r = col.collect(m.agent, cfg.n_steps)
+                t1 = sync()
+                adv, ret = m._gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, cfg.gamma,
+                                  cfg.gae_lambda)  # fmt: skip
+                batch = r.flat(advantages=adv, returns=ret)
+                t2 = sync()
+                m._update(m.agent, m.optimizer, batch, cfg, 0.2, None, 0.0, m.generator)
+                t3 = sync()
+                with torch.no_grad():
+                    m.agent.head.kl(batch["params_old"], m.agent.policy_params(batch["obs"])).mean().item()
+                explained_variance(batch["values_old"], batch["returns"])
+                t4 = sync()
+                if i >= 2:
+                    for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                        phases[k].append(dt * 1e3)
         med = {k: round(statistics.median(v), 3) for k, v in phases.items()}
         row = {"bench": "breakdown", "device": args.device, "compile": bool(args.compile), "n_envs": n,
                "ms": med, "steps_per_s": round(n * cfg.n_steps / med["total"] * 1e3)}  # fmt: skip
