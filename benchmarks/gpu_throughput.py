@@ -56,47 +56,48 @@ def bench_envs(args) -> None:
     """Steps/s of one agent's training against n_envs (torch envs on --device)."""
     from lucidrl import PPO
 
-    for compile_ in args.compile:
-        for n in args.envs:
-            cfg = dict(PUREJAXRL, n_steps=args.n_steps)
-            model = PPO(
-                "CartPole-v1",
-                preset=False,
-                vectorization="torch",
-                device=args.device,
-                n_envs=n,
-                batch_size=n * cfg["n_steps"] // 4,
-                seed=0,
-                verbose=0,
-                compile=bool(compile_),
-                torch_threads="auto",
-                **cfg,
-            )
-            per_update = n * cfg["n_steps"]
-            t = time.perf_counter()
-            model.learn(2 * per_update)  # warm-up: allocation, compile, graph capture
-            _sync(args.device)
-            warm = time.perf_counter() - t
-            updates = max(3, min(args.max_updates, int(args.target_steps // per_update)))
-            t = time.perf_counter()
-            model.learn(updates * per_update, reset_num_timesteps=False)
-            _sync(args.device)
-            dt = time.perf_counter() - t
-            emit(
-                {
-                    "bench": "envs",
-                    "device": args.device,
-                    "compile": bool(compile_),
-                    "n_envs": n,
-                    "n_steps": cfg["n_steps"],
-                    "updates": updates,
-                    "seconds": round(dt, 4),
-                    "warmup_s": round(warm, 2),
-                    "steps_per_s": round(updates * per_update / dt),
-                },
-                args.out,
-            )
-            del model
+    for compile_, precision, n in [(c, p, n) for c in args.compile for p in args.matmul_precision for n in args.envs]:
+        cfg = dict(PUREJAXRL, n_steps=args.n_steps)
+        model = PPO(
+            "CartPole-v1",
+            preset=False,
+            vectorization="torch",
+            device=args.device,
+            n_envs=n,
+            batch_size=n * cfg["n_steps"] // 4,
+            seed=0,
+            verbose=0,
+            compile=bool(compile_),
+            torch_threads="auto",
+            matmul_precision=precision,
+            **cfg,
+        )
+        per_update = n * cfg["n_steps"]
+        t = time.perf_counter()
+        model.learn(2 * per_update)  # warm-up: allocation, compile, graph capture
+        _sync(args.device)
+        warm = time.perf_counter() - t
+        updates = max(3, min(args.max_updates, int(args.target_steps // per_update)))
+        t = time.perf_counter()
+        model.learn(updates * per_update, reset_num_timesteps=False)
+        _sync(args.device)
+        dt = time.perf_counter() - t
+        emit(
+            {
+                "bench": "envs",
+                "device": args.device,
+                "compile": bool(compile_),
+                "matmul_precision": precision,
+                "n_envs": n,
+                "n_steps": cfg["n_steps"],
+                "updates": updates,
+                "seconds": round(dt, 4),
+                "warmup_s": round(warm, 2),
+                "steps_per_s": round(updates * per_update / dt),
+            },
+            args.out,
+        )
+        del model
 
 
 def bench_agents(args) -> None:
@@ -113,6 +114,7 @@ def bench_agents(args) -> None:
             total_timesteps=args.agent_updates * per_update,
             device=args.device,
             preset=False,
+            matmul_precision=args.matmul_precision[0],
             **cfg,
         )
         steady = sorted(r.iteration_seconds[2:])  # after the eager first iteration and the graph's capture
@@ -122,6 +124,7 @@ def bench_agents(args) -> None:
                 "bench": "agents",
                 "device": args.device,
                 "n_agents": a,
+                "matmul_precision": args.matmul_precision[0],
                 "n_envs_per_agent": cfg["n_envs"],
                 "updates": args.agent_updates,
                 "seconds": round(r.seconds, 4),
@@ -201,6 +204,7 @@ def bench_solve(args) -> None:
                     device=args.device,
                     seed=seed,
                     compile=bool(compile_),
+                    matmul_precision=args.matmul_precision[0],
                     eval_every=n_upd * args.eval_updates,
                     budget=args.solve_budget,
                 )
@@ -281,6 +285,13 @@ def main() -> None:
     ap.add_argument("--agent-updates", type=int, default=5)
     ap.add_argument("--compile", type=int, nargs="+", default=[0])
     ap.add_argument("--n-steps", type=int, default=128)
+    ap.add_argument(
+        "--matmul-precision",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "tf32", "ieee"],
+        help="float32 products on a GPU (envs: each; agents, solve: the first); auto = tf32",
+    )
     ap.add_argument("--target-steps", type=float, default=5e7, help="steps timed per row (envs, cpu)")
     ap.add_argument("--max-updates", type=int, default=20)
     ap.add_argument("--configs", default=None, help="solve: a JSON list of PPO settings")

@@ -43,7 +43,7 @@ from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
 from lucidrl.replay import ReplayBuffer
 from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
-from lucidrl.threads import hold_threads, threads_for
+from lucidrl.threads import hold_matmul_precision, hold_threads, threads_for
 from lucidrl.version import __version__
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
@@ -425,6 +425,10 @@ class Algorithm:
             f"{self.name}: {threads} CPU thread(s) for torch, 1 for NumPy's BLAS "
             f"(torch_threads={self.config.torch_threads!r})"
         ]
+        if self.device.type == "cuda":
+            setting = self.config.matmul_precision
+            precision = "tf32" if setting == "auto" else setting
+            lines.append(f"{self.name}: float32 matrix products in {precision} (matmul_precision={setting!r})")
         try:
             logger, target = self._start_learn(
                 total_timesteps, reset_num_timesteps, progress_bar or hooks.progress_bar, lines
@@ -435,7 +439,7 @@ class Algorithm:
         self._hooks, self._log_interval, self._updates_in_learn = hooks, log_interval, 0
         self._sb3_logger.dir = str(self.run_dir) if self.run_dir is not None else None
         try:
-            with hold_threads(threads, self):
+            with hold_threads(threads, self), hold_matmul_precision(self.config.matmul_precision, self.device):
                 hooks.training_start(
                     {
                         "self": self,

@@ -282,7 +282,15 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         # its hyperparameters may not
         settings = {
             k: overrides.pop(k)
-            for k in ("device", "backend", "torch_threads", "rollout_workers", "n_workers", "address")
+            for k in (
+                "device",
+                "backend",
+                "torch_threads",
+                "matmul_precision",
+                "rollout_workers",
+                "n_workers",
+                "address",
+            )
             if k in overrides
         }
         if overrides:

@@ -189,6 +189,7 @@ def check_normalization(config) -> None:
 
 # --------------------------------------------------------------------------- shared fields
 BACKENDS = ("auto", "reference", "fast")
+MATMUL_PRECISIONS = ("auto", "tf32", "ieee")
 
 
 @dataclasses.dataclass
@@ -208,6 +209,10 @@ class RunConfig:
     compile: bool = False
     """PPO and A2C: torch.compile the update's loss and, on a GPU, capture the rollout (torch envs), GAE and the update
     as CUDA graphs (docs/gpu.md)."""
+    matmul_precision: typing.Literal["auto", "tf32", "ieee"] = "auto"
+    """How a CUDA GPU computes float32 matrix products while learn() runs (restored after): 'tf32' (TensorFloat-32
+    tensor cores, JAX's and TensorFlow's default), 'ieee' (full float32, PyTorch's default) or 'auto' (tf32 on a CUDA
+    device). No effect on the CPU (lucidrl.threads.hold_matmul_precision)."""
 
     def __post_init__(self):
         check(
@@ -229,6 +234,10 @@ class RunConfig:
             f"torch_threads must be 'auto' or an integer >= 1, got {self.torch_threads!r}",
         )
         check(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        check(
+            isinstance(self.matmul_precision, str) and self.matmul_precision in MATMUL_PRECISIONS,
+            f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {_short(self.matmul_precision)}",
+        )
 
 
 @dataclasses.dataclass

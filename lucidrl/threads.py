@@ -1,5 +1,5 @@
-"""CPU settings while a model learns: how many threads torch and NumPy's BLAS use, chosen per workload, and
-denormal floats flushed to zero; restored after.
+"""Compute settings while a model learns: how many threads torch and NumPy's BLAS use, chosen per workload,
+denormal floats flushed to zero, and on a GPU the precision of float32 matrix products; restored after.
 
 Why this is the library's business: PyTorch starts with one thread per core. For the small MLPs
 of classic control that is slower than one thread (a matrix product of 256x64 costs less than
@@ -98,3 +98,26 @@ def hold_threads(setting, model):
     finally:
         torch.set_num_threads(before)
         torch.set_flush_denormal(flushed_before)
+
+
+@contextlib.contextmanager
+def hold_matmul_precision(setting: str, device: torch.device):
+    """Inside: float32 matrix products on a CUDA ``device`` computed as ``setting`` asks (``matmul_precision``:
+    "tf32", "ieee", or "auto" = "tf32"); yields the precision in force ("ieee" elsewhere). Restored after.
+
+    TensorFloat-32 rounds a product's inputs to 10 bits of mantissa on the tensor cores and accumulates in float32:
+    the default of JAX (so of PureJaxRL, docs/gpu.md) and TensorFlow on NVIDIA GPUs since Ampere, where PyTorch's
+    default is full float32 (see PyTorch's notes, "TensorFloat-32 (TF32) on Ampere (and later) devices"). A policy
+    of 64x64 layers trained on millions of samples an update spends much of its time in these products. The
+    CPU computes float32 products in full precision whatever the setting, so the reference update on the CPU,
+    which the tests compare against, is unchanged. A CUDA graph keeps the precision it was captured with."""
+    if torch.device(device).type != "cuda":
+        yield "ieee"
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision  # (the new API only: torch refuses to read a mix of the legacy and new ones)
+    matmul.fp32_precision = "tf32" if setting == "auto" else setting
+    try:
+        yield matmul.fp32_precision
+    finally:
+        matmul.fp32_precision = before

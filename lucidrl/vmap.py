@@ -40,6 +40,7 @@ from lucidrl.config import value_at
 from lucidrl.device_rollout import DeviceRolloutCollector
 from lucidrl.errors import ConfigError
 from lucidrl.networks import ActorCritic
+from lucidrl.threads import hold_matmul_precision
 
 
 class _Bound:
@@ -249,42 +250,43 @@ def vmap_train(
     graph, warm = None, False
     steps, t0 = 0, time.perf_counter()
     t_last = t0
-    while steps < total_timesteps:
-        progress = max(0.0, 1.0 - steps / total_timesteps)
-        for g in optimizer.param_groups:
-            g["lr"].fill_(value_at(cfg.learning_rate, progress)) if cuda else g.__setitem__(
-                "lr", value_at(cfg.learning_rate, progress)
-            )
-        fixed["clip_range"].fill_(value_at(cfg.clip_range, progress))
-        b["noise"].copy_(head.noise((T, A * n), gen, dev))
-        if shuffle:
-            fixed["perms"].copy_(torch.rand((cfg.n_epochs, A, B), generator=gen, device=dev).argsort(-1))
-        if not cuda:
-            iteration()
-        elif not warm:  # the first iteration runs eagerly (on a side stream, as a capture needs), the rest replay
-            side = torch.cuda.Stream(dev)
-            side.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(side):
+    with hold_matmul_precision(cfg.matmul_precision, dev):  # (as learn(): tf32 on a GPU by default)
+        while steps < total_timesteps:
+            progress = max(0.0, 1.0 - steps / total_timesteps)
+            for g in optimizer.param_groups:
+                g["lr"].fill_(value_at(cfg.learning_rate, progress)) if cuda else g.__setitem__(
+                    "lr", value_at(cfg.learning_rate, progress)
+                )
+            fixed["clip_range"].fill_(value_at(cfg.clip_range, progress))
+            b["noise"].copy_(head.noise((T, A * n), gen, dev))
+            if shuffle:
+                fixed["perms"].copy_(torch.rand((cfg.n_epochs, A, B), generator=gen, device=dev).argsort(-1))
+            if not cuda:
                 iteration()
-            torch.cuda.current_stream(dev).wait_stream(side)
-            warm = True
-        else:
-            if graph is None:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
+            elif not warm:  # the first iteration runs eagerly (on a side stream, as a capture needs), the rest replay
+                side = torch.cuda.Stream(dev)
+                side.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(side):
                     iteration()
-            graph.replay()
-        steps += T * n
-        result.env_steps += T * n * A
-        rets = out["returns"]
-        counts = (~rets.isnan()).sum(1)
-        means = (rets.nan_to_num(0.0).sum(1) / counts.clamp(min=1)).tolist()
-        for a, (c, m) in enumerate(zip(counts.tolist(), means)):
-            if c:
-                result.curves[a].append((steps, m))
-        now = time.perf_counter()  # (after the host read above: the iteration has finished on the device)
-        result.iteration_seconds.append(now - t_last)
-        t_last = now
+                torch.cuda.current_stream(dev).wait_stream(side)
+                warm = True
+            else:
+                if graph is None:
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        iteration()
+                graph.replay()
+            steps += T * n
+            result.env_steps += T * n * A
+            rets = out["returns"]
+            counts = (~rets.isnan()).sum(1)
+            means = (rets.nan_to_num(0.0).sum(1) / counts.clamp(min=1)).tolist()
+            for a, (c, m) in enumerate(zip(counts.tolist(), means)):
+                if c:
+                    result.curves[a].append((steps, m))
+            now = time.perf_counter()  # (after the host read above: the iteration has finished on the device)
+            result.iteration_seconds.append(now - t_last)
+            t_last = now
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     result.seconds = time.perf_counter() - t0

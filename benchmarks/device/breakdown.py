@@ -30,10 +30,11 @@ def main() -> None:
     ap.add_argument("--envs", type=int, nargs="+", default=[4096])
     ap.add_argument("--compile", type=int, default=1, help="compile=True (CUDA graphs on a GPU)")
     ap.add_argument("--updates", type=int, default=5)
+    ap.add_argument("--matmul-precision", nargs="+", default=["auto"], choices=["auto", "tf32", "ieee"])
     args = ap.parse_args()
     from lucidrl import PPO
     from lucidrl.advantages import explained_variance
-    from lucidrl.threads import hold_threads
+    from lucidrl.threads import hold_matmul_precision, hold_threads
 
     cuda = args.device.startswith("cuda")
 
@@ -42,13 +43,14 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    for n in args.envs:
+    for precision, n in [(p, n) for p in args.matmul_precision for n in args.envs]:
         m = PPO("CartPole-v1", preset=False, vectorization="torch", device=args.device, n_envs=n,
                 batch_size=n * PUREJAXRL["n_steps"] // 4, seed=0, verbose=0, compile=bool(args.compile),
-                **PUREJAXRL)  # fmt: skip
+                matmul_precision=precision, **PUREJAXRL)  # fmt: skip
         cfg, col = m.config, m._rollout_collector()
         phases: dict[str, list[float]] = {k: [] for k in ("rollout", "gae", "update", "after", "total")}
-        with hold_threads(cfg.torch_threads, m):  # the CPU threads learn() runs on
+        # the CPU threads and the GPU's float32 products learn() runs with
+        with hold_threads(cfg.torch_threads, m), hold_matmul_precision(precision, m.device):
             for i in range(2 + args.updates):
                 t0 = sync()
                 r = col.collect(m.agent, cfg.n_steps)
@@ -68,6 +70,7 @@ def main() -> None:
                         phases[k].append(dt * 1e3)
         med = {k: round(statistics.median(v), 3) for k, v in phases.items()}
         row = {"bench": "breakdown", "device": args.device, "compile": bool(args.compile), "n_envs": n,
+               "matmul_precision": precision,
                "ms": med, "steps_per_s": round(n * cfg.n_steps / med["total"] * 1e3)}  # fmt: skip
         print(json.dumps(row), flush=True)
         del m, col

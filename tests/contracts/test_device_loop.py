@@ -113,3 +113,32 @@ def test_vmap_train_takes_box_actions_and_refuses_normalisation_by_name():
         torch.testing.assert_close(p.detach(), result.params[k][1])  # agent 1's own weights, log σ included
     with pytest.raises(ConfigError, match="normalize_obs=False"):
         lucidrl.vmap_train("Acrobot-v1", n_agents=2, total_timesteps=64)  # its preset normalises
+
+
+def test_matmul_precision_holds_tf32_on_a_gpu_and_restores_what_was_there():
+    """matmul_precision: 'auto' = TensorFloat-32 on a CUDA device (JAX's default there), 'ieee' = full float32,
+    nothing on the CPU; the setting before is back after, also when the block raises."""
+    from lucidrl.threads import hold_matmul_precision
+
+    matmul, cuda = torch.backends.cuda.matmul, torch.device("cuda")
+    before = matmul.fp32_precision
+    for setting, expected in (("auto", "tf32"), ("tf32", "tf32"), ("ieee", "ieee")):
+        with hold_matmul_precision(setting, cuda) as precision:
+            assert precision == expected and matmul.fp32_precision == expected
+        assert matmul.fp32_precision == before
+    with pytest.raises(KeyError), hold_matmul_precision("tf32", cuda):
+        raise KeyError("a failing learn")
+    assert matmul.fp32_precision == before
+    with hold_matmul_precision("tf32", torch.device("cpu")) as precision:
+        assert precision == "ieee" and matmul.fp32_precision == before  # the CPU's products are full float32
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_learn_computes_under_the_models_matmul_precision(device):
+    matmul = torch.backends.cuda.matmul
+    before, seen = matmul.fp32_precision, []
+    model = lucidrl.PPO("CartPole-v1", device=device, n_envs=2, n_steps=16, batch_size=32, verbose=0, seed=0)
+    model.learn(32, callback=lambda m, metrics: seen.append(matmul.fp32_precision))
+    assert seen == ["tf32" if device == "cuda" else before] and matmul.fp32_precision == before
+    with pytest.raises(ConfigError, match="matmul_precision must be one of auto, tf32, ieee, got 'fp16'"):
+        lucidrl.PPO("CartPole-v1", matmul_precision="fp16", verbose=0)
