@@ -375,7 +375,7 @@ def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere
 
 def test_acting_on_many_rows_takes_the_reference_acting():
     model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_envs=2, net_arch=[64, 64])
-    obs = torch.randn(fast_ac.MAX_ACTING_WORK // 64 + 1, 4)
+    obs = torch.randn(fast_ac.MAX_ACTING_WORK // torch.get_num_threads() // 64 + 1, 4)
     noise = model.agent.head.noise((obs.shape[0],), torch.Generator().manual_seed(0))
     a_ref, p_ref, v_ref = rollout_policy(model.agent)(obs, noise)
     a_fast, p_fast, v_fast = fast_ac.rollout_policy(model.agent)(obs, noise)
