@@ -46,7 +46,7 @@ count on more (larger batches act with the reference). Measured on this project'
 with 64x64 tanh networks: NumPy 2.5-3.2x faster than torch for 128-4,096 rows on one thread (torch's ``tanh`` costs
 ~7x its ``sigmoid`` on this CPU build), 1.4-1.7x for 512-2,048 rows against torch on two threads, where torch led
 from 4,096 rows (0.58x); with 256-wide layers on two threads, even at 512 rows. PPO on CartPole, 1,024 native envs:
-131-150k steps/s against 122-132k with the earlier limit of 4,096 (docs/algorithms/ppo.md, "Fast backend")."""
+150-151k steps/s against 133-137k with the earlier limit of 4,096 (docs/algorithms/ppo.md, "Fast backend")."""
 
 
 def network_unsupported(agent, device: torch.device) -> str | None:

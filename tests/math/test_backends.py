@@ -21,6 +21,7 @@ and metrics agree to ``RTOL`` = 1e-4 relative (1e-6 absolute).
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -462,3 +463,48 @@ def test_learn_holds_its_threads_and_gives_the_users_back():
         assert seen and all(s == (2, 1) for s in seen)  # NumPy's BLAS stays on one (lucidrl.threads' docstring)
     finally:
         torch.set_num_threads(before)
+
+
+_CHURN = """
+import json, resource, sys
+import numpy as np
+import lucidrl
+from lucidrl import threads
+
+def faults():  # minor page faults of freeing and allocating 16 arrays of 1 MiB, 50 times (a large minibatch's work)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        xs = [np.ones((4096, 64), np.float32) for _ in range(16)]
+        del xs
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults()
+untuned = faults()
+lucidrl.PPO("CartPole-v1", seed=0, verbose=0, n_envs=2, n_steps=16, batch_size=16, net_arch=[8]).learn(32)
+print(json.dumps({"tuned": threads.tune_malloc(), "untuned": untuned, "after_learn": faults()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_learn_stops_glibc_from_faulting_in_every_minibatchs_memory_afresh():
+    """lucidrl.threads.tune_malloc: in a fresh process, a minibatch-sized alloc/free loop faults its pages in every
+    time (glibc hands freed blocks back); after learn() it reuses them. LUCIDRL_TUNE_MALLOC=0 leaves glibc alone."""
+    import json
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    runs = []
+    for opt_out in ("1", "0"):
+        out = subprocess.run(
+            [sys.executable, "-c", _CHURN],
+            env={**env, "LUCIDRL_TUNE_MALLOC": opt_out},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    tuned, left_alone = runs
+    assert tuned["tuned"] and tuned["untuned"] > 50_000 and tuned["after_learn"] < tuned["untuned"] / 20
+    assert not left_alone["tuned"] and left_alone["after_learn"] > 50_000
