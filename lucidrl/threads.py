@@ -169,10 +169,14 @@ def hold_matmul_precision(setting: str, device: torch.device):
     if torch.device(device).type != "cuda":
         yield "ieee"
         return
-    matmul = torch.backends.cuda.matmul
-    before = matmul.fp32_precision  # (the new API only: torch refuses to read a mix of the legacy and new ones)
-    matmul.fp32_precision = "tf32" if setting == "auto" else setting
+    matmul, precision = torch.backends.cuda.matmul, "tf32" if setting == "auto" else setting
+    # torch >= 2.9's fp32_precision; before it, allow_tf32 (torch refuses to read a mix of the two, so one is used)
+    name, value = (
+        ("fp32_precision", precision) if hasattr(matmul, "fp32_precision") else ("allow_tf32", precision == "tf32")
+    )
+    before = getattr(matmul, name)
+    setattr(matmul, name, value)
     try:
-        yield matmul.fp32_precision
+        yield precision
     finally:
-        matmul.fp32_precision = before
+        setattr(matmul, name, before)

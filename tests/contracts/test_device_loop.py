@@ -142,3 +142,19 @@ def test_learn_computes_under_the_models_matmul_precision(device):
     assert seen == ["tf32" if device == "cuda" else before] and matmul.fp32_precision == before
     with pytest.raises(ConfigError, match="matmul_precision must be one of auto, tf32, ieee, got 'fp16'"):
         lucidrl.PPO("CartPole-v1", matmul_precision="fp16", verbose=0)
+
+
+def test_matmul_precision_uses_allow_tf32_where_torch_has_no_fp32_precision(monkeypatch):
+    """torch 2.4-2.8 (lucidrl allows torch >= 2.4) know only the legacy flag."""
+    from lucidrl.threads import hold_matmul_precision
+
+    class Legacy:  # torch.backends.cuda.matmul before torch 2.9
+        allow_tf32 = False
+
+    legacy = Legacy()
+    monkeypatch.setattr(torch.backends.cuda, "matmul", legacy)
+    with hold_matmul_precision("auto", torch.device("cuda")) as precision:
+        assert precision == "tf32" and legacy.allow_tf32 is True
+    assert legacy.allow_tf32 is False
+    with hold_matmul_precision("ieee", torch.device("cuda")) as precision:
+        assert precision == "ieee" and legacy.allow_tf32 is False
