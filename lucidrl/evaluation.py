@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lucidrl.envs import autoreset_mode, make_env
+from lucidrl.envs import make_env
 from lucidrl.errors import ConfigError, EnvError
 
 
@@ -76,28 +76,27 @@ def single_env_episodes(
 
 
 def _vector_episodes(model, env: gym.vector.VectorEnv, n: int, deterministic: bool, render: bool, callback):
+    """Copy i plays its share of the ``n`` episodes; the episode ends, in either autoreset mode, and the scores
+    (an env's recorded raw score where it keeps one, as Atari's) are read by ``lucidrl.rollout.VectorStepper``, the
+    one place that turns vector-env steps into transitions (DESIGN.md, "Episode ends")."""
+    from lucidrl.rollout import VectorStepper
+
     n_envs = env.num_envs
     targets = np.array([(n + i) // n_envs for i in range(n_envs)])
     counts = np.zeros(n_envs, dtype=int)
-    current_r, current_l = np.zeros(n_envs), np.zeros(n_envs, dtype=int)
-    next_step = autoreset_mode(env) == gym.vector.AutoresetMode.NEXT_STEP
-    resetting = np.zeros(n_envs, dtype=bool)  # NEXT_STEP: this copy's next step is a reset step, not a transition
-    rewards, lengths = [], []
-    obs, _ = env.reset()
+    rewards: list[float] = []
+    lengths: list[int] = []
+    stepper = VectorStepper(env)  # resets the env
+    offsets = stepper.offsets  # the stepper works in 0-based Discrete indices, predict in the env's own values
     while (counts < targets).any():
-        actions, _ = model.predict(obs, deterministic=deterministic)
-        obs, reward, terminated, truncated, info = env.step(actions)
-        live = ~resetting
-        current_r[live] += reward[live]
-        current_l[live] += 1
-        done = (terminated | truncated) & live
-        for i in np.flatnonzero(done):
+        actions, _ = model.predict(offsets.obs_out(stepper.obs), deterministic=deterministic)
+        tr = stepper.step(offsets.action_in(np.asarray(actions)))
+        ended = np.flatnonzero(tr.terminated | tr.truncated)  # the rows of tr.episode_returns, in order
+        for i, ret, length in zip(ended, tr.episode_returns, tr.episode_lengths):
             if counts[i] < targets[i]:
-                rewards.append(float(current_r[i]))
-                lengths.append(int(current_l[i]))
+                rewards.append(float(ret))
+                lengths.append(int(length))
                 counts[i] += 1
-            current_r[i], current_l[i] = 0.0, 0
-        resetting = done if next_step else resetting
         if callback is not None:
             callback(locals(), globals())
         if render:

@@ -271,8 +271,9 @@ class DiscreteOffsets:
     """The shift between an env's Discrete spaces and the 0-based indices the networks and tables use.
 
     ``obs_in``: an observation (or a batch) from the env -> index ``obs - start``;
-    ``action_out``: an action index (or a batch) -> the env's action ``index + start``.
-    Both return their input unchanged where the start is 0 (every space but a shifted Discrete).
+    ``action_out``: an action index (or a batch) -> the env's action ``index + start``;
+    ``obs_out`` and ``action_in`` undo them (``evaluate_policy`` hands ``predict`` the env's own values).
+    Each returns its input unchanged where the start is 0 (every space but a shifted Discrete).
     """
 
     __slots__ = ("obs_start", "action_start")
@@ -286,6 +287,12 @@ class DiscreteOffsets:
 
     def action_out(self, actions):
         return actions + self.action_start if self.action_start else actions
+
+    def obs_out(self, obs):
+        return obs + self.obs_start if self.obs_start else obs
+
+    def action_in(self, actions):
+        return actions - self.action_start if self.action_start else actions
 
 
 def space_error(

@@ -100,8 +100,11 @@ def test_offsets_shift_only_discrete_spaces_with_a_start():
     np.testing.assert_array_equal(off.obs_in(np.array([5, 8])), [0, 3])
     np.testing.assert_array_equal(off.action_out(np.array([0, 2])), [1, 3])
     box = np.zeros(3, np.float32)
+    np.testing.assert_array_equal(off.obs_out(off.obs_in(np.array([5, 8]))), [5, 8])  # the inverses
+    np.testing.assert_array_equal(off.action_in(off.action_out(np.array([0, 2]))), [0, 2])
     plain = DiscreteOffsets(S.Box(-1, 1, (3,)), S.Discrete(2))
     assert plain.obs_in(box) is box and plain.action_out(box) is box  # untouched, not copied
+    assert plain.obs_out(box) is box and plain.action_in(box) is box
 
 
 @pytest.mark.parametrize(
@@ -123,6 +126,22 @@ def test_the_stepper_is_the_training_boundary_in_both_autoreset_modes(mode):
             assert np.isin(obs, np.arange(4)).all(), obs
     received = [a for e in venv.envs for a in e.received]
     assert received and set(received) <= {1, 2, 3} and 3 in received
+
+
+def test_evaluate_policy_over_vector_envs_plays_the_same_episodes_in_both_autoreset_modes():
+    """SB3's evaluate_policy over a vector env reads episode ends through the stepper: the same returns and lengths
+    whichever autoreset mode the vector env uses, and predict sees (and the envs get) the spaces' own values."""
+    m = lucidrl.PPO(lambda: ShiftedEnv(horizon=3, contextual=True), seed=0, verbose=0, **SMALL["PPO"])
+    played = {}
+    for mode in (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP):
+        venv = gym.vector.SyncVectorEnv([lambda: ShiftedEnv(horizon=3, contextual=True)] * 2, autoreset_mode=mode)
+        venv.reset(seed=3)  # the stepper's reset continues these envs' random streams
+        played[mode] = lucidrl.evaluate_policy(m, venv, n_eval_episodes=5, return_episode_rewards=True)
+        received = [a for e in venv.envs for a in e.received]
+        assert set(received) <= {1, 2, 3} and len(received) >= 5 * 3
+    rewards, lengths = played[AutoresetMode.SAME_STEP]
+    assert len(rewards) == 5 and lengths == [3] * 5 and all(0 <= r <= 3 for r in rewards)
+    assert played[AutoresetMode.NEXT_STEP] == (rewards, lengths)
 
 
 # --------------------------------------------------------------------------- every algorithm, start != 0
