@@ -29,7 +29,7 @@ import types
 import typing
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -320,7 +320,10 @@ def _short(v: Any, limit: int = 80) -> str:
 
 
 _WORDS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
-_LISTS = {int: "a list of integers such as [64, 64]", float: "a list of finite numbers such as [-2.4, 2.4]"}
+_LISTS: dict[Any, str] = {
+    int: "a list of integers such as [64, 64]",
+    float: "a list of finite numbers such as [-2.4, 2.4]",
+}
 
 
 def _expected(hint: Any) -> str:
@@ -383,10 +386,7 @@ def check_field_types(cls, values: dict[str, Any]) -> None:
     refused (None turns a field off where it may be None).
     """
     hints = _type_hints(cls)
-    defaults = {
-        f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        for f in dataclasses.fields(cls)
-    }
+    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
     for name, v in values.items():
         hint = hints[name]
         if _fits(hint, v):
@@ -472,6 +472,14 @@ def zoo_normalize(values: dict[str, Any], context: str = "") -> dict[str, Any]:
 
 
 @functools.cache
+def _default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (its default_factory called where it has one)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    factory = f.default_factory
+    return factory() if callable(factory) else None  # (MISSING: a field without a default)
+
+
 def field_docs(cls) -> dict[str, str]:
     """The docstring written under each dataclass field (``x: int = 1`` then ``\"\"\"help\"\"\"``)."""
     docs: dict[str, str] = {}
@@ -479,10 +487,13 @@ def field_docs(cls) -> dict[str, str]:
         if not dataclasses.is_dataclass(klass):
             continue
         try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cast(type, klass))))
         except (OSError, TypeError):
             continue
-        body = tree.body[0].body
+        first = tree.body[0]
+        if not isinstance(first, ast.ClassDef):
+            continue
+        body = first.body
         for node, nxt in zip(body, body[1:]):
             if (
                 isinstance(node, ast.AnnAssign)

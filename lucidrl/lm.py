@@ -22,6 +22,8 @@ from lucidrl.envs.text import EOS, PAD, TextTask
 
 
 class CausalLM(nn.Module):
+    causal_mask: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, vocab_size: int, max_len: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4):
         super().__init__()
         self.max_len = max_len

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -34,9 +34,10 @@ from lucidrl.errors import EnvError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 ActivationName = Literal["tanh", "relu", "elu"]
+L = TypeVar("L", bound=nn.Linear | nn.Conv2d)
 
 
-def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+def layer_init(layer: L, std: float = math.sqrt(2), bias: float = 0.0) -> L:
     """Orthogonal weights scaled by ``std``, constant bias.
 
     Deviation (not in the PPO paper; from OpenAI baselines, studied by Andrychowicz et al. 2021,
@@ -45,7 +46,8 @@ def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -
     value output 1.
     """
     nn.init.orthogonal_(layer.weight, std)
-    nn.init.constant_(layer.bias, bias)
+    if layer.bias is not None:  # (every layer here has one)
+        nn.init.constant_(layer.bias, bias)
     return layer
 
 
@@ -185,7 +187,7 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
         return OneHot(int(space.n)), int(space.n)
     if isinstance(space, gym.spaces.Box) and len(space.shape) <= 2:
         return FlattenFloat(space.shape), int(math.prod(space.shape))
-    if is_image_space(space):
+    if isinstance(space, gym.spaces.Box) and is_image_space(space):
         cnn = NatureCNN(space, ortho=ortho, algo=algo)
         return cnn, cnn.features_dim
     raise space_error(
@@ -434,9 +436,8 @@ class ActorCritic(nn.Module):
         if shared:
             self.trunk = mlp(in_dim, net_arch, None, activation, ortho=ortho_init)
             last = net_arch[-1] if net_arch else in_dim
-            self.actor_out = linear_layer(last, n_out, std=0.01, ortho=ortho_init)
-            if gaussian:
-                self.actor_out = nn.Sequential(self.actor_out, StateIndependentLogStd(n_out, log_std_init))
+            out: nn.Module = linear_layer(last, n_out, std=0.01, ortho=ortho_init)
+            self.actor_out = nn.Sequential(out, StateIndependentLogStd(n_out, log_std_init)) if gaussian else out
             self.critic_out = linear_layer(last, 1, std=1.0, ortho=ortho_init)
         else:
             self.actor = mlp(in_dim, net_arch, n_out, activation, out_std=0.01, ortho=ortho_init)

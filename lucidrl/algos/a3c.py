@@ -57,7 +57,7 @@ from lucidrl.config import (
     check_schedule,
     value_at,
 )
-from lucidrl.envs import make_vec_env
+from lucidrl.envs import Vectorization, make_vec_env
 from lucidrl.networks import ActivationName, ActorCritic
 from lucidrl.rollout import RolloutCollector
 
@@ -166,7 +166,7 @@ def apply_gradient(agent: ActorCritic, optimizer: torch.optim.Optimizer, grad: t
 class A3CWorker:
     """One actor-learner of Algorithm S3: its env copies and its network copy θ'. Runs as a Ray actor."""
 
-    def __init__(self, env_source: Any, n_envs: int, seed: int, vectorization: str, agent: ActorCritic,
+    def __init__(self, env_source: Any, n_envs: int, seed: int, vectorization: Vectorization, agent: ActorCritic,
                  cfg: SimpleNamespace, gradients: Callable = a3c_gradients):
         torch.set_num_threads(1)  # one CPU per worker
         torch.manual_seed(seed)
@@ -208,6 +208,7 @@ class A3C(Algorithm):
                                  shared=cfg.shared_trunk, ortho_init=cfg.ortho_init, algo="A3C",
                                  log_std_init=cfg.log_std_init).to(self.device)  # θ, held by the driver
         lr = value_at(cfg.learning_rate, 1.0)
+        self.optimizer: torch.optim.Optimizer
         if cfg.use_rms_prop:  # (E5) shared RMSProp: one optimiser state, updated by every worker's gradient
             self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=lr, alpha=cfg.rms_prop_alpha,
                                                  eps=cfg.rms_prop_eps)

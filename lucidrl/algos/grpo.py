@@ -45,7 +45,7 @@ from lucidrl.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_t
 from lucidrl.config import check
 from lucidrl.envs.text import TextTask, make_task
 from lucidrl.errors import CheckpointError, ConfigError
-from lucidrl.lm import accuracy, make_policy, supervised_warm_start
+from lucidrl.lm import CausalLM, accuracy, make_policy, supervised_warm_start
 from lucidrl.logging import Logger
 from lucidrl.version import __version__
 
@@ -143,7 +143,7 @@ def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor
 
 
 # --------------------------------------------------------------------------- one update
-def grpo_update(policy: nn.Module, reference: nn.Module, optimizer: torch.optim.Optimizer,
+def grpo_update(policy: CausalLM, reference: CausalLM, optimizer: torch.optim.Optimizer,
                 batch: dict[str, torch.Tensor], cfg: GRPOConfig) -> dict[str, float]:
     """μ = n_epochs gradient steps (E5) on one batch of sampled completions; π_old's log-probs are fixed."""
     q, o, mask = batch["prompts"], batch["completions"], batch["mask"]
@@ -187,7 +187,7 @@ class GRPO:
         self.max_new_tokens = cfg.max_new_tokens or self.task.max_new_tokens
         torch.manual_seed(cfg.seed)
         self.policy = make_policy(self.task, cfg.d_model, cfg.n_layers, cfg.n_heads)
-        self.reference: nn.Module | None = None  # π_ref: frozen at the start of the first learn()
+        self.reference: CausalLM | None = None  # π_ref: frozen at the start of the first learn()
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.run_dir, self.verbose = (Path(run_dir) if run_dir is not None else None), verbose

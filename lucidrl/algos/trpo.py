@@ -40,7 +40,7 @@ equal (``tests/math/test_backends.py``; ``docs/algorithms/trpo.md``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -150,7 +150,7 @@ def mean_kl(head, params_old: torch.Tensor, params: torch.Tensor) -> torch.Tenso
     return head.kl(params_old, params).mean()
 
 
-def fisher_vector_product(kl: torch.Tensor, params: list[torch.Tensor],
+def fisher_vector_product(kl: torch.Tensor, params: Sequence[torch.Tensor],
                           damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """(E5) v -> (F + λI) v, where F = ∇²D̄ at θ_old, by differentiating (∇D̄)ᵀv: one double backward per call.
 
@@ -318,7 +318,7 @@ class TRPO(Algorithm):
                 # 1. collect T steps in each of the N envs with the current policy π_old
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
-                self.num_timesteps += cfg.n_steps * self.env.num_envs
+                self.num_timesteps += cfg.n_steps * self.n_envs
 
                 # 2. advantages Â_t (GAE) and λ-return targets R_t, from the critic before it is refitted
                 advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,

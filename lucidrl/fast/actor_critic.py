@@ -156,7 +156,10 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
         )
         norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))
         opt.step()
-        params.append(p.copy()), ratios.append(ratio), pg.append(pg_loss), v.append(v_loss)
+        params.append(p.copy())
+        ratios.append(ratio)
+        pg.append(pg_loss)
+        v.append(v_loss)
     seen = {
         "params": [torch.from_numpy(np.concatenate(params))],
         "ratio": [torch.from_numpy(np.concatenate(ratios))],

@@ -467,7 +467,7 @@ class SingleNet:
 
         self.core = MLPCore.of([seq], numpy=numpy, feature_major=feature_major)
         order = MLPCore.parameter_order([seq])
-        self.log_std = seq[-1].log_std if isinstance(seq[-1], StateIndependentLogStd) else None
+        self.log_std: torch.Tensor | None = seq[-1].log_std if isinstance(seq[-1], StateIndependentLogStd) else None
         if self.log_std is not None:
             order.append(self.log_std)
         assert [id(p) for p in order] == [id(p) for p in seq.parameters()], "module order expected"

@@ -72,8 +72,9 @@ def surrogate_and_gaussian_gradient(
 def local_models(agent, batch, advantages, cg_damping):
     """``lucidrl.algos.trpo.local_models``: the same (L(θ_old), g, fvp, evaluate, set_theta)."""
     net = single_net(agent.actor, numpy=False)
-    gaussian = net.log_std is not None
-    if gaussian and not bool(((net.log_std > LOG_STD_MIN) & (net.log_std < LOG_STD_MAX)).all()):
+    log_std = net.log_std
+    gaussian = log_std is not None
+    if log_std is not None and not bool(((log_std > LOG_STD_MIN) & (log_std < LOG_STD_MAX)).all()):
         return reference_local_models(agent, batch, advantages, cg_damping)  # at a bound: the reference's rule
     head, core, flat = agent.head, net.core, net.flat.flat
     x = agent.encoder(batch["obs"])
