@@ -18,7 +18,7 @@ import random
 import time
 import weakref
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -45,6 +45,9 @@ from lucidrl.replay import ReplayBuffer
 from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
 from lucidrl.threads import hold_matmul_precision, hold_threads, threads_for
 from lucidrl.version import __version__
+
+if TYPE_CHECKING:
+    from lucidrl.rollout import VectorStepper
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 # models outside the Gymnasium-based Algorithm (GRPO's language-model policy) register their ``load`` here,
@@ -79,6 +82,7 @@ class Algorithm:
     state_attributes: ClassVar[tuple[str, ...]] = ()  # scalar attributes saved in state.json (e.g. PPO's beta)
     log_columns: ClassVar[tuple[str, ...]] = ()  # metrics.csv columns of metrics the first rows may lack
     sb3_callbacks: ClassVar[bool] = True  # takes lucidrl.callbacks.BaseCallback (SB3's hook order)
+    _stepper: VectorStepper | None  # the algorithms that step envs themselves (DQN, Q-learning): made by learn
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -46,7 +46,7 @@ with the same statistics without updating them. Rewards are scaled for ``Rollout
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -62,7 +62,7 @@ from lucidrl.networks import ActorCritic
 
 # --------------------------------------------------------------------------- one vector-env step
 _NONE: tuple = ()  # what a step without an episode end returns (shared: nothing here is ever mutated)
-_NO_FINALS = MappingProxyType({})
+_NO_FINALS: Mapping[int, np.ndarray] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -74,7 +74,7 @@ class Transitions:
     terminated: np.ndarray
     truncated: np.ndarray
     valid: np.ndarray  # False on NEXT_STEP reset rows: no transition
-    final_obs: dict[int, np.ndarray]  # SAME_STEP: the true s_{t+1} of the copies whose episode ended
+    final_obs: Mapping[int, np.ndarray]  # SAME_STEP: the true s_{t+1} of the copies whose episode ended
     episode_returns: list[float] | tuple  # of the episodes that ended on this step
     episode_lengths: list[int] | tuple
 
@@ -120,7 +120,9 @@ class VectorStepper:
         done = terminated | truncated
         self.episode_return += reward  # a NEXT_STEP reset row adds reward 0 ...
         self.episode_length += valid  # ... and no step
-        returns, lengths, final = _NONE, _NONE, _NO_FINALS
+        returns: list[float] | tuple = _NONE
+        lengths: list[int] | tuple = _NONE
+        final: Mapping[int, np.ndarray] = _NO_FINALS
         if done.any():
             idx = np.flatnonzero(done)
             returns = episode_scores(info, idx, self.episode_return)  # the raw score where it is recorded
@@ -274,7 +276,9 @@ class RolloutCollector:
         term_buf = np.empty((T, N), dtype=bool)
         trunc_buf = np.empty((T, N), dtype=bool)
         valid_buf = np.empty((T, N), dtype=bool)
-        actions, params, values = [], [], []
+        actions: list[torch.Tensor] = []
+        params: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
         final_values: list[tuple[int, np.ndarray, torch.Tensor]] = []  # SAME_STEP truncations
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
@@ -283,7 +287,10 @@ class RolloutCollector:
         for t in range(T):
             obs_buf[t] = obs
             action, p, v = act(self._tensor(obs), noise[t])  # a_t ~ π_old(·|s_t), and V_old(s_t)
-            actions.append(action), params.append(p), values.append(v)
+            assert action is not None  # (given noise, the policy step samples)
+            actions.append(action)
+            params.append(p)
+            values.append(v)
             env_action = action.numpy() if self._on_cpu else action.cpu().numpy()
             if self.action_bounds is not None:
                 env_action = np.clip(env_action, *self.action_bounds)

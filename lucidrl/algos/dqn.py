@@ -172,7 +172,7 @@ def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: flo
 def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
                     n_steps: int, cfg: DQNConfig) -> dict[str, float]:
     """``n_steps`` gradient steps (E2, E3, E5) on minibatches drawn uniformly from ``buffer`` (SB3's ``DQN.train``)."""
-    losses, q_means, grad_norms, params = [], [], [], list(q_net.parameters())
+    stats, params = [], list(q_net.parameters())  # per step: the loss, the mean Q, the gradient's norm
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     for _ in range(n_steps):
         batch = buffer.sample(cfg.batch_size)  # a uniform minibatch of the replay memory
@@ -183,11 +183,10 @@ def dqn_train_round(q_net: QNetwork, q_target: QNetwork, optimizer: torch.optim.
         loss, q = dqn_loss(q_net(batch["obs"]), batch["actions"], y)  # (E3)
         optimizer.zero_grad()
         loss.backward()
-        grad_norms.append(nn.utils.clip_grad_norm_(params, max_norm, foreach=True))  # Deviation: clipping (SB3: 10)
+        grad_norm = nn.utils.clip_grad_norm_(params, max_norm, foreach=True)  # Deviation: clipping (SB3: 10)
         optimizer.step()
-        losses.append(loss.detach()), q_means.append(q.detach().mean())
-    loss_m, q_m, gn_m = torch.stack([torch.stack(losses).mean(), torch.stack(q_means).mean(),
-                                     torch.stack(grad_norms).mean()]).tolist()
+        stats.append(torch.stack([loss.detach(), q.detach().mean(), grad_norm]))
+    loss_m, q_m, gn_m = torch.stack(stats).mean(0).tolist()
     return {"loss/value": loss_m, "diag/q_mean": q_m, "diag/grad_norm": gn_m}
 
 
@@ -259,7 +258,8 @@ class DQN(Algorithm):
         observation at episode ends, ``terminated`` (not done), nothing for NEXT_STEP reset steps).
         Returns the finished episodes' raw returns and lengths.
         """
-        cfg, N, stepper = self.config, self.env.num_envs, self._stepper
+        cfg, N, stepper, replay = self.config, self.n_envs, self._stepper, self.replay
+        assert stepper is not None and replay is not None  # (made by learn)
         greedy = self._greedy(self.q_net)  # argmax_a Q_θ(s, a), θ fixed during the chunk
         # the chunk's random numbers, drawn at once from the model's generator
         coins = torch.rand((n_calls, N), generator=self.generator).numpy()
@@ -277,7 +277,7 @@ class DQN(Algorithm):
                "rewards": np.empty(shape, np.float32), "next_obs": np.empty((*shape, *obs.shape[1:]), obs.dtype),
                "terminated": np.empty(shape, bool)}
         valid = np.empty(shape, bool)
-        ep_returns, ep_lengths = [], []
+        ep_returns, ep_lengths = list[float](), list[int]()
         for t, uniform_t in enumerate(uniform.tolist()):
             actions = random_actions[t] if uniform_t else np.where(explore[t], random_actions[t], greedy(obs))
             tr = stepper.step(actions)
@@ -290,7 +290,7 @@ class DQN(Algorithm):
         self.n_calls += n_calls
         self.exploration_rate = eps[n_calls]
         keep = valid.reshape(-1)
-        self.replay.add(*(torch.from_numpy(buf[k].reshape(n_calls * N, *buf[k].shape[2:])[keep]) for k in
+        replay.add(*(torch.from_numpy(buf[k].reshape(n_calls * N, *buf[k].shape[2:])[keep]) for k in
                           ("obs", "actions", "rewards", "next_obs", "terminated")))
         return ep_returns, ep_lengths
 
@@ -315,9 +315,9 @@ class DQN(Algorithm):
             if self.replay is None:  # checks that it fits in memory before allocating
                 self.replay = ReplayBuffer(cfg.buffer_size, self.observation_space, self.action_space, self.device,
                                            self.generator)
-            if reset_num_timesteps or getattr(self, "_stepper", None) is None or self._stepper.env is not self.env:
-                self._stepper = VectorStepper(self.env, seed=self._env_seed())
-            update_every = max(cfg.target_update_interval // self.env.num_envs, 1)  # in calls of env.step, as SB3
+            if reset_num_timesteps or self._stepper is None or self._stepper.env is not self.env:
+                self._stepper = VectorStepper(self._require_env(), seed=self._env_seed())
+            update_every = max(cfg.target_update_interval // self.n_envs, 1)  # in calls of env.step, as SB3
             while self.num_timesteps < target:
                 # 1. act ε-greedily for train_freq calls of env.step, storing transitions in the replay memory
                 steps_before, calls_before = self.num_timesteps, self.n_calls

@@ -191,6 +191,8 @@ def apply_td_update(q: np.ndarray, states: np.ndarray, actions: np.ndarray, targ
 class QTable(nn.Module):
     """The Q-table as a float64 buffer [n_states, n_actions], so checkpoints save it like any network."""
 
+    q: torch.Tensor  # the buffer
+
     def __init__(self, n_states: int, n_actions: int, initial_q: float = 0.0):
         super().__init__()
         self.register_buffer("q", torch.full((n_states, n_actions), float(initial_q), dtype=torch.float64))
@@ -275,9 +277,9 @@ class QLearning(Algorithm):
             # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
             rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
             q = self.agent.numpy()
-            if getattr(self, "_stepper", None) is None or self._stepper.env is not self.env:
-                self._stepper = VectorStepper(self.env, seed=self._env_seed())
-            stepper = self._stepper
+            stepper = getattr(self, "_stepper", None)
+            if stepper is None or stepper.env is not self.env:
+                stepper = self._stepper = VectorStepper(self._require_env(), seed=self._env_seed())
             ep_returns: list[float] = []
             ep_lengths: list[int] = []
             td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
@@ -314,7 +316,7 @@ class QLearning(Algorithm):
                     ended = np.isin(np.arange(len(s_next)), list(tr.final_obs))
                     a_next = np.where(ended, epsilon_greedy(q, s_next, eps, rng), a_next)
                 s, a = s_next, a_next
-                self.num_timesteps += self.env.num_envs
+                self.num_timesteps += self.n_envs
 
                 # 5. log a row every log_interval steps
                 if self.num_timesteps - chunk_start >= log_interval or self.num_timesteps >= target:

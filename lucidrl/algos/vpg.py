@@ -212,8 +212,8 @@ def policy_step(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dic
                                          else float("inf"), foreach=True)
     theta_old = torch.cat([p.detach().reshape(-1) for p in agent.actor_parameters()])  # a copy: cat allocates
     optimizer.step()
-    pg_loss, entropy = float(pg_loss.detach()), float(entropy.detach())
-    return {"loss/policy": pg_loss, "diag/entropy": entropy, "loss/entropy": -entropy,
+    pg, ent = float(pg_loss.detach()), float(entropy.detach())
+    return {"loss/policy": pg, "diag/entropy": ent, "loss/entropy": -ent,
             "diag/grad_norm": float(grad_norm), **step_diagnostics(agent, batch, psi, theta_old)}
 
 
@@ -242,7 +242,7 @@ class VPG(Algorithm):
     """
 
     name = "vpg"
-    config_class = VPGConfig
+    config_class: ClassVar[type] = VPGConfig
 
     def __init__(self, policy: Any = None, env: Any = None, **kwargs: Any):
         super().__init__(policy, env, **kwargs)
@@ -287,7 +287,7 @@ class VPG(Algorithm):
                 # 1. collect T steps in each of the N envs with the current policy
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
-                self.num_timesteps += cfg.n_steps * self.env.num_envs
+                self.num_timesteps += cfg.n_steps * self.n_envs
 
                 # 2. Ψ_t for (E2), and the critic's targets G_t
                 psi, targets = psi_and_targets(rollout, cfg)
@@ -295,7 +295,7 @@ class VPG(Algorithm):
 
                 # 3. one policy-gradient step (E3), then the critic's regression (E4)
                 metrics = self._policy_step(self.agent, self.policy_optimizer, batch, cfg)
-                if cfg.uses_critic:
+                if self._fit_critic is not None:  # cfg.uses_critic
                     metrics.update(self._fit_critic(self.agent, self.critic_optimizer, batch, cfg))
                     metrics["diag/explained_variance"] = explained_variance(batch["values_old"], batch["targets"])
                     metrics["train/critic_learning_rate"] = critic_lr
