@@ -17,6 +17,7 @@ import os
 import random
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,7 +37,16 @@ from lucidrl.checkpoint import (
     save_checkpoint,
 )
 from lucidrl.config import config_to_dict, resolve_config
-from lucidrl.envs import DiscreteOffsets, EnvLike, env_id_of, make_env, make_vec_env, space_from_json, space_to_json
+from lucidrl.envs import (
+    DiscreteOffsets,
+    EnvLike,
+    Vectorization,
+    env_id_of,
+    make_env,
+    make_vec_env,
+    space_from_json,
+    space_to_json,
+)
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
@@ -47,7 +57,9 @@ from lucidrl.threads import hold_matmul_precision, hold_threads, threads_for
 from lucidrl.version import __version__
 
 if TYPE_CHECKING:
-    from lucidrl.rollout import VectorStepper
+    from lucidrl.device_rollout import DeviceRolloutCollector
+    from lucidrl.distributed.rollout_workers import RayRolloutCollector
+    from lucidrl.rollout import RolloutCollector, VectorStepper
 
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 # models outside the Gymnasium-based Algorithm (GRPO's language-model policy) register their ``load`` here,
@@ -83,6 +95,8 @@ class Algorithm:
     log_columns: ClassVar[tuple[str, ...]] = ()  # metrics.csv columns of metrics the first rows may lack
     sb3_callbacks: ClassVar[bool] = True  # takes lucidrl.callbacks.BaseCallback (SB3's hook order)
     _stepper: VectorStepper | None  # the algorithms that step envs themselves (DQN, Q-learning): made by learn
+    _collector: RolloutCollector | DeviceRolloutCollector | RayRolloutCollector | None = None  # the on-policy ones
+    replay: ReplayBuffer | None  # DQN's replay memory (saved with a checkpoint where the config asks)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -98,7 +112,7 @@ class Algorithm:
         run_dir: str | os.PathLike | None = None,
         verbose: int = 1,
         tensorboard: bool = True,
-        vectorization: str = "auto",
+        vectorization: Vectorization = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         tensorboard_log: str | os.PathLike | None = None,
         _spaces: tuple[gym.Space, gym.Space] | None = None,
@@ -152,7 +166,7 @@ class Algorithm:
                 self.name, self.config_class, self.env_id, preset, {**hyperparams, "n_envs": 1}, notes=preset_notes
             )
         if self.config.seed is None:
-            self.config.seed = int(np.random.SeedSequence().entropy % 2**31)
+            self.config.seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
         self.verbose = verbose
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.tensorboard = tensorboard
@@ -250,6 +264,7 @@ class Algorithm:
             if self.env_id is None:
                 raise EnvError("this model has no env to train on; call model.set_env(env) or load(path, env=env)")
             self.set_env(self.env_id)
+        assert self.env is not None  # (set_env made it)
         return self.env
 
     # ------------------------------------------------------------------ SB3's attributes (docs/sb3.md)
@@ -364,7 +379,7 @@ class Algorithm:
                 "obs, info = env.reset() (lucidrl's get_env() is a Gymnasium VectorEnv: docs/sb3.md)"
             )
         obs = np.asarray(observation)
-        shape = self.observation_space.shape
+        shape = tuple(self.observation_space.shape or ())
         if obs.shape == shape:
             batch, single = obs[None], True
         elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
@@ -483,14 +498,15 @@ class Algorithm:
 
     def _drop_collectors(self) -> None:
         """Forget the collectors (after a stop in the middle of a rollout): the next learn starts afresh."""
-        if getattr(self, "_collector", None) is not None and hasattr(self._collector, "close"):
-            self._collector.close()
+        collector = self._collector
+        if collector is not None and hasattr(collector, "close"):  # (the Ray and device collectors hold resources)
+            collector.close()
         self._collector = None
         if hasattr(self, "_stepper"):
             self._stepper = None
 
     def _start_learn(
-        self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool, lines: list[str] = ()
+        self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool, lines: Sequence[str] = ()
     ) -> tuple[Logger, int]:
         if (
             not isinstance(total_timesteps, (int, np.integer))
@@ -539,9 +555,10 @@ class Algorithm:
         acting with ``self._rollout_policy`` (``rollout.rollout_policy`` or its fast twin, chosen by the algorithm)."""
         from lucidrl.rollout import RolloutCollector
 
-        if getattr(self, "_collector", None) is None or self._collector.env is not self.env:
-            if getattr(self, "_collector", None) is not None and hasattr(self._collector, "close"):
-                self._collector.close()
+        old, env = self._collector, self._require_env()
+        if old is None or old.env is not env:
+            if old is not None and hasattr(old, "close"):
+                old.close()
             if getattr(self.config, "rollout_workers", 0):  # K Ray actors (lucidrl.distributed.rollout_workers)
                 from lucidrl.distributed import require_ray
 
@@ -550,7 +567,7 @@ class Algorithm:
 
                 self._collector = RayRolloutCollector(
                     self._env_source,
-                    self.env,
+                    env,
                     self.config.rollout_workers,
                     self.agent,
                     self.device,
@@ -563,13 +580,11 @@ class Algorithm:
                     log=functools.partial(_log_note, weakref.ref(self)),
                 )  # weak: the workers end with the model
                 return self._collector
-            if (
-                getattr(self.env, "functional_step", None) is not None
-            ):  # batched torch envs: the rollout stays on the device
+            if getattr(env, "functional_step", None) is not None:  # batched torch envs: the rollout stays on the device
                 from lucidrl.device_rollout import DeviceRolloutCollector
 
                 self._collector = DeviceRolloutCollector(
-                    self.env,
+                    env,
                     self.device,
                     seed=self._env_seed(),
                     generator=self.generator,
@@ -583,7 +598,7 @@ class Algorithm:
                 )
                 return self._collector
             self._collector = RolloutCollector(
-                self.env,
+                env,
                 self.device,
                 seed=self._env_seed(),
                 generator=self.generator,
@@ -604,7 +619,8 @@ class Algorithm:
         self._check_finite(metrics)  # before any checkpoint: a NaN model is never saved
         self._maybe_checkpoint(checkpoint_freq, steps_before)
         self._updates_in_learn = getattr(self, "_updates_in_learn", 0) + 1
-        if getattr(self, "_log_interval", None) and self._updates_in_learn % self._log_interval == 0:
+        interval = getattr(self, "_log_interval", None)
+        if interval and self._updates_in_learn % interval == 0:
             logger.info(
                 f"{self.name}: step {self.num_timesteps}, update {self.n_updates}, mean return of the last "
                 f"{len(logger.recent_returns)} episodes {logger.mean_return:.1f}"
@@ -695,7 +711,8 @@ class Algorithm:
             "rng/generator": self.generator.get_state(),
             "rng/torch": torch.get_rng_state(),
         }
-        np_state = np.random.get_state()
+        np_state = np.random.get_state(legacy=True)  # ('MT19937', keys, pos, has_gauss, cached_gaussian)
+        assert isinstance(np_state, tuple)
         py_version, py_internal, py_gauss = random.getstate()
         tensors["rng/numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
         for name, module in self._checkpoint_modules().items():
@@ -703,8 +720,9 @@ class Algorithm:
         if self.reward_scaler is not None and self.reward_scaler.returns is not None:
             tensors["run/reward_returns"] = torch.from_numpy(self.reward_scaler.returns.copy())
         extra = {}
-        if getattr(self.config, "save_replay_buffer", False) and getattr(self, "replay", None) is not None:
-            extra["replay.safetensors"] = self.replay.state_tensors()
+        replay = getattr(self, "replay", None)
+        if getattr(self.config, "save_replay_buffer", False) and replay is not None:
+            extra["replay.safetensors"] = replay.state_tensors()
         optim_meta = {}
         for name, opt in self._optimizers().items():
             t, meta = optimizer_to_flat(f"optim/{name}", opt)
@@ -881,12 +899,13 @@ def _single_env_without_spec(env: Any) -> bool:
 
 def _copies_from_spec(env: gym.Env):
     """A callable for ``make_vec_env``: ``env`` itself on the first call, a new env from its spec on each later one."""
-    given = [env]
+    given, spec = [env], env.spec
+    assert spec is not None  # (called for envs that have one)
 
     def make() -> gym.Env:
-        return given.pop() if given else gym.make(env.spec)
+        return given.pop() if given else gym.make(spec)
 
-    make.spec = env.spec  # env_id_of finds the id (presets, load)
+    make.spec = env.spec  # type: ignore[attr-defined]  # env_id_of finds the id (presets, load)
     return make
 
 

@@ -87,8 +87,8 @@ def _missing_dependency(env_id: str, e: Exception) -> MissingDependencyError:
     return MissingDependencyError(f"{env_id} needs a package that is not installed ({e}). Fix: {fix}")
 
 
-def make_env(env: str | gym.Env | Callable[[], gym.Env], **kwargs: Any) -> gym.Env:
-    """One (non-vector) env from an id, an instance (returned as is) or a callable."""
+def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
+    """One (non-vector) env from an id, an instance (returned as is) or a callable; a VectorEnv is refused."""
     if isinstance(env, gym.vector.VectorEnv):
         raise EnvError("make_env needs a single env, got a VectorEnv; pass its id or a callable instead")
     if isinstance(env, gym.Env):
@@ -166,7 +166,10 @@ def make_vec_env(
         try:
             if atari:  # training: DQN-paper preprocessing with the rewards clipped to their sign
                 cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
-                venv = cls([functools.partial(make_atari_env, env, clip_reward=True, **kwargs)] * n_envs, **same_step)
+                venv = cls(
+                    [functools.partial(make_atari_env, env, clip_reward=True, **kwargs)] * n_envs,
+                    autoreset_mode=AutoresetMode.SAME_STEP,
+                )
             elif native and (vectorization == "native" or (vectorization == "auto" and n_envs >= NATIVE_MIN_ENVS)):
                 venv = gym.make_vec(env, n_envs, vectorization_mode="vector_entry_point", **kwargs)
             else:
@@ -180,10 +183,10 @@ def make_vec_env(
                 f"an env instance is one copy, but n_envs={n_envs} copies were asked for; "
                 "pass the env id or a callable that builds the env (e.g. lambda: MyEnv()) instead"
             )
-        venv = gym.vector.SyncVectorEnv([lambda: env], **same_step)
+        venv = gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
     elif callable(env):
         cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
-        venv = cls([env] * n_envs, **same_step)
+        venv = cls([env] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         raise EnvError(
             f"cannot build an env from {type(env).__name__}; pass an env id such as 'CartPole-v1', "
