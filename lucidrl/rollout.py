@@ -93,12 +93,13 @@ class VectorStepper:
 
     Actions in and observations out are 0-based for Discrete spaces (the spaces' starts are applied here)."""
 
-    def __init__(self, env: gym.vector.VectorEnv, seed: int | None = None):
+    def __init__(self, env: gym.vector.VectorEnv, seed: int | list[int] | None = None):
         self.env = env
         self.n_envs = env.num_envs
         self.next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
         self.offsets = DiscreteOffsets(env.single_observation_space, env.single_action_space)
-        self.obs = self.offsets.obs_in(env.reset(seed=seed)[0])
+        # a list: one seed a copy (Sync/AsyncVectorEnv take it; VectorEnv.reset's annotation says int only)
+        self.obs = self.offsets.obs_in(env.reset(seed=seed)[0])  # type: ignore[arg-type]
         self.n_calls = 0  # calls of env.step since the reset
         self._float_obs = isinstance(self.obs, np.ndarray) and self.obs.dtype.kind == "f"  # others cannot be NaN
         self._check_finite(self.obs, np.zeros(self.n_envs))

@@ -51,7 +51,7 @@ from lucidrl.distributed import close_workers, open_worker_session, require_ray
 from lucidrl.envs import make_vec_env
 from lucidrl.envs.normalize import ObsNormalizer
 from lucidrl.errors import ConfigError, EnvError, LucidRLError, TrainingError
-from lucidrl.rollout import Rollout, VectorStepper
+from lucidrl.rollout import Rollout, VectorStepper, rollout_policy
 
 MAX_RESTARTS = 3
 """Replacements of dead workers a collector makes before the run stops with a TrainingError."""
@@ -122,10 +122,12 @@ class RolloutWorker:
         self.obs = raw if self.obs_normalizer is None else self._normalizer(stats).update_and_normalize(raw)
         return raw
 
-    def _normalizer(self, stats: tuple) -> ObsNormalizer:
-        mean, var, count = self.obs_normalizer.rms.numpy_views()
+    def _normalizer(self, stats: tuple | None) -> ObsNormalizer:
+        norm = self.obs_normalizer
+        assert norm is not None and stats is not None  # (called where the model normalises: the driver's statistics)
+        mean, var, count = norm.rms.numpy_views()
         mean[...], var[...], count[...] = stats
-        return self.obs_normalizer
+        return norm
 
     @torch.no_grad()
     def collect(self, state: dict, noise: torch.Tensor, stats: tuple | None) -> dict:
@@ -134,11 +136,12 @@ class RolloutWorker:
         act = self.policy(self.agent)
         obs_norm = None if stats is None else self._normalizer(stats)
         lo, hi, stepper = self.lo, self.hi, self.stepper
+        assert stepper is not None  # (reset made it)
         T, n = noise.shape[0], hi - lo
         obs = self.obs
         pad_obs = np.zeros((self.n_envs, *obs.shape[1:]), dtype=obs.dtype)  # all N rows: see the module docstring
         pad_noise = torch.zeros((self.n_envs, *noise.shape[2:]), dtype=noise.dtype)
-        out = {
+        out: dict[str, Any] = {
             "obs": np.empty((T, *obs.shape), dtype=obs.dtype),
             "rewards": np.empty((T, n)),
             "terminated": np.empty((T, n), dtype=bool),
@@ -147,13 +150,17 @@ class RolloutWorker:
             "episodes": [],
             "finals": [],
         }
-        actions, params, values = [], [], []
+        actions: list[torch.Tensor] = []
+        params: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
         for t in range(T):
             out["obs"][t] = obs
             pad_obs[lo:hi], pad_noise[lo:hi] = obs, noise[t]
             action, p, v = act(torch.from_numpy(pad_obs), pad_noise)
             action = action[lo:hi]
-            actions.append(action), params.append(p[lo:hi]), values.append(v[lo:hi])
+            actions.append(action)
+            params.append(p[lo:hi])
+            values.append(v[lo:hi])
             env_action = action.numpy()
             if self.action_bounds is not None:
                 env_action = np.clip(env_action, *self.action_bounds)
@@ -169,9 +176,9 @@ class RolloutWorker:
                 out["episodes"] += [
                     (t, lo + int(i), ret, n) for i, ret, n in zip(done, tr.episode_returns, tr.episode_lengths)
                 ]
-            for i, final in tr.final_obs.items():
+            for i, final_obs in tr.final_obs.items():
                 if tr.truncated[i]:  # V(final observation) is computed by the driver, on every env's of step t
-                    final = torch.from_numpy(np.asarray(final)[None])
+                    final = torch.from_numpy(np.asarray(final_obs)[None])
                     out["finals"].append((t, lo + i, (final if obs_norm is None else obs_norm(final))[0].numpy()))
         self.obs = obs
         pad_obs[lo:hi] = obs
@@ -196,7 +203,7 @@ class RayRolloutCollector:
         generator: torch.Generator | None,
         obs_normalizer=None,
         reward_scaler=None,
-        policy: Callable = None,
+        policy: Callable = rollout_policy,
         vectorization: str = "auto",
         log: Callable[[str], None] = print,
     ):

@@ -344,7 +344,7 @@ def _check_env(algo: str, env_id: str) -> None:
     """Build one model with the plain defaults: an unknown env, or one the algorithm cannot act in, fails here,
     before Ray starts (as EnvError)."""
     cls = ALGORITHMS[algo]
-    small = {"buffer_size": 64, "n_steps": 8, "batch_size": 8, "learning_starts": 0}  # no large buffer to allocate
+    small: dict[str, Any] = {"buffer_size": 64, "n_steps": 8, "batch_size": 8, "learning_starts": 0}  # no large buffer
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     model = cls(env_id, preset=False, seed=0, verbose=0, **{k: v for k, v in small.items() if k in fields})
     if model.env is not None:
@@ -653,7 +653,8 @@ def plot_returns(rows: list[dict[str, Any]], best: dict[str, Any] | None, path: 
     ):
         pts = [(r["number"], r["eval_return"]) for r in rows if r["status"] == status and r["eval_return"] is not None]
         if pts:
-            ax.scatter(*zip(*pts), marker=marker, label=label, s=36)
+            numbers, returns = zip(*pts)
+            ax.scatter(numbers, returns, marker=marker, label=label, s=36)
     if best is not None:
         ax.scatter(
             [best["number"]],
