@@ -97,6 +97,7 @@ class Algorithm:
     _stepper: VectorStepper | None  # the algorithms that step envs themselves (DQN, Q-learning): made by learn
     _collector: RolloutCollector | DeviceRolloutCollector | RayRolloutCollector | None = None  # the on-policy ones
     replay: ReplayBuffer | None  # DQN's replay memory (saved with a checkpoint where the config asks)
+    import_report: list[str]  # models made by lucidrl.from_sb3: what was carried over and what was not
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -397,7 +397,8 @@ def from_sb3(
                 probe.close()
         if sb3_spaces is not None:
             for got, (want, _) in zip(spaces, sb3_spaces):
-                transposed = len(want.shape) == 3 and got.shape == (*want.shape[1:], want.shape[0])
+                wshape = tuple(want.shape or ())
+                transposed = len(wshape) == 3 and got.shape == (*wshape[1:], wshape[0])
                 if transposed:  # SB3 moved the channels first (VecTransposeImage); lucidrl's CNN takes either
                     report.append(
                         f"the env's images are channels-last {got.shape}; SB3 saved {want.shape} (channels "
@@ -406,7 +407,11 @@ def from_sb3(
                 if (
                     type(got) is not type(want)
                     or (got.shape != want.shape and not transposed)
-                    or (isinstance(got, gym.spaces.Discrete) and got.n != want.n)
+                    or (
+                        isinstance(got, gym.spaces.Discrete)
+                        and isinstance(want, gym.spaces.Discrete)
+                        and got.n != want.n
+                    )
                 ):
                     raise ConfigError(
                         f"env {env_id_of(env)!r} has {got}, the SB3 model was trained on {want}; give "
@@ -455,9 +460,8 @@ def from_sb3(
     policy_kwargs = _readable(data.get("policy_kwargs"))
     if algo == "a2c":
         optimizer = str(policy_kwargs.get("optimizer_class", ""))
-        opt_kwargs = (
-            policy_kwargs.get("optimizer_kwargs") if isinstance(policy_kwargs.get("optimizer_kwargs"), dict) else {}
-        )
+        raw = policy_kwargs.get("optimizer_kwargs")
+        opt_kwargs: dict[str, Any] = raw if isinstance(raw, dict) else {}
         hyper["use_rms_prop"] = "RMSprop" in optimizer
         if hyper["use_rms_prop"]:
             for ours, theirs in (("rms_prop_alpha", "alpha"), ("rms_prop_eps", "eps")):
@@ -500,8 +504,10 @@ def from_sb3(
 
     # build the lucidrl model; hyperparameters lucidrl refuses are reported, the network is kept
     klass = ALGORITHMS[algo]
-    network = {k: hyper[k] for k in ("net_arch", "activation", "ortho_init", "use_rms_prop") if k in hyper}
-    common = dict(preset=False, _spaces=spaces, verbose=verbose, device=device)
+    network: dict[str, Any] = {
+        k: hyper[k] for k in ("net_arch", "activation", "ortho_init", "use_rms_prop") if k in hyper
+    }
+    common: dict[str, Any] = dict(preset=False, _spaces=spaces, verbose=verbose, device=device)
     common.update({k: kwargs.pop(k) for k in ("run_dir", "tensorboard", "vectorization") if k in kwargs})
     try:
         model = klass(env, **common, **{**hyper, **kwargs})
@@ -516,8 +522,8 @@ def from_sb3(
     # the weights, name by name; a parameter left unmapped or a shape that differs is an error
     try:
         if algo == "dqn":
-            for name, weights in _dqn_weights(state_dict, len(hyper["net_arch"])).items():
-                getattr(model, name).load_state_dict(weights, strict=True)
+            for module_name, weights in _dqn_weights(state_dict, len(hyper["net_arch"])).items():
+                getattr(model, module_name).load_state_dict(weights, strict=True)
         else:
             model.agent.load_state_dict(_actor_critic_weights(state_dict, model, report), strict=True)
     except (KeyError, RuntimeError) as e:
@@ -528,7 +534,9 @@ def from_sb3(
     unknown = sorted(set(state_dict) - _used_keys(state_dict))
     if unknown:
         raise CheckpointError(f"{str(src)!r} has parameters lucidrl cannot place: {', '.join(unknown[:6])}")
-    if algo == "dqn" and isinstance(data.get("exploration_rate"), (int, float)):
+    from lucidrl.algos.dqn import DQN
+
+    if isinstance(model, DQN) and isinstance(data.get("exploration_rate"), (int, float)):
         model.exploration_rate = float(data["exploration_rate"])
     if isinstance(data.get("num_timesteps"), int):
         model.num_timesteps = int(data["num_timesteps"])
