@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, gymnasium; print('torch', torch.__version__, 'gymnasium', gymnasium.__version__, torch.cuda.get_device_name())"
 B="python3 benchmarks/gpu_throughput.py"
 echo "== 1. graphed updates, the device rollout (normalisation, reset pool) and the torch envs, on the GPU"
-timeout 100 python3 -m pytest -q -p no:cacheprovider tests/math/test_compiled.py tests/math/test_torch_envs.py 2>&1 | tail -4
+timeout 100 python3 -m pytest -q -p no:cacheprovider tests/math/test_compiled.py tests/math/test_torch_envs.py "tests/contracts/test_device_loop.py::test_learn_computes_under_the_models_matmul_precision" 2>&1 | tail -4
 echo "== 2. one agent, CUDA graphs without inductor (docs/gpu.md, ieee: 9.6M / 19.4M / 25.6-27.8M / 28.8M)"
 LUCIDRL_TORCH_COMPILE=0 timeout 40 $B envs --device cuda --envs 262144 --compile 1 --matmul-precision ieee --target-steps 5e7 --max-updates 6 --out $O
 LUCIDRL_TORCH_COMPILE=0 timeout 60 $B envs --device cuda --envs 4096 16384 65536 262144 524288 --compile 1 --target-steps 5e7 --max-updates 6 --out $O
