@@ -162,8 +162,9 @@ def hold_matmul_precision(setting: str, device: torch.device):
 
     TensorFloat-32 rounds a product's inputs to 10 bits of mantissa on the tensor cores and accumulates in float32:
     the default of JAX (so of PureJaxRL, docs/gpu.md) and TensorFlow on NVIDIA GPUs since Ampere, where PyTorch's
-    default is full float32 (see PyTorch's notes, "TensorFloat-32 (TF32) on Ampere (and later) devices"). A policy
-    of 64x64 layers trained on millions of samples an update spends much of its time in these products. The
+    default is full float32 (see PyTorch's notes, "TensorFloat-32 (TF32) on Ampere (and later) devices"). At
+    PureJaxRL's settings with 262,144 envs an update is ~7 TFLOP of 64-wide products (an estimate; the speed-up is
+    measured by benchmarks/device/gpu_run.sh on a lent GPU). The
     CPU computes float32 products in full precision whatever the setting, so the reference update on the CPU,
     which the tests compare against, is unchanged. A CUDA graph keeps the precision it was captured with."""
     if torch.device(device).type != "cuda":
