@@ -53,7 +53,7 @@ from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
 from lucidrl.replay import ReplayBuffer
 from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
-from lucidrl.threads import hold_matmul_precision, hold_threads, threads_for
+from lucidrl.threads import hold_matmul_precision, hold_threads, matmul_precision_for, threads_for
 from lucidrl.version import __version__
 
 if TYPE_CHECKING:
@@ -447,7 +447,7 @@ class Algorithm:
         ]
         if self.device.type == "cuda":
             setting = self.config.matmul_precision
-            precision = "tf32" if setting == "auto" else setting
+            precision = matmul_precision_for(setting)
             lines.append(f"{self.name}: float32 matrix products in {precision} (matmul_precision={setting!r})")
         try:
             logger, target = self._start_learn(

@@ -471,7 +471,6 @@ def zoo_normalize(values: dict[str, Any], context: str = "") -> dict[str, Any]:
     return values
 
 
-@functools.cache
 def _default(f: dataclasses.Field) -> Any:
     """A dataclass field's default value (its default_factory called where it has one)."""
     if f.default is not dataclasses.MISSING:
@@ -480,6 +479,7 @@ def _default(f: dataclasses.Field) -> Any:
     return factory() if callable(factory) else None  # (MISSING: a field without a default)
 
 
+@functools.cache
 def field_docs(cls) -> dict[str, str]:
     """The docstring written under each dataclass field (``x: int = 1`` then ``\"\"\"help\"\"\"``)."""
     docs: dict[str, str] = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TypeGuard, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -169,7 +169,7 @@ def image_channels_last(shape: tuple[int, ...]) -> bool:
     return shape[-1] < shape[0]
 
 
-def is_image_space(space: gym.Space) -> bool:
+def is_image_space(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     """A 3-D Box: (C, H, W) or (H, W, C) pixels, e.g. Atari's stacked (4, 84, 84) uint8 frames."""
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
 
@@ -187,7 +187,7 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
         return OneHot(int(space.n)), int(space.n)
     if isinstance(space, gym.spaces.Box) and len(space.shape) <= 2:
         return FlattenFloat(space.shape), int(math.prod(space.shape))
-    if isinstance(space, gym.spaces.Box) and is_image_space(space):
+    if is_image_space(space):
         cnn = NatureCNN(space, ortho=ortho, algo=algo)
         return cnn, cnn.features_dim
     raise space_error(

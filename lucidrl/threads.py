@@ -155,6 +155,11 @@ def hold_threads(setting, model):
         torch.set_flush_denormal(flushed_before)
 
 
+def matmul_precision_for(setting: str) -> str:
+    """The precision a ``matmul_precision`` setting asks of a CUDA device: "auto" is "tf32"."""
+    return "tf32" if setting == "auto" else setting
+
+
 @contextlib.contextmanager
 def hold_matmul_precision(setting: str, device: torch.device):
     """Inside: float32 matrix products on a CUDA ``device`` computed as ``setting`` asks (``matmul_precision``:
@@ -170,7 +175,7 @@ def hold_matmul_precision(setting: str, device: torch.device):
     if torch.device(device).type != "cuda":
         yield "ieee"
         return
-    matmul, precision = torch.backends.cuda.matmul, "tf32" if setting == "auto" else setting
+    matmul, precision = torch.backends.cuda.matmul, matmul_precision_for(setting)
     # torch >= 2.9's fp32_precision; before it, allow_tf32 (torch refuses to read a mix of the two, so one is used)
     name, value = (
         ("fp32_precision", precision) if hasattr(matmul, "fp32_precision") else ("allow_tf32", precision == "tf32")
