@@ -430,3 +430,17 @@ def test_every_n_timesteps_and_stop_on_max_episodes():
     model.learn(100_000, callback=CallbackList([EveryNTimesteps(n_steps=20, callback=count), stop]))
     assert stop.n_episodes == 4 and model.num_timesteps < 1000  # 2 episodes per env copy
     assert count.calls == list(range(20, model.num_timesteps + 1, 20))  # every 20 env steps (10 calls of 2 envs)
+
+
+def test_evaluate_policy_over_a_vector_env_counts_the_recorded_raw_score():
+    """Copies that record their episodes (RecordEpisodeStatistics under a reward-changing wrapper, as lucidrl's
+    Atari envs clip rewards) are scored by the recorded raw return, not by the rewards the vector env hands out."""
+
+    def make():
+        env = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+        return gym.wrappers.TransformReward(env, lambda r: 0.0)  # what the agent sees: 0 a step
+
+    model = lucidrl.PPO("CartPole-v1", seed=0, verbose=0)
+    venv = gym.vector.SyncVectorEnv([make] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    rewards, lengths = lucidrl.evaluate_policy(model, venv, n_eval_episodes=4, return_episode_rewards=True)
+    assert len(rewards) == 4 and rewards == [float(x) for x in lengths] and min(rewards) > 0
