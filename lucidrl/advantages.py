@@ -18,7 +18,7 @@ Advantage Estimation", arXiv:1506.02438):
 * (A1) TD error        δ_t = r_t + γ (1 - terminated_t) V(s_{t+1}) - V(s_t)   [GAE section 3]
 * (A2) GAE             Â_t = δ_t + γλ (1 - done_t) Â_{t+1}                    [GAE eq. 16, written recursively]
 * (A3) λ-return target  R_t = Â_t + V(s_t)  (the critic's regression target)
-* (A4) discounted return G_t = r_t + γ (1 - done_t) G_{t+1} + γ truncated_t V(s_{t+1})
+* (A4) discounted return G_t = r_t + γ (1 - done_t) G_{t+1} + γ (truncated_t ∧ ¬terminated_t) V(s_{t+1})
   (reward-to-go; Sutton & Barto 2018, eq. 3.8, with the time-limit bootstrap of
   Pardo et al. 2018, "Time Limits in Reinforcement Learning")
 * (A5) total return     Ψ_t = G_{t0} for every step t of an episode, t0 its first step
@@ -81,8 +81,10 @@ def discounted_returns(
     running = zeros if next_values is None else torch.where(terminated[-1], zeros, next_values[-1])
     for t in range(rewards.shape[0] - 1, -1, -1):
         if t < rewards.shape[0] - 1 or next_values is None:
-            # at a cut: 0 after termination, V(final obs) after truncation (if known)
-            tail = zeros if next_values is None else torch.where(truncated[t], next_values[t], zeros)
+            # at a cut: 0 after termination, V(final obs) after a truncation that is not also a
+            # termination (Gymnasium's TimeLimit sets both flags when the last allowed step ends it)
+            cut = truncated[t] & ~terminated[t]
+            tail = zeros if next_values is None else torch.where(cut, next_values[t], zeros)
             running = torch.where(done[t], tail, running)
         running = rewards[t] + gamma * running  # (A4)
         out[t] = running
@@ -101,7 +103,10 @@ def total_returns(
 
     G_{t0} = Σ_k γ^k r_{t0+k} counts from the episode's first step t0 *in this rollout*; an
     episode that began in an earlier rollout counts from row 0 (its earlier rewards came before
-    every action here, so leaving them out changes no expectation). The tail of an episode cut
+    every action here, so leaving them out changes no expectation; the discount, though, restarts at
+    row 0, which scales such an episode's weights by γ^-k against G_{t0}, k its steps before the
+    rollout: a positive factor per episode, like the γ^t that every practical policy gradient
+    drops, Thomas 2014, "Bias in natural actor-critic algorithms"). The tail of an episode cut
     by a truncation or by the rollout end is handled as in ``discounted_returns``: 0 without
     ``next_values``, the bootstrap γ^k V(s) with it.
 

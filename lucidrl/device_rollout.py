@@ -26,12 +26,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gymnasium as gym
 import torch
 
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.logging import RECENT_EPISODES
 from lucidrl.networks import ActorCritic
 from lucidrl.rollout import PolicyStep, Rollout, rollout_policy
+
+
+def box_bounds(env, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The Box action space's (low, high) as tensors on ``device``; None for discrete actions."""
+    space = env.single_action_space
+    if not isinstance(space, gym.spaces.Box):
+        return None
+    return (
+        torch.as_tensor(space.low, dtype=torch.float32, device=device),
+        torch.as_tensor(space.high, dtype=torch.float32, device=device),
+    )
 
 
 class DeviceRolloutCollector:
@@ -63,6 +75,7 @@ class DeviceRolloutCollector:
         self.generator = generator
         self.policy = policy
         self.n_envs = env.num_envs
+        self.action_bounds = box_bounds(env, self.device)
         obs, _ = env.reset(seed=seed)
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         if obs_normalizer is not None:  # as RolloutCollector: the first observations count, then are normalised
@@ -135,8 +148,10 @@ class DeviceRolloutCollector:
         for t in range(T):
             action, params, values = step(obs, b["noise"][t])  # a_t ~ π_old(·|s_t), and V_old(s_t)
             kept["obs"].append(obs)
+            # Box actions reach the env clipped to its bounds; the buffer keeps the sample π drew (lucidrl.rollout)
+            env_action = action if self.action_bounds is None else torch.clamp(action, *self.action_bounds)
             state, elapsed, resets, obs, reward, terminated, truncated, final_obs = self._env_step(
-                state, elapsed, seeds, resets, action, pool
+                state, elapsed, seeds, resets, env_action, pool
             )
             if obs_norm is not None:  # the step's observations update the statistics, then both are normalised
                 obs_norm.update(obs)
@@ -268,13 +283,15 @@ def evaluate_on_device(
     env = make_torch_vec_env(model.env_id, n_episodes, device=model.device, seed=seed)
     agent, head, obs_norm = model.agent, model.agent.head, model.obs_normalizer
     env.reset(seed=seed)
-    state = env.state
+    state, bounds = env.state, box_bounds(env, model.device)
     total = torch.zeros(n_episodes, dtype=torch.float64, device=model.device)
     running = torch.ones(n_episodes, dtype=torch.bool, device=model.device)
     for t in range(env.max_episode_steps):  # the time limit ends the episodes still running
         obs = env.observation(state)
         params = agent.policy_params(obs if obs_norm is None else obs_norm(obs))  # frozen statistics
         action = head.mode(params) if deterministic else head.sample(params)
+        if bounds is not None:
+            action = torch.clamp(action, *bounds)
         state, reward, terminated = env.dynamics(state, action)
         total += torch.where(running, reward.double(), 0.0)  # the reward of the last step counts
         running &= ~terminated

@@ -19,7 +19,8 @@ Transitions of several envs share one ring: a step of N envs writes N consecutiv
 order in the ring does not matter for uniform sampling). ``buffer_size`` counts transitions
 over all envs, as in SB3 (which splits it into ``buffer_size // n_envs`` per env).
 
-The replay buffer is not saved in checkpoints: a loaded model starts with an empty one.
+Checkpoints leave the replay buffer out unless ``save_replay_buffer=True`` (DQNConfig): it can be large;
+without it a loaded model starts with an empty one.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ steps ``torch.optim.Adam`` through autograd, as Algorithm 1 reads. ``lucidrl.fas
 same round of steps with the gradient written out for ReLU MLPs on the CPU (using one fact: with
 SB3's semantics the target network changes only while collecting, so a round's targets can be
 computed in one batched pass), tested equal (``tests/math/test_backends.py``; ``docs/algorithms/dqn.md``).
-The replay buffer is not saved in checkpoints.
+The replay buffer goes into checkpoints only with ``save_replay_buffer=True``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ Equations (numbers are the paper's):
 
 * (E1) ratio       ρ_{i,t} = π_θ(o_{i,t}|q,o_{i,<t}) / π_old(o_{i,t}|q,o_{i,<t})                     [eq. 3]
 * (E2) advantage   Â_{i,t} = r̃_i = (r_i - mean(r_1..r_G)) / std(r_1..r_G), for every token t of o_i  [§4.1.2]
-* (E3) KL estimator D_KL[π_θ||π_ref] ≈ π_ref/π_θ - log(π_ref/π_θ) - 1  (unbiased, >= 0; Schulman
-       2020, "Approximating KL divergence", the k3 estimator)                                      [eq. 4]
+* (E3) KL estimator D_KL[π_θ||π_ref] ≈ π_ref/π_θ - log(π_ref/π_θ) - 1  (>= 0; Schulman 2020,
+       "Approximating KL divergence", the k3 estimator; unbiased for tokens drawn from π_θ, and so
+       only approximately after the first of the μ inner updates, whose tokens came from π_old,
+       as in the paper)                                                                             [eq. 4]
 * (E4) objective   J(θ) = E[ 1/G Σ_i 1/|o_i| Σ_t { min(ρ_{i,t} Â_{i,t}, clip(ρ_{i,t}, 1-ε, 1+ε) Â_{i,t})
                                                       - β D_KL[π_θ||π_ref]_{i,t} } ]                [eq. 3]
 * (E5) μ inner updates per batch with π_old fixed (Algorithm 1, "for GRPO iteration = 1..μ")      [Alg. 1]
@@ -114,7 +116,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) 
 
 
 def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
-    """(E3) per-token π_ref/π_θ - log(π_ref/π_θ) - 1 >= 0, an unbiased estimate of KL(π_θ||π_ref)."""
+    """(E3) per-token π_ref/π_θ - log(π_ref/π_θ) - 1 >= 0, an estimate of KL(π_θ||π_ref) (unbiased on π_θ's samples)."""
     log_r = logp_ref - logp
     return log_r.exp() - log_r - 1.0  # (E3)
 

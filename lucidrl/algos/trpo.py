@@ -228,7 +228,7 @@ def trpo_policy_step(agent: ActorCritic, batch: dict[str, torch.Tensor], cfg: TR
     s, cg = conjugate_gradient(fvp, g, cfg.cg_max_steps)  # (E6) s ≈ (F + λI)⁻¹ g
     sFs = cg["xAx"]  # sᵀ(F + λI)s, from CG's own residual (no extra product)
     if math.isfinite(sFs) and sFs > 0:
-        full_step = math.sqrt(2.0 * cfg.target_kl / sFs) * s  # (E7) ½ (βs)ᵀF(βs) = δ
+        full_step = math.sqrt(2.0 * cfg.target_kl / sFs) * s  # (E7) ½ (βs)ᵀ(F + λI)(βs) = δ, so ½ (βs)ᵀF(βs) <= δ
     else:  # g = 0 (e.g. all advantages equal): nothing to improve
         full_step = torch.zeros_like(s)
     if cfg.variant == "trpo":

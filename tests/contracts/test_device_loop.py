@@ -158,3 +158,31 @@ def test_matmul_precision_uses_allow_tf32_where_torch_has_no_fp32_precision(monk
     assert legacy.allow_tf32 is False
     with hold_matmul_precision("ieee", torch.device("cuda")) as precision:
         assert precision == "ieee" and legacy.allow_tf32 is False
+
+
+def test_box_actions_reach_the_torch_env_clipped_and_the_rollout_keeps_the_sample():
+    """As RolloutCollector: MountainCarContinuous charges 0.1 a^2 on the action it receives, so an unclipped
+    action of 3 would cost 0.9 a step where Gymnasium's collector (and the action space) allows at most 0.1."""
+    from lucidrl.device_rollout import evaluate_on_device
+
+    model = lucidrl.PPO(
+        "MountainCarContinuous-v0",
+        vectorization="torch",
+        n_envs=4,
+        n_steps=16,
+        batch_size=16,
+        log_std_init=1.0,
+        preset=False,
+        verbose=0,
+        seed=0,
+    )
+    with torch.no_grad():
+        model.agent.actor[-2].bias.fill_(3.0)  # μ ≈ 3, beyond the bound 1
+    r = model._rollout_collector().collect(model.agent, 16)
+    a = r.actions[..., 0]
+    assert (a.abs() > 1).any()  # the stored sample is the one π drew, unclipped
+    not_goal = ~r.terminated
+    expected = -0.1 * a.clamp(-1, 1).square()
+    torch.testing.assert_close(r.rewards[not_goal], expected[not_goal].to(r.rewards.dtype))
+    mean, _ = evaluate_on_device(model, 4, deterministic=True)  # full force right for 999 steps, never the goal
+    assert mean == pytest.approx(-0.1 * 999, rel=1e-4)

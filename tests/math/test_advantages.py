@@ -91,3 +91,30 @@ def test_discounted_returns_by_hand():
     nv = torch.tensor([[0.0], [0.0], [0.0], [2.0]])
     ret = discounted_returns(r, term, trunc, g, next_values=nv)
     torch.testing.assert_close(ret, torch.tensor([[1.5], [1.0], [1.0 + 0.5 * 2.0], [1.0 + 0.5 * 2.0]]))
+
+
+def test_a_step_both_terminated_and_truncated_does_not_bootstrap_wherever_it_falls():
+    """Gymnasium's TimeLimit sets truncated too when the last allowed step also terminates; the
+    terminal state's value is 0 whether that row is inside the rollout or its last row."""
+    r = torch.ones(3, 1)
+    term = torch.tensor([[False], [True], [False]])
+    trunc = torch.tensor([[False], [True], [False]])
+    nv = torch.tensor([[0.0], [100.0], [0.0]])  # V(final obs) of the terminal state: must be ignored
+    g = 0.9
+    ret = discounted_returns(r, term, trunc, g, next_values=nv)
+    torch.testing.assert_close(ret, torch.tensor([[1.9], [1.0], [1.0]]))
+    # the same transition as the rollout's last row
+    ret_last = discounted_returns(r[:2], term[:2], trunc[:2], g, next_values=nv[:2])
+    torch.testing.assert_close(ret_last, ret[:2])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gae_lambda_one_is_discounted_return_minus_value_with_overlapping_flags(seed):
+    r, v, _, term, _ = _random_rollout(seed=seed)
+    g = torch.Generator().manual_seed(seed + 10)
+    trunc = torch.rand(term.shape, generator=g) < 0.2  # drawn apart from term: some rows carry both
+    assert (term & trunc).any()
+    nv = torch.cat([v[1:], torch.randn(1, v.shape[1], generator=g)])
+    nv = torch.where(term | trunc, torch.randn(v.shape, generator=g), nv)  # V(final obs) at every cut
+    adv, _ = gae(r, v, nv, term, trunc, 0.97, 1.0)
+    torch.testing.assert_close(adv, discounted_returns(r, term, trunc, 0.97, next_values=nv) - v, rtol=1e-5, atol=1e-5)
