@@ -1,10 +1,12 @@
 """Why does the policy gradient use reward-to-go and a baseline?
 
 The policy gradient ∇J = E[Σ_t ∇log π(a_t|s_t) Ψ_t] (``lucidrl.algos.vpg``, E2) holds for several
-weights Ψ_t that have the same expectation but not the same variance: the episode's total return
-(REINFORCE as first written), the reward-to-go G_t (the rewards before t cannot depend on a_t),
-G_t − V(s_t) (a baseline that does not depend on a_t), and GAE (a bootstrapped, slightly biased
-Â_t). Two measurements answer the question:
+weights Ψ_t: the episode's total return (REINFORCE as first written), the reward-to-go G_t (the
+rewards before t cannot depend on a_t), G_t − V(s_t) (a baseline that does not depend on a_t), and
+GAE (a bootstrapped, slightly biased Â_t). At γ = 1 the first three have the same expectation and
+differ in variance; at γ < 1 (here 0.99) the total return weighs step t by an extra γ^(t−t0) that
+the others drop (Thomas 2014), so their expectations differ too. Two measurements answer the
+question:
 
 1. **Learning**: VPG on CartPole-v1 with each Ψ, 300k env steps, every other hyperparameter from
    lucidrl's VPG preset, except that Ψ is *not* normalised (normalising subtracts the batch mean,
@@ -15,7 +17,7 @@ G_t − V(s_t) (a baseline that does not depend on a_t), and GAE (a bootstrapped
    G_t − V(s_t) estimates over the other 200 batches: their cosine (does one batch point the right
    way?) and the variance of the estimate relative to the true gradient's squared norm.
 
-    python experiments/baseline.py            # 5 seeds, ~4 min on 2 cores
+    python experiments/baseline.py            # 5 seeds, 2 min one run at a time (--jobs 1) on an idle 2-core machine
 """
 
 from __future__ import annotations

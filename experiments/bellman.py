@@ -17,7 +17,7 @@ the optimality residual is ~0 only for π*. Two sampled checks, each over 5 seed
 returns from the start state (mean of N discounted episode returns ≈ V_π(s0)), and lucidrl's tabular
 Q-learning (its greedy policy's exact value, from (B1), against V*).
 
-    python experiments/bellman.py            # 5 seeds, ~1.5 min on 2 cores
+    python experiments/bellman.py            # 5 seeds, 1.5 min one run at a time (--jobs 1) on an idle 2-core machine
 """
 
 from __future__ import annotations

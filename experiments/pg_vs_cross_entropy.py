@@ -15,7 +15,7 @@ Two parts:
    with the policy's own actions and the reward-to-go as A), on the same network and
    initialisation, 5 seeds: return against env interactions and against gradient steps.
 
-    python experiments/pg_vs_cross_entropy.py   # 5 seeds, ~2 min on 2 cores
+    python experiments/pg_vs_cross_entropy.py   # 5 seeds, 2 min one run at a time (--jobs 1) on an idle 2-core machine
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ linearly from 1e-3 and 0.2):
 Besides the returns, kl_after_update.png shows the exact mean KL(π_old ‖ π_new) of
 every update: how far each batch moved the policy.
 
-    python experiments/ppo_clip.py            # 5 seeds, ~3 min on 2 cores
+    python experiments/ppo_clip.py            # 5 seeds, 1.5 min one run at a time (--jobs 1) on an idle 2-core machine
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Outputs in docs/experiments/target_network/: the comparison (learning_curves.png
 results.md) and q_values.png, the mean of Q_θ(s, a) over each round's minibatch against the largest
 discounted return CartPole can give, Σ_{t<500} γ^t ≈ 99.3 with γ = 0.99.
 
-    python experiments/target_network.py            # 5 seeds, ~3 min on 2 cores
+    python experiments/target_network.py     # 5 seeds, 7.5 min one run at a time (--jobs 1) on an idle 2-core machine
 """
 
 from __future__ import annotations

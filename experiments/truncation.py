@@ -15,7 +15,7 @@ Each at γ = 0.9 (lucidrl's Pendulum preset, the zoo's value: a horizon of ~10 s
 (~100 steps), 300k env steps, every other hyperparameter from the preset. The final return is the
 undiscounted return of 10 deterministic 200-step episodes, the same measure for every variant.
 
-    python experiments/truncation.py            # 5 seeds, ~8 min on 2 cores
+    python experiments/truncation.py            # 5 seeds, 8 min one run at a time (--jobs 1) on an idle 2-core machine
 """
 
 from __future__ import annotations
