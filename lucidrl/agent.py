@@ -10,8 +10,10 @@ The training math lives in ``lucidrl/algos/<name>.py``, never here.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
+import json
 import math
 import os
 import random
@@ -34,12 +36,15 @@ from lucidrl.checkpoint import (
     load_checkpoint,
     optimizer_from_flat,
     optimizer_to_flat,
+    read_tensors_file,
     save_checkpoint,
+    save_tensors_file,
 )
-from lucidrl.config import config_to_dict, resolve_config
+from lucidrl.config import config_from_dict, config_to_dict, resolve_config
 from lucidrl.envs import (
     DiscreteOffsets,
     EnvLike,
+    SavedEnvId,
     Vectorization,
     env_id_of,
     make_env,
@@ -99,10 +104,23 @@ class Algorithm:
     replay: ReplayBuffer | None  # DQN's replay memory (saved with a checkpoint where the config asks)
     import_report: list[str]  # models made by lucidrl.from_sb3: what was carried over and what was not
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Registers each algorithm by its ``name`` (for ``load``). Its constructor, once it returns, records
+        the config the model was built from (``_config_seen``): from then on ``model.<hyperparameter> = value``
+        writes to ``config`` (``__setattr__``)."""
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             ALGORITHMS[cls.name] = cls
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def built(self, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            object.__setattr__(self, "_config_seen", _config_values(self.config))
+
+        cls.__init__ = built  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -158,10 +176,10 @@ class Algorithm:
         self.config, self.preset_name, self.preset_source = resolve_config(
             self.name, self.config_class, self.env_id, preset, hyperparams, notes=preset_notes
         )
-        if _single_env_without_spec(env) and self.config.n_envs > 1 and "n_envs" not in hyperparams:
+        why_one = _why_one_copy(env)
+        if why_one is not None and self.config.n_envs > 1 and "n_envs" not in hyperparams:
             preset_notes[:] = [
-                f"{self.name}: the env you passed has no spec to make copies from: n_envs "
-                f"{self.config.n_envs} -> 1 (one copy, your env)"
+                f"{self.name}: the env you passed {why_one}: n_envs {self.config.n_envs} -> 1 (your env)"
             ]
             self.config, self.preset_name, self.preset_source = resolve_config(
                 self.name, self.config_class, self.env_id, preset, {**hyperparams, "n_envs": 1}, notes=preset_notes
@@ -183,6 +201,7 @@ class Algorithm:
         self.notes: list[str] = []
         self.backend_lines: list[str] = []  # which backend computes what (``_select_backend``), logged by learn
         self._logger: Logger | None = None  # while learn runs: its position goes into each checkpoint
+        self._last_logger: Logger | None = None  # the last learn's, for ep_info_buffer after it
         self._resume_log: dict | None = None  # the log position of the checkpoint this model was loaded from
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
@@ -195,11 +214,11 @@ class Algorithm:
         # process do not disturb each other's random streams
         self.generator = torch.Generator(self.device).manual_seed(self.config.seed)
         self.env: gym.vector.VectorEnv | None = None
+        if _spaces is not None:  # a loaded model's: an env given with it must fit them (set_env checks)
+            self.observation_space, self.action_space = _spaces
         if env is not None:
             self.set_env(env)
-        elif _spaces is not None:
-            self.observation_space, self.action_space = _spaces
-        else:
+        elif _spaces is None:
             raise EnvError("an env is needed: pass an env id such as 'CartPole-v1', a gymnasium.Env or a VectorEnv")
         check_policy(self.name, self.policy_name, self.observation_space, share_features, self.name in ("ppo", "a2c"))
         self.policy_kwargs = policy_kwargs
@@ -218,11 +237,13 @@ class Algorithm:
         accepted: lucidrl always resets the envs when training starts on a new env."""
         n_envs = self.config.n_envs
         if isinstance(env, gym.Env) and not isinstance(env, gym.vector.VectorEnv) and n_envs > 1:
-            if env.spec is None:
+            why_one = _why_one_copy(env)
+            if why_one is not None:
                 raise EnvError(
-                    f"an env instance without a spec is one copy, but n_envs={n_envs} copies were asked "
-                    "for; pass n_envs=1, or pass the env id or a callable that builds the env (e.g. lambda: MyEnv())"
+                    f"the env you passed {why_one}, but n_envs={n_envs} copies were asked for; pass n_envs=1, "
+                    "or pass the env id or a callable that builds the whole env (e.g. lambda: MyWrapper(gym.make(...)))"
                 )
+            assert env.spec is not None  # (_why_one_copy said it has one)
             self.notes.append(
                 f"{self.name}: n_envs={n_envs}: your env is copy 1, copies 2-{n_envs} are made "
                 f"from its spec (gymnasium.make({env.spec.id!r}, ...)); pass n_envs=1 to train on it alone"
@@ -238,6 +259,8 @@ class Algorithm:
                 f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})"
             )
             self.config.n_envs = venv.num_envs
+            if "_config_seen" in self.__dict__:  # the model's envs are rebuilt here: the new count is the model's
+                self._config_seen["n_envs"] = venv.num_envs
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
         if hasattr(self, "observation_space") and (
             obs_space != self.observation_space or act_space != self.action_space
@@ -290,14 +313,56 @@ class Algorithm:
 
     @property
     def ep_info_buffer(self):
-        """The last 100 episodes as SB3's ``{"r": return, "l": length}`` dicts."""
+        """The last 100 episodes as SB3's ``{"r": return, "l": length}`` dicts (while and after ``learn``)."""
         from collections import deque
 
-        logger = self._logger
+        logger = self._logger or getattr(self, "_last_logger", None)
         if logger is None:
             return deque(maxlen=RECENT_EPISODES)
         episodes = zip(logger.recent_returns, logger.recent_lengths)
         return deque(({"r": ret, "l": length} for ret, length in episodes), maxlen=RECENT_EPISODES)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """SB3's ``model.ent_coef = 0.01``: a hyperparameter written as an attribute goes to ``config``, checked as
+        the constructor checks it, and counts from the next ``learn`` (``_apply_config_changes``)."""
+        d = self.__dict__
+        if d.get("_config_seen") is None or name in d or name.startswith("_") or name not in d["_config_seen"]:
+            object.__setattr__(self, name, value)
+            return
+        if name in BUILT_FIELDS and value != getattr(self.config, name):
+            raise ConfigError(
+                f"model.{name} = {value!r}: the model's networks, optimiser, envs and normalisers were built with "
+                f"{name}={getattr(self.config, name)!r}; build a new model: {type(self).__name__}(env, {name}=...)"
+            )
+        config = self.config
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        checked = config_from_dict(type(config), {**values, name: value}, f" (model.{name} = {value!r})")
+        setattr(config, name, getattr(checked, name))
+
+    def _apply_config_changes(self) -> None:
+        """At the start of ``learn``: hyperparameters written since the model was built or last trained
+        (``model.ent_coef = ...`` or ``model.config.ent_coef = ...``). Those the model was built from (networks,
+        optimiser constants, envs, normalisers) are refused by name; any other change chooses the backends
+        again, as a fast or compiled twin supports some settings only and may hold others as constants."""
+        seen = self.__dict__.get("_config_seen")
+        now = _config_values(self.config)
+        changed = [k for k in now if seen is not None and k in seen and now[k] != seen[k]]
+        if not changed:
+            return
+        built = [k for k in changed if k in BUILT_FIELDS]
+        if built:
+            raise ConfigError(
+                f"{', '.join(built)} changed after the model was built (to {', '.join(repr(now[k]) for k in built)}); "
+                "its networks, optimiser, envs and normalisers were made with the old value. Set it back, or build "
+                f"a new model: {type(self).__name__}(env, {built[0]}=...)"
+            )
+        chosen = self.__dict__.get("_backend_choices", {})
+        self.backend_lines = []
+        for attr, value in list(vars(self).items()):
+            for name, (reference, function) in list(chosen.items()):
+                if value is function:
+                    setattr(self, attr, self._select_backend(name, reference))
+        self._config_seen = now
 
     def __getattr__(self, name: str) -> Any:
         """The hyperparameters as attributes (``model.gamma``, ``model.learning_rate``): read from ``config``."""
@@ -314,10 +379,53 @@ class Algorithm:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
         self.config.seed = int(seed)
+        if "_config_seen" in self.__dict__:
+            self._config_seen["seed"] = int(seed)
         seed_everything(int(seed))
         self.generator.manual_seed(int(seed))
         self.action_space.seed(int(seed))
         self._drop_collectors()  # the envs restart from the new seed at the next learn
+
+    # ------------------------------------------------------------------ SB3's replay-memory files (DQN)
+    @property
+    def replay_buffer(self) -> ReplayBuffer | None:
+        """SB3's name for DQN's replay memory (``self.replay``; None until ``learn`` makes it)."""
+        return self._replay_owner("replay_buffer").__dict__["replay"]
+
+    def save_replay_buffer(self, path: str | os.PathLike) -> Path:
+        """SB3's: the replay memory alone, in one safetensors file (``.safetensors`` added to a name without a
+        suffix), written whole or not at all; returns the path. (``save_replay_buffer=True`` in the config
+        puts it inside every checkpoint instead.)"""
+        replay = self._replay_owner("save_replay_buffer").__dict__["replay"]
+        if replay is None:
+            raise ConfigError("save_replay_buffer: the replay memory is made when learn starts; there is none yet")
+        file = Path(path)
+        file = file if file.suffix else file.with_suffix(".safetensors")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors_file(file, replay.state_tensors())
+        return file
+
+    def load_replay_buffer(self, path: str | os.PathLike) -> None:
+        """SB3's: the replay memory from a file of ``save_replay_buffer`` (named with or without ``.safetensors``)."""
+        self._replay_owner("load_replay_buffer")
+        file = Path(path)
+        if not file.exists() and file.with_suffix(".safetensors").exists():
+            file = file.with_suffix(".safetensors")
+        if not file.is_file():
+            raise CheckpointError(f"load_replay_buffer: no file at {str(path)!r} (written by save_replay_buffer?)")
+        tensors = read_tensors_file(file)
+        try:
+            self.replay = ReplayBuffer.from_state(
+                tensors, self.config.buffer_size, self.observation_space, self.action_space, self.device,
+                self.generator,
+            )  # fmt: skip
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"the replay memory in {str(file)!r} does not fit this model ({e})") from None
+
+    def _replay_owner(self, what: str) -> Algorithm:
+        if "replay" not in self.__dict__:
+            raise AttributeError(f"{what}: {type(self).__name__} has no replay memory (DQN has one)")
+        return self
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
         """``{name: state_dict}`` of each network (``agent``, or ``q_net``/``q_net_target``) and optimiser."""
@@ -410,6 +518,7 @@ class Algorithm:
         (``lucidrl.backends``); the choice is logged at the start of ``learn``."""
         function, line = backends.select(name, reference, self)
         self.backend_lines.append(line)
+        self.__dict__.setdefault("_backend_choices", {})[name] = (reference, function)
         return function
 
     # ------------------------------------------------------------------ learn bookkeeping
@@ -430,6 +539,7 @@ class Algorithm:
         the summary line; the thread settings are restored and the logger closed however the loop ends. A
         callback's ``on_step`` returning False (``StopTraining``) ends the loop as a normal end.
         """
+        self._apply_config_changes()
         hooks = Hooks(self, check_callback(callback))
         if hooks.per_step and not self.sb3_callbacks:
             raise ConfigError(
@@ -480,6 +590,7 @@ class Algorithm:
         except BaseException:
             logger.close()
             self._logger = self._hooks = None
+            self._last_logger = logger
             raise
         self._hooks = None
         self._end_learn(logger)
@@ -493,7 +604,11 @@ class Algorithm:
             return collect(*args)
         stepper = getattr(getattr(collect, "__self__", None), "stepper", None) or getattr(self, "_stepper", None)
         hooks.rollout_start(stepper)
-        out = collect(*args)
+        try:
+            out = collect(*args)
+        finally:  # however the rollout ends (a stop, Ctrl-C, a callback's error), its step hook goes with it
+            if stepper is not None:
+                stepper.on_step = None
         hooks.rollout_end(stepper)
         return out
 
@@ -516,12 +631,9 @@ class Algorithm:
         ):
             raise ConfigError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
         self._require_env()
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-            self.n_updates = 0
         # a resumed run's log continues right after the checkpoint's last row (rows logged after it are dropped)
-        resume, self._resume_log = (None if reset_num_timesteps else self._resume_log), None
-        logger = Logger(
+        resume = None if reset_num_timesteps else self._resume_log
+        logger = Logger(  # before the counters are reset: a refused run directory leaves the model as it was
             self.run_dir,
             self.verbose,
             self.tensorboard,
@@ -529,6 +641,10 @@ class Algorithm:
             resume=resume,
             columns=self.log_columns,
         )
+        self._resume_log = None
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+            self.n_updates = 0
         self._logger = logger
         self._guarded: list[torch.Tensor] | None = None  # the tensors _check_finite watches (listed at first use)
         for note in [*self.notes, *lines]:
@@ -616,6 +732,8 @@ class Algorithm:
         checkpoint when due, run the function callbacks; True means stop."""
         logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
         metrics.update(self._sb3_logger.pop())
+        for note in self._sb3_logger.take_notes():
+            logger.info(note)
         logger.record(self.num_timesteps, metrics)
         self._check_finite(metrics)  # before any checkpoint: a NaN model is never saved
         self._maybe_checkpoint(checkpoint_freq, steps_before)
@@ -670,11 +788,11 @@ class Algorithm:
         if self.run_dir is not None:
             self.save(self.run_dir / "model")
         logger.close()
-        self._logger = None
-        logger.info(
-            f"{self.name}: {self.num_timesteps} steps in {seconds:.1f} s; "
-            f"mean return of the last {len(logger.recent_returns)} episodes {logger.mean_return:.1f}"
-        )
+        self._logger, self._last_logger = None, logger
+        episodes = len(logger.recent_returns)
+        returns = f"mean return of the last {episodes} episodes {logger.mean_return:.1f}" if episodes else (
+            "no episode ended in this learn call")  # fmt: skip
+        logger.info(f"{self.name}: {self.num_timesteps} steps in {seconds:.1f} s; {returns}")
         self.last_training_seconds = seconds
 
     # ------------------------------------------------------------------ save / load
@@ -797,6 +915,22 @@ class Algorithm:
                 f"{str(path)!r} is a checkpoint of {algo.upper()}, not of {cls.name.upper()}; "
                 f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()"
             )
+        # a network's layers are at least as large as its input and output: a larger space is an edited file
+        # (checked on the JSON, before anything of that size is allocated)
+        weights = sum(v.numel() for v in tensors.values())
+        for role in ("observation", "action"):
+            raw = config.get(f"{role}_space")
+            size = raw.get("n", 0) if isinstance(raw, dict) and raw.get("type") == "Discrete" else (
+                math.prod(raw.get("shape", ())) if isinstance(raw, dict) else 0)  # fmt: skip
+            if not isinstance(size, int):
+                raise CheckpointError(
+                    f"corrupt checkpoint: cannot read the {role} space in config.json ({_short_json(raw)})"
+                )
+            if size > weights:
+                raise CheckpointError(
+                    f"corrupt checkpoint: config.json's {role} space {_short_json(raw)} is larger than all the weights "
+                    f"in {str(path)!r} together ({weights} numbers); was config.json edited?"
+                )
         try:
             spaces = (space_from_json(config["observation_space"]), space_from_json(config["action_space"]))
         except (KeyError, ValueError, TypeError) as e:
@@ -818,8 +952,9 @@ class Algorithm:
             hyper[key] = kwargs.pop(key)
         kwargs.setdefault("verbose", 0 if env is None else 1)
         model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)  # a bad override: the caller's ConfigError
-        if env is None:
-            model.env_id = config.get("env_id")
+        if env is None:  # built from when needed; never a module the file names (envs.SavedEnvId)
+            saved_id = config.get("env_id")
+            model.env_id = SavedEnvId(saved_id) if isinstance(saved_id, str) else None
         try:
             for name, module in model._checkpoint_modules().items():
                 sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
@@ -894,8 +1029,39 @@ def _check_torch_env(model: Algorithm, venv) -> None:
         raise EnvError(f"the networks train in float32; build the torch env with dtype=torch.float32, not {venv.dtype}")
 
 
-def _single_env_without_spec(env: Any) -> bool:
-    return isinstance(env, gym.Env) and not isinstance(env, gym.vector.VectorEnv) and env.spec is None
+# Hyperparameters a model is built from: its networks, its optimiser's constants, its envs, its normalisers.
+# Changing one afterwards (model.x = ... or model.config.x = ...) is refused when learn starts.
+BUILT_FIELDS = frozenset(
+    {
+        "n_envs", "net_arch", "activation", "ortho_init", "log_std_init", "shared_trunk", "normalize_obs",
+        "normalize_reward", "clip_obs", "clip_reward", "device", "compile", "rollout_workers", "address",
+        "n_workers", "buffer_size", "adam_eps", "use_rms_prop", "rms_prop_alpha", "rms_prop_eps", "psi",
+        "variant", "seed", "n_bins", "bounds", "initial_q", "task", "d_model", "n_heads", "n_layers",
+    }
+)  # fmt: skip
+
+
+def _config_values(config: Any) -> dict[str, Any]:
+    """``{field: value}`` of a config dataclass, containers copied (so later edits in place show as changes)."""
+    return {f.name: copy.deepcopy(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _short_json(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _why_one_copy(env: Any) -> str | None:
+    """Why a single env instance cannot be copied from its spec (``gymnasium.make(env.spec)``), or None."""
+    if not isinstance(env, gym.Env) or isinstance(env, gym.vector.VectorEnv):
+        return None
+    if env.spec is None:
+        return "has no spec to make copies from"
+    # Gymnasium records a wrapper's arguments only for wrappers that inherit RecordConstructorArgs
+    lost = [w.name for w in env.spec.additional_wrappers if w.kwargs is None]
+    if lost:
+        return f"has wrappers that gymnasium.make cannot rebuild from its spec ({', '.join(lost)})"
+    return None
 
 
 def _copies_from_spec(env: gym.Env):

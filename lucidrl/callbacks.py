@@ -524,8 +524,8 @@ class Hooks:
             for i, r, length in zip(np.flatnonzero(dones).tolist(), tr.episode_returns, tr.episode_lengths):
                 infos[i]["episode"] = {"r": r, "l": length}
                 infos[i]["TimeLimit.truncated"] = bool(tr.truncated[i] and not tr.terminated[i])
-                if i in tr.final_obs:
-                    infos[i]["terminal_observation"] = tr.final_obs[i]
+                # SAME_STEP envs give the final observation apart; a NEXT_STEP env returns it as the observation
+                infos[i]["terminal_observation"] = tr.final_obs[i] if i in tr.final_obs else tr.obs[i]
         root.update_locals(
             {
                 "self": model,
@@ -567,15 +567,21 @@ class SB3Logger:
     lucidrl logs (metrics.csv, TensorBoard), one per update. ``dump`` does nothing: lucidrl writes a row per update."""
 
     def __init__(self):
-        self.name_to_value: dict[str, float] = {}
+        self.name_to_value: dict[str, Any] = {}
         self._means: dict[str, list[float]] = {}
         self.dir: str | None = None
+        self._left_out: set[str] = set()  # keys already reported as not numbers
+        self._notes: list[str] = []
 
     def record(self, key: str, value: Any, exclude: Any = None) -> None:
         self.name_to_value[key] = value
 
     def record_mean(self, key: str, value: Any, exclude: Any = None) -> None:
-        self._means.setdefault(key, []).append(float(value))
+        number = _number(value)
+        if number is None:
+            self._left_out_note(key, value)
+        else:
+            self._means.setdefault(key, []).append(number)
 
     def dump(self, step: int = 0) -> None:
         pass
@@ -584,8 +590,40 @@ class SB3Logger:
         return self.dir
 
     def pop(self) -> dict[str, Any]:
-        """The values recorded since the last row (numbers only), and forget them."""
-        out = {k: v for k, v in self.name_to_value.items() if isinstance(v, (int, float, np.number))}
+        """The values recorded since the last row, and forget them. Numbers are kept: Python and NumPy
+        numbers, one-element arrays and tensors; anything else (text, a histogram) is left out of the row,
+        and said so once per key (``take_notes``)."""
+        out: dict[str, Any] = {}
+        for k, v in self.name_to_value.items():
+            number = _number(v)
+            if number is None:
+                self._left_out_note(k, v)
+            else:
+                out[k] = number
         out.update({k: float(np.mean(v)) for k, v in self._means.items()})
         self.name_to_value, self._means = {}, {}
         return out
+
+    def take_notes(self) -> list[str]:
+        notes, self._notes = self._notes, []
+        return notes
+
+    def _left_out_note(self, key: str, value: Any) -> None:
+        if key not in self._left_out:
+            self._left_out.add(key)
+            self._notes.append(
+                f"model.logger.record({key!r}, ...): a {type(value).__name__} is not a number; lucidrl's rows "
+                "(metrics.csv, TensorBoard scalars) hold numbers only, so it is left out"
+            )
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float where it is one number: a Python or NumPy number, a one-element array or tensor."""
+    if isinstance(value, (bool, int, float, np.number)):
+        return float(value)
+    size = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)  # torch; NumPy
+    if size == 1 and callable(getattr(value, "item", None)):
+        item = value.item()
+        if isinstance(item, (bool, int, float)):
+            return float(item)
+    return None

@@ -61,6 +61,11 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     """The path ``load`` reads for ``path``: ``path`` itself when it exists (or a killed save's copy can be
     recovered there); else ``path.zip`` for ``path``, or the directory ``x`` for ``x.zip``, when that one
     exists; else ``path`` (whose absence the caller reports)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise CheckpointError(
+            f"load needs the path of a checkpoint (a directory, or a .zip file), got {path!r}; "
+            "a lucidrl checkpoint is files on disk, not a file object"
+        )
     p = Path(path)
     if p.exists() or recover_checkpoint(p) is not None:
         return p
@@ -180,6 +185,22 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         os.fsync(f.fileno())
 
 
+def save_tensors_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """One safetensors file written whole or not at all: a temporary file, fsynced, renamed over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _write_tensors(tmp, tensors)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def read_tensors_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file (a CheckpointError names the file when it cannot be read)."""
+    return _read_tensors(path)
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     tensors: dict[str, torch.Tensor],
@@ -193,6 +214,20 @@ def save_checkpoint(
     A killed save leaves the previous checkpoint or the new one (``recover_checkpoint``), never neither;
     each save removes the hidden copies earlier killed saves left behind.
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise CheckpointError(
+            f"save needs a path (a directory, or a file ending in .zip), got {path!r}; "
+            "a lucidrl checkpoint is files on disk, not a file object"
+        )
+    try:
+        return _save(path, tensors, config, state, extra)
+    except OSError as e:  # a path that cannot be written: name it, not the hidden temporary copy
+        raise CheckpointError(
+            f"cannot save a checkpoint at {str(path)!r}: {e.strerror or e}; nothing there was changed"
+        ) from None
+
+
+def _save(path, tensors, config, state, extra) -> Path:
     if is_zip_path(path):
         return _save_zip(Path(path), tensors, config, state, extra)
     dest = checkpoint_dir(path)
@@ -449,8 +484,8 @@ def load_checkpoint(
         docs.append(obj)
     config, state = docs
     version = state.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise CheckpointError(f"corrupt checkpoint: {d / FILES[2]} has no integer format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"corrupt checkpoint: {d / FILES[2]} has no format_version (an integer >= 1)")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{str(d)!r} was written by lucidrl {state.get('lucidrl_version', '?')} in checkpoint format {version}; "
@@ -511,6 +546,22 @@ def optimizer_from_flat(
         idx, k = key.split("/", 1)
         state.setdefault(int(idx), {})[k] = v
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    for group, current in zip(groups, optimizer.param_groups):  # another optimiser's settings: another optimiser
+        foreign = sorted(set(group) - set(current))
+        if foreign:
+            raise CheckpointError(
+                f"the optimiser state {prefix!r} in the checkpoint was written by another optimiser than this "
+                f"model's {type(optimizer).__name__} (it has {', '.join(foreign)}); was the checkpoint's "
+                "weights.safetensors or state.json taken from another algorithm's?"
+            )
+    expected = _state_keys(optimizer)
+    for index, st in state.items():
+        if set(st) != expected:
+            raise CheckpointError(
+                f"the optimiser state {prefix!r} in the checkpoint holds {sorted(st)} for parameter {index}, but this "
+                f"model's {type(optimizer).__name__} keeps {sorted(expected)}; was the checkpoint's weights file "
+                "taken from another algorithm's?"
+            )
     # how torch computes the step (fused, foreach, ...) is this optimiser's choice, not the checkpoint's
     for group, current in zip(groups, optimizer.param_groups):
         group.update({k: current[k] for k in _IMPLEMENTATION_OPTIONS if k in current})
@@ -520,6 +571,17 @@ def optimizer_from_flat(
         raise CheckpointError(
             f"the optimiser state {prefix!r} in the checkpoint does not fit this model ({e})"
         ) from None
+
+
+def _state_keys(optimizer: torch.optim.Optimizer) -> set[str]:
+    """What this kind of optimiser keeps per parameter (Adam: step, exp_avg, exp_avg_sq), from one step of a copy
+    with the same settings on a one-element parameter."""
+    p = torch.zeros(1, requires_grad=True)
+    p.grad = torch.zeros(1)
+    settings = {k: v for k, v in optimizer.defaults.items() if k not in _IMPLEMENTATION_OPTIONS}
+    probe = type(optimizer)([p], **settings)
+    probe.step()
+    return set(probe.state[p])
 
 
 def legacy_optimizer_state(

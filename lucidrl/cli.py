@@ -2,7 +2,9 @@
 
 The CLI only parses arguments into a config and calls the Python API (the same code path).
 Every hyperparameter flag is generated from the algorithm's config dataclass, with the help
-text written under each field; only the flags you give override the preset.
+text written under each field; only the flags you give override the preset. A run directory
+that holds a run is never trained over (``--resume`` continues it); Ctrl-C or SIGTERM during
+``train`` saves the model to RUN_DIR/model and prints how to resume and evaluate it.
 
     lucidrl train ppo --env CartPole-v1                  # zoo preset, 100k steps, run in runs/
     lucidrl train ppo --env CartPole-v1 --variant kl_penalty --timesteps 200000
@@ -18,12 +20,20 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
+import difflib
+import json
 import os
 import re
+import shlex
+import signal
 import sys
+import tempfile
+import threading
 import time
 import typing
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +73,43 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but words no option takes are reported by the (sub-)command they were given to,
+        e.g. ``lucidrl train ppo: unrecognized arguments: --lr 0.1 (see lucidrl train ppo --help)``,
+        with the options they may have meant."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser: argparse.ArgumentParser = self
+            while True:  # down to the sub-command that was chosen
+                sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+                chosen = getattr(namespace, sub.dest, None) if sub is not None else None
+                if sub is None or chosen not in sub.choices:
+                    break
+                parser = sub.choices[chosen]
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{_did_you_mean(parser, extras)}")
+        return namespace
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, words: list[str]) -> str:
+    """``"; did you mean --learning-rate?"`` for the unknown options among ``words`` that resemble one of the
+    parser's: a close spelling (difflib), or the initials of its words (``--lr`` for ``--learning-rate``)."""
+    options = list(
+        dict.fromkeys(o.replace("_", "-") for a in parser._actions for o in a.option_strings if o.startswith("--"))
+    )
+    initials: dict[str, str] = {}
+    for o in options:
+        initials.setdefault("--" + "".join(w[0] for w in o[2:].split("-") if w), o)
+    guesses: list[str] = []
+    for word in words:
+        if not word.startswith("--"):
+            continue
+        name = word.split("=", 1)[0].replace("_", "-")
+        close = difflib.get_close_matches(name, options, n=3, cutoff=0.75)
+        if name in initials and len(name) > 3:
+            close.insert(0, initials[name])
+        guesses += [o for o in close if o not in guesses]
+    return f"; did you mean {' or '.join(guesses[:3])}?" if guesses else ""
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -146,6 +193,36 @@ def _int_or_word(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _at_least(minimum: int, meaning: str = ""):
+    """An argparse type: a whole number >= ``minimum``; ``meaning`` says what the smallest value means."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}{f' ({meaning})' if meaning else ''}, got {n}")
+        return n
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _schedule(name: str):
+    """An argparse type for a float-or-schedule field: ``lucidrl.config.parse_schedule``, whose ConfigError
+    text becomes argparse's message (instead of "invalid parse_schedule value")."""
+
+    def parse(text: str):
+        try:
+            return parse_schedule(text, name)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = "schedule"
+    return parse
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> list[str]:
     """One ``--field-name`` flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
     hints = typing.get_type_hints(config_class)
@@ -166,7 +243,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
         args = typing.get_args(hint)
         optional = type(None) in args
         if is_schedule_field(config_class, name):
-            kw.update(type=_none_or(parse_schedule) if optional else parse_schedule, metavar="X|lin_X")
+            kw.update(type=_none_or(_schedule(name)) if optional else _schedule(name), metavar="X|lin_X")
         elif hint is bool:
             kw["action"] = BoolFlag
         elif typing.get_origin(hint) is typing.Literal:
@@ -270,8 +347,102 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
 
 
 # --------------------------------------------------------------------------- train
+def _saved_env_id(checkpoint: Path) -> str | None:
+    """The env id in a checkpoint's config.json (a directory or a .zip); None when it has none or cannot be
+    read (loading the checkpoint then reports what is wrong)."""
+    try:
+        if checkpoint.is_file():
+            with zipfile.ZipFile(checkpoint) as z:
+                config = json.loads(z.read("config.json"))
+        else:
+            config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+        env_id = config.get("env_id")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        return None
+    return env_id if isinstance(env_id, str) else None
+
+
+def _new_run_dir(name: str) -> Path:
+    """``runs/NAME``, or ``runs/NAME-2``, ``-3``, ... when a run started in the same second has that name."""
+    run_dir, n = Path("runs") / name, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = Path("runs") / f"{name}-{n}"
+    return run_dir
+
+
+class _Interrupts:
+    """Ctrl-C (SIGINT) or SIGTERM (``kill PID``, a job scheduler's stop) during ``lucidrl train``. The first one
+    stops training after the update in progress, through learn's callback: the model is saved as at a normal end
+    (with its log position, for an exact resume). A second one stops at once (KeyboardInterrupt) and the model is
+    saved as it is. A signal this process ignores (SIG_IGN, e.g. SIGINT in a ``cmd &`` job) stays ignored."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, model: Any, metrics: dict) -> bool:
+        """learn's callback, after each update: False (stop) once a signal came."""
+        return self.signum is None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        # os.write, not print: a handler may run in the middle of a print (a reentrant write would fail)
+        os.write(2, b"lucidrl: stopping after the update in progress to save the model (again: stop at once)\n")
+
+    @contextlib.contextmanager
+    def installed(self):
+        """The handlers, while training (signal handlers can only be set in the main thread: elsewhere, none)."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _interrupted(args: argparse.Namespace, model: Any, steps_before: int, target: int, saved: bool) -> int:
+    """After training was interrupted: save the model to ``RUN_DIR/model`` unless ``saved`` (learn did, when it
+    stopped after an update), and print where it is and how to go on; exit code 130."""
+    run_dir = model.run_dir
+    if run_dir is None or model.num_timesteps <= steps_before:
+        print("lucidrl: interrupted before any training step; nothing new to save", file=sys.stderr)
+        return 130
+    path = run_dir / "model"
+    if not saved:
+        try:
+            path = model.save(path)
+        except KeyboardInterrupt:
+            print(
+                f"lucidrl: interrupted again while saving; {path} is as it was before (saves are atomic); "
+                f"checkpoints, if any, are in {run_dir / 'checkpoints'}",
+                file=sys.stderr,
+            )
+            return 130
+        except LucidRLError as e:  # e.g. weights made non-finite by the update that was cut short
+            print(
+                f"lucidrl: interrupted at step {model.num_timesteps}; the model could not be saved: {e}",
+                file=sys.stderr,
+            )
+            return 130
+    run, left = shlex.quote(str(run_dir)), target - model.num_timesteps
+    print(
+        f"lucidrl: interrupted at step {model.num_timesteps} of {target}; the model is saved in {path}\n"
+        + (f"  continue: lucidrl train {args.algo} --resume {run} --timesteps {left}\n" if left > 0 else "")
+        + f"  evaluate: lucidrl eval {run}",
+        file=sys.stderr,
+    )
+    return 130
+
+
 def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     import lucidrl
+    from lucidrl.logging import check_run_dir
     from lucidrl.plotting import plot_runs
 
     algos = _algorithms()
@@ -280,7 +451,7 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
     if args.resume:
         # how a run computes (device, backend, threads, workers, A3C's Ray address) may change on resume;
         # its hyperparameters may not
-        settings = {
+        settings: dict[str, Any] = {
             k: overrides.pop(k)
             for k in (
                 "device",
@@ -293,15 +464,23 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
             )
             if k in overrides
         }
-        if overrides:
-            raise ConfigError(
-                "--resume continues a run with its saved hyperparameters; drop "
-                + ", ".join("--" + k.replace("_", "-") for k in overrides)
-            )
+        if args.vectorization is not None:
+            settings["vectorization"] = args.vectorization
+        refused = ["--" + k.replace("_", "-") for k in overrides] + (["--preset"] if args.preset is not None else [])
+        if refused:
+            raise ConfigError("--resume continues a run with its saved hyperparameters; drop " + ", ".join(refused))
         timesteps = args.timesteps
         if timesteps is None:
             raise ConfigError("--resume needs --timesteps: how many more steps to train")
         run_dir, checkpoint = resolve_resume(args.resume)
+        saved_env = _saved_env_id(checkpoint)
+        if args.env is not None and saved_env is not None and args.env != saved_env:
+            raise ConfigError(
+                f"--resume continues the run on its env {saved_env!r}; drop --env {args.env} (--env on resume "
+                "only names the env of a model saved without one, or confirms a saved 'module:EnvId'). To train "
+                f"this model on {args.env}, start a new run from it in Python: "
+                f"lucidrl.load(PATH, env={args.env!r}, run_dir=NEW_DIR).learn(STEPS)"
+            )
         if args.run_dir:
             run_dir = Path(args.run_dir)
         if run_dir is None:
@@ -309,32 +488,47 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
                 f"--resume {args.resume!r} is a checkpoint outside a run directory; give --run-dir DIR "
                 "for the resumed run's log, plot and model/"
             )
+        check_run_dir(run_dir)
         model = cls.load(checkpoint, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
         print(f"resuming {args.algo} from {checkpoint} (step {model.num_timesteps})")
         reset = False
     else:
         if args.env is None:
             raise ConfigError("train needs --env ID (e.g. --env CartPole-v1), or --resume RUN_DIR")
+        if args.run_dir:  # before the model is built: an existing run there is never overwritten
+            check_run_dir(args.run_dir, new=True)
         preset: bool | str = True if args.preset is None else (False if args.preset.lower() == "none" else args.preset)
-        model = cls(args.env, preset=preset, verbose=args.verbose, vectorization=args.vectorization, **overrides)
+        model = cls(
+            args.env, preset=preset, verbose=args.verbose, vectorization=args.vectorization or "auto", **overrides
+        )
         if args.run_dir:
             model.run_dir = Path(args.run_dir)
         else:  # named after what it holds; a seed drawn at random is known only now
             env_name = args.env.split("/")[-1].replace(":", "-")
-            model.run_dir = (
-                Path("runs") / f"{args.algo}-{env_name}-s{model.config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            model.run_dir = _new_run_dir(
+                f"{args.algo}-{env_name}-s{model.config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
             )
         timesteps = args.timesteps
         if timesteps is None:
             timesteps = load_presets(args.algo).get(model.preset_name or "", {}).get("n_timesteps", 100_000)
         reset = True
     print(f"lucidrl train {args.algo} on {model.env_id} for {timesteps} steps -> {model.run_dir}")
-    model.learn(
-        int(timesteps),
-        progress_bar=not args.no_progress,
-        reset_num_timesteps=reset,
-        checkpoint_freq=args.checkpoint_freq,
-    )
+    steps_before = 0 if reset else model.num_timesteps
+    target = steps_before + int(timesteps)
+    interrupts = _Interrupts()  # Ctrl-C or SIGTERM: what was trained is kept
+    try:
+        with interrupts.installed():
+            model.learn(
+                int(timesteps),
+                callback=interrupts,
+                progress_bar=not args.no_progress and model.verbose >= 1,  # --verbose 0: silent
+                reset_num_timesteps=reset,
+                checkpoint_freq=args.checkpoint_freq,
+            )
+    except KeyboardInterrupt:  # a second signal, or one where no handler could be set: at once
+        return _interrupted(args, model, steps_before, target, saved=False)
+    if interrupts.signum is not None:  # learn stopped after an update and saved model/
+        return _interrupted(args, model, steps_before, target, saved=True)
     try:
         png = plot_runs([model.run_dir], model.run_dir / "learning_curve.png", title=f"{args.algo} on {model.env_id}")
         curve = png.name
@@ -355,18 +549,21 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
 def cmd_train_grpo(args: argparse.Namespace, config_names: list[str]) -> int:
     """GRPO on a toy text task: supervised warm start, ``learn(updates)``, held-out accuracy, ``RUN_DIR/model``."""
     from lucidrl.algos.grpo import GRPO
+    from lucidrl.logging import check_run_dir
 
     overrides = {k: getattr(args, k) for k in config_names if hasattr(args, k)}
     if args.updates < 1:
         raise ConfigError(f"--updates must be >= 1, got {args.updates}")
     if args.warm_start_steps < 0:
         raise ConfigError(f"--warm-start-steps must be >= 0, got {args.warm_start_steps}")
+    if args.run_dir:  # before the model is built: an existing run there is never overwritten
+        check_run_dir(args.run_dir, new=True)
     model = GRPO(verbose=args.verbose, **overrides)
     cfg = model.config
     model.run_dir = (
         Path(args.run_dir)
         if args.run_dir
-        else Path("runs") / f"grpo-{cfg.task}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        else _new_run_dir(f"grpo-{cfg.task}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     )
     eval_prompts = args.eval_prompts or None  # 0: every held-out prompt
     print(f"lucidrl train grpo on {cfg.task} for {args.updates} updates -> {model.run_dir}")
@@ -395,6 +592,11 @@ def check_video_path(path: str | os.PathLike) -> Path:
     if out.is_dir():
         raise ConfigError(f"--video {str(out)!r} is a directory; give a file path such as {str(out / 'episode.gif')!r}")
     if not parent.is_dir():
+        above = next((p for p in [parent, *parent.parents] if p.exists()), parent)  # the nearest existing path
+        if above.exists() and not above.is_dir():
+            raise ConfigError(
+                f"--video {str(out)!r}: {str(above)!r} is a file, not a directory; give a path in a directory"
+            )
         raise ConfigError(
             f"--video {str(out)!r}: the directory {str(parent)!r} does not exist; create it "
             f"(mkdir -p {parent}) or give a path in an existing directory"
@@ -403,6 +605,15 @@ def check_video_path(path: str | os.PathLike) -> Path:
         raise ConfigError(
             f"--video {str(out)!r}: cannot write there (permission denied); give a path in a directory you can write to"
         )
+    try:  # what os.access cannot tell (a read-only or virtual file system such as /proc, as root): try it
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".lucidrl-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"--video {str(out)!r}: cannot write in {str(parent)!r} ({e.strerror or e}); "
+            "give a path in a directory you can write to"
+        ) from None
     return out
 
 
@@ -417,7 +628,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     torch.set_num_threads(1)  # acting on one observation at a time: more threads only add overhead
 
-    model = lucidrl.load(args.run_dir)
+    path = Path(args.run_dir)
+    if path.is_dir() and (path / "checkpoints").is_dir() and _complete(path / "model") is None:
+        newest = _newest_step(path)  # a run killed before it wrote model/: its newest complete checkpoint
+        if newest is not None:
+            print(f"{path} has no complete model/ (the run did not finish); evaluating its newest checkpoint {newest}")
+            path = newest
+    if path.is_dir() and (path / "metrics.csv").is_file() and _complete(path / "model") is None:
+        raise CheckpointError(
+            f"{str(path)!r} holds a run's log but no model: no complete model/ and no complete checkpoints/step_N "
+            "(the run stopped before it saved one; train with --checkpoint-freq STEPS to keep checkpoints)"
+        )
+    model = lucidrl.load(path)
     if model.name == "grpo":  # a language model on a text task: accuracy on held-out prompts, not episodes
         if args.video or args.env or args.stochastic:
             raise ConfigError(
@@ -488,7 +710,10 @@ def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: 
     images = [Image.fromarray(f) for f in frames if f is not None]
     if not images:
         raise LucidRLError(f"{env_id} rendered no frames in rgb_array mode")
-    images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    try:
+        images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    except OSError as e:  # e.g. the disk filled up while writing
+        raise ConfigError(f"--video {str(out)!r}: cannot write the GIF ({e.strerror or e})") from None
     return out
 
 
@@ -625,21 +850,21 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         )
         p.add_argument(
             "--checkpoint-freq",
-            type=int,
+            type=_at_least(1, "env steps between checkpoints"),
             default=None,
             metavar="STEPS",
             help="also save RUN_DIR/checkpoints/step_N every STEPS steps",
         )
         p.add_argument(
             "--eval-episodes",
-            type=int,
+            type=_at_least(0, "0: no evaluation"),
             default=10,
-            help="deterministic evaluation episodes after training (default: 10)",
+            help="deterministic evaluation episodes after training; 0: none (default: 10)",
         )
         p.add_argument(
             "--vectorization",
             choices=["auto", "native", "sync", "async", "torch"],
-            default="auto",
+            default=None,
             help="how the n_envs copies are stepped (default: auto)",
         )
         p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
@@ -671,7 +896,10 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         help="correct training examples of the warm start (default: 2000)",
     )
     p.add_argument(
-        "--eval-prompts", type=int, default=0, help="held-out prompts to score before and after; 0: all (default: 0)"
+        "--eval-prompts",
+        type=_at_least(0, "0: all"),
+        default=0,
+        help="held-out prompts to score before and after; 0: all (default: 0)",
     )
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/grpo-TASK-sSEED-TIME)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
@@ -688,7 +916,10 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     ev.add_argument("--video", default=None, metavar="PATH.gif", help="also record one episode as an animated GIF")
     ev.add_argument(
-        "--prompts", type=int, default=0, help="GRPO models: held-out prompts to score; 0: all (default: 0)"
+        "--prompts",
+        type=_at_least(0, "0: all"),
+        default=0,
+        help="GRPO models: held-out prompts to score; 0: all (default: 0)",
     )
 
     pl = sub.add_parser("plot", help="plot learning curves", description="Plot learning curves of run directories.")
@@ -701,8 +932,8 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         help="train algorithms over seeds and compare them",
         description="Train every (algorithm, seed) pair on one env, in parallel processes (or Ray "
         "tasks, --backend ray), then write learning_curves.png, final_returns.png and "
-        "results.md (mean, std, IQM with a 95%% bootstrap CI, wall time). Finished runs "
-        "in OUT are reused.",
+        "results.md (mean, std, IQM with a 95% bootstrap CI, wall time). Finished runs "
+        "in OUT are reused; runs there with other settings (env, budget, ...) are refused unless --force.",
     )
     cp.add_argument("algos", nargs="+", metavar="ALGO", help="algorithms, e.g. ppo a2c trpo")
     cp.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
@@ -722,8 +953,18 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         help="runs at a time (default: the number of CPU cores; with --backend ray, as many as the "
         "cluster's CPUs allow)",
     )
-    cp.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per run")
-    cp.add_argument("--force", action="store_true", help="retrain runs that are already finished in OUT")
+    cp.add_argument(
+        "--eval-episodes",
+        type=_at_least(1),
+        default=10,
+        help="deterministic evaluation episodes per run (default: 10)",
+    )
+    cp.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain runs that are already finished in OUT, and replace runs in OUT with other settings "
+        "(another env, budget, ...) instead of refusing them",
+    )
     cp.add_argument(
         "--metrics",
         nargs="+",

@@ -6,7 +6,10 @@ as many at once as there are CPU cores (``jobs``), each on one torch thread; wit
 each run is a Ray task instead, on a local Ray instance or a cluster, writing the same files
 (``lucidrl.distributed.runs``, docs/scale.md). A run directory that already holds a finished run
 with the same settings (its ``result.json``) is reused, so an interrupted comparison picks up where
-it stopped and a new algorithm can be added later.
+it stopped and a new algorithm can be added later; an unfinished one (a killed run) is trained again
+from scratch. Finished runs with other settings (another env, budget, ...), or a report of another
+env in the output directory, are refused unless ``force`` (which retrains and replaces them): runs
+that are not comparable never end up in one report.
 
 Then three outputs, from the run directories alone:
 
@@ -17,6 +20,9 @@ Then three outputs, from the run directories alone:
   as a dot, and per algorithm the IQM with its 95% bootstrap interval;
 * ``results.md``: a table with mean, std, IQM and its interval, and the median wall time of
   training (the statistics of ``lucidrl.stats``, after Agarwal et al. 2021).
+
+A budget too short for any run to finish a training episode gives no learning curve: the other
+outputs are written, and ``results.md`` says so.
 
 Seeds that differ only in their seed are the unit of resampling: nothing here pools episodes
 across seeds, because episodes of one run are not independent draws of the algorithm.
@@ -33,7 +39,9 @@ import functools
 import importlib
 import json
 import multiprocessing
+import numbers
 import os
+import shutil
 import statistics
 import time
 from collections.abc import Sequence
@@ -44,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from lucidrl.errors import ConfigError, LucidRLError
-from lucidrl.plotting import METRIC, finish_figure, load_curve
+from lucidrl.plotting import METRIC, figure_path, finish_figure, load_curve
 from lucidrl.stats import bootstrap_ci, summarize
 
 
@@ -125,6 +133,7 @@ def run_job(job: Job) -> dict[str, Any]:
     from lucidrl.config import preset_for_env
 
     torch.set_num_threads(1)  # one process per core: more threads per process only contend
+    clear_run_dir(job.run_dir)
     env: Any = job.env_id
     preset: bool | str = True
     if job.wrapper:  # a factory of the wrapped env; the preset is still the one of the env id underneath
@@ -147,15 +156,74 @@ def run_job(job: Job) -> dict[str, Any]:
     return result
 
 
-def _finished(job: Job) -> dict[str, Any] | None:
+def _result(job: Job) -> dict[str, Any] | None:
+    """The ``result.json`` in the job's run directory (None: none, or unreadable)."""
     path = Path(job.run_dir) / "result.json"
     if not path.is_file():
         return None
     try:
         result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return result if {k: result.get(k) for k in job.spec()} == job.spec() else None
+    return result if isinstance(result, dict) else None
+
+
+def _spec(job: Job) -> dict[str, Any]:
+    """``job.spec()`` as ``result.json`` holds it (tuples become lists), to compare with one."""
+    return json.loads(json.dumps(job.spec(), default=str))
+
+
+def _finished(job: Job) -> dict[str, Any] | None:
+    result, spec = _result(job), _spec(job)
+    return result if result is not None and {k: result.get(k) for k in spec} == spec else None
+
+
+_RUN_FILES = ("metrics.csv", "result.json", "model", "checkpoints")
+
+
+def clear_run_dir(run_dir: str | os.PathLike) -> None:
+    """Remove a comparison's run directory before its run is trained (again) from scratch: a killed run's, or
+    one replaced with ``force``. A directory holding none of a run's files is refused, never removed."""
+    path = Path(run_dir)
+    if not path.exists():
+        return
+    if not path.is_dir() or (any(path.iterdir()) and not any((path / f).exists() for f in _RUN_FILES)):
+        raise ConfigError(
+            f"{str(path)!r} is where a comparison's run goes, but it holds something else (no metrics.csv, "
+            "result.json or model/); move it away or choose another output directory"
+        )
+    shutil.rmtree(path)
+
+
+def check_out(out: Path, jobs: Sequence[Job], env_id: str) -> None:
+    """Refuse (ConfigError) an output directory holding runs that this comparison cannot reuse and would replace:
+    finished runs with other settings in the jobs' run directories, or a report (results.json) of another env."""
+    other = []
+    for job in jobs:
+        result = _result(job)
+        if result is None:
+            continue
+        spec = _spec(job)
+        differ = [f"{k} {result.get(k)!r}, not {v!r}" for k, v in spec.items() if result.get(k) != v]
+        if differ:
+            other.append(f"{_relative(job.run_dir, out)} ({'; '.join(differ)})")
+    if other:
+        raise ConfigError(
+            f"{str(out)!r} holds finished runs with other settings: {', '.join(other[:3])}"
+            f"{f' and {len(other) - 3} more' if len(other) > 3 else ''}; runs compared in one report must share "
+            "them. Give another output directory (--out), or add --force (force=True) to retrain and replace them"
+        )
+    try:
+        earlier = json.loads((out / "results.json").read_text())
+        envs = sorted({r["env_id"] for r in earlier if isinstance(r, dict) and isinstance(r.get("env_id"), str)})
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):  # none, or not ours: nothing to protect
+        envs = []
+    if envs and envs != [env_id]:
+        raise ConfigError(
+            f"{str(out)!r} holds a comparison on {', '.join(envs)} (its results.json); one on {env_id} there would "
+            "replace its report and mix the envs' runs. Give another output directory (--out), or add --force "
+            "(force=True) to write there anyway"
+        )
 
 
 def _log_result(log, job: Job, r: dict[str, Any]) -> None:
@@ -192,6 +260,8 @@ def run_all(
             results[job] = finished
         else:
             todo.append(job)
+    for job in todo:  # a killed run, or one retrained with force: from scratch, in an empty directory
+        clear_run_dir(job.run_dir)
     if todo and backend == "ray":
         from lucidrl.distributed.runs import run_on_ray
 
@@ -284,6 +354,7 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    path = figure_path(path)  # a bad name fails before any run is read
     bands = {}
     for name, runs in groups.items():
         try:
@@ -318,7 +389,8 @@ def write_report(
     """The two PNGs, the markdown table and ``results.json`` from the finished runs; returns their paths.
 
     ``metrics``: other logged metrics (e.g. ``diag/approx_kl``) to plot like the learning curves, one
-    ``curves_<metric>.png`` each.
+    ``curves_<metric>.png`` each. A curve no run logged (no training episode finished within the budget, a
+    metric the algorithms do not log) is left out, with a note in ``results.md``; the rest is written.
     """
     import matplotlib
 
@@ -329,18 +401,24 @@ def write_report(
     algos = list(by_algo)  # algorithms, or the variants' labels
     column = "algorithm" if all(_label(r) == r["algo"] for r in results) else "variant"
     colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algos)}
-    paths = {
-        "learning_curves": plot_curves(
-            by_algo, out / "learning_curves.png", title=f"{env_id}: mean over seeds, 95% bootstrap band"
-        )
-    }
-    for m in metrics:
-        paths[m] = plot_curves(
-            by_algo,
-            out / f"curves_{_dir_name(m)}.png",
-            metric=m,
-            title=f"{env_id}: {m}, mean over seeds, 95% bootstrap band",
-        )
+    paths: dict[str, Path] = {}
+    notes = []
+    for key, metric, png, title in [
+        ("learning_curves", METRIC, out / "learning_curves.png", f"{env_id}: mean over seeds, 95% bootstrap band"),
+        *[
+            (m, m, out / f"curves_{_dir_name(m)}.png", f"{env_id}: {m}, mean over seeds, 95% bootstrap band")
+            for m in metrics
+        ],
+    ]:
+        try:
+            paths[key] = plot_curves(by_algo, png, metric=metric, title=title)
+        except LucidRLError as e:  # the evaluations are still reported
+            png.unlink(missing_ok=True)  # an earlier report's figure would not match this table
+            notes.append(
+                f"No learning curve: no run finished a training episode in {timesteps} steps (none logged {METRIC})."
+                if metric == METRIC
+                else f"No {png.name}: {e}."
+            )
 
     summaries = {a: summarize([r["eval_mean"] for r in by_algo[a]]) for a in algos}
     fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(algos) + 1.5), 4.2), dpi=120)
@@ -362,7 +440,7 @@ def write_report(
         else:
             ax.plot(i + 0.3, s.iqm, "D", color="black", markersize=5)
     ax.set_xticks(range(len(algos)), algos)
-    ax.set_ylabel("final return (10 deterministic episodes)")
+    ax.set_ylabel(f"final return ({results[0]['eval_episodes']} deterministic episodes)")
     ax.set_title(f"{env_id}, {timesteps} steps: each seed (dots);\nIQM and its 95% bootstrap CI (black)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -378,6 +456,7 @@ def write_report(
         "statistics over seeds (IQM and its 95% percentile-bootstrap CI after Agarwal et al. 2021); "
         "wall time = training only, one torch thread per run.",
         "",
+        *[line for note in notes for line in (note, "")],
         f"| {column} | seeds | mean | std | IQM | IQM 95% CI | median wall time (s) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -431,8 +510,11 @@ def compare(
     """
     if not algos:
         raise ConfigError("compare needs at least one algorithm, e.g. ppo a2c trpo")
+    repeated = sorted({a for a in algos if list(algos).count(a) > 1})
+    if repeated:
+        raise ConfigError(f"compare: each algorithm once; {', '.join(repeated)} is given more than once")
     return compare_variants(
-        [Variant(a, a) for a in dict.fromkeys(algos)],
+        [Variant(a, a) for a in algos],
         env_id,
         seeds,
         timesteps,
@@ -491,8 +573,18 @@ def compare_variants(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("compare needs at least one seed")
+    repeated = sorted({s for s in seed_list if seed_list.count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"each seed once: {', '.join(map(str, repeated))} is given more than once in the seeds {seed_list} "
+            "(one value N means the seeds 0..N-1)"
+        )
     if timesteps < 1:
         raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
+    if isinstance(eval_episodes, bool) or not isinstance(eval_episodes, numbers.Integral) or eval_episodes < 1:
+        raise ConfigError(
+            f"eval_episodes must be an integer >= 1 (the final evaluation's episodes), got {eval_episodes!r}"
+        )
     check_env_id(env_id)
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -504,7 +596,6 @@ def compare_variants(
         if v.wrapper:
             load_wrapper(v.wrapper)
     out = Path(out or f"compare-{env_id.split('/')[-1]}")
-    out.mkdir(parents=True, exist_ok=True)
     jobs = [
         Job(
             v.algo,
@@ -520,6 +611,9 @@ def compare_variants(
         for v in variants
         for s in seed_list
     ]
+    if not force:
+        check_out(out, jobs, env_id)
+    out.mkdir(parents=True, exist_ok=True)
     results = run_all(
         jobs, n_jobs, force=force, log=log, backend=backend, address=address, cpus_per_run=cpus_per_run, out=out
     )

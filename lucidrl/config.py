@@ -142,7 +142,8 @@ def check_schedule(x: FloatOrSchedule, name: str, low: float, high: float = floa
         ok = (v > low if low_open else v >= low) and v <= high
         if not ok or not math.isfinite(v):
             bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-            raise ConfigError(f"{name} must lie in {bound}, got {v:g} at progress {progress:g}")
+            where = f" at progress {progress:g}" if callable(x) else ""  # a schedule's value at that point
+            raise ConfigError(f"{name} must lie in {bound}, got {v:g}{where}")
 
 
 def check_ints(config, names, minimum: int = 1) -> None:

@@ -32,7 +32,9 @@ def evaluate_policy(
 ):
     """Play ``n_eval_episodes`` episodes with ``model.predict``; ``(mean_reward, std_reward)``, or
     ``(episode_rewards, episode_lengths)`` with ``return_episode_rewards``. ``callback(locals, globals)`` is
-    called after each step; ``reward_threshold``: an AssertionError, as SB3's, when the mean is not above it.
+    called after each step, once per env copy, with SB3's names in ``locals``: ``i`` (the copy), ``done``,
+    ``info``, ``reward``, ``episode_rewards``, ``episode_lengths``; ``reward_threshold``: an AssertionError, as
+    SB3's, when the mean is not above it.
     ``warn`` is accepted (lucidrl counts the raw rewards itself, no Monitor wrapper needed)."""
     if isinstance(n_eval_episodes, bool) or not isinstance(n_eval_episodes, (int, np.integer)) or n_eval_episodes < 1:
         raise ConfigError(f"n_eval_episodes must be an integer >= 1, got {n_eval_episodes!r}")
@@ -58,7 +60,8 @@ def single_env_episodes(
 ) -> tuple[list[float], list[int]]:
     """``n`` full episodes of ``model.predict`` on one env: their returns and lengths. ``seed``: episode i is
     reset with ``seed + i`` (``lucidrl.evaluate``'s repeatable evaluations); None: the env's own stream (SB3's)."""
-    rewards, lengths = [], []
+    rewards: list[float] = []
+    lengths: list[int] = []
     for i in range(n):
         obs, _ = env.reset(seed=None if seed is None else seed + i)
         total, length, done = 0.0, 0, False
@@ -66,8 +69,8 @@ def single_env_episodes(
             action, _ = model.predict(obs, deterministic=deterministic)
             obs, reward, terminated, truncated, info = env.step(action)
             total, length, done = total + float(reward), length + 1, bool(terminated or truncated)
-            if callback is not None:
-                callback(locals(), globals())
+            if callback is not None:  # SB3's names: i is the env copy (one here), episode_rewards the list so far
+                callback({**locals(), "i": 0, "episode_rewards": rewards, "episode_lengths": lengths}, globals())
             if render:
                 env.render()
         rewards.append(total)
@@ -87,6 +90,9 @@ def _vector_episodes(model, env: gym.vector.VectorEnv, n: int, deterministic: bo
     rewards: list[float] = []
     lengths: list[int] = []
     stepper = VectorStepper(env)  # resets the env
+    step_info: list[dict] = [{}]  # the vector env's info of the last step, for the callback
+    if callback is not None:
+        stepper.on_step = lambda actions, tr, info: step_info.__setitem__(0, info)
     offsets = stepper.offsets  # the stepper works in 0-based Discrete indices, predict in the env's own values
     while (counts < targets).any():
         actions, _ = model.predict(offsets.obs_out(stepper.obs), deterministic=deterministic)
@@ -97,8 +103,32 @@ def _vector_episodes(model, env: gym.vector.VectorEnv, n: int, deterministic: bo
                 rewards.append(float(ret))
                 lengths.append(int(length))
                 counts[i] += 1
-        if callback is not None:
-            callback(locals(), globals())
+        if callback is not None:  # as SB3's: once per copy, with its done, info and reward
+            dones = tr.terminated | tr.truncated
+            for k in range(n_envs):
+                info = copy_info(step_info[0], k, bool(dones[k]))
+                env_locals = {
+                    "i": k,
+                    "done": bool(dones[k]),
+                    "info": info,
+                    "reward": float(tr.reward[k]),
+                    "dones": dones,
+                }
+                callback({**locals(), **env_locals, "episode_rewards": rewards, "episode_lengths": lengths}, globals())
         if render:
             env.render()
     return rewards, lengths
+
+
+def copy_info(info: dict, i: int, done: bool) -> dict:
+    """Copy ``i``'s entries of a vector env's ``info`` (Gymnasium keeps each key's values in an array beside an
+    ``_key`` mask); where its episode ended on a same-step-autoreset env, the ending step's (``final_info``)."""
+    if done and isinstance(info.get("final_info"), dict):
+        info = info["final_info"]
+    out: dict = {}
+    for key, values in info.items():
+        mask = info.get(f"_{key}")
+        if key.startswith("_") or mask is None or not bool(np.asarray(mask)[i]):
+            continue
+        out[key] = copy_info(values, i, False) if isinstance(values, dict) else values[i]
+    return out

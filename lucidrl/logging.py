@@ -1,7 +1,8 @@
 """Logger: console progress, ``metrics.csv`` and TensorBoard events, with DESIGN.md's metric names.
 
-verbose=0: silent. verbose=1: a progress bar (steps, episode return, steps/s, ETA) and the
-start/end lines. verbose=2: also a table of every metric at each log step.
+verbose=0: silent. verbose=1: the start and end lines and notes. verbose=2: also a table of every
+metric at each log step. ``progress_bar=True`` draws a progress bar (steps, episode return, steps/s,
+ETA) at any level, as SB3 does.
 
 Files are written only when a run directory is given: ``metrics.csv`` (one row per update; on
 disk within a second, and at close) and TensorBoard event files (at most ``TB_MIN_INTERVAL_S``
@@ -42,7 +43,9 @@ TensorBoard's writer is opened with ``purge_step=step + 1``, so TensorBoard's re
 the events of the earlier run after the checkpoint's step.
 
 ``append=True`` without ``resume`` (a second ``learn`` in the same process) appends after the rows
-as they are (a torn last line is still dropped). ``append=False`` starts a new ``metrics.csv``.
+as they are (a torn last line is still dropped). ``append=False`` starts a new ``metrics.csv``, and so
+a new run: in a directory that already holds a run's ``metrics.csv`` it is refused (``check_run_dir``),
+since training there would replace that run's ``model/`` and checkpoints and mix two runs' logs.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from lucidrl.errors import ConfigError, LucidRLError
 
 STEP_KEY = "time/total_timesteps"
 EPISODE_KEYS = ("rollout/episode_return", "rollout/episode_length")
@@ -87,7 +92,9 @@ class Logger:
         """``append=True`` keeps the rows of an existing ``metrics.csv`` and appends after them;
         ``resume`` (implies ``append``) is the dict of ``position()`` saved with the checkpoint the
         run resumes from: rows after it are cut off first (module docstring). ``columns``: metric
-        keys to have columns in a new ``metrics.csv`` even if the first row lacks them."""
+        keys to have columns in a new ``metrics.csv`` even if the first row lacks them. A new log
+        (neither) in a ``run_dir`` that holds a run's ``metrics.csv``, or a ``run_dir`` that cannot be
+        created or written, is a ConfigError (``check_run_dir``)."""
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.verbose = verbose
         self.columns: list[str] = []  # the CSV header, fixed once (by the first row, or an existing file's)
@@ -105,7 +112,14 @@ class Logger:
         self._last_step = resume.get("step") if resume else None
         append = append or resume is not None
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            check_run_dir(self.run_dir, new=not append)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # e.g. under /proc, or a path that appeared meanwhile
+                raise ConfigError(
+                    f"cannot create the run directory {str(self.run_dir)!r} ({e.strerror or e}); "
+                    "give a directory you can write to"
+                ) from None
             self.path = self.run_dir / "metrics.csv"
             if append and self.path.exists():
                 self._open_existing(resume)
@@ -129,7 +143,13 @@ class Logger:
             self.info(f"{self.path}: no complete header line; a new metrics.csv is started")
             return
         header_end = len(first)
-        self.columns = next(csv.reader([first.decode("utf-8")]))
+        try:
+            self.columns = next(csv.reader([first.decode("utf-8")]))
+        except UnicodeDecodeError:
+            raise LucidRLError(
+                f"{self.path}: its header line is not UTF-8 text, so it is not a metrics.csv written by lucidrl; "
+                "move it away (a new one is then started) or give another run directory"
+            ) from None
         size = os.path.getsize(self.path)
         keep = size
         if resume:
@@ -220,7 +240,7 @@ class Logger:
     def start(self, total: int, initial: int, progress_bar: bool) -> None:
         self.t0 = time.perf_counter()
         self.initial = initial
-        if progress_bar and self.verbose >= 1:
+        if progress_bar:  # asked for: shown at any verbose level, as SB3 does
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
@@ -309,17 +329,71 @@ class Logger:
             self._csv_file = None
 
 
+# ---------------------------------------------------------------------- run directories
+def unwritable_dir(path: str | os.PathLike) -> str | None:
+    """Why a directory at ``path`` cannot be used to write files in, as far as can be told without writing:
+    ``path`` or its nearest existing parent is a file, or that parent is not writable. None: no reason found."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{str(path)!r} is a file, not a directory"
+    parent = path
+    while not parent.exists():  # ends at "." or "/" at the latest
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{str(parent)!r} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{str(parent)!r} is not writable (permission denied)"
+    return None
+
+
+def check_run_dir(run_dir: str | os.PathLike, new: bool = False) -> Path:
+    """Check, writing nothing, that ``run_dir`` can hold a run: a directory that exists and can be written, or
+    a path whose nearest existing parent is one (the Logger creates the rest). ``new``: for a new run, which
+    must not go where a run already is (its ``metrics.csv``): it would replace that run's ``model/`` and
+    checkpoints and mix the two runs' logs. Raises a ConfigError that names the problem and the fixes."""
+    path = Path(run_dir)
+    problem = unwritable_dir(path)
+    if problem is not None:
+        raise ConfigError(
+            f"cannot use {str(path)!r} as the run directory: {problem}; give a directory you can write to"
+        )
+    if new and (path / "metrics.csv").exists():
+        raise ConfigError(
+            f"the run directory {str(path)!r} already holds a run (its metrics.csv); a new run there would replace "
+            "its model/ and checkpoints and mix the two runs' logs. Give a new run directory (--run-dir DIR, or "
+            f"run_dir=...), continue that run (`lucidrl train ALGO --resume {path}`, or in Python "
+            "learn(..., reset_num_timesteps=False): a second learn() of a model with the default "
+            "reset_num_timesteps=True starts a new run), or delete the directory first"
+        )
+    return path
+
+
 # ---------------------------------------------------------------------- reading metrics.csv
 def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
     """The rows of a ``metrics.csv`` as dicts of floats (empty cells left out).
 
-    A last line without its newline (torn by a kill in the middle of a write) is skipped."""
+    A last line without its newline (torn by a kill in the middle of a write) is skipped. A file that is
+    not a metrics.csv (not UTF-8 text, a cell that is not a number) is a LucidRLError naming it."""
+    rows: list[dict[str, float]] = []
     with open(path, newline="", encoding="utf-8") as f:
-        lines = (line for line in f if line.endswith("\n"))
-        return [
-            {k: float(v) for k, v in row.items() if k is not None and v not in ("", None)}
-            for row in csv.DictReader(lines)
-        ]
+        reader = csv.DictReader(line for line in f if line.endswith("\n"))
+        try:
+            for row in reader:
+                rows.append({k: float(v) for k, v in row.items() if k is not None and v not in ("", None)})
+        except UnicodeDecodeError:
+            raise LucidRLError(
+                f"{path} is not a metrics.csv written by lucidrl: it holds bytes that are not UTF-8 text "
+                "(a damaged or foreign file)"
+            ) from None
+        except (ValueError, csv.Error) as e:  # a cell that is not a number, a NUL byte
+            raise LucidRLError(f"{path} is not a metrics.csv written by lucidrl: line {reader.line_num}: {e}") from None
+    return rows
+
+
+def read_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a ``metrics.csv`` (its header line; ``[]`` for an empty file)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return next(csv.reader(f), [])
 
 
 def _last_newline_end(path: Path, start: int, end: int) -> int:

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from lucidrl.envs import DiscreteOffsets, autoreset_mode, episode_scores
+from lucidrl.envs import DiscreteOffsets, autoreset_mode, env_api_error, episode_scores
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.errors import EnvError
 from lucidrl.networks import ActorCritic
@@ -99,7 +99,13 @@ class VectorStepper:
         self.next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
         self.offsets = DiscreteOffsets(env.single_observation_space, env.single_action_space)
         # a list: one seed a copy (Sync/AsyncVectorEnv take it; VectorEnv.reset's annotation says int only)
-        self.obs = self.offsets.obs_in(env.reset(seed=seed)[0])  # type: ignore[arg-type]
+        try:
+            first = env.reset(seed=seed)[0]  # type: ignore[arg-type]
+        except (ValueError, TypeError) as e:
+            if (err := env_api_error(env, "reset", e)) is None:
+                raise
+            raise err from e
+        self.obs = self.offsets.obs_in(first)
         self.n_calls = 0  # calls of env.step since the reset
         self._float_obs = isinstance(self.obs, np.ndarray) and self.obs.dtype.kind == "f"  # others cannot be NaN
         self._check_finite(self.obs, np.zeros(self.n_envs))
@@ -111,7 +117,12 @@ class VectorStepper:
 
     def step(self, actions: np.ndarray) -> Transitions:
         offsets = self.offsets
-        obs, reward, terminated, truncated, info = self.env.step(offsets.action_out(actions))
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(offsets.action_out(actions))
+        except (ValueError, TypeError) as e:
+            if (err := env_api_error(self.env, "step", e)) is None:
+                raise
+            raise err from e
         self.n_calls += 1
         # NaN would reach every weight within an update: one sum (NaN and inf propagate) per step, ~1 us
         if not math.isfinite(float(_sum(reward, None)) + (float(_sum(obs, None)) if self._float_obs else 0.0)):

@@ -87,11 +87,12 @@ def _net_arch(algo: str, value: Any) -> list[int]:
                 f"policy_kwargs: net_arch={value!r} for {algo.upper()} takes the keys "
                 f"{' and '.join(keys)} (or a list of layer sizes)"
             )
-        sizes = [list(value[k]) for k in keys if k in value]
+        sizes = [list(value.get(k, [])) for k in keys]  # as SB3: a key left out is a network with no hidden layer
         if any(s != sizes[0] for s in sizes):
             raise ConfigError(
-                f"policy_kwargs: net_arch={value!r}: lucidrl's actor and critic have the same hidden "
-                "layers (one net_arch); give pi and vf the same list"
+                f"policy_kwargs: net_arch={value!r} gives the actor {sizes[0]} and the critic {sizes[1]} (a key "
+                "left out means no hidden layer, as in SB3); lucidrl's actor and critic have the same hidden "
+                "layers (one net_arch): give pi and vf the same list"
             )
         return sizes[0]
     if isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):

@@ -268,8 +268,11 @@ class GRPO:
             raise CheckpointError(f"{str(path)!r} is a checkpoint of {config.get('algo')!r}, not of GRPO; "
                                   "load it with lucidrl.load()")
         hyper = dict(config["config"])
-        task = kwargs.pop("task", None) or hyper.pop("task")  # a TextTask instance: the checkpoint names only its kind
+        task = kwargs.pop("task", None) or hyper.pop("task", None)  # a TextTask instance: the checkpoint names its kind
         hyper.pop("task", None)
+        if task is None:
+            raise CheckpointError(f"{str(path)!r}: config.json names no task, so it is no GRPO checkpoint "
+                                  "(was its 'algo' edited?)")
         try:
             model = cls(task, **kwargs, **hyper)
         except (ConfigError, TypeError) as e:
@@ -281,8 +284,14 @@ class GRPO:
                 model.reference.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("reference/")})
         except RuntimeError as e:
             raise CheckpointError(f"the weights in {str(path)!r} do not fit this GRPO model: {e}") from None
-        optimizer_from_flat("optim/optimizer", model.optimizer, tensors, state["optimizers"]["optimizer"])
-        model.generator.set_state(tensors["rng/generator"])
+        opt_state, rng = state.get("optimizers", {}).get("optimizer"), tensors.get("rng/generator")
+        if opt_state is None or rng is None:
+            raise CheckpointError(f"corrupt checkpoint: {str(path)!r} lacks the optimiser state or the generator's")
+        optimizer_from_flat("optim/optimizer", model.optimizer, tensors, opt_state)
+        try:
+            model.generator.set_state(rng)
+        except (RuntimeError, TypeError) as e:
+            raise CheckpointError(f"corrupt checkpoint: {str(path)!r} has an unusable generator state ({e})") from None
         model.n_updates, model.num_prompts = int(state.get("n_updates", 0)), int(state.get("num_timesteps", 0))
         return model
 

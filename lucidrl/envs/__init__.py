@@ -53,8 +53,19 @@ def env_id_of(env: EnvLike) -> str | None:
     return getattr(spec, "id", None)
 
 
+class SavedEnvId(str):
+    """An env id read from a model file. Envs are built from it, but a ``module:EnvId`` prefix, which makes
+    Gymnasium import that module, is refused: loading a model never runs code the file names."""
+
+
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The spec of a registered env id, or an EnvError that suggests the closest ids."""
+    if ":" in env_id and isinstance(env_id, SavedEnvId):
+        raise EnvError(
+            f"the model file names its env {str(env_id)!r}, whose prefix is a module for Gymnasium to import; "
+            "lucidrl does not import code that a model file names. If you trust that module, pass the env "
+            f"yourself: load(path, env={str(env_id)!r}), model.set_env(...), or --env on the command line"
+        )
     if ":" in env_id:  # "module:EnvId" imports the module that registers it
         try:
             gym.spec(env_id)
@@ -131,7 +142,12 @@ def make_vec_env(
     one and ``n_envs >= NATIVE_MIN_ENVS``, else ``"sync"``; ``"native"`` insists on the native one;
     ``"sync"``/``"async"`` build a ``SyncVectorEnv``/``AsyncVectorEnv`` (one process per copy) in
     same-step autoreset mode; ``"torch"`` the batched torch env on ``device`` (five classic-control ids).
+
+    SB3's ``make_vec_env`` keywords: ``env_kwargs`` (the env's constructor arguments, as plain keywords
+    are) and ``wrapper_class`` / ``wrapper_kwargs`` (a wrapper put around each copy) are taken; the
+    others name what to use instead (``vectorization`` for ``vec_env_cls``, for instance).
     """
+    kwargs, wrapper = _sb3_keywords(kwargs)
     if vectorization not in ("auto", "native", "sync", "async", "torch"):
         raise EnvError(f"vectorization must be 'auto', 'native', 'sync', 'async' or 'torch', got {vectorization!r}")
     if n_envs < 1:
@@ -145,17 +161,22 @@ def make_vec_env(
                 "vectorization='torch' needs an env id (CartPole-v1, Acrobot-v1, Pendulum-v1, "
                 "MountainCar-v0, MountainCarContinuous-v0), not an env object"
             )
-        if kwargs:
-            raise EnvError(f"vectorization='torch' takes no env keyword arguments, got {sorted(kwargs)}")
+        if kwargs or wrapper is not None:
+            given = sorted(kwargs) + (["wrapper_class"] if wrapper is not None else [])
+            raise EnvError(f"vectorization='torch' takes no env keyword arguments or wrappers, got {given}")
         return make_torch_vec_env(env, n_envs, device=device, seed=seed)
     same_step = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     if isinstance(env, gym.vector.VectorEnv):
+        if wrapper is not None:
+            raise EnvError("wrapper_class wraps each copy as it is made; this VectorEnv is already built")
         venv = env
     elif isinstance(env, str):
         spec = check_env_id(env)
         atari = is_atari_spec(spec)
-        native = spec.vector_entry_point is not None and not atari
+        native = spec.vector_entry_point is not None and not atari and wrapper is None
+        if vectorization == "native" and wrapper is not None:
+            raise EnvError("a native vector env has no copies to wrap; use vectorization='sync' with wrapper_class")
         if vectorization == "native" and atari:
             raise EnvError(
                 f"lucidrl builds {env} with Gymnasium's preprocessing wrappers (lucidrl.envs.atari), not "
@@ -166,15 +187,16 @@ def make_vec_env(
         try:
             if atari:  # training: DQN-paper preprocessing with the rewards clipped to their sign
                 cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
-                venv = cls(
-                    [functools.partial(make_atari_env, env, clip_reward=True, **kwargs)] * n_envs,
-                    autoreset_mode=AutoresetMode.SAME_STEP,
-                )
+                make = functools.partial(make_atari_env, env, clip_reward=True, **kwargs)
+                venv = cls([_wrapped(make, wrapper)] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
             elif native and (vectorization == "native" or (vectorization == "auto" and n_envs >= NATIVE_MIN_ENVS)):
                 venv = gym.make_vec(env, n_envs, vectorization_mode="vector_entry_point", **kwargs)
             else:
                 mode = "async" if vectorization == "async" else "sync"
-                venv = gym.make_vec(env, n_envs, vectorization_mode=mode, vector_kwargs=same_step, **kwargs)
+                wrappers = None if wrapper is None else [wrapper]
+                venv = gym.make_vec(
+                    env, n_envs, vectorization_mode=mode, vector_kwargs=same_step, wrappers=wrappers, **kwargs
+                )
         except gym.error.DependencyNotInstalled as e:
             raise _missing_dependency(env, e) from None
     elif isinstance(env, gym.Env):
@@ -183,10 +205,11 @@ def make_vec_env(
                 f"an env instance is one copy, but n_envs={n_envs} copies were asked for; "
                 "pass the env id or a callable that builds the env (e.g. lambda: MyEnv()) instead"
             )
-        venv = gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
+        one = env if wrapper is None else wrapper(env)
+        venv = gym.vector.SyncVectorEnv([lambda: one], autoreset_mode=AutoresetMode.SAME_STEP)
     elif callable(env):
         cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
-        venv = cls([env] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+        venv = cls([_wrapped(env, wrapper)] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         raise EnvError(
             f"cannot build an env from {type(env).__name__}; pass an env id such as 'CartPole-v1', "
@@ -195,8 +218,80 @@ def make_vec_env(
     autoreset_mode(venv)  # refuses DISABLED early
     if seed is not None:
         venv.action_space.seed(seed)
-    venv.reset(seed=seed)
+    try:
+        venv.reset(seed=seed)
+    except (ValueError, TypeError) as e:
+        if (err := env_api_error(venv, "reset", e)) is None:
+            raise
+        raise err from e
     return venv
+
+
+def env_api_error(venv: gym.vector.VectorEnv, call: str, e: Exception) -> EnvError | None:
+    """An EnvError saying what an env returned wrong, for a ValueError/TypeError raised while a vector env
+    gathered what its copies' ``reset`` or ``step`` returned (the old gym API, an observation of another shape);
+    None for any other error (the env's own, which is re-raised as it is)."""
+    text = str(e)
+    space = venv.single_observation_space
+    if call == "reset" and "too many values to unpack" in text:
+        why = (
+            "reset() must return (observation, info), Gymnasium's API since 0.26; "
+            "the old gym API returned the observation alone"
+        )
+    elif call == "step" and "values to unpack (expected 5" in text:
+        why = (
+            "step() must return (observation, reward, terminated, truncated, info), Gymnasium's API since 0.26; "
+            "the old gym API returned four values (observation, reward, done, info)"
+        )
+    elif "shape" in text or "broadcast" in text:
+        why = f"an observation's shape differs from the observation space {space} the env declares"
+        sub_envs = getattr(venv, "envs", None)
+        if sub_envs and call == "reset":  # say which shape it was
+            try:
+                obs = sub_envs[0].reset()[0]
+                why = f"reset() returned an observation of shape {np.shape(obs)}, but the observation space is {space}"
+            except Exception:
+                pass
+    else:
+        return None  # not a known mismatch: the env's own error stands
+    return EnvError(f"the env's {call}() does not fit Gymnasium's API: {why}")
+
+
+# SB3's make_vec_env keywords that lucidrl does not take, and what to use instead
+_SB3_INSTEAD = {
+    "vec_env_cls": "vectorization='sync' (DummyVecEnv) or 'async' (SubprocVecEnv, one process per copy)",
+    "vec_env_kwargs": "vectorization='async' (Gymnasium's AsyncVectorEnv picks its start method itself)",
+    "monitor_dir": "the run's metrics.csv (run_dir=...), which logs every episode's return and length",
+    "monitor_kwargs": "the run's metrics.csv (run_dir=...), which logs every episode's return and length",
+    "start_index": "seed=...: copy i is reset with seed + i",
+}
+
+
+def _sb3_keywords(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[gym.Env], gym.Wrapper] | None]:
+    """SB3's ``env_kwargs`` merged into the env's keywords, and ``wrapper_class(env, **wrapper_kwargs)`` as one
+    callable (None without a wrapper); a clear error for SB3's other keywords."""
+    from lucidrl.errors import ConfigError
+
+    for key, instead in _SB3_INSTEAD.items():
+        if key in kwargs:
+            raise ConfigError(f"make_vec_env: {key} is Stable-Baselines3's; lucidrl uses {instead}")
+    kwargs = dict(kwargs)
+    env_kwargs = kwargs.pop("env_kwargs", None) or {}
+    wrapper_class = kwargs.pop("wrapper_class", None)
+    wrapper_kwargs = kwargs.pop("wrapper_kwargs", None) or {}
+    if not isinstance(env_kwargs, dict) or not isinstance(wrapper_kwargs, dict):
+        raise ConfigError("make_vec_env: env_kwargs and wrapper_kwargs must be dicts of keyword arguments")
+    if wrapper_kwargs and wrapper_class is None:
+        raise ConfigError("make_vec_env: wrapper_kwargs given without a wrapper_class to pass them to")
+    if wrapper_class is not None and not callable(wrapper_class):
+        raise ConfigError(f"make_vec_env: wrapper_class must be a gymnasium.Wrapper class, got {wrapper_class!r}")
+    wrapper = None if wrapper_class is None else functools.partial(wrapper_class, **wrapper_kwargs)
+    return {**env_kwargs, **kwargs}, wrapper
+
+
+def _wrapped(make: Callable[[], gym.Env], wrapper: Callable[[gym.Env], gym.Wrapper] | None) -> Callable[[], gym.Env]:
+    """``make`` with ``wrapper`` put around what it builds."""
+    return make if wrapper is None else lambda: wrapper(make())
 
 
 def autoreset_mode(venv: gym.vector.VectorEnv) -> AutoresetMode:

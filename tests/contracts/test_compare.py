@@ -115,3 +115,96 @@ def test_variants_refuse_bad_input_before_training(tmp_path):
     with pytest.raises(ConfigError, match="'module:function'"):
         compare_variants([Variant("w", "ppo", wrapper="nowhere")], "CartPole-v1", out=tmp_path)
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def _fake_run(run_dir: Path, env_id="CartPole-v1", algo="ppo", seed=0, returns=("", ""), **spec) -> dict:
+    """A finished run as compare leaves it (metrics.csv and result.json), without training."""
+    run_dir.mkdir(parents=True)
+    rows = "".join(f"{128 * (i + 1)},{r},1.0\n" for i, r in enumerate(returns))
+    (run_dir / "metrics.csv").write_text("time/total_timesteps,rollout/episode_return,loss/value\n" + rows)
+    result = {
+        "algo": algo,
+        "env_id": env_id,
+        "seed": seed,
+        "timesteps": 1000,
+        "eval_episodes": 1,
+        "overrides": {},
+        "label": algo,
+        "wrapper": "",
+        **spec,
+        "eval_mean": -354.0,
+        "eval_std": 0.0,
+        "train_s": 0.3,
+        "num_timesteps": 1024,
+    }
+    (run_dir / "result.json").write_text(json.dumps(result))
+    return {**result, "run_dir": str(run_dir)}
+
+
+def test_a_comparison_too_short_for_an_episode_still_writes_its_tables(tmp_path):
+    """Acrobot's first episodes last 500 steps: 1000 steps over several envs end none. The evaluations were
+    computed, so the tables are written, with a note instead of the learning curve (and of a metric no run logged)."""
+    from lucidrl.compare import write_report
+
+    out = tmp_path / "cmp"
+    results = [_fake_run(out / "runs" / f"ppo-s{s}", "Acrobot-v1", seed=s) for s in (0, 1)]
+    (out / "learning_curves.png").write_bytes(b"an earlier report's figure")
+    paths = write_report(out, "Acrobot-v1", results, 1000, metrics=["loss/value", "diag/nothing"])
+    table = paths["table"].read_text()
+    assert "No learning curve: no run finished a training episode in 1000 steps" in table
+    assert "No curves_diag_nothing.png: no run logged 'diag/nothing'" in table
+    assert "| ppo | 2 | -354.0 |" in table and "ppo-s1" in table
+    assert "learning_curves" not in paths and not (out / "learning_curves.png").exists()  # no stale figure beside it
+    assert paths["loss/value"].is_file() and paths["final_returns"].is_file() and paths["results"].is_file()
+
+
+def test_compare_refuses_repeated_seeds_or_algorithms_and_no_evaluation_up_front(tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(ConfigError, match=r"each seed once: 1 is given more than once in the seeds \[1, 1\]"):
+        compare(["ppo"], "CartPole-v1", seeds=[1, 1], out=out)
+    with pytest.raises(ConfigError, match="each algorithm once; ppo is given more than once"):
+        compare(["ppo", "a2c", "ppo"], "CartPole-v1", out=out)
+    with pytest.raises(ConfigError, match=r"eval_episodes must be an integer >= 1 .*got 0"):
+        compare(["ppo"], "CartPole-v1", eval_episodes=0, out=out)
+    assert not out.exists()  # refused before anything was made or trained
+
+
+def test_an_output_directory_with_runs_of_other_settings_is_refused_unless_forced(tmp_path):
+    out = tmp_path / "cmp"
+    _fake_run(out / "runs" / "ppo-s0", "Acrobot-v1")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(
+        ConfigError,
+        match=r"holds finished runs with other settings: runs/ppo-s0 \(env_id "
+        r"'Acrobot-v1', not 'CartPole-v1'\).*--out.*--force",
+    ):
+        compare(["ppo"], "CartPole-v1", seeds=1, timesteps=1000, eval_episodes=1, out=out)
+    with pytest.raises(ConfigError, match=r"runs/ppo-s0 \(timesteps 1000, not 2000\)"):
+        compare(["ppo"], "Acrobot-v1", seeds=1, timesteps=2000, eval_episodes=1, out=out)
+    (out / "results.json").write_text(json.dumps([{"env_id": "Acrobot-v1", "run_dir": "runs/ppo-s0"}]))
+    with pytest.raises(ConfigError, match=r"holds a comparison on Acrobot-v1 \(its results.json\); one on CartPole-v1"):
+        compare(["a2c"], "CartPole-v1", seeds=1, timesteps=1000, eval_episodes=1, out=out)  # no run in common
+    (out / "results.json").unlink()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing replaced
+
+
+def test_a_run_is_trained_again_from_scratch_in_an_emptied_directory(tmp_path):
+    """A killed run, or one retrained with force: its directory is emptied first (the logger refuses a new run
+    where one is); a directory that holds no run is never removed."""
+    from lucidrl.compare import Job, clear_run_dir, run_job
+
+    run = tmp_path / "runs" / "ppo-s0"
+    tiny = (("batch_size", 64), ("n_envs", 2), ("n_epochs", 1), ("n_steps", 64))
+    job = Job("ppo", "CartPole-v1", 0, 128, str(run), 1, tiny)
+    first = run_job(job)
+    (run / "checkpoints").mkdir()  # something only the earlier run had
+    second = run_job(job)
+    assert first["eval_mean"] == second["eval_mean"] and not (run / "checkpoints").exists()
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2  # the header and one update of 128 steps
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="holds something else"):
+        clear_run_dir(other)
+    assert (other / "notes.txt").read_text() == "keep"

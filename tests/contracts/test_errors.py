@@ -213,7 +213,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(saved, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("lucidrl.checkpoint.save_file", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="cannot save a checkpoint at .*: disk full; nothing there was changed"):
         m.save(path)
     assert (path / "weights.safetensors").read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
@@ -245,3 +245,99 @@ def test_loading_a_checkpoint_of_another_algorithm_names_both(tmp_path):
     with pytest.raises(CheckpointError, match=r"is a checkpoint of A2C, not of PPO.*lucidrl.load\(\)"):
         lucidrl.PPO.load(path)
     assert type(lucidrl.load(path)) is lucidrl.A2C
+
+
+class _Box3(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (3,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, False, {}
+
+
+class _ResetShape(_Box3):
+    def reset(self, seed=None, options=None):
+        return np.zeros(5, np.float32), {}
+
+
+class _StepShape(_Box3):
+    def step(self, action):
+        return np.zeros(5, np.float32), 0.0, False, False, {}
+
+
+class _OldReset(_Box3):
+    def reset(self, seed=None, options=None):
+        return np.zeros(3, np.float32)
+
+
+class _OldStep(_Box3):
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, {}
+
+
+@pytest.mark.parametrize(
+    "cls, pattern",
+    [
+        (_ResetShape, r"reset\(\) returned an observation of shape \(5,\), but the observation space is Box"),
+        (_StepShape, r"step\(\).*an observation's shape differs from the observation space"),
+        (_OldReset, r"reset\(\) must return \(observation, info\)"),
+        (_OldStep, r"step\(\) must return \(observation, reward, terminated, truncated, info\)"),
+    ],
+)
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_an_env_that_breaks_gymnasiums_api_is_named_not_a_numpy_traceback(cls, pattern, n_envs):
+    env = cls() if n_envs == 1 else cls
+    with pytest.raises(EnvError, match=pattern):
+        lucidrl.PPO(env, **{**SMALL, "n_envs": n_envs}).learn(128)
+
+
+def test_an_error_of_the_envs_own_is_left_as_it_is():
+    class Buggy(_Box3):
+        def step(self, action):
+            raise ValueError("my bug")
+
+    with pytest.raises(ValueError, match="my bug"):
+        lucidrl.PPO(Buggy(), **SMALL).learn(128)
+
+
+def test_a_module_named_by_a_model_file_is_never_imported(tmp_path, monkeypatch):
+    """gymnasium.make('mod:Env-v0') imports mod: a saved env id with that prefix must not make lucidrl run it."""
+    (tmp_path / "planted.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('x')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "model"
+    lucidrl.PPO("CartPole-v1", **SMALL).save(path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "env_id": "planted:CartPole-v1"}))
+    model = lucidrl.load(path)
+    for use in (lambda: lucidrl.evaluate(model, n_episodes=1), lambda: model.learn(64)):
+        with pytest.raises(EnvError, match="does not import code that a model file names"):
+            use()
+    assert main(["eval", str(path), "--episodes", "1"]) != 0
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_model_loaded_with_an_env_of_other_spaces_is_named_before_the_weights(saved):
+    with pytest.raises(EnvError, match=r"the env's spaces \(Box.*\(6,\).*Discrete\(3\)\) differ from the model's"):
+        lucidrl.load(saved[1], env="Acrobot-v1")
+
+
+@pytest.mark.parametrize("path", ["", 3, "io"])
+def test_save_and_load_name_a_path_that_is_no_path(path, tmp_path):
+    import io
+
+    path = io.BytesIO() if path == "io" else path
+    model = lucidrl.PPO("CartPole-v1", **SMALL)
+    with pytest.raises(CheckpointError, match="needs a path"):
+        model.save(path)
+    with pytest.raises(CheckpointError, match="needs the path of a checkpoint"):
+        lucidrl.load(path)
+
+
+def test_save_to_a_path_that_cannot_be_written_names_it(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CheckpointError, match=r"cannot save a checkpoint at '.*afile/sub'"):
+        lucidrl.PPO("CartPole-v1", **SMALL).save(tmp_path / "afile" / "sub")

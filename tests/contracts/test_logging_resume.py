@@ -6,12 +6,16 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 import lucidrl.logging as lg
+from lucidrl.errors import ConfigError, LucidRLError
 from lucidrl.logging import STEP_KEY, Logger, read_metrics
 
 HEADER = [STEP_KEY, "rollout/episode_return", "rollout/episode_length", "time/steps_per_second", "time/elapsed_s"]
@@ -225,3 +229,44 @@ def test_tensorboard_after_a_resume_shows_each_step_once(tmp_path, monkeypatch):
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("m/half")] == [(s, s / 2) for s in range(1, 9)]
     assert [(e.step, e.value) for e in acc.Scalars("m/tag")] == [(s, 1.0) for s in range(6, 9)]
+
+
+def test_a_new_log_never_replaces_a_runs_metrics(tmp_path):
+    """append=False starts a new run: where a run's metrics.csv is, it is refused, the file untouched; appending
+    and resuming still work, and a directory without metrics.csv (a new one, or one holding other files) is fine."""
+    run = tmp_path / "run"
+    logger = started(run)
+    log(logger, [1, 2])
+    logger.close()
+    kept = (run / "metrics.csv").read_bytes()
+    with pytest.raises(ConfigError, match=rf"the run directory {re.escape(repr(str(run)))} already holds a run"):
+        Logger(run, 0, False)
+    assert (run / "metrics.csv").read_bytes() == kept
+    more = started(run, append=True, initial=2)
+    log(more, [3])
+    more.close()
+    assert steps_of(run / "metrics.csv") == [1, 2, 3]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    started(other).close()
+
+
+def test_a_run_directory_that_cannot_be_made_is_a_config_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for run_dir in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        with pytest.raises(
+            ConfigError, match=rf"{re.escape(repr(str(tmp_path / 'afile')))} is a file, not a directory"
+        ):
+            Logger(run_dir, 0, False)
+
+
+def test_a_damaged_metrics_csv_is_named_not_a_unicode_traceback(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_bytes(b"time/total_timesteps,m\n1,\xff\n")
+    with pytest.raises(LucidRLError, match="is not a metrics.csv written by lucidrl: it holds bytes that are not UTF"):
+        read_metrics(run / "metrics.csv")
+    (run / "metrics.csv").write_bytes(b"time/total_\xff,m\n1,2\n")
+    with pytest.raises(LucidRLError, match="its header line is not UTF-8 text"):
+        Logger(run, 0, False, append=True)

@@ -201,7 +201,8 @@ def _edit(path, name, change):
         ("state.json", lambda d: d.update(n_updates=-3), r"field 'n_updates'"),
         ("state.json", lambda d: d.update(attributes={"beta": "x"}), r"field 'attributes.beta'"),
         ("state.json", lambda d: d.update(optimizers=[]), r"field 'optimizers'"),
-        ("state.json", lambda d: d.update(format_version="1"), r"no integer format_version"),
+        ("state.json", lambda d: d.update(format_version="1"), r"no format_version \(an integer >= 1\)"),
+        ("state.json", lambda d: d.update(format_version=0), r"no format_version \(an integer >= 1\)"),
         ("config.json", lambda d: d.update(algo=7), r"config.json field 'algo'"),
         ("config.json", lambda d: d.update(algo="dqn"), r"do not fit its algorithm 'dqn'"),
         ("config.json", lambda d: d.update(env_id=["x"]), r"field 'env_id'"),
@@ -277,3 +278,43 @@ def test_randomly_corrupted_checkpoints_raise_only_lucidrl_errors(tmp_path, monk
         shutil.rmtree(path)
 
     check()
+
+
+def test_another_algorithms_optimiser_state_is_named_at_load(tmp_path):
+    """A2C's RMSprop state inside a PPO checkpoint (its weights file swapped in) would load and then fail in the
+    first update (KeyError 'exp_avg'); it is refused at load, naming both optimisers' state."""
+    small = dict(n_envs=2, verbose=0, seed=0, preset=False)
+    a2c = lucidrl.A2C("CartPole-v1", **small, n_steps=5).learn(40)
+    ppo = lucidrl.PPO("CartPole-v1", **small, n_steps=16, batch_size=16).learn(32)
+    a2c.save(tmp_path / "a2c")
+    ppo.save(tmp_path / "ppo")
+    lucidrl.load(tmp_path / "ppo").learn(32)  # its own state loads and trains
+    shutil.copy(tmp_path / "a2c" / "weights.safetensors", tmp_path / "ppo" / "weights.safetensors")
+    with pytest.raises(CheckpointError, match=r"holds \['square_avg', 'step'\].*Adam keeps \['exp_avg'"):
+        lucidrl.load(tmp_path / "ppo")
+    shutil.copy(tmp_path / "a2c" / "state.json", tmp_path / "ppo" / "state.json")
+    with pytest.raises(CheckpointError, match=r"written by another optimiser than this model's Adam"):
+        lucidrl.load(tmp_path / "ppo")
+
+
+@pytest.mark.parametrize(
+    "role, space",
+    [
+        ("action_space", {"type": "Discrete", "n": 10**12, "start": 0}),
+        ("observation_space", {"type": "Box", "shape": [10**6, 10**6], "dtype": "float32", "low": 0, "high": 1}),
+    ],
+)
+def test_a_space_larger_than_the_weights_is_refused_before_it_is_allocated(tmp_path, role, space):
+    path = lucidrl.PPO("CartPole-v1", n_envs=2, n_steps=16, batch_size=16, verbose=0, preset=False).save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, role: space}))
+    with pytest.raises(CheckpointError, match="is larger than all the weights"):
+        lucidrl.load(path)
+
+
+def test_a_grpo_checkpoint_that_is_not_one_is_named(tmp_path):
+    path = lucidrl.PPO("CartPole-v1", n_envs=2, n_steps=16, batch_size=16, verbose=0, preset=False).save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "algo": "grpo"}))
+    with pytest.raises(CheckpointError, match="names no task"):
+        lucidrl.load(path)

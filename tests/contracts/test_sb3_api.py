@@ -341,8 +341,24 @@ def test_a_single_env_instance_just_works(capsys):
     lone.learn(64)
     out = capsys.readouterr().out
     assert "no spec to make copies from: n_envs 8 -> 1" in out and "batch_size 256 ->" in out
-    with pytest.raises(EnvError, match="without a spec is one copy"):
+    with pytest.raises(EnvError, match="no spec to make copies from, but n_envs=2"):
         lucidrl.PPO("MlpPolicy", NoSpecCartPole(), n_envs=2, verbose=0)
+
+
+class BonusReward(gym.RewardWrapper):  # a user's wrapper: gymnasium.make cannot rebuild it from the spec
+    def reward(self, reward):
+        return 10.0
+
+
+def test_an_env_with_a_wrapper_the_spec_cannot_rebuild_is_one_copy(capsys):
+    model = lucidrl.PPO("MlpPolicy", BonusReward(gym.make("CartPole-v1")), seed=0)  # the preset asks for 8
+    assert model.n_envs == 1
+    model.learn(64)
+    assert "cannot rebuild from its spec (BonusReward): n_envs 8 -> 1" in capsys.readouterr().out
+    with pytest.raises(EnvError, match=r"cannot rebuild from its spec \(BonusReward\), but n_envs=2"):
+        lucidrl.PPO("MlpPolicy", BonusReward(gym.make("CartPole-v1")), n_envs=2, verbose=0)
+    copied = lucidrl.PPO(gym.wrappers.ClipReward(gym.make("CartPole-v1"), -1, 1), n_envs=2, verbose=0)
+    assert type(copied.env.envs[1]).__name__ == "ClipReward"  # a Gymnasium wrapper is rebuilt in each copy
 
 
 def test_parameters_seed_logger_and_tensorboard_log(tmp_path):
@@ -444,3 +460,140 @@ def test_evaluate_policy_over_a_vector_env_counts_the_recorded_raw_score():
     venv = gym.vector.SyncVectorEnv([make] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     rewards, lengths = lucidrl.evaluate_policy(model, venv, n_eval_episodes=4, return_episode_rewards=True)
     assert len(rewards) == 4 and rewards == [float(x) for x in lengths] and min(rewards) > 0
+
+
+SMALL_PPO = dict(n_envs=2, n_steps=16, batch_size=16, verbose=0, seed=0, preset=False)
+
+
+def test_a_callback_that_raised_does_not_stay_attached():
+    class Flaky(BaseCallback):
+        calls = 0
+
+        def _on_step(self) -> bool:
+            Flaky.calls += 1
+            if Flaky.calls == 5:
+                raise KeyboardInterrupt  # Ctrl-C, or a bug in the callback
+            return True
+
+    for model in (lucidrl.PPO("CartPole-v1", **SMALL_PPO), lucidrl.DQN("CartPole-v1", verbose=0, learning_starts=10)):
+        Flaky.calls = 0
+        with pytest.raises(KeyboardInterrupt):
+            model.learn(200, callback=Flaky())
+        model.learn(64, reset_num_timesteps=False)
+        assert Flaky.calls == 5
+
+
+def test_make_vec_env_takes_sb3s_env_kwargs_and_wrapper_class():
+    venv = lucidrl.make_vec_env("Pendulum-v1", n_envs=2, env_kwargs=dict(g=5.0))
+    assert venv.envs[0].unwrapped.g == 5.0
+    venv = lucidrl.make_vec_env(
+        "CartPole-v1",
+        n_envs=2,
+        wrapper_class=gym.wrappers.ClipReward,
+        wrapper_kwargs=dict(min_reward=0, max_reward=0.5),
+    )
+    assert venv.step(venv.action_space.sample())[1].tolist() == [0.5, 0.5]
+    with pytest.raises(ConfigError, match="vec_env_cls is Stable-Baselines3's; lucidrl uses vectorization="):
+        lucidrl.make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=object)
+    with pytest.raises(ConfigError, match="monitor_dir"):
+        lucidrl.make_vec_env("CartPole-v1", n_envs=2, monitor_dir="logs")
+
+
+def test_ep_info_buffer_and_terminal_observation_in_either_autoreset_mode():
+    class Check(BaseCallback):
+        ends = missing = 0
+
+        def _on_step(self) -> bool:
+            for i, done in enumerate(self.locals["dones"]):
+                if done:
+                    Check.ends += 1
+                    Check.missing += "terminal_observation" not in self.locals["infos"][i]
+            return True
+
+    for n_envs in (2, 8):  # 8 CartPoles: Gymnasium's native vector env, which resets on the next step
+        model = lucidrl.PPO("CartPole-v1", **{**SMALL_PPO, "n_envs": n_envs, "n_steps": 64, "batch_size": 64})
+        model.learn(1024, callback=Check())
+        assert len(model.ep_info_buffer) > 0 and {"r", "l"} <= set(model.ep_info_buffer[0])  # after learn too
+    assert Check.ends > 0 and Check.missing == 0
+
+
+def test_a_hyperparameter_written_as_an_attribute_counts_and_is_checked():
+    model = lucidrl.PPO("CartPole-v1", **SMALL_PPO)
+    assert "fast backend" in model.backend_lines[0]
+    model.ent_coef, model.learning_rate, model.target_kl = 0.5, "lin_0.001", 0.01
+    assert model.config.ent_coef == 0.5 and model.ent_coef == 0.5
+    model.learn(32)
+    # the fast backend has no early stopping on the KL: target_kl chose the reference again
+    assert model.backend_lines[0].startswith("ppo: reference") and "target_kl" in model.backend_lines[0]
+    twin = lucidrl.PPO("CartPole-v1", **SMALL_PPO, ent_coef=0.5, learning_rate="lin_0.001", target_kl=0.01)
+    twin.learn(32)
+    assert all(torch.equal(a, b) for a, b in zip(model.agent.parameters(), twin.agent.parameters()))
+    with pytest.raises(ConfigError, match="gamma must lie in"):
+        model.gamma = 2.0
+    with pytest.raises(ConfigError, match="built with n_envs=2; build a new model"):
+        model.n_envs = 4
+    model.config.net_arch = [32]  # through config: refused when learn starts
+    with pytest.raises(ConfigError, match="net_arch changed after the model was built"):
+        model.learn(32)
+
+
+def test_logger_record_takes_one_number_of_any_kind_and_says_what_it_left_out(tmp_path, capsys):
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            self.logger.record("custom/tensor", torch.tensor(1.5))
+            self.logger.record("custom/array", np.array(2.5))
+            self.logger.record("custom/text", "hello")
+            return True
+
+    model = lucidrl.PPO("CartPole-v1", **{**SMALL_PPO, "verbose": 1}, run_dir=tmp_path)
+    model.learn(32, callback=Record())
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"custom/tensor", "custom/array"} <= set(header) and "custom/text" not in header
+    assert capsys.readouterr().out.count("'custom/text', ...): a str is not a number") == 1
+
+
+def test_progress_bar_shows_at_verbose_zero(capsys):
+    lucidrl.PPO("CartPole-v1", **SMALL_PPO).learn(32, progress_bar=True)
+    assert "32/32" in capsys.readouterr().out
+
+
+def test_a_net_arch_dict_with_one_key_is_no_hidden_layer_for_the_other_as_in_sb3():
+    with pytest.raises(ConfigError, match=r"gives the actor \[\] and the critic \[16\]"):
+        lucidrl.PPO("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=dict(vf=[16])), verbose=0)
+
+
+def test_dqn_saves_and_loads_its_replay_buffer_alone(tmp_path):
+    model = lucidrl.DQN("CartPole-v1", verbose=0, learning_starts=50, preset=False, seed=0)
+    with pytest.raises(ConfigError, match="no.*replay memory.*yet|none yet"):
+        model.save_replay_buffer(tmp_path / "rb")
+    model.learn(200)
+    path = model.save_replay_buffer(tmp_path / "rb")
+    assert path.name == "rb.safetensors" and len(model.replay_buffer) == 200
+    other = lucidrl.DQN("CartPole-v1", verbose=0, learning_starts=50, preset=False, seed=0)
+    other.load_replay_buffer(tmp_path / "rb")
+    assert torch.equal(other.replay_buffer.obs[:200], model.replay.obs[:200])
+    other.learn(64, reset_num_timesteps=False)
+    assert len(other.replay_buffer) == 264
+    with pytest.raises(AttributeError, match="PPO has no replay memory"):
+        lucidrl.PPO("CartPole-v1", **SMALL_PPO).save_replay_buffer(tmp_path / "x")
+
+
+def test_evaluate_policy_calls_back_with_sb3s_locals_per_copy():
+    class Success(gym.Wrapper):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            return obs, reward, terminated, truncated, {**info, "is_success": terminated}
+
+    model = lucidrl.PPO("CartPole-v1", **SMALL_PPO)
+    seen = []
+
+    def callback(locals_, globals_):
+        if locals_["done"]:
+            seen.append((locals_["i"], bool(locals_["info"].get("is_success"))))
+
+    for same_step in (True, False):
+        mode = gym.vector.AutoresetMode.SAME_STEP if same_step else gym.vector.AutoresetMode.NEXT_STEP
+        venv = gym.vector.SyncVectorEnv([lambda: Success(gym.make("CartPole-v1"))] * 3, autoreset_mode=mode)
+        seen.clear()
+        lucidrl.evaluate_policy(model, venv, n_eval_episodes=4, callback=callback)
+        assert len(seen) >= 4 and {i for i, _ in seen} == {0, 1, 2} and all(ok for _, ok in seen)
