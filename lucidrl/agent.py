@@ -324,11 +324,16 @@ class Algorithm:
 
     def __setattr__(self, name: str, value: Any) -> None:
         """SB3's ``model.ent_coef = 0.01``: a hyperparameter written as an attribute goes to ``config``, checked as
-        the constructor checks it, and counts from the next ``learn`` (``_apply_config_changes``)."""
+        the constructor checks it. The reference reads ``config`` at every update, so a write from a callback
+        counts at once there; the next ``learn`` chooses the backends again (``_apply_config_changes``), as a
+        fast twin supports some settings only. Attributes the model keeps itself (``device``, the torch device
+        it runs on) are not hyperparameters and are set as they are."""
         d = self.__dict__
         if d.get("_config_seen") is None or name in d or name.startswith("_") or name not in d["_config_seen"]:
             object.__setattr__(self, name, value)
             return
+        if name == "seed" and value != self.config.seed:
+            raise ConfigError(f"model.seed = {value!r}: reseed the model with model.set_random_seed({value!r})")
         if name in BUILT_FIELDS and value != getattr(self.config, name):
             raise ConfigError(
                 f"model.{name} = {value!r}: the model's networks, optimiser, envs and normalisers were built with "
@@ -357,11 +362,18 @@ class Algorithm:
                 f"a new model: {type(self).__name__}(env, {built[0]}=...)"
             )
         chosen = self.__dict__.get("_backend_choices", {})
-        self.backend_lines = []
-        for attr, value in list(vars(self).items()):
-            for name, (reference, function) in list(chosen.items()):
-                if value is function:
-                    setattr(self, attr, self._select_backend(name, reference))
+        lines, self.backend_lines = self.backend_lines, []
+        try:
+            for attr, value in list(vars(self).items()):  # the attributes that hold a chosen function
+                for name, (reference, function) in list(chosen.items()):
+                    if value is function:
+                        setattr(self, attr, self._select_backend(name, reference))
+        except BaseException:  # e.g. backend="fast" for a setting it does not support: the model stays as it was
+            self.backend_lines = lines
+            raise
+        collector = self._collector  # kept between learn calls: it acts with the policy step chosen now
+        if collector is not None and hasattr(collector, "policy") and hasattr(self, "_rollout_policy"):
+            collector.policy = self._rollout_policy
         self._config_seen = now
 
     def __getattr__(self, name: str) -> Any:
@@ -920,9 +932,8 @@ class Algorithm:
         weights = sum(v.numel() for v in tensors.values())
         for role in ("observation", "action"):
             raw = config.get(f"{role}_space")
-            size = raw.get("n", 0) if isinstance(raw, dict) and raw.get("type") == "Discrete" else (
-                math.prod(raw.get("shape", ())) if isinstance(raw, dict) else 0)  # fmt: skip
-            if not isinstance(size, int):
+            size = _space_size(raw)
+            if size is None:
                 raise CheckpointError(
                     f"corrupt checkpoint: cannot read the {role} space in config.json ({_short_json(raw)})"
                 )
@@ -1036,14 +1047,29 @@ BUILT_FIELDS = frozenset(
         "n_envs", "net_arch", "activation", "ortho_init", "log_std_init", "shared_trunk", "normalize_obs",
         "normalize_reward", "clip_obs", "clip_reward", "device", "compile", "rollout_workers", "address",
         "n_workers", "buffer_size", "adam_eps", "use_rms_prop", "rms_prop_alpha", "rms_prop_eps", "psi",
-        "variant", "seed", "n_bins", "bounds", "initial_q", "task", "d_model", "n_heads", "n_layers",
+        "variant", "seed", "n_bins", "bounds", "initial_q",
     }
 )  # fmt: skip
 
 
 def _config_values(config: Any) -> dict[str, Any]:
-    """``{field: value}`` of a config dataclass, containers copied (so later edits in place show as changes)."""
-    return {f.name: copy.deepcopy(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    """``{field: value}`` of a config dataclass, lists and dicts copied (so later edits in place show as changes);
+    other values (numbers, strings, schedules, a user's function) as they are, compared by ``==`` or identity."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v for k, v in values.items()}
+
+
+def _space_size(raw: Any) -> int | None:
+    """The number of actions (Discrete) or of numbers in an observation (Box) of a space's JSON; None if unreadable."""
+    if not isinstance(raw, dict):
+        return None
+    if raw.get("type") == "Discrete":
+        n = raw.get("n")
+        return n if isinstance(n, int) and not isinstance(n, bool) else None
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return None
+    return math.prod(shape)
 
 
 def _short_json(value: Any, limit: int = 120) -> str:

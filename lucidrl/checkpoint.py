@@ -238,6 +238,7 @@ def _save(path, tensors, config, state, extra) -> Path:
     tag = uuid.uuid4().hex[:8]
     tmp = dest.parent / f".{dest.name}.tmp-{tag}"
     tmp.mkdir()
+    old = None
     try:
         _write_tensors(tmp / FILES[0], tensors)
         for name, extra_tensors in (extra or {}).items():
@@ -249,7 +250,6 @@ def _save(path, tensors, config, state, extra) -> Path:
                 json.dump(obj, f, indent=2, sort_keys=False)
                 f.flush()
                 os.fsync(f.fileno())
-        old = None
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{tag}"
             os.rename(dest, old)
@@ -259,6 +259,8 @@ def _save(path, tensors, config, state, extra) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not dest.exists():  # failed between the renames: put it back
+            os.rename(old, dest)
         raise
     for stale in _hidden_copies(dest, "tmp") + _hidden_copies(dest, "old"):  # left by saves that were killed
         shutil.rmtree(stale, ignore_errors=True)
@@ -528,7 +530,7 @@ def optimizer_to_flat(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[di
             else:
                 scalars[f"{idx}/{k}"] = v
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
-    return tensors, {"param_groups": groups, "scalars": scalars}
+    return tensors, {"type": type(optimizer).__name__, "param_groups": groups, "scalars": scalars}
 
 
 _IMPLEMENTATION_OPTIONS = ("fused", "foreach", "capturable", "differentiable")
@@ -546,17 +548,15 @@ def optimizer_from_flat(
         idx, k = key.split("/", 1)
         state.setdefault(int(idx), {})[k] = v
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
-    for group, current in zip(groups, optimizer.param_groups):  # another optimiser's settings: another optimiser
-        foreign = sorted(set(group) - set(current))
-        if foreign:
-            raise CheckpointError(
-                f"the optimiser state {prefix!r} in the checkpoint was written by another optimiser than this "
-                f"model's {type(optimizer).__name__} (it has {', '.join(foreign)}); was the checkpoint's "
-                "weights.safetensors or state.json taken from another algorithm's?"
-            )
+    saved_type = meta.get("type")  # written since 2026-12-05
+    if saved_type is not None and saved_type != type(optimizer).__name__:
+        raise CheckpointError(
+            f"the optimiser state {prefix!r} in the checkpoint is a {saved_type}'s, but this model's optimiser is "
+            f"{type(optimizer).__name__}; was the checkpoint's state.json taken from another algorithm's?"
+        )
     expected = _state_keys(optimizer)
     for index, st in state.items():
-        if set(st) != expected:
+        if expected is not None and set(st) != expected:
             raise CheckpointError(
                 f"the optimiser state {prefix!r} in the checkpoint holds {sorted(st)} for parameter {index}, but this "
                 f"model's {type(optimizer).__name__} keeps {sorted(expected)}; was the checkpoint's weights file "
@@ -573,14 +573,19 @@ def optimizer_from_flat(
         ) from None
 
 
-def _state_keys(optimizer: torch.optim.Optimizer) -> set[str]:
+def _state_keys(optimizer: torch.optim.Optimizer) -> set[str] | None:
     """What this kind of optimiser keeps per parameter (Adam: step, exp_avg, exp_avg_sq), from one step of a copy
-    with the same settings on a one-element parameter."""
+    with the same settings on a one-element parameter; None where such a copy cannot be made (no check then)."""
     p = torch.zeros(1, requires_grad=True)
     p.grad = torch.zeros(1)
-    settings = {k: v for k, v in optimizer.defaults.items() if k not in _IMPLEMENTATION_OPTIONS}
-    probe = type(optimizer)([p], **settings)
-    probe.step()
+    try:
+        probe = type(optimizer)([p])  # type: ignore[call-arg]  # (each subclass has its defaults)
+        probe.param_groups[0].update(
+            {k: v for k, v in optimizer.defaults.items() if k not in _IMPLEMENTATION_OPTIONS and k != "params"}
+        )
+        probe.step()
+    except Exception:  # an optimiser that needs arguments, or settings that do not fit a CPU parameter
+        return None
     return set(probe.state[p])
 
 

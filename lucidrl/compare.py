@@ -134,6 +134,8 @@ def run_job(job: Job) -> dict[str, Any]:
 
     torch.set_num_threads(1)  # one process per core: more threads per process only contend
     clear_run_dir(job.run_dir)
+    Path(job.run_dir).mkdir(parents=True, exist_ok=True)  # marked as compare's before anything else is written
+    (Path(job.run_dir) / JOB_MARKER).write_text(json.dumps(_spec(job), indent=1))
     env: Any = job.env_id
     preset: bool | str = True
     if job.wrapper:  # a factory of the wrapped env; the preset is still the one of the env id underneath
@@ -178,21 +180,32 @@ def _finished(job: Job) -> dict[str, Any] | None:
     return result if result is not None and {k: result.get(k) for k in spec} == spec else None
 
 
-_RUN_FILES = ("metrics.csv", "result.json", "model", "checkpoints")
+JOB_MARKER = "compare_job.json"  # written first into each run directory compare makes: only those it may clear
+
+
+def _run_entry(name: str) -> bool:
+    """Whether a file or directory of that name is one a comparison's run writes."""
+    return name in (JOB_MARKER, "metrics.csv", "result.json", "model", "checkpoints") or name.startswith(
+        ("events.out.tfevents.", ".model.")  # TensorBoard's files; a killed save's hidden copies of model/
+    )
 
 
 def clear_run_dir(run_dir: str | os.PathLike) -> None:
-    """Remove a comparison's run directory before its run is trained (again) from scratch: a killed run's, or
-    one replaced with ``force``. A directory holding none of a run's files is refused, never removed."""
+    """Empty a comparison's run directory before its run is trained (again) from scratch: a killed run's, or
+    one replaced with ``force``. Only a directory that compare made (its ``compare_job.json``) is cleared, and
+    only of what a run writes; anything else there (another run, your files) is refused, never removed."""
     path = Path(run_dir)
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
-    if not path.is_dir() or (any(path.iterdir()) and not any((path / f).exists() for f in _RUN_FILES)):
+    others = [] if not path.is_dir() else sorted(p.name for p in path.iterdir() if not _run_entry(p.name))
+    if not path.is_dir() or not (path / JOB_MARKER).is_file() or others:
+        what = f"files of its own ({', '.join(others[:5])})" if others else "a run that this comparison did not make"
         raise ConfigError(
-            f"{str(path)!r} is where a comparison's run goes, but it holds something else (no metrics.csv, "
-            "result.json or model/); move it away or choose another output directory"
+            f"{str(path)!r} is where a comparison's run goes, but it holds {what}; compare removes only runs it "
+            "made itself. Move it away or choose another output directory"
         )
-    shutil.rmtree(path)
+    for entry in path.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def check_out(out: Path, jobs: Sequence[Job], env_id: str) -> None:

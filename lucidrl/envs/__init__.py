@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
+import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -155,7 +157,10 @@ def make_vec_env(
     from lucidrl.envs.torch import has_torch_env, make_torch_vec_env
 
     on_gpu = str(device).split(":")[0] not in ("cpu", "auto")
-    if vectorization == "torch" or (vectorization == "auto" and on_gpu and isinstance(env, str) and has_torch_env(env)):
+    plain = not kwargs and wrapper is None  # "auto" takes the torch envs only for an id as it is
+    if vectorization == "torch" or (
+        vectorization == "auto" and on_gpu and isinstance(env, str) and has_torch_env(env) and plain
+    ):
         if not isinstance(env, str):
             raise EnvError(
                 "vectorization='torch' needs an env id (CartPole-v1, Acrobot-v1, Pendulum-v1, "
@@ -231,6 +236,12 @@ def env_api_error(venv: gym.vector.VectorEnv, call: str, e: Exception) -> EnvErr
     """An EnvError saying what an env returned wrong, for a ValueError/TypeError raised while a vector env
     gathered what its copies' ``reset`` or ``step`` returned (the old gym API, an observation of another shape);
     None for any other error (the env's own, which is re-raised as it is)."""
+    # only errors raised where Gymnasium gathers the copies' results (its own code, or NumPy called from it);
+    # one raised inside the env's own code is the env's and stays as it is
+    frames = [f.filename for f in traceback.extract_tb(e.__traceback__)]
+    own = [f for f in frames if f"{os.sep}numpy{os.sep}" not in f]
+    if not own or f"{os.sep}gymnasium{os.sep}" not in own[-1]:
+        return None
     text = str(e)
     space = venv.single_observation_space
     if call == "reset" and "too many values to unpack" in text:

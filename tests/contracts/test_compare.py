@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import lucidrl
 from lucidrl import ConfigError, LucidRLError
 from lucidrl.cli import main
 from lucidrl.compare import Variant, compare, compare_variants, curve_band, group_runs, load_results, plot_curves
@@ -205,6 +206,16 @@ def test_a_run_is_trained_again_from_scratch_in_an_emptied_directory(tmp_path):
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep")
-    with pytest.raises(ConfigError, match="holds something else"):
+    with pytest.raises(ConfigError, match=r"holds files of its own \(notes.txt\)"):
         clear_run_dir(other)
     assert (other / "notes.txt").read_text() == "keep"
+    # a run the user trained there themselves (no compare_job.json), even with only a run's files: kept
+    users = tmp_path / "users-run"
+    lucidrl.PPO("CartPole-v1", **dict(tiny), verbose=0, run_dir=users).learn(128)
+    with pytest.raises(ConfigError, match="a run that this comparison did not make"):
+        clear_run_dir(users)
+    assert (users / "metrics.csv").is_file() and (users / "model").is_dir()
+    (run / "notes.txt").write_text("mine")  # a file of the user's inside compare's own run: kept, and refused
+    with pytest.raises(ConfigError, match="files of its own"):
+        run_job(job)
+    assert (run / "notes.txt").read_text() == "mine"

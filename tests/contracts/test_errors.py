@@ -302,6 +302,14 @@ def test_an_error_of_the_envs_own_is_left_as_it_is():
     with pytest.raises(ValueError, match="my bug"):
         lucidrl.PPO(Buggy(), **SMALL).learn(128)
 
+    class Unpacks(_Box3):  # the same message Gymnasium's unpacking gives, but raised in the env's own code
+        def reset(self, seed=None, options=None):
+            low, high = (0, 1, 2)
+            return np.full(3, low + high, np.float32), {}
+
+    with pytest.raises(ValueError, match=r"too many values to unpack \(expected 2"):
+        lucidrl.PPO(Unpacks(), **SMALL)
+
 
 def test_a_module_named_by_a_model_file_is_never_imported(tmp_path, monkeypatch):
     """gymnasium.make('mod:Env-v0') imports mod: a saved env id with that prefix must not make lucidrl run it."""

@@ -532,6 +532,8 @@ def test_a_hyperparameter_written_as_an_attribute_counts_and_is_checked():
         model.gamma = 2.0
     with pytest.raises(ConfigError, match="built with n_envs=2; build a new model"):
         model.n_envs = 4
+    with pytest.raises(ConfigError, match=r"model.set_random_seed\(3\)"):
+        model.seed = 3
     model.config.net_arch = [32]  # through config: refused when learn starts
     with pytest.raises(ConfigError, match="net_arch changed after the model was built"):
         model.learn(32)
