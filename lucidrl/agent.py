@@ -13,7 +13,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import json
 import math
 import os
 import random
@@ -402,13 +401,13 @@ class Algorithm:
     @property
     def replay_buffer(self) -> ReplayBuffer | None:
         """SB3's name for DQN's replay memory (``self.replay``; None until ``learn`` makes it)."""
-        return self._replay_owner("replay_buffer").__dict__["replay"]
+        return self._replay_memory("replay_buffer")
 
     def save_replay_buffer(self, path: str | os.PathLike) -> Path:
         """SB3's: the replay memory alone, in one safetensors file (``.safetensors`` added to a name without a
         suffix), written whole or not at all; returns the path. (``save_replay_buffer=True`` in the config
         puts it inside every checkpoint instead.)"""
-        replay = self._replay_owner("save_replay_buffer").__dict__["replay"]
+        replay = self._replay_memory("save_replay_buffer")
         if replay is None:
             raise ConfigError("save_replay_buffer: the replay memory is made when learn starts; there is none yet")
         file = Path(path)
@@ -419,7 +418,7 @@ class Algorithm:
 
     def load_replay_buffer(self, path: str | os.PathLike) -> None:
         """SB3's: the replay memory from a file of ``save_replay_buffer`` (named with or without ``.safetensors``)."""
-        self._replay_owner("load_replay_buffer")
+        self._replay_memory("load_replay_buffer")  # a model that has one
         file = Path(path)
         if not file.exists() and file.with_suffix(".safetensors").exists():
             file = file.with_suffix(".safetensors")
@@ -434,10 +433,10 @@ class Algorithm:
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"the replay memory in {str(file)!r} does not fit this model ({e})") from None
 
-    def _replay_owner(self, what: str) -> Algorithm:
+    def _replay_memory(self, what: str) -> ReplayBuffer | None:
         if "replay" not in self.__dict__:
             raise AttributeError(f"{what}: {type(self).__name__} has no replay memory (DQN has one)")
-        return self
+        return self.replay
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
         """``{name: state_dict}`` of each network (``agent``, or ``q_net``/``q_net_target``) and optimiser."""
@@ -928,24 +927,15 @@ class Algorithm:
                 f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()"
             )
         # a network's layers are at least as large as its input and output: a larger space is an edited file
-        # (checked on the JSON, before anything of that size is allocated)
+        # (space_from_json checks it before anything of that size is allocated)
         weights = sum(v.numel() for v in tensors.values())
-        for role in ("observation", "action"):
-            raw = config.get(f"{role}_space")
-            size = _space_size(raw)
-            if size is None:
-                raise CheckpointError(
-                    f"corrupt checkpoint: cannot read the {role} space in config.json ({_short_json(raw)})"
-                )
-            if size > weights:
-                raise CheckpointError(
-                    f"corrupt checkpoint: config.json's {role} space {_short_json(raw)} is larger than all the weights "
-                    f"in {str(path)!r} together ({weights} numbers); was config.json edited?"
-                )
         try:
-            spaces = (space_from_json(config["observation_space"]), space_from_json(config["action_space"]))
-        except (KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"corrupt checkpoint: cannot read the spaces in config.json ({e})") from None
+            spaces = (
+                space_from_json(config["observation_space"], max_size=weights),
+                space_from_json(config["action_space"], max_size=weights),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"corrupt checkpoint: the spaces in config.json cannot be used ({e})") from None
         hyper = dict(config["config"])
         try:  # the saved hyperparameters alone: an error here is the checkpoint's, not the caller's
             resolve_config(klass.name, klass.config_class, None, False, dict(hyper))
@@ -1057,24 +1047,6 @@ def _config_values(config: Any) -> dict[str, Any]:
     other values (numbers, strings, schedules, a user's function) as they are, compared by ``==`` or identity."""
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     return {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v for k, v in values.items()}
-
-
-def _space_size(raw: Any) -> int | None:
-    """The number of actions (Discrete) or of numbers in an observation (Box) of a space's JSON; None if unreadable."""
-    if not isinstance(raw, dict):
-        return None
-    if raw.get("type") == "Discrete":
-        n = raw.get("n")
-        return n if isinstance(n, int) and not isinstance(n, bool) else None
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        return None
-    return math.prod(shape)
-
-
-def _short_json(value: Any, limit: int = 120) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _why_one_copy(env: Any) -> str | None:

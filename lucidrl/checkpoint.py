@@ -454,6 +454,25 @@ def load_checkpoint(
     ``extra``: names of ``OPTIONAL_FILES`` to read too, when present: their tensors are returned
     under ``"NAME/key"``.
     """
+    d, members = _open(path)
+    config, state = _documents(d, members)
+    tensors = _read_tensors(d / FILES[0], None if members is None else members[FILES[0]])
+    for name in extra:
+        if members is not None and name in members:
+            tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name, members[name]).items()})
+        elif members is None and (d / name).is_file():
+            tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name).items()})
+    return tensors, config, state
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's ``config.json`` (a directory or a zip), checked as ``load_checkpoint`` checks it, without
+    reading the weights."""
+    return _documents(*_open(path))[0]
+
+
+def _open(path: str | os.PathLike) -> tuple[Path, dict[str, bytes] | None]:
+    """Where the checkpoint at ``path`` lies (a killed save's copy recovered) and, for a zip, its files."""
     p = find_checkpoint(path)
     members: dict[str, bytes] | None = None  # a zip's files; None for a directory
     if p.is_file():
@@ -471,6 +490,11 @@ def load_checkpoint(
                 f"{str(d)!r} is not a complete lucidrl checkpoint: missing {', '.join(missing)}. "
                 "Point at the directory written by model.save() (or a run directory that holds model/)."
             )
+    return d, members
+
+
+def _documents(d: Path, members: dict[str, bytes] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``config.json`` and ``state.json`` of the checkpoint at ``d`` (``members``: a zip's files), checked."""
     docs = []
     for name in FILES[1:]:
         try:
@@ -494,13 +518,7 @@ def load_checkpoint(
             f"this lucidrl reads formats up to {FORMAT_VERSION}. Upgrade: pip install -U lucidrl"
         )
     validate_documents(d, config, state)
-    tensors = _read_tensors(d / FILES[0], None if members is None else members[FILES[0]])
-    for name in extra:
-        if members is not None and name in members:
-            tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name, members[name]).items()})
-        elif members is None and (d / name).is_file():
-            tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name).items()})
-    return tensors, config, state
+    return config, state
 
 
 def _read_tensors(file: Path, data: bytes | None = None) -> dict[str, torch.Tensor]:

@@ -23,7 +23,6 @@ import ast
 import contextlib
 import dataclasses
 import difflib
-import json
 import os
 import re
 import shlex
@@ -33,7 +32,6 @@ import tempfile
 import threading
 import time
 import typing
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -350,14 +348,11 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
 def _saved_env_id(checkpoint: Path) -> str | None:
     """The env id in a checkpoint's config.json (a directory or a .zip); None when it has none or cannot be
     read (loading the checkpoint then reports what is wrong)."""
+    from lucidrl.checkpoint import read_config
+
     try:
-        if checkpoint.is_file():
-            with zipfile.ZipFile(checkpoint) as z:
-                config = json.loads(z.read("config.json"))
-        else:
-            config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
-        env_id = config.get("env_id")
-    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        env_id = read_config(checkpoint).get("env_id")
+    except LucidRLError:
         return None
     return env_id if isinstance(env_id, str) else None
 

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from lucidrl.envs import DiscreteOffsets, autoreset_mode, env_api_error, episode_scores
+from lucidrl.envs import DiscreteOffsets, autoreset_mode, env_api_error, episode_scores, reset_vector_env
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.errors import EnvError
 from lucidrl.networks import ActorCritic
@@ -98,14 +98,7 @@ class VectorStepper:
         self.n_envs = env.num_envs
         self.next_step = autoreset_mode(env) == AutoresetMode.NEXT_STEP
         self.offsets = DiscreteOffsets(env.single_observation_space, env.single_action_space)
-        # a list: one seed a copy (Sync/AsyncVectorEnv take it; VectorEnv.reset's annotation says int only)
-        try:
-            first = env.reset(seed=seed)[0]  # type: ignore[arg-type]
-        except (ValueError, TypeError) as e:
-            if (err := env_api_error(env, "reset", e)) is None:
-                raise
-            raise err from e
-        self.obs = self.offsets.obs_in(first)
+        self.obs = self.offsets.obs_in(reset_vector_env(env, seed)[0])
         self.n_calls = 0  # calls of env.step since the reset
         self._float_obs = isinstance(self.obs, np.ndarray) and self.obs.dtype.kind == "f"  # others cannot be NaN
         self._check_finite(self.obs, np.zeros(self.n_envs))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 import traceback
 from collections.abc import Callable
@@ -38,7 +39,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from lucidrl.envs.atari import is_atari_spec, looks_like_atari_id, make_atari_env, register_atari_envs
-from lucidrl.errors import EnvError, MissingDependencyError
+from lucidrl.errors import ConfigError, EnvError, MissingDependencyError
 
 EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
 Vectorization = Literal["auto", "native", "sync", "async", "torch"]
@@ -223,13 +224,19 @@ def make_vec_env(
     autoreset_mode(venv)  # refuses DISABLED early
     if seed is not None:
         venv.action_space.seed(seed)
+    reset_vector_env(venv, seed)
+    return venv
+
+
+def reset_vector_env(venv: gym.vector.VectorEnv, seed: int | list[int] | None = None) -> tuple[Any, dict]:
+    """``venv.reset(seed=seed)``; an env that breaks Gymnasium's API there is an EnvError (``env_api_error``).
+    A list: one seed a copy (Sync/AsyncVectorEnv take it; VectorEnv.reset's annotation says int only)."""
     try:
-        venv.reset(seed=seed)
+        return venv.reset(seed=seed)  # type: ignore[arg-type]
     except (ValueError, TypeError) as e:
         if (err := env_api_error(venv, "reset", e)) is None:
             raise
         raise err from e
-    return venv
 
 
 def env_api_error(venv: gym.vector.VectorEnv, call: str, e: Exception) -> EnvError | None:
@@ -281,8 +288,6 @@ _SB3_INSTEAD = {
 def _sb3_keywords(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Callable[[gym.Env], gym.Wrapper] | None]:
     """SB3's ``env_kwargs`` merged into the env's keywords, and ``wrapper_class(env, **wrapper_kwargs)`` as one
     callable (None without a wrapper); a clear error for SB3's other keywords."""
-    from lucidrl.errors import ConfigError
-
     for key, instead in _SB3_INSTEAD.items():
         if key in kwargs:
             raise ConfigError(f"make_vec_env: {key} is Stable-Baselines3's; lucidrl uses {instead}")
@@ -351,16 +356,26 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
     raise EnvError(f"cannot describe space {space!r}: checkpoints store Discrete and Box spaces only")
 
 
-def space_from_json(d: dict[str, Any]) -> gym.Space:
+def space_from_json(d: dict[str, Any], max_size: int | None = None) -> gym.Space:
+    """The space ``space_to_json`` described. ``max_size``: a bound on its number of actions (Discrete) or of
+    numbers in an observation (Box), checked before anything of that size is made (a ValueError above it)."""
     if d.get("type") == "Discrete":
-        return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
+        n = int(d["n"])
+        _check_space_size(n, max_size)
+        return gym.spaces.Discrete(n, start=int(d.get("start", 0)))
     if d.get("type") == "Box":
         shape = tuple(int(s) for s in d["shape"])
+        _check_space_size(math.prod(shape), max_size)
         dtype = np.dtype(d["dtype"])
         low = np.broadcast_to(np.asarray(d["low"], dtype=np.float64), shape)
         high = np.broadcast_to(np.asarray(d["high"], dtype=np.float64), shape)
         return gym.spaces.Box(low.astype(dtype), high.astype(dtype), shape=shape, dtype=dtype)
     raise ValueError(f"unknown space description {d!r}")
+
+
+def _check_space_size(size: int, max_size: int | None) -> None:
+    if max_size is not None and size > max_size:
+        raise ValueError(f"a space of {size} numbers is larger than all the weights together ({max_size} numbers)")
 
 
 # --------------------------------------------------------------------------- spaces at the env boundary

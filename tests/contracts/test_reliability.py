@@ -312,6 +312,16 @@ def test_a_space_larger_than_the_weights_is_refused_before_it_is_allocated(tmp_p
         lucidrl.load(path)
 
 
+@pytest.mark.parametrize("shape", [["a", "b"], 4, [-1]])
+def test_a_malformed_space_shape_is_named(tmp_path, shape):
+    path = lucidrl.PPO("CartPole-v1", n_envs=2, n_steps=16, batch_size=16, verbose=0, preset=False).save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    config["observation_space"]["shape"] = shape
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="the spaces in config.json cannot be used"):
+        lucidrl.load(path)
+
+
 def test_a_grpo_checkpoint_that_is_not_one_is_named(tmp_path):
     path = lucidrl.PPO("CartPole-v1", n_envs=2, n_steps=16, batch_size=16, verbose=0, preset=False).save(tmp_path / "m")
     config = json.loads((path / "config.json").read_text())
