@@ -439,17 +439,19 @@ class Algorithm:
         return self.replay
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
-        """``{name: state_dict}`` of each network (``agent``, or ``q_net``/``q_net_target``) and optimiser."""
-        out: dict[str, dict[str, Any]] = {name: m.state_dict() for name, m in self._modules().items()}
+        """``{name: state_dict}`` of each network (``agent``, or ``q_net``/``q_net_target``), normaliser in use
+        (``obs_normalizer``, ``reward_scaler``: their statistics are part of the policy) and optimiser."""
+        out: dict[str, dict[str, Any]] = {name: m.state_dict() for name, m in self._checkpoint_modules().items()}
         out.update({name: opt.state_dict() for name, opt in self._optimizers().items()})
         return out
 
     def set_parameters(
         self, load_path_or_dict: str | os.PathLike | dict, exact_match: bool = True, device: str | torch.device = "auto"
     ) -> None:
-        """Load the networks' (and optimisers') weights from ``get_parameters()``'s dict or from a checkpoint
-        (read safely: no unpickling). ``exact_match``: every network must be given, with all its tensors."""
-        modules, optimizers = self._modules(), self._optimizers()
+        """Load the networks' weights, the normalisers' statistics (and the optimisers' state) from
+        ``get_parameters()``'s dict or from a checkpoint (read safely: no unpickling). ``exact_match``: every
+        network and normaliser must be given, with all its tensors."""
+        modules, optimizers = self._checkpoint_modules(), self._optimizers()
         params = load_path_or_dict
         if not isinstance(params, dict):
             tensors, _, _ = load_checkpoint(params)
@@ -457,6 +459,7 @@ class Algorithm:
                 name: {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
                 for name in modules
             }
+            params = {name: sd for name, sd in params.items() if sd}  # a part the file lacks is named missing below
         unknown = [k for k in params if k not in modules and k not in optimizers]
         missing = [k for k in modules if k not in params]
         if unknown or (exact_match and missing):
@@ -515,11 +518,21 @@ class Algorithm:
                 f"predict got observation(s) {np.unique(batch).tolist()}, outside the model's observation "
                 f"space {space!r} (values {space.start} to {space.start + space.n - 1})"
             )
+        if (
+            isinstance(space, gym.spaces.MultiDiscrete)
+            and ((batch < space.start) | (batch >= space.start + space.nvec)).any()
+        ):
+            raise EnvError(
+                f"predict got observation(s) outside the model's observation space {space!r} (component i takes "
+                f"start[i] to start[i] + nvec[i] - 1)"
+            )
         # the env's Discrete spaces, start included, outside; 0-based indices inside (as rollout.VectorStepper)
         offsets = DiscreteOffsets(space, self.action_space)
         actions = self._act(torch.as_tensor(offsets.obs_in(batch), device=self.device), deterministic).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):  # as SB3: what leaves for an env lies within its bounds
-            actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            actions = np.clip(actions, self.action_space.low, self.action_space.high).astype(
+                self.action_space.dtype, copy=False
+            )
         actions = offsets.action_out(actions)
         return (actions[0] if single else actions), None
 
@@ -1133,12 +1146,18 @@ def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state
         raise CheckpointError(f"corrupt checkpoint: the saved random-number states cannot be restored ({e})") from None
     returns = tensors.get("run/reward_returns")
     if returns is not None and model.reward_scaler is not None:
-        if returns.dim() != 1 or returns.numel() != model.config.n_envs:
+        if returns.dim() != 1:
             raise CheckpointError(
                 f"corrupt checkpoint: run/reward_returns has shape {tuple(returns.shape)}, "
                 f"expected ({model.config.n_envs},)"
             )
-        model.reward_scaler.returns = returns.double().numpy().copy()
+        if returns.numel() == model.config.n_envs:
+            model.reward_scaler.returns = returns.double().numpy().copy()
+        else:  # loaded onto another number of envs: each env's running return starts at 0 (as SB3's set_venv)
+            model.notes.append(
+                f"{model.name}: the checkpoint's {returns.numel()} running returns (normalize_reward) do not fit "
+                f"n_envs={model.config.n_envs}: each env's starts at 0; the statistics are kept"
+            )
     model._resume_log = state.get("log")
     replay = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("replay.safetensors/")}
     if replay:

@@ -7,9 +7,11 @@ The actor is split in two so that new action spaces plug in without touching an 
 * an *action head* is a small object of pure functions on those parameters: ``sample``,
   ``mode``, ``log_prob``, ``entropy`` and ``kl``. Algorithms only ever call these.
 
-Two heads: :class:`CategoricalHead` (Discrete actions, params = logits) and
-:class:`DiagGaussianHead` (1-D Box actions, params = concat(mean, log-std)). PPO, A2C, VPG and
-TRPO only call the head's functions, so they take either without a change.
+Four heads: :class:`CategoricalHead` (Discrete actions, params = logits), :class:`DiagGaussianHead`
+(1-D Box actions, params = concat(mean, log-std)), :class:`MultiCategoricalHead` (MultiDiscrete
+actions: one categorical per component) and :class:`BernoulliHead` (MultiBinary actions: one coin
+per bit). PPO, A2C, VPG and TRPO only call the head's functions, so they take any of them without a
+change.
 
 We write the distributions' formulas by hand instead of using ``torch.distributions``: they are
 a few lines, they read as the math, and they skip the argument validation that costs
@@ -87,6 +89,21 @@ class OneHot(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return F.one_hot(obs.long().reshape(-1), self.n).float().reshape(*obs.shape, self.n)
+
+
+class MultiOneHot(nn.Module):
+    """MultiDiscrete observation (0-based components) -> the components' one-hots side by side, Σ_i n_i floats."""
+
+    first: torch.Tensor
+
+    def __init__(self, nvec: Sequence[int]):
+        super().__init__()
+        self.n = int(sum(nvec))
+        # component i's one-hot starts at n_1 + ... + n_{i-1}: one one_hot over all of them, summed over components
+        self.register_buffer("first", torch.as_tensor(np.cumsum([0, *nvec[:-1]]), dtype=torch.long), persistent=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(obs.long() + self.first, self.n).sum(-2).float()
 
 
 class FlattenFloat(nn.Module):
@@ -178,22 +195,26 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
     """The module that turns raw observations into network input, and its output size.
 
     Discrete: one-hot of the 0-based index (``lucidrl.envs.DiscreteOffsets`` subtracts the space's start where
-    observations come in, in ``rollout.VectorStepper`` and ``Algorithm.predict``). Box with at most 2 dimensions:
+    observations come in, in ``rollout.VectorStepper`` and ``Algorithm.predict``); a 1-D MultiDiscrete: the
+    components' one-hots side by side (as SB3's preprocessing). Box or MultiBinary with at most 2 dimensions:
     flattened floats. A 3-D Box (an image, channels first or last; uint8 pixels are scaled to [0, 1]): the
     Nature-DQN CNN (:class:`NatureCNN`), whose 512 features the heads then read; in an ``ActorCritic`` the one
     encoder is shared by actor and critic. ``ortho``: orthogonal init of the CNN (see NatureCNN).
     """
     if isinstance(space, gym.spaces.Discrete):
         return OneHot(int(space.n)), int(space.n)
-    if isinstance(space, gym.spaces.Box) and len(space.shape) <= 2:
+    if isinstance(space, gym.spaces.MultiDiscrete) and len(space.shape) == 1:
+        encoder = MultiOneHot(space.nvec.tolist())
+        return encoder, encoder.n
+    if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)) and len(space.shape) <= 2:
         return FlattenFloat(space.shape), int(math.prod(space.shape))
     if is_image_space(space):
         cnn = NatureCNN(space, ortho=ortho, algo=algo)
         return cnn, cnn.features_dim
     raise space_error(
         algo,
-        "takes a Discrete observation space, a flat Box (at most 2 dimensions) or an image "
-        "(a 3-D Box, channels first or last)",
+        "takes a Discrete or 1-D MultiDiscrete observation space, a Box or MultiBinary of at most 2 dimensions, "
+        "or an image (a 3-D Box, channels first or last)",
         space,
         "observation",
     )
@@ -306,6 +327,106 @@ class DiagGaussianHead:
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+class MultiCategoricalHead:
+    """π(a|s) = Π_i softmax(logits_i)_{a_i} for a MultiDiscrete action space with nvec = (n_1, ..., n_k).
+
+    One categorical per component, independent given s (as SB3's MultiCategorical): ``params`` are the k
+    logit vectors side by side, [..., n_1 + ... + n_k]; an action is k 0-based indices. Log-probabilities,
+    entropies and KLs are sums over the components, as the Gaussian's are sums over its dimensions.
+    """
+
+    def __init__(self, nvec: Sequence[int]):
+        self.nvec = [int(n) for n in nvec]
+        self.parts = [CategoricalHead(n) for n in self.nvec]
+        self.n_params = sum(self.nvec)
+        self.action_shape: tuple[int, ...] = (len(self.nvec),)
+        self.action_dtype = torch.long
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(logits_1, ..., logits_k), each [..., n_i]."""
+        return params.split(self.nvec, dim=-1)
+
+    def noise(
+        self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """Gumbel noise, one per logit of every component: [*batch_shape, n_1 + ... + n_k]."""
+        return torch.empty((*batch_shape, self.n_params), device=device).exponential_(generator=generator).log_().neg_()
+
+    def sample(
+        self, params: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Each component by Gumbel-max on its own logits: [..., k]."""
+        if noise is None:
+            noise = self.noise(params.shape[:-1], generator, params.device)
+        return torch.stack([(logits + g).argmax(-1) for logits, g in zip(self.split(params), self.split(noise))], -1)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.stack([logits.argmax(-1) for logits in self.split(params)], -1)
+
+    def log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) = Σ_i log softmax(logits_i)_{a_i}."""
+        parts = zip(self.parts, self.split(params))
+        return torch.stack([head.log_prob(logits, action[..., i]) for i, (head, logits) in enumerate(parts)]).sum(0)
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        """H = Σ_i H(softmax(logits_i))."""
+        return torch.stack([head.entropy(logits) for head, logits in zip(self.parts, self.split(params))]).sum(0)
+
+    def kl(self, params_old: torch.Tensor, params_new: torch.Tensor) -> torch.Tensor:
+        """KL(π_old || π_new) per state, exact: Σ_i KL of component i (independent components)."""
+        pairs = zip(self.parts, self.split(params_old), self.split(params_new))
+        return torch.stack([head.kl(old, new) for head, old, new in pairs]).sum(0)
+
+
+class BernoulliHead:
+    """π(a|s) = Π_i p_i^{a_i} (1 - p_i)^{1 - a_i}, p_i = σ(logit_i), for a MultiBinary action space of n bits.
+
+    One independent coin per bit (as SB3's Bernoulli): ``params`` are the n logits [..., n]; an action is
+    n values in {0, 1}. log p_i = log σ(logit_i) and log(1 - p_i) = log σ(-logit_i), computed as such
+    (``F.logsigmoid``) so that a large logit does not round p_i to 1 and log(1 - p_i) to -inf.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.n_params = n
+        self.action_shape: tuple[int, ...] = (n,)
+        self.action_dtype = torch.long
+
+    def noise(
+        self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """Uniform u ~ U[0, 1), one per bit: [*batch_shape, n]."""
+        return torch.rand((*batch_shape, self.n), generator=generator, device=device)
+
+    def sample(
+        self, logits: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """a_i = 1 if u_i < p_i (probability p_i), else 0."""
+        if noise is None:
+            noise = self.noise(logits.shape[:-1], generator, logits.device)
+        return (noise < logits.sigmoid()).long()
+
+    def mode(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits > 0).long()  # p_i > 1/2
+
+    def log_prob(self, logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) = Σ_i [ a_i log p_i + (1 - a_i) log(1 - p_i) ]."""
+        a = action.to(logits.dtype)
+        return (a * F.logsigmoid(logits) + (1 - a) * F.logsigmoid(-logits)).sum(-1)
+
+    def entropy(self, logits: torch.Tensor) -> torch.Tensor:
+        """H = -Σ_i [ p_i log p_i + (1 - p_i) log(1 - p_i) ]."""
+        p = logits.sigmoid()
+        return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).sum(-1)
+
+    def kl(self, logits_old: torch.Tensor, logits_new: torch.Tensor) -> torch.Tensor:
+        """KL(π_old || π_new) per state, exact: Σ_i [ p log(p / q) + (1 - p) log((1 - p) / (1 - q)) ], p old, q new."""
+        p = logits_old.sigmoid()
+        log_ratio_1 = F.logsigmoid(logits_old) - F.logsigmoid(logits_new)
+        log_ratio_0 = F.logsigmoid(-logits_old) - F.logsigmoid(-logits_new)
+        return (p * log_ratio_1 + (1 - p) * log_ratio_0).sum(-1)
+
+
 def bound_gradient_passes(x, grad, lo: float = LOG_STD_MIN, hi: float = LOG_STD_MAX):
     """Where the gradient of clamp(x, lo, hi) passes in :class:`_BoundedLogStd`: inside the bounds, and outside
     them only where a descent step (x -= lr * grad) moves x back. Torch tensors or NumPy arrays."""
@@ -365,8 +486,8 @@ class StateIndependentLogStd(nn.Module):
 def make_head(space: gym.Space, algo: str):
     """The action head for an action space, or an EnvError naming the space, what is supported and the fix.
 
-    A Discrete space's actions are 0-based indices here; ``lucidrl.envs.DiscreteOffsets`` adds its start
-    where they leave for the env."""
+    Discrete and MultiDiscrete actions are 0-based indices here; ``lucidrl.envs.DiscreteOffsets`` adds the
+    space's start where they leave for the env."""
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(int(space.n))
     if isinstance(space, gym.spaces.Box) and len(space.shape) != 1:
@@ -389,7 +510,20 @@ def make_head(space: gym.Space, algo: str):
         )
     if isinstance(space, gym.spaces.Box):
         return DiagGaussianHead(int(space.shape[0]))
-    raise space_error(algo, "takes a Discrete or a 1-D Box action space", space, "action")
+    if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(space.shape) != 1:
+        raise space_error(
+            algo,
+            f"takes a {type(space).__name__} action space of one dimension",
+            space,
+            "action",
+            f"Its shape is {space.shape}: expose a 1-D {type(space).__name__} with a gymnasium.ActionWrapper "
+            "that reshapes the actions.",
+        )
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return MultiCategoricalHead(space.nvec.tolist())
+    if isinstance(space, gym.spaces.MultiBinary):
+        return BernoulliHead(int(space.shape[0]))
+    raise space_error(algo, "takes a Discrete, MultiDiscrete, MultiBinary or 1-D Box action space", space, "action")
 
 
 # --------------------------------------------------------------------------- actor-critic
@@ -455,7 +589,8 @@ class ActorCritic(nn.Module):
         return [*encoder.parameters(), *self.critic.parameters()]
 
     def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
-        """Distribution parameters of π(·|s): logits for Discrete actions, concat(μ, log σ) for Box ones."""
+        """Distribution parameters of π(·|s): logits for Discrete, MultiDiscrete and MultiBinary actions,
+        concat(μ, log σ) for Box ones."""
         x = self.encoder(obs)
         return self.actor_out(self.trunk(x)) if self.shared else self.actor(x)
 

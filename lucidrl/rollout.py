@@ -261,6 +261,7 @@ class RolloutCollector:
             self.obs = obs_normalizer.update_and_normalize(self.obs)
         space = env.single_action_space  # Box actions are clipped to the bounds on their way to the env only
         self.action_bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+        self.action_dtype = space.dtype if isinstance(space, gym.spaces.Box) else None  # e.g. float16 Box
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         if self._on_cpu and x.flags.writeable:
@@ -298,7 +299,7 @@ class RolloutCollector:
             values.append(v)
             env_action = action.numpy() if self._on_cpu else action.cpu().numpy()
             if self.action_bounds is not None:
-                env_action = np.clip(env_action, *self.action_bounds)
+                env_action = np.clip(env_action, *self.action_bounds).astype(self.action_dtype, copy=False)
             tr = stepper.step(env_action)
             obs = tr.obs if obs_norm is None else obs_norm.update_and_normalize(tr.obs)
             rew_buf[t], term_buf[t], trunc_buf[t], valid_buf[t] = tr.reward, tr.terminated, tr.truncated, tr.valid

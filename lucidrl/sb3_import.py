@@ -15,8 +15,9 @@ An SB3 ``.zip`` holds:
 
 Supported: PPO, A2C, DQN (SB3) and TRPO (sb3-contrib) with ``MlpPolicy`` (any ``net_arch`` with the same
 layers for π and V, Tanh/ReLU/ELU) or ``CnnPolicy`` (SB3's NatureCNN is lucidrl's
-:class:`lucidrl.networks.NatureCNN` layer for layer), Discrete or 1-D Box actions, Box or Discrete
-observations. The parameter names map as follows (L = number of hidden layers)::
+:class:`lucidrl.networks.NatureCNN` layer for layer), Discrete, MultiDiscrete, MultiBinary or 1-D Box actions,
+Box, Discrete, MultiDiscrete or MultiBinary observations. The parameter names map as follows (L = number of
+hidden layers)::
 
     SB3 (actor-critic)                        lucidrl ActorCritic
     mlp_extractor.policy_net.{2i}.*           actor.{2i}.*
@@ -210,11 +211,20 @@ def _printed_array(text: Any, shape: tuple[int, ...], dtype: np.dtype, what: str
 
 
 def space_from_sb3(entry: Any, role: str) -> tuple[gym.Space, list[str]]:
-    """A Discrete or Box space from its readable attributes in SB3's ``data``; ``(space, notes)``."""
+    """A Discrete, MultiDiscrete, MultiBinary or Box space from its readable attributes in SB3's ``data``;
+    ``(space, notes)``."""
     fields = _readable(entry)
     kind = str(fields.get(":type:", ""))
     if "Discrete" in kind and "Multi" not in kind:
         return gym.spaces.Discrete(int(fields["n"]), start=int(fields.get("start", 0))), []
+    if "spaces.multi_discrete.MultiDiscrete" in kind:
+        shape = tuple(int(s) for s in fields["_shape"])
+        nvec, _ = _printed_array(fields.get("nvec"), shape, np.dtype(np.int64), f"the {role} space's nvec")
+        start, _ = _printed_array(fields.get("start", "0"), shape, np.dtype(np.int64), f"the {role} space's start")
+        return gym.spaces.MultiDiscrete(nvec, dtype=np.dtype(fields.get("dtype", "int64")), start=start), []
+    if "spaces.multi_binary.MultiBinary" in kind:
+        n = fields["n"]
+        return gym.spaces.MultiBinary(int(n) if isinstance(n, int) else [int(k) for k in n]), []
     if "spaces.box.Box" in kind:
         shape = tuple(int(s) for s in fields["_shape"])
         dtype = np.dtype(fields["dtype"])
@@ -229,7 +239,9 @@ def space_from_sb3(entry: Any, role: str) -> tuple[gym.Space, list[str]]:
             ]
         )
         return gym.spaces.Box(low, high, shape=shape, dtype=dtype), notes
-    raise ValueError(f"the {role} space is {kind or 'unknown'}; lucidrl imports Discrete and Box spaces")
+    raise ValueError(
+        f"the {role} space is {kind or 'unknown'}; lucidrl imports Discrete, MultiDiscrete, MultiBinary and Box spaces"
+    )
 
 
 def _constant(entry: Any) -> float | None:
@@ -411,6 +423,11 @@ def from_sb3(
                         isinstance(got, gym.spaces.Discrete)
                         and isinstance(want, gym.spaces.Discrete)
                         and got.n != want.n
+                    )
+                    or (
+                        isinstance(got, gym.spaces.MultiDiscrete)
+                        and isinstance(want, gym.spaces.MultiDiscrete)
+                        and not np.array_equal(got.nvec, want.nvec)
                     )
                 ):
                     raise ConfigError(

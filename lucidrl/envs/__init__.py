@@ -116,7 +116,7 @@ def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
         spec = check_env_id(env)
         try:
             if is_atari_spec(spec):  # evaluation and play: the preprocessing, but the game's own rewards
-                return make_atari_env(env, clip_reward=False, **kwargs)
+                return make_atari_env(env, **{"clip_reward": False, **kwargs})
             return gym.make(env, **kwargs)
         except gym.error.DependencyNotInstalled as e:
             raise _missing_dependency(env, e) from None
@@ -193,7 +193,7 @@ def make_vec_env(
         try:
             if atari:  # training: DQN-paper preprocessing with the rewards clipped to their sign
                 cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
-                make = functools.partial(make_atari_env, env, clip_reward=True, **kwargs)
+                make = functools.partial(make_atari_env, env, **{"clip_reward": True, **kwargs})
                 venv = cls([_wrapped(make, wrapper)] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
             elif native and (vectorization == "native" or (vectorization == "auto" and n_envs >= NATIVE_MIN_ENVS)):
                 venv = gym.make_vec(env, n_envs, vectorization_mode="vector_entry_point", **kwargs)
@@ -338,9 +338,20 @@ def episode_scores(info: dict, idx: np.ndarray, counted: np.ndarray) -> list[flo
 
 # --------------------------------------------------------------------------- spaces <-> JSON
 def space_to_json(space: gym.Space) -> dict[str, Any]:
-    """A JSON description of a Discrete (with its start) or Box space (stored in checkpoints to rebuild networks)."""
+    """A JSON description of a Discrete, MultiDiscrete (with their start), MultiBinary or Box space (stored in
+    checkpoints to rebuild networks)."""
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "nvec": space.nvec.tolist(),
+            "start": space.start.tolist(),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, gym.spaces.MultiBinary):
+        # n as given, an int or a shape: Gymnasium's MultiBinary(5) != MultiBinary([5])
+        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
     if isinstance(space, gym.spaces.Box):
 
         def bound(a: np.ndarray):
@@ -353,16 +364,28 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
             "low": bound(space.low),
             "high": bound(space.high),
         }
-    raise EnvError(f"cannot describe space {space!r}: checkpoints store Discrete and Box spaces only")
+    raise EnvError(
+        f"cannot describe space {space!r}: checkpoints store Discrete, MultiDiscrete, MultiBinary and Box spaces only"
+    )
 
 
 def space_from_json(d: dict[str, Any], max_size: int | None = None) -> gym.Space:
-    """The space ``space_to_json`` described. ``max_size``: a bound on its number of actions (Discrete) or of
-    numbers in an observation (Box), checked before anything of that size is made (a ValueError above it)."""
+    """The space ``space_to_json`` described. ``max_size``: a bound on its number of actions (Discrete), of
+    one-hot entries (MultiDiscrete) or of numbers in an observation (Box, MultiBinary), checked before anything
+    of that size is made (a ValueError above it)."""
     if d.get("type") == "Discrete":
         n = int(d["n"])
         _check_space_size(n, max_size)
         return gym.spaces.Discrete(n, start=int(d.get("start", 0)))
+    if d.get("type") == "MultiDiscrete":
+        nvec = np.asarray(d["nvec"], dtype=np.int64)
+        _check_space_size(int(nvec.sum()), max_size)
+        dtype = np.dtype(d.get("dtype", "int64"))
+        return gym.spaces.MultiDiscrete(nvec, dtype=dtype, start=np.asarray(d.get("start", 0), dtype=np.int64))
+    if d.get("type") == "MultiBinary":
+        bits = np.asarray(d["n"], dtype=np.int64)
+        _check_space_size(int(bits.prod()), max_size)
+        return gym.spaces.MultiBinary(int(bits) if bits.ndim == 0 else bits.tolist())
     if d.get("type") == "Box":
         shape = tuple(int(s) for s in d["shape"])
         _check_space_size(math.prod(shape), max_size)
@@ -379,8 +402,9 @@ def _check_space_size(size: int, max_size: int | None) -> None:
 
 
 # --------------------------------------------------------------------------- spaces at the env boundary
-def discrete_start(space: gym.Space) -> int:
-    """The first value of a Discrete space (``Discrete(3, start=1)`` holds 1, 2, 3); 0 for any other space.
+def discrete_start(space: gym.Space) -> int | np.ndarray:
+    """The first value of a Discrete space (``Discrete(3, start=1)`` holds 1, 2, 3), or the first values of a
+    MultiDiscrete's components (an array); 0 for any other space.
 
     lucidrl's networks and Q-tables index discrete observations and actions from 0. The env boundary
     shifts them, in two places only, both through :class:`DiscreteOffsets`: ``rollout.VectorStepper``
@@ -388,35 +412,44 @@ def discrete_start(space: gym.Space) -> int:
     ``evaluate`` and the CLI's play). The model keeps the env's own spaces, start included
     (``model.observation_space``, ``model.action_space``, and in checkpoints via ``space_to_json``).
     """
-    return int(space.start) if isinstance(space, gym.spaces.Discrete) else 0
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.start)
+    if isinstance(space, gym.spaces.MultiDiscrete) and np.any(space.start):
+        return space.start
+    return 0
 
 
 class DiscreteOffsets:
-    """The shift between an env's Discrete spaces and the 0-based indices the networks and tables use.
+    """The shift between an env's Discrete (and MultiDiscrete) spaces and the 0-based indices the networks and
+    tables use.
 
-    ``obs_in``: an observation (or a batch) from the env -> index ``obs - start``;
-    ``action_out``: an action index (or a batch) -> the env's action ``index + start``;
-    ``obs_out`` and ``action_in`` undo them (``evaluate_policy`` hands ``predict`` the env's own values).
-    Each returns its input unchanged where the start is 0 (every space but a shifted Discrete).
+    ``obs_in`` / ``action_in``: the env's values -> 0-based; ``obs_out`` / ``action_out``: 0-based -> the env's.
+    Each returns its input unchanged where the start is 0 (every space but a shifted Discrete or MultiDiscrete).
     """
 
     __slots__ = ("obs_start", "action_start")
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space):
-        self.obs_start = discrete_start(observation_space)
-        self.action_start = discrete_start(action_space)
+        # None where there is nothing to shift: the common case costs one comparison a step
+        self.obs_start = self._shift(observation_space)
+        self.action_start = self._shift(action_space)
+
+    @staticmethod
+    def _shift(space: gym.Space) -> int | np.ndarray | None:
+        start = discrete_start(space)
+        return start if np.any(start) else None
 
     def obs_in(self, obs):
-        return obs - self.obs_start if self.obs_start else obs
+        return obs if self.obs_start is None else obs - self.obs_start
 
     def action_out(self, actions):
-        return actions + self.action_start if self.action_start else actions
+        return actions if self.action_start is None else actions + self.action_start
 
     def obs_out(self, obs):
-        return obs + self.obs_start if self.obs_start else obs
+        return obs if self.obs_start is None else obs + self.obs_start
 
     def action_in(self, actions):
-        return actions - self.action_start if self.action_start else actions
+        return actions if self.action_start is None else actions - self.action_start
 
 
 def space_error(
@@ -458,15 +491,16 @@ def space_fix(space: gym.Space, role: Literal["observation", "action"]) -> str:
         )
     if isinstance(space, S.MultiDiscrete):
         return (
-            "Expose one Discrete action per combination with a gymnasium.ActionWrapper: action_space = "
-            "Discrete(prod(nvec)), action(a) = np.unravel_index(a, nvec) + start."
+            "PPO, A2C, TRPO and VPG take a 1-D MultiDiscrete as it is; for the others expose one Discrete action "
+            "per combination with a gymnasium.ActionWrapper: action_space = Discrete(prod(nvec)), "
+            "action(a) = np.unravel_index(a, nvec) + start."
         )
     if isinstance(space, S.MultiBinary):
         return (
-            "Expose one Discrete action per combination with a gymnasium.ActionWrapper (Discrete(2**n)), "
-            "or, for PPO, A2C, TRPO and VPG, a 1-D Box thresholded at 0."
+            "PPO, A2C, TRPO and VPG take a 1-D MultiBinary as it is; for the others expose one Discrete action "
+            "per combination with a gymnasium.ActionWrapper (Discrete(2**n))."
         )
     return (
-        "Expose a single Discrete action space (or, for PPO, A2C, TRPO and VPG, a 1-D Box of floats) with a "
-        "gymnasium.ActionWrapper that translates its actions into the env's."
+        "Expose a single Discrete action space (or, for PPO, A2C, TRPO and VPG, a 1-D Box of floats, MultiDiscrete "
+        "or MultiBinary) with a gymnasium.ActionWrapper that translates its actions into the env's."
     )

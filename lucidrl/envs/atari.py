@@ -7,11 +7,12 @@ learning", Nature 518, Methods: "Preprocessing" and "Training details"; Machado 
 
 1. the ALE env made with ``frameskip=1``, so that the wrapper below is the only one that skips
    frames (a ``-v5`` id skips 4 frames itself by default; 4 x 4 would act every 16 frames);
-2. ``AtariPreprocessing``: up to ``noop_max`` (30) no-op actions after each reset, so episodes
+2. ``AtariPreprocessing``: 1 to ``noop_max`` (30) no-op actions after each reset, so episodes
    start in different states; the agent acts every ``frame_skip`` (4) frames and the action is
    repeated in between; the observation is the pixel-wise max of the last two frames (some
    games draw sprites only on every other frame); grey, resized to 84x84, uint8;
-   ``terminal_on_life_loss=False``: an episode is a whole game;
+   ``terminal_on_life_loss=False``: an episode is a whole game (``True`` is refused: Gymnasium's
+   wrapper then restarts the whole game at each lost life, see ``make_atari_env``);
 3. ``FrameStackObservation``: the last ``frame_stack`` (4) frames, shape (4, 84, 84): one frame
    holds no velocity, a stack does;
 4. ``RecordEpisodeStatistics``: the *raw* game score and length of each finished episode in
@@ -34,7 +35,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from lucidrl.errors import MissingDependencyError
+from lucidrl.errors import EnvError, MissingDependencyError
 
 ATARI_EXTRA_FIX = "pip install 'lucidrl[atari]'"
 
@@ -85,7 +86,22 @@ def make_atari_env(
 
     ``clip_reward``: True for training (rewards in {-1, 0, 1}), False for evaluation (the game
     score). The raw score is in ``info["episode"]["r"]`` at the end of each episode either way.
+    ``terminal_on_life_loss`` must stay False: with True, Gymnasium's ``AtariPreprocessing`` ends the
+    episode at each lost life and the next reset restarts the whole game, so the agent would only
+    ever play its first life (unlike SB3's ``EpisodicLifeEnv``, which plays on).
     """
+    if terminal_on_life_loss:
+        raise EnvError(
+            f"{env_id}: terminal_on_life_loss=True is not supported: Gymnasium's AtariPreprocessing then ends the "
+            "episode at every lost life and the reset restarts the whole game, so the agent never plays its later "
+            "lives and the recorded score is that of one life (SB3's EpisodicLifeEnv plays on instead). lucidrl "
+            "trains on whole games (Machado et al. 2018): leave terminal_on_life_loss=False"
+        )
+    if kwargs.get("frameskip", 1) != 1:
+        raise EnvError(
+            f"{env_id}: frameskip={kwargs['frameskip']!r} is the ALE's own frame skip, which lucidrl keeps at 1 "
+            f"(AtariPreprocessing skips and max-pools the last two frames); pass frame_skip={kwargs['frameskip']!r}"
+        )
     register_atari_envs()
     kwargs["frameskip"] = 1  # AtariPreprocessing skips frames; the ALE must not skip as well
     try:

@@ -2,7 +2,8 @@
 
 Each dimension i is clipped to [low_i, high_i] and cut into ``n_bins[i]`` equal bins; the bin
 indices are flattened into one state index (``np.ravel_multi_index``). Unbounded dimensions need
-explicit ``bounds``; CartPole has known defaults (``KNOWN_BOUNDS``).
+explicit ``bounds``; CartPole has known defaults (``KNOWN_BOUNDS``). An observation beyond the
+bounds, infinite ones included, goes to the edge bin; a NaN is an ``EnvError``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from lucidrl.errors import ConfigError
+from lucidrl.errors import ConfigError, EnvError
 
 # default [low, high] per dimension for Box envs whose space has infinite bounds.
 KNOWN_BOUNDS: dict[str, list[float]] = {
@@ -26,14 +27,22 @@ class Discretiser:
     def __init__(self, low: np.ndarray, high: np.ndarray, n_bins: np.ndarray):
         self.low, self.high = np.asarray(low, np.float64), np.asarray(high, np.float64)
         self.n_bins = np.asarray(n_bins, np.int64)
-        self.width = (self.high - self.low) / self.n_bins
+        width = (self.high - self.low) / self.n_bins
+        self.width = np.where(width > 0, width, 1.0)  # a dimension with low == high: every value in bin 0
         self.n_states = int(np.prod(self.n_bins))
 
     def bins(self, obs: np.ndarray) -> np.ndarray:
         """Per-dimension bin indices [B, d]: floor((x - low) / width), clipped to 0..n-1 (x = high is in the last
-        bin)."""
-        idx = np.floor((np.asarray(obs, np.float64) - self.low) / self.width).astype(np.int64)
-        return np.clip(idx, 0, self.n_bins - 1)
+        bin). x is clipped to [low, high] first, so a huge or infinite x cannot overflow the integer cast."""
+        x = np.asarray(obs, np.float64)
+        if np.isnan(x).any():
+            dims = np.flatnonzero(np.isnan(x).reshape(-1, len(self.n_bins)).any(0)).tolist()
+            raise EnvError(
+                f"observation dimensions {dims} are NaN, which no table row stands for: "
+                "the env returned an invalid observation; check its reset() and step()"
+            )
+        idx = np.floor((np.clip(x, self.low, self.high) - self.low) / self.width).astype(np.int64)
+        return np.minimum(idx, self.n_bins - 1)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         b = self.bins(obs)

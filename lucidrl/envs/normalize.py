@@ -87,6 +87,13 @@ class RunningMeanStd(nn.Module):
             self._views = cached = (key, (self.mean.numpy(), self.var.numpy(), self.count.numpy()))
         return cached[1]
 
+    def __getstate__(self) -> dict:
+        """Pickle and deepcopy (Ray workers, ``copy.deepcopy``) leave the cached views out: a copy's would be arrays
+        of their own, no longer views of its buffers, and could match its buffers' addresses in another process."""
+        state = dict(super().__getstate__())
+        state.pop("_views", None)
+        return state
+
 
 class ObsNormalizer(nn.Module):
     """(N2) ``forward(obs)`` normalises with the current statistics (never changes them);

@@ -61,7 +61,7 @@ def network_unsupported(agent, device: torch.device) -> str | None:
         return f"observations encoded by {type(agent.encoder).__name__} (images, one-hot) rather than flat vectors"
     gaussian = isinstance(agent.head, DiagGaussianHead) and isinstance(agent.actor[-1], StateIndependentLogStd)
     if not (isinstance(agent.head, CategoricalHead) or gaussian):
-        return "this action head"
+        return f"the action head {type(agent.head).__name__}"
     return MLPCore.members_supported([agent.actor, agent.critic])
 
 

@@ -130,7 +130,7 @@ def actor_unsupported(model) -> str | None:
         return "weights other than float32"
     gaussian = isinstance(agent.head, DiagGaussianHead) and isinstance(agent.actor[-1], StateIndependentLogStd)
     if not (isinstance(agent.head, CategoricalHead) or gaussian):
-        return "this action head"
+        return f"the action head {type(agent.head).__name__}"
     return MLPCore.members_supported([agent.actor])
 
 

@@ -99,3 +99,29 @@ def test_ppo_a2c_and_dqn_train_on_pong_for_a_few_hundred_steps(tmp_path):
     dqn.learn(200)
     assert dqn.n_updates == 25  # (200 - 100) / train_freq 4
     assert dqn.replay.obs.dtype == torch.uint8 and dqn.replay.obs.shape[1:] == (4, 84, 84)
+
+
+def test_terminal_on_life_loss_is_refused_with_the_reason():
+    """Gymnasium's terminal_on_life_loss restarts the whole game at each lost life (Breakout: 5 lives -> the agent
+    would only ever play the first); it is refused instead of silently training on one-life games."""
+    from lucidrl.errors import EnvError
+
+    for build in (make_atari_env, lambda env_id, **kw: make_vec_env(env_id, 1, seed=0, **kw)):
+        with pytest.raises(EnvError, match="terminal_on_life_loss=True.*restarts the whole game.*=False"):
+            build("ALE/Breakout-v5", terminal_on_life_loss=True)
+
+
+def test_the_ales_own_frameskip_is_refused_with_the_wrappers_name():
+    """frameskip=5 used to be overwritten to 1 silently, so the agent acted every 4 frames, not every 5."""
+    from lucidrl.errors import EnvError
+
+    with pytest.raises(EnvError, match=r"frameskip=5 .*pass frame_skip=5"):
+        make_atari_env("ALE/Pong-v5", frameskip=5)
+    env = make_atari_env("ALE/Pong-v5", frameskip=1, frame_skip=5)  # frameskip=1 is what lucidrl sets anyway
+    assert env.unwrapped._frameskip == 1 and env.env.env.env.frame_skip == 5
+
+
+def test_clip_reward_given_as_an_env_kwarg_is_the_users_choice():
+    """Training clips rewards and evaluation does not, unless the env kwargs say otherwise (no TypeError)."""
+    assert "TransformReward" not in _wrappers(make_vec_env("ALE/Pong-v5", 1, seed=0, clip_reward=False).envs[0])
+    assert "TransformReward" in _wrappers(make_env("ALE/Pong-v5", clip_reward=True))

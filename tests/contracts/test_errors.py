@@ -80,7 +80,7 @@ def test_a_bad_value_writes_nothing(tmp_path):
 def test_unsupported_action_space_names_the_space_and_what_is_supported():
     class TwoKnobs(gym.Env):
         observation_space = gym.spaces.Box(-1, 1, (2,))
-        action_space = gym.spaces.MultiDiscrete([2, 3])
+        action_space = gym.spaces.Tuple([gym.spaces.Discrete(2), gym.spaces.Discrete(3)])
 
         def reset(self, seed=None, options=None):
             return np.zeros(2, dtype=np.float32), {}
@@ -88,7 +88,9 @@ def test_unsupported_action_space_names_the_space_and_what_is_supported():
         def step(self, action):
             return np.zeros(2, dtype=np.float32), 0.0, False, False, {}
 
-    with pytest.raises(EnvError, match=r"PPO takes a Discrete or a 1-D Box action space; got MultiDiscrete\("):
+    with pytest.raises(
+        EnvError, match=r"PPO takes a Discrete, MultiDiscrete, MultiBinary or 1-D Box action space; got Tuple\("
+    ):
         lucidrl.PPO(TwoKnobs, verbose=0, preset=False)
 
 

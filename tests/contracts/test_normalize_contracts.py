@@ -213,3 +213,28 @@ def test_a_ppo_update_at_zero_step_size_sees_ratio_one_everywhere_with_normalisa
     for metrics in seen:
         assert abs(metrics["diag/approx_kl"]) < 1e-7
         assert metrics["diag/clip_fraction"] == 0.0
+
+
+def test_a_reward_scaled_model_loads_onto_another_number_of_envs(tmp_path):
+    """SB3's VecNormalize.load(path, venv) takes a venv of any size (its returns restart at 0); so must load."""
+    from lucidrl.envs import make_vec_env
+
+    model = _trained()  # n_envs=2, both normalisers on
+    path = model.save(tmp_path / "m")
+    loaded = lucidrl.load(path, env=make_vec_env("CartPole-v1", n_envs=3, seed=1), verbose=0)
+    assert loaded.config.n_envs == 3
+    assert all(torch.equal(v, _stats(model)[k]) for k, v in _stats(loaded).items())  # the statistics are kept
+    loaded.learn(64 * 3)
+    assert loaded.reward_scaler.returns.shape == (3,)
+
+
+def test_set_parameters_from_a_checkpoint_restores_the_statistics_with_the_weights(tmp_path):
+    """The statistics are part of the policy (docs/normalization.md, section 5): weights alone act differently."""
+    model = _trained()
+    path = model.save(tmp_path / "m")
+    other = lucidrl.PPO("CartPole-v1", seed=1, verbose=0, preset=False, n_envs=2, n_steps=64, **NORM)
+    other.set_parameters(path)
+    assert all(torch.equal(v, _stats(model)[k]) for k, v in _stats(other).items())
+    copy = lucidrl.PPO("CartPole-v1", seed=2, verbose=0, preset=False, n_envs=2, n_steps=64, **NORM)
+    copy.set_parameters(model.get_parameters())
+    assert all(torch.equal(v, _stats(model)[k]) for k, v in _stats(copy).items())

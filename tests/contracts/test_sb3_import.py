@@ -113,6 +113,39 @@ def test_a_converted_model_predicts_as_sb3_does(name, sb3_zips):
     assert "optimizer state" in report and "VecNormalize" in report and "nothing unpickled" in report
 
 
+@pytest.mark.parametrize(
+    "space",
+    [gym.spaces.MultiDiscrete([3, 4, 2]), gym.spaces.MultiBinary(4)],
+    ids=["multidiscrete", "multibinary"],
+)
+def test_multidiscrete_and_multibinary_models_predict_as_sb3_does(space, tmp_path):
+    """SB3's MultiCategorical (one softmax per component over its slice of the logits) and Bernoulli (one logit
+    per bit) are lucidrl's MultiCategoricalHead and BernoulliHead; SB3 one-hot encodes MultiDiscrete observations
+    component by component as lucidrl's MultiOneHot does."""
+    from tests.contracts.test_spaces import CopyEnv, every_point
+
+    sb3_model = sb3.PPO("MlpPolicy", CopyEnv(space), seed=0, n_steps=64, batch_size=32, n_epochs=2).learn(64)
+    sb3_model.save(tmp_path / "multi")
+    model = lucidrl.from_sb3(tmp_path / "multi.zip", verbose=0)
+    assert model.observation_space == space and model.action_space == space
+    obs = every_point(space)
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], sb3_model.predict(obs, deterministic=True)[0]
+    )
+    t = torch.as_tensor(obs)
+    with torch.no_grad():
+        dist = sb3_model.policy.get_distribution(t)
+        torch.testing.assert_close(
+            model.agent.head.log_prob(model.agent.policy_params(t), dist.mode()),
+            dist.log_prob(dist.mode()),
+            rtol=0,
+            atol=1e-5,
+        )
+        torch.testing.assert_close(
+            model.agent.head.entropy(model.agent.policy_params(t)), dist.entropy(), rtol=0, atol=1e-5
+        )
+
+
 def test_the_import_unpickles_nothing(sb3_zips, monkeypatch):
     """Every way to run a pickle is blocked: pickle's loaders, torch.load without weights_only=True, and the
     base64 decoding that the ':serialized:' entries would need; the import still works."""

@@ -108,11 +108,32 @@ def test_offsets_shift_only_discrete_spaces_with_a_start():
 
 
 @pytest.mark.parametrize(
-    "space", [S.Discrete(3, start=1), S.Discrete(4, start=-2), S.Discrete(2), S.Box(-1.0, 1.0, (2,), np.float32)]
+    "space",
+    [
+        S.Discrete(3, start=1),
+        S.Discrete(4, start=-2),
+        S.Discrete(2),
+        S.Box(-1.0, 1.0, (2,), np.float32),
+        S.MultiDiscrete([3, 4, 2], start=[1, 0, -1]),
+        S.MultiDiscrete([2, 2], dtype=np.int32),
+        S.MultiBinary(5),
+        S.MultiBinary([2, 3]),
+    ],
 )
 def test_spaces_round_trip_through_json_with_their_start(space):
     back = space_from_json(space_to_json(space))
-    assert back == space and getattr(back, "start", 0) == getattr(space, "start", 0)
+    assert back == space and np.array_equal(getattr(back, "start", 0), getattr(space, "start", 0))
+    assert back.dtype == space.dtype
+
+
+def test_offsets_shift_multidiscrete_spaces_component_by_component():
+    space = S.MultiDiscrete([3, 4, 2], start=[1, 0, -1])
+    off = DiscreteOffsets(space, space)
+    np.testing.assert_array_equal(off.obs_in(np.array([[1, 0, -1], [3, 3, 0]])), [[0, 0, 0], [2, 3, 1]])
+    np.testing.assert_array_equal(off.action_out(np.array([[2, 3, 1]])), [[3, 3, 0]])
+    plain = DiscreteOffsets(S.MultiDiscrete([3, 4]), S.MultiBinary(2))
+    x = np.zeros(2, np.int64)
+    assert plain.obs_in(x) is x and plain.action_out(x) is x  # a start of 0 everywhere: untouched
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP])
@@ -215,27 +236,32 @@ def test_the_rewarded_action_of_a_contextual_bandit_is_learned(algo, budget, kw)
 
 # --------------------------------------------------------------------------- unsupported spaces
 BOX = S.Box(-1.0, 1.0, (3,), np.float32)
+NEURAL = [algo for algo in ALGOS if algo != "QLearning"]
 BAD_OBS = [
-    S.MultiBinary(4),
-    S.MultiDiscrete([2, 3], start=[1, 1]),
     S.Dict({"a": BOX}),
     S.Tuple([BOX, S.Discrete(2)]),
     S.Text(5),
     S.Graph(BOX, None),
     S.Sequence(BOX),
+    S.MultiDiscrete([[2, 3], [2, 2]]),  # the networks take 1-D MultiDiscrete observations
 ]
 BAD_ACT = [
-    S.MultiDiscrete([2, 3], start=[1, 1]),
-    S.MultiBinary(3),
     S.Dict({"a": S.Discrete(2)}),
     S.Tuple([S.Discrete(2)]),
     S.Text(5),
+    S.MultiDiscrete([[2, 3], [2, 2]]),  # the policy-gradient algorithms take 1-D MultiDiscrete and MultiBinary
+    S.MultiBinary([2, 2]),
 ]
 CASES = (
     [(algo, "observation", space) for algo in ALGOS for space in BAD_OBS]
-    + [(algo, "observation", S.Box(0.0, 1.0, (2, 2, 2, 2))) for algo in ALGOS if algo != "QLearning"]
+    + [(algo, "observation", S.Box(0.0, 1.0, (2, 2, 2, 2))) for algo in NEURAL]
+    + [("QLearning", "observation", space) for space in (S.MultiBinary(4), S.MultiDiscrete([2, 3], start=[1, 1]))]
     + [(algo, "action", space) for algo in ALGOS for space in BAD_ACT]
-    + [(algo, "action", S.Box(-1.0, 1.0, (2,), np.float32)) for algo in ("DQN", "QLearning")]
+    + [
+        (algo, "action", space)
+        for algo in ("DQN", "QLearning")
+        for space in (S.Box(-1.0, 1.0, (2,), np.float32), S.MultiDiscrete([2, 3], start=[1, 1]), S.MultiBinary(3))
+    ]
     + [
         (algo, "action", space)
         for algo in POLICY_GRADIENT
@@ -267,3 +293,119 @@ def test_unsupported_spaces_are_env_errors_that_name_the_space_and_the_fix(algo,
     message = str(e.value)
     assert repr(space) in message, message
     assert f"{role} space" in message and "gymnasium." in message, message  # what is taken, and a wrapper that fixes it
+
+
+# --------------------------------------------------------------------------- MultiDiscrete and MultiBinary
+MULTI = S.MultiDiscrete([3, 4, 2], start=[1, 0, -1])  # components 1..3, 0..3, -1..0
+BITS = S.MultiBinary(4)
+
+
+class CopyEnv(gym.Env):
+    """Observe a random point of ``space``; the action is a point of the same space, and the reward is the
+    fraction of its components that copy the observation. Checks every action it gets against its space."""
+
+    def __init__(self, space, horizon=1):
+        self.observation_space = self.action_space = space
+        self.horizon = horizon
+        self.received: list = []
+
+    def _draw(self):
+        space = self.observation_space
+        if isinstance(space, S.MultiDiscrete):
+            return (space.start + self.np_random.integers(0, space.nvec)).astype(space.dtype)
+        return self.np_random.integers(0, 2, space.shape).astype(space.dtype)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.obs = 0, self._draw()
+        return self.obs, {}
+
+    def step(self, action):
+        assert action in self.action_space, f"the env got action {action!r}, not in {self.action_space!r}"
+        self.received.append(np.array(action))
+        reward = float(np.mean(np.asarray(action) == self.obs))
+        self.t += 1
+        self.obs = self._draw()
+        return self.obs, reward, False, self.t >= self.horizon, {}
+
+
+def every_point(space):
+    """All points of a small MultiDiscrete or MultiBinary space, as a batch."""
+    nvec = space.nvec if isinstance(space, S.MultiDiscrete) else np.full(space.shape, 2)
+    start = space.start if isinstance(space, S.MultiDiscrete) else 0
+    return np.stack(np.meshgrid(*[np.arange(n) for n in nvec], indexing="ij"), -1).reshape(-1, len(nvec)) + start
+
+
+@pytest.mark.parametrize("algo", POLICY_GRADIENT)
+@pytest.mark.parametrize("space", [MULTI, BITS], ids=["multidiscrete", "multibinary"])
+def test_multidiscrete_and_multibinary_spaces_train_predict_evaluate_save_and_load(algo, space, tmp_path):
+    m = make(algo, lambda: CopyEnv(space, horizon=3))
+    assert m.observation_space == space and m.action_space == space
+    m.learn(256)  # every action sent to the env is checked in CopyEnv.step
+    assert sum(len(e.received) for e in m.env.envs) >= 256
+
+    batch = every_point(space)
+    for deterministic in (True, False):
+        actions, _ = m.predict(batch, deterministic=deterministic)
+        assert actions.shape == batch.shape and all(a in space for a in actions), actions
+        action, _ = m.predict(batch[0], deterministic=deterministic)
+        assert action.shape == space.shape and action in space, action
+    mean, _ = lucidrl.evaluate(m, CopyEnv(space, horizon=3), n_episodes=2)  # the env checks evaluate's actions
+    assert 0.0 <= mean <= 3.0
+
+    m.save(tmp_path / "ckpt")
+    m2 = lucidrl.load(tmp_path / "ckpt")
+    assert m2.observation_space == space and m2.action_space == space
+    np.testing.assert_array_equal(m2.predict(batch, deterministic=True)[0], m.predict(batch, deterministic=True)[0])
+    np.testing.assert_array_equal(m2.predict(batch)[0], m.predict(batch)[0])  # the RNG is restored too
+
+
+@pytest.mark.parametrize("space", [MULTI, BITS], ids=["multidiscrete", "multibinary"])
+def test_dqn_takes_multidiscrete_and_multibinary_observations(space, tmp_path):
+    class Pick(CopyEnv):  # Discrete(2) actions: reward 1 for the first component's parity
+        def __init__(self):
+            super().__init__(space, horizon=3)
+            self.action_space = S.Discrete(2)
+
+        def step(self, action):
+            assert action in self.action_space, action
+            reward = float(action == self.obs[0] % 2)
+            self.t += 1
+            self.obs = self._draw()
+            return self.obs, reward, False, self.t >= self.horizon, {}
+
+    m = make("DQN", Pick)
+    m.learn(256)
+    actions, _ = m.predict(every_point(space), deterministic=True)
+    assert set(actions.tolist()) <= {0, 1}
+    m.save(tmp_path / "dqn")
+    batch = every_point(space)
+    np.testing.assert_array_equal(lucidrl.load(tmp_path / "dqn").predict(batch, deterministic=True)[0], actions)
+
+
+@pytest.mark.parametrize("space, budget", [(MULTI, 2048), (BITS, 4096)], ids=["multidiscrete", "multibinary"])
+def test_ppo_learns_to_copy_a_multidiscrete_or_multibinary_observation(space, budget):
+    """One-step episodes: reward = the fraction of components of the action equal to the observation's. After
+    ``budget`` steps (seed 0) the deterministic policy copies every point of the space."""
+    kw = dict(n_envs=4, n_steps=32, batch_size=64, n_epochs=4, learning_rate=3e-3, net_arch=[32])
+    m = make("PPO", lambda: CopyEnv(space), **kw)
+    m.learn(budget)
+    batch = every_point(space)
+    np.testing.assert_array_equal(m.predict(batch, deterministic=True)[0], batch)
+
+
+def test_a_multidiscrete_observation_outside_the_space_is_an_env_error():
+    m = make("PPO", lambda: CopyEnv(MULTI))
+    for bad in ([0, 0, 0], [1, 4, 0], [[1, 0, 0], [4, 0, 0]]):
+        with pytest.raises(EnvError, match=r"outside the model's observation space MultiDiscrete\(\[3 4 2\]"):
+            m.predict(np.array(bad))
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C"])
+def test_a_float16_box_gets_float16_actions_in_training_and_predict(algo):
+    """Gymnasium's Box.contains refuses a float32 action for a float16 space: the actions leave in its dtype."""
+    act_space = S.Box(-1.0, 1.0, (2,), np.float16)
+    m = make(algo, lambda: ShiftedEnv(S.Discrete(4), act_space))
+    m.learn(64)  # ShiftedEnv.step asserts every action is in the space
+    action, _ = m.predict(0)
+    assert action.dtype == np.float16 and action in act_space

@@ -62,8 +62,8 @@ def test_make_head_takes_a_1d_box_and_names_the_fix_for_other_shapes():
     assert isinstance(head, DiagGaussianHead) and head.n_params == 12 and head.action_shape == (6,)
     with pytest.raises(EnvError, match="1-D|one dimension"):
         make_head(gym.spaces.Box(-1, 1, (2, 3)), "PPO")
-    with pytest.raises(EnvError, match="Discrete or a 1-D Box"):
-        make_head(gym.spaces.MultiDiscrete([2, 3]), "PPO")
+    with pytest.raises(EnvError, match="Discrete, MultiDiscrete, MultiBinary or 1-D Box"):
+        make_head(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}), "PPO")
 
 
 # --------------------------------------------------------------------------- the bounded, state-independent log σ

@@ -122,3 +122,19 @@ def test_zoo_normalize_setting_maps_to_lucidrl_fields():
         PPOConfig(clip_obs=0.0)
     with pytest.raises(ConfigError, match="normalize_obs must be true or false"):
         PPOConfig(normalize_obs="yes")
+
+
+# --------------------------------------------------------------------------- lucidrl.envs.discretise
+# (the discretiser's main tests are in test_q_learning_math.py; these are its edges at the env boundary)
+def test_discretiser_puts_huge_and_infinite_values_in_the_edge_bins_and_refuses_nan():
+    from lucidrl.envs.discretise import Discretiser
+    from lucidrl.errors import EnvError
+
+    d = Discretiser(low=np.array([-1.0, 0.0]), high=np.array([1.0, 10.0]), n_bins=np.array([4, 5]))
+    x = np.array([[np.inf, -np.inf], [1e30, -1e30], [-np.inf, np.inf], [-1e30, 1e30]])
+    # beyond the bounds is clipped to them (the old code cast inf / 1e30 to int64 and wrapped to bin 0)
+    np.testing.assert_array_equal(d.bins(x), [[3, 0], [3, 0], [0, 4], [0, 4]])
+    with pytest.raises(EnvError, match=r"dimensions \[1\] are NaN"):
+        d(np.array([[0.0, np.nan]]))
+    flat = Discretiser(low=np.array([0.0, 2.0]), high=np.array([1.0, 2.0]), n_bins=np.array([2, 3]))  # low == high
+    np.testing.assert_array_equal(flat.bins(np.array([[0.7, 2.0], [0.2, 5.0]])), [[1, 0], [0, 0]])
