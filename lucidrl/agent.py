@@ -52,6 +52,7 @@ from lucidrl.envs import (
     space_to_json,
 )
 from lucidrl.envs.normalize import make_normalizers
+from lucidrl.envs.structured import flatten_observation
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
@@ -133,7 +134,7 @@ class Algorithm:
         vectorization: Vectorization = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         tensorboard_log: str | os.PathLike | None = None,
-        _spaces: tuple[gym.Space, gym.Space] | None = None,
+        _spaces: tuple[gym.Space, gym.Space] | tuple[gym.Space, gym.Space, gym.Space | None] | None = None,
         **hyperparams: Any,
     ):
         """``ALGO(env, ...)``, or as Stable-Baselines3 ``ALGO("MlpPolicy", env, ...)`` (docs/sb3.md).
@@ -213,13 +214,23 @@ class Algorithm:
         # process do not disturb each other's random streams
         self.generator = torch.Generator(self.device).manual_seed(self.config.seed)
         self.env: gym.vector.VectorEnv | None = None
+        # a Dict/Tuple observation space as the env gives it; the networks see it flattened (lucidrl.envs.structured)
+        self.structured_observation_space: gym.Space | None = None
         if _spaces is not None:  # a loaded model's: an env given with it must fit them (set_env checks)
-            self.observation_space, self.action_space = _spaces
+            self.observation_space, self.action_space = _spaces[0], _spaces[1]
+            self.structured_observation_space = _spaces[2] if len(_spaces) > 2 else None
         if env is not None:
             self.set_env(env)
         elif _spaces is None:
             raise EnvError("an env is needed: pass an env id such as 'CartPole-v1', a gymnasium.Env or a VectorEnv")
-        check_policy(self.name, self.policy_name, self.observation_space, share_features, self.name in ("ppo", "a2c"))
+        check_policy(
+            self.name,
+            self.policy_name,
+            self.observation_space,
+            share_features,
+            self.name in ("ppo", "a2c"),
+            structured=self.structured_observation_space,
+        )
         self.policy_kwargs = policy_kwargs
         self._hooks: Hooks | None = None  # the callbacks while learn runs (lucidrl.callbacks)
         self._sb3_logger = SB3Logger()
@@ -268,7 +279,14 @@ class Algorithm:
                 f"the env's spaces ({obs_space}, {act_space}) differ from the model's "
                 f"({self.observation_space}, {self.action_space}); use an env of the same kind"
             )
+        structured = getattr(venv, "structured_space", None)
+        if self.structured_observation_space is not None and structured != self.structured_observation_space:
+            raise EnvError(
+                f"the env's observations ({structured or obs_space}) differ from the model's "
+                f"({self.structured_observation_space}); use an env of the same kind"
+            )
         self.observation_space, self.action_space = obs_space, act_space
+        self.structured_observation_space = structured
         self.env = venv
         self._env_source = env  # what rollout workers rebuild their copies from (an id or a callable)
         if self.env_id is None:
@@ -501,6 +519,8 @@ class Algorithm:
                 "predict got a tuple (observation, info): Gymnasium's reset() returns two values; write "
                 "obs, info = env.reset() (lucidrl's get_env() is a Gymnasium VectorEnv: docs/sb3.md)"
             )
+        if self.structured_observation_space is not None and isinstance(observation, (dict, tuple)):
+            observation = flatten_observation(self.structured_observation_space, observation)
         obs = np.asarray(observation)
         shape = tuple(self.observation_space.shape or ())
         if obs.shape == shape:
@@ -879,6 +899,8 @@ class Algorithm:
             "action_space": space_to_json(self.action_space),
             "config": config_to_dict(self.config),
         }
+        if self.structured_observation_space is not None:
+            config["structured_observation_space"] = space_to_json(self.structured_observation_space)
         state = {
             "lucidrl_version": __version__,
             "num_timesteps": int(self.num_timesteps),
@@ -947,6 +969,8 @@ class Algorithm:
                 space_from_json(config["observation_space"], max_size=weights),
                 space_from_json(config["action_space"], max_size=weights),
             )
+            structured = config.get("structured_observation_space")
+            structured = None if structured is None else space_from_json(structured, max_size=weights)
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(f"corrupt checkpoint: the spaces in config.json cannot be used ({e})") from None
         hyper = dict(config["config"])
@@ -965,7 +989,8 @@ class Algorithm:
         ]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
             hyper[key] = kwargs.pop(key)
         kwargs.setdefault("verbose", 0 if env is None else 1)
-        model = klass(env, preset=False, _spaces=spaces, **kwargs, **hyper)  # a bad override: the caller's ConfigError
+        # a bad override: the caller's ConfigError
+        model = klass(env, preset=False, _spaces=(*spaces, structured), **kwargs, **hyper)
         if env is None:  # built from when needed; never a module the file names (envs.SavedEnvId)
             saved_id = config.get("env_id")
             model.env_id = SavedEnvId(saved_id) if isinstance(saved_id, str) else None

@@ -109,15 +109,19 @@ def check_policy(
     observation_space: gym.Space,
     share_features_extractor: bool | None,
     shares_encoder: bool,
+    structured: gym.Space | None = None,
 ) -> None:
-    """Refuse a policy name (and ``share_features_extractor``) that lucidrl's networks cannot honour for this space."""
+    """Refuse a policy name (and ``share_features_extractor``) that lucidrl's networks cannot honour for this space.
+
+    ``structured``: the env's Dict/Tuple observation space, which ``observation_space`` flattens
+    (``lucidrl.envs.structured``); ``MultiInputPolicy`` needs one, and ``MlpPolicy`` takes one too."""
     from lucidrl.networks import is_image_space
 
     image = is_image_space(observation_space)
-    if policy == "MultiInputPolicy" or (policy is not None and isinstance(observation_space, gym.spaces.Dict)):
+    if policy == "MultiInputPolicy" and structured is None:
         raise ConfigError(
-            f"{policy or 'this model'}: lucidrl has no MultiInputPolicy (Dict observations); flatten the observations "
-            "with gymnasium.wrappers.FlattenObservation and use 'MlpPolicy'"
+            f"MultiInputPolicy reads Dict observations; got {observation_space}. Use 'MlpPolicy' (or 'CnnPolicy' "
+            "for images)"
         )
     if policy == "CnnPolicy" and not image:
         raise ConfigError(f"CnnPolicy needs image observations (a 3-D Box); got {observation_space}. Use 'MlpPolicy'")

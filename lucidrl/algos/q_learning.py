@@ -219,6 +219,8 @@ class QLearning(Algorithm):
         super().__init__(policy, env, **kwargs)
         cfg: QLearningConfig = self.config
         obs_space, act_space = self.observation_space, self.action_space
+        if self.structured_observation_space is not None:  # a Dict/Tuple, which the table cannot index (below)
+            obs_space = self.structured_observation_space
         if not isinstance(act_space, gym.spaces.Discrete):
             raise space_error("QLearning", "needs a Discrete action space (one table column per action)", act_space,
                               "action")

@@ -39,6 +39,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from lucidrl.envs.atari import is_atari_spec, looks_like_atari_id, make_atari_env, register_atari_envs
+from lucidrl.envs.structured import FlattenStructured, is_structured
 from lucidrl.errors import ConfigError, EnvError, MissingDependencyError
 
 EnvLike = str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv
@@ -149,6 +150,9 @@ def make_vec_env(
     SB3's ``make_vec_env`` keywords: ``env_kwargs`` (the env's constructor arguments, as plain keywords
     are) and ``wrapper_class`` / ``wrapper_kwargs`` (a wrapper put around each copy) are taken; the
     others name what to use instead (``vectorization`` for ``vec_env_cls``, for instance).
+
+    Dict and Tuple observations come out flattened into one vector (``lucidrl.envs.structured``, as SB3's
+    MultiInputPolicy concatenates its entries); the env's own space is ``venv.structured_space``.
     """
     kwargs, wrapper = _sb3_keywords(kwargs)
     if vectorization not in ("auto", "native", "sync", "async", "torch"):
@@ -222,6 +226,8 @@ def make_vec_env(
             "a gymnasium.Env, a callable returning one, or a gymnasium.vector.VectorEnv"
         )
     autoreset_mode(venv)  # refuses DISABLED early
+    if is_structured(venv.single_observation_space):  # Dict/Tuple observations: one flat vector from here on
+        venv = FlattenStructured(venv)
     if seed is not None:
         venv.action_space.seed(seed)
     reset_vector_env(venv, seed)
@@ -352,6 +358,10 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.MultiBinary):
         # n as given, an int or a shape: Gymnasium's MultiBinary(5) != MultiBinary([5])
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    if isinstance(space, gym.spaces.Dict):  # the env's own Dict/Tuple (lucidrl.envs.structured), kept by checkpoints
+        return {"type": "Dict", "spaces": {key: space_to_json(sub) for key, sub in space.spaces.items()}}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_json(sub) for sub in space.spaces]}
     if isinstance(space, gym.spaces.Box):
 
         def bound(a: np.ndarray):
@@ -365,7 +375,8 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
             "high": bound(space.high),
         }
     raise EnvError(
-        f"cannot describe space {space!r}: checkpoints store Discrete, MultiDiscrete, MultiBinary and Box spaces only"
+        f"cannot describe space {space!r}: checkpoints store Discrete, MultiDiscrete, MultiBinary, Box, Dict and "
+        "Tuple spaces only"
     )
 
 
@@ -386,6 +397,10 @@ def space_from_json(d: dict[str, Any], max_size: int | None = None) -> gym.Space
         bits = np.asarray(d["n"], dtype=np.int64)
         _check_space_size(int(bits.prod()), max_size)
         return gym.spaces.MultiBinary(int(bits) if bits.ndim == 0 else bits.tolist())
+    if d.get("type") == "Dict":
+        return gym.spaces.Dict({str(k): space_from_json(sub, max_size) for k, sub in d["spaces"].items()})
+    if d.get("type") == "Tuple":
+        return gym.spaces.Tuple([space_from_json(sub, max_size) for sub in d["spaces"]])
     if d.get("type") == "Box":
         shape = tuple(int(s) for s in d["shape"])
         _check_space_size(math.prod(shape), max_size)

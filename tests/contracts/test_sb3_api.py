@@ -280,7 +280,7 @@ def test_constructor_forms_policy_kwargs_and_attributes():
     "args, kwargs, error, pattern",
     [
         (("CnnPolicy", "CartPole-v1"), {}, ConfigError, r"CnnPolicy needs image observations.*Use 'MlpPolicy'"),
-        (("MultiInputPolicy", "CartPole-v1"), {}, ConfigError, r"no MultiInputPolicy.*FlattenObservation"),
+        (("MultiInputPolicy", "CartPole-v1"), {}, ConfigError, r"MultiInputPolicy reads Dict observations"),
         (("CartPole-v1", "MlpPolicy"), {}, ConfigError, r"the first argument is the policy"),
         (
             ("MlpPolicy", "CartPole-v1"),

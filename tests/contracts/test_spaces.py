@@ -238,8 +238,8 @@ def test_the_rewarded_action_of_a_contextual_bandit_is_learned(algo, budget, kw)
 BOX = S.Box(-1.0, 1.0, (3,), np.float32)
 NEURAL = [algo for algo in ALGOS if algo != "QLearning"]
 BAD_OBS = [
-    S.Dict({"a": BOX}),
-    S.Tuple([BOX, S.Discrete(2)]),
+    S.Dict({"a": BOX, "frame": S.Box(0, 255, (3, 8, 8), np.uint8)}),  # the neural ones flatten Dicts, not images
+    S.Tuple([BOX, S.Text(5)]),
     S.Text(5),
     S.Graph(BOX, None),
     S.Sequence(BOX),
@@ -255,7 +255,15 @@ BAD_ACT = [
 CASES = (
     [(algo, "observation", space) for algo in ALGOS for space in BAD_OBS]
     + [(algo, "observation", S.Box(0.0, 1.0, (2, 2, 2, 2))) for algo in NEURAL]
-    + [("QLearning", "observation", space) for space in (S.MultiBinary(4), S.MultiDiscrete([2, 3], start=[1, 1]))]
+    + [
+        ("QLearning", "observation", space)
+        for space in (
+            S.MultiBinary(4),
+            S.MultiDiscrete([2, 3], start=[1, 1]),
+            S.Dict({"a": BOX}),
+            S.Tuple([BOX, S.Discrete(2)]),
+        )
+    ]
     + [(algo, "action", space) for algo in ALGOS for space in BAD_ACT]
     + [
         (algo, "action", space)

@@ -1,0 +1,140 @@
+"""Dict and Tuple observations, flattened into one vector at the env boundary.
+
+Goal-conditioned and custom envs often return several named parts (``{"position": Box, "goal": Box,
+"mode": Discrete}``). SB3's ``MultiInputPolicy`` reads such a ``Dict`` by flattening each non-image entry
+(a Discrete one as a one-hot) and concatenating them in the space's key order before its MLP. lucidrl does
+the same thing, once, where observations come in: :class:`FlattenStructured` wraps the vector env so that
+everything behind it (rollouts, replay memory, normalisation, networks) sees one flat ``Box``, the one
+``gymnasium.spaces.flatten_space`` describes, and ``Algorithm.predict`` flattens the Dict observations it
+is given (:func:`flatten_observation`). The layout is Gymnasium's own ``gymnasium.spaces.flatten``, checked
+against it in ``tests/contracts/test_structured_obs.py``, in float32 (float64 only where an entry is).
+
+Image entries are refused: flattened pixels into an MLP are not what a CNN would read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from lucidrl.errors import EnvError
+
+S = gym.spaces
+
+
+def is_structured(space: gym.Space) -> bool:
+    """A Dict or Tuple space: observations in named (or numbered) parts."""
+    return isinstance(space, (S.Dict, S.Tuple))
+
+
+def _leaves(space: gym.Space):
+    if isinstance(space, S.Dict):
+        for sub in space.spaces.values():
+            yield from _leaves(sub)
+    elif isinstance(space, S.Tuple):
+        for sub in space.spaces:
+            yield from _leaves(sub)
+    else:
+        yield space
+
+
+def flat_space(space: gym.Space) -> S.Box:
+    """The Box that the flattened observations of a Dict/Tuple space lie in; an EnvError for parts that cannot
+    be flattened into an MLP's input (images, text, graphs, sequences)."""
+    for leaf in _leaves(space):
+        if isinstance(leaf, S.Box) and len(leaf.shape) == 3:
+            raise EnvError(
+                f"the observation space {space!r} has an image entry {leaf!r}: lucidrl reads Dict/Tuple observations "
+                "by flattening every entry into one vector for an MLP, and an image needs a CNN. Give the image alone "
+                "as the observation (a 3-D Box), or turn it into features with a gymnasium.ObservationWrapper"
+            )
+        if not isinstance(leaf, (S.Box, S.Discrete, S.MultiDiscrete, S.MultiBinary)):
+            raise EnvError(
+                f"the observation space {space!r} has an entry {leaf!r} that has no fixed-size vector form; encode it "
+                "with a gymnasium.ObservationWrapper into a Box or a Discrete index"
+            )
+    flat = S.flatten_space(space)
+    assert isinstance(flat, S.Box)
+    # float32, as the networks read it (Gymnasium's flat dtype is the parts' common one: float64 beside an index)
+    wide = any(isinstance(leaf, S.Box) and leaf.dtype == np.float64 for leaf in _leaves(space))
+    dtype = np.float64 if wide else np.float32
+    return S.Box(flat.low.astype(dtype), flat.high.astype(dtype), dtype=dtype)
+
+
+def _flat_rows(space: gym.Space, obs: Any, n: int) -> np.ndarray:
+    """``n`` observations of ``space`` (each part with a leading dimension of ``n``) as an [n, width] array, laid out
+    as ``gymnasium.spaces.flatten`` lays out one."""
+    if isinstance(space, S.Dict):
+        return np.concatenate([_flat_rows(sub, obs[key], n) for key, sub in space.spaces.items()], axis=1)
+    if isinstance(space, S.Tuple):
+        return np.concatenate([_flat_rows(sub, part, n) for sub, part in zip(space.spaces, obs)], axis=1)
+    if isinstance(space, S.Discrete):  # a one-hot of the 0-based index
+        out = np.zeros((n, int(space.n)), dtype=space.dtype)
+        out[np.arange(n), np.asarray(obs).reshape(n) - space.start] = 1
+        return out
+    if isinstance(space, S.MultiDiscrete):  # the components' one-hots side by side
+        nvec, start = space.nvec.reshape(-1), space.start.reshape(-1)
+        first = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        out = np.zeros((n, int(nvec.sum())), dtype=space.dtype)
+        out[np.arange(n)[:, None], np.asarray(obs).reshape(n, -1) - start + first] = 1
+        return out
+    return np.asarray(obs, dtype=space.dtype).reshape(n, -1)  # Box, MultiBinary
+
+
+def _batch_size(space: gym.Space, obs: Any) -> int | None:
+    """None for one observation of ``space``; B for a batch (each part with a leading dimension of B)."""
+    while isinstance(space, (S.Dict, S.Tuple)):
+        if isinstance(space, S.Dict):
+            key = next(iter(space.spaces))
+            space, obs = space.spaces[key], obs[key]
+        else:
+            space, obs = space.spaces[0], obs[0]
+    shape = np.shape(obs)
+    return None if shape == tuple(space.shape or ()) else int(shape[0])
+
+
+def flatten_observation(space: gym.Space, obs: Any) -> np.ndarray:
+    """One Dict/Tuple observation -> [width], or a batch of them -> [B, width] (``predict``'s input)."""
+    try:
+        n = _batch_size(space, obs)
+        rows = _flat_rows(space, obs, 1 if n is None else n)
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise EnvError(
+            f"predict got an observation that does not fit the model's observation space {space!r} ({e}); give a "
+            "dict (or tuple) with every entry, one observation or a batch with a leading dimension in every entry"
+        ) from None
+    rows = rows.astype(flat_space(space).dtype, copy=False)
+    return rows[0] if n is None else rows
+
+
+class FlattenStructured(gym.vector.VectorWrapper):
+    """A vector env with Dict/Tuple observations seen as flat rows: reset's and step's observations, and the
+    true final observations of same-step autoreset (``info["final_obs"]``). Gymnasium's own vector
+    ``FlattenObservation`` leaves those as they are and so refuses same-step envs, whose truncated episodes
+    are bootstrapped from them."""
+
+    def __init__(self, env: gym.vector.VectorEnv):
+        super().__init__(env)
+        self.structured_space = env.single_observation_space
+        self.single_observation_space = flat_space(self.structured_space)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, env.num_envs)
+        self._dtype = self.single_observation_space.dtype
+
+    def _rows(self, obs: Any, n: int) -> np.ndarray:
+        return _flat_rows(self.structured_space, obs, n).astype(self._dtype, copy=False)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._rows(obs, self.num_envs), info
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        final = info.get("final_obs") if isinstance(info, dict) else None
+        if final is not None:
+            flat = np.empty(len(final), dtype=object)
+            for i, one in enumerate(final):
+                flat[i] = None if one is None else self._rows(one, 1)[0]
+            info = {**info, "final_obs": flat}
+        return self._rows(obs, self.num_envs), rewards, terminated, truncated, info

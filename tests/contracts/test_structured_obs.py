@@ -1,0 +1,190 @@
+"""Dict and Tuple observations (lucidrl/envs/structured.py): flattened once at the env boundary, as SB3's
+MultiInputPolicy concatenates its entries. The flat layout is Gymnasium's ``gymnasium.spaces.flatten``; the true
+final observations of same-step autoreset are flattened too (the truncation bootstrap reads them); predict takes
+the env's own dicts, one or a batch; checkpoints keep the Dict space; a task whose answer needs two entries at
+once is learned."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces as S
+
+import lucidrl
+from lucidrl import ConfigError, EnvError
+from lucidrl.envs import make_vec_env, space_from_json, space_to_json
+from lucidrl.envs.structured import FlattenStructured, flatten_observation
+
+NESTED = S.Dict(
+    {
+        "pos": S.Box(-1.0, 1.0, (2,), np.float32),
+        "mode": S.Discrete(3, start=1),
+        "flags": S.MultiBinary(2),
+        "cell": S.MultiDiscrete([2, 3], start=[0, -1]),
+        "pair": S.Tuple([S.Discrete(2), S.Box(0.0, 5.0, (1, 2), np.float32)]),
+    }
+)
+
+# SMALL settings, a few hundred steps each
+SMALL = {
+    "PPO": dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, net_arch=[16]),
+    "A2C": dict(n_envs=2, n_steps=8, net_arch=[16]),
+    "TRPO": dict(n_envs=2, n_steps=32, batch_size=64, n_critic_updates=2, net_arch=[16]),
+    "VPG": dict(n_envs=2, n_steps=32, n_critic_updates=2, net_arch=[16]),
+    "DQN": dict(learning_starts=50, train_freq=16, gradient_steps=4, batch_size=16, buffer_size=500, net_arch=[16]),
+}
+
+
+class Signals(gym.Env):
+    """One-step episodes (or ``horizon`` steps, truncated): observe {"mode": Discrete(2, start=1), "level": Box}
+    with level -0.5 or 0.5. Action 2 (mode - 1) + [level > 0] pays 1: four states, four answers, so a policy that
+    reads only one of the two entries is right in at most half of them."""
+
+    observation_space = S.Dict({"level": S.Box(-1.0, 1.0, (1,), np.float32), "mode": S.Discrete(2, start=1)})
+    action_space = S.Discrete(4)
+
+    def __init__(self, horizon=1):
+        self.horizon = horizon
+
+    def _draw(self):
+        self.obs = {
+            "level": self.np_random.choice([-0.5, 0.5], size=1).astype(np.float32),
+            "mode": int(self.np_random.integers(1, 3)),
+        }
+        return self.obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), {}
+
+    def step(self, action):
+        assert action in self.action_space, action
+        want = 2 * (self.obs["mode"] - 1) + int(self.obs["level"][0] > 0)
+        self.t += 1
+        reward = float(action == want)
+        return self._draw(), reward, False, self.t >= self.horizon, {}
+
+
+def every_signal():
+    return {"level": np.array([[-0.5], [-0.5], [0.5], [0.5]], np.float32), "mode": np.array([1, 2, 1, 2])}
+
+
+# --------------------------------------------------------------------------- the flat layout
+def test_flat_rows_are_gymnasiums_flatten_for_single_observations_and_batches():
+    NESTED.seed(0)
+    samples = [NESTED.sample() for _ in range(5)]
+    want = np.stack([S.flatten(NESTED, s) for s in samples]).astype(np.float32)
+    for one, row in zip(samples, want):
+        np.testing.assert_array_equal(flatten_observation(NESTED, one), row)
+    batch = {
+        "pos": np.stack([s["pos"] for s in samples]),
+        "mode": np.array([s["mode"] for s in samples]),
+        "flags": np.stack([s["flags"] for s in samples]),
+        "cell": np.stack([s["cell"] for s in samples]),
+        "pair": (np.array([s["pair"][0] for s in samples]), np.stack([s["pair"][1] for s in samples])),
+    }
+    got = flatten_observation(NESTED, batch)
+    assert got.dtype == np.float32 and got.shape == (5, S.flatdim(NESTED))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_vector_env_flattens_observations_and_the_true_final_ones():
+    venv = make_vec_env(lambda: Signals(horizon=2), 3, seed=0)
+    assert isinstance(venv, FlattenStructured) and venv.structured_space == Signals.observation_space
+    assert venv.single_observation_space == S.Box(np.array([-1, 0, 0], np.float32), 1.0, (3,), np.float32)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (3, 3) and obs.dtype == np.float32
+    finals = []
+    for _ in range(4):
+        obs, _, _, truncated, info = venv.step(np.zeros(3, np.int64))
+        if truncated.any():
+            finals += [f for f, t in zip(info["final_obs"], truncated) if t]
+    assert len(finals) == 6 and all(f.shape == (3,) and f.dtype == np.float32 for f in finals)
+    assert all(f[1] + f[2] == 1.0 for f in finals)  # the one-hot of "mode"
+    venv.close()
+
+
+@pytest.mark.parametrize("space", [NESTED, S.Tuple([S.Discrete(2), S.MultiBinary(3)])], ids=["dict", "tuple"])
+def test_structured_spaces_round_trip_through_json(space):
+    assert space_from_json(space_to_json(space)) == space
+
+
+# --------------------------------------------------------------------------- every algorithm
+@pytest.mark.parametrize("algo", list(SMALL))
+def test_dict_observations_train_predict_evaluate_save_and_load(algo, tmp_path):
+    m = getattr(lucidrl, algo)(
+        "MultiInputPolicy", lambda: Signals(horizon=3), seed=0, verbose=0, preset=False, **SMALL[algo]
+    )
+    assert m.structured_observation_space == Signals.observation_space
+    m.learn(256)
+    batch = every_signal()
+    actions, _ = m.predict(batch, deterministic=True)
+    assert actions.shape == (4,)
+    one, _ = m.predict({"level": np.array([0.5], np.float32), "mode": 2}, deterministic=True)
+    assert np.shape(one) == () and one == actions[3]
+    mean, _ = lucidrl.evaluate(m, Signals(horizon=3), n_episodes=2)
+    assert 0.0 <= mean <= 3.0
+    m.save(tmp_path / "m")
+    m2 = lucidrl.load(tmp_path / "m")
+    assert m2.structured_observation_space == Signals.observation_space
+    np.testing.assert_array_equal(m2.predict(batch, deterministic=True)[0], actions)
+    with pytest.raises(EnvError, match="does not fit the model's observation space"):
+        m2.predict({"level": np.array([0.5], np.float32)})  # "mode" missing
+
+
+def test_ppo_learns_a_task_that_needs_two_entries_of_the_dict():
+    """The answer is a Discrete entry's and a Box entry's together (seed 0, 3,072 steps): every state right."""
+    m = lucidrl.PPO(
+        "MultiInputPolicy",
+        Signals,
+        seed=0,
+        verbose=0,
+        preset=False,
+        n_envs=4,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=4,
+        learning_rate=3e-3,
+        net_arch=[32],
+    )
+    m.learn(3072)
+    np.testing.assert_array_equal(m.predict(every_signal(), deterministic=True)[0], [0, 2, 1, 3])
+
+
+# --------------------------------------------------------------------------- refusals
+def test_image_entries_and_policies_that_do_not_fit_are_refused():
+    class WithImage(Signals):
+        observation_space = S.Dict({"frame": S.Box(0, 255, (3, 8, 8), np.uint8), "mode": S.Discrete(2)})
+
+    with pytest.raises(EnvError, match="image entry"):
+        lucidrl.PPO(WithImage, verbose=0, preset=False)
+    with pytest.raises(ConfigError, match="MultiInputPolicy reads Dict observations"):
+        lucidrl.PPO("MultiInputPolicy", "CartPole-v1", verbose=0, preset=False)
+    m = lucidrl.PPO("MultiInputPolicy", Signals, verbose=0, preset=False, n_envs=1, n_steps=16, batch_size=16)
+    with pytest.raises(EnvError, match="differ from the model's"):
+        m.set_env("CartPole-v1")
+
+
+def test_the_flat_layout_is_what_sb3s_multiinputpolicy_feeds_its_mlp():
+    """SB3's CombinedExtractor: each entry preprocessed (one-hot for Discrete/MultiDiscrete) and flattened, in the
+    Dict's key order, then concatenated. Starts at 0 here: SB3 one-hot encodes a Discrete without its start."""
+    pytest.importorskip("stable_baselines3")
+    import torch
+    from stable_baselines3.common.preprocessing import preprocess_obs
+    from stable_baselines3.common.torch_layers import CombinedExtractor
+
+    space = S.Dict(
+        {
+            "pos": S.Box(-1.0, 1.0, (2, 2), np.float32),
+            "mode": S.Discrete(3),
+            "flags": S.MultiBinary(2),
+            "cell": S.MultiDiscrete([2, 3]),
+        }
+    )
+    space.seed(1)
+    samples = [space.sample() for _ in range(6)]
+    batch = {key: np.stack([np.asarray(s[key]) for s in samples]) for key in space.spaces}
+    extractor = CombinedExtractor(space)
+    with torch.no_grad():
+        theirs = extractor(preprocess_obs({k: torch.as_tensor(v) for k, v in batch.items()}, space))
+    np.testing.assert_array_equal(flatten_observation(space, batch), theirs.numpy())
