@@ -1,11 +1,13 @@
 """Ray: runs and sweeps as tasks, tuning with Ray Tune and Optuna, rollout-worker actors.
 
 Nothing here is imported by ``import lucidrl``: Ray is an optional extra
-(``pip install 'lucidrl[ray]'``) and a local run never needs it. Every entry point goes through
+(``pip install 'lucidrl[ray]'``) and a local run never needs it. Runs, sweeps and tuning go through
 :func:`ray_session`, which joins the cluster at ``address`` (``ray start --head`` prints it) or,
-without one, starts a local Ray instance and shuts it down when the work is done. When Ray is
-already initialised in this process (a notebook, a test fixture, a script that called
-``ray.init``), that session is used and left running.
+without one, starts a local Ray instance and shuts it down when the work is done. Worker actors
+(rollout workers, A3C), which live as long as a model, go through :class:`WorkerSession`: a local
+instance started for them is shared by every model's workers and shut down when the last of them
+ends. When Ray is already initialised in this process (a notebook, a test fixture, a script that
+called ``ray.init``), that session is used and left running.
 """
 
 from __future__ import annotations
@@ -31,6 +33,25 @@ def require_ray(what: str = "this") -> Any:
 
 
 CONNECT_TIMEOUT_S = 5.0
+
+
+def env_registration(env: Any) -> Any:
+    """The Gymnasium registration (``EnvSpec``) of env id ``env`` in this process, to send to Ray workers; else None.
+
+    An id the user's script registered (``gym.register("MyEnv-v0", entry_point=MyEnv)``) exists only in the
+    driver's process: a Ray worker is another process, which never ran that line. With the registration it
+    can build the env by its id, as the driver does (:func:`register`)."""
+    import gymnasium as gym
+
+    return gym.registry.get(env) if isinstance(env, str) else None
+
+
+def register(spec: Any) -> None:
+    """In a Ray worker: register the driver's ``spec`` (:func:`env_registration`) unless its id is known here."""
+    import gymnasium as gym
+
+    if spec is not None and spec.id not in gym.registry:
+        gym.registry[spec.id] = spec
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -91,15 +112,55 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, what: s
         ray.shutdown()
 
 
-def open_worker_session(n_workers: int, setting: str, address: str | None = None, what: str = "this"):
-    """Enter a Ray session for ``n_workers`` actors of one CPU each and return it (a context manager already
-    entered: :func:`close_workers` exits it). ``setting`` names the option to lower in the error raised when
-    the cluster has fewer CPUs than workers (an actor that cannot be placed would wait forever)."""
-    session = ray_session(address, num_cpus=max(os.cpu_count() or 1, n_workers), what=what)
-    ray = session.__enter__()
-    cpus = ray.cluster_resources().get("CPU", 0)
+class WorkerSession:
+    """The Ray session that worker actors (rollout workers, A3C's actor-learners) run in; ``close()`` releases it.
+
+    Workers live as long as a model's collector, so several models may hold workers at once, and they end in
+    any order. A session Ray already had (the user's ``ray.init``) is used and left running. One that lucidrl
+    starts for workers (a :func:`ray_session`) is shared by every ``WorkerSession`` opened while it runs, and
+    shut down when the last of them closes: one model's workers ending never stops another model's.
+    """
+
+    started: Any = None  # the ray_session entered for worker actors, while a WorkerSession uses it
+    users = 0  # the WorkerSessions open in it
+
+    def __init__(self, address: str | None, num_cpus: int, what: str):
+        self.shared = False
+        ray = require_ray(what)
+        if WorkerSession.started is not None and not ray.is_initialized():  # shut down by someone else meanwhile
+            WorkerSession.started, WorkerSession.users = None, 0
+        running = ray.is_initialized()
+        session = ray_session(address, num_cpus=num_cpus, what=what)
+        session.__enter__()  # starts Ray (a local instance, or joins the cluster at address) unless it runs
+        if not running:
+            WorkerSession.started = session
+        self.shared = WorkerSession.started is not None  # False: the user's own session, never shut down here
+        WorkerSession.users += self.shared
+
+    def close(self) -> None:
+        """Release the session: the last one out shuts down the Ray started for workers."""
+        if self.shared:
+            self.shared = False
+            WorkerSession.users -= 1
+            if WorkerSession.users == 0:
+                session, WorkerSession.started = WorkerSession.started, None
+                session.__exit__(None, None, None)
+
+    def __del__(self) -> None:  # a collector dropped without close()
+        try:
+            self.close()
+        except Exception:  # at interpreter exit Ray may already be torn down: nothing left to release
+            pass
+
+
+def open_worker_session(n_workers: int, setting: str, address: str | None = None, what: str = "this") -> WorkerSession:
+    """A :class:`WorkerSession` for ``n_workers`` actors of one CPU each (:func:`close_workers` releases it).
+    ``setting`` names the option to lower in the error raised when the cluster has fewer CPUs than workers
+    (an actor that cannot be placed would wait forever)."""
+    session = WorkerSession(address, num_cpus=max(os.cpu_count() or 1, n_workers), what=what)
+    cpus = require_ray().cluster_resources().get("CPU", 0)
     if cpus < n_workers:
-        session.__exit__(None, None, None)
+        session.close()
         name = setting.split("=")[0].split()[-1]
         raise ConfigError(
             f"{setting} needs {n_workers} CPUs (one per worker), but the Ray cluster has {cpus:g}; "
@@ -108,8 +169,8 @@ def open_worker_session(n_workers: int, setting: str, address: str | None = None
     return session
 
 
-def close_workers(workers: list, session) -> None:
-    """Kill the actors ``workers`` and exit ``session`` (shutting down a local Ray instance it started)."""
+def close_workers(workers: list, session: WorkerSession | None) -> None:
+    """Kill the actors ``workers`` and release ``session`` (the last one out shuts down a Ray lucidrl started)."""
     ray = require_ray()
     for w in workers:
         try:
@@ -117,4 +178,4 @@ def close_workers(workers: list, session) -> None:
         except Exception:  # already dead, or Ray already shut down: nothing left to stop
             pass
     if session is not None:
-        session.__exit__(None, None, None)
+        session.close()

@@ -1,7 +1,7 @@
 """A3C's actor-learners on Ray: the driver's side of the asynchronous protocol (``lucidrl.algos.a3c``).
 
 ``ActorLearners(worker_class, args)`` starts one Ray actor of ``worker_class`` per tuple of ``args``
-(one CPU each) in the session of :func:`lucidrl.distributed.ray_session`. The driver keeps every
+(one CPU each) in a :class:`lucidrl.distributed.WorkerSession`. The driver keeps every
 worker busy: ``submit(k, *args)`` starts ``run(*args)`` on worker k, ``next()`` returns the result of
 whichever worker finishes first (``ray.wait``). What a worker computes, and what the driver does with
 it, is the algorithm's business (``A3CWorker.run``, ``A3C.learn``); here are only the start, the
@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from lucidrl.distributed import close_workers, open_worker_session
+from lucidrl.distributed import WorkerSession, close_workers, env_registration, open_worker_session, register
 from lucidrl.distributed.rollout_workers import check_env_source
 from lucidrl.errors import LucidRLError, TrainingError
 
@@ -29,24 +29,47 @@ RESULT_TIMEOUT_S = 120.0
 """How long the driver waits for any worker's result (the first one includes starting the workers)."""
 
 
+class Worker:
+    """The Ray actor around one ``worker_class(*args)``, which it builds in ``start()``, not in its ``__init__``:
+    an error while building (an env that cannot be made) then reaches the driver as the error it was; raised in
+    an actor's ``__init__``, it would come back as an ``ActorDiedError`` holding only its traceback's text."""
+
+    def __init__(self, worker_class: type, args: tuple):
+        self.worker_class, self.args = worker_class, args
+        self.worker: Any = None
+
+    def start(self, specs: list) -> None:
+        for spec in specs:  # env ids the driver's script registered: unknown in this process otherwise
+            register(spec)
+        self.worker = self.worker_class(*self.args)
+
+    def run(self, *args: Any) -> Any:
+        return self.worker.run(*args)
+
+
 class ActorLearners:
     """K Ray actors of ``worker_class``, and the results of their ``run`` calls in the order they finish."""
 
     def __init__(self, worker_class: type, worker_args: list[tuple], address: str | None = None, what: str = "A3C"):
         k = len(worker_args)
         self.what, self.workers, self.pending = what, [], {}  # type: str, list[Any], dict[Any, Any]
-        # a local Ray this object started is shut down by close()
-        self._session = open_worker_session(k, f"{what} with n_workers={k}", address, what=what)
-        actor: Any = ray.remote(num_cpus=1, max_restarts=0)(worker_class)
-        self.workers = [actor.remote(*args) for args in worker_args]
-        # all workers built (envs made and reset) before any segment starts: none is lapped while starting
-        self._wait_ready([w.__ray_ready__.remote() for w in self.workers])
+        # released by close(): a local Ray started for workers ends with the last collector or A3C run using it
+        self._session: WorkerSession | None = open_worker_session(k, f"{what} with n_workers={k}", address, what=what)
+        actor: Any = ray.remote(num_cpus=1, max_restarts=0)(Worker)
+        registered = (env_registration(a) for args in worker_args for a in args)  # None unless a registered env id
+        specs = list({spec.id: spec for spec in registered if spec is not None}.values())
+        try:
+            self.workers = [actor.remote(worker_class, args) for args in worker_args]
+            # all workers built (envs made and reset) before any segment starts: none is lapped while starting
+            self._wait_ready([w.start.remote(specs) for w in self.workers])
+        except BaseException:  # no `with` block to close this yet: stop the workers and release Ray now
+            self.close()
+            raise
 
     def _wait_ready(self, refs: list) -> None:
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=RESULT_TIMEOUT_S)
         if len(ready) < len(refs):
             free = ray.available_resources().get("CPU", 0)
-            self.close()
             raise TrainingError(
                 f"{self.what}'s workers did not start within {RESULT_TIMEOUT_S:g} s: the Ray cluster has "
                 f"{free:g} free CPUs for {len(refs)} workers (one CPU each); lower n_workers or free CPUs"

@@ -46,8 +46,16 @@ import gymnasium as gym
 import numpy as np
 import ray
 import torch
+from gymnasium.envs.registration import EnvSpec
 
-from lucidrl.distributed import close_workers, open_worker_session, require_ray
+from lucidrl.distributed import (
+    WorkerSession,
+    close_workers,
+    env_registration,
+    open_worker_session,
+    register,
+    require_ray,
+)
 from lucidrl.envs import make_vec_env
 from lucidrl.envs.normalize import ObsNormalizer
 from lucidrl.errors import ConfigError, EnvError, LucidRLError, TrainingError
@@ -82,15 +90,16 @@ def check_env_source(env: Any) -> None:
         )
     if not isinstance(env, str) and not callable(env):
         raise EnvError(f"rollout_workers cannot build an env from {type(env).__name__}; pass an env id or a callable")
-    if callable(env):
-        try:
-            ray.cloudpickle.dumps(env)
-        except Exception as e:
-            raise EnvError(
-                f"the env callable {env!r} cannot be sent to a rollout worker ({type(e).__name__}: {e}); "
-                "pass the env id or a callable that pickles (a module-level function or "
-                "functools.partial), or set rollout_workers=0"
-            ) from None
+    sent = env_registration(env) if isinstance(env, str) else env
+    try:
+        ray.cloudpickle.dumps(sent)
+    except Exception as e:
+        what = f"the registration of env id {env!r}" if isinstance(env, str) else f"the env callable {env!r}"
+        fix = "register it with picklable arguments" if isinstance(env, str) else "pass the env id or a callable"
+        raise EnvError(
+            f"{what} cannot be sent to a rollout worker ({type(e).__name__}: {e}); {fix} that pickles "
+            "(a module-level function or functools.partial), or set rollout_workers=0"
+        ) from None
 
 
 class RolloutWorker:
@@ -106,17 +115,32 @@ class RolloutWorker:
         policy: Callable,
         obs_normalizer: ObsNormalizer | None,
         vectorization: str,
+        spec: EnvSpec | None = None,
     ):
         torch.set_num_threads(1)
+        self.env, self.vectorization, self.spec = env, vectorization, spec
         self.n_envs, self.lo, self.hi = n_envs, lo, hi
         self.agent, self.policy, self.obs_normalizer = agent, policy, obs_normalizer
-        self.venv = make_vec_env(env, hi - lo, seed=None, vectorization="async" if vectorization == "async" else "sync")
+        self.venv: gym.vector.VectorEnv | None = None
         self.stepper: VectorStepper | None = None
+
+    def _build(self) -> None:
+        """Make this worker's copies. Done in the first ``reset``, not in ``__init__``: an error here (an env that
+        cannot be made) then reaches the driver as the error it was; raised in an actor's ``__init__``, it would
+        come back as an ``ActorDiedError`` holding only its traceback's text."""
+        register(self.spec)
+        self.venv = make_vec_env(
+            self.env, self.hi - self.lo, seed=None, vectorization="async" if self.vectorization == "async" else "sync"
+        )
         space = self.venv.single_action_space
         self.action_bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+        self.action_dtype = space.dtype if isinstance(space, gym.spaces.Box) else None  # e.g. float16 Box
 
     def reset(self, seed: int, stats: tuple | None) -> np.ndarray:
         """Reset copy i with ``seed + i`` (i: its index among all ``n_envs``); returns the raw first observations."""
+        if self.venv is None:
+            self._build()
+        assert self.venv is not None
         self.stepper = VectorStepper(self.venv, seed=[seed + i for i in range(self.lo, self.hi)])
         raw = self.stepper.obs
         self.obs = raw if self.obs_normalizer is None else self._normalizer(stats).update_and_normalize(raw)
@@ -163,7 +187,7 @@ class RolloutWorker:
             values.append(v[lo:hi])
             env_action = action.numpy()
             if self.action_bounds is not None:
-                env_action = np.clip(env_action, *self.action_bounds)
+                env_action = np.clip(env_action, *self.action_bounds).astype(self.action_dtype, copy=False)
             tr = stepper.step(env_action)
             if obs_norm is None:
                 obs = tr.obs
@@ -223,8 +247,11 @@ class RayRolloutCollector:
         self.bounds = split(self.n_envs, n_workers)
         self.seed, self.restarts, self.max_restarts = seed, 0, MAX_RESTARTS
         self.traffic: dict[str, int] = {}  # bytes of the last rollout: weights, noise, segments (sum of arrays' sizes)
-        # a local Ray this collector started is shut down by close()
-        self._session = open_worker_session(n_workers, f"rollout_workers={n_workers}", what="rollout_workers")
+        self.workers: list = []
+        # released by close(): a local Ray started for workers ends with the last collector or A3C run using it
+        self._session: WorkerSession | None = open_worker_session(
+            n_workers, f"rollout_workers={n_workers}", what="rollout_workers"
+        )
         self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker)
         cpu_agent = copy.deepcopy(agent).cpu()
         self._worker_args = (
@@ -234,15 +261,20 @@ class RayRolloutCollector:
             policy,
             None if obs_normalizer is None else copy.deepcopy(obs_normalizer).cpu(),
             vectorization,
+            env_registration(env_source),
         )
-        self.workers = [self._start(w) for w in range(n_workers)]
-        initial = self._wait([w.reset.remote(seed, self._stats()) for w in self.workers], "start")
+        try:
+            self.workers = [self._start(w) for w in range(n_workers)]
+            initial = self._wait([w.reset.remote(seed, self._stats()) for w in self.workers], "start")
+        except BaseException:  # no collector to close later: stop the workers and release Ray now
+            self.close()
+            raise
         self._update_stats([np.concatenate(initial)])
 
     def _start(self, w: int):
-        env_source, n_envs, agent, policy, obs_norm, vectorization = self._worker_args
+        env_source, n_envs, agent, policy, obs_norm, vectorization, spec = self._worker_args
         lo, hi = self.bounds[w]
-        return self._actor_class.remote(env_source, n_envs, lo, hi, agent, policy, obs_norm, vectorization)
+        return self._actor_class.remote(env_source, n_envs, lo, hi, agent, policy, obs_norm, vectorization, spec)
 
     def _stats(self) -> tuple | None:
         """The driver's observation statistics (mean, var, count) as NumPy copies, for the workers."""
@@ -264,7 +296,8 @@ class RayRolloutCollector:
                 raise TrainingError(
                     f"rollout workers did not {what} within {PLACEMENT_TIMEOUT_S:g} s: the Ray cluster has "
                     f"{ray.available_resources().get('CPU', 0):g} free CPUs for {len(self.workers)} "
-                    "workers (one CPU each); lower rollout_workers or free CPUs"
+                    "workers (one CPU each); lower rollout_workers or free CPUs (another model's rollout "
+                    "workers keep theirs until that model is deleted or given another env with set_env)"
                 )
             return ray.get(refs)
         except ray.exceptions.RayTaskError as e:
@@ -393,10 +426,16 @@ class RayRolloutCollector:
         )
 
     def close(self) -> None:
-        """Stop the workers (and a local Ray instance this collector started)."""
+        """Stop the workers and release Ray (a local instance started for workers ends with its last user)."""
         workers, session = getattr(self, "workers", []), getattr(self, "_session", None)
         self.workers, self._session = [], None
         close_workers(workers, session)
+
+    def __del__(self) -> None:  # the model was dropped: its workers end with it
+        try:
+            self.close()
+        except Exception:  # at interpreter exit Ray may already be torn down
+            pass
 
 
 def _nbytes(segment: dict) -> int:

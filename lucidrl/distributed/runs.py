@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lucidrl.distributed import ray_session, require_ray
+from lucidrl.distributed import env_registration, ray_session, register, require_ray
 from lucidrl.errors import ConfigError, LucidRLError
 
 MARKER = ".lucidrl-ray-driver"
@@ -67,13 +67,20 @@ def _can_read(marker: str, token: str) -> bool:
 
 
 def run_task(
-    fn: Callable[[Any], dict[str, Any]], job: Any, marker: str, token: str, paths: Sequence[str]
+    fn: Callable[[Any], dict[str, Any]],
+    job: Any,
+    marker: str,
+    token: str,
+    paths: Sequence[str],
+    specs: Sequence[Any] = (),
 ) -> tuple[dict[str, Any], bytes | None]:
     """The body of one Ray task: ``fn(job)``, into the job's own run directory when the driver's
     filesystem is visible here, else into a temporary one whose files are returned as a tar."""
     for p in paths:  # the driver's import path, where it exists here (env wrappers beside the driver's script)
         if p not in sys.path and os.path.isdir(p):
             sys.path.append(p)
+    for spec in specs:  # env ids the driver's script registered (gym.register): unknown here otherwise
+        register(spec)
     if _can_read(marker, token):
         return fn(job), None
     with tempfile.TemporaryDirectory(prefix="lucidrl-run-") as tmp:
@@ -135,9 +142,12 @@ def run_on_ray(
     marker = out / MARKER
     marker.write_text(token)
     paths = [str(Path(p).resolve()) for p in sys.path if p and os.path.isdir(p)]
+    registered = (env_registration(getattr(job, "env_id", None)) for job in jobs)
+    specs = list({spec.id: spec for spec in registered if spec is not None}.values())
+    already_running = require_ray("compare --backend ray").is_initialized()
     where = (
         "the running Ray session"
-        if require_ray("compare --backend ray").is_initialized()
+        if already_running
         else f"the Ray cluster at {address}"
         if address
         else "a local Ray instance (started here)"
@@ -145,16 +155,24 @@ def run_on_ray(
     try:
         with ray_session(address, what="compare --backend ray") as ray:
             cpus = ray.cluster_resources().get("CPU", 0)
+            biggest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+            started_here = not already_running and address is None
+            if biggest < cpus_per_run and started_here:  # a local instance never grows: the runs would wait forever
+                raise ConfigError(
+                    f"cpus_per_run={cpus_per_run:g} is more than the {cpus:g} CPUs of the local Ray instance "
+                    f"started here (this machine's); lower --cpus-per-run to at most {cpus:g}, or run on a "
+                    "cluster with bigger nodes (--address)"
+                )
             log(f"training {len(jobs)} runs on {where} ({cpus:g} CPUs, {cpus_per_run:g} per run)")
-            if max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0) < cpus_per_run:
-                log(f"  warning: no node has {cpus_per_run:g} CPUs free; the runs wait until one joins the cluster")
+            if biggest < cpus_per_run:
+                log(f"  warning: no node has {cpus_per_run:g} CPUs; the runs wait until one joins the cluster")
             task = ray.remote(num_cpus=cpus_per_run, max_retries=0)(run_task)
-            _drive(ray, task, fn, list(jobs), str(marker.resolve()), token, paths, done, name, max_in_flight)
+            _drive(ray, task, fn, list(jobs), str(marker.resolve()), token, paths, specs, done, name, max_in_flight)
     finally:
         marker.unlink(missing_ok=True)
 
 
-def _drive(ray, task, fn, jobs, marker, token, paths, done, name, max_in_flight) -> None:
+def _drive(ray, task, fn, jobs, marker, token, paths, specs, done, name, max_in_flight) -> None:
     waiting = list(reversed(jobs))  # popped from the end: submitted in the given order
     running: dict[Any, Any] = {}
     failures: list[str] = []
@@ -162,7 +180,10 @@ def _drive(ray, task, fn, jobs, marker, token, paths, done, name, max_in_flight)
         while waiting or running:
             while waiting and (max_in_flight is None or len(running) < max_in_flight):
                 job = waiting.pop()
-                running[task.remote(fn, job, marker, token, paths)] = job
+                # the run directory as an absolute path of the driver's: a worker's working directory is the
+                # one its node's Ray started in, so a relative OUT would land elsewhere on a cluster
+                absolute = dataclasses.replace(job, run_dir=str(Path(job.run_dir).resolve()))
+                running[task.remote(fn, absolute, marker, token, paths, specs)] = job
             ready, _ = ray.wait(list(running), num_returns=1)
             job = running.pop(ready[0])
             try:

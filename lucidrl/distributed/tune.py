@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from lucidrl.agent import ALGORITHMS
-from lucidrl.distributed import ray_session, require_ray
+from lucidrl.distributed import env_registration, ray_session, register, require_ray
 from lucidrl.errors import ConfigError, LucidRLError
 from lucidrl.plotting import finish_figure
 
@@ -190,6 +190,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     import lucidrl
 
     algo, env_id, timesteps = setup["algo"], setup["env_id"], setup["timesteps"]
+    register(setup["env_spec"])  # an env id the driver's script registered: unknown in this process otherwise
     milestones = [timesteps * k // setup["n_evals"] for k in range(1, setup["n_evals"])]
     returns: list[float] = []
 
@@ -454,6 +455,7 @@ def tune(
         (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     setup = {k: settings[k] for k in ("algo", "env_id", "timesteps", "seed", "n_evals", "eval_episodes")}
     setup["space"] = entry
+    setup["env_spec"] = env_registration(settings["env_id"])
 
     from ray import tune as ray_tune
     from ray.tune.schedulers import ASHAScheduler

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -17,7 +20,7 @@ from lucidrl.advantages import gae
 from lucidrl.algos.a2c import A2CConfig, a2c_update
 from lucidrl.algos.a3c import A3CWorker
 from lucidrl.envs import make_vec_env
-from lucidrl.errors import ConfigError
+from lucidrl.errors import ConfigError, EnvError
 from lucidrl.logging import read_metrics
 from lucidrl.rollout import RolloutCollector
 
@@ -189,3 +192,40 @@ def test_more_workers_than_the_cluster_has_cpus_is_a_config_error(ray_local):
     with pytest.raises(ConfigError, match="n_workers=3 needs 3 CPUs"):
         model.learn(100)
     assert model.num_timesteps == 0
+
+
+def test_an_env_a_worker_cannot_build_is_the_lucidrl_error_it_raised(ray_local):
+    """Not Ray's ActorDiedError ('worker 0 was lost'): the workers build their envs in a call, not in __init__."""
+    driver = os.getpid()
+
+    def here_only():  # pickled by value into the workers, where it refuses to build
+        if os.getpid() != driver:
+            raise EnvError("the simulator's licence is on the driver's machine only")
+        return gym.make("CartPole-v1")
+
+    model = lucidrl.A3C(here_only, seed=0, verbose=0, preset=False, n_workers=1, **SMALL)
+    with pytest.raises(EnvError, match=r"^\(in A3C worker 0\) the simulator's licence is on the driver's"):
+        model.learn(100)
+    assert model.num_timesteps == 0
+
+
+def test_workers_that_fail_to_start_leave_no_ray_running():
+    """In a fresh interpreter (Ray not initialised): the Ray instance A3C started for its workers is shut down
+    when they fail to start, as after a run (it used to stay up until the interpreter exited)."""
+    script = """
+import os, ray, gymnasium as gym, lucidrl
+from lucidrl.errors import EnvError
+driver = os.getpid()
+def here_only():
+    if os.getpid() != driver:
+        raise EnvError("no licence")
+    return gym.make("CartPole-v1")
+try:
+    lucidrl.A3C(here_only, preset=False, n_workers=1, n_envs=1, n_steps=5, verbose=0).learn(10)
+except EnvError as e:
+    print("FAILED:", e, "RAY UP:", ray.is_initialized())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "FAILED: (in A3C worker 0) no licence RAY UP: False" in proc.stdout, proc.stdout + proc.stderr[-2000:]

@@ -171,3 +171,51 @@ def test_without_an_address_the_cli_starts_a_local_ray_and_shuts_it_down(tmp_pat
     assert "on a local Ray instance (started here)" in proc.stdout
     assert (tmp_path / "out" / "runs" / "ppo-s0" / "model" / "weights.safetensors").is_file()
     assert (tmp_path / "out" / "results.md").is_file()
+
+
+def test_a_relative_out_reaches_the_task_as_the_drivers_absolute_path(ray_local, tmp_path, monkeypatch):
+    """A Ray worker's working directory is the one its node's Ray started in (on a cluster: wherever `ray start`
+    ran), not the driver's: a relative OUT used to put the run directories there, not under the driver's OUT."""
+
+    def where(job):  # pickled by value into the task; writes nothing
+        return {"run_dir": os.path.abspath(job.run_dir), "cwd": os.getcwd()}
+
+    monkeypatch.chdir(tmp_path)  # the driver's directory is no longer the one the fixture's Ray started in
+    job = Job("ppo", "CartPole-v1", 0, 100, os.path.join("out", "runs", "ppo-s0"), 1, ())
+    seen = []
+    runs.run_on_ray(where, [job], "out", lambda j, r: seen.append((j, r)), log=lambda s: None)
+    [(returned_job, result)] = seen
+    assert result["cwd"] != str(tmp_path)  # the test means something: the task ran elsewhere
+    assert result["run_dir"] == str(tmp_path / "out" / "runs" / "ppo-s0")
+    assert returned_job is job  # the caller's job, as it gave it
+
+
+def test_cpus_per_run_beyond_a_local_instance_is_refused_instead_of_waiting_forever(tmp_path):
+    """A local instance started here never grows: a run needing more CPUs than it has would wait forever."""
+    script = (
+        "from lucidrl.compare import compare\n"
+        "from lucidrl.errors import ConfigError\n"
+        "try:\n"
+        f"    compare(['ppo'], 'CartPole-v1', seeds=1, timesteps=100, out={str(tmp_path)!r}, backend='ray',"
+        " cpus_per_run=64, log=lambda s: None)\n"
+        "except ConfigError as e:\n"
+        "    print('CONFIGERROR', e)\n"
+    )
+    proc = run_python(script, timeout=60)
+    assert "CONFIGERROR cpus_per_run=64 is more than the" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "lower --cpus-per-run" in proc.stdout
+
+
+def test_an_env_id_the_script_registered_trains_on_ray(ray_local, tmp_path):
+    """The Ray workers never ran the script's gym.register: the registration travels with the task (it used to
+    fail there with 'Unknown environment id', where the local backend's processes re-run the script's top level)."""
+    import gymnasium as gym
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    gym.register("ScaleRunsCart-v0", entry_point=lambda **kw: CartPoleEnv(**kw), max_episode_steps=50)
+    try:
+        compare(["ppo"], "ScaleRunsCart-v0", out=tmp_path, backend="ray", log=lambda s: None, **TINY)
+    finally:
+        del gym.registry["ScaleRunsCart-v0"]
+    result = json.loads((tmp_path / "runs" / "ppo-s0" / "result.json").read_text())
+    assert result["num_timesteps"] >= 1024 and result["eval_mean"] <= 50  # its own time limit, not CartPole-v1's

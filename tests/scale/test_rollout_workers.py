@@ -2,6 +2,8 @@
 transition for transition, and so do the weights after updates; bad settings and dead workers give clear errors."""
 
 import dataclasses
+import os
+import subprocess
 import sys
 import time
 
@@ -178,3 +180,52 @@ def test_cli_trains_with_workers_and_resumes_without(tmp_path, capsys, ray_local
         time.sleep(0.1)
     else:
         pytest.fail(f"rollout workers outlived their model: {ray.available_resources()}")
+
+
+def test_workers_build_an_env_id_the_script_registered_and_raise_its_build_errors_as_lucidrls():
+    """An id registered by the user's script (unknown to the workers' processes) trains as locally; an env that
+    cannot be built in a worker is the lucidrl error it raised, not Ray's ActorDiedError with a traceback."""
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    gym.register("ScaleTestCart-v0", entry_point=lambda **kw: CartPoleEnv(**kw), max_episode_steps=50)
+    try:
+        kw = dict(n_envs=2, n_steps=16, batch_size=32, n_epochs=1)
+        assert_same(run(PPO, "ScaleTestCart-v0", 0, 1, **kw), run(PPO, "ScaleTestCart-v0", 2, 1, **kw))
+    finally:
+        del gym.registry["ScaleTestCart-v0"]
+
+    driver = os.getpid()
+
+    def here_only():  # pickled by value into the workers, where it refuses to build
+        if os.getpid() != driver:
+            raise EnvError("the simulator's licence is on the driver's machine only")
+        return gym.make("CartPole-v1")
+
+    model = PPO(here_only, preset=False, n_envs=2, n_steps=8, batch_size=16, rollout_workers=2, verbose=0)
+    with pytest.raises(EnvError, match=r"^\(in a rollout worker\) the simulator's licence is on the driver's"):
+        model.learn(16)
+
+
+def test_a_ray_started_for_workers_ends_with_its_last_user_not_its_first():
+    """In a fresh interpreter (Ray not initialised): two models' workers share the Ray instance the first one
+    started; dropping that model leaves the second one's workers running (they used to die with Ray), and
+    dropping both shuts Ray down."""
+    script = """
+import gc, ray, lucidrl
+kw = dict(preset=False, n_envs=1, n_steps=16, batch_size=16, n_epochs=1, verbose=0, rollout_workers=1)
+a, b = lucidrl.PPO("CartPole-v1", **kw), lucidrl.PPO("CartPole-v1", **kw)
+a.learn(16)
+b.learn(16)
+del a
+gc.collect()
+b.learn(16, reset_num_timesteps=False)
+print("B:", b.num_timesteps, "RAY UP:", ray.is_initialized())
+del b
+gc.collect()
+print("BOTH GONE, RAY UP:", ray.is_initialized())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "B: 32 RAY UP: True" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "BOTH GONE, RAY UP: False" in proc.stdout

@@ -181,3 +181,18 @@ def test_resume_needs_a_tune_directory(tmp_path):
     with pytest.raises(ConfigError, match="not the output directory of a tune run"):
         tune(resume=tmp_path)
     assert cli.main(["tune", "--resume", str(tmp_path)]) == 2
+
+
+def test_an_env_id_the_script_registered_is_tuned(ray_local, tmp_path, monkeypatch):
+    """The trials run in Ray workers, which never ran the script's gym.register: the registration goes with them
+    (every trial used to fail with 'Unknown environment id')."""
+    import gymnasium as gym
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    small_space(monkeypatch, [0.2])
+    gym.register("ScaleTuneCart-v0", entry_point=lambda **kw: CartPoleEnv(**kw), max_episode_steps=50)
+    try:
+        result = tune("ppo", "ScaleTuneCart-v0", trials=1, timesteps=256, n_evals=1, out=tmp_path / "s", verbose=0)
+    finally:
+        del gym.registry["ScaleTuneCart-v0"]
+    assert [r["status"] for r in result.trials] == ["complete"], result.trials[0]["error"]
