@@ -478,6 +478,13 @@ class Algorithm:
                 for name in modules
             }
             params = {name: sd for name, sd in params.items() if sd}  # a part the file lacks is named missing below
+            for name in ("obs_normalizer", "reward_scaler"):
+                if name not in modules and any(k.startswith(name + "/") for k in tensors):
+                    raise CheckpointError(
+                        f"set_parameters: the checkpoint holds {name} statistics (it was trained with "
+                        f"{'normalize_obs' if name == 'obs_normalizer' else 'normalize_reward'}=True) and this "
+                        "model has none: its weights read normalised values; build the model with the same setting"
+                    )
         unknown = [k for k in params if k not in modules and k not in optimizers]
         missing = [k for k in modules if k not in params]
         if unknown or (exact_match and missing):
@@ -514,13 +521,21 @@ class Algorithm:
         ``state`` and ``episode_start`` exist for SB3 compatibility (recurrent policies) and are
         ignored. A single observation gives a single action; a batch [B, ...] gives B actions.
         """
-        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], (dict, list)):
+        structured = self.structured_observation_space
+        if (
+            isinstance(observation, tuple)
+            and len(observation) == 2
+            and isinstance(observation[1], (dict, list))
+            and not isinstance(structured, gym.spaces.Tuple)  # there a 2-tuple may be one observation
+        ):
             raise EnvError(
                 "predict got a tuple (observation, info): Gymnasium's reset() returns two values; write "
                 "obs, info = env.reset() (lucidrl's get_env() is a Gymnasium VectorEnv: docs/sb3.md)"
             )
-        if self.structured_observation_space is not None and isinstance(observation, (dict, tuple)):
-            observation = flatten_observation(self.structured_observation_space, observation)
+        if structured is not None and isinstance(observation, (dict, tuple)):
+            observation = flatten_observation(structured, observation)
+        elif structured is not None and isinstance(observation, list) and observation:  # a list of them
+            observation = np.stack([flatten_observation(structured, one) for one in observation])
         obs = np.asarray(observation)
         shape = tuple(self.observation_space.shape or ())
         if obs.shape == shape:

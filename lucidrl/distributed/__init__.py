@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,10 @@ def env_registration(env: Any) -> Any:
     can build the env by its id, as the driver does (:func:`register`)."""
     import gymnasium as gym
 
-    return gym.registry.get(env) if isinstance(env, str) else None
+    from lucidrl.envs.atari import is_atari_spec
+
+    spec = gym.registry.get(env) if isinstance(env, str) else None
+    return None if spec is None or is_atari_spec(spec) else spec  # Atari ids: each process registers them itself
 
 
 def register(spec: Any) -> None:
@@ -73,18 +77,9 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, what: str = "this") -> Iterator[Any]:
-    """Yield the ``ray`` module with a connected session.
-
-    ``address``: an existing cluster (``"auto"``, ``"ray://host:10001"`` or ``"host:6379"``);
-    ``None`` starts a local instance with ``num_cpus`` CPUs (all of this machine's by default).
-    A session this function started is shut down on exit; one that was already running is kept.
-    """
-    ray = require_ray(what)
-    if ray.is_initialized():
-        yield ray
-        return
+def _connect(ray: Any, address: str | None, num_cpus: int | None, what: str) -> None:
+    """``ray.init`` for ``address`` (``None``: a local instance of ``num_cpus`` CPUs), its failures as one
+    ConfigError."""
     # a local instance needs no login token; on a cluster the user's own settings apply
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -106,6 +101,21 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, what: s
             else "see docs/scale.md, 'Reading a Ray failure'"
         )
         raise ConfigError(f"could not connect to {where}: {e}; {hint}") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None, what: str = "this") -> Iterator[Any]:
+    """Yield the ``ray`` module with a connected session.
+
+    ``address``: an existing cluster (``"auto"``, ``"ray://host:10001"`` or ``"host:6379"``);
+    ``None`` starts a local instance with ``num_cpus`` CPUs (all of this machine's by default).
+    A session this function started is shut down on exit; one that was already running is kept.
+    """
+    ray = require_ray(what)
+    if ray.is_initialized():
+        yield ray
+        return
+    _connect(ray, address, num_cpus, what)
     try:
         yield ray
     finally:
@@ -121,30 +131,32 @@ class WorkerSession:
     shut down when the last of them closes: one model's workers ending never stops another model's.
     """
 
-    started: Any = None  # the ray_session entered for worker actors, while a WorkerSession uses it
+    started: Any = None  # a token for the Ray lucidrl started for worker actors, while WorkerSessions use it
     users = 0  # the WorkerSessions open in it
+    lock = threading.Lock()  # __del__ may run on any thread
 
     def __init__(self, address: str | None, num_cpus: int, what: str):
-        self.shared = False
+        self.joined: Any = None  # the token of the started Ray this session counts in (None: the user's own Ray)
         ray = require_ray(what)
-        if WorkerSession.started is not None and not ray.is_initialized():  # shut down by someone else meanwhile
-            WorkerSession.started, WorkerSession.users = None, 0
-        running = ray.is_initialized()
-        session = ray_session(address, num_cpus=num_cpus, what=what)
-        session.__enter__()  # starts Ray (a local instance, or joins the cluster at address) unless it runs
-        if not running:
-            WorkerSession.started = session
-        self.shared = WorkerSession.started is not None  # False: the user's own session, never shut down here
-        WorkerSession.users += self.shared
+        with WorkerSession.lock:
+            if not ray.is_initialized():  # start one (a local instance, or join the cluster at address)
+                _connect(ray, address, num_cpus, what)
+                WorkerSession.started, WorkerSession.users = object(), 0
+            if WorkerSession.started is not None:
+                self.joined = WorkerSession.started
+                WorkerSession.users += 1
 
     def close(self) -> None:
-        """Release the session: the last one out shuts down the Ray started for workers."""
-        if self.shared:
-            self.shared = False
+        """Release the session: the last one out shuts down the Ray started for workers. A session whose Ray was
+        shut down by someone else meanwhile (and perhaps started again for other workers) releases nothing."""
+        with WorkerSession.lock:
+            joined, self.joined = self.joined, None
+            if joined is None or joined is not WorkerSession.started:
+                return
             WorkerSession.users -= 1
             if WorkerSession.users == 0:
-                session, WorkerSession.started = WorkerSession.started, None
-                session.__exit__(None, None, None)
+                WorkerSession.started = None
+                require_ray().shutdown()
 
     def __del__(self) -> None:  # a collector dropped without close()
         try:

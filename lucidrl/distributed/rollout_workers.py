@@ -95,10 +95,14 @@ def check_env_source(env: Any) -> None:
         ray.cloudpickle.dumps(sent)
     except Exception as e:
         what = f"the registration of env id {env!r}" if isinstance(env, str) else f"the env callable {env!r}"
-        fix = "register it with picklable arguments" if isinstance(env, str) else "pass the env id or a callable"
+        fix = (
+            "register it with an entry point and keyword arguments that pickle"
+            if isinstance(env, str)
+            else "pass the env id, or a callable that pickles"
+        )
         raise EnvError(
-            f"{what} cannot be sent to a rollout worker ({type(e).__name__}: {e}); {fix} that pickles "
-            "(a module-level function or functools.partial), or set rollout_workers=0"
+            f"{what} cannot be sent to a rollout worker ({type(e).__name__}: {e}); {fix} "
+            "(a module-level class or function, or functools.partial of one), or set rollout_workers=0"
         ) from None
 
 

@@ -392,7 +392,8 @@ def space_from_json(d: dict[str, Any], max_size: int | None = None) -> gym.Space
         nvec = np.asarray(d["nvec"], dtype=np.int64)
         _check_space_size(int(nvec.sum()), max_size)
         dtype = np.dtype(d.get("dtype", "int64"))
-        return gym.spaces.MultiDiscrete(nvec, dtype=dtype, start=np.asarray(d.get("start", 0), dtype=np.int64))
+        start = np.broadcast_to(np.asarray(d.get("start", 0), dtype=np.int64), nvec.shape)
+        return gym.spaces.MultiDiscrete(nvec, dtype=dtype, start=start)
     if d.get("type") == "MultiBinary":
         bits = np.asarray(d["n"], dtype=np.int64)
         _check_space_size(int(bits.prod()), max_size)

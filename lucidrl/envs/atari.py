@@ -100,7 +100,7 @@ def make_atari_env(
     if kwargs.get("frameskip", 1) != 1:
         raise EnvError(
             f"{env_id}: frameskip={kwargs['frameskip']!r} is the ALE's own frame skip, which lucidrl keeps at 1 "
-            f"(AtariPreprocessing skips and max-pools the last two frames); pass frame_skip={kwargs['frameskip']!r}"
+            "(AtariPreprocessing skips and max-pools the last two frames); pass frame_skip=k, an int, instead"
         )
     register_atari_envs()
     kwargs["frameskip"] = 1  # AtariPreprocessing skips frames; the ALE must not skip as well

@@ -9,7 +9,8 @@ everything behind it (rollouts, replay memory, normalisation, networks) sees one
 is given (:func:`flatten_observation`). The layout is Gymnasium's own ``gymnasium.spaces.flatten``, checked
 against it in ``tests/contracts/test_structured_obs.py``, in float32 (float64 only where an entry is).
 
-Image entries are refused: flattened pixels into an MLP are not what a CNN would read.
+Image entries (3-D uint8 Boxes, as SB3 recognises them) are refused: flattened pixels into an MLP are not
+what a CNN would read. Boxes of any other rank or dtype are flattened.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ def is_structured(space: gym.Space) -> bool:
 
 def _leaves(space: gym.Space):
     if isinstance(space, S.Dict):
-        for sub in space.spaces.values():
+        for key, sub in space.spaces.items():
+            if not isinstance(key, str):  # a checkpoint's JSON would turn it into a string, and reorder the keys
+                raise EnvError(
+                    f"the observation space {space!r} has a key {key!r} that is not a string; name the entries "
+                    "with strings (a gymnasium.ObservationWrapper that renames them)"
+                )
             yield from _leaves(sub)
     elif isinstance(space, S.Tuple):
         for sub in space.spaces:
@@ -44,7 +50,7 @@ def flat_space(space: gym.Space) -> S.Box:
     """The Box that the flattened observations of a Dict/Tuple space lie in; an EnvError for parts that cannot
     be flattened into an MLP's input (images, text, graphs, sequences)."""
     for leaf in _leaves(space):
-        if isinstance(leaf, S.Box) and len(leaf.shape) == 3:
+        if isinstance(leaf, S.Box) and len(leaf.shape) == 3 and leaf.dtype == np.uint8:  # pixels (as SB3 tells)
             raise EnvError(
                 f"the observation space {space!r} has an image entry {leaf!r}: lucidrl reads Dict/Tuple observations "
                 "by flattening every entry into one vector for an MLP, and an image needs a CNN. Give the image alone "
@@ -71,16 +77,25 @@ def _flat_rows(space: gym.Space, obs: Any, n: int) -> np.ndarray:
     if isinstance(space, S.Tuple):
         return np.concatenate([_flat_rows(sub, part, n) for sub, part in zip(space.spaces, obs)], axis=1)
     if isinstance(space, S.Discrete):  # a one-hot of the 0-based index
+        index = _in_range(space, np.asarray(obs).reshape(n) - space.start, space.n)
         out = np.zeros((n, int(space.n)), dtype=space.dtype)
-        out[np.arange(n), np.asarray(obs).reshape(n) - space.start] = 1
+        out[np.arange(n), index] = 1
         return out
     if isinstance(space, S.MultiDiscrete):  # the components' one-hots side by side
         nvec, start = space.nvec.reshape(-1), space.start.reshape(-1)
         first = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        index = _in_range(space, np.asarray(obs).reshape(n, -1) - start, nvec)
         out = np.zeros((n, int(nvec.sum())), dtype=space.dtype)
-        out[np.arange(n)[:, None], np.asarray(obs).reshape(n, -1) - start + first] = 1
+        out[np.arange(n)[:, None], index + first] = 1
         return out
     return np.asarray(obs, dtype=space.dtype).reshape(n, -1)  # Box, MultiBinary
+
+
+def _in_range(space: gym.Space, index: np.ndarray, n: Any) -> np.ndarray:
+    """``index`` (0-based) if every entry lies in 0..n-1; else an EnvError (a one-hot would silently wrap)."""
+    if (index < 0).any() or (index >= n).any():
+        raise EnvError(f"an observation entry lies outside its space {space!r}")
+    return index
 
 
 def _batch_size(space: gym.Space, obs: Any) -> int | None:
@@ -100,6 +115,8 @@ def flatten_observation(space: gym.Space, obs: Any) -> np.ndarray:
     try:
         n = _batch_size(space, obs)
         rows = _flat_rows(space, obs, 1 if n is None else n)
+    except EnvError as e:
+        raise EnvError(f"predict: {e}") from None
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise EnvError(
             f"predict got an observation that does not fit the model's observation space {space!r} ({e}); give a "

@@ -238,3 +238,11 @@ def test_set_parameters_from_a_checkpoint_restores_the_statistics_with_the_weigh
     copy = lucidrl.PPO("CartPole-v1", seed=2, verbose=0, preset=False, n_envs=2, n_steps=64, **NORM)
     copy.set_parameters(model.get_parameters())
     assert all(torch.equal(v, _stats(model)[k]) for k, v in _stats(copy).items())
+
+
+def test_set_parameters_refuses_a_normalised_checkpoint_for_a_model_without_normalisation(tmp_path):
+    model = _trained()
+    path = model.save(tmp_path / "m")
+    plain = lucidrl.PPO("CartPole-v1", seed=1, verbose=0, preset=False, n_envs=2, n_steps=64)
+    with pytest.raises(lucidrl.CheckpointError, match="obs_normalizer statistics.*build the model with the same"):
+        plain.set_parameters(path)

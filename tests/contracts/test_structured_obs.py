@@ -188,3 +188,33 @@ def test_the_flat_layout_is_what_sb3s_multiinputpolicy_feeds_its_mlp():
     with torch.no_grad():
         theirs = extractor(preprocess_obs({k: torch.as_tensor(v) for k, v in batch.items()}, space))
     np.testing.assert_array_equal(flatten_observation(space, batch), theirs.numpy())
+
+
+def test_edge_cases_of_structured_spaces():
+    # a Tuple observation whose second entry is a dict is one observation, not reset()'s (obs, info)
+    space = S.Tuple([S.Box(-1.0, 1.0, (2,), np.float32), S.Dict({"g": S.Discrete(3)})])
+
+    class Pair(Signals):
+        observation_space = space
+
+        def _draw(self):
+            self.obs = {"mode": 1, "level": np.array([0.5], np.float32)}  # (the reward's inputs)
+            return (np.zeros(2, np.float32), {"g": 1})
+
+    m = lucidrl.PPO(Pair, verbose=0, preset=False, n_envs=1, n_steps=16, batch_size=16)
+    action, _ = m.predict((np.zeros(2, np.float32), {"g": 2}))
+    assert np.shape(action) == ()
+    # a list of dict observations is a batch
+    m = lucidrl.PPO(Signals, verbose=0, preset=False, n_envs=1, n_steps=16, batch_size=16)
+    one = {"level": np.array([0.5], np.float32), "mode": 2}
+    assert m.predict([one, one, one], deterministic=True)[0].shape == (3,)
+    # an entry outside its space is named, not wrapped into another one-hot
+    with pytest.raises(EnvError, match=r"outside its space Discrete\(2, start=1\)"):
+        m.predict({"level": np.array([0.5], np.float32), "mode": 0})
+    # keys that are not strings would not survive a checkpoint's JSON: refused when the model is built
+    with pytest.raises(EnvError, match="not a string"):
+        flatten_observation(S.Dict({2: S.Discrete(2), 10: S.Discrete(2)}), {2: 0, 10: 1})
+    # a 3-D Box of floats is features, flattened; only uint8 pixels are an image
+    features = S.Dict({"grid": S.Box(0.0, 1.0, (2, 3, 4), np.float32), "mode": S.Discrete(2)})
+    row = flatten_observation(features, {"grid": np.ones((2, 3, 4), np.float32), "mode": 1})
+    np.testing.assert_array_equal(row, np.r_[np.ones(24), 0.0, 1.0])
