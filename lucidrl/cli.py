@@ -1025,16 +1025,18 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         help="finish the interrupted sweep in DIR (its settings are read from DIR/tune.json)",
     )
     tu.add_argument(
-        "--seed", type=int, default=0, help="seed of the sampler and of every trial's training (default: 0)"
+        "--seed", type=int, default=None, help="seed of the sampler and of every trial's training (default: 0)"
     )
     tu.add_argument(
         "--evals",
         type=int,
-        default=4,
+        default=None,
         help="evaluations per trial, every TIMESTEPS/EVALS steps; ASHA's rungs, where it may stop a "
         "trial, are at TIMESTEPS/EVALS steps and its doublings (default: 4)",
     )
-    tu.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation (default: 5)")
+    tu.add_argument(
+        "--eval-episodes", type=int, default=None, help="deterministic episodes per evaluation (default: 5)"
+    )
     tu.add_argument("--verbose", type=int, default=1, help="0 silent, 1 a line per trial (default), 2 Tune's logs too")
 
     im = sub.add_parser(

@@ -53,6 +53,7 @@ N_STARTUP = 5  # TPE's random trials before it models the good ones
 REDUCTION_FACTOR = 2  # ASHA keeps the better 1/2 at each rung
 EVAL_SEED = 10_000  # evaluation episodes are seeded apart from training's
 KINDS = ("choice", "uniform", "log_uniform", "one_minus_log_uniform", "train_freq_divided_by")
+DEFAULTS = {"seed": 0, "n_evals": 4, "eval_episodes": 5}  # for the arguments left as None by a new sweep
 
 
 # --------------------------------------------------------------------------- search spaces
@@ -361,9 +362,9 @@ def tune(
     address: str | None = None,
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
-    seed: int = 0,
-    n_evals: int = 4,
-    eval_episodes: int = 5,
+    seed: int | None = None,
+    n_evals: int | None = None,
+    eval_episodes: int | None = None,
     verbose: int = 1,
     _interrupt_after: int | None = None,
 ) -> TuneResult:
@@ -376,11 +377,12 @@ def tune(
         out: the output directory (default ``tune-ALGO-ENV``): ``best_preset.yaml``, ``results.md``,
             ``returns.png``, ``tune.json`` (these arguments) and Tune's experiment directory ``tune/``.
         resume: an output directory of an interrupted sweep: its unfinished trials are run, the remaining ones
-            sampled, the outputs rewritten. The other arguments are read from its ``tune.json``.
-        seed: seeds the TPE sampler and every trial's training (all trials train with the same seed).
+            sampled, the outputs rewritten. The other arguments are read from its ``tune.json``; one given that
+            differs from it (even if it is the default) is a ConfigError.
+        seed: seeds the TPE sampler and every trial's training (all trials train with the same seed); default 0.
         n_evals: evaluations per trial, every ``timesteps / n_evals`` steps; ASHA's rungs are at ``timesteps / n_evals``
-            steps and its doublings below ``timesteps``.
-        eval_episodes: deterministic episodes per evaluation.
+            steps and its doublings below ``timesteps``; default 4.
+        eval_episodes: deterministic episodes per evaluation; default 5.
     """
     started = time.perf_counter()
     given = {
@@ -403,15 +405,14 @@ def tune(
                 f"--resume {str(out)!r}: not the output directory of a tune run (it needs {SETTINGS} and {EXPERIMENT}/)"
             )
         settings = json.loads((out / SETTINGS).read_text())
-        defaults = {"seed": 0, "n_evals": 4, "eval_episodes": 5}
-        for k, v in given.items():
-            if v is not None and v != settings[k] and not (k in defaults and v == defaults[k]):
+        for k, v in given.items():  # None: not given (a given default is checked too)
+            if v is not None and v != settings[k]:
                 raise ConfigError(
                     f"--resume continues the sweep in {str(out)!r} with its own {k} ({settings[k]!r}), "
                     f"not {v!r}; drop that argument or start a new sweep with another --out"
                 )
     else:
-        settings = dict(given)
+        settings = {k: DEFAULTS[k] if v is None and k in DEFAULTS else v for k, v in given.items()}
         _check_settings(settings)
     if resume is None:
         entry = search_space(settings["algo"])  # unknown algorithm, no or a broken search space
@@ -581,6 +582,20 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _best_of(rows: list[dict[str, Any]], n: int, timesteps: int) -> str:
+    """The preset's "best of 4 trials of 20000 steps": the trials counted are those the best was picked from
+    (run to their end or to an ASHA stop); when fewer than the ``n`` asked for, what became of the others."""
+    compared = sum(r["status"] in ("complete", "stopped early by ASHA") for r in rows)
+    text = f"best of {compared} trial{'' if compared == 1 else 's'} of {timesteps} steps"
+    if compared == n:
+        return text
+    failed = sum(r["status"] == "failed" for r in rows)
+    others = [f"{failed} failed"] if failed else []
+    if n - compared - failed:  # not finished, or never started
+        others.append(f"{n - compared - failed} not finished")
+    return f"{text} ({n} asked for: {', '.join(others)})"
+
+
 def write_outputs(
     out: Path, settings: dict[str, Any], entry: dict[str, Any], rows: list[dict[str, Any]], best: dict[str, Any] | None
 ) -> dict[str, Path]:
@@ -590,7 +605,7 @@ def write_outputs(
     if best is not None:
         preset = {
             env_id: {
-                "source": f"lucidrl tune ({settings['out']}): best of {n} trials of {settings['timesteps']} steps, "
+                "source": f"lucidrl tune ({settings['out']}): {_best_of(rows, n, settings['timesteps'])}, "
                 f"seed {settings['seed']}, trial {best['number']}, eval return {best['eval_return']:.1f}",
                 "n_timesteps": settings["timesteps"],
                 "hyperparams": best["params"],

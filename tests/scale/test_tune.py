@@ -92,17 +92,30 @@ def test_a_failed_trial_is_reported_and_the_sweep_goes_on(ray_local, tmp_path, m
     assert ("batch_size 128 -> 64 (= n_steps * n_envs)" in text) == bool(repaired)
 
 
-def test_resume_finishes_an_interrupted_sweep(ray_local, tmp_path, monkeypatch):
+def preset_source(out) -> str:
+    return next(iter(yaml.safe_load((out / "best_preset.yaml").read_text()).values()))["source"]
+
+
+def test_resume_finishes_an_interrupted_sweep(ray_local, tmp_path, monkeypatch, capsys):
     small_space(monkeypatch, [0.1, 0.2])
     out = tmp_path / "s"
-    first = tune("ppo", "CartPole-v1", trials=4, timesteps=1000, out=out, verbose=0, _interrupt_after=2)
+    first = tune("ppo", "CartPole-v1", trials=4, timesteps=1000, seed=1, out=out, verbose=0, _interrupt_after=2)
     assert first.interrupted  # as Ctrl+C would: Tune saved its state, some trials never ended
     ended = {r["number"]: r for r in first.trials if r["status"] != "not finished"}
     assert 2 <= len(ended) < 4
     assert "lucidrl tune --resume s" in (out / "results.md").read_text()
+    # the preset counts the trials that ended, not the 4 asked for
+    assert preset_source(out).startswith(
+        f"lucidrl tune (s): best of {len(ended)} trials of 1000 steps (4 asked for: {4 - len(ended)} not finished), "
+        "seed 1, "
+    )
 
-    rc = cli.main(["tune", "--resume", str(out), "--verbose", "0"])
+    # the sweep's seed is 1: --seed 0, the default, given explicitly is refused, not silently ignored
+    assert cli.main(["tune", "--resume", str(out), "--seed", "0", "--verbose", "0"]) == 2
+    assert "with its own seed (1), not 0" in capsys.readouterr().err
+    rc = cli.main(["tune", "--resume", str(out), "--verbose", "0"])  # not given: the sweep's own
     assert rc == 0
+    assert preset_source(out).startswith("lucidrl tune (s): best of 4 trials of 1000 steps, seed 1, ")
     rows = table_rows((out / "results.md").read_text())
     assert len(rows) == 4 and all(r[1] in ("complete", "stopped early") for r in rows)
     settings = json.loads((out / "tune.json").read_text())
@@ -181,6 +194,44 @@ def test_resume_needs_a_tune_directory(tmp_path):
     with pytest.raises(ConfigError, match="not the output directory of a tune run"):
         tune(resume=tmp_path)
     assert cli.main(["tune", "--resume", str(tmp_path)]) == 2
+
+
+def test_the_preset_says_how_many_trials_the_best_was_picked_from(tmp_path):
+    """Failed and unfinished trials are not counted (the preset used to say "best of N" with N the trials asked for)."""
+    settings = dict(
+        algo="ppo", env_id="CartPole-v1", trials=5, timesteps=100, seed=0, n_evals=2, eval_episodes=1, out="s"
+    )
+    settings["command"] = "lucidrl tune ppo --env CartPole-v1 --trials 5 --timesteps 100 --seed 0"
+    row = dict(eval_return=None, mean_so_far=None, steps=0, params={"gamma": 0.9}, repairs=[], error=None)
+    statuses = ["complete", "stopped early by ASHA", "failed", "not finished", "complete"]
+    rows = [{**row, "number": i + 1, "status": s} for i, s in enumerate(statuses)]
+    for r in rows[:2] + rows[4:]:
+        r.update(eval_return=10.0 * r["number"], steps=100 if r["status"] == "complete" else 50)
+    rows[2]["error"] = "ConfigError: no"
+
+    def source(rows) -> str:
+        tune_module.write_outputs(tmp_path, settings, {"source": "test"}, rows, tune_module.pick_best(rows))
+        return yaml.safe_load((tmp_path / "best_preset.yaml").read_text())["CartPole-v1"]["source"]
+
+    assert source(rows) == (
+        "lucidrl tune (s): best of 3 trials of 100 steps (5 asked for: 1 failed, 1 not finished), seed 0, "
+        "trial 5, eval return 50.0"
+    )
+    assert "best of 1 trial of 100 steps (5 asked for: 1 failed, 3 not finished)" in source([rows[0], rows[2], rows[3]])
+    assert "best of 5 trials of 100 steps, seed 0" in source([{**r, "status": "complete"} for r in rows])
+
+
+@pytest.mark.parametrize("option, saved, given", [("seed", 1, 0), ("n_evals", 2, 4), ("eval_episodes", 3, 5)])
+def test_resume_refuses_a_given_default_that_differs_from_the_sweep(tmp_path, option, saved, given):
+    """An option given on resume is checked against the sweep's even when it is the default (it used to be
+    ignored: the sweep went on with its own value without a word)."""
+    out = tmp_path / "s"
+    (out / "tune").mkdir(parents=True)
+    settings = dict(algo="ppo", env_id="CartPole-v1", trials=2, timesteps=100, seed=0, n_evals=4, eval_episodes=5)
+    (out / "tune.json").write_text(json.dumps({**settings, option: saved}))
+    words = f"with its own {option} ({saved}), not {given}; drop that argument or start a new sweep with another --out"
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        tune(resume=out, verbose=0, **{option: given})
 
 
 def test_an_env_id_the_script_registered_is_tuned(ray_local, tmp_path, monkeypatch):
