@@ -52,7 +52,7 @@ from lucidrl.envs import (
     space_to_json,
 )
 from lucidrl.envs.normalize import make_normalizers
-from lucidrl.envs.structured import flatten_observation
+from lucidrl.envs.structured import flat_space, flatten_observation
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
@@ -219,6 +219,8 @@ class Algorithm:
         if _spaces is not None:  # a loaded model's: an env given with it must fit them (set_env checks)
             self.observation_space, self.action_space = _spaces[0], _spaces[1]
             self.structured_observation_space = _spaces[2] if len(_spaces) > 2 else None
+            if self.structured_observation_space is not None:  # the flat Box that knows where images lie in a row
+                self.observation_space = flat_space(self.structured_observation_space)
         if env is not None:
             self.set_env(env)
         elif _spaces is None:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucidrl.envs import space_error
+from lucidrl.envs.structured import FlattenedBox, entries, is_image_entry
 from lucidrl.errors import EnvError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -175,10 +176,57 @@ class NatureCNN(nn.Module):
         x = obs.reshape(-1, *obs.shape[-3:])
         if self.channels_last:
             x = x.permute(0, 3, 1, 2)
-        x = x.float()
-        if self.scale != 1.0:
-            x = x.mul_(self.scale)  # uint8 [0, 255] -> [0, 1]
-        return self.fc(self.conv(x)).reshape(*batch_shape, self.features_dim)
+        if self.scale != 1.0:  # uint8 [0, 255] -> [0, 1]; in place only on the copy .float() made of uint8 pixels
+            x = x.float().mul_(self.scale) if x.dtype == torch.uint8 else x.float() * self.scale
+        return self.fc(self.conv(x.float())).reshape(*batch_shape, self.features_dim)
+
+
+class StructuredEncoder(nn.Module):
+    """Dict/Tuple observations with image entries (SB3's ``MultiInputPolicy``, its ``CombinedExtractor``).
+
+    Such observations arrive as flat rows (``lucidrl.envs.structured``: each entry's values side by side, an
+    image's pixels as float32 values 0-255). Each image entry is cut back out of the row, reshaped to its
+    (C, H, W) or (H, W, C) and read by its own :class:`NatureCNN` with ``cnn_features`` outputs (SB3's
+    ``cnn_output_dim``, 256); every other entry passes as it is (one-hots, floats). The pieces are
+    concatenated in the space's order, which is the input of the MLP above: for a Dict of an image and a
+    3-vector, 256 + 3 features.
+    """
+
+    def __init__(self, structure: gym.Space, algo: str, ortho: bool = True, cnn_features: int = 256):
+        super().__init__()
+        self.cnns = nn.ModuleList()
+        self.image_shapes: list[tuple[int, ...]] = []
+        self.pieces: list[tuple[int, int, int]] = []  # (start, stop, CNN index or -1 for plain features)
+        for start, stop, leaf in entries(structure):
+            if is_image_entry(leaf):
+                assert isinstance(leaf, gym.spaces.Box)
+                try:
+                    self.cnns.append(NatureCNN(leaf, cnn_features, ortho=ortho, algo=algo))
+                except EnvError as e:  # too small: say which space it is an entry of, and how to fix an entry
+                    raise EnvError(
+                        f"{algo}: the observation space {structure!r} has an image entry {leaf!r} that the "
+                        f"Nature-DQN CNN cannot read ({str(e).split('; ')[0].removeprefix(algo + ': ')}). Resize it "
+                        "with a gymnasium.ObservationWrapper, or give it another dtype than uint8 to have it read as "
+                        "plain features"
+                    ) from None
+                self.image_shapes.append(tuple(int(n) for n in leaf.shape))
+                self.pieces.append((start, stop, len(self.cnns) - 1))
+            elif self.pieces and self.pieces[-1][2] < 0:  # next to other plain features: one slice
+                self.pieces[-1] = (self.pieces[-1][0], stop, -1)
+            else:
+                self.pieces.append((start, stop, -1))
+        self.features_dim = sum(cnn_features if k >= 0 else stop - start for start, stop, k in self.pieces)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """[..., row width] -> [..., features_dim]; batch dims are kept."""
+        batch_shape = obs.shape[:-1]
+        out = []
+        for start, stop, k in self.pieces:
+            piece = obs[..., start:stop]
+            if k >= 0:
+                piece = self.cnns[k](piece.reshape(*batch_shape, *self.image_shapes[k]))
+            out.append(piece.float())
+        return torch.cat(out, dim=-1)
 
 
 def image_channels_last(shape: tuple[int, ...]) -> bool:
@@ -199,13 +247,17 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
     components' one-hots side by side (as SB3's preprocessing). Box or MultiBinary with at most 2 dimensions:
     flattened floats. A 3-D Box (an image, channels first or last; uint8 pixels are scaled to [0, 1]): the
     Nature-DQN CNN (:class:`NatureCNN`), whose 512 features the heads then read; in an ``ActorCritic`` the one
-    encoder is shared by actor and critic. ``ortho``: orthogonal init of the CNN (see NatureCNN).
+    encoder is shared by actor and critic. A flattened Dict/Tuple with image entries: :class:`StructuredEncoder`
+    (a CNN per image, the other entries as they are). ``ortho``: orthogonal init of the CNN (see NatureCNN).
     """
     if isinstance(space, gym.spaces.Discrete):
         return OneHot(int(space.n)), int(space.n)
     if isinstance(space, gym.spaces.MultiDiscrete) and len(space.shape) == 1:
         encoder = MultiOneHot(space.nvec.tolist())
         return encoder, encoder.n
+    if isinstance(space, FlattenedBox) and space.has_images:  # a Dict/Tuple with images (lucidrl.envs.structured)
+        structured = StructuredEncoder(space.structure, algo, ortho=ortho)
+        return structured, structured.features_dim
     if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary)) and len(space.shape) <= 2:
         return FlattenFloat(space.shape), int(math.prod(space.shape))
     if is_image_space(space):

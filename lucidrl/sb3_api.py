@@ -118,20 +118,29 @@ def check_policy(
     from lucidrl.networks import is_image_space
 
     image = is_image_space(observation_space)
+    structured_images = bool(getattr(observation_space, "has_images", False))  # a Dict/Tuple with image entries
     if policy == "MultiInputPolicy" and structured is None:
         raise ConfigError(
             f"MultiInputPolicy reads Dict observations; got {observation_space}. Use 'MlpPolicy' (or 'CnnPolicy' "
             "for images)"
         )
+    if policy == "CnnPolicy" and structured is not None:
+        raise ConfigError(f"CnnPolicy reads one image; the observations are {structured}. Use 'MultiInputPolicy'")
     if policy == "CnnPolicy" and not image:
         raise ConfigError(f"CnnPolicy needs image observations (a 3-D Box); got {observation_space}. Use 'MlpPolicy'")
+    if policy == "MlpPolicy" and structured_images:
+        raise ConfigError(
+            f"MlpPolicy on observations with image entries ({structured}): lucidrl reads images with the Nature CNN "
+            "only (SB3 refuses MlpPolicy on a Dict). Use 'MultiInputPolicy'"
+        )
     if policy == "MlpPolicy" and image:
         raise ConfigError(
             f"MlpPolicy on image observations {observation_space}: lucidrl reads images with the Nature CNN only "
             "(SB3's MlpPolicy would flatten the pixels into an MLP). Use 'CnnPolicy', or flatten the images with "
             "gymnasium.wrappers.FlattenObservation"
         )
-    if share_features_extractor is not None and image and bool(share_features_extractor) != shares_encoder:
+    cnn = image or structured_images
+    if share_features_extractor is not None and cnn and bool(share_features_extractor) != shares_encoder:
         raise ConfigError(
             f"policy_kwargs: share_features_extractor={share_features_extractor} is not what {algo.upper()} does in "
             f"lucidrl (its actor and critic {'share' if shares_encoder else 'have separate'} CNNs); leave it out"

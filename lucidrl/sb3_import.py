@@ -16,8 +16,9 @@ An SB3 ``.zip`` holds:
 Supported: PPO, A2C, DQN (SB3) and TRPO (sb3-contrib) with ``MlpPolicy`` (any ``net_arch`` with the same
 layers for π and V, Tanh/ReLU/ELU) or ``CnnPolicy`` (SB3's NatureCNN is lucidrl's
 :class:`lucidrl.networks.NatureCNN` layer for layer), Discrete, MultiDiscrete, MultiBinary or 1-D Box actions,
-Box, Discrete, MultiDiscrete or MultiBinary observations. The parameter names map as follows (L = number of
-hidden layers)::
+Box, Discrete, MultiDiscrete or MultiBinary observations, and ``MultiInputPolicy`` on Dict observations of those
+and images (SB3 prints a Dict's entries as text only, so such a model needs ``env=``). The parameter names map
+as follows (L = number of hidden layers; for a Dict, each image entry ``key``, the k-th image in key order)::
 
     SB3 (actor-critic)                        lucidrl ActorCritic
     mlp_extractor.policy_net.{2i}.*           actor.{2i}.*
@@ -27,6 +28,7 @@ hidden layers)::
     value_net.*                               critic.{2L}.*
     (pi_)features_extractor.cnn.{0,2,4}.*     encoder.conv.{0,2,4}.*
     (pi_)features_extractor.linear.0.*        encoder.fc.0.*                (critic_encoder: vf_features_extractor)
+    features_extractor.extractors.key.cnn.*   encoder.cnns.k.conv.*         (Dict: lucidrl.networks.StructuredEncoder)
 
     SB3 (DQN)                                 lucidrl DQN
     q_net.q_net.{2i}.*                        q_net.q.{2i}.*
@@ -51,6 +53,7 @@ import torch
 
 from lucidrl.agent import ALGORITHMS, Algorithm
 from lucidrl.envs import EnvLike, env_id_of, make_env
+from lucidrl.envs.structured import flat_space, is_image_entry, is_structured
 from lucidrl.errors import CheckpointError, ConfigError
 
 SUPPORTED = ("ppo", "a2c", "dqn", "trpo")
@@ -239,6 +242,11 @@ def space_from_sb3(entry: Any, role: str) -> tuple[gym.Space, list[str]]:
             ]
         )
         return gym.spaces.Box(low, high, shape=shape, dtype=dtype), notes
+    if "spaces.dict.Dict" in kind:
+        raise ValueError(
+            f"the {role} space is a Dict, whose entries SB3 saves printed as text (or pickled); pass env= to take "
+            "it from the env"
+        )
     raise ValueError(
         f"the {role} space is {kind or 'unknown'}; lucidrl imports Discrete, MultiDiscrete, MultiBinary and Box spaces"
     )
@@ -292,6 +300,23 @@ def _map_cnn(src: str, dst: str, state_dict: dict[str, torch.Tensor], out: dict[
     return True
 
 
+def _cnn_pairs(model: Algorithm) -> list[tuple[str, str]]:
+    """(SB3 suffix, lucidrl suffix) of each CNN below a features extractor / encoder: ``("", "")`` for one image;
+    for a Dict, ``(".extractors.key", ".cnns.k")`` for its k-th image entry (SB3's CombinedExtractor by key)."""
+    structured = model.structured_observation_space
+    if structured is None:
+        return [("", "")]
+    assert isinstance(structured, gym.spaces.Dict)
+    keys = [key for key, sub in structured.spaces.items() if is_image_entry(sub)]
+    return [(f".extractors.{key}", f".cnns.{k}") for k, key in enumerate(keys)]
+
+
+def _map_cnns(src: str, dst: str, pairs, state_dict: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> bool:
+    """``_map_cnn`` for each CNN of a (possibly Dict) features extractor; True if there was any."""
+    found = [_map_cnn(src + theirs, dst + ours, state_dict, out) for theirs, ours in pairs]
+    return any(found)
+
+
 def _actor_critic_weights(
     state_dict: dict[str, torch.Tensor], model: Algorithm, notes: list[str]
 ) -> dict[str, torch.Tensor]:
@@ -307,11 +332,14 @@ def _actor_critic_weights(
         out[f"critic.{2 * n_hidden}.{p}"] = state_dict[f"value_net.{p}"]
     if "log_std" in state_dict:
         out[f"actor.{2 * n_hidden + 1}.log_std"] = state_dict["log_std"]
-    pi = "pi_features_extractor" if "pi_features_extractor.cnn.0.weight" in state_dict else "features_extractor"
-    if _map_cnn(pi, "encoder", state_dict, out):
-        vf = "vf_features_extractor" if "vf_features_extractor.cnn.0.weight" in state_dict else pi
+    pairs = _cnn_pairs(model)
+    first = pairs[0][0] if pairs else ""
+    separate = f"pi_features_extractor{first}.cnn.0.weight" in state_dict
+    pi = "pi_features_extractor" if separate else "features_extractor"
+    if _map_cnns(pi, "encoder", pairs, state_dict, out):
+        vf = "vf_features_extractor" if separate else pi
         vf_weights: dict[str, torch.Tensor] = {}
-        _map_cnn(vf, "encoder", state_dict, vf_weights)
+        _map_cnns(vf, "encoder", pairs, state_dict, vf_weights)
         shared = all(torch.equal(v, out[k]) for k, v in vf_weights.items())
         if agent.critic_encoder is not None:  # TRPO: the critic has its own CNN; a shared SB3 CNN is copied into it
             out.update({"critic_" + k: v for k, v in vf_weights.items()})
@@ -328,14 +356,16 @@ def _actor_critic_weights(
     return out
 
 
-def _dqn_weights(state_dict: dict[str, torch.Tensor], n_hidden: int) -> dict[str, dict[str, torch.Tensor]]:
+def _dqn_weights(
+    state_dict: dict[str, torch.Tensor], n_hidden: int, model: Algorithm
+) -> dict[str, dict[str, torch.Tensor]]:
     nets = {}
     for net in ("q_net", "q_net_target"):
         out: dict[str, torch.Tensor] = {}
         for i in range(n_hidden + 1):
             for p in ("weight", "bias"):
                 out[f"q.{2 * i}.{p}"] = state_dict[f"{net}.q_net.{2 * i}.{p}"]
-        _map_cnn(f"{net}.features_extractor", "encoder", state_dict, out)
+        _map_cnns(f"{net}.features_extractor", "encoder", _cnn_pairs(model), state_dict, out)
         nets[net] = out
     return nets
 
@@ -395,20 +425,24 @@ def from_sb3(
     not_carried = ["optimizer state (policy.optimizer.pth): training continues with fresh optimiser moments"]
 
     # spaces: from env= when given, else from the readable fields of the JSON
-    try:
-        sb3_spaces = [space_from_sb3(data.get(k), k.split("_")[0]) for k in ("observation_space", "action_space")]
-        parse_error = None
-    except (ValueError, KeyError, TypeError) as e:
-        sb3_spaces, parse_error = None, e
+    parsed: list[tuple[gym.Space, list[str]] | None] = []
+    parse_error = None
+    for k in ("observation_space", "action_space"):
+        try:
+            parsed.append(space_from_sb3(data.get(k), k.split("_")[0]))
+        except (ValueError, KeyError, TypeError) as e:
+            parsed.append(None)
+            parse_error = parse_error or e
     if env is not None:
         probe = make_env(env)
         try:
-            spaces = (probe.observation_space, probe.action_space)
+            spaces: tuple[gym.Space, ...] = (probe.observation_space, probe.action_space)
         finally:
             if not isinstance(env, gym.Env):
                 probe.close()
-        if sb3_spaces is not None:
-            for got, (want, _) in zip(spaces, sb3_spaces):
+        for got, one in zip(spaces, parsed):
+            if one is not None:
+                want = one[0]
                 wshape = tuple(want.shape or ())
                 transposed = len(wshape) == 3 and got.shape == (*wshape[1:], wshape[0])
                 if transposed:  # SB3 moved the channels first (VecTransposeImage); lucidrl's CNN takes either
@@ -434,16 +468,18 @@ def from_sb3(
                         f"env {env_id_of(env)!r} has {got}, the SB3 model was trained on {want}; give "
                         "the env the model was trained on"
                     )
-    elif sb3_spaces is None:
+    elif parse_error is not None:
         raise CheckpointError(
-            f"{str(src)!r}: cannot read the observation/action spaces from its JSON ({parse_error}); "
-            "their readable fields are missing (only the pickled form is there, which lucidrl "
-            "never decodes). Pass env= (an env id or instance) to take the spaces from the env."
+            f"{str(src)!r}: cannot read the observation/action spaces from its JSON ({parse_error}); lucidrl never "
+            "decodes their pickled form. Pass env= (an env id or instance) to take the spaces from the env."
         )
     else:
-        spaces = (sb3_spaces[0][0], sb3_spaces[1][0])
-        for _, notes in sb3_spaces:
+        readable = [one for one in parsed if one is not None]
+        spaces = (readable[0][0], readable[1][0])
+        for _, notes in readable:
             report += notes
+    if is_structured(spaces[0]):  # MultiInputPolicy: the model reads the flattened rows of the env's Dict
+        spaces = (flat_space(spaces[0]), spaces[1], spaces[0])
 
     # hyperparameters that are plain JSON, and constant schedules read from their readable form
     hyper: dict[str, Any] = {}
@@ -516,6 +552,11 @@ def from_sb3(
             "uint8 pixels to [0, 1], so it would act differently"
         )
     fe_kwargs = policy_kwargs.get("features_extractor_kwargs")
+    if isinstance(fe_kwargs, dict) and fe_kwargs.get("cnn_output_dim", 256) != 256:
+        raise CheckpointError(
+            "the SB3 model's CombinedExtractor has cnn_output_dim != 256; lucidrl's Dict encoder gives each image 256 "
+            "features"
+        )
     if isinstance(fe_kwargs, dict) and fe_kwargs.get("features_dim", 512) != 512:
         raise CheckpointError("the SB3 model's CNN has features_dim != 512; lucidrl's NatureCNN has 512 features")
 
@@ -539,7 +580,7 @@ def from_sb3(
     # the weights, name by name; a parameter left unmapped or a shape that differs is an error
     try:
         if algo == "dqn":
-            for module_name, weights in _dqn_weights(state_dict, len(hyper["net_arch"])).items():
+            for module_name, weights in _dqn_weights(state_dict, len(hyper["net_arch"]), model).items():
                 getattr(model, module_name).load_state_dict(weights, strict=True)
         else:
             model.agent.load_state_dict(_actor_critic_weights(state_dict, model, report), strict=True)

@@ -35,8 +35,10 @@ import math
 import os
 import sys
 
+import gymnasium as gym
 import torch
 
+from lucidrl.envs.structured import FlattenedBox, entries, is_image_entry
 from lucidrl.networks import is_image_space
 
 LARGE_IMAGE_PIXELS = 64 * 64
@@ -48,7 +50,10 @@ def auto_threads(model) -> int:
     if model.device.type != "cpu":
         return torch.get_num_threads()
     space = model.observation_space
-    large_image = is_image_space(space) and math.prod(sorted(space.shape)[1:]) >= LARGE_IMAGE_PIXELS
+    images: list[gym.Space] = [space] if is_image_space(space) else []
+    if isinstance(space, FlattenedBox) and space.has_images:  # a Dict/Tuple with images (lucidrl.envs.structured)
+        images = [leaf for _, _, leaf in entries(space.structure) if is_image_entry(leaf)]
+    large_image = any(math.prod(sorted(image.shape or ())[1:]) >= LARGE_IMAGE_PIXELS for image in images)
     return torch.get_num_threads() if large_image else 1
 
 

@@ -202,6 +202,14 @@ def make_normalizers(config, observation_space, device) -> tuple[ObsNormalizer |
                 f"normalize_obs needs a Box observation space of floats, got {observation_space}; "
                 "discrete and image (uint8) observations are not normalised this way: set normalize_obs=False"
             )
+        from lucidrl.envs.structured import FlattenedBox
+
+        if isinstance(observation_space, FlattenedBox) and observation_space.has_images:  # a Dict with images
+            raise ConfigError(
+                f"normalize_obs with image entries in the observations ({observation_space.structure}): the pixels "
+                "would be normalised before the CNN scales them to [0, 1]. Set normalize_obs=False, or normalise the "
+                "other entries with a gymnasium.ObservationWrapper"
+            )
         obs_norm = ObsNormalizer(observation_space.shape, config.clip_obs, device=device)
     if getattr(config, "normalize_reward", False):
         rew_scale = RewardScaler(config.gamma, config.clip_reward, device=device)

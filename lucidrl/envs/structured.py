@@ -9,8 +9,10 @@ everything behind it (rollouts, replay memory, normalisation, networks) sees one
 is given (:func:`flatten_observation`). The layout is Gymnasium's own ``gymnasium.spaces.flatten``, checked
 against it in ``tests/contracts/test_structured_obs.py``, in float32 (float64 only where an entry is).
 
-Image entries (3-D uint8 Boxes, as SB3 recognises them) are refused: flattened pixels into an MLP are not
-what a CNN would read. Boxes of any other rank or dtype are flattened.
+Image entries (3-D uint8 Boxes, as SB3 recognises them) travel flattened too, as float32 pixel values, and the
+flat space remembers where they lie (:class:`FlattenedBox`): the networks' encoder
+(``lucidrl.networks.StructuredEncoder``) cuts each image back out of the row and reads it with its own Nature CNN,
+as SB3's ``CombinedExtractor`` does. Boxes of any other rank or dtype are plain features.
 """
 
 from __future__ import annotations
@@ -46,16 +48,40 @@ def _leaves(space: gym.Space):
         yield space
 
 
-def flat_space(space: gym.Space) -> S.Box:
-    """The Box that the flattened observations of a Dict/Tuple space lie in; an EnvError for parts that cannot
-    be flattened into an MLP's input (images, text, graphs, sequences)."""
+def is_image_entry(leaf: gym.Space) -> bool:
+    """A 3-D uint8 Box: pixels, channels first or last (what SB3's ``is_image_space`` calls an image)."""
+    return isinstance(leaf, S.Box) and len(leaf.shape) == 3 and leaf.dtype == np.uint8
+
+
+def entries(space: gym.Space) -> list[tuple[int, int, gym.Space]]:
+    """(start, stop, entry) for each entry of a Dict/Tuple space: the columns its flattened values take in a row
+    (Gymnasium's ``flatten`` layout: a Box or MultiBinary its elements, a Discrete its one-hot, a MultiDiscrete its
+    components' one-hots), in the space's order."""
+    out, start = [], 0
     for leaf in _leaves(space):
-        if isinstance(leaf, S.Box) and len(leaf.shape) == 3 and leaf.dtype == np.uint8:  # pixels (as SB3 tells)
-            raise EnvError(
-                f"the observation space {space!r} has an image entry {leaf!r}: lucidrl reads Dict/Tuple observations "
-                "by flattening every entry into one vector for an MLP, and an image needs a CNN. Give the image alone "
-                "as the observation (a 3-D Box), or turn it into features with a gymnasium.ObservationWrapper"
-            )
+        stop = start + int(S.flatdim(leaf))
+        out.append((start, stop, leaf))
+        start = stop
+    return out
+
+
+class FlattenedBox(S.Box):
+    """The flat Box of a Dict/Tuple observation space, which also remembers that space (``structure``): the
+    networks read from it where image entries lie in a row. Equal to the plain Box of the same bounds."""
+
+    def __init__(self, structure: gym.Space, low: np.ndarray, high: np.ndarray, dtype: Any):
+        super().__init__(low, high, dtype=dtype)
+        self.structure = structure
+
+    @property
+    def has_images(self) -> bool:
+        return any(is_image_entry(leaf) for leaf in _leaves(self.structure))
+
+
+def flat_space(space: gym.Space) -> FlattenedBox:
+    """The Box that the flattened observations of a Dict/Tuple space lie in; an EnvError for parts that have no
+    fixed-size vector form (text, graphs, sequences)."""
+    for leaf in _leaves(space):
         if not isinstance(leaf, (S.Box, S.Discrete, S.MultiDiscrete, S.MultiBinary)):
             raise EnvError(
                 f"the observation space {space!r} has an entry {leaf!r} that has no fixed-size vector form; encode it "
@@ -66,7 +92,7 @@ def flat_space(space: gym.Space) -> S.Box:
     # float32, as the networks read it (Gymnasium's flat dtype is the parts' common one: float64 beside an index)
     wide = any(isinstance(leaf, S.Box) and leaf.dtype == np.float64 for leaf in _leaves(space))
     dtype = np.float64 if wide else np.float32
-    return S.Box(flat.low.astype(dtype), flat.high.astype(dtype), dtype=dtype)
+    return FlattenedBox(space, flat.low.astype(dtype), flat.high.astype(dtype), dtype=dtype)
 
 
 def _flat_rows(space: gym.Space, obs: Any, n: int) -> np.ndarray:

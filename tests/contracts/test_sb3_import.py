@@ -261,3 +261,60 @@ def test_cli_import_sb3_writes_a_checkpoint_that_evaluates(tmp_path, sb3_zips, c
     assert (model.predict(obs, deterministic=True)[0] == sb3_zips["dqn"][0].predict(obs, deterministic=True)[0]).all()
     assert main(["eval", str(out), "--episodes", "1"]) == 0
     assert main(["import-sb3", str(tmp_path / "missing.zip"), str(tmp_path / "x")]) == 2
+
+
+class Camera(gym.Env):
+    """A Dict of two images (channels last, which SB3 transposes), a vector and an index."""
+
+    observation_space = gym.spaces.Dict(
+        {
+            "cam": gym.spaces.Box(0, 255, (36, 36, 3), np.uint8),
+            "depth": gym.spaces.Box(0, 255, (36, 40, 1), np.uint8),
+            "mode": gym.spaces.Discrete(3),
+            "pos": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        }
+    )
+
+    def __init__(self, action_space=None):
+        self.action_space = action_space or gym.spaces.Discrete(3)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("algo", ["ppo", "trpo", "dqn"])
+def test_multiinputpolicy_models_with_images_map_entry_for_entry(algo, tmp_path):
+    """SB3's CombinedExtractor (a NatureCNN of 256 features per image key, the other entries flattened, in key
+    order) is lucidrl's StructuredEncoder: the converted model acts and values as the SB3 one. SB3 prints a Dict
+    space only as text, so the import takes it from env= and asks for it without."""
+    cls = {"ppo": sb3.PPO, "trpo": sb3_contrib.TRPO, "dqn": sb3.DQN}[algo]
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if algo == "trpo" else None
+    kwargs = dict(buffer_size=10) if algo == "dqn" else {}
+    sb3_model = cls("MultiInputPolicy", Camera(action_space), seed=0, **kwargs)
+    sb3_model.save(tmp_path / "dict.zip")
+    with pytest.raises(CheckpointError, match="Dict.*pass env="):
+        lucidrl.from_sb3(tmp_path / "dict.zip", verbose=0)
+    model = lucidrl.from_sb3(tmp_path / "dict.zip", env=Camera(action_space), verbose=0)
+    assert model.structured_observation_space == Camera.observation_space
+    space = Camera.observation_space
+    space.seed(0)
+    samples = [space.sample() for _ in range(12)]
+    batch = {key: np.stack([np.asarray(s[key]) for s in samples]) for key in space.spaces}
+    # SB3 moved the images' channels first (VecTransposeImage); lucidrl takes the env's own layout
+    theirs = dict(batch, cam=batch["cam"].transpose(0, 3, 1, 2), depth=batch["depth"].transpose(0, 3, 1, 2))
+    np.testing.assert_allclose(
+        model.predict(batch, deterministic=True)[0], sb3_model.predict(theirs, deterministic=True)[0], atol=1e-5
+    )
+    rows = torch.as_tensor(lucidrl.envs.structured.flatten_observation(space, batch))
+    obs_t = {k: torch.as_tensor(v) for k, v in theirs.items()}
+    with torch.no_grad():
+        if algo == "dqn":
+            torch.testing.assert_close(model.q_net(rows), sb3_model.q_net(obs_t), rtol=0, atol=1e-5)
+        else:
+            torch.testing.assert_close(
+                model.agent.value(rows), sb3_model.policy.predict_values(obs_t).squeeze(-1), rtol=0, atol=1e-5
+            )

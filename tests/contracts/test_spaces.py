@@ -238,7 +238,7 @@ def test_the_rewarded_action_of_a_contextual_bandit_is_learned(algo, budget, kw)
 BOX = S.Box(-1.0, 1.0, (3,), np.float32)
 NEURAL = [algo for algo in ALGOS if algo != "QLearning"]
 BAD_OBS = [
-    S.Dict({"a": BOX, "frame": S.Box(0, 255, (3, 8, 8), np.uint8)}),  # the neural ones flatten Dicts, not images
+    S.Dict({"a": BOX, "frame": S.Box(0, 255, (3, 8, 8), np.uint8)}),  # an image entry smaller than the CNN takes
     S.Tuple([BOX, S.Text(5)]),
     S.Text(5),
     S.Graph(BOX, None),
