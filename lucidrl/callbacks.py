@@ -520,12 +520,13 @@ class Hooks:
         self._calls += 1
         dones = tr.terminated | tr.truncated
         infos: list[dict[str, Any]] = [{} for _ in range(n)]
-        if tr.episode_returns:
-            for i, r, length in zip(np.flatnonzero(dones).tolist(), tr.episode_returns, tr.episode_lengths):
-                infos[i]["episode"] = {"r": r, "l": length}
+        if dones.any():
+            for i in np.flatnonzero(dones).tolist():
                 infos[i]["TimeLimit.truncated"] = bool(tr.truncated[i] and not tr.terminated[i])
                 # SAME_STEP envs give the final observation apart; a NEXT_STEP env returns it as the observation
                 infos[i]["terminal_observation"] = tr.final_obs[i] if i in tr.final_obs else tr.obs[i]
+            for i, r, length in zip(tr.episode_rows, tr.episode_returns, tr.episode_lengths):  # (not lost lives)
+                infos[i]["episode"] = {"r": r, "l": length}
         root.update_locals(
             {
                 "self": model,

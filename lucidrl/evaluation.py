@@ -97,8 +97,7 @@ def _vector_episodes(model, env: gym.vector.VectorEnv, n: int, deterministic: bo
     while (counts < targets).any():
         actions, _ = model.predict(offsets.obs_out(stepper.obs), deterministic=deterministic)
         tr = stepper.step(offsets.action_in(np.asarray(actions)))
-        ended = np.flatnonzero(tr.terminated | tr.truncated)  # the rows of tr.episode_returns, in order
-        for i, ret, length in zip(ended, tr.episode_returns, tr.episode_lengths):
+        for i, ret, length in zip(tr.episode_rows, tr.episode_returns, tr.episode_lengths):
             if counts[i] < targets[i]:
                 rewards.append(float(ret))
                 lengths.append(int(length))

@@ -22,6 +22,9 @@ The on-policy collector (PPO, A2C, TRPO, VPG), DQN's collector and tabular Q-lea
 ``VectorStepper.step``. Episode statistics (return, length) are counted there on the raw rewards;
 an env that records its episodes with ``RecordEpisodeStatistics`` (lucidrl's Atari envs, which clip
 the training rewards after it) reports its recorded raw score instead (``lucidrl.envs.episode_scores``).
+A step that ends the *training* episode while the game plays on (a lost Atari life under
+``terminal_on_life_loss=True``, ``info["life_lost"]``) is ``terminated`` for the algorithms but ends no
+episode in the statistics: the game's score is counted when the game ends.
 
 ``VectorStepper`` is also the env boundary of Discrete spaces that do not start at 0
 (``Discrete(3, start=1)``; ``lucidrl.envs.DiscreteOffsets``): the collectors and networks work with
@@ -55,7 +58,14 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from lucidrl.envs import DiscreteOffsets, autoreset_mode, env_api_error, episode_scores, reset_vector_env
+from lucidrl.envs import (
+    DiscreteOffsets,
+    autoreset_mode,
+    env_api_error,
+    episode_scores,
+    game_goes_on,
+    reset_vector_env,
+)
 from lucidrl.envs.normalize import ObsNormalizer, RewardScaler
 from lucidrl.errors import EnvError
 from lucidrl.networks import ActorCritic
@@ -77,6 +87,7 @@ class Transitions:
     final_obs: Mapping[int, np.ndarray]  # SAME_STEP: the true s_{t+1} of the copies whose episode ended
     episode_returns: list[float] | tuple  # of the episodes that ended on this step
     episode_lengths: list[int] | tuple
+    episode_rows: list[int] | tuple  # their copies (a lost Atari life is terminated but ends no episode)
 
     def next_obs(self) -> np.ndarray:
         """The true s_{t+1} of every row (the final observation where an episode ended)."""
@@ -127,13 +138,16 @@ class VectorStepper:
         self.episode_length += valid  # ... and no step
         returns: list[float] | tuple = _NONE
         lengths: list[int] | tuple = _NONE
+        rows: list[int] | tuple = _NONE
         final: Mapping[int, np.ndarray] = _NO_FINALS
         if done.any():
             idx = np.flatnonzero(done)
-            returns = episode_scores(info, idx, self.episode_return)  # the raw score where it is recorded
-            lengths = self.episode_length[idx].tolist()
-            self.episode_return[idx] = 0.0
-            self.episode_length[idx] = 0
+            ended = idx[~game_goes_on(info, idx)]  # not the lost lives of a game that plays on
+            returns = episode_scores(info, ended, self.episode_return)  # the raw score where it is recorded
+            lengths = self.episode_length[ended].tolist()
+            rows = ended.tolist()
+            self.episode_return[ended] = 0.0
+            self.episode_length[ended] = 0
             if not self.next_step:
                 final = {int(i): offsets.obs_in(info["final_obs"][i]) for i in idx}
                 if self._float_obs:
@@ -142,7 +156,7 @@ class VectorStepper:
         if self.next_step:
             self.prev_done = done
         self.obs = obs
-        tr = Transitions(obs, reward, terminated, truncated, valid, final, returns, lengths)
+        tr = Transitions(obs, reward, terminated, truncated, valid, final, returns, lengths, rows)
         if self.on_step is not None:
             self.on_step(actions, tr, info)
         return tr

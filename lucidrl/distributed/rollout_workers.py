@@ -200,9 +200,9 @@ class RolloutWorker:
                 obs = obs_norm.update_and_normalize(tr.obs)
             out["rewards"][t], out["terminated"][t], out["truncated"][t] = tr.reward, tr.terminated, tr.truncated
             if tr.episode_returns:
-                done = np.flatnonzero(tr.terminated | tr.truncated)
                 out["episodes"] += [
-                    (t, lo + int(i), ret, n) for i, ret, n in zip(done, tr.episode_returns, tr.episode_lengths)
+                    (t, lo + int(i), ret, n)
+                    for i, ret, n in zip(tr.episode_rows, tr.episode_returns, tr.episode_lengths)
                 ]
             for i, final_obs in tr.final_obs.items():
                 if tr.truncated[i]:  # V(final observation) is computed by the driver, on every env's of step t

@@ -342,6 +342,17 @@ def episode_scores(info: dict, idx: np.ndarray, counted: np.ndarray) -> list[flo
     return counted[idx].tolist()
 
 
+def game_goes_on(info: dict, idx: np.ndarray) -> np.ndarray:
+    """For the copies ``idx`` whose step ended: True where only a life was lost and the game plays on
+    (``info["life_lost"]``, set by ``lucidrl.envs.atari.EpisodicLife``): terminated for learning, no episode end
+    for the statistics."""
+    src = info.get("final_info", info) if isinstance(info, dict) else {}
+    lost, mask = src.get("life_lost"), src.get("_life_lost")
+    if lost is None or mask is None:
+        return np.zeros(len(idx), dtype=bool)
+    return np.asarray(mask, dtype=bool)[idx] & np.asarray(lost, dtype=bool)[idx]
+
+
 # --------------------------------------------------------------------------- spaces <-> JSON
 def space_to_json(space: gym.Space) -> dict[str, Any]:
     """A JSON description of a Discrete, MultiDiscrete (with their start), MultiBinary or Box space (stored in

@@ -11,14 +11,17 @@ learning", Nature 518, Methods: "Preprocessing" and "Training details"; Machado 
    start in different states; the agent acts every ``frame_skip`` (4) frames and the action is
    repeated in between; the observation is the pixel-wise max of the last two frames (some
    games draw sprites only on every other frame); grey, resized to 84x84, uint8;
-   ``terminal_on_life_loss=False``: an episode is a whole game (``True`` is refused: Gymnasium's
-   wrapper then restarts the whole game at each lost life, see ``make_atari_env``);
-3. ``FrameStackObservation``: the last ``frame_stack`` (4) frames, shape (4, 84, 84): one frame
-   holds no velocity, a stack does;
-4. ``RecordEpisodeStatistics``: the *raw* game score and length of each finished episode in
+   Gymnasium's own ``terminal_on_life_loss`` stays False (it would restart the whole game at each lost
+   life, see ``make_atari_env``);
+3. ``RecordEpisodeStatistics``: the *raw* game score and length of each finished game in
    ``info["episode"]`` — lucidrl's collectors report this score (see
    ``lucidrl.envs.episode_scores``), not the sum of the clipped rewards below;
-5. with ``clip_reward=True`` (training only): ``TransformReward(np.sign)``, rewards clipped to
+4. with ``terminal_on_life_loss=True`` (off by default): :class:`EpisodicLife`, a lost life ends the
+   training episode (``terminated``) while the game plays on, as in the DQN paper and SB3's
+   ``AtariWrapper``;
+5. ``FrameStackObservation``: the last ``frame_stack`` (4) frames, shape (4, 84, 84): one frame
+   holds no velocity, a stack does;
+6. with ``clip_reward=True`` (training only): ``TransformReward(np.sign)``, rewards clipped to
    {-1, 0, +1} as in the paper, so that one learning rate suits games whose scores differ by
    orders of magnitude. Evaluation (``lucidrl.evaluate``, ``lucidrl eval``) builds the env with
    ``clip_reward=False`` and reports the game score.
@@ -71,6 +74,50 @@ def is_atari_spec(spec: gym.envs.registration.EnvSpec) -> bool:
     return str(entry).startswith("ale_py")
 
 
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the training episode; the game plays on.
+
+    The DQN paper trains with "a life loss as terminal" (Mnih et al. 2015, Methods, "Training details"), and
+    SB3's ``AtariWrapper`` (``EpisodicLifeEnv``) and CleanRL do too: the step that loses a life returns
+    ``terminated=True``, so the value targets learn that losing a life ends the return (γ^k V(s) is not
+    bootstrapped past it), which speeds learning in games with several lives. The game is not restarted:
+    the next ``reset()`` is one no-op step from where the life was lost, and only a real game over
+    (or a truncation) resets the emulator. The losing step's info has ``life_lost=True``: lucidrl's
+    collectors then count no episode end (``lucidrl.envs.game_goes_on``), and the score logged is the
+    whole game's, recorded below this wrapper. Machado et al. 2018 advise against it for comparing
+    results (it gives the agent the number of lives, which not every game shows), so it is off by default.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def _ale_lives(self) -> int:
+        return int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = bool(terminated or truncated)
+        lives = self._ale_lives()
+        if 0 < lives < self.lives and not self.game_over:
+            terminated = True
+            info = {**info, "life_lost": True}
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if self.game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:  # a life was lost: the game goes on from there, after one no-op
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # (the game ended on that no-op)
+                obs, info = self.env.reset(options=options)
+        self.game_over = False
+        self.lives = self._ale_lives()
+        return obs, info
+
+
 def make_atari_env(
     env_id: str,
     *,
@@ -85,18 +132,11 @@ def make_atari_env(
     """One preprocessed Atari env (see the module docstring); ``kwargs`` go to ``gymnasium.make``.
 
     ``clip_reward``: True for training (rewards in {-1, 0, 1}), False for evaluation (the game
-    score). The raw score is in ``info["episode"]["r"]`` at the end of each episode either way.
-    ``terminal_on_life_loss`` must stay False: with True, Gymnasium's ``AtariPreprocessing`` ends the
-    episode at each lost life and the next reset restarts the whole game, so the agent would only
-    ever play its first life (unlike SB3's ``EpisodicLifeEnv``, which plays on).
+    score). The raw score of the whole game is in ``info["episode"]["r"]`` when it ends, either way.
+    ``terminal_on_life_loss=True``: :class:`EpisodicLife` (a lost life is ``terminated``, the game plays
+    on; SB3's ``AtariWrapper`` default). Gymnasium's ``AtariPreprocessing`` has a flag of the same name that
+    restarts the whole game at each lost life; lucidrl never sets that one.
     """
-    if terminal_on_life_loss:
-        raise EnvError(
-            f"{env_id}: terminal_on_life_loss=True is not supported: Gymnasium's AtariPreprocessing then ends the "
-            "episode at every lost life and the reset restarts the whole game, so the agent never plays its later "
-            "lives and the recorded score is that of one life (SB3's EpisodicLifeEnv plays on instead). lucidrl "
-            "trains on whole games (Machado et al. 2018): leave terminal_on_life_loss=False"
-        )
     if kwargs.get("frameskip", 1) != 1:
         raise EnvError(
             f"{env_id}: frameskip={kwargs['frameskip']!r} is the ALE's own frame skip, which lucidrl keeps at 1 "
@@ -111,7 +151,7 @@ def make_atari_env(
             noop_max=noop_max,
             frame_skip=frame_skip,
             screen_size=screen_size,
-            terminal_on_life_loss=terminal_on_life_loss,
+            terminal_on_life_loss=False,  # (it would restart the game at each lost life: EpisodicLife below)
             grayscale_obs=True,
             scale_obs=False,
         )
@@ -119,9 +159,11 @@ def make_atari_env(
         raise MissingDependencyError(
             f"{env_id} needs a package that is not installed ({e}). Fix: {ATARI_EXTRA_FIX}"
         ) from None
+    env = gym.wrappers.RecordEpisodeStatistics(env)  # before the clipping and the lost lives: whole games' scores
+    if terminal_on_life_loss:
+        env = EpisodicLife(env)
     if frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
-    env = gym.wrappers.RecordEpisodeStatistics(env)  # before the clipping: records the raw score
     if clip_reward:
         env = gym.wrappers.TransformReward(env, sign_reward)
     return env

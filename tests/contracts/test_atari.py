@@ -33,8 +33,8 @@ def test_atari_ids_get_the_dqn_preprocessing():
     # outermost first: clipping after the statistics, so the statistics see the raw score
     assert _wrappers(env)[:4] == [
         "TransformReward",
-        "RecordEpisodeStatistics",
         "FrameStackObservation",
+        "RecordEpisodeStatistics",
         "AtariPreprocessing",
     ]
     pre = env.env.env.env
@@ -72,9 +72,9 @@ def test_training_rewards_are_clipped_and_the_recorded_score_is_raw():
 def test_evaluation_reports_the_raw_game_score():
     model = lucidrl.PPO("ALE/SpaceInvaders-v5", n_envs=1, n_steps=8, batch_size=8, seed=0, verbose=0)
     env = make_env("ALE/SpaceInvaders-v5")
-    assert isinstance(env, gym.wrappers.RecordEpisodeStatistics)  # outermost: no clipping after it
+    assert "TransformReward" not in _wrappers(env)
     mean, _ = lucidrl.evaluate(model, env, n_episodes=1, deterministic=False, seed=0)
-    assert mean == env.return_queue[-1]  # the game score the recorder saw
+    assert mean == _recorder(env).return_queue[-1]  # the game score the recorder saw
     assert mean > 1 and mean % 5 == 0  # points of Space Invaders, not a count of clipped rewards
 
 
@@ -101,14 +101,57 @@ def test_ppo_a2c_and_dqn_train_on_pong_for_a_few_hundred_steps(tmp_path):
     assert dqn.replay.obs.dtype == torch.uint8 and dqn.replay.obs.shape[1:] == (4, 84, 84)
 
 
-def test_terminal_on_life_loss_is_refused_with_the_reason():
-    """Gymnasium's terminal_on_life_loss restarts the whole game at each lost life (Breakout: 5 lives -> the agent
-    would only ever play the first); it is refused instead of silently training on one-life games."""
-    from lucidrl.errors import EnvError
+def test_a_lost_life_ends_the_training_episode_and_the_game_plays_on():
+    """terminal_on_life_loss=True (lucidrl's EpisodicLife, not Gymnasium's flag, which restarts the whole game):
+    Breakout's 5 lives give 4 steps with terminated=True and life_lost=True after which reset() continues the
+    same game (the lives stay as they were), then the real game over, whose recorded score is the whole game's."""
+    env = make_atari_env("ALE/Breakout-v5", terminal_on_life_loss=True, clip_reward=False)
+    assert _wrappers(env)[:2] == ["FrameStackObservation", "EpisodicLife"]
+    assert env.env.env.env.terminal_on_life_loss is False  # Gymnasium's flag is never set
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    lost, game_score = [], 0.0
+    while True:
+        _, reward, terminated, truncated, info = env.step(int(rng.integers(4)))
+        game_score += reward
+        if terminated and info.get("life_lost"):
+            lives = env.unwrapped.ale.lives()
+            lost.append(lives)
+            env.reset()
+            assert env.unwrapped.ale.lives() == lives  # the same game, not a new one
+        elif terminated or truncated:
+            break
+    assert lost == [4, 3, 2, 1] and "life_lost" not in info
+    assert info["episode"]["r"] == game_score  # (the no-op after a lost life scores nothing in Breakout)
 
-    for build in (make_atari_env, lambda env_id, **kw: make_vec_env(env_id, 1, seed=0, **kw)):
-        with pytest.raises(EnvError, match="terminal_on_life_loss=True.*restarts the whole game.*=False"):
-            build("ALE/Breakout-v5", terminal_on_life_loss=True)
+
+def test_training_statistics_count_whole_games_when_lives_end_training_episodes():
+    """The collectors see terminated=True at every lost life (no bootstrap past it) but log one episode per game,
+    with the recorded raw score; the game's length counts the agent's steps over all its lives."""
+    from lucidrl.rollout import VectorStepper
+
+    venv = make_vec_env("ALE/Breakout-v5", 2, seed=0, terminal_on_life_loss=True)
+    stepper = VectorStepper(venv, seed=0)
+    rng = np.random.default_rng(1)
+    terminations, games = 0, []
+    steps = np.zeros(2, dtype=int)
+    while len(games) < 3:
+        tr = stepper.step(rng.integers(4, size=2))
+        steps += 1
+        terminations += int(tr.terminated.sum())
+        for i, ret, length in zip(tr.episode_rows, tr.episode_returns, tr.episode_lengths):
+            games.append((ret, length, steps[i]))
+            assert ret == _recorder(venv.envs[i]).return_queue[-1]
+            steps[i] = 0
+    assert terminations >= 5 * len(games) - 2  # every lost life of every game (the last ones may be unfinished)
+    assert all(length == n for _, length, n in games)
+    venv.close()
+
+
+def _recorder(env: gym.Env) -> gym.wrappers.RecordEpisodeStatistics:
+    while not isinstance(env, gym.wrappers.RecordEpisodeStatistics):
+        env = env.env
+    return env
 
 
 def test_the_ales_own_frameskip_is_refused_with_the_wrappers_name():
