@@ -42,6 +42,7 @@ from lucidrl.checkpoint import (
 from lucidrl.config import config_from_dict, config_to_dict, resolve_config
 from lucidrl.envs import (
     DiscreteOffsets,
+    EnvId,
     EnvLike,
     SavedEnvId,
     Vectorization,
@@ -52,7 +53,7 @@ from lucidrl.envs import (
     space_to_json,
 )
 from lucidrl.envs.normalize import make_normalizers
-from lucidrl.envs.structured import flat_space, flatten_observation
+from lucidrl.envs.structured import flat_space, flatten_observation, same_layout
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
@@ -134,6 +135,7 @@ class Algorithm:
         vectorization: Vectorization = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         tensorboard_log: str | os.PathLike | None = None,
+        env_kwargs: dict[str, Any] | None = None,
         _spaces: tuple[gym.Space, gym.Space] | tuple[gym.Space, gym.Space, gym.Space | None] | None = None,
         **hyperparams: Any,
     ):
@@ -154,6 +156,10 @@ class Algorithm:
                 share_features_extractor), mapped onto the config's fields.
             tensorboard_log: SB3's: each ``learn`` writes its run directory (metrics.csv, TensorBoard events,
                 the final model) to ``tensorboard_log/{tb_log_name}_{i}``, as SB3 names its runs.
+            env_kwargs: the env's constructor arguments, with an env id (``gymnasium.make(id, **env_kwargs)``,
+                e.g. ``{"is_slippery": False}``; ``max_episode_steps`` too). They are saved with the model and
+                used wherever it builds the env again (evaluation, a loaded model, rollout workers); an env
+                instance made with such arguments has them read from its spec (``lucidrl.envs.EnvId``).
             **hyperparams: fields of the algorithm's config dataclass, applied on top of the preset.
         """
         _check_model_options(run_dir, verbose, tensorboard)
@@ -171,6 +177,15 @@ class Algorithm:
         if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
             raise ConfigError(f"tensorboard_log must be a directory path or None, got {tensorboard_log!r}")
         self.tensorboard_log = tensorboard_log
+        if env_kwargs is not None:
+            if not isinstance(env, str):
+                raise ConfigError(
+                    "env_kwargs are the constructor arguments of an env id (gymnasium.make(id, **env_kwargs)); "
+                    f"the env given is {type(env).__name__}: build it with those arguments yourself, or pass its id"
+                )
+            if not isinstance(env_kwargs, dict) or not all(isinstance(k, str) for k in env_kwargs):
+                raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+            env = EnvId(env, {**getattr(env, "kwargs", {}), **env_kwargs})
         self.env_id = env_id_of(env) if env is not None else None
         preset_notes: list[str] = []  # what the preset does not honour, settings adapted to the user's (logged)
         self.config, self.preset_name, self.preset_source = resolve_config(
@@ -282,10 +297,13 @@ class Algorithm:
                 f"({self.observation_space}, {self.action_space}); use an env of the same kind"
             )
         structured = getattr(venv, "structured_space", None)
-        if self.structured_observation_space is not None and structured != self.structured_observation_space:
+        if self.structured_observation_space is not None and (
+            structured is None or not same_layout(structured, self.structured_observation_space)
+        ):
             raise EnvError(
                 f"the env's observations ({structured or obs_space}) differ from the model's "
-                f"({self.structured_observation_space}); use an env of the same kind"
+                f"({self.structured_observation_space}), or list their entries in another order; use an env of "
+                "the same kind"
             )
         self.observation_space, self.action_space = obs_space, act_space
         self.structured_observation_space = structured
@@ -908,10 +926,16 @@ class Algorithm:
             t, meta = optimizer_to_flat(f"optim/{name}", opt)
             tensors.update(t)
             optim_meta[name] = {**meta, "parameters": self._parameter_names(opt)}
+        env_kwargs, unsaved = self.env_id.json_kwargs() if isinstance(self.env_id, EnvId) else ({}, [])
+        if unsaved:
+            self.notes.append(
+                f"save: the env's arguments {', '.join(unsaved)} are not JSON and not saved; pass env= when loading"
+            )
         config = {
             "algo": self.name,
             "lucidrl_version": __version__,
-            "env_id": self.env_id,
+            "env_id": None if self.env_id is None else str(self.env_id),
+            "env_kwargs": env_kwargs,
             "observation_space": space_to_json(self.observation_space),
             "action_space": space_to_json(self.action_space),
             "config": config_to_dict(self.config),
@@ -1009,8 +1033,9 @@ class Algorithm:
         # a bad override: the caller's ConfigError
         model = klass(env, preset=False, _spaces=(*spaces, structured), **kwargs, **hyper)
         if env is None:  # built from when needed; never a module the file names (envs.SavedEnvId)
-            saved_id = config.get("env_id")
-            model.env_id = SavedEnvId(saved_id) if isinstance(saved_id, str) else None
+            saved_id, saved_kwargs = config.get("env_id"), config.get("env_kwargs")
+            saved_kwargs = saved_kwargs if isinstance(saved_kwargs, dict) else {}
+            model.env_id = SavedEnvId(saved_id, saved_kwargs) if isinstance(saved_id, str) else None
         try:
             for name, module in model._checkpoint_modules().items():
                 sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}

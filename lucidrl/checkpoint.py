@@ -413,6 +413,9 @@ def validate_documents(d: Path, config: dict[str, Any], state: dict[str, Any]) -
             raise CheckpointError(f"corrupt checkpoint: {cfile} has no {key!r} entry")
         if not ok(config[key]):
             raise _field_error(cfile, key, expected, config[key])
+    kwargs = config.get("env_kwargs")  # (optional: checkpoints before it have none)
+    if kwargs is not None and not (isinstance(kwargs, dict) and all(k.isidentifier() for k in kwargs)):
+        raise _field_error(cfile, "env_kwargs", "an object of the env's keyword arguments", kwargs)
     for key in ("num_timesteps", "n_updates"):
         if key in state and not _is_count(state[key]):
             raise _field_error(sfile, key, "a non-negative integer", state[key])

@@ -346,15 +346,31 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path | None, Path]:
 
 # --------------------------------------------------------------------------- train
 def _saved_env_id(checkpoint: Path) -> str | None:
-    """The env id in a checkpoint's config.json (a directory or a .zip); None when it has none or cannot be
-    read (loading the checkpoint then reports what is wrong)."""
+    """The env id in a checkpoint's config.json (a directory or a .zip), with its saved constructor arguments
+    (an ``EnvId``); None when it has none or cannot be read (loading the checkpoint then reports what is wrong)."""
     from lucidrl.checkpoint import read_config
+    from lucidrl.envs import EnvId
 
     try:
-        env_id = read_config(checkpoint).get("env_id")
+        config = read_config(checkpoint)
     except LucidRLError:
         return None
-    return env_id if isinstance(env_id, str) else None
+    env_id, kwargs = config.get("env_id"), config.get("env_kwargs")
+    return EnvId(env_id, kwargs if isinstance(kwargs, dict) else {}) if isinstance(env_id, str) else None
+
+
+def _env_kwarg(text: str) -> tuple[str, Any]:
+    """``KEY:VALUE`` -> (KEY, VALUE), VALUE read as a Python literal (1, 0.5, True, None, [64, 64], 'x') or else
+    kept as text (as rl-baselines3-zoo's --env-kwargs)."""
+    import ast
+
+    key, sep, value = text.partition(":")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY:VALUE (e.g. is_slippery:False)")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def _new_run_dir(name: str) -> Path:
@@ -462,6 +478,7 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         if args.vectorization is not None:
             settings["vectorization"] = args.vectorization
         refused = ["--" + k.replace("_", "-") for k in overrides] + (["--preset"] if args.preset is not None else [])
+        refused += ["--env-kwargs"] if args.env_kwargs else []
         if refused:
             raise ConfigError("--resume continues a run with its saved hyperparameters; drop " + ", ".join(refused))
         timesteps = args.timesteps
@@ -484,6 +501,10 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
                 "for the resumed run's log, plot and model/"
             )
         check_run_dir(run_dir)
+        if args.env is not None and saved_env is not None:  # (the same id: with the arguments it was saved with)
+            from lucidrl.envs import EnvId
+
+            args.env = EnvId(args.env, getattr(saved_env, "kwargs", {}))
         model = cls.load(checkpoint, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
         print(f"resuming {args.algo} from {checkpoint} (step {model.num_timesteps})")
         reset = False
@@ -494,7 +515,12 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
             check_run_dir(args.run_dir, new=True)
         preset: bool | str = True if args.preset is None else (False if args.preset.lower() == "none" else args.preset)
         model = cls(
-            args.env, preset=preset, verbose=args.verbose, vectorization=args.vectorization or "auto", **overrides
+            args.env,
+            preset=preset,
+            verbose=args.verbose,
+            vectorization=args.vectorization or "auto",
+            env_kwargs=dict(args.env_kwargs) if args.env_kwargs else None,
+            **overrides,
         )
         if args.run_dir:
             model.run_dir = Path(args.run_dir)
@@ -657,7 +683,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return_episode_returns=True,
     )
     print(
-        f"{model.name} from {args.run_dir} on {env}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} "
+        f"{model.name} from {args.run_dir} on {env!r}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} "
         f"{'stochastic' if args.stochastic else 'deterministic'} episodes"
     )
     if args.video:
@@ -827,6 +853,15 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
             description=f"Train {name.upper()}. Flags below the options override the preset.",
         )
         p.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
+        p.add_argument(
+            "--env-kwargs",
+            nargs="+",
+            type=_env_kwarg,
+            default=None,
+            metavar="KEY:VALUE",
+            help="the env's constructor arguments, gymnasium.make(ENV, KEY=VALUE), e.g. is_slippery:False or "
+            "max_episode_steps:1000 (values read as Python literals, else as text); saved with the model",
+        )
         p.add_argument(
             "--timesteps", type=int, default=None, help="env steps to train (default: the preset's budget, else 100000)"
         )

@@ -200,16 +200,17 @@ class StructuredEncoder(nn.Module):
         for start, stop, leaf in entries(structure):
             if is_image_entry(leaf):
                 assert isinstance(leaf, gym.spaces.Box)
-                try:
-                    self.cnns.append(NatureCNN(leaf, cnn_features, ortho=ortho, algo=algo))
-                except EnvError as e:  # too small: say which space it is an entry of, and how to fix an entry
+                shape = tuple(int(n) for n in leaf.shape)
+                h, w = shape[:2] if image_channels_last(shape) else shape[1:]
+                if h < 36 or w < 36:  # said here, with the fix for an entry (NatureCNN's own names whole frames)
                     raise EnvError(
-                        f"{algo}: the observation space {structure!r} has an image entry {leaf!r} that the "
-                        f"Nature-DQN CNN cannot read ({str(e).split('; ')[0].removeprefix(algo + ': ')}). Resize it "
-                        "with a gymnasium.ObservationWrapper, or give it another dtype than uint8 to have it read as "
-                        "plain features"
-                    ) from None
-                self.image_shapes.append(tuple(int(n) for n in leaf.shape))
+                        f"{algo}: the observation space {structure!r} has an image entry {leaf!r} of {h}x{w} pixels; "
+                        "the Nature-DQN CNN that reads it needs at least 36x36 (its three convolutions shrink 36 to "
+                        "1). Resize it with a gymnasium.ObservationWrapper, or give it another dtype than uint8 to "
+                        "have it read as plain features"
+                    )
+                self.cnns.append(NatureCNN(leaf, cnn_features, ortho=ortho, algo=algo))
+                self.image_shapes.append(shape)
                 self.pieces.append((start, stop, len(self.cnns) - 1))
             elif self.pieces and self.pieces[-1][2] < 0:  # next to other plain features: one slice
                 self.pieces[-1] = (self.pieces[-1][0], stop, -1)

@@ -81,7 +81,13 @@ class ReplayBuffer:
         self.obs_dtype = _torch_dtype(observation_space)
         self.action_shape = tuple(action_space.shape or ())
         self.action_dtype = _torch_dtype(action_space)
-        check_fits_in_memory(self.nbytes_for(buffer_size, observation_space, action_space), self.device, buffer_size)
+        why = (  # a Dict/Tuple with images (lucidrl.envs.structured): its rows hold the pixels as float32
+            " (the observations' image entries are kept as float32, 4 bytes a pixel, twice: obs and next_obs)"
+            if getattr(observation_space, "has_images", False)
+            else ""
+        )
+        nbytes = self.nbytes_for(buffer_size, observation_space, action_space)
+        check_fits_in_memory(nbytes, self.device, buffer_size, why)
         n, dev = buffer_size, self.device
         self.obs = torch.empty((n, *self.obs_shape), dtype=self.obs_dtype, device=dev)
         self.next_obs = torch.empty((n, *self.obs_shape), dtype=self.obs_dtype, device=dev)
@@ -192,8 +198,9 @@ class ReplayBuffer:
         return self.get(self.sample_indices(batch_size))
 
 
-def check_fits_in_memory(nbytes: int, device: torch.device, buffer_size: int) -> None:
-    """ConfigError when the buffer cannot fit in the free memory; a warning when it takes over half of it."""
+def check_fits_in_memory(nbytes: int, device: torch.device, buffer_size: int, why: str = "") -> None:
+    """ConfigError when the buffer cannot fit in the free memory; a warning when it takes over half of it.
+    ``why``: what makes a transition large, said after the size."""
     free = available_memory_bytes(device)
     if free is None:
         return
@@ -201,12 +208,12 @@ def check_fits_in_memory(nbytes: int, device: torch.device, buffer_size: int) ->
     where = "GPU memory" if device.type == "cuda" else "RAM"
     if nbytes > free:
         raise ConfigError(
-            f"the replay buffer (buffer_size={buffer_size}) needs {nbytes / gib:.2f} GiB but only "
+            f"the replay buffer (buffer_size={buffer_size}) needs {nbytes / gib:.2f} GiB{why} but only "
             f"{free / gib:.2f} GiB of {where} is available; lower buffer_size"
         )
     if nbytes > free / 2:
         warnings.warn(
-            f"the replay buffer (buffer_size={buffer_size}) will take {nbytes / gib:.2f} GiB, more than "
+            f"the replay buffer (buffer_size={buffer_size}) will take {nbytes / gib:.2f} GiB{why}, more than "
             f"half of the {free / gib:.2f} GiB of {where} available",
             ResourceWarning,
             stacklevel=3,

@@ -300,6 +300,23 @@ def _map_cnn(src: str, dst: str, state_dict: dict[str, torch.Tensor], out: dict[
     return True
 
 
+def _check_dict_keys(space: gym.Space, entry: Any) -> None:
+    """A ConfigError when the env's Dict does not have the keys, in the same order, of the Dict that SB3 printed
+    (``spaces``: "{'img': Box(...), 'mode': Discrete(3)}"): the entries are concatenated in key order, so an env
+    with other keys of the same sizes would feed the converted networks the wrong columns without an error."""
+    printed = entry.get("spaces") if isinstance(entry, dict) and "Dict" in str(entry.get(":type:")) else None
+    if not isinstance(printed, str):
+        return
+    keys = list(space.spaces) if isinstance(space, gym.spaces.Dict) else None
+    where = [-1] if keys is None else [printed.find(f"{key!r}: ") for key in keys]
+    if min(where, default=0) < 0 or where != sorted(where):
+        raise ConfigError(
+            f"the env's observations are {space if keys is None else f'a Dict of the keys {keys}'}, the SB3 model "
+            f"was trained on a Dict {printed}; give the env the model was trained on (the entries are read in key "
+            "order)"
+        )
+
+
 def _cnn_pairs(model: Algorithm) -> list[tuple[str, str]]:
     """(SB3 suffix, lucidrl suffix) of each CNN below a features extractor / encoder: ``("", "")`` for one image;
     for a Dict, ``(".extractors.key", ".cnns.k")`` for its k-th image entry (SB3's CombinedExtractor by key)."""
@@ -478,6 +495,7 @@ def from_sb3(
         spaces = (readable[0][0], readable[1][0])
         for _, notes in readable:
             report += notes
+    _check_dict_keys(spaces[0], data.get("observation_space"))
     if is_structured(spaces[0]):  # MultiInputPolicy: the model reads the flattened rows of the env's Dict
         spaces = (flat_space(spaces[0]), spaces[1], spaces[0])
 

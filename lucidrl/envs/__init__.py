@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
+import json
 import math
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -49,17 +51,80 @@ Vectorization = Literal["auto", "native", "sync", "async", "torch"]
 _EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale_py": "atari", "atari": "atari", "pygame": "box2d"}
 
 
+class EnvId(str):
+    """An env id with the constructor arguments its envs are made with: ``EnvId("FrozenLake-v1",
+    {"is_slippery": False})`` is ``gymnasium.make("FrozenLake-v1", is_slippery=False)`` wherever lucidrl builds
+    an env from the id (training copies, evaluation, rollout workers, a loaded model). It is the id string
+    itself (presets are looked up by it), and ``kwargs`` travel with it, also when pickled to Ray workers.
+
+    ``max_episode_steps`` is one of them where it differs from the registered time limit (``gymnasium.make``
+    takes it as a keyword). Atari's training-only ``clip_reward`` and ``terminal_on_life_loss`` are left out
+    of the envs ``make_env`` builds for evaluation, which play whole games for the game's score."""
+
+    kwargs: dict[str, Any]
+
+    def __new__(cls, env_id: str, kwargs: Mapping[str, Any] | None = None):
+        self = super().__new__(cls, env_id)
+        self.kwargs = dict(kwargs or {})
+        return self
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.kwargs))
+
+    def __repr__(self) -> str:
+        return f"EnvId({str(self)!r}, {self.kwargs!r})" if self.kwargs else repr(str(self))
+
+    def json_kwargs(self) -> tuple[dict[str, Any], list[str]]:
+        """The kwargs that JSON can store (a checkpoint's), and the names of those it cannot."""
+        stored, dropped = {}, []
+        for key, value in self.kwargs.items():
+            try:
+                json.dumps(value, allow_nan=False)
+                stored[key] = value
+            except (TypeError, ValueError):
+                dropped.append(key)
+        return stored, dropped
+
+
+class SavedEnvId(EnvId):
+    """An env id read from a model file (with its saved kwargs). Envs are built from it, but a ``module:EnvId``
+    prefix, which makes Gymnasium import that module, is refused: loading a model never runs code the file names."""
+
+
+_NOT_KWARGS = ("render_mode",)  # how an env is shown, not which env it is
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.all(a == b)) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else bool(a == b)
+    except Exception:  # values that cannot be compared count as changed
+        return False
+
+
 def env_id_of(env: EnvLike) -> str | None:
-    """The registered id of ``env`` if it has one (used to pick presets and to rebuild on load)."""
+    """The registered id of ``env`` if it has one (used to pick presets and to rebuild envs, also on load): an
+    :class:`EnvId` with the constructor arguments of ``env``'s spec that differ from the registered ones
+    (``gymnasium.make("FrozenLake-v1", is_slippery=False)`` -> ``EnvId("FrozenLake-v1", {"is_slippery": False})``)."""
     if isinstance(env, str):
         return env
     spec = getattr(env, "spec", None)
-    return getattr(spec, "id", None)
-
-
-class SavedEnvId(str):
-    """An env id read from a model file. Envs are built from it, but a ``module:EnvId`` prefix, which makes
-    Gymnasium import that module, is refused: loading a model never runs code the file names."""
+    env_id = getattr(spec, "id", None)
+    if spec is None or env_id is None:
+        return None
+    try:
+        registered = gym.spec(env_id)
+    except gym.error.Error:  # (an id no longer in the registry: nothing to compare with)
+        return env_id
+    changed = {
+        k: v
+        for k, v in (spec.kwargs or {}).items()
+        if k not in _NOT_KWARGS and not (k in registered.kwargs and _same(registered.kwargs[k], v))
+    }
+    if is_atari_spec(spec):
+        changed.pop("frameskip", None)  # lucidrl.envs.atari sets it to 1 itself (its wrapper skips frames)
+    if spec.max_episode_steps != registered.max_episode_steps and spec.max_episode_steps is not None:
+        changed["max_episode_steps"] = spec.max_episode_steps
+    return EnvId(env_id, changed) if changed else env_id
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -70,12 +135,17 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
             "lucidrl does not import code that a model file names. If you trust that module, pass the env "
             f"yourself: load(path, env={str(env_id)!r}), model.set_env(...), or --env on the command line"
         )
-    if ":" in env_id:  # "module:EnvId" imports the module that registers it
+    if ":" in env_id:  # "module:EnvId" imports the module that registers it (as gymnasium.make does; gym.spec not)
+        module, env_id = env_id.split(":", 1)
         try:
-            gym.spec(env_id)
-        except Exception:
-            pass
-        env_id = env_id.split(":", 1)[1]
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is None or not f"{module}.".startswith(f"{e.name}."):
+                raise  # the module is there, and something it imports is missing
+            raise EnvError(
+                f"the env id {module}:{env_id} names the module {module!r} to import, which is not found ({e}); "
+                "put it on the Python path (run from its folder, or set PYTHONPATH)"
+            ) from None
     if looks_like_atari_id(env_id):
         register_atari_envs()  # Gymnasium >= 1.0 registers ale-py's ids only when asked; names the extra if missing
     elif env_id not in gym.registry:
@@ -115,6 +185,11 @@ def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
         return out
     if isinstance(env, str):
         spec = check_env_id(env)
+        if isinstance(env, EnvId):  # the kwargs it was trained with; the caller's win
+            saved = dict(env.kwargs)
+            if is_atari_spec(spec):  # evaluation plays whole games for the game's score
+                saved = {k: v for k, v in saved.items() if k not in ("clip_reward", "terminal_on_life_loss")}
+            kwargs = {**saved, **kwargs}
         try:
             if is_atari_spec(spec):  # evaluation and play: the preprocessing, but the game's own rewards
                 return make_atari_env(env, **{"clip_reward": False, **kwargs})
@@ -155,6 +230,8 @@ def make_vec_env(
     MultiInputPolicy concatenates its entries); the env's own space is ``venv.structured_space``.
     """
     kwargs, wrapper = _sb3_keywords(kwargs)
+    if isinstance(env, EnvId):  # the constructor arguments that travel with the id; the caller's win
+        kwargs = {**env.kwargs, **kwargs}
     if vectorization not in ("auto", "native", "sync", "async", "torch"):
         raise EnvError(f"vectorization must be 'auto', 'native', 'sync', 'async' or 'torch', got {vectorization!r}")
     if n_envs < 1:
@@ -410,7 +487,8 @@ def space_from_json(d: dict[str, Any], max_size: int | None = None) -> gym.Space
         _check_space_size(int(bits.prod()), max_size)
         return gym.spaces.MultiBinary(int(bits) if bits.ndim == 0 else bits.tolist())
     if d.get("type") == "Dict":
-        return gym.spaces.Dict({str(k): space_from_json(sub, max_size) for k, sub in d["spaces"].items()})
+        # a list of pairs keeps the saved key order (a dict would be sorted), which is the order of the flat row
+        return gym.spaces.Dict([(str(k), space_from_json(sub, max_size)) for k, sub in d["spaces"].items()])
     if d.get("type") == "Tuple":
         return gym.spaces.Tuple([space_from_json(sub, max_size) for sub in d["spaces"]])
     if d.get("type") == "Box":

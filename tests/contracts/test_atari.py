@@ -168,3 +168,13 @@ def test_clip_reward_given_as_an_env_kwarg_is_the_users_choice():
     """Training clips rewards and evaluation does not, unless the env kwargs say otherwise (no TypeError)."""
     assert "TransformReward" not in _wrappers(make_vec_env("ALE/Pong-v5", 1, seed=0, clip_reward=False).envs[0])
     assert "TransformReward" in _wrappers(make_env("ALE/Pong-v5", clip_reward=True))
+
+
+def test_env_kwargs_ask_for_lost_lives_in_training_only():
+    """PPO("ALE/Breakout-v5", env_kwargs={"terminal_on_life_loss": True}) (or --env-kwargs terminal_on_life_loss:True):
+    the training copies end episodes at lost lives, the preset still applies, and evaluation plays whole games."""
+    model = lucidrl.PPO("ALE/Breakout-v5", env_kwargs={"terminal_on_life_loss": True}, n_envs=2, seed=0, verbose=0)
+    assert model.preset_name == "ALE/*"
+    assert "EpisodicLife" in _wrappers(model.env.envs[0])
+    evaluation_env = make_env(model.env_id)
+    assert "EpisodicLife" not in _wrappers(evaluation_env) and "TransformReward" not in _wrappers(evaluation_env)

@@ -318,3 +318,25 @@ def test_multiinputpolicy_models_with_images_map_entry_for_entry(algo, tmp_path)
             torch.testing.assert_close(
                 model.agent.value(rows), sb3_model.policy.predict_values(obs_t).squeeze(-1), rtol=0, atol=1e-5
             )
+
+
+def test_a_multiinputpolicy_model_refuses_an_env_whose_dict_has_other_keys(tmp_path):
+    """The entries are concatenated in key order: an env whose Dict renames an entry, with the same sizes, would
+    read its columns into the wrong weights without any shape error; SB3's JSON prints the keys, which are checked
+    (and a Tuple or a Box env is named instead of an AssertionError or a missing-weights error)."""
+    sb3.PPO("MultiInputPolicy", Camera(), seed=0, n_steps=16, batch_size=16).save(tmp_path / "dict.zip")
+
+    class Renamed(Camera):  # "mode" is now "zmode": the one-hot moves after "pos"
+        observation_space = gym.spaces.Dict(
+            {("zmode" if k == "mode" else k): v for k, v in Camera.observation_space.spaces.items()}
+        )
+
+    class Tupled(Camera):
+        observation_space = gym.spaces.Tuple(list(Camera.observation_space.spaces.values()))
+
+    class Boxed(Camera):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    for env in (Renamed(), Tupled(), Boxed()):
+        with pytest.raises(lucidrl.ConfigError, match="the SB3 model was trained on a Dict"):
+            lucidrl.from_sb3(tmp_path / "dict.zip", env=env, verbose=0)

@@ -374,3 +374,88 @@ def test_torch_threads_auto_counts_a_large_image_entry_as_a_large_image():
 
     assert auto_threads(model((84, 84, 3))) == torch.get_num_threads()  # Atari-sized: the convolutions use threads
     assert auto_threads(model((1, 36, 36))) == 1
+
+
+# --------------------------------------------------------------------------- key order, the CLI, memory
+class Ordered(Lamps):
+    """Lamps with two same-sized entries listed "z", "a" (a list of pairs keeps Gymnasium's Dict in that order;
+    a plain dict would sort it): the flat row holds z's values before a's."""
+
+    observation_space = S.Dict(
+        [
+            ("z", S.Box(-1.0, 1.0, (2,), np.float32)),
+            ("a", S.Box(-1.0, 1.0, (2,), np.float32)),
+            *Lamps.observation_space.spaces.items(),
+        ]
+    )
+
+    def _draw(self):
+        obs = super()._draw()
+        return {"z": np.full(2, 0.5, np.float32), "a": np.full(2, -0.5, np.float32), **obs}
+
+
+def test_a_dicts_key_order_is_its_row_layout_and_survives_save_and_load(tmp_path):
+    """The saved Dict keeps its key order (its JSON did, but it was read back into a sorted Dict: a reloaded model
+    read z's columns as a's, and its CNN's columns elsewhere); an env that lists the same entries in another order
+    is refused (Gymnasium's Dict equality ignores the order)."""
+    assert list(space_from_json(space_to_json(Ordered.observation_space)).spaces) == ["z", "a", "frame", "mode"]
+    m = lucidrl.PPO("MultiInputPolicy", Ordered, seed=0, verbose=0, preset=False, n_envs=1, n_steps=16, batch_size=16)
+    space = Ordered.observation_space
+    space.seed(0)
+    samples = [space.sample() for _ in range(8)]
+    m.save(tmp_path / "m")
+    loaded = lucidrl.load(tmp_path / "m")
+    assert list(loaded.structured_observation_space.spaces) == ["z", "a", "frame", "mode"]
+    assert loaded.agent.encoder.pieces == m.agent.encoder.pieces
+    np.testing.assert_array_equal(loaded.predict(samples)[0], m.predict(samples)[0])
+
+    class Swapped(Ordered):
+        observation_space = S.Dict([(k, Ordered.observation_space[k]) for k in ("a", "z", "frame", "mode")])
+
+    assert Swapped.observation_space == Ordered.observation_space  # to Gymnasium, the same space
+    with pytest.raises(EnvError, match="another order"):
+        lucidrl.load(tmp_path / "m", env=Swapped)
+
+
+def test_the_cli_trains_on_a_dict_image_env_a_module_registers(tmp_path, monkeypatch):
+    """--env module:EnvId imports the module that registers the env (gym.spec, which check_env_id called, does not
+    import it: the id was unknown), and the model reads the image entry with its CNN."""
+    from lucidrl.cli import main
+    from lucidrl.networks import StructuredEncoder
+
+    (tmp_path / "lamps_env_for_cli.py").write_text(
+        "import gymnasium\n"
+        "from tests.contracts.test_structured_obs import Lamps\n"
+        "gymnasium.register('LampsCli-v0', entry_point=Lamps)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tmp_path / "run"
+    args = ["--timesteps", "32", "--run-dir", str(run), "--n-envs", "1", "--n-steps", "16", "--batch-size", "16"]
+    assert main(["train", "ppo", "--env", "lamps_env_for_cli:LampsCli-v0", *args]) == 0
+    model = lucidrl.load(run / "model", env="lamps_env_for_cli:LampsCli-v0")
+    assert isinstance(model.agent.encoder, StructuredEncoder)
+    with pytest.raises(EnvError, match="names the module 'no_such_module_here'"):
+        lucidrl.PPO("MultiInputPolicy", "no_such_module_here:LampsCli-v0", verbose=0, preset=False)
+
+
+def test_a_replay_memory_too_large_says_the_image_entries_are_kept_as_float32():
+    from lucidrl.envs.structured import flat_space
+    from lucidrl.replay import ReplayBuffer
+
+    with pytest.raises(ConfigError, match="image entries are kept as float32"):
+        ReplayBuffer(10**9, flat_space(Lamps.observation_space), S.Discrete(4))
+
+
+def test_predict_does_not_rebuild_the_flat_space_for_each_observation(monkeypatch):
+    """flatten_observation took the rows' dtype from flat_space(space), whose bounds for an 84x84x4 image entry
+    cost ~0.8 ms a call: 30x the flattening itself, in every predict and evaluation step."""
+    import lucidrl.envs.structured as structured
+
+    m = lucidrl.PPO("MultiInputPolicy", Lamps, seed=0, verbose=0, preset=False, n_envs=1, n_steps=16, batch_size=16)
+
+    def rebuilt(space):
+        raise AssertionError("flat_space rebuilt in predict")
+
+    monkeypatch.setattr(structured, "flat_space", rebuilt)
+    assert np.shape(m.predict(every_lamp(), deterministic=True)[0]) == (4,)
+    assert flatten_observation(Lamps.observation_space, every_lamp()).dtype == np.float32

@@ -1,0 +1,87 @@
+"""An env's constructor arguments travel with its id (lucidrl.envs.EnvId): a model trained on
+``gymnasium.make("FrozenLake-v1", is_slippery=False)`` (or on the id with ``env_kwargs=``, or
+``--env-kwargs`` on the command line) is evaluated, reloaded and resumed on that env, not on the
+registered default. Before, a loaded model evaluated on the slippery lake: 0.0 instead of 1.0."""
+
+import json
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import lucidrl
+from lucidrl import ConfigError
+from lucidrl.cli import main
+from lucidrl.envs import EnvId, env_id_of, make_env, make_vec_env
+
+
+def test_an_instance_made_with_arguments_gives_an_id_that_carries_them():
+    assert env_id_of(gym.make("CartPole-v1")) == "CartPole-v1" and not isinstance(
+        env_id_of(gym.make("CartPole-v1", render_mode="rgb_array")), EnvId
+    )  # the registered arguments, and how it is shown, are not the env's own
+    env_id = env_id_of(gym.make("FrozenLake-v1", is_slippery=False, max_episode_steps=30))
+    assert env_id == "FrozenLake-v1" and env_id.kwargs == {"is_slippery": False, "max_episode_steps": 30}
+    again = pickle.loads(pickle.dumps(env_id))  # (as sent to Ray workers)
+    assert isinstance(again, EnvId) and again.kwargs == env_id.kwargs
+    built = make_env(env_id)
+    assert built.spec.kwargs["is_slippery"] is False and built.spec.max_episode_steps == 30
+    venv = make_vec_env(env_id, 2, seed=0)
+    assert venv.envs[0].spec.kwargs["is_slippery"] is False
+    assert make_env(env_id, is_slippery=True).spec.kwargs["is_slippery"] is True  # the caller's argument wins
+    assert EnvId("CartPole-v1", {"f": object()}).json_kwargs()[1] == ["f"]
+
+
+def test_a_loaded_model_is_evaluated_on_the_env_it_was_trained_on(tmp_path):
+    lake = gym.make("FrozenLake-v1", is_slippery=False)
+    model = lucidrl.QLearning(lake, seed=0, verbose=0)
+    model.learn(20_000)
+    assert lucidrl.evaluate(model, gym.make("FrozenLake-v1", is_slippery=False), n_episodes=10)[0] == 1.0
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["env_kwargs"] == {"is_slippery": False}
+    loaded = lucidrl.load(tmp_path / "m")
+    assert loaded.env_id.kwargs == {"is_slippery": False}
+    assert lucidrl.evaluate(loaded, n_episodes=10)[0] == 1.0  # (the slippery default: 0.0)
+    loaded.learn(100)  # and trains on the same lake
+    assert loaded.env.envs[0].spec.kwargs["is_slippery"] is False
+
+
+def test_env_kwargs_with_an_id_reach_training_evaluation_and_the_checkpoint(tmp_path):
+    model = lucidrl.PPO(
+        "CartPole-v1", env_kwargs={"max_episode_steps": 20}, n_envs=2, n_steps=64, batch_size=64, seed=0, verbose=0
+    )
+    model.learn(256)
+    assert model.ep_info_buffer and max(e["l"] for e in model.ep_info_buffer) <= 20
+    model.save(tmp_path / "m.zip")
+    loaded = lucidrl.load(tmp_path / "m.zip")
+    returns = lucidrl.evaluate(loaded, n_episodes=3, return_episode_returns=True)[2]
+    assert max(returns) <= 20  # CartPole pays 1 a step: episodes cut at 20 steps
+    with pytest.raises(ConfigError, match="env_kwargs are the constructor arguments of an env id"):
+        lucidrl.PPO(gym.make("CartPole-v1"), env_kwargs={"max_episode_steps": 20}, verbose=0)
+    with pytest.raises(ConfigError, match="env_kwargs must be a dict"):
+        lucidrl.PPO("CartPole-v1", env_kwargs=[("max_episode_steps", 20)], verbose=0)
+
+
+def test_the_cli_takes_env_kwargs_and_eval_and_resume_keep_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--env", "FrozenLake-v1", "--env-kwargs", "is_slippery:False", "map_name:4x4", "--no-progress"]
+    assert main(["train", "qlearning", *args, "--timesteps", "20000", "--run-dir", str(run), "--seed", "0"]) == 0
+    assert "mean evaluation return: 1.0" in capsys.readouterr().out
+    assert main(["eval", str(run), "--episodes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "'is_slippery': False" in out and "mean return 1.00" in out
+    assert main(["train", "qlearning", "--resume", str(run), "--timesteps", "100", "--no-progress"]) == 0
+    assert "mean evaluation return: 1.0" in capsys.readouterr().out
+    assert main(["train", "qlearning", "--env", "FrozenLake-v1", "--env-kwargs", "is_slippery=False"]) == 2
+    assert "'is_slippery=False' is not KEY:VALUE" in capsys.readouterr().err
+    np.testing.assert_equal(lucidrl.load(run / "model").env_id.kwargs, {"is_slippery": False, "map_name": "4x4"})
+
+
+def test_a_malformed_env_kwargs_in_a_checkpoint_is_named(tmp_path):
+    from lucidrl.errors import CheckpointError
+
+    lucidrl.PPO("CartPole-v1", env_kwargs={"max_episode_steps": 20}, n_envs=1, verbose=0).save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "env_kwargs": ["max_episode_steps", 20]}))
+    with pytest.raises(CheckpointError, match="env_kwargs"):
+        lucidrl.load(tmp_path / "m")
