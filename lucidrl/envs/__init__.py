@@ -453,7 +453,16 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Box):
 
         def bound(a: np.ndarray):
-            return a.flat[0].item() if a.size and np.all(a == a.flat[0]) else a.tolist()
+            """One number for a uniform bound; runs of equal values for a long one of few runs (the flat row of a
+            Dict with an image: 21,168 pixels bounded by 0 and 255 beside a few other entries); else every value."""
+            if a.size and np.all(a == a.flat[0]):
+                return a.flat[0].item()
+            flat = a.reshape(-1)
+            starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+            if flat.size >= 64 and len(starts) <= flat.size // 8:
+                counts = np.diff(np.r_[starts, flat.size])
+                return {"runs": [[flat[i].item(), int(n)] for i, n in zip(starts, counts)]}
+            return a.tolist()
 
         return {
             "type": "Box",
@@ -495,10 +504,19 @@ def space_from_json(d: dict[str, Any], max_size: int | None = None) -> gym.Space
         shape = tuple(int(s) for s in d["shape"])
         _check_space_size(math.prod(shape), max_size)
         dtype = np.dtype(d["dtype"])
-        low = np.broadcast_to(np.asarray(d["low"], dtype=np.float64), shape)
-        high = np.broadcast_to(np.asarray(d["high"], dtype=np.float64), shape)
+        low, high = (_bound_from_json(d[key], shape) for key in ("low", "high"))
         return gym.spaces.Box(low.astype(dtype), high.astype(dtype), shape=shape, dtype=dtype)
     raise ValueError(f"unknown space description {d!r}")
+
+
+def _bound_from_json(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A Box bound as ``space_to_json`` wrote it: a number, every value, or ``{"runs": [[value, count], ...]}``."""
+    if isinstance(value, dict):
+        values, counts = zip(*value["runs"]) if value["runs"] else ((), ())
+        if any(int(n) < 1 for n in counts) or sum(int(n) for n in counts) != math.prod(shape):
+            raise ValueError(f"the runs of a bound do not fill the shape {shape}")
+        return np.repeat(np.asarray(values, dtype=np.float64), [int(n) for n in counts]).reshape(shape)
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
 
 
 def _check_space_size(size: int, max_size: int | None) -> None:

@@ -459,3 +459,33 @@ def test_predict_does_not_rebuild_the_flat_space_for_each_observation(monkeypatc
     monkeypatch.setattr(structured, "flat_space", rebuilt)
     assert np.shape(m.predict(every_lamp(), deterministic=True)[0]) == (4,)
     assert flatten_observation(Lamps.observation_space, every_lamp()).dtype == np.float32
+
+
+def test_the_bounds_of_a_long_flat_row_are_saved_as_runs(tmp_path):
+    """The flat row of a Dict with an 84x84x3 image has 21,171 bounds of 2 values: config.json stores the runs
+    (before: every value, 0.5 MB), they read back to the same space, and runs that do not fill it are refused."""
+    import json
+
+    from lucidrl.envs import space_from_json, space_to_json
+    from lucidrl.envs.structured import flat_space
+    from lucidrl.errors import CheckpointError
+
+    big = flat_space(S.Dict({"cam": S.Box(0, 255, (84, 84, 3), np.uint8), "v": S.Box(-1.0, 1.0, (3,), np.float32)}))
+    described = space_to_json(big)
+    assert described["low"] == {"runs": [[0.0, 84 * 84 * 3], [-1.0, 3]]} and len(json.dumps(described)) < 200
+    assert space_from_json(described) == big
+    few = S.Box(
+        np.arange(10.0), np.arange(10.0) + 1, dtype=np.float64
+    )  # short, or of many runs: every value, as before
+    assert space_to_json(few)["low"] == list(np.arange(10.0)) and space_from_json(space_to_json(few)) == few
+
+    lucidrl.PPO("MultiInputPolicy", Lamps, verbose=0, preset=False, n_envs=1, n_steps=16, batch_size=16).save(
+        tmp_path / "m"
+    )
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    assert path.stat().st_size < 20_000
+    config["observation_space"]["high"]["runs"][0][1] += 1  # (255 for the pixels, then 1 for the one-hot)
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not fill the shape"):
+        lucidrl.load(tmp_path / "m")
