@@ -359,6 +359,18 @@ def _saved_env_id(checkpoint: Path) -> str | None:
     return EnvId(env_id, kwargs if isinstance(kwargs, dict) else {}) if isinstance(env_id, str) else None
 
 
+def _add_env_kwargs(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument(
+        "--env-kwargs",
+        nargs="+",
+        type=_env_kwarg,
+        default=None,
+        metavar="KEY:VALUE",
+        help="the env's constructor arguments, gymnasium.make(ENV, KEY=VALUE), e.g. is_slippery:False or "
+        f"max_episode_steps:1000 (values read as Python literals, else as text){more}",
+    )
+
+
 def _env_kwarg(text: str) -> tuple[str, Any]:
     """``KEY:VALUE`` -> (KEY, VALUE), VALUE read as a Python literal (1, 0.5, True, None, [64, 64], 'x') or else
     kept as text (as rl-baselines3-zoo's --env-kwargs)."""
@@ -771,6 +783,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         backend=args.backend,
         address=args.address,
         cpus_per_run=args.cpus_per_run or 1,
+        env_kwargs=dict(args.env_kwargs) if args.env_kwargs else None,
     )
     print(paths["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -853,15 +866,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
             description=f"Train {name.upper()}. Flags below the options override the preset.",
         )
         p.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
-        p.add_argument(
-            "--env-kwargs",
-            nargs="+",
-            type=_env_kwarg,
-            default=None,
-            metavar="KEY:VALUE",
-            help="the env's constructor arguments, gymnasium.make(ENV, KEY=VALUE), e.g. is_slippery:False or "
-            "max_episode_steps:1000 (values read as Python literals, else as text); saved with the model",
-        )
+        _add_env_kwargs(p, "; saved with the model")
         p.add_argument(
             "--timesteps", type=int, default=None, help="env steps to train (default: the preset's budget, else 100000)"
         )
@@ -967,6 +972,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
     )
     cp.add_argument("algos", nargs="+", metavar="ALGO", help="algorithms, e.g. ppo a2c trpo")
     cp.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
+    _add_env_kwargs(cp, "; for every run")
     cp.add_argument(
         "--seeds",
         type=int,

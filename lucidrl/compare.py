@@ -78,7 +78,8 @@ class Job:
         """What must match for a finished run directory to be reused."""
         return {
             "algo": self.algo,
-            "env_id": self.env_id,
+            "env_id": str(self.env_id),
+            "env_kwargs": dict(getattr(self.env_id, "kwargs", {})),  # (an EnvId: the env's constructor arguments)
             "seed": self.seed,
             "timesteps": self.timesteps,
             "eval_episodes": self.eval_episodes,
@@ -175,9 +176,14 @@ def _spec(job: Job) -> dict[str, Any]:
     return json.loads(json.dumps(job.spec(), default=str))
 
 
+def _saved(result: dict[str, Any], key: str) -> Any:
+    """A field of a run's result.json; runs from before ``env_kwargs`` was recorded had none."""
+    return result.get(key, {} if key == "env_kwargs" else None)
+
+
 def _finished(job: Job) -> dict[str, Any] | None:
     result, spec = _result(job), _spec(job)
-    return result if result is not None and {k: result.get(k) for k in spec} == spec else None
+    return result if result is not None and {k: _saved(result, k) for k in spec} == spec else None
 
 
 JOB_MARKER = "compare_job.json"  # written first into each run directory compare makes: only those it may clear
@@ -217,7 +223,7 @@ def check_out(out: Path, jobs: Sequence[Job], env_id: str) -> None:
         if result is None:
             continue
         spec = _spec(job)
-        differ = [f"{k} {result.get(k)!r}, not {v!r}" for k, v in spec.items() if result.get(k) != v]
+        differ = [f"{k} {_saved(result, k)!r}, not {v!r}" for k, v in spec.items() if _saved(result, k) != v]
         if differ:
             other.append(f"{_relative(job.run_dir, out)} ({'; '.join(differ)})")
     if other:
@@ -461,8 +467,10 @@ def write_report(
     fig.savefig(final_png)
     plt.close(fig)
 
+    kwargs = getattr(env_id, "kwargs", {})  # (an EnvId: the env's constructor arguments)
     lines = [
-        f"# {env_id}: {', '.join(algos)}",
+        f"# {env_id}{' (' + ', '.join(f'{k}={v!r}' for k, v in kwargs.items()) + ')' if kwargs else ''}: "
+        f"{', '.join(algos)}",
         "",
         f"{timesteps} env steps per run; final return = mean of "
         f"{results[0]['eval_episodes']} deterministic evaluation episodes after training; "
@@ -512,13 +520,15 @@ def compare(
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float = 1,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Train every (algorithm, seed) pair on ``env_id`` and write the comparison to ``out``.
 
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves; ``metrics``: other logged metrics to
     plot over training, one PNG each. ``backend``: ``"local"`` (processes on this machine) or
     ``"ray"`` (one Ray task of ``cpus_per_run`` CPUs per run, on the cluster at ``address`` or a local
-    Ray instance; the same outputs, see docs/scale.md). Returns the paths of ``learning_curves.png``,
+    Ray instance; the same outputs, see docs/scale.md). ``env_kwargs``: the env's constructor arguments
+    (``gymnasium.make(env_id, **env_kwargs)``), for every run. Returns the paths of ``learning_curves.png``,
     ``final_returns.png``, ``results.md``, ``results.json`` and the metrics' PNGs.
     """
     if not algos:
@@ -540,6 +550,7 @@ def compare(
         backend,
         address,
         cpus_per_run,
+        env_kwargs,
     )
 
 
@@ -557,6 +568,7 @@ def compare_variants(
     backend: str = "local",
     address: str | None = None,
     cpus_per_run: float = 1,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """``compare`` for variants: every (variant, seed) pair trained on ``env_id``, reported under the labels.
 
@@ -566,7 +578,7 @@ def compare_variants(
     import lucidrl.algos  # noqa: F401  (registers every algorithm)
     from lucidrl.agent import ALGORITHMS
     from lucidrl.config import resolve_config
-    from lucidrl.envs import check_env_id
+    from lucidrl.envs import EnvId, check_env_id
 
     known = set(ALGORITHMS)
     unknown = [v.algo for v in variants if v.algo not in known]
@@ -599,6 +611,10 @@ def compare_variants(
             f"eval_episodes must be an integer >= 1 (the final evaluation's episodes), got {eval_episodes!r}"
         )
     check_env_id(env_id)
+    if env_kwargs:  # the env's constructor arguments travel with its id, to every run and its evaluation
+        if not isinstance(env_kwargs, dict) or not all(isinstance(k, str) and k.isidentifier() for k in env_kwargs):
+            raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+        env_id = EnvId(env_id, {**getattr(env_id, "kwargs", {}), **env_kwargs})
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     for v in variants:  # bad hyperparameters or a missing wrapper fail now, with the variant named

@@ -85,3 +85,16 @@ def test_a_malformed_env_kwargs_in_a_checkpoint_is_named(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "env_kwargs": ["max_episode_steps", 20]}))
     with pytest.raises(CheckpointError, match="env_kwargs"):
         lucidrl.load(tmp_path / "m")
+
+
+def test_compare_trains_and_evaluates_every_run_on_the_env_with_its_arguments(tmp_path, capsys):
+    from lucidrl.compare import compare
+
+    out = tmp_path / "cmp"
+    cli = ["compare", "ppo", "--env", "CartPole-v1", "--env-kwargs", "max_episode_steps:20", "--seeds", "1"]
+    assert main([*cli, "--timesteps", "2048", "--eval-episodes", "2", "--jobs", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "runs" / "ppo-s0" / "result.json").read_text())
+    assert result["env_kwargs"] == {"max_episode_steps": 20} and result["eval_mean"] <= 20
+    assert (out / "results.md").read_text().startswith("# CartPole-v1 (max_episode_steps=20): ppo")
+    with pytest.raises(ConfigError, match=r"env_kwargs \{'max_episode_steps': 20\}, not \{\}"):
+        compare(["ppo"], "CartPole-v1", seeds=1, timesteps=2048, eval_episodes=2, out=out)
