@@ -17,6 +17,7 @@ import math
 import os
 import random
 import time
+import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -928,8 +929,10 @@ class Algorithm:
             optim_meta[name] = {**meta, "parameters": self._parameter_names(opt)}
         env_kwargs, unsaved = self.env_id.json_kwargs() if isinstance(self.env_id, EnvId) else ({}, [])
         if unsaved:
-            self.notes.append(
-                f"save: the env's arguments {', '.join(unsaved)} are not JSON and not saved; pass env= when loading"
+            warnings.warn(
+                f"save: the env's arguments {', '.join(unsaved)} are not JSON and are not saved with the model; "
+                "pass env= when loading it",
+                stacklevel=2,
             )
         config = {
             "algo": self.name,

@@ -98,3 +98,16 @@ def test_compare_trains_and_evaluates_every_run_on_the_env_with_its_arguments(tm
     assert (out / "results.md").read_text().startswith("# CartPole-v1 (max_episode_steps=20): ppo")
     with pytest.raises(ConfigError, match=r"env_kwargs \{'max_episode_steps': 20\}, not \{\}"):
         compare(["ppo"], "CartPole-v1", seeds=1, timesteps=2048, eval_episodes=2, out=out)
+
+
+def test_arguments_json_cannot_hold_are_named_when_saving(tmp_path):
+    gym.register("lucidrl-test/Shaped-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    try:
+        env = gym.make("lucidrl-test/Shaped-v0", max_episode_steps=30)
+        env.spec.kwargs["shaping"] = object()  # (an argument of an object, as a user's env might take)
+        model = lucidrl.PPO(env, n_envs=1, n_steps=16, batch_size=16, verbose=0)
+        with pytest.warns(UserWarning, match="shaping are not JSON.*pass env= when loading"):
+            model.save(tmp_path / "m")
+        assert json.loads((tmp_path / "m" / "config.json").read_text())["env_kwargs"] == {"max_episode_steps": 30}
+    finally:
+        gym.registry.pop("lucidrl-test/Shaped-v0")
