@@ -252,6 +252,7 @@ class Algorithm:
         self.policy_kwargs = policy_kwargs
         self._hooks: Hooks | None = None  # the callbacks while learn runs (lucidrl.callbacks)
         self._sb3_logger = SB3Logger()
+        self._user_logger: Any = None  # set_logger's (SB3's configure(...)): it also gets every row
         # observation / reward normalisation (lucidrl.envs.normalize), when the config asks for it: part of the
         # model, updated by the rollout collector, applied frozen by predict and evaluate
         self.obs_normalizer, self.reward_scaler = make_normalizers(self.config, self.observation_space, self.device)
@@ -345,9 +346,25 @@ class Algorithm:
         return next(iter(self._modules().values()))
 
     @property
-    def logger(self) -> SB3Logger:
-        """SB3's ``record(key, value)`` / ``record_mean``: the values join the next row of metrics (one per update)."""
-        return self._sb3_logger
+    def logger(self) -> Any:
+        """SB3's ``record(key, value)`` / ``record_mean``: the values join the next row of metrics (one per update).
+        After ``set_logger(logger)``: that logger."""
+        return self._sb3_logger if self._user_logger is None else self._user_logger
+
+    def set_logger(self, logger: Any) -> None:
+        """SB3's ``set_logger``: ``logger`` (SB3's ``configure(folder, ["stdout", "csv", "tensorboard"])``, or any
+        object with ``record(key, value)`` and ``dump(step)``) receives every row lucidrl logs, one per update, and
+        is dumped after each; ``model.logger`` is then that logger, so what callbacks record goes to it. lucidrl's
+        own ``metrics.csv`` and TensorBoard events are still written where the model has a run directory.
+        ``set_logger(None)`` detaches it."""
+        if logger is not None and not (
+            callable(getattr(logger, "record", None)) and callable(getattr(logger, "dump", None))
+        ):
+            raise ConfigError(
+                f"set_logger needs a logger with record(key, value) and dump(step) methods, such as SB3's "
+                f"stable_baselines3.common.logger.configure(folder, ['csv']); got {type(logger).__name__}"
+            )
+        self._user_logger = logger
 
     @property
     def ep_info_buffer(self):
@@ -815,6 +832,10 @@ class Algorithm:
         for note in self._sb3_logger.take_notes():
             logger.info(note)
         logger.record(self.num_timesteps, metrics)
+        if self._user_logger is not None:  # set_logger's: the same row, then its dump (its own outputs)
+            for key, value in logger.last_row.items():  # (time/total_timesteps too, as SB3 records it)
+                self._user_logger.record(key, value)
+            self._user_logger.dump(step=self.num_timesteps)
         self._check_finite(metrics)  # before any checkpoint: a NaN model is never saved
         self._maybe_checkpoint(checkpoint_freq, steps_before)
         self._updates_in_learn = getattr(self, "_updates_in_learn", 0) + 1

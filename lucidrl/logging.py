@@ -110,6 +110,7 @@ class Logger:
         self._tb_written = -math.inf
         self._tb_pending: dict[str, Any] | None = None
         self._last_step = resume.get("step") if resume else None
+        self.last_row: dict[str, Any] = {}  # the latest row, as written
         append = append or resume is not None
         if self.run_dir is not None:
             check_run_dir(self.run_dir, new=not append)
@@ -273,6 +274,7 @@ class Logger:
         row["time/elapsed_s"] = elapsed
         row.update(metrics)
         self._last_step = step
+        self.last_row = row  # (also sent to a logger given with Algorithm.set_logger)
         if self._bar is not None:  # tqdm redraws at most every mininterval seconds
             self._bar.set_postfix_str(
                 f"return={row.get('rollout/episode_return', math.nan):.1f} sps={row['time/steps_per_second']:.0f}",

@@ -599,3 +599,33 @@ def test_evaluate_policy_calls_back_with_sb3s_locals_per_copy():
         seen.clear()
         lucidrl.evaluate_policy(model, venv, n_eval_episodes=4, callback=callback)
         assert len(seen) >= 4 and {i for i, _ in seen} == {0, 1, 2} and all(ok for _, ok in seen)
+
+
+def test_set_logger_takes_sb3s_configured_logger(tmp_path):
+    """SB3's ``configure(folder, ["csv"])`` then ``model.set_logger(it)``: SB3's own logger writes a row per update
+    (lucidrl's metrics, and what a callback recorded through ``self.logger``) to its progress.csv."""
+    pytest.importorskip("stable_baselines3")
+    import csv
+
+    from stable_baselines3.common.logger import configure
+
+    from lucidrl import PPO
+    from lucidrl.callbacks import BaseCallback
+
+    class Note(BaseCallback):
+        def _on_rollout_end(self) -> None:
+            self.logger.record("custom/seen", 7)
+
+        def _on_step(self) -> bool:
+            return True
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=64, batch_size=64, n_epochs=1, seed=0, verbose=0)
+    theirs = configure(str(tmp_path / "sb3log"), ["csv"])
+    model.set_logger(theirs)
+    assert model.logger is theirs
+    model.learn(512, callback=Note())
+    rows = list(csv.DictReader((tmp_path / "sb3log" / "progress.csv").open()))
+    assert len(rows) == 4 and [int(r["time/total_timesteps"]) for r in rows] == [128, 256, 384, 512]
+    assert all(r["custom/seen"] == "7" for r in rows) and rows[-1]["loss/value"] and rows[-1]["rollout/episode_return"]
+    with pytest.raises(ConfigError, match="set_logger needs a logger with record"):
+        model.set_logger("logs/")
