@@ -806,6 +806,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         n_evals=args.evals,
         eval_episodes=args.eval_episodes,
         verbose=args.verbose,
+        env_kwargs=dict(args.env_kwargs) if args.env_kwargs else None,
     )
     if result.best is not None and "preset" in result.files:
         print(result.files["preset"].read_text())
@@ -1043,6 +1044,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         "algo", nargs="?", metavar="ALGO", help="algorithm with a search space: ppo, a2c, trpo, dqn, vpg, reinforce"
     )
     tu.add_argument("--env", default=None, help="Gymnasium env id, e.g. CartPole-v1")
+    _add_env_kwargs(tu, "; for every trial")
     tu.add_argument("--trials", type=int, default=None, help="number of trials (each one sampled configuration)")
     tu.add_argument("--timesteps", type=int, default=None, help="env steps per trial (unless ASHA stops it earlier)")
     tu.add_argument(

@@ -43,6 +43,7 @@ import yaml
 
 from lucidrl.agent import ALGORITHMS
 from lucidrl.distributed import env_registration, ray_session, register, require_ray
+from lucidrl.envs import EnvId
 from lucidrl.errors import ConfigError, LucidRLError
 from lucidrl.plotting import finish_figure
 
@@ -190,7 +191,8 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
 
     import lucidrl
 
-    algo, env_id, timesteps = setup["algo"], setup["env_id"], setup["timesteps"]
+    algo, timesteps = setup["algo"], setup["timesteps"]
+    env_id = EnvId(setup["env_id"], setup.get("env_kwargs") or {})  # with the env's constructor arguments
     register(setup["env_spec"])  # an env id the driver's script registered: unknown in this process otherwise
     milestones = [timesteps * k // setup["n_evals"] for k in range(1, setup["n_evals"])]
     returns: list[float] = []
@@ -366,6 +368,7 @@ def tune(
     n_evals: int | None = None,
     eval_episodes: int | None = None,
     verbose: int = 1,
+    env_kwargs: dict[str, Any] | None = None,
     _interrupt_after: int | None = None,
 ) -> TuneResult:
     """Tune ``algo``'s hyperparameters on ``env_id`` with ``trials`` trials of ``timesteps`` steps each.
@@ -383,6 +386,7 @@ def tune(
         n_evals: evaluations per trial, every ``timesteps / n_evals`` steps; ASHA's rungs are at ``timesteps / n_evals``
             steps and its doublings below ``timesteps``; default 4.
         eval_episodes: deterministic episodes per evaluation; default 5.
+        env_kwargs: the env's constructor arguments (``gymnasium.make(env_id, **env_kwargs)``) for every trial.
     """
     started = time.perf_counter()
     given = {
@@ -393,7 +397,12 @@ def tune(
         "seed": seed,
         "n_evals": n_evals,
         "eval_episodes": eval_episodes,
+        "env_kwargs": env_kwargs,
     }
+    if env_kwargs is not None and not (
+        isinstance(env_kwargs, dict) and all(isinstance(k, str) and k.isidentifier() for k in env_kwargs)
+    ):
+        raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     if backend == "local" and address is not None:
@@ -405,6 +414,7 @@ def tune(
                 f"--resume {str(out)!r}: not the output directory of a tune run (it needs {SETTINGS} and {EXPERIMENT}/)"
             )
         settings = json.loads((out / SETTINGS).read_text())
+        settings.setdefault("env_kwargs", {})  # (sweeps from before it was recorded had none)
         for k, v in given.items():  # None: not given (a given default is checked too)
             if v is not None and v != settings[k]:
                 raise ConfigError(
@@ -413,12 +423,13 @@ def tune(
                 )
     else:
         settings = {k: DEFAULTS[k] if v is None and k in DEFAULTS else v for k, v in given.items()}
+        settings["env_kwargs"] = env_kwargs or {}
         _check_settings(settings)
     if resume is None:
         entry = search_space(settings["algo"])  # unknown algorithm, no or a broken search space
     else:  # the space the sweep started with, even if search_spaces.yaml changed since
         entry = settings["space"]
-    _check_env(settings["algo"], settings["env_id"])
+    _check_env(settings["algo"], EnvId(settings["env_id"], settings["env_kwargs"]))
     require_ray("lucidrl tune")
     try:
         import optuna
@@ -449,12 +460,13 @@ def tune(
                 settings["timesteps"],
                 "--seed",
                 settings["seed"],
+                *(["--env-kwargs", *(f"{k}:{v!r}" for k, v in settings["env_kwargs"].items())] if env_kwargs else []),
             ]
         )
         settings["out"] = out.name
         settings["space"] = entry
         (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
-    setup = {k: settings[k] for k in ("algo", "env_id", "timesteps", "seed", "n_evals", "eval_episodes")}
+    setup = {k: settings[k] for k in ("algo", "env_id", "env_kwargs", "timesteps", "seed", "n_evals", "eval_episodes")}
     setup["space"] = entry
     setup["env_spec"] = env_registration(settings["env_id"])
 

@@ -247,3 +247,29 @@ def test_an_env_id_the_script_registered_is_tuned(ray_local, tmp_path, monkeypat
     finally:
         del gym.registry["ScaleTuneCart-v0"]
     assert [r["status"] for r in result.trials] == ["complete"], result.trials[0]["error"]
+
+
+def test_env_kwargs_reach_every_trial_and_the_resume_check(ray_local, tmp_path, monkeypatch):
+    """--env-kwargs max_episode_steps:20: every trial trains and is evaluated on CartPole cut at 20 steps (its eval
+    return at most 20); tune.json keeps them, and a resume with other ones is refused."""
+    small_space(monkeypatch, [0.2])
+    out = tmp_path / "s"
+    result = tune(
+        "ppo",
+        "CartPole-v1",
+        trials=1,
+        timesteps=256,
+        n_evals=1,
+        out=out,
+        verbose=0,
+        env_kwargs={"max_episode_steps": 20},
+    )
+    assert [r["status"] for r in result.trials] == ["complete"], result.trials[0]["error"]
+    assert result.trials[0]["eval_return"] <= 20
+    settings = json.loads((out / "tune.json").read_text())
+    assert (
+        settings["env_kwargs"] == {"max_episode_steps": 20}
+        and "--env-kwargs max_episode_steps:20" in settings["command"]
+    )
+    with pytest.raises(ConfigError, match=r"with its own env_kwargs \(\{'max_episode_steps': 20\}\), not \{\}"):
+        tune(resume=out, verbose=0, env_kwargs={})
