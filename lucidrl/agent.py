@@ -59,7 +59,7 @@ from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
 from lucidrl.replay import ReplayBuffer
-from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, split_policy_and_env
+from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, positional_hyperparameters, split_policy_and_env
 from lucidrl.threads import hold_matmul_precision, hold_threads, matmul_precision_for, threads_for
 from lucidrl.version import __version__
 
@@ -107,9 +107,10 @@ class Algorithm:
     import_report: list[str]  # models made by lucidrl.from_sb3: what was carried over and what was not
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Registers each algorithm by its ``name`` (for ``load``). Its constructor, once it returns, records
-        the config the model was built from (``_config_seen``): from then on ``model.<hyperparameter> = value``
-        writes to ``config`` (``__setattr__``)."""
+        """Registers each algorithm by its ``name`` (for ``load``). Its constructor takes SB3's positional
+        hyperparameters after ``(policy, env)`` by their names, and once it returns records the config the model
+        was built from (``_config_seen``): from then on ``model.<hyperparameter> = value`` writes to ``config``
+        (``__setattr__``)."""
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             ALGORITHMS[cls.name] = cls
@@ -119,6 +120,10 @@ class Algorithm:
 
         @functools.wraps(init)
         def built(self, *args: Any, **kw: Any) -> None:
+            if len(args) > 2:  # SB3's PPO("MlpPolicy", env, 3e-4, 2048, ...): the values by SB3's names
+                policy_name, _ = split_policy_and_env(args[0], args[1])
+                kw = {**positional_hyperparameters(self.name, policy_name, args[2:], kw), **kw}
+                args = args[:2]
             init(self, *args, **kw)
             object.__setattr__(self, "_config_seen", _config_values(self.config))
 
@@ -161,7 +166,9 @@ class Algorithm:
                 e.g. ``{"is_slippery": False}``; ``max_episode_steps`` too). They are saved with the model and
                 used wherever it builds the env again (evaluation, a loaded model, rollout workers); an env
                 instance made with such arguments has them read from its spec (``lucidrl.envs.EnvId``).
-            **hyperparams: fields of the algorithm's config dataclass, applied on top of the preset.
+            **hyperparams: fields of the algorithm's config dataclass, applied on top of the preset. After a
+                policy name, SB3's hyperparameters are also taken by position, in SB3's order
+                (``PPO("MlpPolicy", env, 3e-4, 2048)`` is ``learning_rate=3e-4, n_steps=2048``; ``SB3_POSITIONAL``).
         """
         _check_model_options(run_dir, verbose, tensorboard)
         self.policy_name, env = split_policy_and_env(policy, env)

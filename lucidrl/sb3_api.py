@@ -40,6 +40,57 @@ def split_policy_and_env(policy: Any, env: Any) -> tuple[str | None, Any]:
     )
 
 
+SB3_POSITIONAL = {  # what SB3's (sb3-contrib's for TRPO) constructors take after (policy, env), in their order
+    "ppo": (
+        "learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "clip_range_vf",
+        "normalize_advantage", "ent_coef", "vf_coef", "max_grad_norm", "use_sde", "sde_sample_freq",
+        "rollout_buffer_class", "rollout_buffer_kwargs", "target_kl", "stats_window_size",
+    ),
+    "a2c": (
+        "learning_rate", "n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "rms_prop_eps",
+        "use_rms_prop", "use_sde", "sde_sample_freq", "rollout_buffer_class", "rollout_buffer_kwargs",
+        "normalize_advantage", "stats_window_size",
+    ),
+    "dqn": (
+        "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq",
+        "gradient_steps", "replay_buffer_class", "replay_buffer_kwargs", "optimize_memory_usage", "n_steps",
+        "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
+        "max_grad_norm", "stats_window_size",
+    ),
+    "trpo": (
+        "learning_rate", "n_steps", "batch_size", "gamma", "cg_max_steps", "cg_damping",
+        "line_search_shrinking_factor", "line_search_max_iter", "n_critic_updates", "gae_lambda", "use_sde",
+        "sde_sample_freq", "rollout_buffer_class", "rollout_buffer_kwargs", "normalize_advantage", "target_kl",
+        "sub_sampling_factor", "stats_window_size",
+    ),
+}  # fmt: skip
+"""The hyperparameters SB3 takes by position (``PPO("MlpPolicy", env, 3e-4, 2048)``), up to ``stats_window_size``;
+``tests/contracts/test_sb3_api.py`` checks them against SB3's signatures. (After them come ``tensorboard_log``,
+``policy_kwargs``, ``verbose``, ``seed``, ``device``: lucidrl takes those by name.)"""
+
+
+def positional_hyperparameters(algo: str, policy: str | None, args: tuple, given: dict[str, Any]) -> dict[str, Any]:
+    """SB3's ``ALGO("MlpPolicy", env, learning_rate, n_steps, ...)``: the values after the env, by SB3's names (an
+    SB3-only name is then refused as any unknown hyperparameter is); a ConfigError for lucidrl's own ``ALGO(env, x)``,
+    for more values than SB3 takes by position here, or for one also given by name."""
+    names = SB3_POSITIONAL.get(algo)
+    if policy is None or names is None:
+        raise ConfigError(
+            f"{algo.upper()}(env, ...) takes its hyperparameters by name, e.g. learning_rate=3e-4; got "
+            f"{len(args)} more positional argument(s) after the env"
+        )
+    if len(args) > len(names):
+        raise ConfigError(
+            f"{algo.upper()}: {len(args)} positional hyperparameters after the env, SB3's order has {len(names)} "
+            f"({', '.join(names)}); give tensorboard_log, policy_kwargs, verbose, seed and device by name"
+        )
+    named = dict(zip(names, args))
+    twice = sorted(named.keys() & given.keys())
+    if twice:
+        raise ConfigError(f"{', '.join(twice)} given both by position and by name; give it once")
+    return named
+
+
 def policy_kwargs_to_config(
     algo: str, config_fields: set[str], policy_kwargs: Any, hyperparams: dict[str, Any]
 ) -> dict[str, Any]:

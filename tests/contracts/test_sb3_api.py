@@ -629,3 +629,39 @@ def test_set_logger_takes_sb3s_configured_logger(tmp_path):
     assert all(r["custom/seen"] == "7" for r in rows) and rows[-1]["loss/value"] and rows[-1]["rollout/episode_return"]
     with pytest.raises(ConfigError, match="set_logger needs a logger with record"):
         model.set_logger("logs/")
+
+
+def test_hyperparameters_given_by_position_follow_sb3s_order():
+    """PPO("MlpPolicy", env, 3e-4, 2048, 64) means what it means in SB3: learning_rate, n_steps, batch_size. The
+    order lucidrl reads is SB3's (sb3-contrib's for TRPO) own, read from their signatures here."""
+    import inspect
+
+    from lucidrl import A2C, DQN, PPO, TRPO
+    from lucidrl.sb3_api import SB3_POSITIONAL
+
+    sb3 = pytest.importorskip("stable_baselines3")
+    contrib = pytest.importorskip("sb3_contrib")
+    for algo, cls in (("ppo", sb3.PPO), ("a2c", sb3.A2C), ("dqn", sb3.DQN), ("trpo", contrib.TRPO)):
+        theirs = list(inspect.signature(cls.__init__).parameters)[3:]  # after self, policy, env
+        assert theirs[: theirs.index("tensorboard_log")] == list(SB3_POSITIONAL[algo]), algo
+
+    ppo = PPO("MlpPolicy", "CartPole-v1", 1e-3, 256, 64, 3, verbose=0)
+    assert (ppo.config.learning_rate, ppo.config.n_steps, ppo.config.batch_size, ppo.config.n_epochs) == (
+        1e-3,
+        256,
+        64,
+        3,
+    )
+    dqn = DQN("MlpPolicy", "CartPole-v1", 5e-4, 5_000, 100, verbose=0)
+    assert (dqn.config.learning_rate, dqn.config.buffer_size, dqn.config.learning_starts) == (5e-4, 5_000, 100)
+    a2c = A2C("MlpPolicy", "CartPole-v1", 7e-4, 5, 0.98, verbose=0)
+    assert (a2c.config.n_steps, a2c.config.gamma) == (5, 0.98)
+    assert TRPO("MlpPolicy", "CartPole-v1", 1e-3, 512, verbose=0).config.n_steps == 512
+    with pytest.raises(ConfigError, match="given both by position and by name"):
+        PPO("MlpPolicy", "CartPole-v1", 1e-3, learning_rate=3e-4, verbose=0)
+    with pytest.raises(ConfigError, match=r"PPO\(env, \.\.\.\) takes its hyperparameters by name"):
+        PPO("CartPole-v1", None, 1e-3, verbose=0)
+    with pytest.raises(ConfigError, match="use_sde"):  # an SB3-only setting, named as when given by name
+        PPO("MlpPolicy", "CartPole-v1", *[3e-4, 2048, 64, 10, 0.99, 0.95, 0.2, None, True, 0.0, 0.5, 0.5, True])
+    with pytest.raises(ConfigError, match="give tensorboard_log, policy_kwargs, verbose, seed and device by name"):
+        PPO("MlpPolicy", "CartPole-v1", *range(19))
