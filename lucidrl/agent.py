@@ -52,6 +52,7 @@ from lucidrl.envs import (
     make_vec_env,
     space_from_json,
     space_to_json,
+    with_saved_kwargs,
 )
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.envs.structured import flat_space, flatten_observation, same_layout
@@ -318,8 +319,8 @@ class Algorithm:
         self.structured_observation_space = structured
         self.env = venv
         self._env_source = env  # what rollout workers rebuild their copies from (an id or a callable)
-        if self.env_id is None:
-            self.env_id = env_id_of(env)
+        # the env's id and arguments (saved, and used by evaluate); an env without an id keeps the model's
+        self.env_id = env_id_of(env) or self.env_id
 
     def _env_seed(self) -> int:
         """The seed the envs are reset with when a collector starts: the config's seed for a new run; for a
@@ -1001,7 +1002,8 @@ class Algorithm:
         force_reset: bool = True,
         **kwargs: Any,
     ) -> Algorithm:
-        """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``.
+        """Load a checkpoint written by ``save``. ``env`` (or the saved env id) is used by ``learn``; the saved id
+        given as a string is the saved env, with its saved arguments (``lucidrl.envs.with_saved_kwargs``).
 
         ``device``, ``backend`` and ``torch_threads`` replace the saved settings when given: a model
         trained under one backend continues under the other (same networks, same optimiser state).
@@ -1061,12 +1063,14 @@ class Algorithm:
         ]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
             hyper[key] = kwargs.pop(key)
         kwargs.setdefault("verbose", 0 if env is None else 1)
+        saved_id, saved_kwargs = config.get("env_id"), config.get("env_kwargs")
+        saved_kwargs = saved_kwargs if isinstance(saved_kwargs, dict) else {}
+        saved_env = SavedEnvId(saved_id, saved_kwargs) if isinstance(saved_id, str) else None
+        env = with_saved_kwargs(env, saved_env)  # env="FrozenLake-v1": the saved id, with its saved arguments
         # a bad override: the caller's ConfigError
         model = klass(env, preset=False, _spaces=(*spaces, structured), **kwargs, **hyper)
         if env is None:  # built from when needed; never a module the file names (envs.SavedEnvId)
-            saved_id, saved_kwargs = config.get("env_id"), config.get("env_kwargs")
-            saved_kwargs = saved_kwargs if isinstance(saved_kwargs, dict) else {}
-            model.env_id = SavedEnvId(saved_id, saved_kwargs) if isinstance(saved_id, str) else None
+            model.env_id = saved_env
         try:
             for name, module in model._checkpoint_modules().items():
                 sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}

@@ -513,10 +513,6 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
                 "for the resumed run's log, plot and model/"
             )
         check_run_dir(run_dir)
-        if args.env is not None and saved_env is not None:  # (the same id: with the arguments it was saved with)
-            from lucidrl.envs import EnvId
-
-            args.env = EnvId(args.env, getattr(saved_env, "kwargs", {}))
         model = cls.load(checkpoint, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
         print(f"resuming {args.algo} from {checkpoint} (step {model.num_timesteps})")
         reset = False
@@ -654,6 +650,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     import lucidrl
+    from lucidrl.envs import with_saved_kwargs
 
     if args.video:
         check_video_path(args.video)  # before the model is loaded or any episode runs
@@ -685,7 +682,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"(greedy, exact match, {n} prompts)"
         )
         return 0
-    env = args.env or model.env_id
+    env = with_saved_kwargs(args.env, model.env_id) or model.env_id  # --env ID: the model's, with its arguments
     mean, std, returns = lucidrl.evaluate(
         model,
         env,
@@ -947,7 +944,9 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
     ev = sub.add_parser("eval", help="evaluate a saved model", description="Evaluate a saved model or run directory.")
     ev.add_argument("run_dir", help="a run directory, a checkpoint directory or a checkpoint .zip")
     ev.add_argument("--episodes", type=int, default=10)
-    ev.add_argument("--env", default=None, help="env id (default: the one the model was trained on)")
+    ev.add_argument(
+        "--env", default=None, help="env id (default: the one the model was trained on; that id: with its arguments)"
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 per episode)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     ev.add_argument("--video", default=None, metavar="PATH.gif", help="also record one episode as an animated GIF")

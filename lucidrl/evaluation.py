@@ -59,7 +59,9 @@ def single_env_episodes(
     model, env: gym.Env, n: int, deterministic: bool, render: bool = False, callback=None, seed: int | None = None
 ) -> tuple[list[float], list[int]]:
     """``n`` full episodes of ``model.predict`` on one env: their returns and lengths. ``seed``: episode i is
-    reset with ``seed + i`` (``lucidrl.evaluate``'s repeatable evaluations); None: the env's own stream (SB3's)."""
+    reset with ``seed + i`` (``lucidrl.evaluate``'s repeatable evaluations); None: the env's own stream (SB3's).
+    An episode is a whole game where lost lives end training episodes (``info["life_lost"]``), as in the vector
+    envs' statistics (``lucidrl.envs.game_goes_on``)."""
     rewards: list[float] = []
     lengths: list[int] = []
     for i in range(n):
@@ -73,6 +75,9 @@ def single_env_episodes(
                 callback({**locals(), "i": 0, "episode_rewards": rewards, "episode_lengths": lengths}, globals())
             if render:
                 env.render()
+            if done and info.get("life_lost"):  # a lost Atari life (lucidrl.envs.atari.EpisodicLife): the game goes on
+                obs, _ = env.reset()
+                done = False
         rewards.append(total)
         lengths.append(length)
     return rewards, lengths

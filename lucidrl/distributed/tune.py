@@ -389,6 +389,13 @@ def tune(
         env_kwargs: the env's constructor arguments (``gymnasium.make(env_id, **env_kwargs)``) for every trial.
     """
     started = time.perf_counter()
+    if env_kwargs is not None:
+        if not (isinstance(env_kwargs, dict) and all(isinstance(k, str) and k.isidentifier() for k in env_kwargs)):
+            raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+        try:  # as tune.json keeps them (a tuple is a list): the same for every trial, resumed or not
+            env_kwargs = json.loads(json.dumps(env_kwargs))
+        except (TypeError, ValueError):
+            raise ConfigError(f"env_kwargs must be JSON values (tune.json keeps them), got {env_kwargs!r}") from None
     given = {
         "algo": algo,
         "env_id": env_id,
@@ -399,10 +406,6 @@ def tune(
         "eval_episodes": eval_episodes,
         "env_kwargs": env_kwargs,
     }
-    if env_kwargs is not None and not (
-        isinstance(env_kwargs, dict) and all(isinstance(k, str) and k.isidentifier() for k in env_kwargs)
-    ):
-        raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     if backend == "local" and address is not None:

@@ -91,6 +91,15 @@ class SavedEnvId(EnvId):
     prefix, which makes Gymnasium import that module, is refused: loading a model never runs code the file names."""
 
 
+def with_saved_kwargs(env: Any, saved: str | None) -> Any:
+    """``env`` as given, but a bare id equal to the ``saved`` one (a model's :class:`EnvId`) with the arguments it
+    was saved with: ``load(path, env="FrozenLake-v1")`` or ``--env FrozenLake-v1`` name the model's own env (as the
+    error for a ``module:EnvId`` id asks), not the registered default. An ``EnvId`` or an instance is the caller's."""
+    if type(env) is str and isinstance(saved, EnvId) and saved.kwargs and env == saved:
+        return EnvId(env, saved.kwargs)
+    return env
+
+
 _NOT_KWARGS = ("render_mode",)  # how an env is shown, not which env it is
 
 

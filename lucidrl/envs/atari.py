@@ -81,39 +81,39 @@ class EpisodicLife(gym.Wrapper):
     SB3's ``AtariWrapper`` (``EpisodicLifeEnv``) and CleanRL do too: the step that loses a life returns
     ``terminated=True``, so the value targets learn that losing a life ends the return (γ^k V(s) is not
     bootstrapped past it), which speeds learning in games with several lives. The game is not restarted:
-    the next ``reset()`` is one no-op step from where the life was lost, and only a real game over
-    (or a truncation) resets the emulator. The losing step's info has ``life_lost=True``: lucidrl's
-    collectors then count no episode end (``lucidrl.envs.game_goes_on``), and the score logged is the
-    whole game's, recorded below this wrapper. Machado et al. 2018 advise against it for comparing
+    the ``reset()`` right after it is one no-op step from where the life was lost; any other reset (after a game
+    over, a truncation, a seed, or in the middle of a life) starts a new game. The losing step's info has
+    ``life_lost=True``: lucidrl's collectors then count no episode end (``lucidrl.envs.game_goes_on``), and the
+    score logged is the whole game's, recorded below this wrapper. Machado et al. 2018 advise against it for comparing
     results (it gives the agent the number of lives, which not every game shows), so it is off by default.
     """
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.lives = 0
-        self.game_over = True
+        self.life_lost = False  # the last step lost a life (and the game goes on): reset() continues the game
 
     def _ale_lives(self) -> int:
         return int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.game_over = bool(terminated or truncated)
         lives = self._ale_lives()
-        if 0 < lives < self.lives and not self.game_over:
+        self.life_lost = 0 < lives < self.lives and not (terminated or truncated)
+        if self.life_lost:
             terminated = True
             info = {**info, "life_lost": True}
         self.lives = lives
         return obs, reward, terminated, truncated, info
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if self.game_over or seed is not None:
+        if not self.life_lost or seed is not None:  # a new game (also a reset in the middle of one)
             obs, info = self.env.reset(seed=seed, options=options)
         else:  # a life was lost: the game goes on from there, after one no-op
             obs, _, terminated, truncated, info = self.env.step(0)
             if terminated or truncated:  # (the game ended on that no-op)
                 obs, info = self.env.reset(options=options)
-        self.game_over = False
+        self.life_lost = False
         self.lives = self._ale_lives()
         return obs, info
 

@@ -148,6 +148,45 @@ def test_training_statistics_count_whole_games_when_lives_end_training_episodes(
     venv.close()
 
 
+def test_evaluation_on_one_env_whose_lives_end_training_episodes_plays_whole_games():
+    """evaluate_policy / lucidrl.evaluate on one env made with terminal_on_life_loss=True count whole games, as the
+    vector envs' statistics do. Before, each lost life ended an evaluation episode (and lucidrl.evaluate's seeded
+    reset restarted the game), so the scores were those of the first life: lengths ~30 instead of ~150."""
+    from lucidrl.evaluation import evaluate_policy
+
+    class RandomPolicy:
+        rng = np.random.default_rng(0)
+
+        def predict(self, obs, deterministic=True):
+            return int(self.rng.integers(4)), None
+
+    env = make_atari_env("ALE/Breakout-v5", terminal_on_life_loss=True, clip_reward=False)
+    env.reset(seed=0)
+    calls = []
+    scores, lengths = evaluate_policy(
+        RandomPolicy(), env, 1, return_episode_rewards=True, callback=lambda loc, _: calls.append(loc["done"])
+    )
+    recorder = _recorder(env)
+    assert env.unwrapped.ale.game_over() and sum(calls) == 5  # every lost life is seen by the callback, as SB3's
+    assert scores[0] == recorder.return_queue[-1]  # the whole game's (the no-ops after lost lives score nothing)
+    assert lengths[0] == recorder.length_queue[-1] - 4  # the agent's steps of all 5 lives (not the 4 no-ops)
+    mean, _ = lucidrl.evaluate(RandomPolicy(), env, n_episodes=1)
+    assert env.unwrapped.ale.game_over()
+
+
+def test_a_reset_that_follows_no_lost_life_starts_a_new_game():
+    """Only the reset right after a lost life continues the game. Before, any reset in the middle of a life (or a
+    second reset) took a no-op step in the running game: an evaluation on an env the user had stepped, or reset,
+    played on from there."""
+    env = make_atari_env("ALE/Breakout-v5", terminal_on_life_loss=True, clip_reward=False)
+    env.reset(seed=0)
+    for _ in range(20):
+        env.step(0)
+    assert env.unwrapped.ale.getEpisodeFrameNumber() >= 80
+    env.reset()
+    assert env.unwrapped.ale.getEpisodeFrameNumber() <= 30  # a new game: only the reset's random no-ops
+
+
 def _recorder(env: gym.Env) -> gym.wrappers.RecordEpisodeStatistics:
     while not isinstance(env, gym.wrappers.RecordEpisodeStatistics):
         env = env.env

@@ -111,3 +111,45 @@ def test_arguments_json_cannot_hold_are_named_when_saving(tmp_path):
         assert json.loads((tmp_path / "m" / "config.json").read_text())["env_kwargs"] == {"max_episode_steps": 30}
     finally:
         gym.registry.pop("lucidrl-test/Shaped-v0")
+
+
+def test_the_models_own_id_given_back_to_load_or_eval_keeps_its_arguments(tmp_path, capsys, monkeypatch):
+    """A model file naming a ``module:EnvId`` id asks for the env to be passed (``load(path, env=ID)``, ``--env ID``):
+    that id then means the saved env, with its saved arguments. Before, they were dropped: the non-slippery lake's
+    model played the slippery one (0.0 instead of 1.0). Another id, an EnvId or an instance is the caller's."""
+    (tmp_path / "lakes.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('lucidrl-test/Lake-v0', entry_point='gymnasium.envs.toy_text.frozen_lake:FrozenLakeEnv', "
+        "max_episode_steps=100)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_id = "lakes:lucidrl-test/Lake-v0"
+    try:
+        model = lucidrl.QLearning(env_id, env_kwargs={"is_slippery": False}, seed=0, verbose=0)
+        model.learn(20_000)
+        model.save(tmp_path / "m")
+        loaded = lucidrl.load(tmp_path / "m", env=env_id)
+        assert loaded.env_id.kwargs == {"is_slippery": False}
+        assert loaded.env.envs[0].spec.kwargs["is_slippery"] is False
+        assert lucidrl.evaluate(loaded, n_episodes=5)[0] == 1.0
+        assert main(["eval", str(tmp_path / "m"), "--env", env_id, "--episodes", "5"]) == 0
+        assert "mean return 1.00" in capsys.readouterr().out
+        other = lucidrl.load(tmp_path / "m", env=EnvId(env_id, {"is_slippery": True}))
+        assert other.env.envs[0].spec.kwargs["is_slippery"] is True
+    finally:
+        gym.registry.pop("lucidrl-test/Lake-v0", None)
+
+
+def test_set_env_makes_the_new_env_the_models(tmp_path):
+    """A model moved to another env with set_env saves, and is evaluated on, that env's id and arguments. Before,
+    the first env's stayed: fine-tuned on the slippery lake, it was saved and evaluated as is_slippery=False."""
+    model = lucidrl.QLearning("FrozenLake-v1", env_kwargs={"is_slippery": False}, seed=0, verbose=0)
+    model.set_env(gym.make("FrozenLake-v1", desc=LAKE))
+    assert model.env_id == "FrozenLake-v1" and model.env_id.kwargs == {"desc": LAKE}
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["env_kwargs"] == {"desc": LAKE}
+    model.set_env(lambda: gym.make("FrozenLake-v1"))  # (no id to read: the model's stays)
+    assert model.env_id.kwargs == {"desc": LAKE}
+
+
+LAKE = ["SFFF", "FFFF", "FFFF", "HFFG"]

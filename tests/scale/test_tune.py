@@ -273,3 +273,28 @@ def test_env_kwargs_reach_every_trial_and_the_resume_check(ray_local, tmp_path, 
     )
     with pytest.raises(ConfigError, match=r"with its own env_kwargs \(\{'max_episode_steps': 20\}\), not \{\}"):
         tune(resume=out, verbose=0, env_kwargs={})
+
+
+def test_env_kwargs_a_resume_gives_again_are_compared_as_tune_json_keeps_them(tmp_path):
+    """--env-kwargs desc:('SF','HG') reads a tuple, which tune.json keeps as a list: giving it again with --resume
+    is the same sweep (before: "continues the sweep with its own env_kwargs ..., not ..."), and every trial, resumed
+    or not, gets the list. Arguments JSON cannot hold are a ConfigError before anything runs. (No Ray: the checks
+    come first.)"""
+    out = tmp_path / "s"
+    (out / "tune").mkdir(parents=True)
+    settings = {"algo": "nope", "env_id": "FrozenLake-v1", "trials": 1, "timesteps": 64, "seed": 0, "n_evals": 1,
+                "eval_episodes": 1, "env_kwargs": {"desc": ["SF", "HG"]}, "space": {}}  # fmt: skip
+    (out / "tune.json").write_text(json.dumps(settings))
+    checked = []
+
+    def check_env(algo, env_id):  # the resume check passed: what the trials would get, then stop
+        checked.append(env_id.kwargs)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tune_module, "_check_env", check_env)
+        with pytest.raises(KeyboardInterrupt):
+            tune(resume=out, verbose=0, env_kwargs={"desc": ("SF", "HG")})
+    assert checked == [{"desc": ["SF", "HG"]}]
+    with pytest.raises(ConfigError, match="env_kwargs must be JSON values"):
+        tune("ppo", "FrozenLake-v1", env_kwargs={"f": object()})
