@@ -18,7 +18,8 @@ learning", Nature 518, Methods: "Preprocessing" and "Training details"; Machado 
    ``lucidrl.envs.episode_scores``), not the sum of the clipped rewards below;
 4. with ``terminal_on_life_loss=True`` (off by default): :class:`EpisodicLife`, a lost life ends the
    training episode (``terminated``) while the game plays on, as in the DQN paper and SB3's
-   ``AtariWrapper``;
+   ``AtariWrapper``; with ``fire_reset=True`` (off by default): :class:`FireReset`, FIRE after each reset
+   in games that wait for it, as SB3's ``AtariWrapper``;
 5. ``FrameStackObservation``: the last ``frame_stack`` (4) frames, shape (4, 84, 84): one frame
    holds no velocity, a stack does;
 6. with ``clip_reward=True`` (training only): ``TransformReward(np.sign)``, rewards clipped to
@@ -118,6 +119,23 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
+class FireReset(gym.Wrapper):
+    """Presses FIRE after every reset, in games whose play waits for it (Breakout serves the ball on FIRE).
+
+    SB3's ``AtariWrapper`` (``FireResetEnv``) and CleanRL do this: after the reset, action 1 (FIRE) and then
+    action 2, as theirs, each repeated ``frame_skip`` frames by the preprocessing below, resetting again if either
+    ends the game. Outside :class:`EpisodicLife`, it also serves again after a lost life. Without it the agent
+    has to learn to press FIRE itself, which it does, more slowly; off by default."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.env.reset(seed=seed, options=options)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(options=options)
+        return obs, info
+
+
 def make_atari_env(
     env_id: str,
     *,
@@ -127,6 +145,7 @@ def make_atari_env(
     screen_size: int = 84,
     frame_stack: int = 4,
     terminal_on_life_loss: bool = False,
+    fire_reset: bool = False,
     **kwargs: Any,
 ) -> gym.Env:
     """One preprocessed Atari env (see the module docstring); ``kwargs`` go to ``gymnasium.make``.
@@ -136,6 +155,8 @@ def make_atari_env(
     ``terminal_on_life_loss=True``: :class:`EpisodicLife` (a lost life is ``terminated``, the game plays
     on; SB3's ``AtariWrapper`` default). Gymnasium's ``AtariPreprocessing`` has a flag of the same name that
     restarts the whole game at each lost life; lucidrl never sets that one.
+    ``fire_reset=True``: :class:`FireReset` in games whose actions include FIRE (SB3's ``AtariWrapper`` default);
+    in the others it changes nothing.
     """
     if kwargs.get("frameskip", 1) != 1:
         raise EnvError(
@@ -162,6 +183,9 @@ def make_atari_env(
     env = gym.wrappers.RecordEpisodeStatistics(env)  # before the clipping and the lost lives: whole games' scores
     if terminal_on_life_loss:
         env = EpisodicLife(env)
+    meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+    if fire_reset and len(meanings) >= 3 and meanings[1] == "FIRE":  # (as SB3's FireResetEnv asks)
+        env = FireReset(env)
     if frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, frame_stack)
     if clip_reward:

@@ -217,3 +217,21 @@ def test_env_kwargs_ask_for_lost_lives_in_training_only():
     assert "EpisodicLife" in _wrappers(model.env.envs[0])
     evaluation_env = make_env(model.env_id)
     assert "EpisodicLife" not in _wrappers(evaluation_env) and "TransformReward" not in _wrappers(evaluation_env)
+
+
+def test_fire_reset_serves_after_every_reset_in_games_that_wait_for_fire():
+    """fire_reset=True (SB3's FireResetEnv): FIRE then action 2 after the reset, 2 x 4 more frames than the same
+    seeded reset without it; with lost lives it also serves again; games without FIRE are left as they are."""
+
+    def frames_after_reset(**kw):
+        env = make_atari_env("ALE/Breakout-v5", **kw)
+        env.reset(seed=0)
+        return env, env.unwrapped.ale.getEpisodeFrameNumber()
+
+    plain, plain_frames = frames_after_reset()
+    fired, fired_frames = frames_after_reset(fire_reset=True)
+    assert "FireReset" in _wrappers(fired) and "FireReset" not in _wrappers(plain)
+    assert fired_frames == plain_frames + 2 * 4
+    lives, _ = frames_after_reset(fire_reset=True, terminal_on_life_loss=True)
+    assert _wrappers(lives)[:3] == ["TransformReward", "FrameStackObservation", "FireReset"]
+    assert "FireReset" not in _wrappers(make_atari_env("ALE/Freeway-v5", fire_reset=True))  # NOOP, UP, DOWN
