@@ -38,8 +38,8 @@ Field by field (zoo -> lucidrl):
   lacks (``env_wrapper``, ``frame_stack`` outside Atari), activations it lacks, ``pi`` and ``vf``
   networks of different sizes, any key it does not know. The Atari entry: ``lucidrl.envs.atari``
   does the AtariWrapper's no-op reset, frame skip 4, 84x84 grey frames and reward clipping, and
-  stacks 4 frames (the zoo's ``frame_stack: 4``), but plays a whole game per episode (no
-  end-of-life episodes, no FIRE on reset).
+  stacks 4 frames (the zoo's ``frame_stack: 4``), but plays a whole game per episode by default (its
+  end-of-life episodes and FIRE on reset are ``env_kwargs`` away: docs/atari.md).
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ ATARI_KEYS = ("ALE/*", "*NoFrameskip-v4")
 ACTIVATIONS = {"nn.ReLU": "relu", "nn.Tanh": "tanh", "nn.ELU": "elu"}
 ATARI_WRAPPER = (
     "env_wrapper stable_baselines3.common.atari_wrappers.AtariWrapper: partly; lucidrl.envs.atari does "
-    "its no-op reset, frame skip 4, 84x84 grey frames and reward clipping, but an episode is a whole "
-    "game (no episode end on a lost life, no FIRE on reset)"
+    "its no-op reset, frame skip 4, 84x84 grey frames and reward clipping; by default an episode is a whole "
+    "game, and env_kwargs={'terminal_on_life_loss': True, 'fire_reset': True} give its episode end on a lost "
+    "life and FIRE on reset"
 )
 SDE = "use_sde=True (gSDE): lucidrl's Gaussian policy has state-independent noise (log_std_init, a learned vector)"
 
