@@ -650,7 +650,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     import lucidrl
-    from lucidrl.envs import with_saved_kwargs
+    from lucidrl.envs import EnvId, with_saved_kwargs
 
     if args.video:
         check_video_path(args.video)  # before the model is loaded or any episode runs
@@ -671,9 +671,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     model = lucidrl.load(path)
     if model.name == "grpo":  # a language model on a text task: accuracy on held-out prompts, not episodes
-        if args.video or args.env or args.stochastic:
+        if args.video or args.env or args.stochastic or args.env_kwargs:
             raise ConfigError(
-                "a GRPO model is evaluated by greedy held-out accuracy; drop --video, --env and --stochastic"
+                "a GRPO model is evaluated by greedy held-out accuracy; drop --video, --env, --env-kwargs and "
+                "--stochastic"
             )
         n = len(model.task.splits["heldout"][: args.prompts or None])
         accuracy = model.evaluate(args.prompts or None)
@@ -683,6 +684,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         return 0
     env = with_saved_kwargs(args.env, model.env_id) or model.env_id  # --env ID: the model's, with its arguments
+    if args.env_kwargs:  # on top of those
+        if env is None:
+            raise ConfigError("--env-kwargs are the arguments of an env id: give --env ID (the model has none)")
+        env = EnvId(env, {**getattr(env, "kwargs", {}), **dict(args.env_kwargs)})
     mean, std, returns = lucidrl.evaluate(
         model,
         env,
@@ -947,6 +952,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
     ev.add_argument(
         "--env", default=None, help="env id (default: the one the model was trained on; that id: with its arguments)"
     )
+    _add_env_kwargs(ev, "; on top of the model's own (e.g. is_slippery:True to try it on the slippery lake)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 per episode)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely")
     ev.add_argument("--video", default=None, metavar="PATH.gif", help="also record one episode as an animated GIF")

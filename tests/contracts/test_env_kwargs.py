@@ -153,3 +153,16 @@ def test_set_env_makes_the_new_env_the_models(tmp_path):
 
 
 LAKE = ["SFFF", "FFFF", "FFFF", "HFFG"]
+
+
+def test_eval_can_try_a_model_on_other_arguments(tmp_path, capsys):
+    """lucidrl eval RUN --env-kwargs is_slippery:True: the model trained on the still lake, tried on the slippery one
+    (the arguments go on top of the model's own)."""
+    model = lucidrl.QLearning(gym.make("FrozenLake-v1", is_slippery=False), seed=0, verbose=0)
+    model.learn(20_000)
+    model.save(tmp_path / "m")
+    assert main(["eval", str(tmp_path / "m"), "--episodes", "20"]) == 0
+    assert "mean return 1.00" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "m"), "--episodes", "20", "--env-kwargs", "is_slippery:True"]) == 0
+    out = capsys.readouterr().out
+    assert "'is_slippery': True" in out and "mean return 1.00" not in out
