@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 import json
 import math
 import os
@@ -181,6 +182,38 @@ def _missing_dependency(env_id: str, e: Exception) -> MissingDependencyError:
     return MissingDependencyError(f"{env_id} needs a package that is not installed ({e}). Fix: {fix}")
 
 
+_MAKE_KWARGS = ("max_episode_steps", "disable_env_checker", "render_mode")  # taken by gymnasium.make itself
+
+
+def check_env_kwargs(env_id: str, spec: gym.envs.registration.EnvSpec, kwargs: dict[str, Any]) -> None:
+    """An EnvError naming a keyword the env's constructor does not take (a typo in ``env_kwargs``), with a close
+    match and the ones it takes, instead of the constructor's TypeError from inside Gymnasium. Nothing is checked
+    where the constructor takes ``**kwargs`` or cannot be loaded here (a missing dependency is reported when the env
+    is made)."""
+    if not kwargs:
+        return
+    try:
+        entry: Any = spec.entry_point
+        creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+        params = inspect.signature(creator).parameters
+    except Exception:  # (a module that cannot be imported here, a builtin without a signature)
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    known = {name for name, p in params.items() if p.kind in named} | set(_MAKE_KWARGS)
+    if is_atari_spec(spec):  # lucidrl.envs.atari's own: clip_reward, terminal_on_life_loss, ...
+        known |= {n for n, p in inspect.signature(make_atari_env).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise EnvError(
+            f"{env_id} takes no argument {', '.join(map(repr, unknown))}{hint}; its arguments: "
+            f"{', '.join(sorted(known))}"
+        )
+
+
 def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
     """One (non-vector) env from an id, an instance (returned as is) or a callable; a VectorEnv is refused."""
     if isinstance(env, gym.vector.VectorEnv):
@@ -199,6 +232,7 @@ def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
             if is_atari_spec(spec):  # evaluation plays whole games for the game's score
                 saved = {k: v for k, v in saved.items() if k not in ("clip_reward", "terminal_on_life_loss")}
             kwargs = {**saved, **kwargs}
+        check_env_kwargs(env, spec, kwargs)
         try:
             if is_atari_spec(spec):  # evaluation and play: the preprocessing, but the game's own rewards
                 return make_atari_env(env, **{"clip_reward": False, **kwargs})
@@ -269,6 +303,7 @@ def make_vec_env(
         venv = env
     elif isinstance(env, str):
         spec = check_env_id(env)
+        check_env_kwargs(env, spec, kwargs)
         atari = is_atari_spec(spec)
         native = spec.vector_entry_point is not None and not atari and wrapper is None
         if vectorization == "native" and wrapper is not None:

@@ -166,3 +166,17 @@ def test_eval_can_try_a_model_on_other_arguments(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "m"), "--episodes", "20", "--env-kwargs", "is_slippery:True"]) == 0
     out = capsys.readouterr().out
     assert "'is_slippery': True" in out and "mean return 1.00" not in out
+
+
+def test_a_misspelt_env_argument_is_named_with_the_ones_the_env_takes():
+    """--env-kwargs is_slipery:False used to end in FrozenLakeEnv.__init__'s TypeError from inside Gymnasium."""
+    from lucidrl.errors import EnvError
+
+    with pytest.raises(
+        EnvError, match=r"FrozenLake-v1 takes no argument 'is_slipery' \(did you mean 'is_slippery'\?\)"
+    ):
+        lucidrl.PPO("FrozenLake-v1", env_kwargs={"is_slipery": False}, verbose=0)
+    with pytest.raises(EnvError, match="its arguments: .*max_episode_steps.*sutton_barto_reward"):
+        make_env("CartPole-v1", reward_scale=2)
+    assert main(["train", "ppo", "--env", "FrozenLake-v1", "--env-kwargs", "is_slipery:False"]) == 2
+    make_vec_env("CartPole-v1", 2, max_episode_steps=10, sutton_barto_reward=True)  # gymnasium.make's and the env's
