@@ -45,13 +45,14 @@ from lucidrl.envs import (
     DiscreteOffsets,
     EnvId,
     EnvLike,
-    SavedEnvId,
     Vectorization,
     env_id_of,
     make_env,
     make_vec_env,
+    saved_env_id,
     space_from_json,
     space_to_json,
+    with_env_kwargs,
     with_saved_kwargs,
 )
 from lucidrl.envs.normalize import make_normalizers
@@ -192,9 +193,7 @@ class Algorithm:
                     "env_kwargs are the constructor arguments of an env id (gymnasium.make(id, **env_kwargs)); "
                     f"the env given is {type(env).__name__}: build it with those arguments yourself, or pass its id"
                 )
-            if not isinstance(env_kwargs, dict) or not all(isinstance(k, str) for k in env_kwargs):
-                raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
-            env = EnvId(env, {**getattr(env, "kwargs", {}), **env_kwargs})
+            env = with_env_kwargs(env, env_kwargs)
         self.env_id = env_id_of(env) if env is not None else None
         preset_notes: list[str] = []  # what the preset does not honour, settings adapted to the user's (logged)
         self.config, self.preset_name, self.preset_source = resolve_config(
@@ -1063,9 +1062,7 @@ class Algorithm:
         ]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
             hyper[key] = kwargs.pop(key)
         kwargs.setdefault("verbose", 0 if env is None else 1)
-        saved_id, saved_kwargs = config.get("env_id"), config.get("env_kwargs")
-        saved_kwargs = saved_kwargs if isinstance(saved_kwargs, dict) else {}
-        saved_env = SavedEnvId(saved_id, saved_kwargs) if isinstance(saved_id, str) else None
+        saved_env = saved_env_id(config)
         env = with_saved_kwargs(env, saved_env)  # env="FrozenLake-v1": the saved id, with its saved arguments
         # a bad override: the caller's ConfigError
         model = klass(env, preset=False, _spaces=(*spaces, structured), **kwargs, **hyper)

@@ -349,14 +349,12 @@ def _saved_env_id(checkpoint: Path) -> str | None:
     """The env id in a checkpoint's config.json (a directory or a .zip), with its saved constructor arguments
     (an ``EnvId``); None when it has none or cannot be read (loading the checkpoint then reports what is wrong)."""
     from lucidrl.checkpoint import read_config
-    from lucidrl.envs import EnvId
+    from lucidrl.envs import saved_env_id
 
     try:
-        config = read_config(checkpoint)
+        return saved_env_id(read_config(checkpoint))
     except LucidRLError:
         return None
-    env_id, kwargs = config.get("env_id"), config.get("env_kwargs")
-    return EnvId(env_id, kwargs if isinstance(kwargs, dict) else {}) if isinstance(env_id, str) else None
 
 
 def _add_env_kwargs(parser: argparse.ArgumentParser, more: str = "") -> None:
@@ -650,7 +648,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     import lucidrl
-    from lucidrl.envs import EnvId, with_saved_kwargs
+    from lucidrl.envs import with_env_kwargs, with_saved_kwargs
 
     if args.video:
         check_video_path(args.video)  # before the model is loaded or any episode runs
@@ -687,7 +685,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.env_kwargs:  # on top of those
         if env is None:
             raise ConfigError("--env-kwargs are the arguments of an env id: give --env ID (the model has none)")
-        env = EnvId(env, {**getattr(env, "kwargs", {}), **dict(args.env_kwargs)})
+        env = with_env_kwargs(env, dict(args.env_kwargs))
     mean, std, returns = lucidrl.evaluate(
         model,
         env,

@@ -578,7 +578,7 @@ def compare_variants(
     import lucidrl.algos  # noqa: F401  (registers every algorithm)
     from lucidrl.agent import ALGORITHMS
     from lucidrl.config import resolve_config
-    from lucidrl.envs import EnvId, check_env_id
+    from lucidrl.envs import check_env_id, with_env_kwargs
 
     known = set(ALGORITHMS)
     unknown = [v.algo for v in variants if v.algo not in known]
@@ -612,9 +612,7 @@ def compare_variants(
         )
     check_env_id(env_id)
     if env_kwargs:  # the env's constructor arguments travel with its id, to every run and its evaluation
-        if not isinstance(env_kwargs, dict) or not all(isinstance(k, str) and k.isidentifier() for k in env_kwargs):
-            raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
-        env_id = EnvId(env_id, {**getattr(env_id, "kwargs", {}), **env_kwargs})
+        env_id = with_env_kwargs(env_id, env_kwargs)
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     for v in variants:  # bad hyperparameters or a missing wrapper fail now, with the variant named

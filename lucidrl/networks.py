@@ -274,6 +274,13 @@ def obs_encoder(space: gym.Space, algo: str, ortho: bool = True) -> tuple[nn.Mod
 
 
 # --------------------------------------------------------------------------- action heads
+def gumbel_noise(
+    shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Gumbel noise g = -log(E), E ~ Exp(1), of ``shape``: argmax(logits + g) samples softmax(logits)."""
+    return torch.empty(shape, device=device).exponential_(generator=generator).log_().neg_()
+
+
 class CategoricalHead:
     """π(a|s) = softmax(logits)_a for a Discrete action space; ``params`` are the logits [..., n]."""
 
@@ -286,8 +293,8 @@ class CategoricalHead:
     def noise(
         self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
     ) -> torch.Tensor:
-        """Gumbel noise g = -log(E), E ~ Exp(1), one per action: [*batch_shape, n]."""
-        return torch.empty((*batch_shape, self.n), device=device).exponential_(generator=generator).log_().neg_()
+        """Gumbel noise (``gumbel_noise``), one per action: [*batch_shape, n]."""
+        return gumbel_noise((*batch_shape, self.n), generator, device)
 
     def sample(
         self, logits: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
@@ -402,8 +409,8 @@ class MultiCategoricalHead:
     def noise(
         self, batch_shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
     ) -> torch.Tensor:
-        """Gumbel noise, one per logit of every component: [*batch_shape, n_1 + ... + n_k]."""
-        return torch.empty((*batch_shape, self.n_params), device=device).exponential_(generator=generator).log_().neg_()
+        """Gumbel noise (``gumbel_noise``), one per logit of every component: [*batch_shape, n_1 + ... + n_k]."""
+        return gumbel_noise((*batch_shape, self.n_params), generator, device)
 
     def sample(
         self, params: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
@@ -411,7 +418,8 @@ class MultiCategoricalHead:
         """Each component by Gumbel-max on its own logits: [..., k]."""
         if noise is None:
             noise = self.noise(params.shape[:-1], generator, params.device)
-        return torch.stack([(logits + g).argmax(-1) for logits, g in zip(self.split(params), self.split(noise))], -1)
+        parts = zip(self.parts, self.split(params), self.split(noise))
+        return torch.stack([head.sample(logits, noise=g) for head, logits, g in parts], -1)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         return torch.stack([logits.argmax(-1) for logits in self.split(params)], -1)

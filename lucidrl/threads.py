@@ -38,7 +38,7 @@ import sys
 import gymnasium as gym
 import torch
 
-from lucidrl.envs.structured import FlattenedBox, entries, is_image_entry
+from lucidrl.envs.structured import FlattenedBox
 from lucidrl.networks import is_image_space
 
 LARGE_IMAGE_PIXELS = 64 * 64
@@ -51,8 +51,8 @@ def auto_threads(model) -> int:
         return torch.get_num_threads()
     space = model.observation_space
     images: list[gym.Space] = [space] if is_image_space(space) else []
-    if isinstance(space, FlattenedBox) and space.has_images:  # a Dict/Tuple with images (lucidrl.envs.structured)
-        images = [leaf for _, _, leaf in entries(space.structure) if is_image_entry(leaf)]
+    if isinstance(space, FlattenedBox):  # a Dict/Tuple, whose images count (lucidrl.envs.structured)
+        images = list(space.image_entries)
     large_image = any(math.prod(sorted(image.shape or ())[1:]) >= LARGE_IMAGE_PIXELS for image in images)
     return torch.get_num_threads() if large_image else 1
 

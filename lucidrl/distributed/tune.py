@@ -43,7 +43,7 @@ import yaml
 
 from lucidrl.agent import ALGORITHMS
 from lucidrl.distributed import env_registration, ray_session, register, require_ray
-from lucidrl.envs import EnvId
+from lucidrl.envs import EnvId, as_env_kwargs
 from lucidrl.errors import ConfigError, LucidRLError
 from lucidrl.plotting import finish_figure
 
@@ -390,8 +390,7 @@ def tune(
     """
     started = time.perf_counter()
     if env_kwargs is not None:
-        if not (isinstance(env_kwargs, dict) and all(isinstance(k, str) and k.isidentifier() for k in env_kwargs)):
-            raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+        as_env_kwargs(env_kwargs)
         try:  # as tune.json keeps them (a tuple is a list): the same for every trial, resumed or not
             env_kwargs = json.loads(json.dumps(env_kwargs))
         except (TypeError, ValueError):

@@ -92,6 +92,25 @@ class SavedEnvId(EnvId):
     prefix, which makes Gymnasium import that module, is refused: loading a model never runs code the file names."""
 
 
+def saved_env_id(config: dict[str, Any]) -> SavedEnvId | None:
+    """The env id of a checkpoint's config.json with its saved ``env_kwargs``; None for a model saved without one."""
+    env_id, kwargs = config.get("env_id"), config.get("env_kwargs")
+    return SavedEnvId(env_id, kwargs if isinstance(kwargs, dict) else {}) if isinstance(env_id, str) else None
+
+
+def as_env_kwargs(env_kwargs: Any) -> dict[str, Any]:
+    """``env_kwargs`` if it is a dict keyed by argument names (a checkpoint's config.json takes only those), else a
+    ConfigError."""
+    if not (isinstance(env_kwargs, dict) and all(isinstance(k, str) and k.isidentifier() for k in env_kwargs)):
+        raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+    return env_kwargs
+
+
+def with_env_kwargs(env_id: str, env_kwargs: Any) -> EnvId:
+    """``env_id`` (an id or an :class:`EnvId`) with ``env_kwargs`` (checked) on top of its own arguments."""
+    return EnvId(env_id, {**getattr(env_id, "kwargs", {}), **as_env_kwargs(env_kwargs)})
+
+
 def with_saved_kwargs(env: Any, saved: str | None) -> Any:
     """``env`` as given, but a bare id equal to the ``saved`` one (a model's :class:`EnvId`) with the arguments it
     was saved with: ``load(path, env="FrozenLake-v1")`` or ``--env FrozenLake-v1`` name the model's own env (as the

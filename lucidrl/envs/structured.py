@@ -89,8 +89,13 @@ class FlattenedBox(S.Box):
         self.structure = structure
 
     @property
+    def image_entries(self) -> list[S.Box]:
+        """The entries that are images, in the space's order."""
+        return [leaf for leaf in _leaves(self.structure) if is_image_entry(leaf)]
+
+    @property
     def has_images(self) -> bool:
-        return any(is_image_entry(leaf) for leaf in _leaves(self.structure))
+        return bool(self.image_entries)
 
 
 def flat_space(space: gym.Space) -> FlattenedBox:
