@@ -37,7 +37,8 @@ SB3), gradient-norm clipping (``max_grad_norm``, SB3's 10), Huber loss instead o
 (same gradient; always on), soft target updates (``tau``), Double DQN (``double_q``, off).
 Frame stacking, reward clipping and the Atari preprocessing of the paper are env wrappers
 (``lucidrl.envs.atari``), not part of this file; image observations go through the paper's CNN
-(``lucidrl.networks.NatureCNN``), and the replay memory keeps them as uint8.
+(``lucidrl.networks.NatureCNN``), and the replay memory keeps them as uint8 (also the pixels of a Dict
+observation's image entries: ``lucidrl.replay.PackedRows``).
 
 This file is the reference: every gradient step samples its minibatch, builds its targets and
 steps ``torch.optim.Adam`` through autograd, as Algorithm 1 reads. ``lucidrl.fast`` computes the

@@ -438,12 +438,75 @@ def test_the_cli_trains_on_a_dict_image_env_a_module_registers(tmp_path, monkeyp
         lucidrl.PPO("MultiInputPolicy", "no_such_module_here:LampsCli-v0", verbose=0, preset=False)
 
 
-def test_a_replay_memory_too_large_says_the_image_entries_are_kept_as_float32():
-    from lucidrl.envs.structured import flat_space
-    from lucidrl.replay import ReplayBuffer
+def test_a_replay_memory_keeps_the_image_entries_pixels_as_uint8_and_gives_back_the_same_rows(tmp_path):
+    """A Dict with images: the pixel columns are stored as uint8 (SB3's DictReplayBuffer: 4x less than the float32
+    rows), the other columns as they are; sampled rows equal the rows stored, around the ring and after a save and
+    load of the memory; the memory guard counts 1 byte a pixel."""
+    import torch
 
-    with pytest.raises(ConfigError, match="image entries are kept as float32"):
-        ReplayBuffer(10**9, flat_space(Lamps.observation_space), S.Discrete(4))
+    from lucidrl.envs.structured import flat_space
+    from lucidrl.replay import PackedRows, ReplayBuffer
+
+    space = S.Dict(
+        {
+            "a_pos": S.Box(-1.0, 1.0, (2,), np.float32),
+            "b_frame": S.Box(0, 255, (1, 36, 36), np.uint8),
+            "c_mode": S.Discrete(3),
+            "d_map": S.Box(0, 255, (36, 36, 2), np.uint8),
+            "e_pos": S.Box(-1.0, 1.0, (1,), np.float32),
+        }
+    )
+    flat = flat_space(space)
+    width, pixels = flat.shape[0], 36 * 36 * 3
+    assert ReplayBuffer.nbytes_for(10, flat, S.Discrete(4)) == 10 * (2 * (pixels + 4 * (width - pixels)) + 8 + 8)
+    buffer = ReplayBuffer(10, flat, S.Discrete(4), generator=torch.Generator().manual_seed(0))
+    assert isinstance(buffer.obs, PackedRows) and buffer.obs.pixels.dtype == torch.uint8
+    assert buffer.obs.pixels.shape == (10, pixels) and buffer.obs.values.shape == (10, width - pixels)
+    space.seed(0)
+    rows = torch.from_numpy(np.stack([flatten_observation(space, space.sample()) for _ in range(14)]))
+    for k in range(0, 14, 7):  # 14 rows through a ring of 10: the second batch wraps around
+        sl = slice(k, k + 7)
+        buffer.add(rows[sl], torch.arange(7) % 4, torch.ones(7), rows[sl].flip(0), torch.zeros(7))
+    in_ring = lambda x: torch.cat([x[10:], x[4:10]])  # noqa: E731  rows 10-13 in slots 0-3, rows 4-9 in slots 4-9
+    ring, ring_next = in_ring(rows), in_ring(torch.cat([rows[:7].flip(0), rows[7:].flip(0)]))
+    assert torch.equal(buffer.obs[:10], ring)
+    idx = torch.tensor([[3, 0], [9, 5]])
+    batch = buffer.get(idx)
+    assert batch["obs"].dtype == torch.float32 and batch["obs"].shape == (2, 2, width)
+    assert torch.equal(batch["obs"], ring[idx])
+    assert torch.equal(batch["next_obs"], ring_next[idx])
+    from lucidrl.checkpoint import read_tensors_file, save_tensors_file
+
+    save_tensors_file(tmp_path / "replay.safetensors", buffer.state_tensors())
+    saved = read_tensors_file(tmp_path / "replay.safetensors")
+    assert saved["obs.pixels"].dtype == torch.uint8 and "obs" not in saved
+    back = ReplayBuffer.from_state(saved, 10, flat, S.Discrete(4))
+    assert torch.equal(back.obs[:10], ring) and torch.equal(back.next_obs[:10], buffer.next_obs[:10])
+    # flat float rows (a memory saved before it was packed) load too; pixel values uint8 cannot hold do not
+    old = {k: v for k, v in saved.items() if not k.startswith(("obs.", "next_obs."))}
+    old |= {"obs": ring.clone(), "next_obs": buffer.next_obs[:10]}
+    assert torch.equal(ReplayBuffer.from_state(old, 10, flat, S.Discrete(4)).obs[:10], ring)
+    old["obs"][0, 2] = 0.5  # the first pixel of b_frame
+    with pytest.raises(ValueError, match="not whole numbers 0-255"):
+        ReplayBuffer.from_state(old, 10, flat, S.Discrete(4))
+    with pytest.raises(ConfigError, match="pixels at 1 byte each"):
+        ReplayBuffer(10**12, flat, S.Discrete(4))
+
+
+def test_dqn_on_a_dict_with_an_image_stores_uint8_pixels_and_saves_and_resumes_its_memory(tmp_path):
+    import torch
+
+    model = lucidrl.DQN("MultiInputPolicy", Lamps, seed=0, verbose=0, preset=False, save_replay_buffer=True,
+                        **SMALL["DQN"])  # fmt: skip
+    model.learn(200)
+    n = len(model.replay)  # whole rounds of train_freq calls: 208
+    assert model.replay.obs.pixels.dtype == torch.uint8 and n >= 200
+    model.save(tmp_path / "m")
+    back = lucidrl.load(tmp_path / "m", env=Lamps)
+    assert torch.equal(back.replay.obs[:n], model.replay.obs[:n])
+    assert torch.equal(back.replay.next_obs.pixels[:n], model.replay.next_obs.pixels[:n])
+    back.learn(100, reset_num_timesteps=False)
+    assert len(back.replay) > n
 
 
 def test_predict_does_not_rebuild_the_flat_space_for_each_observation(monkeypatch):
