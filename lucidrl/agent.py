@@ -21,7 +21,7 @@ import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, overload
 
 import gymnasium as gym
 import numpy as np
@@ -32,10 +32,14 @@ from lucidrl import backends
 from lucidrl.callbacks import Hooks, SB3Logger, StopTraining, check_callback
 from lucidrl.checkpoint import (
     OPTIONAL_FILES,
+    CheckpointBytes,
+    describe,
+    is_file_object,
     legacy_optimizer_state,
     load_checkpoint,
     optimizer_from_flat,
     optimizer_to_flat,
+    read_file_object,
     read_tensors_file,
     save_checkpoint,
     save_tensors_file,
@@ -61,7 +65,14 @@ from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
 from lucidrl.evaluation import single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
 from lucidrl.replay import ReplayBuffer
-from lucidrl.sb3_api import check_policy, policy_kwargs_to_config, positional_hyperparameters, split_policy_and_env
+from lucidrl.sb3_api import (
+    SAVED_UNDER_SB3_NAMES,
+    check_policy,
+    policy_kwargs_to_config,
+    positional_hyperparameters,
+    save_selection,
+    split_policy_and_env,
+)
 from lucidrl.threads import hold_matmul_precision, hold_threads, matmul_precision_for, threads_for
 from lucidrl.version import __version__
 
@@ -466,35 +477,47 @@ class Algorithm:
         """SB3's name for DQN's replay memory (``self.replay``; None until ``learn`` makes it)."""
         return self._replay_memory("replay_buffer")
 
-    def save_replay_buffer(self, path: str | os.PathLike) -> Path:
+    @overload
+    def save_replay_buffer(self, path: str | os.PathLike) -> Path: ...
+    @overload
+    def save_replay_buffer(self, path: IO[bytes]) -> IO[bytes]: ...
+    def save_replay_buffer(self, path: str | os.PathLike | IO[bytes]) -> Path | IO[bytes]:
         """SB3's: the replay memory alone, in one safetensors file (``.safetensors`` added to a name without a
-        suffix), written whole or not at all; returns the path. (``save_replay_buffer=True`` in the config
-        puts it inside every checkpoint instead.)"""
+        suffix), written whole or not at all; returns the path. A binary file object (``io.BytesIO``, a file opened
+        ``"wb"``) takes the same bytes from its position, flushed, not closed; it is returned. (``save_replay_buffer
+        =True`` in the config puts the memory inside every checkpoint instead.)"""
         replay = self._replay_memory("save_replay_buffer")
         if replay is None:
             raise ConfigError("save_replay_buffer: the replay memory is made when learn starts; there is none yet")
-        file = Path(path)
+        if is_file_object(path):
+            save_tensors_file(path, replay.state_tensors(), "save_replay_buffer")  # type: ignore[arg-type]
+            return path  # type: ignore[return-value]
+        file = Path(path)  # type: ignore[arg-type]
         file = file if file.suffix else file.with_suffix(".safetensors")
         file.parent.mkdir(parents=True, exist_ok=True)
         save_tensors_file(file, replay.state_tensors())
         return file
 
-    def load_replay_buffer(self, path: str | os.PathLike) -> None:
-        """SB3's: the replay memory from a file of ``save_replay_buffer`` (named with or without ``.safetensors``)."""
+    def load_replay_buffer(self, path: str | os.PathLike | IO[bytes]) -> None:
+        """SB3's: the replay memory from a file of ``save_replay_buffer`` (named with or without ``.safetensors``),
+        or from a binary file object's bytes from its position (read without unpickling: safetensors)."""
         self._replay_memory("load_replay_buffer")  # a model that has one
-        file = Path(path)
-        if not file.exists() and file.with_suffix(".safetensors").exists():
-            file = file.with_suffix(".safetensors")
-        if not file.is_file():
-            raise CheckpointError(f"load_replay_buffer: no file at {str(path)!r} (written by save_replay_buffer?)")
-        tensors = read_tensors_file(file)
+        if is_file_object(path):
+            tensors, shown = read_tensors_file(path, "load_replay_buffer"), describe(path)  # type: ignore[arg-type]
+        else:
+            file = Path(path)  # type: ignore[arg-type]
+            if not file.exists() and file.with_suffix(".safetensors").exists():
+                file = file.with_suffix(".safetensors")
+            if not file.is_file():
+                raise CheckpointError(f"load_replay_buffer: no file at {str(path)!r} (written by save_replay_buffer?)")
+            tensors, shown = read_tensors_file(file), repr(str(file))
         try:
             self.replay = ReplayBuffer.from_state(
                 tensors, self.config.buffer_size, self.observation_space, self.action_space, self.device,
                 self.generator,
             )  # fmt: skip
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            raise CheckpointError(f"the replay memory in {str(file)!r} does not fit this model ({e})") from None
+            raise CheckpointError(f"the replay memory in {shown} does not fit this model ({e})") from None
 
     def _replay_memory(self, what: str) -> ReplayBuffer | None:
         if "replay" not in self.__dict__:
@@ -509,15 +532,19 @@ class Algorithm:
         return out
 
     def set_parameters(
-        self, load_path_or_dict: str | os.PathLike | dict, exact_match: bool = True, device: str | torch.device = "auto"
+        self,
+        load_path_or_dict: str | os.PathLike | IO[bytes] | dict,
+        exact_match: bool = True,
+        device: str | torch.device = "auto",
     ) -> None:
         """Load the networks' weights, the normalisers' statistics (and the optimisers' state) from
-        ``get_parameters()``'s dict or from a checkpoint (read safely: no unpickling). ``exact_match``: every
-        network and normaliser must be given, with all its tensors."""
+        ``get_parameters()``'s dict or from a checkpoint: a path, or a binary file object holding a zip checkpoint
+        from its position (read safely: no unpickling). ``exact_match``: every network and normaliser must be
+        given, with all its tensors."""
         modules, optimizers = self._checkpoint_modules(), self._optimizers()
         params = load_path_or_dict
         if not isinstance(params, dict):
-            tensors, _, _ = load_checkpoint(params)
+            tensors, _, _ = load_checkpoint(params, what="set_parameters")
             params = {
                 name: {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
                 for name in modules
@@ -926,13 +953,26 @@ class Algorithm:
         }
         return [names.get(id(p), "?") for group in optimizer.param_groups for p in group["params"]]
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``."""
+    @overload
+    def save(self, path: str | os.PathLike, exclude: Any = None, include: Any = None) -> Path: ...
+    @overload
+    def save(self, path: IO[bytes], exclude: Any = None, include: Any = None) -> IO[bytes]: ...
+    def save(self, path: str | os.PathLike | IO[bytes], exclude: Any = None, include: Any = None) -> Path | IO[bytes]:
+        """Save to a checkpoint directory (atomically); a run directory gets it in ``model/``; a path ending in
+        ``.zip`` gets one zip file. Returns the path written.
+
+        ``path`` may be a binary file object (``io.BytesIO``, a file opened ``"wb"``): it takes the bytes a
+        ``.zip`` save writes, from its position, and is flushed, not closed (as Stable-Baselines3's ``save``);
+        it is returned. ``exclude``/``include``: SB3's lists of attribute names. The checkpoint holds fixed
+        content, so only ``"replay_buffer"`` changes it (DQN's replay memory in or out of this save); excluding
+        what lucidrl never saves (``"env"``, ...) changes nothing; excluding what every checkpoint holds, or
+        including anything else, is a ``ConfigError`` that names what the checkpoint holds."""
+        replay_wanted = self._save_selection(exclude, include)
         weights = self._nonfinite_weights()
         if weights:
+            where = "nothing was written into it" if is_file_object(path) else "nothing there was changed"
             raise CheckpointError(
-                f"{self.name}: will not save non-finite weights ({', '.join(weights[:4])}); "
-                f"nothing at {str(path)!r} was changed"
+                f"{self.name}: will not save non-finite weights ({', '.join(weights[:4])}) at {describe(path)}; {where}"
             )
         tensors: dict[str, torch.Tensor] = {
             "rng/generator": self.generator.get_state(),
@@ -948,7 +988,9 @@ class Algorithm:
             tensors["run/reward_returns"] = torch.from_numpy(self.reward_scaler.returns.copy())
         extra = {}
         replay = getattr(self, "replay", None)
-        if getattr(self.config, "save_replay_buffer", False) and replay is not None:
+        if replay_wanted is None:
+            replay_wanted = bool(getattr(self.config, "save_replay_buffer", False))
+        if replay_wanted and replay is not None:
             extra["replay.safetensors"] = replay.state_tensors()
         optim_meta = {}
         for name, opt in self._optimizers().items():
@@ -988,10 +1030,32 @@ class Algorithm:
             state["log"] = self._logger.position()  # where a run resumed from here continues its log
         return save_checkpoint(path, tensors, config, state, extra)
 
+    def _save_selection(self, exclude: Any, include: Any) -> bool | None:
+        """``save``'s ``exclude``/``include`` (``sb3_api.save_selection``): whether this save holds the replay memory
+        (None: as ``save_replay_buffer`` says)."""
+        if exclude is None and include is None:
+            return None
+        modules, optimizers = list(self._checkpoint_modules()), list(self._optimizers())
+        counters = ["num_timesteps", "n_updates", *self.state_attributes]
+        holds = (
+            f"a lucidrl checkpoint holds fixed content: the networks ({', '.join(modules)}), the optimisers' state "
+            f"({', '.join(optimizers) or 'none'}), the hyperparameters (config.json, policy_kwargs' settings among "
+            f"them), the counters ({', '.join(counters)}), the random-number states, the spaces and the env's id "
+            "and arguments"
+        )
+        if "replay" in self.__dict__:
+            holds += "; the replay memory only with save_replay_buffer=True or include=['replay_buffer']"
+        fields = [f.name for f in dataclasses.fields(self.config)]
+        saved = {
+            *modules, *optimizers, *counters, *fields, *SAVED_UNDER_SB3_NAMES,
+            "observation_space", "action_space", "env_id", "env_kwargs", "config",
+        }  # fmt: skip
+        return save_selection(self.name, holds, saved, "replay" in self.__dict__, exclude, include)
+
     @classmethod
     def load(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike | IO[bytes],
         env: EnvLike | None = None,
         device: str | None = None,
         backend: str | None = None,
@@ -1008,7 +1072,12 @@ class Algorithm:
         trained under one backend continues under the other (same networks, same optimiser state).
         SB3's ``custom_objects`` replace saved hyperparameters (as keyword arguments do);
         ``print_system_info`` prints the lucidrl, torch and gymnasium versions; ``force_reset`` is accepted
-        (the envs are always reset when training starts)."""
+        (the envs are always reset when training starts).
+
+        ``path`` may be a binary file object (``io.BytesIO``, a file opened ``"rb"``) holding what ``save`` wrote
+        into one or into a ``.zip``: it is read from its position to its end and checked as a ``.zip`` file is; one
+        already at its end (``model.save(f)`` then ``load(f)``, as SB3 allows) is read whole, its last zip loaded.
+        Nothing is unpickled."""
         if print_system_info:
             print(
                 f"lucidrl {__version__}, torch {torch.__version__}, gymnasium {gym.__version__}, numpy {np.__version__}"
@@ -1017,21 +1086,25 @@ class Algorithm:
             if key in kwargs:
                 raise ConfigError(f"load: {key!r} given both in custom_objects and as a keyword argument")
             kwargs[key] = value
-        tensors, config, state = load_checkpoint(path, extra=OPTIONAL_FILES)
+        source: str | os.PathLike | CheckpointBytes = (
+            read_file_object(path, "load") if is_file_object(path) else path  # type: ignore[assignment]
+        )  # a file object is read once: each loader below reads the same bytes
+        shown = describe(source)
+        tensors, config, state = load_checkpoint(source, extra=OPTIONAL_FILES)
         algo = config["algo"]
         if algo in OTHER_LOADERS and cls is Algorithm:
             if env is not None or device is not None or backend is not None or torch_threads is not None:
                 raise ConfigError(
-                    f"{str(path)!r} is a {algo.upper()} checkpoint, which takes no env, device, backend "
+                    f"{shown} is a {algo.upper()} checkpoint, which takes no env, device, backend "
                     f"or torch_threads; load it with lucidrl.load(path)"
                 )
-            return OTHER_LOADERS[algo](path, **kwargs)
+            return OTHER_LOADERS[algo](source, **kwargs)
         if algo not in ALGORITHMS:
             raise CheckpointError(f"the checkpoint is of an unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
         klass = ALGORITHMS[algo]
         if cls is not Algorithm and klass is not cls:
             raise CheckpointError(
-                f"{str(path)!r} is a checkpoint of {algo.upper()}, not of {cls.name.upper()}; "
+                f"{shown} is a checkpoint of {algo.upper()}, not of {cls.name.upper()}; "
                 f"load it with lucidrl.load() or lucidrl.{klass.__name__}.load()"
             )
         # a network's layers are at least as large as its input and output: a larger space is an edited file
@@ -1051,7 +1124,7 @@ class Algorithm:
             resolve_config(klass.name, klass.config_class, None, False, dict(hyper))
         except ConfigError as e:
             raise CheckpointError(
-                f"the hyperparameters in {str(path)!r} (config.json) do not fit its algorithm "
+                f"the hyperparameters in {shown} (config.json) do not fit its algorithm "
                 f"{algo!r}: {e}. Was config.json edited (its 'algo' or 'config')?"
             ) from None
         for key, value in (("device", device), ("backend", backend), ("torch_threads", torch_threads)):
@@ -1073,7 +1146,7 @@ class Algorithm:
                 sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
                 module.load_state_dict(sub, strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"the weights in {str(path)!r} do not fit this {algo} model: {e}") from None
+            raise CheckpointError(f"the weights in {shown} do not fit this {algo} model: {e}") from None
         for name, opt in model._optimizers().items():
             meta = state.get("optimizers", {}).get(name)
             if meta is None:
@@ -1273,8 +1346,11 @@ def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state
             raise CheckpointError(f"corrupt checkpoint: replay.safetensors does not fit this model ({e})") from None
 
 
-def load(path: str | os.PathLike, env: EnvLike | None = None, device: str | None = None, **kwargs: Any) -> Algorithm:
-    """Load any lucidrl model (the algorithm is read from the checkpoint; ``import lucidrl`` registered them all)."""
+def load(
+    path: str | os.PathLike | IO[bytes], env: EnvLike | None = None, device: str | None = None, **kwargs: Any
+) -> Algorithm:
+    """Load any lucidrl model (the algorithm is read from the checkpoint; ``import lucidrl`` registered them all).
+    ``path``: a checkpoint directory, a ``.zip``, or a binary file object holding one from its position."""
     return Algorithm.load(path, env=env, device=device, **kwargs)
 
 

@@ -20,10 +20,18 @@ file, fsynced and renamed over the path in one ``os.replace`` (atomic), so a kil
 the previous zip or the new one. Loading reads directories and zips alike, and finds ``x.zip``
 for ``load("x")`` (Stable-Baselines3's habit: it appends ``.zip``) and the directory ``x`` for
 ``load("x.zip")`` when only the other one exists. ``save("x")`` still writes the directory ``x``.
+
+A file object (``io.BytesIO``, a file opened ``"wb"`` / ``"rb"``: Stable-Baselines3's ``io.BufferedIOBase``) takes
+the same zip: ``save`` writes the bytes a ``.zip`` save writes, from the object's position, then flushes it (it
+neither seeks nor closes it); ``load`` reads the zip from the object's position to its end and checks it as it
+checks a ``.zip`` file, naming "the file object" (with its ``name`` where it has one) instead of a path. Neither
+needs the object to be seekable. What only makes sense on disk (the atomic rename, refusing to replace a file
+that is not a checkpoint, recovering a killed save) does not apply to a file object.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -32,7 +40,7 @@ import uuid
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from safetensors import SafetensorError
@@ -63,8 +71,8 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     exists; else ``path`` (whose absence the caller reports)."""
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise CheckpointError(
-            f"load needs the path of a checkpoint (a directory, or a .zip file), got {path!r}; "
-            "a lucidrl checkpoint is files on disk, not a file object"
+            f"load needs the path of a checkpoint (a directory, or a .zip file) or a binary file object open for "
+            f"reading (io.BytesIO, open(PATH, 'rb')), got {path!r:.80}"
         )
     p = Path(path)
     if p.exists() or recover_checkpoint(p) is not None:
@@ -185,8 +193,12 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         os.fsync(f.fileno())
 
 
-def save_tensors_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """One safetensors file written whole or not at all: a temporary file, fsynced, renamed over ``path``."""
+def save_tensors_file(path: Path | IO[bytes], tensors: dict[str, torch.Tensor], what: str = "save") -> None:
+    """One safetensors file written whole or not at all: a temporary file, fsynced, renamed over ``path``. A binary
+    file object takes the same bytes from its position (``write_file_object``)."""
+    if not isinstance(path, Path):
+        write_file_object(path, save_bytes(_plain(tensors)), what)
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         _write_tensors(tmp, tensors)
@@ -196,28 +208,38 @@ def save_tensors_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     _fsync_dir(path.parent)
 
 
-def read_tensors_file(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of one safetensors file (a CheckpointError names the file when it cannot be read)."""
+def read_tensors_file(path: Path | IO[bytes], what: str = "load") -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file, or of a binary file object's bytes from its position (a
+    CheckpointError names the file when it cannot be read)."""
+    if not isinstance(path, Path):
+        source = read_file_object(path, what)
+        return _read_tensors(source.label, source.data)
     return _read_tensors(path)
 
 
 def save_checkpoint(
-    path: str | os.PathLike,
+    path: str | os.PathLike | IO[bytes],
     tensors: dict[str, torch.Tensor],
     config: dict[str, Any],
     state: dict[str, Any],
     extra: dict[str, dict[str, torch.Tensor]] | None = None,
-) -> Path:
-    """Write a checkpoint atomically; returns the directory written.
+) -> Any:
+    """Write a checkpoint atomically; returns the directory (or zip file) written.
 
     ``extra``: more safetensors files (a name of ``OPTIONAL_FILES`` -> tensors), e.g. DQN's replay memory.
     A killed save leaves the previous checkpoint or the new one (``recover_checkpoint``), never neither;
     each save removes the hidden copies earlier killed saves left behind.
+
+    ``path`` may be a binary file object: the zip a ``.zip`` path would get is written into it from its
+    position and flushed (not atomic: a failed write leaves what was written); it is returned.
     """
+    if is_file_object(path):
+        write_file_object(path, _zip_bytes(_zip_members(tensors, config, state, extra)), "save")
+        return path
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise CheckpointError(
-            f"save needs a path (a directory, or a file ending in .zip), got {path!r}; "
-            "a lucidrl checkpoint is files on disk, not a file object"
+            f"save needs a path (a directory, or a file ending in .zip) or a binary file object open for "
+            f"writing (io.BytesIO, open(PATH, 'wb')), got {path!r:.80}"
         )
     try:
         return _save(path, tensors, config, state, extra)
@@ -268,7 +290,7 @@ def _save(path, tensors, config, state, extra) -> Path:
 
 
 # --------------------------------------------------------------------------- zip checkpoints
-def _zip_names(file: Path) -> list[str] | None:
+def _zip_names(file: Path | IO[bytes]) -> list[str] | None:
     """The member names of a zip file, or None when it is not a readable zip."""
     try:
         with zipfile.ZipFile(file) as z:
@@ -302,6 +324,40 @@ def _refuse_foreign_zip(dest: Path) -> None:
         )
 
 
+def _zip_members(
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    state: dict[str, Any],
+    extra: dict[str, dict[str, torch.Tensor]] | None,
+) -> list[tuple[str, bytes]]:
+    """The files of a zip checkpoint, in their order, as bytes."""
+    members = [(FILES[0], save_bytes(_plain(tensors)))]
+    for name, extra_tensors in (extra or {}).items():
+        if name not in OPTIONAL_FILES:
+            raise ValueError(f"unknown checkpoint file {name!r}")
+        members.append((name, save_bytes(_plain(extra_tensors))))
+    for name, obj in ((FILES[1], config), (FILES[2], {**state, "format_version": FORMAT_VERSION})):
+        members.append((name, json.dumps(obj, indent=2, sort_keys=False).encode()))
+    return members
+
+
+def _write_zip(raw: IO[bytes], members: list[tuple[str, bytes]]) -> None:
+    """The zip of ``members`` written to ``raw`` (a seekable binary file at position 0): fixed timestamps, the
+    weights stored as they are, the JSON deflated. The one writer of zip checkpoints: same model, same bytes."""
+    with zipfile.ZipFile(raw, "w") as z:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+
+
+def _zip_bytes(members: list[tuple[str, bytes]]) -> bytes:
+    """The bytes ``_write_zip`` writes to a ``.zip`` file (made in memory, so any binary stream can take them)."""
+    buffer = io.BytesIO()
+    _write_zip(buffer, members)
+    return buffer.getvalue()
+
+
 def _save_zip(
     dest: Path,
     tensors: dict[str, torch.Tensor],
@@ -312,22 +368,12 @@ def _save_zip(
     """``save_checkpoint`` for a ``.zip`` path: the same files in one zip, written to a temporary sibling
     file, fsynced, then renamed over ``dest`` (``os.replace``: atomic; readers see the old zip or the new)."""
     _refuse_foreign_zip(dest)
-    members = [(FILES[0], save_bytes(_plain(tensors)))]
-    for name, extra_tensors in (extra or {}).items():
-        if name not in OPTIONAL_FILES:
-            raise ValueError(f"unknown checkpoint file {name!r}")
-        members.append((name, save_bytes(_plain(extra_tensors))))
-    for name, obj in ((FILES[1], config), (FILES[2], {**state, "format_version": FORMAT_VERSION})):
-        members.append((name, json.dumps(obj, indent=2, sort_keys=False).encode()))
+    members = _zip_members(tensors, config, state, extra)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with open(tmp, "wb") as raw:
-            with zipfile.ZipFile(raw, "w") as z:
-                for name, data in members:
-                    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-                    info.compress_type = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
-                    z.writestr(info, data)
+            _write_zip(raw, members)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, dest)
@@ -341,35 +387,205 @@ def _save_zip(
     return dest
 
 
-def _read_zip(file: Path) -> dict[str, bytes]:
-    """The checkpoint files inside a zip, as bytes (nothing is extracted to disk, nothing unpickled)."""
-    names = _zip_names(file)
-    if names is None and file.suffix.lower() != ZIP_SUFFIX:
+# --------------------------------------------------------------------------- file objects
+class CheckpointBytes:
+    """A checkpoint read from a file object: its bytes (from the object's position to its end) and how messages
+    name it. ``load_checkpoint`` and ``read_config`` take one as they take a path; ``lucidrl.load`` reads a file
+    object into one once, so that every loader it hands the checkpoint to reads the same bytes."""
+
+    def __init__(self, data: bytes, label: str, last_archive: bool = False) -> None:
+        self.data, self.label = data, label
+        self.last_archive = last_archive  # read whole from its start: the zip is the last one in it (as SB3 reads)
+
+    def __truediv__(self, member: str) -> str:  # where a directory's path would give "DIR/config.json"
+        return f"{member} in {self.label}"
+
+    def __str__(self) -> str:
+        return self.label
+
+    def __repr__(self) -> str:
+        return f"<{self.label}: {len(self.data)} bytes>"
+
+
+def is_file_object(obj: Any) -> bool:
+    """A file object (``io.BytesIO``, an open file, anything with ``read`` or ``write``), not a path."""
+    return not isinstance(obj, (str, bytes, os.PathLike, CheckpointBytes)) and (
+        callable(getattr(obj, "read", None)) or callable(getattr(obj, "write", None))
+    )
+
+
+def describe(target: Any) -> str:
+    """How a message names where a checkpoint is: a path, quoted; "the file object", with its ``name`` (a file
+    opened by path has one) where it has one."""
+    if isinstance(target, CheckpointBytes):
+        return target.label
+    if is_file_object(target):
+        name = getattr(target, "name", None)
+        return f"the file object {name!r}" if isinstance(name, str) and name else "the file object"
+    return repr(str(target))
+
+
+def _mode(f: Any) -> str:
+    mode = getattr(f, "mode", None)
+    return f" (opened with mode {mode!r})" if isinstance(mode, str) else ""
+
+
+def _usable_stream(f: Any, label: str, what: str, reading: bool) -> None:
+    """Refuse a closed, text-mode or wrong-direction file object before touching it, naming the fix."""
+    how, verb = ("'rb'", "read from") if reading else ("'wb'", "write into")
+    if getattr(f, "closed", False) is True:
+        raise CheckpointError(f"{what}: {label} is closed; give an open binary file object (open(PATH, {how}))")
+    if isinstance(f, io.TextIOBase):
         raise CheckpointError(
-            f"{str(file)!r} is a file but not a lucidrl checkpoint: load() reads the directory or "
+            f"{what}: {label} is a text stream ({type(f).__name__}{_mode(f)}); a checkpoint is a binary zip: "
+            f"open the file with mode {how}, or use io.BytesIO instead of io.StringIO"
+        )
+    check = getattr(f, "readable" if reading else "writable", None)
+    if not callable(getattr(f, "read" if reading else "write", None)):
+        raise CheckpointError(f"{what}: {label} ({type(f).__name__}) has no {'read' if reading else 'write'}()")
+    try:
+        ok = check() if callable(check) else True
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        extra = " (or 'r+b')" if reading else " (or 'r+b', 'ab')"
+        raise CheckpointError(
+            f"{what}: {label} is not open for {'reading' if reading else 'writing'}{_mode(f)}; open the file with "
+            f"mode {how}{extra} to {verb} it"
+        )
+
+
+def read_file_object(f: Any, what: str = "load") -> CheckpointBytes:
+    """The bytes of a binary file object from its position to its end (no seeking: a stream that cannot seek
+    is read the same), or a CheckpointError naming what is wrong with the object and the fix."""
+    label = describe(f)
+    _usable_stream(f, label, what, reading=True)
+    try:
+        data = f.read()
+    except (OSError, ValueError, TypeError) as e:  # (io.UnsupportedOperation is both of the first two)
+        raise CheckpointError(f"{what}: cannot read {label} ({e})") from None
+    if isinstance(data, str):
+        raise CheckpointError(
+            f"{what}: {label} gave text (str), not bytes; a checkpoint is a binary zip: open the file with mode "
+            "'rb', or use io.BytesIO instead of io.StringIO"
+        )
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CheckpointError(
+            f"{what}: {label}'s read() gave {type(data).__name__}, not bytes; give a binary file object "
+            "(io.BytesIO, open(PATH, 'rb'))"
+        )
+    if not data:
+        try:
+            position = f.tell()
+        except (AttributeError, OSError, ValueError):
+            position = 0
+        if isinstance(position, int) and position > 0 and _seekable(f):
+            # SB3's habit: model.save(f) then PPO.load(f) with no seek. zipfile (which SB3 hands f to) finds the
+            # archive that ends the object wherever f stands; so does this: the object's whole bytes, its last zip
+            try:
+                f.seek(0)
+                whole = f.read()
+            except (OSError, ValueError, TypeError):
+                whole = b""
+            if isinstance(whole, (bytes, bytearray, memoryview)) and whole:
+                return CheckpointBytes(bytes(whole), label, last_archive=True)
+        if isinstance(position, int) and position > 0:
+            raise CheckpointError(
+                f"{what}: {label} has nothing left to read: it is at its end (position {position}). lucidrl reads a "
+                "checkpoint from the object's current position: after model.save(f), call f.seek(0) (or seek to "
+                "where the save began) before loading from it"
+            )
+        raise CheckpointError(f"{what}: {label} is empty: there is no checkpoint in it")
+    return CheckpointBytes(bytes(data), label)
+
+
+def _seekable(f: Any) -> bool:
+    try:
+        return bool(f.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def write_file_object(f: Any, data: bytes, what: str = "save") -> None:
+    """Write ``data`` into a binary file object from its position, then flush it; never seeks or closes it."""
+    label = describe(f)
+    _usable_stream(f, label, what, reading=False)
+    try:
+        while data:
+            n = f.write(data)
+            if n is None or n >= len(data):  # (some file-like objects return None from write)
+                break
+            if n <= 0:
+                raise OSError(f"write() took no bytes with {len(data)} still to write")
+            data = data[n:]  # a raw stream may take part of it
+        flush = getattr(f, "flush", None)
+        if callable(flush):
+            flush()
+    except TypeError as e:
+        raise CheckpointError(
+            f"{what}: {label} does not take bytes ({e}); a checkpoint is a binary zip: open the file with mode "
+            "'wb', or use io.BytesIO"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{what}: cannot write into {label} ({e}); what it holds from its position on is no complete checkpoint"
+        ) from None
+
+
+def _read_zip(file: Path | CheckpointBytes) -> dict[str, bytes]:
+    """The checkpoint files inside a zip (a file, or a file object's bytes), as bytes (nothing is extracted to
+    disk, nothing unpickled)."""
+    stream = isinstance(file, CheckpointBytes)
+    source: Path | IO[bytes] = io.BytesIO(file.data) if isinstance(file, CheckpointBytes) else file
+    shown = describe(file)
+    names = _zip_names(source)
+    if names is None and isinstance(file, Path) and file.suffix.lower() != ZIP_SUFFIX:
+        raise CheckpointError(
+            f"{shown} is a file but not a lucidrl checkpoint: load() reads the directory or "
             "the .zip file written by model.save(). Point at that."
+        )
+    if names is None and isinstance(file, CheckpointBytes):
+        raise CheckpointError(
+            f"corrupt checkpoint: {shown} holds no readable zip archive ({len(file.data)} bytes from its position: "
+            "truncated or damaged, or not a checkpoint). model.save(f) writes one: save the model again, or load "
+            "an earlier checkpoint."
         )
     if names is None:
         raise CheckpointError(
-            f"corrupt checkpoint: {str(file)!r} is not a readable zip file (truncated or damaged). "
+            f"corrupt checkpoint: {shown} is not a readable zip file (truncated or damaged). "
             "Save the model again, or load an earlier checkpoint."
         )
     if "data" in names and "policy.pth" in names:
+        if not stream:
+            raise CheckpointError(
+                f"{shown} is a Stable-Baselines3 model, not a lucidrl checkpoint; convert it "
+                f"(without unpickling) with lucidrl.from_sb3({shown}) or `lucidrl import-sb3 {file} OUT.zip`"
+            )
         raise CheckpointError(
-            f"{str(file)!r} is a Stable-Baselines3 model, not a lucidrl checkpoint; convert it "
-            f"(without unpickling) with lucidrl.from_sb3({str(file)!r}) or "
-            f"`lucidrl import-sb3 {file} OUT.zip`"
+            f"{shown} holds a Stable-Baselines3 model, not a lucidrl checkpoint; write its bytes to a file "
+            "PATH.zip and convert that (without unpickling) with lucidrl.from_sb3('PATH.zip') or "
+            "`lucidrl import-sb3 PATH.zip OUT.zip`"
         )
     missing = [f for f in FILES if f not in names]
     if missing:
+        written = "model.save(f)" if stream else "model.save('NAME.zip')"
         raise CheckpointError(
-            f"{str(file)!r} is a zip but not a lucidrl checkpoint: it lacks {', '.join(missing)} "
-            f"(it holds {', '.join(sorted(names)[:5]) or 'nothing'}). Point at a file written by "
-            "model.save('NAME.zip')."
+            f"{shown} is a zip but not a lucidrl checkpoint: it lacks {', '.join(missing)} "
+            f"(it holds {', '.join(sorted(names)[:5]) or 'nothing'}). Point at {'bytes' if stream else 'a file'} "
+            f"written by {written}."
         )
     try:
-        with zipfile.ZipFile(file) as z:  # read() checks each member's CRC: a flipped byte is caught here
+        with zipfile.ZipFile(source) as z:  # read() checks each member's CRC: a flipped byte is caught here
+            start = min((info.header_offset for info in z.infolist()), default=0)
+            if stream and start and not file.last_archive:  # type: ignore[union-attr]  # zipfile finds an archive by its end: other bytes (another save?) come first
+                raise CheckpointError(
+                    f"{shown} does not hold one checkpoint from its position: the zip there begins {start} bytes "
+                    "further on, after other bytes (another checkpoint saved into the same object first?). Seek to "
+                    "where the model.save(f) you want began, and load from there."
+                )
             return {n: z.read(n) for n in FILES + OPTIONAL_FILES if n in names}
+    except CheckpointError:  # (a ValueError: not to be taken for a damaged zip below)
+        raise
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -381,13 +597,12 @@ def _read_zip(file: Path) -> dict[str, bytes]:
         RuntimeError,
     ) as e:
         raise CheckpointError(
-            f"corrupt checkpoint: {str(file)!r} is a damaged zip ({e}). Save the model again, "
-            "or load an earlier checkpoint."
+            f"corrupt checkpoint: {shown} is a damaged zip ({e}). Save the model again, or load an earlier checkpoint."
         ) from None
 
 
 # --------------------------------------------------------------------------- reading and checking
-def _field_error(file: Path, field: str, expected: str, value: Any) -> CheckpointError:
+def _field_error(file: Path | str, field: str, expected: str, value: Any) -> CheckpointError:
     shown = repr(value)
     return CheckpointError(
         f"corrupt checkpoint: {file} field {field!r} should be {expected}, got "
@@ -399,7 +614,7 @@ def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def validate_documents(d: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
+def validate_documents(d: Path | CheckpointBytes, config: dict[str, Any], state: dict[str, Any]) -> None:
     """Check every field of ``config.json`` and ``state.json`` that loading reads; name the file and field."""
     cfile, sfile = d / FILES[1], d / FILES[2]
     for key, ok, expected in (
@@ -450,33 +665,39 @@ def validate_documents(d: Path, config: dict[str, Any], state: dict[str, Any]) -
 
 
 def load_checkpoint(
-    path: str | os.PathLike, extra: tuple[str, ...] = ()
+    path: str | os.PathLike | IO[bytes] | CheckpointBytes, extra: tuple[str, ...] = (), what: str = "load"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     """Read and check a checkpoint: ``(tensors, config, state)``. Never unpickles anything.
 
+    ``path``: a directory, a ``.zip`` file, or a binary file object holding such a zip from its position on.
     ``extra``: names of ``OPTIONAL_FILES`` to read too, when present: their tensors are returned
-    under ``"NAME/key"``.
+    under ``"NAME/key"``. ``what``: the caller's name, for the messages about a file object.
     """
-    d, members = _open(path)
+    d, members = _open(path, what)
     config, state = _documents(d, members)
     tensors = _read_tensors(d / FILES[0], None if members is None else members[FILES[0]])
     for name in extra:
         if members is not None and name in members:
             tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name, members[name]).items()})
-        elif members is None and (d / name).is_file():
+        elif members is None and isinstance(d, Path) and (d / name).is_file():
             tensors.update({f"{name}/{k}": v for k, v in _read_tensors(d / name).items()})
     return tensors, config, state
 
 
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint's ``config.json`` (a directory or a zip), checked as ``load_checkpoint`` checks it, without
-    reading the weights."""
-    return _documents(*_open(path))[0]
+def read_config(path: str | os.PathLike | IO[bytes] | CheckpointBytes) -> dict[str, Any]:
+    """A checkpoint's ``config.json`` (a directory, a zip or a file object), checked as ``load_checkpoint``
+    checks it, without reading the weights. (A file object is read to its end.)"""
+    return _documents(*_open(path, "read_config"))[0]
 
 
-def _open(path: str | os.PathLike) -> tuple[Path, dict[str, bytes] | None]:
+def _open(
+    path: str | os.PathLike | IO[bytes] | CheckpointBytes, what: str = "load"
+) -> tuple[Path | CheckpointBytes, dict[str, bytes] | None]:
     """Where the checkpoint at ``path`` lies (a killed save's copy recovered) and, for a zip, its files."""
-    p = find_checkpoint(path)
+    if isinstance(path, CheckpointBytes) or is_file_object(path):
+        source = path if isinstance(path, CheckpointBytes) else read_file_object(path, what)
+        return source, _read_zip(source)
+    p = find_checkpoint(path)  # type: ignore[arg-type]  # (a path: file objects went above)
     members: dict[str, bytes] | None = None  # a zip's files; None for a directory
     if p.is_file():
         members = _read_zip(p)
@@ -496,7 +717,7 @@ def _open(path: str | os.PathLike) -> tuple[Path, dict[str, bytes] | None]:
     return d, members
 
 
-def _documents(d: Path, members: dict[str, bytes] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _documents(d: Path | CheckpointBytes, members: dict[str, bytes] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``config.json`` and ``state.json`` of the checkpoint at ``d`` (``members``: a zip's files), checked."""
     docs = []
     for name in FILES[1:]:
@@ -504,6 +725,7 @@ def _documents(d: Path, members: dict[str, bytes] | None) -> tuple[dict[str, Any
             if members is not None:
                 obj = json.loads(members[name])
             else:
+                assert isinstance(d, Path)
                 with open(d / name) as f:
                     obj = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
@@ -517,14 +739,14 @@ def _documents(d: Path, members: dict[str, bytes] | None) -> tuple[dict[str, Any
         raise CheckpointError(f"corrupt checkpoint: {d / FILES[2]} has no format_version (an integer >= 1)")
     if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{str(d)!r} was written by lucidrl {state.get('lucidrl_version', '?')} in checkpoint format {version}; "
+            f"{describe(d)} was written by lucidrl {state.get('lucidrl_version', '?')} in checkpoint format {version}; "
             f"this lucidrl reads formats up to {FORMAT_VERSION}. Upgrade: pip install -U lucidrl"
         )
     validate_documents(d, config, state)
     return config, state
 
 
-def _read_tensors(file: Path, data: bytes | None = None) -> dict[str, torch.Tensor]:
+def _read_tensors(file: Path | str, data: bytes | None = None) -> dict[str, torch.Tensor]:
     """A safetensors file (``data``: its bytes, read from a zip) -> tensors, refusing non-finite values."""
     try:
         tensors = load_file(str(file)) if data is None else load_bytes(data)

@@ -2,7 +2,8 @@
 
 * ``ALGO(policy, env, ...)`` with ``policy`` one of :data:`POLICIES`, as well as lucidrl's ``ALGO(env, ...)``;
 * ``policy_kwargs`` with SB3's keys, each mapped onto a config field (:func:`policy_kwargs_to_config`);
-* the policy checked against the observation space once the env is known (:func:`check_policy`).
+* the policy checked against the observation space once the env is known (:func:`check_policy`);
+* ``save(path, exclude=[...], include=[...])`` read against lucidrl's fixed checkpoint (:func:`save_selection`).
 
 Nothing here imports Stable-Baselines3.
 """
@@ -196,3 +197,64 @@ def check_policy(
             f"policy_kwargs: share_features_extractor={share_features_extractor} is not what {algo.upper()} does in "
             f"lucidrl (its actor and critic {'share' if shares_encoder else 'have separate'} CNNs); leave it out"
         )
+
+
+SAVED_UNDER_SB3_NAMES = ("policy", "policy_kwargs", "lr_schedule", "exploration_schedule", "_n_updates")
+"""SB3's attribute names for what a lucidrl checkpoint holds under its own names (the networks, the network and
+schedule settings in config.json, the update counter): ``save(include=...)`` takes them, ``exclude=`` refuses them."""
+
+
+def save_selection(
+    algo: str, holds: str, saved_names: set[str], has_replay: bool, exclude: Any, include: Any
+) -> bool | None:
+    """SB3's ``model.save(path, exclude=[...], include=[...])`` over lucidrl's checkpoint, which holds fixed content
+    (``holds`` says what; ``saved_names`` are the attributes it covers). Returns whether this save puts DQN's replay
+    memory in (``"replay_buffer"`` included: True, excluded: False), or None (as the config's ``save_replay_buffer``
+    says). Excluding what lucidrl never saves changes nothing; a ConfigError for excluding what every checkpoint
+    holds, or including what none can (an env object, a user's attribute)."""
+    lists: list[list[str]] = []
+    for arg, value in (("exclude", exclude), ("include", include)):
+        if value is None:
+            lists.append([])
+            continue
+        names = [] if isinstance(value, (str, bytes)) else _iterable(arg, value)
+        if isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in names):
+            raise ConfigError(
+                f"save: {arg} takes a list of attribute names, e.g. {arg}=['replay_buffer'], got {value!r:.80}"
+            )
+        lists.append(names)
+    excluded, included = lists
+    both = sorted(set(excluded) & set(included))
+    if both:
+        raise ConfigError(f"save: {', '.join(map(repr, both))} both excluded and included; give each name once")
+    replay: bool | None = None
+    for name in excluded:
+        if name == "replay_buffer":
+            replay = False
+        elif name in saved_names:
+            raise ConfigError(
+                f"save(exclude=[{name!r}]): {holds}. {name!r} is part of every {algo.upper()} checkpoint and cannot "
+                "be left out (load needs it)"
+            )  # any other name: lucidrl does not save it, so it is left out already
+    for name in included:
+        if name == "replay_buffer":
+            if not has_replay:
+                raise ConfigError(f"save(include=['replay_buffer']): {algo.upper()} has no replay memory (DQN has one)")
+            replay = True
+        elif name not in saved_names:
+            why = (
+                "an env object cannot be saved; its id and arguments are, and load(path, env=...) takes another"
+                if name == "env"
+                else "lucidrl saves no other attributes: keep what else you need beside the checkpoint"
+            )
+            raise ConfigError(f"save(include=[{name!r}]): {holds}. It cannot hold {name!r}: {why}")
+    return replay
+
+
+def _iterable(arg: str, value: Any) -> list:
+    try:
+        return list(value)
+    except TypeError:
+        raise ConfigError(
+            f"save: {arg} takes a list of attribute names, e.g. {arg}=['replay_buffer'], got {value!r:.80}"
+        ) from None
