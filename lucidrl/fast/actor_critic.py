@@ -7,8 +7,9 @@ Each twin has the reference function's signature and results (``tests/math/test_
 * ``rollout_policy`` = ``lucidrl.rollout.rollout_policy`` (the acting of PPO, A2C, TRPO and VPG).
 
 for an ``ActorCritic`` with separate actor and critic MLPs of equal hidden widths (tanh or ReLU)
-on flat observations, a categorical head or a Gaussian one with a state-independent log σ, on
-the CPU in float32. What changes is only how the numbers are computed: the actor and the critic
+on flat (Box) observations or one-hot encoded ones (Discrete, MultiDiscrete: ``lucidrl.fast.inputs``),
+a categorical, MultiCategorical or Bernoulli head or a Gaussian one with a state-independent log σ,
+on the CPU in float32. What changes is only how the numbers are computed: the actor and the critic
 run side by side as one ``MLPCore`` (K = 2) in NumPy, the loss's gradient is written out
 (``lucidrl.fast.heads``, the surrogate's below) instead of built by autograd, and the optimiser
 steps the flat weights (``lucidrl.fast.flat``). Why it pays on CartPole's networks: a PPO
@@ -27,16 +28,10 @@ from lucidrl import backends
 from lucidrl.advantages import normalize
 from lucidrl.algos.ppo import update_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
-from lucidrl.fast.heads import categorical_terms, gaussian_terms
+from lucidrl.fast.heads import gaussian_terms, head_unsupported, logit_terms, sample
+from lucidrl.fast.inputs import InputEncoding, input_unsupported
 from lucidrl.fast.mlp import MLPCore, acting_forward, numpy_blocks
-from lucidrl.networks import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
-    CategoricalHead,
-    DiagGaussianHead,
-    FlattenFloat,
-    StateIndependentLogStd,
-)
+from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, DiagGaussianHead
 from lucidrl.rollout import minibatches
 from lucidrl.rollout import rollout_policy as reference_rollout_policy
 
@@ -57,12 +52,10 @@ def network_unsupported(agent, device: torch.device) -> str | None:
         return "weights other than float32"
     if agent.shared:
         return "a shared trunk (shared_trunk=True)"
-    if not isinstance(agent.encoder, FlattenFloat):
-        return f"observations encoded by {type(agent.encoder).__name__} (images, one-hot) rather than flat vectors"
-    gaussian = isinstance(agent.head, DiagGaussianHead) and isinstance(agent.actor[-1], StateIndependentLogStd)
-    if not (isinstance(agent.head, CategoricalHead) or gaussian):
-        return f"the action head {type(agent.head).__name__}"
-    return MLPCore.members_supported([agent.actor, agent.critic])
+    reason = input_unsupported(agent.encoder)
+    if reason is not None:
+        return reason
+    return head_unsupported(agent.head, agent.actor) or MLPCore.members_supported([agent.actor, agent.critic])
 
 
 class PairNet:
@@ -71,6 +64,7 @@ class PairNet:
     def __init__(self, agent):
         members = [agent.actor, agent.critic]
         self.core = MLPCore.of(members, numpy=True)
+        self.head, self.inputs = agent.head, InputEncoding(agent.encoder)
         order = MLPCore.parameter_order(members)
         self.gaussian = isinstance(agent.head, DiagGaussianHead)
         if self.gaussian:
@@ -93,15 +87,14 @@ class PairNet:
         """``policy_term(log π) + vf_coef mean((V - R)²) - ent_coef mean(H)``, its gradient into ``flat.grad``
         (overwritten). Returns (distribution parameters, policy loss, value loss, entropy or None, extra)."""
         B = obs.shape[0]
-        x = obs.reshape(B, self.core.n_in).astype(np.float32, copy=False)
-        (out, v), hs = self.core.forward(self.w, x)
+        (out, v), hs = self.core.forward(self.w, self.inputs.numpy(obs))
         if self.gaussian:
             params, d_out, policy_loss, entropy, extra = gaussian_terms(
                 out, self.log_std, actions, policy_term, ent_coef, with_entropy, self.log_std_grad
             )
         else:
-            params, d_out, policy_loss, entropy, extra = categorical_terms(
-                out, actions, policy_term, ent_coef, with_entropy
+            params, d_out, policy_loss, entropy, extra = logit_terms(
+                self.head, out, actions, policy_term, ent_coef, with_entropy
             )
         diff = v[:, 0] - returns.reshape(B)  # ∂mean((V - R)²)/∂V = 2 (V - R) / B
         value_loss = float(np.mean(diff * diff))
@@ -244,10 +237,10 @@ def rollout_policy(agent):
         members = [agent.actor, agent.critic]
         core = MLPCore.of(members, numpy=True)
         w = numpy_blocks(core, members)
-    forward = acting_forward(core, w)
+    forward, encode, head = acting_forward(core, w), InputEncoding(agent.encoder).numpy, agent.head
     reference, widest = reference_rollout_policy(agent), max(core.widths)
     limit = MAX_ACTING_WORK // torch.get_num_threads()  # (read inside learn: the threads it runs on)
-    gaussian = isinstance(agent.head, DiagGaussianHead)
+    gaussian = isinstance(head, DiagGaussianHead)
     if gaussian:
         log_std = np.clip(agent.actor[-1].log_std.detach().numpy(), LOG_STD_MIN, LOG_STD_MAX)
         std = np.exp(log_std)
@@ -255,12 +248,11 @@ def rollout_policy(agent):
     def step(obs: torch.Tensor, noise: torch.Tensor | None):
         if obs.shape[0] * widest > limit:
             return reference(obs, noise)
-        x = obs.numpy()
-        out, v = forward(x if x.ndim == 2 and x.dtype == np.float32 else x.reshape(len(x), -1).astype(np.float32))
+        out, v = forward(encode(obs.numpy()))
         params = np.concatenate([out, np.broadcast_to(log_std, out.shape)], -1) if gaussian else out
         action = None
-        if noise is not None:  # the head's sample: argmax(l + Gumbel noise), or μ + σ ε
-            action = torch.from_numpy(out + std * noise.numpy() if gaussian else (out + noise.numpy()).argmax(-1))
+        if noise is not None:  # the head's sample: μ + σ ε, or from the logits (Gumbel-max, u < σ(l))
+            action = torch.from_numpy(out + std * noise.numpy() if gaussian else sample(head, out, noise.numpy()))
         return action, torch.from_numpy(params), torch.from_numpy(v[:, 0])
 
     return step

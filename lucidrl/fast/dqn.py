@@ -19,7 +19,9 @@ matrix products, and ~50k acting calls on one observation. The twins:
   backpropagated, then the gradient clipping and Adam's step on the flat weights;
 * act with a NumPy copy of the weights (made once per collection chunk).
 
-Supported: a ReLU or tanh MLP on flat observations, float32, on the CPU.
+Supported: a ReLU or tanh MLP on flat (1-D Box) observations or one-hot encoded ones (Discrete,
+MultiDiscrete: the first layer as a gather of its weight's columns, ``lucidrl.fast.inputs``), float32,
+on the CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from lucidrl import backends
 from lucidrl.algos.dqn import td_target
 from lucidrl.fast.flat import FlatOptimizer, clip_grad_norm, flat_optimizer
+from lucidrl.fast.inputs import InputEncoding, OneHotRows, input_unsupported
 from lucidrl.fast.mlp import MLPCore, acting_forward, numpy_blocks, single_net
 from lucidrl.networks import FlattenFloat
 
@@ -45,7 +48,12 @@ def dqn_train_round(q_net, q_target, optimizer, buffer, n_steps, cfg) -> dict[st
     idx = buffer.sample_indices(n_steps, B)
     batch = buffer.get(idx)  # [n_steps, B, ...]: step g's minibatch is row g
 
-    def columns(x: torch.Tensor) -> np.ndarray:  # [n_steps, B, n_in] -> [n_steps, n_in, B], contiguous
+    encoding = InputEncoding(q_net.encoder)  # flat observations, or one-hot rows kept as the columns of their ones
+
+    def columns(x: torch.Tensor):  # [n_steps, B, n_in] -> [n_steps, n_in, B], contiguous (or each step's one-hot rows)
+        if encoding.one_hot:
+            cols = encoding.columns(x.reshape(n_steps * B, *x.shape[2:]).numpy()).reshape(n_steps, B, -1)
+            return [OneHotRows(c, encoding.n_in) for c in cols]
         return np.ascontiguousarray(x.float().numpy().reshape(n_steps, B, -1).transpose(0, 2, 1))
 
     grad = net.blocks(net.flat.grad.numpy())
@@ -54,10 +62,17 @@ def dqn_train_round(q_net, q_target, optimizer, buffer, n_steps, cfg) -> dict[st
     with torch.no_grad():  # Q_θ⁻(s', ·) for the whole round (θ⁻ is fixed during a round), once per distinct
         # transition drawn (a round draws some twice), 1,024 columns at a time
         _, first, inverse = np.unique(idx.numpy().reshape(-1), return_index=True, return_inverse=True)
-        cols = np.ascontiguousarray(batch["next_obs"].float().numpy().reshape(n_steps * B, -1)[first].T)
+        next_obs_drawn = batch["next_obs"].reshape(n_steps * B, *batch["next_obs"].shape[2:])
+        starts = range(0, len(first), 1024)
+        if encoding.one_hot:
+            drawn = encoding.columns(next_obs_drawn.numpy()[first])
+            chunks: list = [OneHotRows(drawn[start : start + 1024], encoding.n_in) for start in starts]
+        else:
+            cols = np.ascontiguousarray(next_obs_drawn.float().numpy().reshape(n_steps * B, -1)[first].T)
+            chunks = [cols[:, start : start + 1024] for start in starts]
         q_distinct = np.empty((A, len(first)), np.float32)
-        for start in range(0, len(first), 1024):  # (each forward's output is a buffer the next one reuses)
-            q_distinct[:, start : start + 1024] = target.forward(cols[:, start : start + 1024])[0]
+        for start, x in zip(starts, chunks):  # (each forward's output is a buffer the next one reuses)
+            q_distinct[:, start : start + 1024] = target.forward(x)[0]
         next_q_target = torch.from_numpy(np.ascontiguousarray(q_distinct[:, inverse].T)).view(n_steps, B, A)
         targets = None if cfg.double_q else td_target(rewards, terminated, next_q_target, cfg.gamma).numpy()
     next_obs = columns(batch["next_obs"]) if cfg.double_q else None
@@ -92,8 +107,11 @@ def train_round_unsupported(model) -> str | None:
     q_net = model.q_net
     if model.device.type != "cpu":
         return f"device {model.device.type!r} (the fast backend is for the CPU)"
-    if not isinstance(q_net.encoder, FlattenFloat) or q_net.encoder.ndim != 1:
-        return f"observations encoded by {type(q_net.encoder).__name__} (images, one-hot) rather than flat vectors"
+    reason = input_unsupported(q_net.encoder)
+    if reason is not None:
+        return reason
+    if isinstance(q_net.encoder, FlattenFloat) and q_net.encoder.ndim != 1:
+        return f"observations of {q_net.encoder.ndim} dimensions (a Box of one is)"
     if any(p.dtype != torch.float32 for p in q_net.parameters()):
         return "weights other than float32"
     return MLPCore.members_supported([q_net.q]) or FlatOptimizer.unsupported(model.optimizer, list(q_net.parameters()))
@@ -102,10 +120,10 @@ def train_round_unsupported(model) -> str | None:
 def greedy_policy(q_net):
     """``lucidrl.algos.dqn.greedy_policy`` in NumPy on a copy of the weights (θ is fixed during a chunk)."""
     core = MLPCore.of([q_net.q], numpy=True)
-    forward = acting_forward(core, numpy_blocks(core, [q_net.q]))
+    forward, encode = acting_forward(core, numpy_blocks(core, [q_net.q])), InputEncoding(q_net.encoder).numpy
 
     def greedy(obs: np.ndarray) -> np.ndarray:
-        return forward(obs.reshape(obs.shape[0], core.n_in).astype(np.float32, copy=False))[0].argmax(-1)
+        return forward(encode(obs))[0].argmax(-1)
 
     return greedy
 

@@ -20,7 +20,10 @@ the two networks layer by layer (``pair_order``). With h_l the activations (h_0 
             ż_l = h_{l-1} vW_lᵀ + vb_l + ḣ_{l-1} W_lᵀ,  ḣ_l = act'(z_l) ⊙ ż_l,
             ẏ_k = ḣ_L[k] W_out_kᵀ + h_L[k] vW_out_kᵀ + vb_out_k
 
-act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. The algorithm is written once
+act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. Where x is one-hot (``lucidrl.fast.inputs.OneHotRows``:
+a Discrete or MultiDiscrete observation, kept as the columns of its ones), the three products with x (h_0 W_0ᵀ,
+∂W_0 = ∂zᵀ h_0, h_0 vW_0ᵀ) are gathers of W_0's or vW_0's columns and a scatter-add (each ops' ``gather_*``).
+The algorithm is written once
 (``MLPCore``); ``NumpyOps``, ``FeatureMajorOps`` and ``TorchOps`` supply the handful of array
 operations it uses. NumPy wins where a pass costs its ops' launches (~1 us an op against torch's
 ~2-4 us: PPO's and A2C's minibatches, acting on a few rows, DQN's steps); torch (MKL's products)
@@ -40,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lucidrl.fast.inputs import OneHotRows, scatter_columns
 from lucidrl.networks import StateIndependentLogStd
 
 _aten = torch.ops.aten
@@ -58,6 +62,28 @@ class NumpyOps:
         z = np.matmul(h, w.transpose(0, 2, 1))
         z += b
         return np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z)
+
+    @staticmethod
+    def gather_linear(cols, w):
+        """x Wᵀ for one-hot rows x (``OneHotRows.cols`` [B, k]): Σ_j W[:, cols[:, j]] for all members -> [K, B, out]."""
+        wt = w.swapaxes(-1, -2)  # [K, in, out], a view: the gather reads a column of W per row
+        z = wt[:, cols[:, 0]]
+        for j in range(1, cols.shape[1]):
+            z += wt[:, cols[:, j]]
+        return z
+
+    @classmethod
+    def gather_hidden(cls, cols, w, b, tanh: bool):
+        """``hidden`` on one-hot rows: act(Σ_j W[:, cols[:, j]] + b) -> [K, B, out]."""
+        z = cls.gather_linear(cols, w)
+        z += b
+        return np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z)
+
+    @staticmethod
+    def gather_weight_grad(d, cols, out):
+        """∂W = dᵀ x for one-hot rows x into ``out`` [K, o, in], from d [K, B, o]: a scatter-add
+        (``scatter_columns``)."""
+        scatter_columns(d, cols, out)
 
     @staticmethod
     def output(h, w, b):
@@ -140,6 +166,19 @@ class FeatureMajorOps:
         else:
             np.matmul(w, h, out=z)
         np.add(z, b.transpose(0, 2, 1), out=z)
+        return self._activate(z, w, tanh)
+
+    def gather_hidden(self, cols, w, b, tanh: bool):
+        """``hidden`` on one-hot rows (``OneHotRows.cols`` [B, k]): act(Σ_j W[:, cols[:, j]] + b) -> [K, out, B]."""
+        K, out, _ = w.shape
+        z = self._out(("z", id(w)), (K, out, cols.shape[0]))
+        np.take(w, cols[:, 0], axis=2, out=z)
+        for j in range(1, cols.shape[1]):
+            z += np.take(w, cols[:, j], axis=2)
+        np.add(z, b.transpose(0, 2, 1), out=z)
+        return self._activate(z, w, tanh)
+
+    def _activate(self, z, w, tanh: bool):
         if tanh:
             return np.tanh(z, out=z)
         # ReLU as z ⊙ [z > 0], keeping the mask for the backward pass (act_grad_): two cheap passes where
@@ -177,6 +216,12 @@ class FeatureMajorOps:
             np.matmul(d[0] if d.ndim == 3 else d, (h[0] if h.ndim == 3 else h).T, out=out[0])
         else:
             np.matmul(d, h.swapaxes(-1, -2), out=out)
+
+    @staticmethod
+    def gather_weight_grad(d, cols, out):
+        """∂W = d x for one-hot rows x into ``out`` [K, o, in], from d [K, o, B]: a scatter-add
+        (``scatter_columns``)."""
+        scatter_columns(d.swapaxes(-1, -2), cols, out)
 
     def bias_grad(self, d, out):
         """Σ over the batch, as a product with a vector of ones (one BLAS call, faster than a reduction here)."""
@@ -222,16 +267,38 @@ class TorchOps:
     def hidden(cls, h, w, b, tanh: bool):
         if w.shape[0] == 1:
             x = h if h.dim() == 2 else h[0]
-            big = tanh and x.shape[0] * w.shape[1] >= 4096 and x.dtype == torch.float32
             z = cls._mm_t(x, w[0], b[0, 0]).unsqueeze(0)
         else:
             z = torch.matmul(h, w.transpose(1, 2)).add_(b)
-            big = tanh and z[0].numel() >= 4096 and z.dtype == torch.float32
+        return cls._activate_(z, tanh)
+
+    @staticmethod
+    def _activate_(z, tanh: bool):
         if not tanh:
             return z.relu_()
-        if big:  # tanh(z) = 2 sigmoid(2z) - 1
+        if z[0].numel() >= 4096 and z.dtype == torch.float32:  # tanh(z) = 2 sigmoid(2z) - 1
             return z.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
         return z.tanh_()
+
+    @staticmethod
+    def gather_linear(cols, w):
+        """x Wᵀ for one-hot rows x (``OneHotRows.cols`` [B, k]): Σ_j W[:, cols[:, j]] for all members -> [K, B, out]."""
+        wt = w.transpose(1, 2)  # [K, in, out], a view
+        z = wt[:, cols[:, 0]]
+        for j in range(1, cols.shape[1]):
+            z += wt[:, cols[:, j]]
+        return z
+
+    @classmethod
+    def gather_hidden(cls, cols, w, b, tanh: bool):
+        return cls._activate_(cls.gather_linear(cols, w).add_(b), tanh)
+
+    @staticmethod
+    def gather_weight_grad(d, cols, out):
+        """∂W = dᵀ x for one-hot rows x into ``out`` [K, o, in], from d [K, B, o]: a scatter-add (``index_add_``)."""
+        out.zero_()
+        for j in range(cols.shape[1]):
+            out.index_add_(2, cols[:, j], d.transpose(1, 2))
 
     @classmethod
     def output(cls, h, w, b):
@@ -364,13 +431,16 @@ class MLPCore:
         return out
 
     def forward(self, w, x):
-        """(outputs [y_0, ..., y_{K-1}], hs): hs[0] = x [B, n_in], hs[l] = h_l [K, B, width]."""
+        """(outputs [y_0, ..., y_{K-1}], hs): hs[0] = x [B, n_in] (or ``OneHotRows``), hs[l] = h_l [K, B, width]."""
         ops, L = self.ops, self.L
         ops.refresh()
         hs = [x]
         h = x
         for layer in range(L):
-            h = ops.hidden(h, w[2 * layer], w[2 * layer + 1], self.tanh)
+            if layer == 0 and isinstance(x, OneHotRows):  # the first product as a gather of W_0's columns
+                h = ops.gather_hidden(x.cols, w[0], w[1], self.tanh)
+            else:
+                h = ops.hidden(h, w[2 * layer], w[2 * layer + 1], self.tanh)
             hs.append(h)
         outs = [ops.output(h[k], w[2 * L + 2 * k], w[2 * L + 2 * k + 1]) for k in range(self.K)]
         return outs, hs
@@ -386,7 +456,10 @@ class MLPCore:
         dh = ops.stack_back(d_outs, [w[2 * L + 2 * k] for k in range(K)], last.shape, last)
         for layer in range(L - 1, -1, -1):
             dz = ops.act_grad_(dh, hs[layer + 1], self.tanh)
-            ops.weight_grad(dz, hs[layer], g[2 * layer])
+            if layer == 0 and isinstance(hs[0], OneHotRows):  # ∂W_0 = ∂zᵀ x as a scatter-add into W_0's columns
+                ops.gather_weight_grad(dz, hs[0].cols, g[0])
+            else:
+                ops.weight_grad(dz, hs[layer], g[2 * layer])
             ops.bias_grad(dz, g[2 * layer + 1])
             if layer:
                 dh = ops.back(dz, w[2 * layer])
@@ -400,7 +473,8 @@ class MLPCore:
         ops.refresh()
         dh: Any = None
         for layer in range(L):
-            dz = ops.linear(hs[layer], v[2 * layer])
+            x = hs[layer]
+            dz = ops.gather_linear(x.cols, v[0]) if isinstance(x, OneHotRows) else ops.linear(x, v[2 * layer])
             dz += v[2 * layer + 1]
             if dh is not None:
                 dz += ops.linear(dh, w[2 * layer])
@@ -412,7 +486,7 @@ class MLPCore:
         ]
 
 
-def acting_forward(core: MLPCore, w) -> Callable[[np.ndarray], list[np.ndarray]]:
+def acting_forward(core: MLPCore, w) -> Callable[[np.ndarray | OneHotRows], list[np.ndarray]]:
     """x -> [y_0, ...] in NumPy for the few rows of an acting step (the one acting forward of every algorithm).
 
     The forward of ``MLPCore.forward``, with the weights transposed once (per rollout or collection chunk,
@@ -433,10 +507,16 @@ def acting_forward(core: MLPCore, w) -> Callable[[np.ndarray], list[np.ndarray]]
     ]
     act = (lambda z: np.tanh(z, out=z)) if core.tanh else (lambda z: np.maximum(z, 0.0, out=z))
 
-    def forward(x: np.ndarray) -> list[np.ndarray]:
-        h = x @ first_w
+    def forward(x: np.ndarray | OneHotRows) -> list[np.ndarray]:
+        if isinstance(x, OneHotRows):  # one-hot rows: the rows of first_w at their ones
+            cols = x.cols
+            h = first_w[cols[:, 0]]
+            for j in range(1, cols.shape[1]):
+                h += first_w[cols[:, j]]
+        else:
+            h = x @ first_w
         h += first_b
-        h = act(h).reshape(x.shape[0], K, -1).transpose(1, 0, 2)  # [K, B, h]
+        h = act(h).reshape(h.shape[0], K, -1).transpose(1, 0, 2)  # [K, B, h]
         for wt, b in hidden:
             h = h @ wt
             h += b

@@ -8,33 +8,41 @@ whose ops cost their launches more than their products, in NumPy):
 
 * g = ∇L(θ_old): the surrogate's gradient in the network's output, written out, then one VJP;
 * F v: at θ_old the KL's gradient in the output vanishes, so its Hessian is Jᵀ M J (the paper's
-  App. C.1 form), with J the Jacobian of the output in θ and M the Hessian of the KL in the output:
-  diag(p) - p pᵀ per state for a softmax, diag(σ⁻²) for a Gaussian's μ (and 2 for each log σ).
-  So F v is a JVP (J v), a multiplication by M, and a VJP: no double backward, ~3x cheaper;
+  App. C.1 form), with J the Jacobian of the output in θ and M the Hessian of the KL in the output
+  (``kl_hessian_product``): diag(p) - p pᵀ per state for a softmax, one such block per component
+  for a MultiCategorical (its KL is the sum of the components'), diag(p (1 - p)) for Bernoulli bits
+  (∂KL(p_old || σ(l))/∂l = σ(l) - p_old, whose derivative is σ'(l) = p (1 - p)), diag(σ⁻²) for a
+  Gaussian's μ (and 2 for each log σ). So F v is a JVP (J v), a multiplication by M, and a VJP: no
+  double backward, ~3x cheaper;
 * the critic's regression step: ∂mean((V - R)²)/∂V = 2 (V - R) / B, one VJP, and the optimiser's
   step on the flat weights (``lucidrl.fast.flat``).
 
-Supported: MLP actor and critic (tanh or ReLU) on flat observations, a categorical head or a
-Gaussian one with a state-independent log σ, on the CPU in float32. A Gaussian log σ at its bound
-(where the clamp's gradient is not the identity) falls back to the reference for that update.
+Supported: MLP actor and critic (tanh or ReLU) on flat observations or one-hot encoded ones
+(Discrete, MultiDiscrete: the first layer as a gather, ``lucidrl.fast.inputs``), a categorical,
+MultiCategorical or Bernoulli head or a Gaussian one with a state-independent log σ, on the CPU in
+float32. A Gaussian log σ at its bound (where the clamp's gradient is not the identity) falls back to
+the reference for that update.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from lucidrl import backends
 from lucidrl.algos.trpo import local_models as reference_local_models
 from lucidrl.algos.trpo import mean_kl, surrogate_advantage
 from lucidrl.fast.flat import FlatOptimizer, flat_optimizer
+from lucidrl.fast.heads import head_unsupported, logit_terms
+from lucidrl.fast.inputs import InputEncoding, input_unsupported
 from lucidrl.fast.mlp import MLPCore, single_net
 from lucidrl.networks import (
     LOG_STD_MAX,
     LOG_STD_MIN,
+    BernoulliHead,
     CategoricalHead,
     DiagGaussianHead,
-    FlattenFloat,
-    StateIndependentLogStd,
+    MultiCategoricalHead,
 )
 from lucidrl.rollout import minibatches
 
@@ -49,6 +57,43 @@ def surrogate_and_logit_gradient(
     surrogate = weight.mean()
     weight = weight.div_(logits.shape[0]).unsqueeze(-1)
     return surrogate, logp.exp_().mul_(weight).neg_().scatter_add_(-1, idx, weight)
+
+
+def surrogate_and_head_gradient(
+    head, logits: torch.Tensor, actions: torch.Tensor, logprob_old: torch.Tensor, advantages: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E1) for a head with logits: L, and ∂L/∂l = (1/B) r Â ∂log π/∂l, with the head's ∂log π/∂l
+    (``lucidrl.fast.heads.logit_terms``: onehot(a_i) - p_i per MultiCategorical part, a - σ(l) per Bernoulli bit)."""
+    if isinstance(head, CategoricalHead):
+        return surrogate_and_logit_gradient(logits, actions, logprob_old, advantages)
+    lp_old, adv = logprob_old.numpy(), advantages.numpy()
+
+    def surrogate(logprob):  # L = mean(r Â), and ∂L/∂log π = r Â / B
+        weight = np.exp(logprob - lp_old) * adv
+        return torch.tensor(weight.mean(dtype=np.float32)), weight / weight.shape[0], None
+
+    _, d_logits, value, _, _ = logit_terms(head, logits.numpy(), actions.numpy(), surrogate, 0.0, False)
+    return value, torch.from_numpy(d_logits)
+
+
+def kl_hessian_product(head, logits: torch.Tensor, B: int):
+    """u -> M u / B, M the Hessian of KL(π_old || π) in the network's output at π = π_old, per state: for a
+    softmax diag(p) - p pᵀ, so M u = p ⊙ (u - pᵀu); one such block per MultiCategorical component; for Bernoulli
+    bits diag(p (1 - p))."""
+    if isinstance(head, BernoulliHead):
+        p = logits.sigmoid()
+        scale = p * (1.0 - p) / B
+        return lambda u: u.mul_(scale)
+    if not isinstance(head, MultiCategoricalHead):
+        p = logits.softmax(-1)
+        return lambda u: p * (u - (p * u).sum(-1, keepdim=True)) / B
+    ps = [part.softmax(-1) for part in logits.split(head.nvec, -1)]
+
+    def product(u: torch.Tensor) -> torch.Tensor:
+        parts = zip(ps, u.split(head.nvec, -1))
+        return torch.cat([p * (v - (p * v).sum(-1, keepdim=True)) / B for p, v in parts], -1)
+
+    return product
 
 
 def surrogate_and_gaussian_gradient(
@@ -77,7 +122,7 @@ def local_models(agent, batch, advantages, cg_damping):
     if log_std is not None and not bool(((log_std > LOG_STD_MIN) & (log_std < LOG_STD_MAX)).all()):
         return reference_local_models(agent, batch, advantages, cg_damping)  # at a bound: the reference's rule
     head, core, flat = agent.head, net.core, net.flat.flat
-    x = agent.encoder(batch["obs"])
+    x = InputEncoding(agent.encoder).tensor(batch["obs"])  # float rows, or one-hot rows as their columns
     actions, logprob_old, params_old = batch["actions"], batch["logprob_old"], batch["params_old"]
     B = x.shape[0]
     with torch.no_grad():
@@ -92,14 +137,14 @@ def local_models(agent, batch, advantages, cg_damping):
             g[net.tail] = d_log_std
             scale = (-2.0 * log_std).exp() / B  # M = diag(σ⁻²) for μ, per state, over B
         else:
-            surrogate, d_logits = surrogate_and_logit_gradient(out, actions, logprob_old, advantages)  # (E1)
+            surrogate, d_logits = surrogate_and_head_gradient(head, out, actions, logprob_old, advantages)  # (E1)
             core.backward(net.w, net.blocks(g), hs, [d_logits])  # (E4)
-            p = out.softmax(-1)
+            kl_hessian = kl_hessian_product(head, out, B)
 
     @torch.no_grad()
     def fvp(v: torch.Tensor) -> torch.Tensor:  # (E5) F v = Jᵀ M J v, no double backward
         jv = core.jvp(net.w, hs, net.blocks(v))[0]  # J v
-        u = jv.mul_(scale) if gaussian else p * (jv - (p * jv).sum(-1, keepdim=True)) / B  # M J v
+        u = jv.mul_(scale) if gaussian else kl_hessian(jv)  # M J v
         result = torch.empty_like(v)
         core.backward(net.w, net.blocks(result), hs, [u])  # Jᵀ M J v
         if gaussian:
@@ -124,14 +169,12 @@ def actor_unsupported(model) -> str | None:
     agent = model.agent
     if model.device.type != "cpu":
         return f"device {model.device.type!r} (the fast backend is for the CPU)"
-    if not isinstance(agent.encoder, FlattenFloat):
-        return f"observations encoded by {type(agent.encoder).__name__} (images, one-hot) rather than flat vectors"
+    reason = input_unsupported(agent.encoder)
+    if reason is not None:
+        return reason
     if any(p.dtype != torch.float32 for p in agent.parameters()):
         return "weights other than float32"
-    gaussian = isinstance(agent.head, DiagGaussianHead) and isinstance(agent.actor[-1], StateIndependentLogStd)
-    if not (isinstance(agent.head, CategoricalHead) or gaussian):
-        return f"the action head {type(agent.head).__name__}"
-    return MLPCore.members_supported([agent.actor])
+    return head_unsupported(agent.head, agent.actor) or MLPCore.members_supported([agent.actor])
 
 
 def fit_critic(agent, optimizer, batch, cfg, generator=None) -> dict[str, float]:
@@ -139,10 +182,11 @@ def fit_critic(agent, optimizer, batch, cfg, generator=None) -> dict[str, float]
     net = single_net(agent.critic, numpy=True)
     opt = flat_optimizer(optimizer, net.flat)
     losses = []
-    data = {"x": agent.encoder(batch["obs"]), "returns": batch["returns"]}
+    encode = InputEncoding(agent.encoder).numpy  # float rows, or one-hot rows as their columns
+    data = {"obs": batch["obs"], "returns": batch["returns"]}
     with torch.no_grad():
         for _, mb in minibatches(data, cfg.batch_size, cfg.n_critic_updates, generator):
-            losses.append(net.mse_backward(mb["x"].numpy(), mb["returns"].numpy()))  # (E9)
+            losses.append(net.mse_backward(encode(mb["obs"].numpy()), mb["returns"].numpy()))  # (E9)
             opt.step()
     return {"loss/value": sum(losses) / len(losses)}
 
@@ -151,8 +195,9 @@ def critic_unsupported(model) -> str | None:
     agent = model.agent
     if model.device.type != "cpu":
         return f"device {model.device.type!r} (the fast backend is for the CPU)"
-    if agent.critic_encoder is not None or not isinstance(agent.encoder, FlattenFloat):
-        return f"observations encoded by {type(agent.encoder).__name__} (images, one-hot) rather than flat vectors"
+    reason = input_unsupported(agent.encoder)
+    if reason is not None or agent.critic_encoder is not None:
+        return reason or f"a critic with its own {type(agent.critic_encoder).__name__}"
     if any(p.dtype != torch.float32 for p in agent.critic.parameters()):
         return "weights other than float32"
     return MLPCore.members_supported([agent.critic]) or FlatOptimizer.unsupported(

@@ -4,7 +4,8 @@ The policy step runs the actor as a K = 1 NumPy ``MLPCore`` and writes the pseud
 out (``lucidrl.fast.heads``: ∂(-mean(Ψ log π))/∂log π = -Ψ/B, then the head's rule); the critic's
 full-batch regression steps (``n_critic_updates`` of them on thousands of samples) run the
 critic as a K = 1 NumPy core with its gradient written out, as TRPO's. Both step their Adam on
-flat weights (``lucidrl.fast.flat``). Supported: what TRPO's twins support.
+flat weights (``lucidrl.fast.flat``). Supported: what TRPO's twins support (flat or one-hot observations; categorical,
+MultiCategorical, Bernoulli and Gaussian heads).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from lucidrl import backends
 from lucidrl.advantages import normalize
 from lucidrl.algos.vpg import step_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, clip_grad_norm, flat_optimizer
-from lucidrl.fast.heads import categorical_terms, gaussian_terms
+from lucidrl.fast.heads import gaussian_terms, logit_terms
+from lucidrl.fast.inputs import InputEncoding
 from lucidrl.fast.mlp import single_net
 from lucidrl.fast.trpo import actor_unsupported, critic_unsupported
 
@@ -26,7 +28,7 @@ def policy_step(agent, optimizer, batch, cfg) -> dict[str, float]:
     net = single_net(agent.actor, numpy=True)
     opt = flat_optimizer(optimizer, net.flat)
     psi = (normalize(batch["psi"]) if cfg.normalize_advantage else batch["psi"]).numpy()
-    x = agent.encoder(batch["obs"]).numpy()
+    x = InputEncoding(agent.encoder).numpy(batch["obs"].numpy())  # float rows, or one-hot rows as their columns
     actions = batch["actions"].numpy()
     weights, grad = net.flat.flat.numpy(), net.flat.grad.numpy()
 
@@ -39,7 +41,7 @@ def policy_step(agent, optimizer, batch, cfg) -> dict[str, float]:
             out, weights[net.tail], actions, policy_term, cfg.ent_coef, True, grad[net.tail]
         )
     else:
-        _, d_out, pg_loss, entropy, _ = categorical_terms(out, actions, policy_term, cfg.ent_coef, True)
+        _, d_out, pg_loss, entropy, _ = logit_terms(agent.head, out, actions, policy_term, cfg.ent_coef, True)
     net.core.backward(net.w, net.blocks(grad), hs, [d_out])
     grad_norm = clip_grad_norm(net.flat.grad, cfg.max_grad_norm)
     theta_old = torch.cat([p.detach().reshape(-1) for p in agent.actor_parameters()])
@@ -62,7 +64,7 @@ def fit_critic(agent, optimizer, batch, cfg) -> dict[str, float]:
     """``lucidrl.algos.vpg.fit_critic``: the same full-batch regression steps and Adam."""
     net = single_net(agent.critic, numpy=True)
     opt = flat_optimizer(optimizer, net.flat)
-    x, targets = agent.encoder(batch["obs"]).numpy(), batch["targets"].numpy()
+    x, targets = InputEncoding(agent.encoder).numpy(batch["obs"].numpy()), batch["targets"].numpy()
     losses = []
     with torch.no_grad():
         for _ in range(cfg.n_critic_updates):
