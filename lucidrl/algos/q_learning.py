@@ -1,8 +1,9 @@
-"""Tabular Q-learning (Watkins 1989; Sutton & Barto 2018, section 6.5), with SARSA and Expected SARSA.
+"""Tabular Q-learning (Watkins 1989; Sutton & Barto 2018, section 6.5), with SARSA, Expected SARSA and Double
+Q-learning.
 
 A table Q[s, a] holds one number per (state, action). The agent acts ε-greedily on it and,
 after every transition (s, a, r, s'), moves the one entry Q[s, a] a step α towards a
-one-step target. The three members of the family differ only in that target:
+one-step target. The members of the family differ only in that target:
 
 * (E1) ε-greedy policy  a = argmax_a Q[s, a] with probability 1-ε, else uniform        [S&B 2018, sec. 2.2, 5.4]
 * (E2) Q-learning       Q[s,a] ← Q[s,a] + α (r + γ max_a' Q[s',a'] - Q[s,a])      [S&B 2018, eq. 6.8; Watkins 1989]
@@ -11,6 +12,8 @@ one-step target. The three members of the family differ only in that target:
 * (E5) episode ends     the bootstrap term γ(...) is 0 only when s' is *terminal*; after a
                         time-limit truncation it is kept, computed at the true final s'    [Pardo et al. 2018]
 * (E6) value iteration's fixed point: Q* = T Q*, T Q(s,a) = E[r + γ max_a' Q(s',a')]      [S&B 2018, eq. 3.20]
+* (E7) Double Q-learning Q_A[s,a] ← Q_A[s,a] + α (r + γ Q_B[s', argmax_a' Q_A[s',a']] - Q_A[s,a]), or A and B
+                        swapped, by a fair coin; ε-greedy on Q_A + Q_B   [van Hasselt 2010; S&B 2018, sec. 6.7]
 
 (E2) samples the Bellman *optimality* operator (E6): its target uses the max, whatever the
 behaviour policy did, so Q-learning is off-policy and converges to Q* (Watkins & Dayan 1992)
@@ -18,34 +21,24 @@ when every pair is visited infinitely often and Σα = ∞, Σα² < ∞. (E3) a
 Bellman *expectation* operator of the ε-greedy policy being followed (on-policy): they learn
 Q^π of that policy, which becomes Q* only as ε → 0.
 
-**Why no target network.** DQN (Mnih et al. 2015) needs a frozen copy of its Q-network because
-a gradient step on one (s, a) moves the network's outputs for *every* state, including the s'
-it bootstraps from: the target moves with each update and the regression can chase itself
-and diverge (the "deadly triad": function approximation, bootstrapping, off-policy data).
-A table does not generalise: an update changes exactly one entry, Q[s, a], and leaves
-max_a' Q[s', a'] untouched unless s' = s. Each update is one sampled, partial step of the
-operator T, which is a γ-contraction in the max-norm, so the asynchronous stochastic
-approximation argument (Watkins & Dayan 1992; Jaakkola, Jordan & Singh 1994) gives
-convergence to the unique fixed point Q* without freezing anything.
+**Why Double Q-learning (E7).** E[max_a' Q̂(s',a')] ≥ max_a' E[Q̂(s',a')]: the max over noisy estimates
+biases (E2)'s target upwards (maximisation bias). (E7) picks a' with one table and values it with the
+other, whose noise is independent of the pick (docs/algorithms/q_learning.md, experiments/double_q.py).
 
-Observations: a ``Discrete`` space indexes the table directly (FrozenLake, Taxi,
-CliffWalking). A ``Box`` space is discretised (D1): each dimension i is clipped to
-[low_i, high_i] and cut into ``n_bins[i]`` equal bins; the bin indices are flattened into one
-state index (``np.ravel_multi_index``). Unbounded dimensions need explicit ``bounds``;
-CartPole-v1 has known defaults (``lucidrl.envs.discretise.KNOWN_BOUNDS``): cart velocity ±3 and pole angular velocity
-±3.5, which cover what a balancing policy visits, and position ±2.4 / angle ±0.21 rad, the
-termination thresholds.
+**Why no target network.** A table update changes one entry (DQN's step moves every state's output), a
+sampled step of the γ-contraction T that converges to Q* without freezing anything (Watkins & Dayan 1992).
 
-Several envs at once (``n_envs`` > 1): all N transitions of a step are computed from the table
-as it was before the step, then applied together. When k of them hit the same entry Q[s, a]
-their TD errors are *averaged* (``np.bincount`` of the errors over a count), so the entry
-moves once, by α times the mean error: a step towards the mean target, which never overshoots
-(summing them would move it by up to kα). With n_envs=1 this is exactly (E2)-(E4).
+Observations: a ``Discrete`` space indexes the table (FrozenLake, Taxi, CliffWalking); a ``Box`` one is
+discretised (D1): each dimension clipped to [low_i, high_i], cut into ``n_bins[i]`` equal bins, flattened
+to one index; unbounded dimensions need ``bounds`` (CartPole-v1's: ``discretise.KNOWN_BOUNDS``).
 
-Deviations from Watkins / Sutton & Barto, each a switch: decaying ε (``exploration_*``; the
-book uses a constant ε), a learning-rate schedule (``learning_rate`` may be ``lin_x``),
-an initial value Q_0 (``initial_q``; optimistic values explore), random tie-breaking among
-equal greedy actions during training (``predict`` takes the first maximum).
+Several envs at once (``n_envs`` > 1): all N targets of a step come from the table as it was before
+the step; k transitions that hit one entry move it once, by α times their *mean* TD error, a step
+towards the mean target that never overshoots. With n_envs=1 this is exactly (E2)-(E4), (E7).
+
+Deviations from Watkins / Sutton & Barto, each a switch: decaying ε (``exploration_*``; the book uses
+a constant ε), a learning-rate schedule (``lin_x``), an initial value Q_0 (``initial_q``; optimistic
+values explore), random tie-breaking among equal greedy actions in training (``predict``: the first).
 """
 
 from __future__ import annotations
@@ -68,21 +61,20 @@ from lucidrl.envs.discretise import Discretiser
 from lucidrl.errors import ConfigError
 from lucidrl.rollout import VectorStepper
 
-UpdateName = Literal["q_learning", "sarsa", "expected_sarsa"]
+UpdateName = Literal["q_learning", "sarsa", "expected_sarsa", "double_q_learning"]
 
 MAX_TABLE_ENTRIES = 50_000_000  # 400 MB of float64: a larger table is almost surely a mistake
 
 
 @dataclass
 class QLearningConfig(RunConfig):
-    """Tabular Q-learning's hyperparameters. Defaults: Sutton & Barto's examples (α 0.1, ε-greedy), ε decaying as
-    SB3's DQN."""
+    """Tabular Q-learning's hyperparameters. Defaults: Sutton & Barto's (α 0.1, ε-greedy), ε decaying as SB3's DQN."""
 
     n_envs: int = 1
     """Number of parallel envs N; their transitions update one shared table (duplicate entries averaged)."""
     update: UpdateName = "q_learning"
-    """Target of the update: q_learning (max, E2, off-policy), sarsa (sampled next action, E3) or expected_sarsa
-    (E4)."""
+    """Target of the update: q_learning (max, E2, off-policy), sarsa (sampled next action, E3), expected_sarsa
+    (E4) or double_q_learning (two tables, E7)."""
     learning_rate: FloatOrSchedule = 0.1
     """Step size α (Sutton & Barto's examples: 0.1); a float or a schedule, e.g. lin_0.1."""
     gamma: float = 0.99
@@ -94,8 +86,7 @@ class QLearningConfig(RunConfig):
     exploration_fraction: float = 0.5
     """Share of the training budget over which ε decays from initial to final (SB3's name)."""
     exploration_decay: Literal["linear", "exponential"] = "linear"
-    """Shape of the ε decay: linear (as SB3) or exponential (geometric: the same factor every step; needs final
-    eps > 0)."""
+    """Shape of the ε decay: linear (as SB3) or exponential (the same factor every step; needs final eps > 0)."""
     initial_q: float = 0.0
     """Deviation: Q_0, the value every table entry starts at (> 0 on negative-reward tasks explores optimistically)."""
     n_bins: list[int] = field(default_factory=lambda: [10])
@@ -107,8 +98,9 @@ class QLearningConfig(RunConfig):
     def __post_init__(self):
         super().__post_init__()
         check(isinstance(self.n_envs, int) and self.n_envs >= 1, f"n_envs must be an integer >= 1, got {self.n_envs!r}")
-        check(self.update in ("q_learning", "sarsa", "expected_sarsa"),
-              f"update must be 'q_learning', 'sarsa' or 'expected_sarsa', got {self.update!r}")
+        check(self.update in ("q_learning", "sarsa", "expected_sarsa", "double_q_learning"),
+              "update must be 'q_learning', 'sarsa', 'expected_sarsa' or 'double_q_learning', "
+              f"got {self.update!r}")
         check_schedule(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=False)
         check(0.0 <= self.gamma <= 1.0, f"gamma must lie in [0, 1], got {self.gamma}")
         for name in ("exploration_initial_eps", "exploration_final_eps"):
@@ -145,9 +137,11 @@ def exploration_rate(progress_remaining: float, initial: float, final: float, fr
     return initial * (final / initial) ** done  # geometric: ε_t = ε_0 (ε_end/ε_0)^(t / T_decay)
 
 
-def epsilon_greedy(q: np.ndarray, states: np.ndarray, eps: float, rng: np.random.Generator) -> np.ndarray:
-    """(E1) one action per state: greedy (ties broken at random) with probability 1-ε, else uniform."""
-    qs = q[states]
+def epsilon_greedy(q: np.ndarray, states: np.ndarray, eps: float, rng: np.random.Generator,
+                   q2: np.ndarray | None = None) -> np.ndarray:
+    """(E1) one action per state: greedy (ties broken at random) with probability 1-ε, else uniform. With ``q2``
+    (Double Q-learning, E7) greedy on q + q2."""
+    qs = q[states] if q2 is None else q[states] + q2[states]
     noise = rng.random(qs.shape)
     greedy = np.where(qs == qs.max(axis=1, keepdims=True), noise, -1.0).argmax(axis=1)  # random tie-break
     explore = rng.random(len(states)) < eps
@@ -164,6 +158,13 @@ def bootstrap_values(q: np.ndarray, next_states: np.ndarray, update: str, eps: f
         return qn[np.arange(len(next_states)), next_actions]  # (E3) the action the policy takes next
     # (E4) Bellman expectation under ε-greedy: (1-ε) max + ε mean (tied maxima share the same value)
     return (1.0 - eps) * qn.max(axis=1) + eps * qn.mean(axis=1)
+
+
+def double_q_values(q_pick: np.ndarray, q_value: np.ndarray, next_states: np.ndarray) -> np.ndarray:
+    """(E7) the value of s' in Double Q-learning's target: Q_value[s', argmax_a' Q_pick[s', a']] (the updated table
+    picks a', the other one values it; ties: the first maximum)."""
+    picked = q_pick[next_states].argmax(axis=1)
+    return q_value[next_states, picked]
 
 
 def td_targets(rewards: np.ndarray, terminated: np.ndarray, next_values: np.ndarray, gamma: float) -> np.ndarray:
@@ -189,17 +190,24 @@ def apply_td_update(q: np.ndarray, states: np.ndarray, actions: np.ndarray, targ
 
 # --------------------------------------------------------------------------- the table as a module
 class QTable(nn.Module):
-    """The Q-table as a float64 buffer [n_states, n_actions], so checkpoints save it like any network."""
+    """The Q-table as a float64 buffer [n_states, n_actions], so checkpoints save it like any network; with
+    ``double=True`` a second one, ``q2`` (Double Q-learning's Q_B; ``q`` is Q_A)."""
 
-    q: torch.Tensor  # the buffer
+    q: torch.Tensor  # the buffers
+    q2: torch.Tensor
 
-    def __init__(self, n_states: int, n_actions: int, initial_q: float = 0.0):
+    def __init__(self, n_states: int, n_actions: int, initial_q: float = 0.0, double: bool = False):
         super().__init__()
-        self.register_buffer("q", torch.full((n_states, n_actions), float(initial_q), dtype=torch.float64))
+        for name in ("q", "q2") if double else ("q",):
+            self.register_buffer(name, torch.full((n_states, n_actions), float(initial_q), dtype=torch.float64))
 
     def numpy(self) -> np.ndarray:
         """A NumPy view sharing the buffer's memory: updates through it change the module."""
         return self.q.numpy()
+
+    def numpy2(self) -> np.ndarray | None:
+        """Q_B's NumPy view (Double Q-learning), else None."""
+        return self.q2.numpy() if hasattr(self, "q2") else None
 
 
 # --------------------------------------------------------------------------- the algorithm
@@ -235,13 +243,12 @@ class QLearning(Algorithm):
             n_states = self.discretiser.n_states
         else:
             raise space_error("QLearning", "needs a Discrete observation space, or a Box one to discretise", obs_space,
-                              "observation", "Map each observation to one Discrete index with a gymnasium."
-                              "ObservationWrapper (e.g. np.ravel_multi_index for a MultiDiscrete or a Tuple of "
-                              "Discretes), or to a bounded Box (gymnasium.wrappers.FlattenObservation) to discretise.")
+                              "observation", "Map each observation to one Discrete index with a gymnasium.Observation"
+                              "Wrapper (e.g. np.ravel_multi_index), or to a bounded Box (FlattenObservation).")
         if n_states * int(act_space.n) > MAX_TABLE_ENTRIES:
             raise ConfigError(f"the Q-table would have {n_states} states x {act_space.n} actions "
                               f"(> {MAX_TABLE_ENTRIES:,} entries); use fewer n_bins")
-        self.agent = QTable(n_states, int(act_space.n), cfg.initial_q)
+        self.agent = QTable(n_states, int(act_space.n), cfg.initial_q, double=cfg.update == "double_q_learning")
         self._td_update = self._select_backend("qlearning", apply_td_update)  # NumPy is its reference already
         self.exploration_rate = cfg.exploration_initial_eps
 
@@ -249,16 +256,16 @@ class QLearning(Algorithm):
         return {}  # the table is updated by (E2)-(E4) directly, not by an optimiser
 
     def states(self, obs: np.ndarray) -> np.ndarray:
-        """Table row of each observation in a batch (Discrete: the 0-based index, the space's start already
-        subtracted by ``rollout.VectorStepper`` or ``predict``; Box: the discretised cell)."""
+        """Table row of each observation in a batch (Discrete: the 0-based index, ``VectorStepper`` and ``predict``
+        subtract the space's start; Box: the discretised cell)."""
         if self.discretiser is None:
             return np.asarray(obs, np.int64).reshape(-1)
         return self.discretiser(np.asarray(obs).reshape(len(obs), -1))
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        q = self.agent.numpy()
+        q, q2 = self.agent.numpy(), self.agent.numpy2()
         s = self.states(obs.cpu().numpy())
-        greedy = q[s].argmax(axis=1)  # the first maximum: repeatable
+        greedy = (q[s] if q2 is None else q[s] + q2[s]).argmax(axis=1)  # the first maximum: repeatable
         if deterministic:
             return torch.as_tensor(greedy)
         explore = torch.rand(len(s), generator=self.generator).numpy() < self.exploration_rate
@@ -278,7 +285,7 @@ class QLearning(Algorithm):
         with self._learning(total_timesteps, reset_num_timesteps, progress_bar, callback) as (logger, target):
             # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
             rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
-            q = self.agent.numpy()
+            q, q2 = self.agent.numpy(), self.agent.numpy2()  # q2: Q_B of Double Q-learning (E7), else None
             stepper = getattr(self, "_stepper", None)
             if stepper is None or stepper.env is not self.env:
                 stepper = self._stepper = VectorStepper(self._require_env(), seed=self._env_seed())
@@ -286,7 +293,7 @@ class QLearning(Algorithm):
             ep_lengths: list[int] = []
             td_abs, n_updates, chunk_start = 0.0, 0, self.num_timesteps
             s = self.states(stepper.obs)
-            a = epsilon_greedy(q, s, self.exploration_rate, rng)
+            a = epsilon_greedy(q, s, self.exploration_rate, rng, q2)
             while self.num_timesteps < target:
                 progress = self._progress_remaining(target)
                 eps = exploration_rate(progress, cfg.exploration_initial_eps, cfg.exploration_final_eps,
@@ -299,16 +306,23 @@ class QLearning(Algorithm):
                 s_next = self.states(tr.next_obs())
 
                 # 2. the next action: ε-greedy at s' (SARSA's a' of (E3), and the action taken next)
-                a_next = epsilon_greedy(q, s_next, eps, rng)
+                a_next = epsilon_greedy(q, s_next, eps, rng, q2)
 
                 # 3. one TD update per transition (E2)-(E5); NEXT_STEP reset rows are none
                 if tr.valid.any():
-                    v = np.flatnonzero(tr.valid) if not tr.valid.all() else slice(None)
-                    values = bootstrap_values(q, s_next[v], cfg.update, eps, a_next[v])
-                    targets = td_targets(tr.reward[v], tr.terminated[v], values, cfg.gamma)  # (E5)
-                    td = self._td_update(q, s[v], a[v], targets, alpha)
-                    td_abs += float(np.abs(td).sum())
-                    n_updates += len(td)
+                    sides: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = [(q, None, tr.valid)]  # (E2)-(E4)
+                    if q2 is not None:  # (E7) a fair coin per transition: update Q_A (a' picked by Q_A, valued by Q_B)
+                        coin = rng.random(len(s)) < 0.5  # or Q_B (the roles swapped)
+                        sides = [(q, q2, tr.valid & coin), (q2, q, tr.valid & ~coin)]
+                    sides = [(table, other, np.flatnonzero(rows)) for table, other, rows in sides]
+                    # every target from the tables as they were before this step; (E5) masks terminal s' only
+                    targets = [td_targets(tr.reward[v], tr.terminated[v],
+                               bootstrap_values(q, s_next[v], cfg.update, eps, a_next[v]) if other is None
+                               else double_q_values(table, other, s_next[v]), cfg.gamma) for table, other, v in sides]
+                    for (table, _, v), y in zip(sides, targets):
+                        td = self._td_update(table, s[v], a[v], y, alpha)
+                        td_abs += float(np.abs(td).sum())
+                        n_updates += len(td)
 
                 # 4. move on to s'; SAME_STEP: a new episode's action is chosen at its first state
                 ep_returns += tr.episode_returns
@@ -316,7 +330,7 @@ class QLearning(Algorithm):
                 if tr.final_obs:
                     s_next = self.states(tr.obs)
                     ended = np.isin(np.arange(len(s_next)), list(tr.final_obs))
-                    a_next = np.where(ended, epsilon_greedy(q, s_next, eps, rng), a_next)
+                    a_next = np.where(ended, epsilon_greedy(q, s_next, eps, rng, q2), a_next)
                 s, a = s_next, a_next
                 self.num_timesteps += self.n_envs
 

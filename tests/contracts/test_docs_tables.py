@@ -29,7 +29,11 @@ GUIDES = {
     "trpo.md": ("TRPO", [{}, {"variant": "npg"}], 256),
     "vpg.md": ("VPG", [{}, {"psi": "reward_to_go_baseline"}, {"psi": "total_return"}, {"psi": "reward_to_go"}], 256),
     "dqn.md": ("DQN", [{}, {"double_q": True, "tau": 0.5}], 300),
-    "q_learning.md": ("QLearning", [{}, {"update": "sarsa"}, {"update": "expected_sarsa"}], 400),
+    "q_learning.md": (
+        "QLearning",
+        [{}, {"update": "sarsa"}, {"update": "expected_sarsa"}, {"update": "double_q_learning"}],
+        400,
+    ),
 }
 SMALL = {
     "PPO": dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, net_arch=[8]),

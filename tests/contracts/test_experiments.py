@@ -82,6 +82,7 @@ EXPECTED = {
         "pendulum_ppo/final_returns.png",
     ],
     "llm_rl": ["accuracy.png", "reward_model.png", "kl.png", "results.md", "results.json"],
+    "double_q": ["left_from_a.png", "q_a_left.png", "results.md", "results.json"],
     "shared_trunk": [
         "learning_curves.png",
         "final_returns.png",
@@ -92,7 +93,8 @@ EXPECTED = {
         "grad_shares.json",
     ],
 }
-NOT_COMPARE = {"bellman", "llm_rl"}  # its results.md / results.json are exact computations, not compare_variants' runs
+# their results.md / results.json are exact computations or their own runs, not compare_variants' runs
+NOT_COMPARE = {"bellman", "llm_rl", "double_q"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -119,6 +121,14 @@ def test_experiment_script_runs(name, tmp_path):
             rows = part["rows"]
             assert rows[0]["scale"] == 0 and all(abs(rows[0][k]) < 1e-6 for k in ("true", "ratio", "log", "kl"))
             assert all(a["kl"] < b["kl"] for a, b in zip(rows, rows[1:]))
+    if name == "double_q":  # one curve point per episode, shares in [0, 1]; every method reported
+        result = json.loads((out / "results.json").read_text())
+        for part, names in (("tabular", ["Q-learning", "Double Q-learning"]), ("dqn", ["DQN", "Double DQN"])):
+            assert list(result[part]["summary"]) == names
+            for curve in result[part]["left_curve"].values():
+                assert curve and all(0.0 <= v <= 1.0 for v in curve)
+            assert all(f"| {n} |" in (out / "results.md").read_text() for n in names)
+        assert len(result["tabular"]["left_curve"]["Q-learning"]) == result["settings"]["episodes"]
     if name == "baseline":
         stats = json.loads((out / "gradient_statistics.json").read_text())
         for s in stats["psi"].values():

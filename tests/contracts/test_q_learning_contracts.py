@@ -39,6 +39,22 @@ def test_save_load_round_trip_gives_the_identical_table_and_actions(env, obs, tm
     assert m3.num_timesteps == m.num_timesteps + 500 and not torch.equal(m3.agent.q, m.agent.q)
 
 
+def test_double_q_learning_saves_both_tables_and_acts_on_their_sum(tmp_path):
+    m = small(env_kwargs={"is_slippery": False}, update="double_q_learning", exploration_fraction=0.3)
+    m.learn(5000)
+    q_a, q_b = m.agent.q.numpy(), m.agent.q2.numpy()
+    assert np.abs(q_a).sum() > 0 and np.abs(q_b).sum() > 0 and not np.array_equal(q_a, q_b)
+    states = np.arange(16)
+    assert (m.predict(states, deterministic=True)[0] == (q_a + q_b).argmax(1)).all()
+    m.save(tmp_path / "ckpt")
+    m2 = lucidrl.load(tmp_path / "ckpt")
+    assert torch.equal(m2.agent.q, m.agent.q) and torch.equal(m2.agent.q2, m.agent.q2)
+    assert (m2.predict(states, deterministic=True)[0] == m.predict(states, deterministic=True)[0]).all()
+    assert lucidrl.evaluate(m2, n_episodes=5)[0] == 1.0  # the still lake is solved
+    m2.learn(500, reset_num_timesteps=False)
+    assert not torch.equal(m2.agent.q2, m.agent.q2) or not torch.equal(m2.agent.q, m.agent.q)
+
+
 def test_predict_single_and_batch():
     m = small()
     a, _ = m.predict(5, deterministic=True)
@@ -94,7 +110,7 @@ def test_episode_statistics_count_real_steps_on_native_vector_envs():
     [
         ({"learning_rate": 1.5}, r"learning_rate must lie in"),
         ({"gamma": 1.5}, r"gamma must lie in \[0, 1\]"),
-        ({"update": "dqn"}, r"update must be 'q_learning', 'sarsa' or 'expected_sarsa'"),
+        ({"update": "dqn"}, r"update must be 'q_learning', 'sarsa', 'expected_sarsa' or 'double_q_learning'"),
         ({"exploration_final_eps": -0.1}, r"exploration_final_eps must lie in \[0, 1\]"),
         ({"exploration_fraction": 0.0}, r"exploration_fraction must lie in \(0, 1\]"),
         ({"exploration_decay": "exponential", "exploration_final_eps": 0.0}, r"needs exploration_initial_eps and"),

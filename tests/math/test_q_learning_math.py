@@ -1,4 +1,5 @@
-"""Tabular Q-learning: convergence to value iteration's Q*, the update by hand, the discretiser, the ε schedule."""
+"""Tabular Q-learning: convergence to value iteration's Q*, the update by hand, the discretiser, the ε schedule;
+Double Q-learning's update by hand, its convergence, and the maximisation bias it removes."""
 
 import gymnasium as gym
 import numpy as np
@@ -10,6 +11,7 @@ from lucidrl.algos.q_learning import (
     Discretiser,
     apply_td_update,
     bootstrap_values,
+    double_q_values,
     epsilon_greedy,
     exploration_rate,
     td_targets,
@@ -61,8 +63,9 @@ def value_iteration(gamma, tol=1e-12):
         q = new
 
 
+@pytest.mark.parametrize("update", ["q_learning", "double_q_learning"])
 @pytest.mark.parametrize("n_envs", [1, 3])
-def test_q_learning_converges_to_value_iterations_q_star(n_envs):
+def test_q_learning_converges_to_value_iterations_q_star(n_envs, update):
     gamma = 0.9
     q_star = value_iteration(gamma)
     # ε = 1 throughout: a uniformly random behaviour policy, and still Q* (Q-learning is off-policy).
@@ -71,6 +74,7 @@ def test_q_learning_converges_to_value_iterations_q_star(n_envs):
     m = lucidrl.QLearning(
         env,
         n_envs=n_envs,
+        update=update,
         gamma=gamma,
         learning_rate=0.2,
         exploration_initial_eps=1.0,
@@ -79,8 +83,8 @@ def test_q_learning_converges_to_value_iterations_q_star(n_envs):
         verbose=0,
     )
     m.learn(30_000)
-    q = m.agent.q.numpy()
-    assert np.abs(q[: Chain.N - 1] - q_star[: Chain.N - 1]).max() < 1e-6
+    for q in (m.agent.q, *([m.agent.q2] if update == "double_q_learning" else [])):  # Double: both tables reach Q*
+        assert np.abs(q.numpy()[: Chain.N - 1] - q_star[: Chain.N - 1]).max() < 1e-6
     assert (m.predict(np.arange(4), deterministic=True)[0] == 1).all()  # the greedy policy: go right
 
 
@@ -192,3 +196,58 @@ def test_training_reaches_the_final_epsilon_and_logs_it():
     m.learn(4000, callback=lambda model, metrics: seen.append(metrics["train/exploration_rate"]), log_interval=500)
     assert seen[0] < 1.0 and seen[-1] == pytest.approx(0.1) and m.exploration_rate == pytest.approx(0.1)
     assert torch.is_tensor(m.agent.q) and not m.agent.q.requires_grad
+
+
+def test_double_q_learning_picks_with_one_table_and_values_with_the_other():
+    """(E7) by hand: the target of an update of Q_A values Q_A's greedy action at s' with Q_B."""
+    q_a = np.array([[0.0, 0.0, 0.0], [1.0, 5.0, 2.0]])
+    q_b = np.array([[0.0, 0.0, 0.0], [4.0, -1.0, 3.0]])
+    s_next = np.array([1])
+    assert double_q_values(q_a, q_b, s_next)[0] == -1.0  # Q_A picks action 1; Q_B says -1
+    assert double_q_values(q_b, q_a, s_next)[0] == 1.0  # Q_B picks action 0; Q_A says 1
+    assert bootstrap_values(q_a, s_next, "q_learning", 0.0)[0] == 5.0  # Q-learning: the max of one table
+    # ε-greedy acts on Q_A + Q_B: [5, 4, 5] at s=1 (ties broken at random among actions 0 and 2)
+    picks = epsilon_greedy(q_a, np.ones(400, int), 0.0, np.random.default_rng(0), q_b)
+    assert set(np.unique(picks)) == {0, 2}
+
+
+class MaximisationBias(gym.Env):
+    """Sutton & Barto 2018, Example 6.7: from A (state 0) action 0 ("left") leads to B with reward 0, any other
+    action ends the episode with 0; from B (state 1) each of the 8 actions ends it with a reward ~ N(-0.1, 1).
+    With γ = 1: Q*(A, left) = -0.1 < Q*(A, right) = 0."""
+
+    observation_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.Discrete(8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = 0
+        return 0, {}
+
+    def step(self, a):
+        if self.s == 0:
+            self.s = 1 if a == 0 else 0
+            return self.s, 0.0, a != 0, False, {}
+        return 1, float(self.np_random.normal(-0.1, 1.0)), True, False, {}
+
+
+def test_q_learning_overestimates_where_double_q_learning_does_not():
+    """The maximisation bias (S&B 6.7): after 80 steps (~40 episodes) of ε = 0.1, α = 0.1 from Q = 0, Q-learning's
+    Q(A, left) is pulled up by max_b Q(B, b), the max of 8 noisy estimates of -0.1, above Q(A, right) = 0 on most
+    seeds: its greedy policy goes left. Double Q-learning's estimate is not (its noise is not the one selected):
+    it prefers left on few seeds. (Measured, 40 seeds: mean Q(A, left) 0.090 vs -0.000, left on 92% vs 15%.)"""
+    estimates, lefts = {}, {}
+    for update in ("q_learning", "double_q_learning"):
+        est, left = [], []
+        for seed in range(20):
+            eps = {"exploration_initial_eps": 0.1, "exploration_final_eps": 0.1}
+            m = lucidrl.QLearning(
+                MaximisationBias(), update=update, gamma=1.0, learning_rate=0.1, seed=seed, verbose=0, **eps
+            )
+            m.learn(80)
+            q = m.agent.q.numpy() if update == "q_learning" else (m.agent.q.numpy() + m.agent.q2.numpy()) / 2
+            est.append(q[0, 0])
+            left.append(q[0, 0] > q[0, 1:].max())  # strictly: a tie is not a preference
+        estimates[update], lefts[update] = float(np.mean(est)), float(np.mean(left))
+    assert estimates["q_learning"] > 0.05 and lefts["q_learning"] >= 0.7, (estimates, lefts)
+    assert estimates["double_q_learning"] < 0.01 and lefts["double_q_learning"] <= 0.3, (estimates, lefts)
