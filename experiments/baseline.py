@@ -42,8 +42,13 @@ LABELS = {
 }
 
 
-def gradient_statistics(out: Path, snapshot_steps: int, n_batches: int, seed: int = 0) -> dict:
-    """Per Ψ: the cosine of each batch's gradient with the true one, and the relative variance (see the docstring)."""
+def gradient_statistics(
+    out: Path, snapshot_steps: int, n_batches: int, seed: int = 0, estimators: dict[str, dict] | None = None
+) -> dict:
+    """Per Ψ: the cosine of each batch's gradient with the true one, and the relative variance (see the docstring).
+    ``estimators``: name -> the VPG settings that make that Ψ (default: each of PSIS, ``{"psi": name}``);
+    ``experiments/gae_lambda.py`` passes GAE at several λ."""
+    estimators = estimators or {name: {"psi": name} for name in PSIS}
     from lucidrl import VPG
     from lucidrl.algos.vpg import policy_gradient_loss, psi_and_targets
 
@@ -53,19 +58,20 @@ def gradient_statistics(out: Path, snapshot_steps: int, n_batches: int, seed: in
     agent, cfg = model.agent, model.config
     params = list(agent.actor.parameters())
 
-    def gradients(psi_names: list[str]) -> dict[str, np.ndarray]:
+    def gradients(settings: dict[str, dict]) -> dict[str, np.ndarray]:
         rollout = collector.collect(agent, cfg.n_steps)
         out_g = {}
-        for name in psi_names:
-            psi, _ = psi_and_targets(rollout, dataclasses.replace(cfg, psi=name))
+        for name, overrides in settings.items():
+            psi, _ = psi_and_targets(rollout, dataclasses.replace(cfg, **overrides))
             batch = rollout.flat(psi=psi)
             logprob = agent.head.log_prob(agent.policy_params(batch["obs"]), batch["actions"])
             grads = torch.autograd.grad(-policy_gradient_loss(logprob, batch["psi"]), params)  # ∇ of (E3)'s estimate
             out_g[name] = torch.cat([g.flatten() for g in grads]).numpy().copy()
         return out_g
 
-    reference = np.mean([gradients(["reward_to_go_baseline"])["reward_to_go_baseline"] for _ in range(n_batches)], 0)
-    samples = [gradients(PSIS) for _ in range(n_batches)]
+    true_psi = {"g": {"psi": "reward_to_go_baseline"}}
+    reference = np.mean([gradients(true_psi)["g"] for _ in range(n_batches)], 0)
+    samples = [gradients(estimators) for _ in range(n_batches)]
     ref_sq = float(reference @ reference)
     stats = {
         "snapshot_steps": snapshot_steps,
@@ -74,7 +80,7 @@ def gradient_statistics(out: Path, snapshot_steps: int, n_batches: int, seed: in
         "seed": seed,
         "psi": {},
     }
-    for name in PSIS:
+    for name in estimators:
         g = np.stack([s[name] for s in samples])  # [batches, params]
         cos = g @ reference / (np.linalg.norm(g, axis=1) * np.sqrt(ref_sq))
         mean = g.mean(0)

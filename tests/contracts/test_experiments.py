@@ -83,6 +83,13 @@ EXPECTED = {
     ],
     "llm_rl": ["accuracy.png", "reward_model.png", "kl.png", "results.md", "results.json"],
     "double_q": ["left_from_a.png", "q_a_left.png", "results.md", "results.json"],
+    "gae_lambda": [
+        "learning_curves.png",
+        "results.md",
+        "bias_variance.png",
+        "gradient_statistics.md",
+        "gradient_statistics.json",
+    ],
     "shared_trunk": [
         "learning_curves.png",
         "final_returns.png",
@@ -129,6 +136,12 @@ def test_experiment_script_runs(name, tmp_path):
                 assert curve and all(0.0 <= v <= 1.0 for v in curve)
             assert all(f"| {n} |" in (out / "results.md").read_text() for n in names)
         assert len(result["tabular"]["left_curve"]["Q-learning"]) == result["settings"]["episodes"]
+    if name == "gae_lambda":  # every λ measured on the same batches; λ = 1 is G_t − V(s), the true gradient's Ψ
+        snapshots = json.loads((out / "gradient_statistics.json").read_text())
+        assert len(snapshots) == 2
+        for stats in snapshots.values():
+            assert len(stats["psi"]) == 8 and all(s["relative_variance"] >= 0.0 for s in stats["psi"].values())
+            assert all(-1.0 <= s["mean_cosine_to_reference"] <= 1.0 for s in stats["psi"].values())
     if name == "baseline":
         stats = json.loads((out / "gradient_statistics.json").read_text())
         for s in stats["psi"].values():
