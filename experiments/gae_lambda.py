@@ -26,7 +26,7 @@ preset), each λ ∈ {0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 1}:
 Outputs in docs/experiments/gae_lambda/: the comparison (learning_curves.png, final_returns.png,
 results.md, results.json), gradient_statistics.md / .json and bias_variance.png.
 
-    python experiments/gae_lambda.py            # 5 seeds, ~6 min at --jobs 2 on a 2-core machine
+    python experiments/gae_lambda.py            # 5 seeds, ~7 min at --jobs 1 on a 2-core machine with other work
 """
 
 from __future__ import annotations

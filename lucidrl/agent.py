@@ -1130,6 +1130,7 @@ class Algorithm:
         for key, value in (("device", device), ("backend", backend), ("torch_threads", torch_threads)):
             if value is not None:
                 hyper[key] = value
+        saved_hyper = dict(hyper)
         for key in [
             k for k in kwargs if k in hyper
         ]:  # e.g. load(path, seed=1, learning_rate=1e-4): replaces the saved value
@@ -1146,7 +1147,15 @@ class Algorithm:
                 sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
                 module.load_state_dict(sub, strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"the weights in {shown} do not fit this {algo} model: {e}") from None
+            given = [k for k in hyper if k in saved_hyper and hyper[k] != saved_hyper[k] and k not in ("device",)]
+            why = (  # e.g. load(path, update="double_q_learning") of a one-table model: the caller's, not the file's
+                f"; it was built with {', '.join(f'{k}={hyper[k]!r}' for k in given)} given to load, where the "
+                f"checkpoint was saved with {', '.join(f'{k}={saved_hyper[k]!r}' for k in given)}: leave "
+                f"{'them' if len(given) > 1 else 'it'} out"
+                if given
+                else ""
+            )
+            raise CheckpointError(f"the weights in {shown} do not fit this {algo} model{why}: {e}") from None
         for name, opt in model._optimizers().items():
             meta = state.get("optimizers", {}).get(name)
             if meta is None:

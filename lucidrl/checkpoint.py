@@ -212,7 +212,7 @@ def read_tensors_file(path: Path | IO[bytes], what: str = "load") -> dict[str, t
     """The tensors of one safetensors file, or of a binary file object's bytes from its position (a
     CheckpointError names the file when it cannot be read)."""
     if not isinstance(path, Path):
-        source = read_file_object(path, what)
+        source = read_file_object(path, what, zip_archive=False)  # one safetensors file, read from its start
         return _read_tensors(source.label, source.data)
     return _read_tensors(path)
 
@@ -455,9 +455,11 @@ def _usable_stream(f: Any, label: str, what: str, reading: bool) -> None:
         )
 
 
-def read_file_object(f: Any, what: str = "load") -> CheckpointBytes:
+def read_file_object(f: Any, what: str = "load", zip_archive: bool = True) -> CheckpointBytes:
     """The bytes of a binary file object from its position to its end (no seeking: a stream that cannot seek
-    is read the same), or a CheckpointError naming what is wrong with the object and the fix."""
+    is read the same), or a CheckpointError naming what is wrong with the object and the fix. ``zip_archive``:
+    what is read is a zip, found by its end, so an object already at its end is read whole (SB3's habit);
+    False for a safetensors file (``save_replay_buffer``), which is read from its start: no such fallback."""
     label = describe(f)
     _usable_stream(f, label, what, reading=True)
     try:
@@ -479,7 +481,7 @@ def read_file_object(f: Any, what: str = "load") -> CheckpointBytes:
             position = f.tell()
         except (AttributeError, OSError, ValueError):
             position = 0
-        if isinstance(position, int) and position > 0 and _seekable(f):
+        if isinstance(position, int) and position > 0 and zip_archive and _seekable(f):
             # SB3's habit: model.save(f) then PPO.load(f) with no seek. zipfile (which SB3 hands f to) finds the
             # archive that ends the object wherever f stands; so does this: the object's whole bytes, its last zip
             try:
@@ -547,8 +549,9 @@ def _read_zip(file: Path | CheckpointBytes) -> dict[str, bytes]:
     if names is None and isinstance(file, CheckpointBytes):
         raise CheckpointError(
             f"corrupt checkpoint: {shown} holds no readable zip archive ({len(file.data)} bytes from its position: "
-            "truncated or damaged, or not a checkpoint). model.save(f) writes one: save the model again, or load "
-            "an earlier checkpoint."
+            "truncated or damaged, or not a checkpoint, or a checkpoint followed by other bytes such as a replay "
+            "memory saved after it: seek to where model.save(f) began and read no further than its end, e.g. "
+            "io.BytesIO(data[start:end])). model.save(f) writes one: save the model again, or load an earlier one."
         )
     if names is None:
         raise CheckpointError(

@@ -120,7 +120,11 @@ class PackedRows:
         return rows
 
     def __setitem__(self, idx, rows: torch.Tensor) -> None:
-        self.pixels[idx], self.values[idx] = self._split(rows)
+        if rows.dim() == 1:  # one row
+            pixels, values = self._split(rows[None])
+            self.pixels[idx], self.values[idx] = pixels[0], values[0]
+        else:
+            self.pixels[idx], self.values[idx] = self._split(rows)
 
     def __getitem__(self, idx) -> torch.Tensor:
         pixels, values = self.pixels[idx], self.values[idx]

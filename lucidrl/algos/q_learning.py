@@ -15,15 +15,13 @@ one-step target. The members of the family differ only in that target:
 * (E7) Double Q-learning Q_A[s,a] ← Q_A[s,a] + α (r + γ Q_B[s', argmax_a' Q_A[s',a']] - Q_A[s,a]), or A and B
                         swapped, by a fair coin; ε-greedy on Q_A + Q_B   [van Hasselt 2010; S&B 2018, sec. 6.7]
 
-(E2) samples the Bellman *optimality* operator (E6): its target uses the max, whatever the
-behaviour policy did, so Q-learning is off-policy and converges to Q* (Watkins & Dayan 1992)
-when every pair is visited infinitely often and Σα = ∞, Σα² < ∞. (E3) and (E4) sample the
-Bellman *expectation* operator of the ε-greedy policy being followed (on-policy): they learn
-Q^π of that policy, which becomes Q* only as ε → 0.
+(E2) samples the Bellman *optimality* operator (E6): its target uses the max, whatever the behaviour
+policy did, so Q-learning is off-policy and converges to Q* (Watkins & Dayan 1992) when every pair is
+visited infinitely often and Σα = ∞, Σα² < ∞. (E3) and (E4) sample the Bellman *expectation* operator
+of the ε-greedy policy being followed (on-policy): they learn Q^π of it, which becomes Q* only as ε → 0.
 
-**Why Double Q-learning (E7).** E[max_a' Q̂(s',a')] ≥ max_a' E[Q̂(s',a')]: the max over noisy estimates
-biases (E2)'s target upwards (maximisation bias). (E7) picks a' with one table and values it with the
-other, whose noise is independent of the pick (docs/algorithms/q_learning.md, experiments/double_q.py).
+**Why Double Q-learning (E7).** E[max_a' Q̂(s',a')] ≥ max_a' E[Q̂(s',a')] biases (E2)'s target upwards; (E7)
+picks a' with one table and values it with the other, whose noise took no part in the pick (experiment 16).
 
 **Why no target network.** A table update changes one entry (DQN's step moves every state's output), a
 sampled step of the γ-contraction T that converges to Q* without freezing anything (Watkins & Dayan 1992).
@@ -156,8 +154,9 @@ def bootstrap_values(q: np.ndarray, next_states: np.ndarray, update: str, eps: f
         return qn.max(axis=1)  # (E2) Bellman optimality: max_a' Q(s', a')
     if update == "sarsa":
         return qn[np.arange(len(next_states)), next_actions]  # (E3) the action the policy takes next
-    # (E4) Bellman expectation under ε-greedy: (1-ε) max + ε mean (tied maxima share the same value)
-    return (1.0 - eps) * qn.max(axis=1) + eps * qn.mean(axis=1)
+    if update == "expected_sarsa":  # (E4) Bellman expectation under ε-greedy: (1-ε) max + ε mean (ties share a value)
+        return (1.0 - eps) * qn.max(axis=1) + eps * qn.mean(axis=1)
+    raise ValueError(f"bootstrap_values: no one-table target for update={update!r}")
 
 
 def double_q_values(q_pick: np.ndarray, q_value: np.ndarray, next_states: np.ndarray) -> np.ndarray:
@@ -286,6 +285,8 @@ class QLearning(Algorithm):
             # NumPy RNG drawn from the model's saved torch generator: a loaded model continues the stream
             rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=self.generator)))
             q, q2 = self.agent.numpy(), self.agent.numpy2()  # q2: Q_B of Double Q-learning (E7), else None
+            if (q2 is not None) != (cfg.update == "double_q_learning"):  # model.update = ... after it was built
+                raise ConfigError(f"update={cfg.update!r} needs a new model: this one's Q-tables were made for another")
             stepper = getattr(self, "_stepper", None)
             if stepper is None or stepper.env is not self.env:
                 stepper = self._stepper = VectorStepper(self._require_env(), seed=self._env_seed())

@@ -242,6 +242,9 @@ def test_set_parameters_and_the_replay_memory_take_file_objects(trained):
     n = len(m.replay_buffer)
     assert len(fresh.replay_buffer) == n and torch.equal(fresh.replay_buffer.obs[:n], m.replay.obs[:n])
     fresh.learn(64, reset_num_timesteps=False)
+    rb.seek(0, io.SEEK_END)  # a safetensors file is read from its start: no whole-object fallback as for a zip
+    with pytest.raises(CheckpointError, match=r"load_replay_buffer: the file object has nothing left to read"):
+        fresh.load_replay_buffer(rb)
     with pytest.raises(CheckpointError, match=r"the file object is not a readable safetensors file"):
         fresh.load_replay_buffer(io.BytesIO(b"\x80\x04 a pickle, say"))
     with pytest.raises(CheckpointError, match=r"load_replay_buffer: the file object is a text stream"):

@@ -55,6 +55,22 @@ def test_double_q_learning_saves_both_tables_and_acts_on_their_sum(tmp_path):
     assert not torch.equal(m2.agent.q2, m.agent.q2) or not torch.equal(m2.agent.q, m.agent.q)
 
 
+def test_switching_to_or_from_double_q_learning_needs_a_new_model(tmp_path):
+    """Double Q-learning has two tables: model.update = ... across that line is refused at learn (the others switch
+    freely), and loading a one-table checkpoint with update='double_q_learning' names the override, not corruption."""
+    m = small()
+    m.learn(200)
+    m.update = "sarsa"
+    m.learn(100)  # one table either way
+    m.update = "double_q_learning"
+    with pytest.raises(ConfigError, match="needs a new model: this one's Q-tables were made for another"):
+        m.learn(100)
+    m.update = "q_learning"
+    m.save(tmp_path / "one")
+    with pytest.raises(lucidrl.CheckpointError, match="update='double_q_learning' given to load, where the checkpoint"):
+        lucidrl.load(tmp_path / "one", update="double_q_learning")
+
+
 def test_predict_single_and_batch():
     m = small()
     a, _ = m.predict(5, deterministic=True)
