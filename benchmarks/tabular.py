@@ -2,6 +2,7 @@
 
     python benchmarks/tabular.py                       # all three envs, seeds 0 1 2
     python benchmarks/tabular.py --envs FrozenLake-v1 --seeds 0
+    python benchmarks/tabular.py --envs FrozenLake-v1 Taxi-v4 --update double_q_learning   # the presets, Double
 
 Per (env, seed): build ``lucidrl.QLearning(env, seed=seed)`` (its preset), train for the preset's
 ``n_timesteps``, then evaluate the greedy policy with ``lucidrl.evaluate(model, env, n_episodes,
@@ -31,10 +32,10 @@ from lucidrl.config import load_presets
 BARS = {"FrozenLake-v1": (1000, 0.70), "Taxi-v4": (1000, 7.0), "CartPole-v1": (10, 195.0)}
 
 
-def run(env_id: str, seed: int) -> dict:
+def run(env_id: str, seed: int, update: str | None = None) -> dict:
     n_eval, bar = BARS[env_id]
     steps = int(load_presets("qlearning")[env_id]["n_timesteps"])
-    model = lucidrl.QLearning(env_id, seed=seed, verbose=0)
+    model = lucidrl.QLearning(env_id, seed=seed, verbose=0, **({"update": update} if update else {}))
     t = time.perf_counter()
     model.learn(steps)
     train_s = time.perf_counter() - t
@@ -43,6 +44,7 @@ def run(env_id: str, seed: int) -> dict:
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "benchmark": "tabular",
         "algo": "qlearning",
+        "update": model.config.update,
         "env_id": env_id,
         "seed": seed,
         "timesteps": steps,
@@ -62,22 +64,23 @@ def main() -> None:
     p.add_argument("--envs", nargs="+", default=list(BARS), choices=list(BARS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "qlearning_tabular.jsonl"))
+    p.add_argument("--update", default=None, help="the preset's update (q_learning) unless given: sarsa, ...")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
     for env_id in args.envs:
         for seed in args.seeds:
-            r = run(env_id, seed)
+            r = run(env_id, seed, args.update)
             rows.append(r)
             print(json.dumps(r), flush=True)
             with open(args.out, "a") as f:
                 f.write(json.dumps(r) + "\n")
-    print("\n| env | seed | steps | train s | eval episodes | greedy mean return | bar | ok |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| env | update | seed | steps | train s | eval episodes | greedy mean return | bar | ok |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['env_id']} | {r['seed']} | {r['timesteps']} | {r['train_s']} | {r['eval_episodes']} | "
-            f"{r['eval_mean']:.3f} | {r['bar']} | {'yes' if r['passed'] else 'NO'} |"
+            f"| {r['env_id']} | {r['update']} | {r['seed']} | {r['timesteps']} | {r['train_s']} | "
+            f"{r['eval_episodes']} | {r['eval_mean']:.3f} | {r['bar']} | {'yes' if r['passed'] else 'NO'} |"
         )
 
 

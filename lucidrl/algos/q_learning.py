@@ -315,7 +315,7 @@ class QLearning(Algorithm):
                     if q2 is not None:  # (E7) a fair coin per transition: update Q_A (a' picked by Q_A, valued by Q_B)
                         coin = rng.random(len(s)) < 0.5  # or Q_B (the roles swapped)
                         sides = [(q, q2, tr.valid & coin), (q2, q, tr.valid & ~coin)]
-                    sides = [(table, other, np.flatnonzero(rows)) for table, other, rows in sides]
+                    sides = [(table, other, np.flatnonzero(rows)) for table, other, rows in sides if rows.any()]
                     # every target from the tables as they were before this step; (E5) masks terminal s' only
                     targets = [td_targets(tr.reward[v], tr.terminated[v],
                                bootstrap_values(q, s_next[v], cfg.update, eps, a_next[v]) if other is None
