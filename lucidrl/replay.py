@@ -106,12 +106,13 @@ class PackedRows:
     def row_nbytes(runs: list[tuple[int, int, bool]], dtype: torch.dtype) -> int:
         return sum((stop - start) * (1 if pixels else dtype.itemsize) for start, stop, pixels in runs)
 
+    def columns(self, rows: torch.Tensor, pixels: bool) -> torch.Tensor:
+        """The pixel columns (``pixels=True``) or the other columns of flat ``rows``, side by side, as they are."""
+        cut = [rows[:, start:stop] for start, stop, is_pix in self.runs if is_pix == pixels]
+        return torch.cat(cut, 1) if cut else rows[:, :0]
+
     def _split(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cut: dict[bool, list[torch.Tensor]] = {True: [], False: []}
-        for start, stop, is_pix in self.runs:
-            cut[is_pix].append(rows[:, start:stop])
-        pixels, values = (torch.cat(cut[k], 1) if cut[k] else rows[:, :0] for k in (True, False))
-        return pixels.to(torch.uint8), values.to(self.dtype)
+        return self.columns(rows, True).to(torch.uint8), self.columns(rows, False).to(self.dtype)
 
     def _join(self, pixels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         rows = torch.empty((pixels.shape[0], self.width), dtype=self.dtype, device=self.device)
@@ -300,7 +301,7 @@ class ReplayBuffer:
 
 def _whole_pixels(rows: torch.Tensor, packed: PackedRows) -> bool:
     """Whether the pixel columns of flat ``rows`` hold whole numbers 0-255 (what uint8 keeps exactly)."""
-    pixels = torch.cat([rows[:, a:b] for a, b, is_pix in packed.runs if is_pix], 1)
+    pixels = packed.columns(rows, pixels=True)
     return bool(((pixels >= 0) & (pixels <= 255) & (pixels == pixels.round())).all())
 
 

@@ -217,8 +217,11 @@ def save_selection(
         if value is None:
             lists.append([])
             continue
-        names = [] if isinstance(value, (str, bytes)) else _iterable(arg, value)
-        if isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in names):
+        try:  # a list (any iterable) of names; a lone string is not one
+            names = None if isinstance(value, (str, bytes)) else list(value)
+        except TypeError:
+            names = None
+        if names is None or not all(isinstance(v, str) for v in names):
             raise ConfigError(
                 f"save: {arg} takes a list of attribute names, e.g. {arg}=['replay_buffer'], got {value!r:.80}"
             )
@@ -249,12 +252,3 @@ def save_selection(
             )
             raise ConfigError(f"save(include=[{name!r}]): {holds}. It cannot hold {name!r}: {why}")
     return replay
-
-
-def _iterable(arg: str, value: Any) -> list:
-    try:
-        return list(value)
-    except TypeError:
-        raise ConfigError(
-            f"save: {arg} takes a list of attribute names, e.g. {arg}=['replay_buffer'], got {value!r:.80}"
-        ) from None

@@ -84,14 +84,12 @@ def kl_hessian_product(head, logits: torch.Tensor, B: int):
         p = logits.sigmoid()
         scale = p * (1.0 - p) / B
         return lambda u: u.mul_(scale)
-    if not isinstance(head, MultiCategoricalHead):
-        p = logits.softmax(-1)
-        return lambda u: p * (u - (p * u).sum(-1, keepdim=True)) / B
-    ps = [part.softmax(-1) for part in logits.split(head.nvec, -1)]
+    sizes = head.nvec if isinstance(head, MultiCategoricalHead) else [logits.shape[-1]]  # a categorical: one block
+    ps = [part.softmax(-1) for part in logits.split(sizes, -1)]
 
     def product(u: torch.Tensor) -> torch.Tensor:
-        parts = zip(ps, u.split(head.nvec, -1))
-        return torch.cat([p * (v - (p * v).sum(-1, keepdim=True)) / B for p, v in parts], -1)
+        blocks = [p * (v - (p * v).sum(-1, keepdim=True)) / B for p, v in zip(ps, u.split(sizes, -1))]
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, -1)
 
     return product
 
