@@ -252,7 +252,7 @@ def vmap_train(
     t_last = t0
     with hold_matmul_precision(cfg.matmul_precision, dev):  # (as learn(): tf32 on a GPU by default)
         while steps < total_timesteps:
-            progress = max(0.0, 1.0 - steps / total_timesteps)
+            progress = max(0.0, 1.0 - (steps + T * n) / total_timesteps)  # (after this rollout, as learn())
             for g in optimizer.param_groups:
                 g["lr"].fill_(value_at(cfg.learning_rate, progress)) if cuda else g.__setitem__(
                     "lr", value_at(cfg.learning_rate, progress)

@@ -216,13 +216,12 @@ class A2C(Algorithm):
                             tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
-                lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-                set_learning_rate(self.optimizer, lr)  # (a tensor filled in place under compile=True)
-
                 # 1. T steps in each of the N envs, in lockstep, with the current policy
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.n_envs
+                lr = value_at(cfg.learning_rate, self._progress_remaining(target))  # (after the rollout, as SB3)
+                set_learning_rate(self.optimizer, lr)  # (a tensor filled in place under compile=True)
 
                 # 2. (E1, E2) n-step returns R_t and advantages A_t = R_t - V(s_t) (GAE with λ = 1)
                 advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,

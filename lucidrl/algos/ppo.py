@@ -305,16 +305,15 @@ class PPO(Algorithm):
                             tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
-                progress = self._progress_remaining(target)
-                lr = value_at(cfg.learning_rate, progress)
-                set_learning_rate(self.optimizer, lr)  # (a tensor filled in place under compile=True)
-                clip_range = value_at(cfg.clip_range, progress)
-                clip_range_vf = None if cfg.clip_range_vf is None else value_at(cfg.clip_range_vf, progress)
-
                 # 1. collect T steps in each of the N envs with the current policy π_old
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.n_envs
+                progress = self._progress_remaining(target)  # schedules: read after the rollout, as SB3
+                lr = value_at(cfg.learning_rate, progress)
+                set_learning_rate(self.optimizer, lr)  # (a tensor filled in place under compile=True)
+                clip_range = value_at(cfg.clip_range, progress)
+                clip_range_vf = None if cfg.clip_range_vf is None else value_at(cfg.clip_range_vf, progress)
 
                 # 2. advantages Â_t (GAE) and λ-return targets R_t
                 advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,

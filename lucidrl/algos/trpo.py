@@ -312,13 +312,12 @@ class TRPO(Algorithm):
                             tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
-                lr = value_at(cfg.learning_rate, self._progress_remaining(target))
-                set_learning_rate(self.critic_optimizer, lr)
-
                 # 1. collect T steps in each of the N envs with the current policy π_old
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.n_envs
+                lr = value_at(cfg.learning_rate, self._progress_remaining(target))  # (after the rollout, as SB3)
+                set_learning_rate(self.critic_optimizer, lr)
 
                 # 2. advantages Â_t (GAE) and λ-return targets R_t, from the critic before it is refitted
                 advantages, returns = self._gae(rollout.rewards, rollout.values_old, rollout.next_values,

@@ -279,15 +279,14 @@ class VPG(Algorithm):
                             tb_log_name) as (logger, target):
             collector = self._rollout_collector()
             while self.num_timesteps < target:
-                progress = self._progress_remaining(target)
-                lr, critic_lr = value_at(cfg.learning_rate, progress), value_at(cfg.critic_learning_rate, progress)
-                set_learning_rate(self.policy_optimizer, lr)
-                set_learning_rate(self.critic_optimizer, critic_lr)
-
                 # 1. collect T steps in each of the N envs with the current policy
                 rollout = self._rollout(collector.collect, self.agent, cfg.n_steps)
                 steps_before = self.num_timesteps
                 self.num_timesteps += cfg.n_steps * self.n_envs
+                progress = self._progress_remaining(target)  # schedules: read after the rollout, as SB3
+                lr, critic_lr = value_at(cfg.learning_rate, progress), value_at(cfg.critic_learning_rate, progress)
+                set_learning_rate(self.policy_optimizer, lr)
+                set_learning_rate(self.critic_optimizer, critic_lr)
 
                 # 2. Ψ_t for (E2), and the critic's targets G_t
                 psi, targets = psi_and_targets(rollout, cfg)

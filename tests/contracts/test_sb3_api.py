@@ -665,3 +665,50 @@ def test_hyperparameters_given_by_position_follow_sb3s_order():
         PPO("MlpPolicy", "CartPole-v1", *[3e-4, 2048, 64, 10, 0.99, 0.95, 0.2, None, True, 0.0, 0.5, 0.5, True])
     with pytest.raises(ConfigError, match="give tensorboard_log, policy_kwargs, verbose, seed and device by name"):
         PPO("MlpPolicy", "CartPole-v1", *range(19))
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C", "TRPO", "DQN"])
+def test_a_learning_rate_schedule_gets_the_progress_sb3_gives_it(algo):
+    """Each update uses the rate at the progress SB3 passes at that point: on-policy after the rollout
+    (1 - 1/n for the first of n, 0 for the last), DQN before each round of gradient steps."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    contrib = pytest.importorskip("sb3_contrib")
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import configure
+
+    kwargs = {
+        "PPO": {"n_steps": 16, "batch_size": 32, "n_epochs": 1},
+        "A2C": {"n_steps": 16},
+        "TRPO": {"n_steps": 16, "batch_size": 32},
+        "DQN": {"learning_starts": 40, "train_freq": 8, "buffer_size": 1000, "batch_size": 8},
+    }[algo]
+    total = 160
+    seen, recording = [], [False]
+
+    def schedule(progress):
+        if recording[0]:
+            seen.append(progress)
+        return 1e-3 * progress
+
+    theirs_cls = getattr(contrib if algo == "TRPO" else sb3, algo)
+    theirs = theirs_cls(
+        "MlpPolicy",
+        make_vec_env("CartPole-v1", n_envs=2, seed=0),
+        learning_rate=schedule,
+        seed=0,
+        device="cpu",
+        **kwargs,
+    )
+    theirs.set_logger(configure(None, []))
+    recording[0] = True
+    theirs.learn(total)
+    expected = [1e-3 * p for p in sorted(set(seen), reverse=True)]  # (SB3 asks twice an update: log and set)
+
+    ours = getattr(lucidrl, algo)("CartPole-v1", n_envs=2, seed=0, learning_rate=schedule, preset=False, **kwargs)
+    rates = []
+    ours.learn(total, callback=lambda model, metrics: rates.append(metrics.get("train/learning_rate")) or True)
+    rates = [r for r in rates if r is not None]  # (DQN: rounds before learning_starts take no step)
+    assert len(rates) == len(expected) >= 3
+    np.testing.assert_allclose(rates, expected, rtol=1e-6, atol=1e-12)
+    if algo != "DQN":
+        assert rates[-1] == 0.0  # the last update of a schedule to zero runs at zero, as in SB3
