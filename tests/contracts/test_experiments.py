@@ -90,6 +90,15 @@ EXPECTED = {
         "gradient_statistics.md",
         "gradient_statistics.json",
     ],
+    "seeds": [
+        "learning_curves.png",
+        "results.md",
+        "seeds.md",
+        "seeds.json",
+        "spread.png",
+        "two_groups_of_five.png",
+        "power.png",
+    ],
     "shared_trunk": [
         "learning_curves.png",
         "final_returns.png",
@@ -142,6 +151,12 @@ def test_experiment_script_runs(name, tmp_path):
         for stats in snapshots.values():
             assert len(stats["psi"]) == 8 and all(s["relative_variance"] >= 0.0 for s in stats["psi"].values())
             assert all(-1.0 <= s["mean_cosine_to_reference"] <= 1.0 for s in stats["psi"].values())
+    if name == "seeds":  # 2 runs a variant: one simulated A/B study size, rates in [0, 1]
+        result = json.loads((out / "seeds.json").read_text())
+        (row,) = result["rows"]
+        assert row["n"] == 2 and "aa" not in row and result["pool"]["A"]["runs"] == 2
+        rates = [v for s in ("mean", "median", "IQM") for v in row["ab"][s].values()] + [row["ab"]["welch_b_better"]]
+        assert all(0.0 <= v <= 1.0 for v in rates) and 0.0 <= row["ci_mean"]["coverage"] <= 1.0
     if name == "baseline":
         stats = json.loads((out / "gradient_statistics.json").read_text())
         for s in stats["psi"].values():
@@ -316,3 +331,33 @@ def test_truncation_wrappers_report_the_time_limit_as_a_termination():
         assert [s[2:4] for s in steps] == [(False, False)] * 199 + [(True, False)]
         if obs_dim == 4:  # t / 200 rides along in the last entry: 0 at the reset, 1 at the cut
             assert obs[-1] == 0.0 and abs(steps[99][0][-1] - 0.5) < 1e-6 and abs(steps[-1][0][-1] - 1.0) < 1e-6
+
+
+def test_the_seed_study_finds_the_textbook_rates_on_normal_scores():
+    """experiments/seeds.py's simulated studies, on scores whose answers are known: two normal distributions
+    half a standard deviation apart. Welch's test then raises false alarms in 5% of A/A studies, its power
+    with 20 seeds a side is 0.34 (noncentral t), and the sample size for 80% power is 2 (1.96 + 0.84)² / 0.5²
+    = 63 seeds a side."""
+    import numpy as np
+    from scipy import stats
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import seeds
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(100.0, 50.0, 2000), rng.normal(125.0, 50.0, 2000)
+    result = seeds.study(a, b, [5, 20], draws=4000, ci_draws=150)
+    small, twenty = result["rows"]
+    assert abs(result["seeds_for_80_percent_power"] - 62.8) < 8
+    for row in (small, twenty):
+        assert 0.03 < row["aa"]["significant"] < 0.07  # the test's nominal 5% false-alarm rate
+        assert row["ab"]["welch_a_better"] < 0.01  # significant in the wrong direction: almost never
+        # the percentile bootstrap of a mean is ±1.96 s √((n-1)/n) / √n: Student's t says it covers only
+        # 2 F_t(1.96 √((n-1)/n); n-1) - 1 of the time (0.845 at n = 5, 0.929 at n = 20)
+        expected = 2 * stats.t.cdf(1.96 * np.sqrt((row["n"] - 1) / row["n"]), row["n"] - 1) - 1
+        assert abs(row["ci_mean"]["coverage"] - expected) < 0.07
+    assert 0.28 < twenty["ab"]["welch_b_better"] < 0.41 and small["ab"]["welch_b_better"] < 0.2
+    # the ranking by the mean is right with probability Φ(0.5 √(n/2)): 0.785 at n = 5, 0.943 at n = 20
+    assert abs(small["ab"]["mean"]["b_above"] - 0.785) < 0.04 and abs(twenty["ab"]["mean"]["b_above"] - 0.943) < 0.02
