@@ -45,6 +45,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,25 @@ def _log_result(log, job: Job, r: dict[str, Any]) -> None:
     log(f"  {job.name} seed {job.seed}: eval {r['eval_mean']:.1f} +/- {r['eval_std']:.1f}, {r['train_s']:.1f} s")
 
 
+MAIN_GUARD = (
+    "the worker processes (fresh Python interpreters, Python's 'spawn' start method) import the script that "
+    "called compare again, so a script that starts a comparison at import time starts it in every worker: put "
+    'the call under `if __name__ == "__main__":` (a script read from standard input cannot be imported: save '
+    "it to a file)"
+)
+
+
+def refuse_in_worker_import() -> None:
+    """Raise at once when a compare worker is importing the user's script and the script starts a comparison.
+
+    A spawned worker imports the main script (as ``__mp_main__``) before it takes any job; without the
+    ``__main__`` guard the script's top-level ``compare`` would run again there, and clear the run
+    directories the parent is about to train in.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # (the test multiprocessing makes itself)
+        raise LucidRLError(f"compare was started while a worker process imported its script: {MAIN_GUARD}")
+
+
 def run_all(
     jobs: Sequence[Job],
     n_jobs: int | None,
@@ -266,6 +286,7 @@ def run_all(
     (``None``: a local Ray instance), at most ``n_jobs`` at once if given (see ``lucidrl.distributed.runs``);
     ``out``: the comparison's directory, which holds the run directories (default: the first run's grandparent).
     """
+    refuse_in_worker_import()
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
     if backend == "local" and (address is not None or cpus_per_run != 1):
@@ -311,6 +332,12 @@ def run_all(
                     results[job] = fut.result()
                 except LucidRLError:
                     raise
+                except BrokenProcessPool as e:  # a worker died: most often at start, importing main
+                    raise LucidRLError(
+                        f"a worker process exited before {job.name} seed {job.seed} finished ({job.run_dir}). "
+                        f"If it died at start (its traceback is above): {MAIN_GUARD}. Otherwise it was killed, "
+                        "e.g. for lack of memory: use fewer jobs at once (n_jobs, --jobs)"
+                    ) from e
                 except Exception as e:  # a crash in a worker names its run instead of a bare traceback
                     raise LucidRLError(f"{job.name} seed {job.seed} failed in {job.run_dir}: {e!r}") from e
                 _log_result(log, job, results[job])

@@ -219,3 +219,23 @@ def test_a_run_is_trained_again_from_scratch_in_an_emptied_directory(tmp_path):
     with pytest.raises(ConfigError, match="files of its own"):
         run_job(job)
     assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    """compare's workers are spawned interpreters that import the calling script; a script that starts a
+    comparison at import time gets the fix named (in the workers and in the parent), not a bare
+    BrokenProcessPool, and the workers stop before touching the run directories."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from lucidrl.compare import compare\n"
+        f"compare(['ppo'], 'CartPole-v1', seeds=2, timesteps=64, out={str(tmp_path / 'out')!r}, n_jobs=2)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("lucidrl.errors.LucidRLError: a worker process exited") and '__name__ == "__main__"' in last
+    assert "compare was started while a worker process imported its script" in proc.stderr
+    assert proc.stdout.count("training 2 runs") == 1  # the workers refused before compare's own steps
