@@ -1,16 +1,18 @@
-"""PPO on one-hot observations and on MultiDiscrete / MultiBinary actions: ``backend="auto"`` against ``"reference"``.
+"""PPO where the fast backend once fell back to the reference: ``backend="auto"`` against ``"reference"``.
 
-Until the fast backend took these spaces (``lucidrl.fast.inputs``, ``lucidrl.fast.heads``), ``backend="auto"``
-fell back to the reference on them, so ``reference`` is the "before" and ``auto`` the "after". Each run is a
-fresh Python process (this script re-invoked in a hidden ``--worker`` mode that prints one JSON line): it builds
-``lucidrl.PPO(env, seed=0, backend=...)`` with PPO's defaults (no preset exists for these envs; n_steps 2048,
+Until the fast backend took one-hot observations and MultiDiscrete / MultiBinary actions (``lucidrl.fast.inputs``,
+``lucidrl.fast.heads``), and PPO's value clipping and ``target_kl`` (``lucidrl.fast.actor_critic``),
+``backend="auto"`` fell back to the reference on them, so ``reference`` is the "before" and ``auto`` the "after".
+Each run is a fresh Python process (this script re-invoked in a hidden ``--worker`` mode that prints one JSON
+line): it builds ``lucidrl.PPO(env, seed=0, backend=..., preset=False)`` with PPO's defaults (n_steps 2048,
 batch_size 64, 10 epochs, 64x64 tanh networks, one env), with the library's own thread settings, and times
 ``learn(--timesteps)``. The backends alternate run by run, ``--repeats`` times, so that a slow phase of the
 machine hits both alike. Rows are appended to ``benchmarks/results/fast_spaces.jsonl``; the medians are printed.
 
 Cases: ``taxi`` (Taxi-v4: 500 one-hot states, 6 actions), ``frozenlake`` (FrozenLake-v1: 16 states),
 ``multidiscrete`` (``MatchEnv``: a Box of 4 observations, MultiDiscrete([3, 3, 3, 4]) actions) and
-``multibinary`` (``MatchEnv`` with MultiBinary(4) actions).
+``multibinary`` (``MatchEnv`` with MultiBinary(4) actions); ``vf_clip`` (Pendulum-v1 with ``clip_range_vf=0.2``,
+as CleanRL's PPO and lucidrl's Hopper preset) and ``target_kl`` (CartPole-v1 with ``target_kl=0.01``).
 
     python benchmarks/fast_spaces.py                                    # taxi and multidiscrete, 50k steps, 3 repeats
     python benchmarks/fast_spaces.py --cases frozenlake multibinary --timesteps 20000 --repeats 1
@@ -67,7 +69,10 @@ CASES = {
     "frozenlake": "FrozenLake-v1",
     "multidiscrete": lambda: MatchEnv(multibinary=False),
     "multibinary": lambda: MatchEnv(multibinary=True),
+    "vf_clip": "Pendulum-v1",
+    "target_kl": "CartPole-v1",
 }
+SETTINGS = {"vf_clip": {"clip_range_vf": 0.2}, "target_kl": {"target_kl": 0.01}}  # on top of PPO's defaults
 
 
 def worker(case: str, backend: str, timesteps: int) -> None:
@@ -75,7 +80,7 @@ def worker(case: str, backend: str, timesteps: int) -> None:
         sys.path.insert(0, str(ROOT))
     import lucidrl
 
-    model = lucidrl.PPO(CASES[case], seed=0, verbose=0, backend=backend)
+    model = lucidrl.PPO(CASES[case], seed=0, verbose=0, backend=backend, preset=False, **SETTINGS.get(case, {}))
     t0 = time.perf_counter()
     model.learn(timesteps)
     seconds = time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 Each twin has the reference function's signature and results (``tests/math/test_backends.py``):
 
-* ``ppo_update`` = ``lucidrl.algos.ppo.ppo_update`` for PPO-Clip (no ``target_kl``, no value clipping);
+* ``ppo_update`` = ``lucidrl.algos.ppo.ppo_update`` for PPO-Clip (with value clipping and ``target_kl``);
 * ``a2c_update`` = ``lucidrl.algos.a2c.a2c_update``;
 * ``rollout_policy`` = ``lucidrl.rollout.rollout_policy`` (the acting of PPO, A2C, TRPO and VPG).
 
@@ -26,7 +26,7 @@ import torch
 
 from lucidrl import backends
 from lucidrl.advantages import normalize
-from lucidrl.algos.ppo import update_diagnostics
+from lucidrl.algos.ppo import approx_kl, update_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
 from lucidrl.fast.heads import gaussian_terms, head_unsupported, logit_terms, sample
 from lucidrl.fast.inputs import InputEncoding, input_unsupported
@@ -83,9 +83,12 @@ class PairNet:
         vf_coef: float,
         ent_coef: float = 0.0,
         with_entropy: bool = False,
+        values_old: np.ndarray | None = None,
+        clip_range_vf: float | None = None,
     ):
-        """``policy_term(log π) + vf_coef mean((V - R)²) - ent_coef mean(H)``, its gradient into ``flat.grad``
-        (overwritten). Returns (distribution parameters, policy loss, value loss, entropy or None, extra)."""
+        """``policy_term(log π) + vf_coef L^VF - ent_coef mean(H)``, its gradient into ``flat.grad`` (overwritten);
+        L^VF as ``value_loss_grad``. Returns (distribution parameters, policy loss, value loss, entropy or None,
+        extra)."""
         B = obs.shape[0]
         (out, v), hs = self.core.forward(self.w, self.inputs.numpy(obs))
         if self.gaussian:
@@ -96,10 +99,33 @@ class PairNet:
             params, d_out, policy_loss, entropy, extra = logit_terms(
                 self.head, out, actions, policy_term, ent_coef, with_entropy
             )
-        diff = v[:, 0] - returns.reshape(B)  # ∂mean((V - R)²)/∂V = 2 (V - R) / B
-        value_loss = float(np.mean(diff * diff))
-        self.core.backward(self.w, self.g, hs, [d_out, (diff * (2.0 * vf_coef / B))[:, None]])
+        old = None if values_old is None else values_old.reshape(B)
+        value_loss, d_v = value_loss_grad(v[:, 0], returns.reshape(B), old, clip_range_vf)
+        self.core.backward(self.w, self.g, hs, [d_out, (d_v * vf_coef)[:, None]])
         return params, policy_loss, value_loss, entropy, extra
+
+
+def value_loss_grad(
+    values: np.ndarray, returns: np.ndarray, values_old: np.ndarray | None, clip_range_vf: float | None
+) -> tuple[float, np.ndarray]:
+    """L^VF (``lucidrl.algos.ppo.value_loss``) and ∂L^VF/∂V. Unclipped: mean((V - R)²), gradient 2 (V - R) / B.
+    Clipped: mean(max((V - R)², (V_clip - R)²)) with V_clip = V_old + clip(V - V_old, -ε_V, ε_V); a sample's
+    gradient is that of its larger term, V_clip's being 2 (V_clip - R) inside the clip range (ends included, as
+    torch's clamp) and 0 outside it (V_clip does not move with V there); on a tie, torch's maximum gives each term
+    half, as here."""
+    B = values.shape[0]
+    diff = values - returns
+    if clip_range_vf is None:
+        return float(np.mean(diff * diff)), diff * (2.0 / B)
+    delta = values - values_old
+    diff_clipped = values_old + np.clip(delta, -clip_range_vf, clip_range_vf) - returns
+    unclipped, clipped = diff * diff, diff_clipped * diff_clipped
+    inside = (delta >= -clip_range_vf) & (delta <= clip_range_vf)
+    g_unclipped, g_clipped = 2.0 * diff, np.where(inside, 2.0 * diff_clipped, 0.0)
+    grad = np.where(
+        unclipped > clipped, g_unclipped, np.where(unclipped < clipped, g_clipped, 0.5 * (g_unclipped + g_clipped))
+    )
+    return float(np.mean(np.maximum(unclipped, clipped))), grad * (1.0 / B)
 
 
 _NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -129,15 +155,17 @@ def clipped_surrogate_grad(
 
 
 def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, generator=None) -> dict[str, float]:
-    """``lucidrl.algos.ppo.ppo_update`` for PPO-Clip: the same minibatches, loss, clipping and Adam step."""
+    """``lucidrl.algos.ppo.ppo_update`` for PPO-Clip: the same minibatches, loss, clipping, early stop and Adam
+    step."""
     net = pair_net(agent)
     opt = flat_optimizer(optimizer, net.flat)
     params, ratios, pg, v, norms = [], [], [], [], []
+    epochs = cfg.n_epochs  # passes completed
     for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
         if mb is not batch or epoch == 0:  # (a batch that is one minibatch is the same one every epoch)
             adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]
-            obs, actions, returns, lp_old, adv_np = (
-                t.numpy() for t in (mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv)
+            obs, actions, returns, lp_old, adv_np, v_old = (
+                t.numpy() for t in (mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv, mb["values_old"])
             )
         p, pg_loss, v_loss, _, ratio = net.loss_backward(
             obs,
@@ -146,7 +174,12 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
             returns,
             cfg.vf_coef,
             cfg.ent_coef,
+            values_old=v_old,
+            clip_range_vf=clip_range_vf,
         )
+        if cfg.target_kl is not None and float(approx_kl(torch.from_numpy(ratio))) > 1.5 * cfg.target_kl:
+            epochs = epoch  # as the reference: π moved far enough from π_old; this gradient is not applied
+            break
         norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))
         opt.step()
         params.append(p.copy())
@@ -154,24 +187,19 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
         pg.append(pg_loss)
         v.append(v_loss)
     seen = {
-        "params": [torch.from_numpy(np.concatenate(params))],
-        "ratio": [torch.from_numpy(np.concatenate(ratios))],
+        "params": [torch.from_numpy(np.concatenate(params))] if params else [],  # (none: stopped at once)
+        "ratio": [torch.from_numpy(np.concatenate(ratios))] if ratios else [],
         "pg": list(torch.tensor(pg, dtype=torch.float32)),
         "v": list(torch.tensor(v, dtype=torch.float32)),
         "grad_norm": list(torch.tensor(norms, dtype=torch.float32)),
         "kl": [],
     }
-    return update_diagnostics(agent.head, seen, cfg.n_epochs, clip_range, cfg.variant)
+    return update_diagnostics(agent.head, seen, epochs, clip_range, cfg.variant)
 
 
 def ppo_unsupported(model) -> str | None:
-    cfg = model.config
-    if cfg.variant != "clip":
+    if model.config.variant != "clip":
         return "PPO-Penalty (variant='kl_penalty')"
-    if cfg.clip_range_vf is not None:
-        return "value clipping (clip_range_vf)"
-    if cfg.target_kl is not None:
-        return "early stopping on the KL (target_kl)"
     return network_unsupported(model.agent, model.device) or FlatOptimizer.unsupported(
         model.optimizer, list(model.agent.parameters())
     )

@@ -210,6 +210,46 @@ def test_ppo_clip_update_equals_the_reference(kind, updates):
     assert m_ref["diag/clip_fraction"] >= 0 and m_ref["train/gradient_steps"] == 4
 
 
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_ppo_value_clipping_and_early_stop_equal_the_reference(kind):
+    """clip_range_vf (the max of clipped and unclipped errors) and target_kl (stop before a step whose minibatch's
+    approximate KL passed 1.5 target_kl): the same steps, weights and metrics as the reference."""
+    kw = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=4, learning_rate=3e-3, max_grad_norm=0.5)
+    ref, fast = pair(lucidrl.PPO, ENVS[kind], clip_range_vf=0.05, target_kl=0.004, **kw)
+    _, batch = rollout_batch(ref, 32)
+    batch["values_old"] = batch["values_old"] + 0.3 * torch.randn(batch["values_old"].shape)  # V_old ≠ V: clips bite
+    stopped = []
+    for _ in range(3):
+        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, 0.05, 1.0, gens[0])
+        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, 0.05, 1.0, gens[1])
+        assert_same_metrics(m_ref, m_fast)
+        stopped.append(m_ref["train/gradient_steps"] < 16)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    assert any(stopped), "target_kl never stopped an update: the test would not see the early stop"
+
+
+def test_the_clipped_value_gradient_is_autograds_including_the_clip_ends_and_ties():
+    """``value_loss_grad`` against autograd through ``ppo.value_loss``: samples inside the clip range, outside it
+    on both sides, on its ends, and where the clipped and unclipped errors tie."""
+    eps = 0.25
+    # inside; outside above and below (either term larger); on both ends; clipped and unclipped errors tied while
+    # the clip is active (V = 1, V_clip = 0.25, R = 0.625: ±0.375, exact in binary, so torch splits the gradient)
+    values_old = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 2.0, 0.0])
+    values = torch.tensor([0.1, 0.9, -0.7, 0.25, -0.25, 1.6, 0.3, 2.5, 1.0], requires_grad=True)
+    returns = torch.tensor([0.5, 0.0, 0.2, 1.0, -1.0, 1.25, 0.65, 3.0, 0.625])
+    loss = ref_ppo.value_loss(values, values_old, returns, eps)
+    loss.backward()
+    for clip in (eps, None):
+        ref_loss = ref_ppo.value_loss(values.detach(), values_old, returns, clip)
+        v = values.detach().numpy()
+        fast_loss, grad = fast_ac.value_loss_grad(v, returns.numpy(), values_old.numpy(), clip)
+        assert np.isclose(fast_loss, float(ref_loss), rtol=1e-6)
+        if clip is not None:
+            np.testing.assert_allclose(grad, values.grad.numpy(), rtol=1e-6, atol=1e-8)
+
+
 # --------------------------------------------------------------------------- A2C
 @pytest.mark.parametrize("rms_prop", [True, False])
 @pytest.mark.parametrize("updates", [1, 3])
@@ -387,7 +427,6 @@ def test_acting_on_many_rows_takes_the_reference_acting():
     "cls, kwargs, what",
     [
         (lucidrl.PPO, {"variant": "kl_penalty"}, "PPO-Penalty"),
-        (lucidrl.PPO, {"target_kl": 0.01}, "target_kl"),
         (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
         (lucidrl.A2C, {"activation": "elu"}, "activations"),
         (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),
