@@ -2,7 +2,7 @@
 
 Each twin has the reference function's signature and results (``tests/math/test_backends.py``):
 
-* ``ppo_update`` = ``lucidrl.algos.ppo.ppo_update`` for PPO-Clip (with value clipping and ``target_kl``);
+* ``ppo_update`` = ``lucidrl.algos.ppo.ppo_update`` (PPO-Clip and PPO-Penalty, value clipping, ``target_kl``);
 * ``a2c_update`` = ``lucidrl.algos.a2c.a2c_update``;
 * ``rollout_policy`` = ``lucidrl.rollout.rollout_policy`` (the acting of PPO, A2C, TRPO and VPG).
 
@@ -28,7 +28,7 @@ from lucidrl import backends
 from lucidrl.advantages import normalize
 from lucidrl.algos.ppo import approx_kl, update_diagnostics
 from lucidrl.fast.flat import FlatOptimizer, FlatParams, clip_grad_norm, flat_optimizer
-from lucidrl.fast.heads import gaussian_terms, head_unsupported, logit_terms, sample
+from lucidrl.fast.heads import gaussian_terms, head_unsupported, kl_and_grad, logit_terms, sample
 from lucidrl.fast.inputs import InputEncoding, input_unsupported
 from lucidrl.fast.mlp import MLPCore, acting_forward, numpy_blocks
 from lucidrl.networks import LOG_STD_MAX, LOG_STD_MIN, DiagGaussianHead
@@ -85,20 +85,42 @@ class PairNet:
         with_entropy: bool = False,
         values_old: np.ndarray | None = None,
         clip_range_vf: float | None = None,
+        kl_penalty: tuple[np.ndarray, float] | None = None,
     ):
         """``policy_term(log π) + vf_coef L^VF - ent_coef mean(H)``, its gradient into ``flat.grad`` (overwritten);
-        L^VF as ``value_loss_grad``. Returns (distribution parameters, policy loss, value loss, entropy or None,
-        extra)."""
+        L^VF as ``value_loss_grad``; ``kl_penalty = (π_old's parameters, β)`` adds β mean(KL(π_old || π)) to the
+        policy loss (``heads.kl_and_grad``). Returns (distribution parameters, policy loss, value loss, entropy or
+        None, extra), extra then (the policy term's extra, mean KL)."""
         B = obs.shape[0]
         (out, v), hs = self.core.forward(self.w, self.inputs.numpy(obs))
+        kl = d_kl = None
+        beta = 0.0
+        if kl_penalty is not None:
+            params_old, beta = kl_penalty
+            if self.gaussian:  # π's parameters: μ beside the bounded log σ of every row, as the head's
+                log_std = np.clip(self.log_std, LOG_STD_MIN, LOG_STD_MAX)
+                new = np.concatenate([out, np.broadcast_to(log_std, out.shape)], -1)
+            else:
+                new = out
+            kl, d_kl = kl_and_grad(self.head, params_old, new)
+            d_kl *= beta / B  # ∂(β mean KL)/∂(parameters)
         if self.gaussian:
+            d = out.shape[1]
             params, d_out, policy_loss, entropy, extra = gaussian_terms(
-                out, self.log_std, actions, policy_term, ent_coef, with_entropy, self.log_std_grad
-            )
+                out, self.log_std, actions, policy_term, ent_coef, with_entropy, self.log_std_grad,
+                None if d_kl is None else d_kl[:, d:].sum(0),
+            )  # fmt: skip
+            if d_kl is not None:
+                d_out += d_kl[:, :d]
         else:
             params, d_out, policy_loss, entropy, extra = logit_terms(
                 self.head, out, actions, policy_term, ent_coef, with_entropy
             )
+            if d_kl is not None:
+                d_out += d_kl
+        if kl is not None:
+            kl_mean = float(kl.mean())
+            policy_loss, extra = policy_loss + beta * kl_mean, (extra, kl_mean)
         old = None if values_old is None else values_old.reshape(B)
         value_loss, d_v = value_loss_grad(v[:, 0], returns.reshape(B), old, clip_range_vf)
         self.core.backward(self.w, self.g, hs, [d_out, (d_v * vf_coef)[:, None]])
@@ -154,29 +176,48 @@ def clipped_surrogate_grad(
     return loss, d_logprob, ratio
 
 
+def penalty_surrogate_grad(
+    logprob: np.ndarray, logprob_old: np.ndarray, advantages: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """-mean(r Â), PPO-Penalty's surrogate without its KL term (``ppo.kl_penalty_surrogate``), its gradient in
+    log π (∂(r Â)/∂log π = r Â: -r_t Â_t / n) and the ratios."""
+    ratio = np.exp(logprob - logprob_old)
+    weighted = ratio * advantages
+    return -float(weighted.mean()), weighted * (-1.0 / weighted.size), ratio
+
+
 def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, generator=None) -> dict[str, float]:
-    """``lucidrl.algos.ppo.ppo_update`` for PPO-Clip: the same minibatches, loss, clipping, early stop and Adam
-    step."""
+    """``lucidrl.algos.ppo.ppo_update``: the same minibatches, loss (PPO-Clip's clipped surrogate or PPO-Penalty's
+    β-weighted KL), value clipping, early stop and Adam step."""
     net = pair_net(agent)
     opt = flat_optimizer(optimizer, net.flat)
-    params, ratios, pg, v, norms = [], [], [], [], []
+    params, ratios, pg, v, norms, kls = [], [], [], [], [], []
+    penalty = cfg.variant == "kl_penalty"
     epochs = cfg.n_epochs  # passes completed
     for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
         if mb is not batch or epoch == 0:  # (a batch that is one minibatch is the same one every epoch)
             adv = normalize(mb["advantages"]) if cfg.normalize_advantage else mb["advantages"]
-            obs, actions, returns, lp_old, adv_np, v_old = (
-                t.numpy() for t in (mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv, mb["values_old"])
-            )
-        p, pg_loss, v_loss, _, ratio = net.loss_backward(
+            obs, actions, returns, lp_old, adv_np, v_old, p_old = (
+                t.numpy()
+                for t in (mb["obs"], mb["actions"], mb["returns"], mb["logprob_old"], adv, mb["values_old"],
+                          mb["params_old"])
+            )  # fmt: skip
+        if penalty:
+            term = lambda lp, lp_old=lp_old, adv_np=adv_np: penalty_surrogate_grad(lp, lp_old, adv_np)  # noqa: E731
+        else:
+            term = lambda lp, lp_old=lp_old, adv_np=adv_np: clipped_surrogate_grad(lp, lp_old, adv_np, clip_range)  # noqa: E731
+        p, pg_loss, v_loss, _, extra = net.loss_backward(
             obs,
             actions,
-            lambda lp, lp_old=lp_old, adv_np=adv_np: clipped_surrogate_grad(lp, lp_old, adv_np, clip_range),
+            term,
             returns,
             cfg.vf_coef,
             cfg.ent_coef,
             values_old=v_old,
             clip_range_vf=clip_range_vf,
+            kl_penalty=(p_old, float(beta)) if penalty else None,
         )
+        ratio, kl = extra if penalty else (extra, None)
         if cfg.target_kl is not None and float(approx_kl(torch.from_numpy(ratio))) > 1.5 * cfg.target_kl:
             epochs = epoch  # as the reference: π moved far enough from π_old; this gradient is not applied
             break
@@ -186,20 +227,20 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
         ratios.append(ratio)
         pg.append(pg_loss)
         v.append(v_loss)
+        if kl is not None:
+            kls.append(kl)
     seen = {
         "params": [torch.from_numpy(np.concatenate(params))] if params else [],  # (none: stopped at once)
         "ratio": [torch.from_numpy(np.concatenate(ratios))] if ratios else [],
         "pg": list(torch.tensor(pg, dtype=torch.float32)),
         "v": list(torch.tensor(v, dtype=torch.float32)),
         "grad_norm": list(torch.tensor(norms, dtype=torch.float32)),
-        "kl": [],
+        "kl": list(torch.tensor(kls, dtype=torch.float32)),
     }
     return update_diagnostics(agent.head, seen, epochs, clip_range, cfg.variant)
 
 
 def ppo_unsupported(model) -> str | None:
-    if model.config.variant != "clip":
-        return "PPO-Penalty (variant='kl_penalty')"
     return network_unsupported(model.agent, model.device) or FlatOptimizer.unsupported(
         model.optimizer, list(model.agent.parameters())
     )

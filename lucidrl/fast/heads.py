@@ -16,6 +16,10 @@ of B rows, given ∂loss/∂log π(a|s) of each row (``d_logprob``):
   and log σ's bound as ``networks._BoundedLogStd`` (its gradient passes inside the bounds, and
   outside them only towards them).
 
+``kl_and_grad`` is PPO-Penalty's term: KL(π_old || π_new) (``head.kl``) and its gradient in the new
+distribution parameters: categorical, p_new - p_old (per part of a MultiCategorical); Bernoulli, σ(l_new) - σ(l_old);
+Gaussian, ∂/∂μ_new = (μ_new - μ_old)/σ_new² and ∂/∂log σ_new = 1 - σ_old²/σ_new² - (μ_old - μ_new)²/σ_new².
+
 ``policy_term(logprob) -> (loss, ∂loss/∂logprob, extra)`` is the algorithm's surrogate; the
 functions return ``(distribution parameters, ∂loss/∂(network output), policy loss, entropy or
 None, extra)``, the entropy bonus ``-ent_coef * mean(H)`` included in the gradient. ``logit_terms``
@@ -181,8 +185,10 @@ def gaussian_terms(
     ent_coef: float,
     with_entropy: bool,
     log_std_grad_out: np.ndarray,
+    log_std_grad_extra: np.ndarray | None = None,
 ):
-    """As ``categorical_terms``; ∂loss/∂(raw log σ) is written into ``log_std_grad_out``."""
+    """As ``categorical_terms``; ∂loss/∂(raw log σ) is written into ``log_std_grad_out``, with
+    ``log_std_grad_extra`` (another term's gradient in the bounded log σ) added before the bound's rule."""
     B, d = mean.shape
     log_std = np.clip(raw_log_std, LOG_STD_MIN, LOG_STD_MAX)
     inv_std = np.exp(-log_std)
@@ -195,7 +201,42 @@ def gaussian_terms(
     d_log_std = ((z2 - 1.0) * d_lp).sum(0)  # ∂log π/∂log σ = z² - 1
     if ent_coef:
         d_log_std -= ent_coef  # ∂(-ent_coef mean H)/∂log σ
+    if log_std_grad_extra is not None:
+        d_log_std += log_std_grad_extra
     log_std_grad_out[...] = np.where(bound_gradient_passes(raw_log_std, d_log_std), d_log_std, 0.0)
     entropy = np.full(B, log_std.sum() + d * (0.5 + HALF_LOG_2PI), np.float32) if ent_coef or with_entropy else None
     params = np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], -1)
     return params, d_mean, policy_loss, entropy, extra
+
+
+def kl_and_grad(head, params_old: np.ndarray, params_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KL(π_old || π_new) of each row (``head.kl``) and its gradient in ``params_new`` (see the module's
+    docstring)."""
+    if isinstance(head, DiagGaussianHead):
+        d = params_new.shape[-1] // 2
+        mean_old, log_std_old, mean_new, log_std_new = (
+            params_old[:, :d],
+            params_old[:, d:],
+            params_new[:, :d],
+            params_new[:, d:],
+        )
+        inv_var = np.exp(-2.0 * log_std_new)
+        var_ratio = np.exp(2.0 * (log_std_old - log_std_new))  # σ_old² / σ_new²
+        gap = mean_new - mean_old
+        mean_term = gap * gap * inv_var  # (μ_old - μ_new)² / σ_new²
+        kl = (log_std_new - log_std_old + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
+        return kl, np.concatenate([gap * inv_var, 1.0 - var_ratio - mean_term], -1)
+    if isinstance(head, BernoulliHead):
+        log_p, log_q = log_sigmoid(params_old), log_sigmoid(params_new)  # log σ(l): old, new
+        p, q = np.exp(log_p), np.exp(log_q)
+        kl = (p * (log_p - log_q) + (1.0 - p) * ((log_p - params_old) - (log_q - params_new))).sum(-1)
+        return kl, q - p
+    sizes = head.nvec if isinstance(head, MultiCategoricalHead) else [params_new.shape[-1]]
+    kl, grad, start = np.zeros(params_new.shape[0], params_new.dtype), np.empty_like(params_new), 0
+    for n in sizes:  # each categorical part: Σ p_old (log p_old - log p_new), gradient p_new - p_old
+        logp_old, p_old = log_softmax(params_old[:, start : start + n])
+        logp_new, p_new = log_softmax(params_new[:, start : start + n])
+        kl += (p_old * (logp_old - logp_new)).sum(-1)
+        grad[:, start : start + n] = p_new - p_old
+        start += n
+    return kl, grad

@@ -250,6 +250,23 @@ def test_the_clipped_value_gradient_is_autograds_including_the_clip_ends_and_tie
             np.testing.assert_allclose(grad, values.grad.numpy(), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_ppo_penalty_update_equals_the_reference(kind):
+    """PPO-Penalty: -mean(r Â) + β mean(KL(π_old || π)), its KL gradient written out (``heads.kl_and_grad``);
+    three updates on one batch, so π moves away from π_old and the penalty's gradient grows."""
+    kw = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, ent_coef=0.01, learning_rate=3e-3, max_grad_norm=0.5)
+    ref, fast = pair(lucidrl.PPO, ENVS[kind], variant="kl_penalty", **kw)
+    _, batch = rollout_batch(ref, 32)
+    for _ in range(3):
+        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 3.0, gens[0])
+        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, None, 3.0, gens[1])
+        assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    assert m_ref["diag/kl"] > 1e-4 and "diag/clip_fraction" not in m_fast
+
+
 # --------------------------------------------------------------------------- A2C
 @pytest.mark.parametrize("rms_prop", [True, False])
 @pytest.mark.parametrize("updates", [1, 3])
@@ -399,9 +416,9 @@ def test_auto_takes_the_fast_backend_where_it_applies_and_says_why_not_elsewhere
         "rollout: fast backend (lucidrl.fast.actor_critic.rollout_policy)",
         "gae: fast backend (lucidrl.fast.advantages.gae)",
     ]
-    m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, variant="kl_penalty")
-    assert m.backend_lines[0].startswith("ppo: reference") and "PPO-Penalty" in m.backend_lines[0]
-    assert m.backend_lines[1].startswith("rollout: fast")  # acting does not depend on the surrogate
+    m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, shared_trunk=True)
+    assert m.backend_lines[0].startswith("ppo: reference") and "shared trunk" in m.backend_lines[0]
+    assert m.backend_lines[1].startswith("rollout: reference") and "shared trunk" in m.backend_lines[1]
     m = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, backend="reference")
     assert m.backend_lines == [
         "ppo: reference (lucidrl.algos.ppo.ppo_update), as asked",
@@ -426,7 +443,6 @@ def test_acting_on_many_rows_takes_the_reference_acting():
 @pytest.mark.parametrize(
     "cls, kwargs, what",
     [
-        (lucidrl.PPO, {"variant": "kl_penalty"}, "PPO-Penalty"),
         (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
         (lucidrl.A2C, {"activation": "elu"}, "activations"),
         (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),

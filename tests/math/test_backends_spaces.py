@@ -36,10 +36,10 @@ from lucidrl.fast import actor_critic as fast_ac
 from lucidrl.fast import dqn as fast_dqn
 from lucidrl.fast import trpo as fast_trpo
 from lucidrl.fast import vpg as fast_vpg
-from lucidrl.fast.heads import logit_terms, sample
+from lucidrl.fast.heads import kl_and_grad, logit_terms, sample
 from lucidrl.fast.inputs import SCATTER_BY_PRODUCT, OneHotRows, scatter_columns
 from lucidrl.fast.mlp import MLPCore
-from lucidrl.networks import BernoulliHead, MultiCategoricalHead
+from lucidrl.networks import BernoulliHead, CategoricalHead, DiagGaussianHead, MultiCategoricalHead
 from lucidrl.rollout import rollout_policy
 from tests.math.test_backends import (
     ATOL,
@@ -217,6 +217,39 @@ def test_ppo_clip_update_equals_the_reference(space, updates):
     assert_same_modules(ref.agent, fast.agent)
     assert_same_optimizer(ref.optimizer, fast.optimizer)
     assert updates == 1 or m_ref["diag/clip_fraction"] > 0  # ε = 0.02: the clip is active by the third update
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_ppo_penalty_update_equals_the_reference(space):
+    kw = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, learning_rate=3e-3, variant="kl_penalty")
+    ref, fast = pair(lucidrl.PPO, SPACES[space], **kw)
+    _, batch = rollout_batch(ref, 32)
+    for _ in range(3):
+        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 3.0, gens[0])
+        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, None, 3.0, gens[1])
+        assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    assert m_ref["diag/kl"] > 1e-4
+
+
+@pytest.mark.parametrize(
+    "head",
+    [CategoricalHead(4), MultiCategoricalHead([3, 2, 4]), BernoulliHead(5), DiagGaussianHead(3)],
+    ids=["categorical", "multi", "bernoulli", "gaussian"],
+)
+def test_the_written_out_kl_gradient_equals_autograd_through_head_kl(head):
+    g = torch.Generator().manual_seed(0)
+    width = {CategoricalHead: 4, MultiCategoricalHead: 9, BernoulliHead: 5, DiagGaussianHead: 6}[type(head)]
+    old = torch.randn(64, width, generator=g, dtype=torch.float64)
+    new = (old + 0.5 * torch.randn(64, width, generator=g, dtype=torch.float64)).requires_grad_()
+    kl = head.kl(old, new)
+    kl.sum().backward()
+    kl_fast, grad_fast = kl_and_grad(head, old.numpy(), new.detach().numpy())
+    np.testing.assert_allclose(kl_fast, kl.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad_fast, new.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert kl.min() > 0  # the parameters moved: every row's KL is positive
 
 
 @pytest.mark.parametrize("rms_prop", [True, False])
