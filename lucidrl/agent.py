@@ -62,7 +62,7 @@ from lucidrl.envs import (
 from lucidrl.envs.normalize import make_normalizers
 from lucidrl.envs.structured import flat_space, flatten_observation, same_layout
 from lucidrl.errors import CheckpointError, ConfigError, EnvError, TrainingError
-from lucidrl.evaluation import single_env_episodes
+from lucidrl.evaluation import check_env_fits, single_env_episodes
 from lucidrl.logging import RECENT_EPISODES, Logger
 from lucidrl.replay import ReplayBuffer
 from lucidrl.sb3_api import (
@@ -417,11 +417,28 @@ class Algorithm:
         checked = config_from_dict(type(config), {**values, name: value}, f" (model.{name} = {value!r})")
         setattr(config, name, getattr(checked, name))
 
+    def _check_config(self, when: str) -> None:
+        """The config as the constructor checks it, for values written into ``model.config`` directly (a write to
+        ``model.ent_coef`` is checked at once): before ``learn`` and ``save``, so that nothing trains on, or is
+        saved with, a value that a load would refuse. The checked values replace the written ones (a schedule
+        given as ``"lin_0.001"`` becomes the schedule)."""
+        config = self.config
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        try:
+            checked = config_from_dict(type(config), values)
+        except ConfigError as e:
+            raise ConfigError(f"{e} ({when}; model.config holds a value written after the model was built)") from None
+        for name in values:
+            if getattr(checked, name) is not values[name] and getattr(checked, name) != values[name]:
+                object.__setattr__(config, name, getattr(checked, name))
+
     def _apply_config_changes(self) -> None:
         """At the start of ``learn``: hyperparameters written since the model was built or last trained
-        (``model.ent_coef = ...`` or ``model.config.ent_coef = ...``). Those the model was built from (networks,
-        optimiser constants, envs, normalisers) are refused by name; any other change chooses the backends
-        again, as a fast or compiled twin supports some settings only and may hold others as constants."""
+        (``model.ent_coef = ...`` or ``model.config.ent_coef = ...``), checked (``_check_config``). Those the
+        model was built from (networks, optimiser constants, envs, normalisers) are refused by name; any other
+        change chooses the backends again, as a fast or compiled twin supports some settings only and may hold
+        others as constants."""
+        self._check_config("learn")
         seen = self.__dict__.get("_config_seen")
         now = _config_values(self.config)
         changed = [k for k in now if seen is not None and k in seen and now[k] != seen[k]]
@@ -755,12 +772,15 @@ class Algorithm:
     def _start_learn(
         self, total_timesteps: int, reset_num_timesteps: bool, progress_bar: bool, lines: Sequence[str] = ()
     ) -> tuple[Logger, int]:
+        whole = isinstance(total_timesteps, (float, np.floating)) and float(total_timesteps).is_integer()  # 1e5
         if (
-            not isinstance(total_timesteps, (int, np.integer))
+            not (isinstance(total_timesteps, (int, np.integer)) or whole)
             or isinstance(total_timesteps, bool)
             or total_timesteps < 1
         ):
-            raise ConfigError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+            raise ConfigError(
+                f"total_timesteps must be a positive whole number (100_000 and 1e5 both do), got {total_timesteps!r}"
+            )
         self._require_env()
         # a resumed run's log continues right after the checkpoint's last row (rows logged after it are dropped)
         resume = None if reset_num_timesteps else self._resume_log
@@ -968,6 +988,7 @@ class Algorithm:
         what lucidrl never saves (``"env"``, ...) changes nothing; excluding what every checkpoint holds, or
         including anything else, is a ``ConfigError`` that names what the checkpoint holds."""
         replay_wanted = self._save_selection(exclude, include)
+        self._check_config("save: nothing was written")
         weights = self._nonfinite_weights()
         if weights:
             where = "nothing was written into it" if is_file_object(path) else "nothing there was changed"
@@ -1382,8 +1403,14 @@ def evaluate(
         env = model.env_id
         if env is None:
             raise EnvError("evaluate needs an env: pass env= (the model was not trained on a registered env id)")
+    if isinstance(env, gym.vector.VectorEnv):
+        raise EnvError(
+            "lucidrl.evaluate plays one env: pass an env id, a gymnasium.Env or a function that makes one; for a "
+            "VectorEnv use lucidrl.evaluation.evaluate_policy(model, vec_env, n_eval_episodes)"
+        )
     e = make_env(env)
     try:
+        check_env_fits(model, e.observation_space, e.action_space, "evaluate")
         returns, _ = single_env_episodes(model, e, n_episodes, deterministic, seed=seed)
     finally:
         if not isinstance(env, gym.Env):

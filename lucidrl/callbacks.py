@@ -94,6 +94,9 @@ def check_callback(callback: Any) -> Any:
         signature = inspect.signature(callback)
     except (TypeError, ValueError):  # a builtin or extension callable without a signature: trust it
         return callback
+    names = [p.name for p in signature.parameters.values()]
+    if len(names) == 2 and "locals" in names[0] and "globals" in names[1]:
+        return LocalsCallback(callback)  # SB3's function form, callback(locals_, globals_): at every env step
     try:
         signature.bind(object(), {})
     except TypeError:
@@ -198,6 +201,20 @@ class EventCallback(BaseCallback):
     def update_child_locals(self, locals_: dict[str, Any]) -> None:
         if self.callback is not None:
             self.callback.update_locals(locals_)
+
+
+class LocalsCallback(BaseCallback):
+    """SB3's function callback ``callback(locals_, globals_)`` (what SB3's ``ConvertCallback`` wraps): called at
+    every env step with ``self.locals`` and ``self.globals`` (SB3's names: ``self`` is the model, ``infos``,
+    ``dones``, ...); as in SB3, training goes on only while it returns a true value. ``learn`` recognises the
+    form by its two parameters' names (``locals`` and ``globals`` in them, as SB3's examples write them)."""
+
+    def __init__(self, callback: Callable[[dict, dict], Any], verbose: int = 0):
+        super().__init__(verbose)
+        self.callback = callback
+
+    def _on_step(self) -> bool:
+        return bool(self.callback(self.locals, self.globals))
 
 
 class CallbackList(BaseCallback):

@@ -191,6 +191,27 @@ def _int_or_word(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _steps(text: str) -> int:
+    """An argparse type for a number of env steps: 100000, 100_000 or 1e5 (a whole number in any of Python's
+    spellings)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of steps (100000, 100_000 or 1e5), got {text!r}"
+        ) from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {text!r}")
+    return int(value)
+
+
+_steps.__name__ = "number of steps"
+
+
 def _at_least(minimum: int, meaning: str = ""):
     """An argparse type: a whole number >= ``minimum``; ``meaning`` says what the smallest value means."""
 
@@ -364,19 +385,20 @@ def _add_env_kwargs(parser: argparse.ArgumentParser, more: str = "") -> None:
         type=_env_kwarg,
         default=None,
         metavar="KEY:VALUE",
-        help="the env's constructor arguments, gymnasium.make(ENV, KEY=VALUE), e.g. is_slippery:False or "
+        help="the env's constructor arguments, gymnasium.make(ENV, KEY=VALUE), e.g. is_slippery:False (or =) or "
         f"max_episode_steps:1000 (values read as Python literals, else as text){more}",
     )
 
 
 def _env_kwarg(text: str) -> tuple[str, Any]:
-    """``KEY:VALUE`` -> (KEY, VALUE), VALUE read as a Python literal (1, 0.5, True, None, [64, 64], 'x') or else
-    kept as text (as rl-baselines3-zoo's --env-kwargs)."""
+    """``KEY:VALUE`` (rl-baselines3-zoo's spelling) or ``KEY=VALUE`` -> (KEY, VALUE), VALUE read as a Python
+    literal (1, 0.5, True, None, [64, 64], 'x') or else kept as text (as the zoo's --env-kwargs)."""
     import ast
 
-    key, sep, value = text.partition(":")
+    cut = min((i for i in (text.find(":"), text.find("=")) if i >= 0), default=-1)  # the first of the two
+    key, sep, value = (text[:cut], text[cut], text[cut + 1 :]) if cut >= 0 else (text, "", "")
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY:VALUE (e.g. is_slippery:False)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY:VALUE or KEY=VALUE (e.g. is_slippery:False)")
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -501,7 +523,8 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
                 f"--resume continues the run on its env {saved_env!r}; drop --env {args.env} (--env on resume "
                 "only names the env of a model saved without one, or confirms a saved 'module:EnvId'). To train "
                 f"this model on {args.env}, start a new run from it in Python: "
-                f"lucidrl.load(PATH, env={args.env!r}, run_dir=NEW_DIR).learn(STEPS)"
+                f"lucidrl.load(PATH, env={args.env!r}, run_dir=NEW_DIR).learn(STEPS); that needs an env with "
+                f"{saved_env}'s observation and action spaces (for another kind of env, train a new model)"
             )
         if args.run_dir:
             run_dir = Path(args.run_dir)
@@ -686,6 +709,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if env is None:
             raise ConfigError("--env-kwargs are the arguments of an env id: give --env ID (the model has none)")
         env = with_env_kwargs(env, dict(args.env_kwargs))
+    if env is None:
+        raise ConfigError(
+            f"{args.run_dir}: the model was saved without an env id (e.g. imported from SB3, or trained on an env "
+            "instance); give the env to play with --env ID"
+        )
     mean, std, returns = lucidrl.evaluate(
         model,
         env,
@@ -695,13 +723,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return_episode_returns=True,
     )
     print(
-        f"{model.name} from {args.run_dir} on {env!r}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} "
-        f"{'stochastic' if args.stochastic else 'deterministic'} episodes"
+        f"{model.name} from {args.run_dir} on {describe_env(env)}: mean return {mean:.2f} +/- {std:.2f} over "
+        f"{args.episodes} {'stochastic' if args.stochastic else 'deterministic'} episodes"
     )
     if args.video:
         path = record_gif(model, env, args.video, deterministic=not args.stochastic, seed=args.seed)
         print(f"video of one episode: {path}")
     return 0
+
+
+def describe_env(env: Any) -> str:
+    """An env id as a person writes it: 'FrozenLake-v1' or 'FrozenLake-v1 (is_slippery=False)'."""
+    kwargs = getattr(env, "kwargs", None)
+    if isinstance(env, str) and kwargs:
+        return f"{str(env)!r} ({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    return repr(str(env)) if isinstance(env, str) else repr(env)
 
 
 def cmd_import_sb3(args: argparse.Namespace) -> int:
@@ -843,6 +879,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
             for note in p.get("not_honoured", []):
                 print(" " * width + f"   not honoured: {note}")
     if args.env and not found:
+        from lucidrl.envs import check_env_id
+
+        check_env_id(args.env)  # a misspelt id: an EnvError with the closest ids, not "the defaults apply"
         print(f"no preset for {args.env}" + (f" in {args.algo}" if args.algo else "") + ": the plain defaults apply")
     return 0
 
@@ -869,7 +908,10 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         p.add_argument("--env", help="Gymnasium env id, e.g. CartPole-v1")
         _add_env_kwargs(p, "; saved with the model")
         p.add_argument(
-            "--timesteps", type=int, default=None, help="env steps to train (default: the preset's budget, else 100000)"
+            "--timesteps",
+            type=_steps,
+            default=None,
+            help="env steps to train, e.g. 100000 or 1e5 (default: the preset's budget, else 100000)",
         )
         p.add_argument(
             "--preset",
@@ -946,7 +988,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
 
     ev = sub.add_parser("eval", help="evaluate a saved model", description="Evaluate a saved model or run directory.")
     ev.add_argument("run_dir", help="a run directory, a checkpoint directory or a checkpoint .zip")
-    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--episodes", type=int, default=10, help="episodes to play (default: 10)")
     ev.add_argument(
         "--env", default=None, help="env id (default: the one the model was trained on; that id: with its arguments)"
     )
@@ -984,7 +1026,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         default=[3],
         help="a number of seeds (0..N-1; default 3) or, with several values, the seeds themselves",
     )
-    cp.add_argument("--timesteps", type=int, default=100_000, help="env steps per run (default: 100000)")
+    cp.add_argument("--timesteps", type=_steps, default=100_000, help="env steps per run (default: 100000)")
     cp.add_argument("--out", default=None, help="output directory (default: compare-ENV)")
     cp.add_argument(
         "--jobs",
@@ -1049,7 +1091,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
     tu.add_argument("--env", default=None, help="Gymnasium env id, e.g. CartPole-v1")
     _add_env_kwargs(tu, "; for every trial")
     tu.add_argument("--trials", type=int, default=None, help="number of trials (each one sampled configuration)")
-    tu.add_argument("--timesteps", type=int, default=None, help="env steps per trial (unless ASHA stops it earlier)")
+    tu.add_argument("--timesteps", type=_steps, default=None, help="env steps per trial (unless ASHA stops it earlier)")
     tu.add_argument(
         "--backend",
         choices=["local", "ray"],
@@ -1148,6 +1190,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lucidrl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a reader that stopped early (| head): no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (Python flushes stdout again at exit, which would fail too)
+        return 0
 
 
 if __name__ == "__main__":

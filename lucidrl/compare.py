@@ -126,26 +126,49 @@ def wrapped_env(env_id: str, wrapper: str):
     return load_wrapper(wrapper)(make_env(env_id))
 
 
-def run_job(job: Job) -> dict[str, Any]:
-    """Train and evaluate one (algorithm, seed) pair in this process; writes and returns ``result.json``."""
-    import torch
-
-    import lucidrl
+def build_model(job: Job, run_dir: str | None) -> tuple[Any, Any]:
+    """The model ``job`` trains (its algorithm, env, preset, seed and overrides), and the env it was given."""
     from lucidrl.agent import ALGORITHMS
     from lucidrl.config import preset_for_env
 
-    torch.set_num_threads(1)  # one process per core: more threads per process only contend
-    clear_run_dir(job.run_dir)
-    Path(job.run_dir).mkdir(parents=True, exist_ok=True)  # marked as compare's before anything else is written
-    (Path(job.run_dir) / JOB_MARKER).write_text(json.dumps(_spec(job), indent=1))
     env: Any = job.env_id
     preset: bool | str = True
     if job.wrapper:  # a factory of the wrapped env; the preset is still the one of the env id underneath
         env = functools.partial(wrapped_env, job.env_id, job.wrapper)
         preset = preset_for_env(job.algo, job.env_id) or False
-    model = ALGORITHMS[job.algo](
-        env, preset=preset, seed=job.seed, run_dir=job.run_dir, verbose=0, **dict(job.overrides)
-    )
+    model = ALGORITHMS[job.algo](env, preset=preset, seed=job.seed, run_dir=run_dir, verbose=0, **dict(job.overrides))
+    return model, env
+
+
+def probe_variants(jobs: Sequence[Job]) -> None:
+    """Build each variant's model once, here, before any run starts: what only the model's construction can tell
+    (an algorithm that cannot act in the env, such as DQN on Box actions; a setting that does not fit the env)
+    fails now, with the variant named, instead of after the runs before it have trained."""
+    seen = set()
+    for job in jobs:
+        key = (job.algo, job.overrides, job.wrapper, job.label)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            model, _ = build_model(job, None)
+        except LucidRLError as e:
+            raise type(e)(f"{job.name}: {e}") from None
+        if model.env is not None:
+            model.env.close()
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train and evaluate one (algorithm, seed) pair in this process; writes and returns ``result.json``."""
+    import torch
+
+    import lucidrl
+
+    torch.set_num_threads(1)  # one process per core: more threads per process only contend
+    clear_run_dir(job.run_dir)
+    Path(job.run_dir).mkdir(parents=True, exist_ok=True)  # marked as compare's before anything else is written
+    (Path(job.run_dir) / JOB_MARKER).write_text(json.dumps(_spec(job), indent=1))
+    model, env = build_model(job, job.run_dir)
     model.learn(job.timesteps)
     mean, std = lucidrl.evaluate(model, env=env, n_episodes=job.eval_episodes, deterministic=True)
     result = {
@@ -300,6 +323,8 @@ def run_all(
             results[job] = finished
         else:
             todo.append(job)
+    if todo:
+        probe_variants(todo)
     for job in todo:  # a killed run, or one retrained with force: from scratch, in an empty directory
         clear_run_dir(job.run_dir)
     if todo and backend == "ray":

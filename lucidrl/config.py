@@ -215,6 +215,18 @@ class RunConfig:
     tensor cores, JAX's and TensorFlow's default), 'ieee' (full float32, PyTorch's default) or 'auto' (tf32 on a CUDA
     device). No effect on the CPU (lucidrl.threads.hold_matmul_precision)."""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Refuse a name that is no field (``model.config.gama = 0.5`` would otherwise set nothing that counts);
+        values are checked before ``learn`` and ``save`` (``Algorithm._check_config``)."""
+        if not name.startswith("_") and name not in {f.name for f in dataclasses.fields(self)}:
+            names = [f.name for f in dataclasses.fields(self)]
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{type(self).__name__} has no hyperparameter {name!r}.{hint} Valid names: {', '.join(names)}"
+            )
+        object.__setattr__(self, name, value)
+
     def __post_init__(self):
         check(
             self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0),

@@ -16,7 +16,26 @@ import gymnasium as gym
 import numpy as np
 
 from lucidrl.envs import make_env
+from lucidrl.envs.structured import same_layout
 from lucidrl.errors import ConfigError, EnvError
+
+
+def check_env_fits(model: Any, observation_space: gym.Space, action_space: gym.Space, where: str) -> None:
+    """Refuse, before the first step, an env whose spaces are not the model's: the model was trained on another
+    kind of env, and ``predict`` would fail on its first observation, or, where the shapes happen to agree, play
+    a game it never learned and report a number."""
+    model_obs = getattr(model, "structured_observation_space", None) or getattr(model, "observation_space", None)
+    model_act = getattr(model, "action_space", None)
+    if model_obs is None or model_act is None:  # (not a lucidrl model: predict speaks for itself)
+        return
+    if same_layout(observation_space, model_obs) and action_space == model_act:
+        return
+    env_id = getattr(model, "env_id", None)
+    trained = f", trained on {str(env_id)!r}" if env_id else ""
+    raise EnvError(
+        f"{where}: the env's spaces ({observation_space}, {action_space}) differ from the model's ({model_obs}, "
+        f"{model_act}{trained}); evaluate the model on an env of the kind it was trained on"
+    )
 
 
 def evaluate_policy(
@@ -39,12 +58,14 @@ def evaluate_policy(
     if isinstance(n_eval_episodes, bool) or not isinstance(n_eval_episodes, (int, np.integer)) or n_eval_episodes < 1:
         raise ConfigError(f"n_eval_episodes must be an integer >= 1, got {n_eval_episodes!r}")
     if isinstance(env, gym.vector.VectorEnv):
+        check_env_fits(model, env.single_observation_space, env.single_action_space, "evaluate_policy")
         rewards, lengths = _vector_episodes(model, env, int(n_eval_episodes), deterministic, render, callback)
     else:
         if env is None:
             raise EnvError("evaluate_policy needs an env: an env id, a gymnasium.Env or a gymnasium.vector.VectorEnv")
         e = make_env(env)
         try:
+            check_env_fits(model, e.observation_space, e.action_space, "evaluate_policy")
             rewards, lengths = single_env_episodes(model, e, int(n_eval_episodes), deterministic, render, callback)
         finally:
             if not isinstance(env, gym.Env):

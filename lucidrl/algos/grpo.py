@@ -49,6 +49,7 @@ from lucidrl.envs.text import TextTask, make_task
 from lucidrl.errors import CheckpointError, ConfigError
 from lucidrl.lm import CausalLM, accuracy, make_policy, supervised_warm_start
 from lucidrl.logging import Logger
+from lucidrl.threads import hold_threads
 from lucidrl.version import __version__
 
 
@@ -86,6 +87,9 @@ class GRPOConfig:
     """Attention heads."""
     seed: int = 0
     """Seed of the model's initialisation, sampling and prompt draws."""
+    torch_threads: int | str = "auto"
+    """CPU threads for torch in warm_start, learn and evaluate (restored after): 'auto' (1: the toy model's products
+    are too small to split, and one thread gives the same numbers on every machine) or a number."""
 
     def __post_init__(self):
         for name in ("group_size", "n_prompts", "n_epochs", "d_model", "n_layers", "n_heads"):
@@ -102,6 +106,8 @@ class GRPOConfig:
               f"max_new_tokens must be an integer >= 1 or None, got {self.max_new_tokens!r}")
         check(self.eps > 0, f"eps must be > 0, got {self.eps}")
         check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be > 0 or None")
+        check(self.torch_threads == "auto" or (type(self.torch_threads) is int and self.torch_threads >= 1),
+              f"torch_threads must be 'auto' or an integer >= 1, got {self.torch_threads!r}")
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -199,13 +205,21 @@ class GRPO:
 
     def warm_start(self, n_examples: int = 2000, steps: int = 200, learning_rate: float = 3e-3) -> GRPO:
         """Supervised cross-entropy on correct training-split examples (the SFT stage before RL)."""
-        supervised_warm_start(self.policy, self.task, n_examples, steps, self.generator, learning_rate=learning_rate)
+        with self._threads():
+            supervised_warm_start(self.policy, self.task, n_examples, steps, self.generator,
+                                  learning_rate=learning_rate)
         return self
+
+    def _threads(self):
+        """torch on ``torch_threads`` threads (``lucidrl.threads.hold_threads``), restored after."""
+        n = self.config.torch_threads
+        return hold_threads(1 if n == "auto" else n, None)
 
     def evaluate(self, n_prompts: int | None = None, split: str = "heldout") -> float:
         """Greedy exact-match accuracy on the first ``n_prompts`` prompts of a split (None: all)."""
         prompts = self.task.splits[split][:n_prompts]
-        return accuracy(self.policy, self.task, prompts)
+        with self._threads():
+            return accuracy(self.policy, self.task, prompts)
 
     def _sample_batch(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         cfg, task = self.config, self.task
@@ -228,18 +242,19 @@ class GRPO:
         logger.start(total_updates, 0, False)
         t0 = time.process_time()
         try:
-            for _ in range(total_updates):
-                batch, rewards = self._sample_batch()  # 1. sample a group per prompt from π_old, score it
-                metrics = grpo_update(self.policy, self.reference, self.optimizer, batch, self.config)  # 2. μ steps
-                self.n_updates += 1
-                self.num_prompts += self.config.n_prompts
-                metrics.update({"rollout/reward": float(rewards.mean()), "train/n_updates": self.n_updates,
-                                "rollout/completion_length": float(batch["mask"].sum(1).mean()),
-                                "time/cpu_s": time.process_time() - t0})
-                if eval_every and self.n_updates % eval_every == 0:
-                    metrics["eval/heldout_accuracy"] = self.evaluate(eval_prompts)
-                logger.record(self.num_prompts, metrics)  # 3. log
-                self.last_metrics = metrics
+            with self._threads():  # (torch_threads; evaluate inside holds the same)
+                for _ in range(total_updates):
+                    batch, rewards = self._sample_batch()  # 1. sample a group per prompt from π_old, score it
+                    metrics = grpo_update(self.policy, self.reference, self.optimizer, batch, self.config)  # 2. μ steps
+                    self.n_updates += 1
+                    self.num_prompts += self.config.n_prompts
+                    metrics.update({"rollout/reward": float(rewards.mean()), "train/n_updates": self.n_updates,
+                                    "rollout/completion_length": float(batch["mask"].sum(1).mean()),
+                                    "time/cpu_s": time.process_time() - t0})
+                    if eval_every and self.n_updates % eval_every == 0:
+                        metrics["eval/heldout_accuracy"] = self.evaluate(eval_prompts)
+                    logger.record(self.num_prompts, metrics)  # 3. log
+                    self.last_metrics = metrics
         finally:
             logger.close()
         return self

@@ -329,10 +329,14 @@ class TuneResult:
 
 
 def _check_settings(s: dict[str, Any]) -> None:
-    if s["algo"] is None or s["env_id"] is None or s["trials"] is None or s["timesteps"] is None:
+    what = {"algo": "an algorithm", "env_id": "an env id (--env)", "trials": "a number of trials (--trials)",
+            "timesteps": "a number of timesteps per trial (--timesteps)"}  # fmt: skip
+    missing = [text for key, text in what.items() if s[key] is None]
+    if missing:
         raise ConfigError(
-            "tune needs an algorithm, an env id, a number of trials and a number of timesteps "
-            "(e.g. lucidrl tune ppo --env CartPole-v1 --trials 16 --timesteps 50000), or --resume DIR"
+            f"tune needs an algorithm, an env id, a number of trials and a number of timesteps; missing: "
+            f"{', '.join(missing)} (e.g. lucidrl tune ppo --env CartPole-v1 --trials 16 --timesteps 50000), or "
+            "--resume DIR"
         )
     for name in ("trials", "timesteps", "n_evals", "eval_episodes"):
         v = s[name]

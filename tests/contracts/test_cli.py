@@ -154,3 +154,16 @@ def test_the_cli_table_of_algorithms_is_the_registry():
     assert set(ALGORITHM_CLASSES) == {n for n in ALGORITHMS if not n.startswith("a3c_")}  # experiments add a3c_*
     for name, (module, cls) in ALGORITHM_CLASSES.items():
         assert _summary(module, cls) == (ALGORITHMS[name].__doc__ or "").strip().splitlines()[0]
+
+
+def test_timesteps_are_read_in_any_spelling_of_a_whole_number():
+    import argparse
+
+    import pytest
+
+    from lucidrl.cli import _steps
+
+    assert _steps("100000") == _steps("100_000") == _steps("1e5") == _steps("1.0e5") == 100_000
+    for bad in ("1.5", "1e-3", "many", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="whole number of steps"):
+            _steps(bad)

@@ -239,3 +239,12 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
     assert last.startswith("lucidrl.errors.LucidRLError: a worker process exited") and '__name__ == "__main__"' in last
     assert "compare was started while a worker process imported its script" in proc.stderr
     assert proc.stdout.count("training 2 runs") == 1  # the workers refused before compare's own steps
+
+
+def test_an_algorithm_that_cannot_act_in_the_env_is_refused_before_any_run_trains(tmp_path):
+    """DQN on Pendulum's Box actions: the error names the variant and comes before PPO's runs train."""
+    with pytest.raises(lucidrl.EnvError, match="dqn: DQN needs a Discrete action space"):
+        compare(
+            ["ppo", "dqn"], "Pendulum-v1", seeds=1, timesteps=64, out=tmp_path / "cmp", n_jobs=1, log=lambda *a: None
+        )
+    assert not list((tmp_path / "cmp").glob("runs/*/result.json"))

@@ -69,11 +69,15 @@ def test_the_cli_takes_env_kwargs_and_eval_and_resume_keep_them(tmp_path, capsys
     assert "mean evaluation return: 1.0" in capsys.readouterr().out
     assert main(["eval", str(run), "--episodes", "5"]) == 0
     out = capsys.readouterr().out
-    assert "'is_slippery': False" in out and "mean return 1.00" in out
+    assert "on 'FrozenLake-v1' (is_slippery=False, map_name='4x4')" in out and "mean return 1.00" in out
     assert main(["train", "qlearning", "--resume", str(run), "--timesteps", "100", "--no-progress"]) == 0
     assert "mean evaluation return: 1.0" in capsys.readouterr().out
-    assert main(["train", "qlearning", "--env", "FrozenLake-v1", "--env-kwargs", "is_slippery=False"]) == 2
-    assert "'is_slippery=False' is not KEY:VALUE" in capsys.readouterr().err
+    assert main(["train", "qlearning", "--env", "FrozenLake-v1", "--env-kwargs", "is slippery=False"]) == 2
+    assert "'is slippery=False' is not KEY:VALUE or KEY=VALUE" in capsys.readouterr().err
+    from lucidrl.cli import _env_kwarg
+
+    assert _env_kwarg("is_slippery=False") == _env_kwarg("is_slippery:False") == ("is_slippery", False)
+    assert _env_kwarg("x:a=b") == ("x", "a=b")  # the first of ':' and '=' separates
     np.testing.assert_equal(lucidrl.load(run / "model").env_id.kwargs, {"is_slippery": False, "map_name": "4x4"})
 
 
@@ -165,7 +169,7 @@ def test_eval_can_try_a_model_on_other_arguments(tmp_path, capsys):
     assert "mean return 1.00" in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "m"), "--episodes", "20", "--env-kwargs", "is_slippery:True"]) == 0
     out = capsys.readouterr().out
-    assert "'is_slippery': True" in out and "mean return 1.00" not in out
+    assert "(is_slippery=True)" in out and "mean return 1.00" not in out
 
 
 def test_a_misspelt_env_argument_is_named_with_the_ones_the_env_takes():

@@ -121,7 +121,7 @@ def test_env_instance_cannot_be_copied_into_many_envs():
 
 
 def test_learn_needs_a_positive_budget():
-    with pytest.raises(ConfigError, match="total_timesteps must be a positive integer"):
+    with pytest.raises(ConfigError, match="total_timesteps must be a positive whole number"):
         lucidrl.PPO("CartPole-v1", **SMALL).learn(0)
 
 

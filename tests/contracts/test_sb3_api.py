@@ -520,12 +520,13 @@ def test_ep_info_buffer_and_terminal_observation_in_either_autoreset_mode():
 def test_a_hyperparameter_written_as_an_attribute_counts_and_is_checked():
     model = lucidrl.PPO("CartPole-v1", **SMALL_PPO)
     assert "fast backend" in model.backend_lines[0]
-    model.ent_coef, model.learning_rate, model.target_kl = 0.5, "lin_0.001", 0.01
+    model.ent_coef, model.learning_rate, model.target_kl, model.backend = 0.5, "lin_0.001", 0.01, "reference"
     assert model.config.ent_coef == 0.5 and model.ent_coef == 0.5
     model.learn(32)
-    # the fast backend has no early stopping on the KL: target_kl chose the reference again
-    assert model.backend_lines[0].startswith("ppo: reference") and "target_kl" in model.backend_lines[0]
-    twin = lucidrl.PPO("CartPole-v1", **SMALL_PPO, ent_coef=0.5, learning_rate="lin_0.001", target_kl=0.01)
+    assert model.backend_lines[0] == "ppo: reference (lucidrl.algos.ppo.ppo_update), as asked"  # chosen again
+    twin = lucidrl.PPO(
+        "CartPole-v1", **SMALL_PPO, ent_coef=0.5, learning_rate="lin_0.001", target_kl=0.01, backend="reference"
+    )
     twin.learn(32)
     assert all(torch.equal(a, b) for a, b in zip(model.agent.parameters(), twin.agent.parameters()))
     with pytest.raises(ConfigError, match="gamma must lie in"):
@@ -537,6 +538,27 @@ def test_a_hyperparameter_written_as_an_attribute_counts_and_is_checked():
     model.config.net_arch = [32]  # through config: refused when learn starts
     with pytest.raises(ConfigError, match="net_arch changed after the model was built"):
         model.learn(32)
+
+
+def test_a_value_written_into_model_config_is_checked_before_learn_and_save(tmp_path):
+    """model.config.X = v (not through the model's attribute, which checks at once): an unknown name is refused at
+    the write; a value the constructor would refuse stops learn and save, and nothing is written, so no checkpoint
+    exists that load would refuse; a valid value (a schedule as text too) trains and saves."""
+    model = lucidrl.PPO("CartPole-v1", **SMALL_PPO)
+    with pytest.raises(ConfigError, match="no hyperparameter 'gama'.*Did you mean 'gamma'"):
+        model.config.gama = 0.5
+    model.config.gamma = 5
+    steps = model.num_timesteps
+    with pytest.raises(ConfigError, match=r"gamma must lie in \(0, 1\], got 5 \(learn;"):
+        model.learn(32)
+    assert model.num_timesteps == steps
+    with pytest.raises(ConfigError, match="gamma must lie in.*save: nothing was written"):
+        model.save(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    model.config.gamma, model.config.learning_rate = 0.9, "lin_0.001"
+    model.learn(32)
+    assert model.config.learning_rate(0.5) == pytest.approx(0.0005)  # the text became the schedule
+    assert lucidrl.load(model.save(tmp_path / "good")).config.gamma == 0.9
 
 
 def test_logger_record_takes_one_number_of_any_kind_and_says_what_it_left_out(tmp_path, capsys):
@@ -712,3 +734,47 @@ def test_a_learning_rate_schedule_gets_the_progress_sb3_gives_it(algo):
     np.testing.assert_allclose(rates, expected, rtol=1e-6, atol=1e-12)
     if algo != "DQN":
         assert rates[-1] == 0.0  # the last update of a schedule to zero runs at zero, as in SB3
+
+
+def test_sb3s_function_callback_with_locals_and_globals_runs_at_every_step_as_in_sb3():
+    """SB3's callback(locals_, globals_): called at each env step with SB3's local names, stopping training when it
+    returns a false value; it stops SB3 and lucidrl at the same step."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    seen = []
+
+    def callback(locals_, globals_):
+        seen.append(sorted(k for k in ("self", "infos", "dones", "new_obs") if k in locals_))
+        return locals_["self"].num_timesteps < 96
+
+    ours = lucidrl.PPO("CartPole-v1", seed=0, verbose=0, preset=False, n_steps=64, batch_size=64)
+    ours.learn(1000, callback=callback)
+    theirs = sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu")
+    theirs.learn(1000, callback=callback)
+    assert ours.num_timesteps == theirs.num_timesteps == 96
+    assert seen[0] == ["dones", "infos", "new_obs", "self"] and len(seen) == 2 * 96
+
+
+def test_learn_takes_a_whole_number_written_as_a_float_as_sb3_does():
+    model = lucidrl.PPO("CartPole-v1", **SMALL_PPO)
+    model.learn(1e2)  # SB3's examples write budgets as 1e5
+    assert model.num_timesteps >= 100
+    for bad in (1.5, float("nan"), -1e3, "100"):
+        with pytest.raises(ConfigError, match="total_timesteps must be a positive whole number"):
+            model.learn(bad)
+
+
+def test_evaluating_on_an_env_of_another_kind_is_refused_before_the_first_step():
+    """The spaces are checked before any step: a CartPole model on Acrobot (predict would fail on the first
+    observation), a 4x4 FrozenLake model on the 8x8 map (it would play on until an unseen state)."""
+    from lucidrl.evaluation import evaluate_policy
+
+    cartpole = lucidrl.PPO("CartPole-v1", **SMALL_PPO)
+    frozen = lucidrl.QLearning("FrozenLake-v1", verbose=0, seed=0)
+    for model, env in ((cartpole, "Acrobot-v1"), (frozen, "FrozenLake8x8-v1")):
+        with pytest.raises(EnvError, match=r"evaluate: the env's spaces .* differ from the model's .*trained on"):
+            lucidrl.evaluate(model, env, n_episodes=1)
+    with pytest.raises(EnvError, match="evaluate_policy: the env's spaces"):
+        evaluate_policy(cartpole, gym.make_vec("Acrobot-v1", num_envs=2), n_eval_episodes=1)
+    with pytest.raises(EnvError, match=r"plays one env.*evaluate_policy\(model, vec_env"):
+        lucidrl.evaluate(cartpole, gym.make_vec("CartPole-v1", num_envs=2))
+    assert lucidrl.evaluate(frozen, "FrozenLake-v1", n_episodes=1)[0] in (0.0, 1.0)  # its own kind still plays

@@ -189,3 +189,22 @@ def test_the_guides_table_names_functions_that_run():
     finally:
         sys.setprofile(None)
     assert not [n for n, code in wanted.items() if code not in called]
+
+
+def test_the_warm_start_gives_the_same_model_whatever_torchs_thread_count():
+    """torch_threads='auto' holds torch at one thread in warm_start, learn and evaluate (restored after), so the
+    figures do not depend on the machine's cores; on 2 threads a plain warm start ends elsewhere (~6e-4 here)."""
+    before = torch.get_num_threads()
+    try:
+        weights = []
+        for outer in (1, 2):
+            torch.set_num_threads(outer)
+            model = GRPO("addition", seed=0).warm_start(n_examples=300, steps=30)
+            assert torch.get_num_threads() == outer  # restored
+            weights.append(torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+        assert torch.equal(weights[0], weights[1])
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, "all", 1.5):
+        with pytest.raises(ConfigError, match="torch_threads must be 'auto' or an integer >= 1"):
+            GRPO("addition", torch_threads=bad)
