@@ -44,7 +44,7 @@ from lucidrl.checkpoint import (
     save_checkpoint,
     save_tensors_file,
 )
-from lucidrl.config import config_from_dict, config_to_dict, resolve_config
+from lucidrl.config import adapt_batch_size, config_from_dict, config_to_dict, resolve_config
 from lucidrl.envs import (
     DiscreteOffsets,
     EnvId,
@@ -305,9 +305,14 @@ class Algorithm:
             self.notes.append(
                 f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})"
             )
-            self.config.n_envs = venv.num_envs
-            if "_config_seen" in self.__dict__:  # the model's envs are rebuilt here: the new count is the model's
-                self._config_seen["n_envs"] = venv.num_envs
+            old = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+            adapted = adapt_batch_size(type(self.config), old, {"n_envs": venv.num_envs},
+                                       {**old, "n_envs": venv.num_envs}, self.notes)  # fmt: skip
+            for name in ("n_envs", "batch_size"):  # (a batch_size of the old rollout would not fit the new one)
+                if name in adapted and adapted[name] != old[name]:
+                    setattr(self.config, name, adapted[name])
+                    if "_config_seen" in self.__dict__:  # the model's envs are rebuilt here: the values are the model's
+                        self._config_seen[name] = adapted[name]
         obs_space, act_space = venv.single_observation_space, venv.single_action_space
         if hasattr(self, "observation_space") and (
             obs_space != self.observation_space or act_space != self.action_space

@@ -881,8 +881,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     if args.env and not found:
         from lucidrl.envs import check_env_id
 
-        check_env_id(args.env)  # a misspelt id: an EnvError with the closest ids, not "the defaults apply"
         print(f"no preset for {args.env}" + (f" in {args.algo}" if args.algo else "") + ": the plain defaults apply")
+        try:
+            check_env_id(args.env)
+        except LucidRLError as e:  # a misspelt id is named (an env your code registers at run time is fine)
+            print(f"note: {e}")
     return 0
 
 
@@ -1190,10 +1193,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lucidrl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the output went to a reader that stopped early (| head): no traceback
+    except BrokenPipeError as e:
+        if not _printing(e):  # another pipe broke (e.g. an AsyncVectorEnv worker died): its error stands
+            raise
+        # the output's reader stopped early (lucidrl presets | head): end quietly, as Python's docs advise
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # (Python flushes stdout again at exit, which would fail too)
-        return 0
+        return 1
+
+
+def _printing(error: BaseException) -> bool:
+    """Whether ``error`` rose from lucidrl's own code writing its output (print is a builtin: no frame of its own),
+    not from inside a library that talks over a pipe."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(Path(__file__).parent)
 
 
 if __name__ == "__main__":

@@ -144,18 +144,32 @@ def probe_variants(jobs: Sequence[Job]) -> None:
     """Build each variant's model once, here, before any run starts: what only the model's construction can tell
     (an algorithm that cannot act in the env, such as DQN on Box actions; a setting that does not fit the env)
     fails now, with the variant named, instead of after the runs before it have trained."""
+    import random
+
+    import torch
+
     seen = set()
-    for job in jobs:
-        key = (job.algo, job.overrides, job.wrapper, job.label)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            model, _ = build_model(job, None)
-        except LucidRLError as e:
-            raise type(e)(f"{job.name}: {e}") from None
-        if model.env is not None:
-            model.env.close()
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # a model seeds the global RNGs
+    try:
+        for job in jobs:
+            key = (job.algo, job.overrides, job.wrapper, job.label)
+            if key in seen:
+                continue
+            seen.add(key)
+            if job.wrapper:  # the user's wrapper code runs in the runs' processes only (it may exit or crash)
+                continue
+            try:
+                model, _ = build_model(job, None)
+            except LucidRLError as e:
+                raise type(e)(f"{job.name}: {e}") from None
+            except Exception:  # anything else: the run itself reports it, with the finished runs kept
+                continue
+            if model.env is not None:
+                model.env.close()
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -323,7 +337,7 @@ def run_all(
             results[job] = finished
         else:
             todo.append(job)
-    if todo:
+    if todo and backend == "local":  # (on Ray the runs' machines, not this one, need the envs' packages)
         probe_variants(todo)
     for job in todo:  # a killed run, or one retrained with force: from scratch, in an empty directory
         clear_run_dir(job.run_dir)

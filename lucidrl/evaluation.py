@@ -24,10 +24,10 @@ def check_env_fits(model: Any, observation_space: gym.Space, action_space: gym.S
     """Refuse, before the first step, an env whose spaces are not the model's: the model was trained on another
     kind of env, and ``predict`` would fail on its first observation, or, where the shapes happen to agree, play
     a game it never learned and report a number."""
-    model_obs = getattr(model, "structured_observation_space", None) or getattr(model, "observation_space", None)
-    model_act = getattr(model, "action_space", None)
-    if model_obs is None or model_act is None:  # (not a lucidrl model: predict speaks for itself)
+    if not hasattr(model, "structured_observation_space"):  # not a lucidrl model (SB3's): its predict speaks
         return
+    model_obs = model.structured_observation_space or model.observation_space
+    model_act = model.action_space
     if same_layout(observation_space, model_obs) and action_space == model_act:
         return
     env_id = getattr(model, "env_id", None)
@@ -58,7 +58,8 @@ def evaluate_policy(
     if isinstance(n_eval_episodes, bool) or not isinstance(n_eval_episodes, (int, np.integer)) or n_eval_episodes < 1:
         raise ConfigError(f"n_eval_episodes must be an integer >= 1, got {n_eval_episodes!r}")
     if isinstance(env, gym.vector.VectorEnv):
-        check_env_fits(model, env.single_observation_space, env.single_action_space, "evaluate_policy")
+        space = getattr(env, "structured_space", None) or env.single_observation_space  # (lucidrl's: Dict as given)
+        check_env_fits(model, space, env.single_action_space, "evaluate_policy")
         rewards, lengths = _vector_episodes(model, env, int(n_eval_episodes), deterministic, render, callback)
     else:
         if env is None:

@@ -119,8 +119,8 @@ class QLearningConfig(RunConfig):
         self.n_bins = list(self.n_bins)
         check(isinstance(self.bounds, (list, tuple)) and len(self.bounds) % 2 == 0
               and all(isinstance(b, (int, float)) and math.isfinite(b) for b in self.bounds)
-              and all(lo < hi for lo, hi in zip(self.bounds[::2], self.bounds[1::2])),
-              f"bounds must be finite pairs low_1 high_1 ... low_d high_d with low < high, got {self.bounds!r}")
+              and all(lo <= hi for lo, hi in zip(self.bounds[::2], self.bounds[1::2])),  # (=: a constant dimension)
+              f"bounds must be finite pairs low_1 high_1 ... low_d high_d with low <= high, got {self.bounds!r}")
         self.bounds = [float(b) for b in self.bounds]
         check(self.device == "cpu", f"the Q-table lives on the CPU; device must be 'cpu', got {self.device!r}")
 

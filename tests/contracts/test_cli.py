@@ -167,3 +167,24 @@ def test_timesteps_are_read_in_any_spelling_of_a_whole_number():
     for bad in ("1.5", "1e-3", "many", "nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="whole number of steps"):
             _steps(bad)
+
+
+def test_a_broken_pipe_ends_quietly_only_when_it_is_lucidrls_own_output(tmp_path):
+    """lucidrl presets | head: the reader goes away while lucidrl prints, and the command ends with no traceback;
+    a pipe broken elsewhere (a dead AsyncVectorEnv worker) keeps its traceback."""
+    script = tmp_path / "pipe.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from lucidrl import cli\n"
+        "where = str(Path(cli.__file__)) if sys.argv[1] == 'output' else 'elsewhere.py'\n"
+        "namespace = {}\n"
+        "source = 'def broken(args):\\n    raise BrokenPipeError(32, \"Broken pipe\")\\n'\n"
+        "exec(compile(source, where, 'exec'), namespace)\n"
+        "cli.cmd_presets = namespace['broken']\n"
+        "sys.exit(cli.main(['presets', 'ppo']))\n"
+    )
+    quiet = subprocess.run([sys.executable, str(script), "output"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 1 and quiet.stderr == ""
+    loud = subprocess.run([sys.executable, str(script), "other"], capture_output=True, text=True, timeout=120)
+    assert loud.returncode == 1 and "BrokenPipeError" in loud.stderr and "Traceback" in loud.stderr

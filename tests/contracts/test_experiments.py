@@ -154,7 +154,7 @@ def test_experiment_script_runs(name, tmp_path):
     if name == "seeds":  # 2 runs a variant: one simulated A/B study size, rates in [0, 1]
         result = json.loads((out / "seeds.json").read_text())
         (row,) = result["rows"]
-        assert row["n"] == 2 and "aa" not in row and result["pool"]["A"]["runs"] == 2
+        assert row["n"] == 2 and 0.0 <= row["aa"]["significant"] <= 1.0 and result["pool"]["A"]["runs"] == 2
         rates = [v for s in ("mean", "median", "IQM") for v in row["ab"][s].values()] + [row["ab"]["welch_b_better"]]
         assert all(0.0 <= v <= 1.0 for v in rates) and 0.0 <= row["ci_mean"]["coverage"] <= 1.0
     if name == "baseline":

@@ -198,3 +198,26 @@ def test_cli_trains_frozenlake_and_help_lists_the_fields(tmp_path, capsys):
     out = capsys.readouterr().out
     for flag in ("--exploration-fraction", "--n-bins", "--bounds", "--update", "--learning-rate"):
         assert flag in out
+
+
+def test_a_box_with_a_constant_dimension_trains_saves_and_loads(tmp_path):
+    """Its recorded bounds hold low == high for that dimension (one bin): the config accepts them again."""
+
+    class ConstantDim(gym.Env):
+        observation_space = gym.spaces.Box(np.array([-1, 0], np.float32), np.array([1, 0], np.float32))
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            obs = np.array([self.np_random.uniform(-1, 1), 0.0], np.float32)
+            return obs, float(action), False, self.t >= 10, {}
+
+    model = lucidrl.QLearning(ConstantDim(), verbose=0, n_envs=1, seed=0)
+    model.learn(300)
+    assert model.config.bounds[2:] == [0.0, 0.0]
+    assert lucidrl.load(model.save(tmp_path / "q")).config.bounds == model.config.bounds

@@ -778,3 +778,14 @@ def test_evaluating_on_an_env_of_another_kind_is_refused_before_the_first_step()
     with pytest.raises(EnvError, match=r"plays one env.*evaluate_policy\(model, vec_env"):
         lucidrl.evaluate(cartpole, gym.make_vec("CartPole-v1", num_envs=2))
     assert lucidrl.evaluate(frozen, "FrozenLake-v1", n_episodes=1)[0] in (0.0, 1.0)  # its own kind still plays
+
+
+def test_a_vector_env_of_another_size_than_the_presets_trains_saves_and_loads(tmp_path):
+    """The CartPole preset's 8 envs x 32 steps in minibatches of 256, given SB3's make_vec_env of 4: the VectorEnv's
+    count wins and the batch follows the rollout (128), so learn's config check and a later load accept it."""
+    model = lucidrl.PPO("MlpPolicy", lucidrl.make_vec_env("CartPole-v1", n_envs=4), verbose=0, seed=0)
+    assert (model.config.n_envs, model.config.batch_size) == (4, 128)
+    model.learn(256)
+    loaded = lucidrl.load(model.save(tmp_path / "m"), env=lucidrl.make_vec_env("CartPole-v1", n_envs=2))
+    assert (loaded.config.n_envs, loaded.config.batch_size) == (2, 64)
+    loaded.learn(128)

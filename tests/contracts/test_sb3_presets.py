@@ -280,5 +280,7 @@ def test_cli_presets_lists_them(capsys):
     assert "ALE/*" in capsys.readouterr().out
     assert main(["presets", "ppo", "--env", "MyEnv-v0"]) == 0
     assert "no preset for MyEnv-v0" in capsys.readouterr().out
+    assert main(["presets", "ppo", "--env", "CartPol-v1"]) == 0  # a misspelt id is named, with the closest ones
+    assert "note: Unknown environment id 'CartPol-v1'" in capsys.readouterr().out
     assert main(["presets", "nope"]) == 2
     assert preset_for_env("ppo", "Hopper-v5") == "Hopper-v5" and "zoo/Hopper-v5" in load_presets("ppo")

@@ -13,6 +13,7 @@ import lucidrl
 from lucidrl import ConfigError, EnvError
 from lucidrl.envs import make_vec_env, space_from_json, space_to_json
 from lucidrl.envs.structured import FlattenStructured, flatten_observation
+from lucidrl.evaluation import evaluate_policy
 
 NESTED = S.Dict(
     {
@@ -124,6 +125,8 @@ def test_dict_observations_train_predict_evaluate_save_and_load(algo, tmp_path):
     assert np.shape(one) == () and one == actions[3]
     mean, _ = lucidrl.evaluate(m, Signals(horizon=3), n_episodes=2)
     assert 0.0 <= mean <= 3.0
+    # its own training env, a VectorEnv of flat rows that keeps the Dict (structured_space): the spaces fit
+    assert 0.0 <= evaluate_policy(m, m.get_env(), n_eval_episodes=2)[0] <= 3.0
     m.save(tmp_path / "m")
     m2 = lucidrl.load(tmp_path / "m")
     assert m2.structured_observation_space == Signals.observation_space
