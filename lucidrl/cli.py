@@ -246,7 +246,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
     """One ``--field-name`` flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
     hints = typing.get_type_hints(config_class)
     docs = field_docs(config_class)
-    group = parser.add_argument_group(f"{config_class.__name__} hyperparameters (override the preset)")
+    no_presets = config_class.__name__ == "GRPOConfig"  # (GRPO's toy tasks have no presets)
+    overrides = "override the defaults" if no_presets else "override the preset"
+    group = parser.add_argument_group(f"{config_class.__name__} hyperparameters ({overrides})")
     names = []
     hidden = getattr(config_class, "cli_hidden", ())
     for f in dataclasses.fields(config_class):
@@ -620,7 +622,7 @@ def cmd_train_grpo(args: argparse.Namespace, config_names: list[str]) -> int:
     if args.warm_start_steps:
         model.warm_start(n_examples=args.warm_start_examples, steps=args.warm_start_steps)
     before = model.evaluate(eval_prompts)
-    model.learn(args.updates)
+    model.learn(args.updates, progress_bar=not args.no_progress and model.verbose >= 1)
     after = model.evaluate(eval_prompts)
     model.save(model.run_dir / "model")
     n = len(model.task.splits["heldout"][:eval_prompts])
@@ -984,6 +986,7 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
     )
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/grpo-TASK-sSEED-TIME)")
     p.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bar (default), 2 every metric")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if algos is None or "grpo" in algos:
         from lucidrl.algos.grpo import GRPOConfig
 

@@ -277,7 +277,12 @@ class Logger:
         self.last_row = row  # (also sent to a logger given with Algorithm.set_logger)
         if self._bar is not None:  # tqdm redraws at most every mininterval seconds
             self._bar.set_postfix_str(
-                f"return={row.get('rollout/episode_return', math.nan):.1f} sps={row['time/steps_per_second']:.0f}",
+                (  # GRPO's batches have a mean reward, not episodes
+                    f"return={row.get('rollout/episode_return', math.nan):.1f}"
+                    if "rollout/episode_return" in row or "rollout/reward" not in row
+                    else f"reward={row['rollout/reward']:.3f}"
+                )
+                + f" sps={row['time/steps_per_second']:.0f}",
                 refresh=False,
             )
             self._bar.update(step - self._bar.n)

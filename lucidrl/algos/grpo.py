@@ -231,15 +231,17 @@ class GRPO:
         adv = group_advantages(rewards, cfg.group_size, cfg.eps)  # (E2)
         return {"prompts": q, "completions": o, "mask": mask, "advantages": adv}, rewards
 
-    def learn(self, total_updates: int, eval_every: int = 0, eval_prompts: int = 200) -> GRPO:
-        """``total_updates`` batches: sample G completions per prompt, score, group advantages, μ steps."""
+    def learn(self, total_updates: int, eval_every: int = 0, eval_prompts: int = 200, progress_bar: bool = False
+              ) -> GRPO:
+        """``total_updates`` batches: sample G completions per prompt, score, group advantages, μ steps
+        (``progress_bar``: tqdm's, counting updates)."""
         if not (isinstance(total_updates, int) and total_updates >= 1):
             raise ConfigError(f"total_updates must be an integer >= 1, got {total_updates!r}")
         if self.reference is None:
             self.reference = copy.deepcopy(self.policy).requires_grad_(False)
         logger = Logger(self.run_dir, verbose=self.verbose, tensorboard=False, append=self.n_updates > 0,
                         columns=("eval/heldout_accuracy",) if eval_every else ())  # step: prompts seen
-        logger.start(total_updates, 0, False)
+        logger.start(self.num_prompts + total_updates * self.config.n_prompts, self.num_prompts, progress_bar)
         t0 = time.process_time()
         try:
             with self._threads():  # (torch_threads; evaluate inside holds the same)

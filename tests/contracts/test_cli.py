@@ -130,6 +130,12 @@ def test_train_and_eval_grpo(tmp_path, capsys):
     assert main(["train", "grpo", "--updates", "0"]) == 2
     assert main(["train", "grpo", "--updates", "1", "--group-size", "1", "--run-dir", str(tmp_path / "no")]) == 2
     assert "group_size must be >= 2" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    # --verbose 1 shows a progress bar of prompts with the batches' mean reward; --no-progress none, as train's
+    again = ["train", "grpo", "--updates", "1", "--warm-start-steps", "0", "--eval-prompts", "5", *tiny[:-2]]
+    assert main([*again, "--run-dir", str(tmp_path / "bar")]) == 0
+    assert "2/2 [" in capsys.readouterr().out  # 1 update x 2 prompts
+    assert main([*again, "--run-dir", str(tmp_path / "nobar"), "--no-progress"]) == 0
+    assert "2/2 [" not in capsys.readouterr().out
 
 
 def test_help_imports_neither_torch_nor_gymnasium_nor_matplotlib():
