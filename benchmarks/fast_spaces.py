@@ -1,8 +1,9 @@
 """PPO where the fast backend once fell back to the reference: ``backend="auto"`` against ``"reference"``.
 
 Until the fast backend took one-hot observations and MultiDiscrete / MultiBinary actions (``lucidrl.fast.inputs``,
-``lucidrl.fast.heads``), and PPO's value clipping, ``target_kl`` and PPO-Penalty (``lucidrl.fast.actor_critic``),
-``backend="auto"`` fell back to the reference on them, so ``reference`` is the "before" and ``auto`` the "after".
+``lucidrl.fast.heads``), PPO's value clipping, ``target_kl`` and PPO-Penalty (``lucidrl.fast.actor_critic``) and
+ELU networks (``lucidrl.fast.mlp``), ``backend="auto"`` fell back to the reference on them, so ``reference`` is
+the "before" and ``auto`` the "after".
 Each run is a fresh Python process (this script re-invoked in a hidden ``--worker`` mode that prints one JSON
 line): it builds ``lucidrl.PPO(env, seed=0, backend=..., preset=False)`` with PPO's defaults (n_steps 2048,
 batch_size 64, 10 epochs, 64x64 tanh networks, one env), with the library's own thread settings, and times
@@ -13,7 +14,7 @@ Cases: ``taxi`` (Taxi-v4: 500 one-hot states, 6 actions), ``frozenlake`` (Frozen
 ``multidiscrete`` (``MatchEnv``: a Box of 4 observations, MultiDiscrete([3, 3, 3, 4]) actions) and
 ``multibinary`` (``MatchEnv`` with MultiBinary(4) actions); ``vf_clip`` (Pendulum-v1 with ``clip_range_vf=0.2``,
 as CleanRL's PPO and lucidrl's Hopper preset), ``target_kl`` (CartPole-v1 with ``target_kl=0.01``) and
-``kl_penalty`` (CartPole-v1, PPO-Penalty).
+``kl_penalty`` (CartPole-v1, PPO-Penalty) and ``elu`` (CartPole-v1, ``activation="elu"``).
 
     python benchmarks/fast_spaces.py                                    # taxi and multidiscrete, 50k steps, 3 repeats
     python benchmarks/fast_spaces.py --cases frozenlake multibinary --timesteps 20000 --repeats 1
@@ -73,11 +74,13 @@ CASES = {
     "vf_clip": "Pendulum-v1",
     "target_kl": "CartPole-v1",
     "kl_penalty": "CartPole-v1",
+    "elu": "CartPole-v1",
 }
 SETTINGS = {  # on top of PPO's defaults
     "vf_clip": {"clip_range_vf": 0.2},
     "target_kl": {"target_kl": 0.01},
     "kl_penalty": {"variant": "kl_penalty"},
+    "elu": {"activation": "elu"},
 }
 
 

@@ -6,7 +6,7 @@ Each twin has the reference function's signature and results (``tests/math/test_
 * ``a2c_update`` = ``lucidrl.algos.a2c.a2c_update``;
 * ``rollout_policy`` = ``lucidrl.rollout.rollout_policy`` (the acting of PPO, A2C, TRPO and VPG).
 
-for an ``ActorCritic`` with separate actor and critic MLPs of equal hidden widths (tanh or ReLU)
+for an ``ActorCritic`` with separate actor and critic MLPs of equal hidden widths (tanh, ReLU or ELU)
 on flat (Box) observations or one-hot encoded ones (Discrete, MultiDiscrete: ``lucidrl.fast.inputs``),
 a categorical, MultiCategorical or Bernoulli head or a Gaussian one with a state-independent log σ,
 on the CPU in float32. What changes is only how the numbers are computed: the actor and the critic

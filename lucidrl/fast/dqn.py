@@ -19,7 +19,7 @@ matrix products, and ~50k acting calls on one observation. The twins:
   backpropagated, then the gradient clipping and Adam's step on the flat weights;
 * act with a NumPy copy of the weights (made once per collection chunk).
 
-Supported: a ReLU or tanh MLP on flat (1-D Box) observations or one-hot encoded ones (Discrete,
+Supported: a ReLU, tanh or ELU MLP on flat (1-D Box) observations or one-hot encoded ones (Discrete,
 MultiDiscrete: the first layer as a gather of its weight's columns, ``lucidrl.fast.inputs``), float32,
 on the CPU.
 """

@@ -20,7 +20,8 @@ the two networks layer by layer (``pair_order``). With h_l the activations (h_0 
             ż_l = h_{l-1} vW_lᵀ + vb_l + ḣ_{l-1} W_lᵀ,  ḣ_l = act'(z_l) ⊙ ż_l,
             ẏ_k = ḣ_L[k] W_out_kᵀ + h_L[k] vW_out_kᵀ + vb_out_k
 
-act' is read off the output: tanh' = 1 - h², relu' = [h > 0]. Where x is one-hot (``lucidrl.fast.inputs.OneHotRows``:
+act' is read off the output: tanh' = 1 - h², relu' = [h > 0], elu' = 1 where h > 0, else h + 1 (ELU with α = 1:
+h = eˣ - 1 there, so eˣ = h + 1). Where x is one-hot (``lucidrl.fast.inputs.OneHotRows``:
 a Discrete or MultiDiscrete observation, kept as the columns of its ones), the three products with x (h_0 W_0ᵀ,
 ∂W_0 = ∂zᵀ h_0, h_0 vW_0ᵀ) are gathers of W_0's or vW_0's columns and a scatter-add (each ops' ``gather_*``).
 The algorithm is written once
@@ -47,6 +48,8 @@ from lucidrl.fast.inputs import OneHotRows, scatter_columns
 from lucidrl.networks import StateIndependentLogStd
 
 _aten = torch.ops.aten
+ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.ELU: "elu"}
+"""The hidden activations the core computes (lucidrl's activation names; ELU with torch's default α = 1)."""
 
 
 class NumpyOps:
@@ -57,11 +60,23 @@ class NumpyOps:
         pass
 
     @staticmethod
-    def hidden(h, w, b, tanh: bool):
+    def activate_(z, act: str):
+        """act(z) in place: 'tanh', 'relu' or 'elu' (z for z > 0, eᶻ - 1 elsewhere: expm1(min(z, 0)) + max(z, 0))."""
+        if act == "tanh":
+            return np.tanh(z, out=z)
+        if act == "relu":
+            return np.maximum(z, 0.0, out=z)
+        negative = np.expm1(np.minimum(z, 0.0))
+        np.maximum(z, 0.0, out=z)
+        z += negative
+        return z
+
+    @classmethod
+    def hidden(cls, h, w, b, act: str):
         """act(h W_lᵀ + b_l) for all members: h [B, in] (broadcast) or [K, B, in] -> [K, B, out]."""
         z = np.matmul(h, w.transpose(0, 2, 1))
         z += b
-        return np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z)
+        return cls.activate_(z, act)
 
     @staticmethod
     def gather_linear(cols, w):
@@ -73,11 +88,11 @@ class NumpyOps:
         return z
 
     @classmethod
-    def gather_hidden(cls, cols, w, b, tanh: bool):
+    def gather_hidden(cls, cols, w, b, act: str):
         """``hidden`` on one-hot rows: act(Σ_j W[:, cols[:, j]] + b) -> [K, B, out]."""
         z = cls.gather_linear(cols, w)
         z += b
-        return np.tanh(z, out=z) if tanh else np.maximum(z, 0.0, out=z)
+        return cls.activate_(z, act)
 
     @staticmethod
     def gather_weight_grad(d, cols, out):
@@ -92,14 +107,18 @@ class NumpyOps:
         return y
 
     @staticmethod
-    def act_grad_(d, h, tanh: bool):
+    def act_grad_(d, h, act: str):
         """d ⊙ act'(z), in place on d, with act' read off the activation h."""
-        if tanh:
+        if act == "tanh":
             slope = np.multiply(h, h)
             np.subtract(1.0, slope, out=slope)
             d *= slope
-        else:
+        elif act == "relu":
             d *= h > 0
+        else:  # elu' = min(h, 0) + 1: 1 where h > 0, eᶻ = h + 1 elsewhere
+            slope = np.minimum(h, 0.0)
+            slope += 1.0
+            d *= slope
         return d
 
     @staticmethod
@@ -157,7 +176,7 @@ class FeatureMajorOps:
     def refresh() -> None:
         pass
 
-    def hidden(self, h, w, b, tanh: bool):
+    def hidden(self, h, w, b, act: str):
         """act(W_l h + b_l) for all members: h [in, B] (broadcast) or [K, in, B] -> [K, out, B]."""
         K, out, _ = w.shape
         z = self._out(("z", id(w)), (K, out, h.shape[-1]))
@@ -166,9 +185,9 @@ class FeatureMajorOps:
         else:
             np.matmul(w, h, out=z)
         np.add(z, b.transpose(0, 2, 1), out=z)
-        return self._activate(z, w, tanh)
+        return self._activate(z, w, act)
 
-    def gather_hidden(self, cols, w, b, tanh: bool):
+    def gather_hidden(self, cols, w, b, act: str):
         """``hidden`` on one-hot rows (``OneHotRows.cols`` [B, k]): act(Σ_j W[:, cols[:, j]] + b) -> [K, out, B]."""
         K, out, _ = w.shape
         z = self._out(("z", id(w)), (K, out, cols.shape[0]))
@@ -176,11 +195,11 @@ class FeatureMajorOps:
         for j in range(1, cols.shape[1]):
             z += np.take(w, cols[:, j], axis=2)
         np.add(z, b.transpose(0, 2, 1), out=z)
-        return self._activate(z, w, tanh)
+        return self._activate(z, w, act)
 
-    def _activate(self, z, w, tanh: bool):
-        if tanh:
-            return np.tanh(z, out=z)
+    def _activate(self, z, w, act: str):
+        if act != "relu":
+            return NumpyOps.activate_(z, act)
         # ReLU as z ⊙ [z > 0], keeping the mask for the backward pass (act_grad_): two cheap passes where
         # np.maximum's NaN-aware one costs more than both
         mask = self._out(("relu", id(w)), z.shape, bool)
@@ -195,11 +214,16 @@ class FeatureMajorOps:
         np.add(y, b[:, None], out=y)
         return y
 
-    def act_grad_(self, d, h, tanh: bool):
-        if tanh:
+    def act_grad_(self, d, h, act: str):
+        if act == "tanh":
             slope = self._out(("slope", d.shape), d.shape)
             np.multiply(h, h, out=slope)
             np.subtract(1.0, slope, out=slope)
+            np.multiply(d, slope, out=d)
+        elif act == "elu":  # elu' = min(h, 0) + 1
+            slope = self._out(("slope", d.shape), d.shape)
+            np.minimum(h, 0.0, out=slope)
+            np.add(slope, 1.0, out=slope)
             np.multiply(d, slope, out=d)
         else:  # relu' = [h > 0]: the forward's mask where h is one of its outputs
             mask = self._masks.get(id(h))
@@ -264,18 +288,20 @@ class TorchOps:
         return torch.addmm(b, a, w.t()) if b is not None else a.mm(w.t())
 
     @classmethod
-    def hidden(cls, h, w, b, tanh: bool):
+    def hidden(cls, h, w, b, act: str):
         if w.shape[0] == 1:
             x = h if h.dim() == 2 else h[0]
             z = cls._mm_t(x, w[0], b[0, 0]).unsqueeze(0)
         else:
             z = torch.matmul(h, w.transpose(1, 2)).add_(b)
-        return cls._activate_(z, tanh)
+        return cls._activate_(z, act)
 
     @staticmethod
-    def _activate_(z, tanh: bool):
-        if not tanh:
+    def _activate_(z, act: str):
+        if act == "relu":
             return z.relu_()
+        if act == "elu":
+            return torch.nn.functional.elu(z, inplace=True)
         if z[0].numel() >= 4096 and z.dtype == torch.float32:  # tanh(z) = 2 sigmoid(2z) - 1
             return z.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
         return z.tanh_()
@@ -290,8 +316,8 @@ class TorchOps:
         return z
 
     @classmethod
-    def gather_hidden(cls, cols, w, b, tanh: bool):
-        return cls._activate_(cls.gather_linear(cols, w).add_(b), tanh)
+    def gather_hidden(cls, cols, w, b, act: str):
+        return cls._activate_(cls.gather_linear(cols, w).add_(b), act)
 
     @staticmethod
     def gather_weight_grad(d, cols, out):
@@ -305,8 +331,10 @@ class TorchOps:
         return cls._mm_t(h, w, b)
 
     @staticmethod
-    def act_grad_(d, h, tanh: bool):
-        return _aten.tanh_backward(d, h) if tanh else _aten.threshold_backward(d, h, 0)
+    def act_grad_(d, h, act: str):
+        if act == "elu":  # from the result h (is_result=True), α = scale = input_scale = 1
+            return _aten.elu_backward(d, 1.0, 1.0, 1.0, True, h)
+        return _aten.tanh_backward(d, h) if act == "tanh" else _aten.threshold_backward(d, h, 0)
 
     @staticmethod
     def weight_grad(d, h, out):
@@ -354,11 +382,11 @@ class MLPCore:
         n_in: int,
         widths: Sequence[int],
         n_outs: Sequence[int],
-        tanh: bool,
+        act: str,
         numpy: bool,
         feature_major: bool = False,
     ):
-        self.n_in, self.widths, self.n_outs, self.tanh = n_in, list(widths), list(n_outs), tanh
+        self.n_in, self.widths, self.n_outs, self.act = n_in, list(widths), list(n_outs), act
         self.K, self.L = len(n_outs), len(widths)
         self.feature_major = feature_major  # arrays [features, B] (FeatureMajorOps: NumPy, forward and backward)
         self.ops = FeatureMajorOps() if feature_major else NumpyOps if numpy else TorchOps
@@ -375,7 +403,7 @@ class MLPCore:
     @staticmethod
     def members_supported(members: Sequence[nn.Sequential]) -> str | None:
         """Why these MLPs cannot run on one core (None when they can): Linear / act stacks, one activation,
-        tanh or ReLU, at least one hidden layer, the same hidden widths."""
+        tanh, ReLU or ELU (α = 1), at least one hidden layer, the same hidden widths."""
         acts = set()
         shapes = []
         for seq in members:
@@ -387,8 +415,10 @@ class MLPCore:
             shapes.append([tuple(m.weight.shape) for m in linears[:-1]])  # type: ignore[arg-type]
         if not shapes[0]:
             return "a network without hidden layers (net_arch=[])"
-        if len(acts) != 1 or not acts <= {nn.Tanh, nn.ReLU}:
-            return "activations other than one of tanh or ReLU"
+        if len(acts) != 1 or not acts <= set(ACTIVATIONS):
+            return "activations other than one of tanh, ReLU or ELU"
+        if any(isinstance(m, nn.ELU) and m.alpha != 1.0 for seq in members for m in seq):
+            return "an ELU with α other than 1"
         if any(s != shapes[0] for s in shapes):
             return "an actor and a critic of different hidden layers"
         return None
@@ -399,12 +429,12 @@ class MLPCore:
         batch last (``FeatureMajorOps``)."""
         linears = [[m for m in seq if type(m) is nn.Linear] for seq in members]
         first = linears[0]
-        tanh = any(isinstance(m, nn.Tanh) for m in members[0])
+        act = next(ACTIVATIONS[type(m)] for m in members[0] if type(m) in ACTIVATIONS)
         return cls(
             first[0].in_features,
             [m.out_features for m in first[:-1]],
             [ls[-1].out_features for ls in linears],
-            tanh,
+            act,
             numpy,
             feature_major,
         )
@@ -438,9 +468,9 @@ class MLPCore:
         h = x
         for layer in range(L):
             if layer == 0 and isinstance(x, OneHotRows):  # the first product as a gather of W_0's columns
-                h = ops.gather_hidden(x.cols, w[0], w[1], self.tanh)
+                h = ops.gather_hidden(x.cols, w[0], w[1], self.act)
             else:
-                h = ops.hidden(h, w[2 * layer], w[2 * layer + 1], self.tanh)
+                h = ops.hidden(h, w[2 * layer], w[2 * layer + 1], self.act)
             hs.append(h)
         outs = [ops.output(h[k], w[2 * L + 2 * k], w[2 * L + 2 * k + 1]) for k in range(self.K)]
         return outs, hs
@@ -455,7 +485,7 @@ class MLPCore:
             ops.bias_grad(d_outs[k], g[2 * L + 2 * k + 1])
         dh = ops.stack_back(d_outs, [w[2 * L + 2 * k] for k in range(K)], last.shape, last)
         for layer in range(L - 1, -1, -1):
-            dz = ops.act_grad_(dh, hs[layer + 1], self.tanh)
+            dz = ops.act_grad_(dh, hs[layer + 1], self.act)
             if layer == 0 and isinstance(hs[0], OneHotRows):  # ∂W_0 = ∂zᵀ x as a scatter-add into W_0's columns
                 ops.gather_weight_grad(dz, hs[0].cols, g[0])
             else:
@@ -478,7 +508,7 @@ class MLPCore:
             dz += v[2 * layer + 1]
             if dh is not None:
                 dz += ops.linear(dh, w[2 * layer])
-            dh = ops.act_grad_(dz, hs[layer + 1], self.tanh)
+            dh = ops.act_grad_(dz, hs[layer + 1], self.act)
         last = hs[L]
         return [
             ops.output(dh[k], w[2 * L + 2 * k], v[2 * L + 2 * k + 1]) + ops.linear(last[k], v[2 * L + 2 * k][None])[0]
@@ -505,7 +535,9 @@ def acting_forward(core: MLPCore, w) -> Callable[[np.ndarray | OneHotRows], list
         (np.ascontiguousarray(np.asarray(w[2 * core.L + 2 * k]).T), np.asarray(w[2 * core.L + 2 * k + 1]).copy())
         for k in range(K)
     ]
-    act = (lambda z: np.tanh(z, out=z)) if core.tanh else (lambda z: np.maximum(z, 0.0, out=z))
+
+    def act(z):
+        return NumpyOps.activate_(z, core.act)
 
     def forward(x: np.ndarray | OneHotRows) -> list[np.ndarray]:
         if isinstance(x, OneHotRows):  # one-hot rows: the rows of first_w at their ones

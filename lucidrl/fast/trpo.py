@@ -17,7 +17,7 @@ whose ops cost their launches more than their products, in NumPy):
 * the critic's regression step: ∂mean((V - R)²)/∂V = 2 (V - R) / B, one VJP, and the optimiser's
   step on the flat weights (``lucidrl.fast.flat``).
 
-Supported: MLP actor and critic (tanh or ReLU) on flat observations or one-hot encoded ones
+Supported: MLP actor and critic (tanh, ReLU or ELU) on flat observations or one-hot encoded ones
 (Discrete, MultiDiscrete: the first layer as a gather, ``lucidrl.fast.inputs``), a categorical,
 MultiCategorical or Bernoulli head or a Gaussian one with a state-independent log σ, on the CPU in
 float32. A Gaussian log σ at its bound (where the clamp's gradient is not the identity) falls back to

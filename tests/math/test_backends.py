@@ -101,7 +101,7 @@ def assert_same_metrics(ma: dict, mb: dict, loose: tuple[str, ...] = ()):
 
 # --------------------------------------------------------------------------- the MLP core
 @pytest.mark.parametrize("ops", ["numpy", "torch", "feature_major"])
-@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
+@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU, nn.ELU])
 @pytest.mark.parametrize("k", [1, 2])
 def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(ops, act, k):
     torch.manual_seed(0)
@@ -142,6 +142,26 @@ def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(ops, act, k):
             tangents,
         )
         torch.testing.assert_close(got, expected_dot, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [lucidrl.PPO, lucidrl.A2C, lucidrl.TRPO, lucidrl.VPG, lucidrl.DQN])
+def test_elu_networks_take_the_fast_backend_and_learn_as_the_reference(cls):
+    """activation='elu' (elu' = 1 above 0, h + 1 below): two updates' worth of learn under each backend, the same
+    weights to float rounding."""
+    kw = {
+        lucidrl.PPO: dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2),
+        lucidrl.A2C: dict(n_envs=2, n_steps=8),
+        lucidrl.TRPO: dict(n_envs=2, n_steps=32, batch_size=32, n_critic_updates=2),
+        lucidrl.VPG: dict(n_envs=2, n_steps=32, n_critic_updates=2),
+        lucidrl.DQN: dict(learning_starts=32, train_freq=16, gradient_steps=4, batch_size=16, buffer_size=200),
+    }[cls]
+    ref, fast = pair(cls, "CartPole-v1", activation="elu", **kw)
+    assert all(line.startswith(line.split(":")[0] + ": fast") for line in fast.backend_lines)
+    steps = 2 * (kw.get("n_steps", 0) * kw.get("n_envs", 1)) or 64
+    ref.learn(steps)
+    fast.learn(steps)
+    for a, b in zip(ref._checkpoint_modules().values(), fast._checkpoint_modules().values()):
+        assert_same_modules(a, b, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- acting
@@ -444,7 +464,6 @@ def test_acting_on_many_rows_takes_the_reference_acting():
     "cls, kwargs, what",
     [
         (lucidrl.PPO, {"shared_trunk": True}, "shared trunk"),
-        (lucidrl.A2C, {"activation": "elu"}, "activations"),
         (lucidrl.DQN, {"net_arch": []}, "without hidden layers"),
         (lucidrl.QLearning, {}, "has no fast backend"),
     ],

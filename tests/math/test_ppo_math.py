@@ -147,12 +147,12 @@ def test_the_fast_cores_sigmoid_tanh_equals_torch_tanh_in_value_and_gradient():
     output (``lucidrl.fast.mlp.TorchOps``): both against torch.tanh and autograd."""
     x = torch.linspace(-12, 12, 256 * 64).reshape(256, 64).requires_grad_()
     eye, zero = torch.eye(64)[None], torch.zeros(1, 1, 64)  # z = x Iᵀ + 0 = x
-    y = TorchOps.hidden(x.detach(), eye, zero, tanh=True)[0]
+    y = TorchOps.hidden(x.detach(), eye, zero, act="tanh")[0]
     y2 = torch.tanh(x)
     torch.testing.assert_close(y, y2.detach(), atol=1e-6, rtol=0)
     g = torch.randn(256, 64)
     y2.backward(g)
-    torch.testing.assert_close(TorchOps.act_grad_(g.clone(), y, True), x.grad, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(TorchOps.act_grad_(g.clone(), y, "tanh"), x.grad, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["adam", "rmsprop"])
