@@ -237,6 +237,7 @@ class Algorithm:
         self._logger: Logger | None = None  # while learn runs: its position goes into each checkpoint
         self._last_logger: Logger | None = None  # the last learn's, for ep_info_buffer after it
         self._resume_log: dict | None = None  # the log position of the checkpoint this model was loaded from
+        self.checkpoint_freq: int | None = None  # learn's checkpoint_freq of the run (saved: a resume goes on with it)
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
             self.notes.append(
@@ -803,6 +804,13 @@ class Algorithm:
             self.n_updates = 0
         self._logger = logger
         self._guarded: list[torch.Tensor] | None = None  # the tensors _check_finite watches (listed at first use)
+        rollout = getattr(self.config, "n_steps", 0) * self.n_envs if self.name != "a3c" else 0
+        if rollout > int(total_timesteps):  # on-policy: updates come a whole rollout at a time
+            lines = [
+                *lines,
+                f"{self.name}: one rollout is n_steps * n_envs = {rollout} steps, more than the "
+                f"{int(total_timesteps)} asked for: learn trains whole rollouts, {rollout} steps here",
+            ]
         for note in [*self.notes, *lines]:
             logger.info(note)
         self.notes = []
@@ -816,6 +824,7 @@ class Algorithm:
         return max(0.0, 1.0 - self.num_timesteps / target)
 
     def _maybe_checkpoint(self, checkpoint_freq: int | None, steps_before: int) -> None:
+        self.checkpoint_freq = checkpoint_freq  # saved with the model: a resumed run keeps checkpointing (the CLI)
         if (
             checkpoint_freq
             and self.run_dir is not None
@@ -1054,6 +1063,8 @@ class Algorithm:
         }
         if self._logger is not None and self._logger.run_dir is not None:
             state["log"] = self._logger.position()  # where a run resumed from here continues its log
+        if self.checkpoint_freq:
+            state["checkpoint_freq"] = int(self.checkpoint_freq)
         return save_checkpoint(path, tensors, config, state, extra)
 
     def _save_selection(self, exclude: Any, include: Any) -> bool | None:
@@ -1168,6 +1179,13 @@ class Algorithm:
         model = klass(env, preset=False, _spaces=(*spaces, structured), **kwargs, **hyper)
         if env is None:  # built from when needed; never a module the file names (envs.SavedEnvId)
             model.env_id = saved_env
+        if "obs_normalizer" not in model._checkpoint_modules() and any(
+            k.startswith("obs_normalizer/") for k in tensors
+        ):
+            raise CheckpointError(  # (set_parameters refuses the same): without them the policy reads raw observations
+                f"{shown} was trained with normalize_obs=True and holds the observation statistics its policy reads "
+                "its inputs through; load it without normalize_obs=False (the statistics are part of the model)"
+            )
         try:
             for name, module in model._checkpoint_modules().items():
                 sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")}
@@ -1366,6 +1384,8 @@ def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state
                 f"n_envs={model.config.n_envs}: each env's starts at 0; the statistics are kept"
             )
     model._resume_log = state.get("log")
+    freq = state.get("checkpoint_freq")
+    model.checkpoint_freq = freq if isinstance(freq, int) and not isinstance(freq, bool) and freq > 0 else None
     replay = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("replay.safetensors/")}
     if replay:
         try:

@@ -479,6 +479,11 @@ def _interrupted(args: argparse.Namespace, model: Any, steps_before: int, target
     print(
         f"lucidrl: interrupted at step {model.num_timesteps} of {target}; the model is saved in {path}\n"
         + (f"  continue: lucidrl train {args.algo} --resume {run} --timesteps {left}\n" if left > 0 else "")
+        + (
+            f"  (the resumed run checkpoints every {model.checkpoint_freq} steps, as this one did)\n"
+            if left > 0 and model.checkpoint_freq
+            else ""
+        )
         + f"  evaluate: lucidrl eval {run}",
         file=sys.stderr,
     )
@@ -564,6 +569,10 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         if timesteps is None:
             timesteps = load_presets(args.algo).get(model.preset_name or "", {}).get("n_timesteps", 100_000)
         reset = True
+    checkpoint_freq = args.checkpoint_freq
+    if checkpoint_freq is None and not reset and model.checkpoint_freq:  # a resumed run checkpoints as it did
+        checkpoint_freq = model.checkpoint_freq
+        print(f"checkpoints every {checkpoint_freq} steps, as the run did before (--checkpoint-freq changes it)")
     print(f"lucidrl train {args.algo} on {model.env_id} for {timesteps} steps -> {model.run_dir}")
     steps_before = 0 if reset else model.num_timesteps
     target = steps_before + int(timesteps)
@@ -575,7 +584,7 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
                 callback=interrupts,
                 progress_bar=not args.no_progress and model.verbose >= 1,  # --verbose 0: silent
                 reset_num_timesteps=reset,
-                checkpoint_freq=args.checkpoint_freq,
+                checkpoint_freq=checkpoint_freq,
             )
     except KeyboardInterrupt:  # a second signal, or one where no handler could be set: at once
         return _interrupted(args, model, steps_before, target, saved=False)
@@ -792,9 +801,9 @@ def record_gif(model, env_id: str, path: str, deterministic: bool = True, seed: 
 def cmd_plot(args: argparse.Namespace) -> int:
     from lucidrl.plotting import plot_runs
 
-    out = args.output or (
-        str(Path(args.run_dirs[0]) / "learning_curve.png") if len(args.run_dirs) == 1 else "learning_curves.png"
-    )
+    # another metric than the return gets its own file: the run's learning_curve.png (the return) stays
+    stem = "learning_curve" if args.metric == "rollout/episode_return" else re.sub(r"\W+", "_", args.metric).strip("_")
+    out = args.output or (str(Path(args.run_dirs[0]) / f"{stem}.png") if len(args.run_dirs) == 1 else f"{stem}s.png")
     path = plot_runs(args.run_dirs, out, metric=args.metric)
     print(f"wrote {path}")
     return 0
@@ -1011,7 +1020,13 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
 
     pl = sub.add_parser("plot", help="plot learning curves", description="Plot learning curves of run directories.")
     pl.add_argument("run_dirs", nargs="+")
-    pl.add_argument("-o", "--output", default=None, help="PNG path (default: RUN_DIR/learning_curve.png for one run)")
+    pl.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="PNG path (default, one run: RUN_DIR/learning_curve.png for the return, RUN_DIR/METRIC.png for another "
+        "metric, e.g. diag_approx_kl.png; several runs: learning_curves.png or METRICs.png here)",
+    )
     pl.add_argument("--metric", default="rollout/episode_return", help="a column of metrics.csv")
 
     cp = sub.add_parser(

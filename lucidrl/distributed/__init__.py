@@ -80,11 +80,23 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 def _connect(ray: Any, address: str | None, num_cpus: int | None, what: str) -> None:
     """``ray.init`` for ``address`` (``None``: a local instance of ``num_cpus`` CPUs), its failures as one
     ConfigError."""
+    # ray.init(address=None) connects to the cluster RAY_ADDRESS names, where there is one: read it here, so that
+    # a stale value is checked like a given address (it made ray.init wait for minutes, or refuse num_cpus)
+    from_env = os.environ.get("RAY_ADDRESS") if address is None else None
+    address = from_env or address
     # a local instance needs no login token; on a cluster the user's own settings apply
     if address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     else:
-        check_reachable(address)
+        try:
+            check_reachable(address)
+        except ConfigError as e:
+            if not from_env:
+                raise
+            raise ConfigError(
+                f"{e} (that address is the RAY_ADDRESS environment variable's: unset it to start a local Ray "
+                "instance, or set it to the running cluster's address)"
+            ) from None
     try:
         ray.init(
             address=address,
@@ -95,6 +107,7 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None, what: str) -> 
         )
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # RayError: e.g. a bad token
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        where += " (the RAY_ADDRESS environment variable's)" if from_env else ""
         hint = (
             "check that `ray start --head` ran there and that the address is the one it printed"
             if address

@@ -70,6 +70,9 @@ def test_train_eval_plot_resume(tmp_path, capsys):
 
     assert main(["plot", str(run), str(run), "-o", str(tmp_path / "both.png")]) == 0
     assert (tmp_path / "both.png").exists()
+    curve = (run / "learning_curve.png").read_bytes()
+    assert main(["plot", str(run), "--metric", "diag/approx_kl"]) == 0  # its own file: the return's curve stays
+    assert (run / "diag_approx_kl.png").is_file() and (run / "learning_curve.png").read_bytes() == curve
 
 
 def test_default_run_directory_is_named_after_algo_env_and_seed(tmp_path, capsys):

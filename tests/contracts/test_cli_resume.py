@@ -412,3 +412,16 @@ def test_an_sb3_callback_is_refused_before_the_run_directory_is_written(cls, env
     ):
         model.learn(1000, callback=sb3.CheckpointCallback(save_freq=100, save_path=str(tmp_path / "sb3")))
     assert not (tmp_path / "run").exists() and model.num_timesteps == 0
+
+
+def test_a_resumed_run_keeps_checkpointing_as_it_did(trained_run, capsys):
+    """The run's --checkpoint-freq is saved with its model: a resume without the flag goes on writing checkpoints
+    (a second kill would otherwise lose everything since the resume), and says so; the flag still changes it."""
+    run = trained_run
+    assert lucidrl.load(run).checkpoint_freq == 256
+    resume = ["train", "ppo", "--resume", str(run), "--no-progress", "--eval-episodes", "0", "--verbose", "0"]
+    assert main([*resume, "--timesteps", "512"]) == 0
+    assert "checkpoints every 256 steps, as the run did before" in capsys.readouterr().out
+    assert (run / "checkpoints" / "step_000000768").is_dir() and (run / "checkpoints" / "step_000001024").is_dir()
+    assert main([*resume, "--timesteps", "512", "--checkpoint-freq", "512"]) == 0
+    assert (run / "checkpoints" / "step_000001536").is_dir() and not (run / "checkpoints" / "step_000001280").exists()

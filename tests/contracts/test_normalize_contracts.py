@@ -246,3 +246,12 @@ def test_set_parameters_refuses_a_normalised_checkpoint_for_a_model_without_norm
     plain = lucidrl.PPO("CartPole-v1", seed=1, verbose=0, preset=False, n_envs=2, n_steps=64)
     with pytest.raises(lucidrl.CheckpointError, match="obs_normalizer statistics.*build the model with the same"):
         plain.set_parameters(path)
+
+
+def test_load_refuses_to_drop_the_observation_statistics_the_policy_reads(tmp_path):
+    """load(path, normalize_obs=False) of a normalised model built it without its statistics, so predict read raw
+    observations through weights trained on normalised ones: refused, as set_parameters refuses it."""
+    path = _trained().save(tmp_path / "m")
+    with pytest.raises(lucidrl.CheckpointError, match="trained with normalize_obs=True.*without normalize_obs=False"):
+        lucidrl.load(path, normalize_obs=False)
+    assert lucidrl.load(path).obs_normalizer is not None

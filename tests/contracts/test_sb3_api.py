@@ -789,3 +789,10 @@ def test_a_vector_env_of_another_size_than_the_presets_trains_saves_and_loads(tm
     loaded = lucidrl.load(model.save(tmp_path / "m"), env=lucidrl.make_vec_env("CartPole-v1", n_envs=2))
     assert (loaded.config.n_envs, loaded.config.batch_size) == (2, 64)
     loaded.learn(128)
+
+
+def test_a_budget_smaller_than_one_rollout_is_said_to_train_the_whole_rollout(capsys):
+    model = lucidrl.PPO("CartPole-v1", n_envs=2, n_steps=64, batch_size=64, verbose=1, seed=0, preset=False)
+    model.learn(100)
+    assert model.num_timesteps == 128
+    assert "one rollout is n_steps * n_envs = 128 steps, more than the 100 asked for" in capsys.readouterr().out

@@ -219,3 +219,18 @@ def test_an_env_id_the_script_registered_trains_on_ray(ray_local, tmp_path):
         del gym.registry["ScaleRunsCart-v0"]
     result = json.loads((tmp_path / "runs" / "ppo-s0" / "result.json").read_text())
     assert result["num_timesteps"] >= 1024 and result["eval_mean"] <= 50  # its own time limit, not CartPole-v1's
+
+
+def test_a_stale_ray_address_variable_is_named_at_once_not_waited_on():
+    """ray.init reads RAY_ADDRESS where no address is given: a value where nothing listens used to make compare and
+    tune wait for minutes, and rollout workers fail on num_cpus; now it is checked as a given address."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "disabled"}
+    script = "from lucidrl.distributed import ray_session\nwith ray_session(None):\n    pass\n"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "RAY_ADDRESS environment variable" in proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr
