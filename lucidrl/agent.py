@@ -238,6 +238,7 @@ class Algorithm:
         self._last_logger: Logger | None = None  # the last learn's, for ep_info_buffer after it
         self._resume_log: dict | None = None  # the log position of the checkpoint this model was loaded from
         self.checkpoint_freq: int | None = None  # learn's checkpoint_freq of the run (saved: a resume goes on with it)
+        self.target_timesteps: int | None = None  # the step count the last learn was to reach (saved, as above)
         if self.preset_name:
             given = ", ".join(f"{k}={v}" for k, v in hyperparams.items()) or "none"
             self.notes.append(
@@ -815,6 +816,7 @@ class Algorithm:
             logger.info(note)
         self.notes = []
         target = self.num_timesteps + int(total_timesteps)
+        self.target_timesteps = target  # saved with the model: where a killed run was going (the CLI's --resume)
         logger.start(total=target, initial=self.num_timesteps, progress_bar=progress_bar)
         self._t_start = time.perf_counter()
         return logger, target
@@ -1065,6 +1067,8 @@ class Algorithm:
             state["log"] = self._logger.position()  # where a run resumed from here continues its log
         if self.checkpoint_freq:
             state["checkpoint_freq"] = int(self.checkpoint_freq)
+        if self.target_timesteps:
+            state["target_timesteps"] = int(self.target_timesteps)
         return save_checkpoint(path, tensors, config, state, extra)
 
     def _save_selection(self, exclude: Any, include: Any) -> bool | None:
@@ -1384,8 +1388,9 @@ def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state
                 f"n_envs={model.config.n_envs}: each env's starts at 0; the statistics are kept"
             )
     model._resume_log = state.get("log")
-    freq = state.get("checkpoint_freq")
+    freq, target = state.get("checkpoint_freq"), state.get("target_timesteps")
     model.checkpoint_freq = freq if isinstance(freq, int) and not isinstance(freq, bool) and freq > 0 else None
+    model.target_timesteps = target if isinstance(target, int) and not isinstance(target, bool) else None
     replay = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("replay.safetensors/")}
     if replay:
         try:

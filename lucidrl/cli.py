@@ -521,8 +521,6 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         if refused:
             raise ConfigError("--resume continues a run with its saved hyperparameters; drop " + ", ".join(refused))
         timesteps = args.timesteps
-        if timesteps is None:
-            raise ConfigError("--resume needs --timesteps: how many more steps to train")
         run_dir, checkpoint = resolve_resume(args.resume)
         saved_env = _saved_env_id(checkpoint)
         if args.env is not None and saved_env is not None and args.env != saved_env:
@@ -544,6 +542,17 @@ def cmd_train(args: argparse.Namespace, config_names: list[str]) -> int:
         model = cls.load(checkpoint, env=args.env, verbose=args.verbose, run_dir=run_dir, **settings)
         print(f"resuming {args.algo} from {checkpoint} (step {model.num_timesteps})")
         reset = False
+        if timesteps is None:  # the rest of the budget the run was given (saved with each checkpoint)
+            left = (model.target_timesteps or 0) - model.num_timesteps
+            if left <= 0:
+                raise ConfigError(
+                    f"{checkpoint} finished the budget it was trained with"
+                    + (f" ({model.target_timesteps} steps)" if model.target_timesteps else "")
+                    + "; give --timesteps N to train N more steps"
+                )
+            timesteps = left
+            print(f"training the {left} steps left of the run's budget of {model.target_timesteps} (--timesteps N "
+                  "to choose)")  # fmt: skip
     else:
         if args.env is None:
             raise ConfigError("train needs --env ID (e.g. --env CartPole-v1), or --resume RUN_DIR")

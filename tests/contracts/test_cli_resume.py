@@ -425,3 +425,17 @@ def test_a_resumed_run_keeps_checkpointing_as_it_did(trained_run, capsys):
     assert (run / "checkpoints" / "step_000000768").is_dir() and (run / "checkpoints" / "step_000001024").is_dir()
     assert main([*resume, "--timesteps", "512", "--checkpoint-freq", "512"]) == 0
     assert (run / "checkpoints" / "step_000001536").is_dir() and not (run / "checkpoints" / "step_000001280").exists()
+
+
+def test_a_killed_run_resumes_without_timesteps_to_the_end_of_its_budget(trained_run, capsys):
+    """The budget a run was given is saved with each checkpoint: --resume without --timesteps trains what was left
+    (here 512 - 256), and a finished run asks for --timesteps."""
+    run = trained_run
+    resume = ["train", "ppo", "--resume", str(run), "--no-progress", "--eval-episodes", "0", "--verbose", "0"]
+    assert main(resume) == 2
+    assert "finished the budget it was trained with (512 steps); give --timesteps N" in capsys.readouterr().err
+    shutil.rmtree(run / "model")  # killed at step 256's checkpoint
+    shutil.rmtree(run / "checkpoints" / "step_000000512")
+    assert main(resume) == 0
+    assert "training the 256 steps left of the run's budget of 512" in capsys.readouterr().out
+    assert lucidrl.load(run).num_timesteps == 512
