@@ -789,6 +789,8 @@ class Algorithm:
                 f"total_timesteps must be a positive whole number (100_000 and 1e5 both do), got {total_timesteps!r}"
             )
         self._require_env()
+        if getattr(self.config, "rollout_workers", 0) or self.name == "a3c":  # Ray workers: a bad address fails
+            _check_ray_address(getattr(self.config, "address", None))  # here, before the run directory is written
         # a resumed run's log continues right after the checkpoint's last row (rows logged after it are dropped)
         resume = None if reset_num_timesteps else self._resume_log
         logger = Logger(  # before the counters are reset: a refused run directory leaves the model as it was
@@ -1282,6 +1284,21 @@ BUILT_FIELDS = frozenset(
         "variant", "seed", "n_bins", "bounds", "initial_q",
     }
 )  # fmt: skip
+
+
+def _check_ray_address(address: str | None) -> None:
+    """``lucidrl.distributed.check_address`` where Ray is installed and not yet running (a running session is used
+    as it is; a missing Ray is named when the workers start)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        from lucidrl.distributed import check_address
+
+        check_address(address)
 
 
 def _config_values(config: Any) -> dict[str, Any]:

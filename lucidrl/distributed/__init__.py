@@ -77,17 +77,14 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
-def _connect(ray: Any, address: str | None, num_cpus: int | None, what: str) -> None:
-    """``ray.init`` for ``address`` (``None``: a local instance of ``num_cpus`` CPUs), its failures as one
-    ConfigError."""
-    # ray.init(address=None) connects to the cluster RAY_ADDRESS names, where there is one: read it here, so that
-    # a stale value is checked like a given address (it made ray.init wait for minutes, or refuse num_cpus)
+def check_address(address: str | None) -> tuple[str | None, bool]:
+    """(the address Ray will join, whether it came from RAY_ADDRESS); a ConfigError, in seconds, when nothing
+    answers there. ``ray.init(address=None)`` joins the cluster the RAY_ADDRESS variable names, where it is set:
+    read here, a stale value is checked like a given address (ray.init waited minutes on one, or refused
+    num_cpus). Callers check before they write anything (a run directory), so that a bad address leaves none."""
     from_env = os.environ.get("RAY_ADDRESS") if address is None else None
     address = from_env or address
-    # a local instance needs no login token; on a cluster the user's own settings apply
-    if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    else:
+    if address is not None:
         try:
             check_reachable(address)
         except ConfigError as e:
@@ -97,6 +94,16 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None, what: str) -> 
                 f"{e} (that address is the RAY_ADDRESS environment variable's: unset it to start a local Ray "
                 "instance, or set it to the running cluster's address)"
             ) from None
+    return address, bool(from_env)
+
+
+def _connect(ray: Any, address: str | None, num_cpus: int | None, what: str) -> None:
+    """``ray.init`` for ``address`` (``None``: a local instance of ``num_cpus`` CPUs), its failures as one
+    ConfigError."""
+    address, from_env = check_address(address)
+    # a local instance needs no login token; on a cluster the user's own settings apply
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         ray.init(
             address=address,

@@ -234,3 +234,21 @@ def test_a_stale_ray_address_variable_is_named_at_once_not_waited_on():
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "RAY_ADDRESS environment variable" in proc.stderr
     assert f"127.0.0.1:{port}" in proc.stderr
+
+
+def test_a3c_with_an_address_where_nothing_listens_leaves_no_run_directory(tmp_path):
+    """The address is checked before the run directory is written: a retry into the same directory is a new run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "a3c"
+    script = (
+        "import lucidrl\n"
+        f"lucidrl.A3C('CartPole-v1', address='127.0.0.1:{port}', run_dir={str(run)!r}, verbose=0).learn(100)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and f"could not connect to the Ray cluster at '127.0.0.1:{port}'" in proc.stderr
+    assert not run.exists()
