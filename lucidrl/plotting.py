@@ -81,7 +81,7 @@ def finish_figure(fig, ax, path: str | os.PathLike, title: str, legend: bool = T
 
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if legend:
+    if legend and ax.get_legend_handles_labels()[0]:  # (nothing drawn, e.g. a sweep with no finished trial: none)
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = figure_path(path)
