@@ -16,6 +16,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,19 +186,38 @@ class WorkerSession:
             pass
 
 
+FREE_CPU_WAIT_S = 5.0
+"""How long a new set of workers waits for CPUs to free on the local Ray lucidrl started (stopped workers' CPUs
+show as free a moment after ray.kill)."""
+
+
 def open_worker_session(n_workers: int, setting: str, address: str | None = None, what: str = "this") -> WorkerSession:
     """A :class:`WorkerSession` for ``n_workers`` actors of one CPU each (:func:`close_workers` releases it).
     ``setting`` names the option to lower in the error raised when the cluster has fewer CPUs than workers
     (an actor that cannot be placed would wait forever)."""
     session = WorkerSession(address, num_cpus=max(os.cpu_count() or 1, n_workers), what=what)
-    cpus = require_ray().cluster_resources().get("CPU", 0)
+    ray = require_ray()
+    cpus = ray.cluster_resources().get("CPU", 0)
+    name = setting.split("=")[0].split()[-1]
     if cpus < n_workers:
         session.close()
-        name = setting.split("=")[0].split()[-1]
         raise ConfigError(
             f"{setting} needs {n_workers} CPUs (one per worker), but the Ray cluster has {cpus:g}; "
             f"lower {name} or add nodes"
         )
+    if session.joined is not None and address is None and not os.environ.get("RAY_ADDRESS"):
+        # the local instance lucidrl started: no node can join it, so workers that find no free CPU would wait
+        # for ever; resources of workers just stopped take a moment to show as free
+        deadline = time.monotonic() + FREE_CPU_WAIT_S
+        while (free := ray.available_resources().get("CPU", 0)) < n_workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if free < n_workers:
+            session.close()
+            raise ConfigError(
+                f"{setting} needs {n_workers} free CPUs, but the local Ray instance has {free:g} free: other "
+                "models' workers hold the rest (a model keeps its rollout or A3C workers until it is deleted, "
+                f"e.g. `del model`, or given another env with set_env); free them, or lower {name}"
+            )
     return session
 
 

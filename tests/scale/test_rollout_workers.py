@@ -229,3 +229,31 @@ print("BOTH GONE, RAY UP:", ray.is_initialized())
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert "B: 32 RAY UP: True" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "BOTH GONE, RAY UP: False" in proc.stdout
+
+
+def test_workers_that_find_no_free_cpu_on_lucidrls_local_ray_are_refused_at_once():
+    """In a fresh interpreter: a model's workers hold all the local Ray's CPUs; a second model's workers, which
+    waited 120 s for CPUs no node can bring, are a ConfigError within seconds; once the first model is deleted
+    they start."""
+    script = """
+import gc, os, time, lucidrl
+n = os.cpu_count()  # the local Ray's CPUs: one model's workers take them all
+kw = dict(preset=False, n_envs=n, n_steps=8, batch_size=8 * n, n_epochs=1, verbose=0, rollout_workers=n)
+a, b = lucidrl.PPO("CartPole-v1", **kw), lucidrl.PPO("CartPole-v1", **kw)
+a.learn(16)
+t0 = time.monotonic()
+try:
+    b.learn(16)
+except lucidrl.ConfigError as e:
+    print("REFUSED in", round(time.monotonic() - t0), "s:", e)
+del a
+gc.collect()
+b.learn(16)
+print("B:", b.num_timesteps == 8 * n)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    out = proc.stdout
+    assert "REFUSED in" in out and "other models' workers hold the rest" in out, out[-2000:] + proc.stderr[-2000:]
+    assert int(out.split("REFUSED in")[1].split("s:")[0]) <= 20 and "B: True" in out
