@@ -706,6 +706,10 @@ def compare_variants(
     ]
     if not force:
         check_out(out, jobs, env_id)
+    if backend == "ray" and address is not None:  # a bad address fails before the output directory is made
+        from lucidrl.distributed import check_address
+
+        check_address(address)
     out.mkdir(parents=True, exist_ok=True)
     results = run_all(
         jobs, n_jobs, force=force, log=log, backend=backend, address=address, cpus_per_run=cpus_per_run, out=out

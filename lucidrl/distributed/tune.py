@@ -453,6 +453,10 @@ def tune(
             raise ConfigError(
                 f"{str(out)!r} already holds a tune run; resume it with --resume {out} or choose another --out"
             )
+        if backend == "ray" and address is not None:  # a bad address fails before anything is written
+            from lucidrl.distributed import check_address
+
+            check_address(address)
         out.mkdir(parents=True, exist_ok=True)
         settings["command"] = "lucidrl tune " + " ".join(
             shlex.quote(str(a))

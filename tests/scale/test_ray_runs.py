@@ -126,7 +126,7 @@ def test_an_address_where_nothing_listens_fails_fast(tmp_path):
         "from lucidrl.errors import ConfigError\n"
         "start = time.monotonic()\n"
         "try:\n"
-        f"    compare(['ppo'], 'CartPole-v1', seeds=1, timesteps=100, out={str(tmp_path)!r}, backend='ray',"
+        f"    compare(['ppo'], 'CartPole-v1', seeds=1, timesteps=100, out={str(tmp_path / 'cmp')!r}, backend='ray',"
         " address='127.0.0.1:1')\n"
         "except ConfigError as e:\n"
         "    print('CONFIGERROR', e)\n"
@@ -146,6 +146,7 @@ def test_an_address_where_nothing_listens_fails_fast(tmp_path):
     assert "lucidrl: error: could not connect to the Ray cluster at 'ray://127.0.0.1:1'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / runs.MARKER).exists()
+    assert not (tmp_path / "cmp").exists()  # the address is checked before the output directory is made
 
 
 def test_ray_options_without_the_ray_backend_are_refused(tmp_path):
