@@ -179,6 +179,21 @@ def _selected_algorithm(argv: list[str]) -> str | None:
     return words[1] if len(words) > 1 and words[0] == "train" else None
 
 
+def _with_resumed_algorithm(argv: list[str]) -> list[str]:
+    """``lucidrl train --resume RUN ...`` (no ALGO, as ``tune --resume DIR`` is written): the algorithm the run's
+    checkpoint names, put where the parser expects it; ``argv`` as it is where it names none or cannot be read
+    (the parser's own error, or --resume's, says why)."""
+    if len(argv) < 3 or argv[0] != "train" or argv[1] != "--resume" or argv[2].startswith("-"):
+        return argv
+    try:
+        from lucidrl.checkpoint import read_config
+
+        algo = read_config(resolve_resume(argv[2])[1]).get("algo")
+    except (LucidRLError, OSError):
+        return argv
+    return ["train", algo, *argv[1:]] if isinstance(algo, str) and algo in _algorithms() else argv
+
+
 def _none_or(parse):
     def f(text: str):
         return None if text.lower() in ("none", "null") else parse(text)
@@ -1195,6 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; returns its exit code: 0, 2 for a LucidRLError or a usage error (one line on stderr,
     no traceback), 130 when interrupted. ``--help`` and ``--version`` exit as argparse does (SystemExit(0))."""
     argv = sys.argv[1:] if argv is None else argv
+    argv = _with_resumed_algorithm(argv)
     selected = _selected_algorithm(argv)
     parser, config_names = build_parser([selected] if selected else [])
     try:

@@ -439,3 +439,12 @@ def test_a_killed_run_resumes_without_timesteps_to_the_end_of_its_budget(trained
     assert main(resume) == 0
     assert "training the 256 steps left of the run's budget of 512" in capsys.readouterr().out
     assert lucidrl.load(run).num_timesteps == 512
+
+
+def test_resume_without_the_algorithm_reads_it_from_the_run(trained_run, capsys):
+    """lucidrl train --resume RUN (as tune --resume DIR is written): the algorithm is the checkpoint's."""
+    run = trained_run
+    argv = ["train", "--resume", str(run), "--timesteps", "128", "--no-progress", "--eval-episodes", "0"]
+    assert main([*argv, "--verbose", "0"]) == 0
+    assert "resuming ppo from" in capsys.readouterr().out and lucidrl.load(run).num_timesteps == 512 + 128
+    assert main(["train", "--resume", str(run / "nothing-here"), "--timesteps", "1"]) == 2  # the parser's error
