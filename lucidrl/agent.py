@@ -307,7 +307,7 @@ class Algorithm:
             self.notes.append(
                 f"n_envs={venv.num_envs} taken from the given VectorEnv (config said {self.config.n_envs})"
             )
-            old = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+            old = _config_values(self.config)
             adapted = adapt_batch_size(type(self.config), old, {"n_envs": venv.num_envs},
                                        {**old, "n_envs": venv.num_envs}, self.notes)  # fmt: skip
             for name in ("n_envs", "batch_size"):  # (a batch_size of the old rollout would not fit the new one)
@@ -420,7 +420,7 @@ class Algorithm:
                 f"{name}={getattr(self.config, name)!r}; build a new model: {type(self).__name__}(env, {name}=...)"
             )
         config = self.config
-        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        values = _config_values(config)
         checked = config_from_dict(type(config), {**values, name: value}, f" (model.{name} = {value!r})")
         setattr(config, name, getattr(checked, name))
 
@@ -430,7 +430,7 @@ class Algorithm:
         saved with, a value that a load would refuse. The checked values replace the written ones (a schedule
         given as ``"lin_0.001"`` becomes the schedule)."""
         config = self.config
-        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        values = _config_values(config)
         try:
             checked = config_from_dict(type(config), values)
         except ConfigError as e:
@@ -790,7 +790,9 @@ class Algorithm:
             )
         self._require_env()
         if getattr(self.config, "rollout_workers", 0) or self.name == "a3c":  # Ray workers: a bad address fails
-            _check_ray_address(getattr(self.config, "address", None))  # here, before the run directory is written
+            from lucidrl.distributed import check_address  # here, before the run directory is written
+
+            check_address(getattr(self.config, "address", None))
         # a resumed run's log continues right after the checkpoint's last row (rows logged after it are dropped)
         resume = None if reset_num_timesteps else self._resume_log
         logger = Logger(  # before the counters are reset: a refused run directory leaves the model as it was
@@ -1284,21 +1286,6 @@ BUILT_FIELDS = frozenset(
         "variant", "seed", "n_bins", "bounds", "initial_q",
     }
 )  # fmt: skip
-
-
-def _check_ray_address(address: str | None) -> None:
-    """``lucidrl.distributed.check_address`` where Ray is installed and not yet running (a running session is used
-    as it is; a missing Ray is named when the workers start)."""
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:
-        return
-    import ray
-
-    if not ray.is_initialized():
-        from lucidrl.distributed import check_address
-
-        check_address(address)
 
 
 def _config_values(config: Any) -> dict[str, Any]:

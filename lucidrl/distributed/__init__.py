@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -82,7 +83,12 @@ def check_address(address: str | None) -> tuple[str | None, bool]:
     """(the address Ray will join, whether it came from RAY_ADDRESS); a ConfigError, in seconds, when nothing
     answers there. ``ray.init(address=None)`` joins the cluster the RAY_ADDRESS variable names, where it is set:
     read here, a stale value is checked like a given address (ray.init waited minutes on one, or refused
-    num_cpus). Callers check before they write anything (a run directory), so that a bad address leaves none."""
+    num_cpus). Callers check before they write anything (a run directory), so that a bad address leaves none.
+    Where this process already runs a Ray session, that session is used whatever the address (``ray_session``),
+    and nothing is checked."""
+    ray = sys.modules.get("ray")  # (not imported: no session can be running)
+    if ray is not None and ray.is_initialized():
+        return address, False
     from_env = os.environ.get("RAY_ADDRESS") if address is None else None
     address = from_env or address
     if address is not None:
