@@ -723,6 +723,7 @@ class Algorithm:
             raise
         self._hooks, self._log_interval, self._updates_in_learn = hooks, log_interval, 0
         self._sb3_logger.dir = str(self.run_dir) if self.run_dir is not None else None
+        self._sb3_logger.attach(logger.writer, logger.info)  # output_formats, info (detached by _end_learn too)
         try:
             with hold_threads(threads, self), hold_matmul_precision(self.config.matmul_precision, self.device):
                 hooks.training_start(
@@ -744,6 +745,7 @@ class Algorithm:
                 hooks.training_end()
         except BaseException:
             logger.close()
+            self._sb3_logger.detach()
             self._logger = self._hooks = None
             self._last_logger = logger
             raise
@@ -903,9 +905,10 @@ class Algorithm:
         checkpoint when due, run the function callbacks; True means stop."""
         logger.add_episodes(rollout.episode_returns, rollout.episode_lengths)
         metrics.update(self._sb3_logger.pop())
+        logger.record(self.num_timesteps, metrics, exclude=self._sb3_logger.excluded)
+        self._sb3_logger.write_media(self.num_timesteps)  # text, histograms, figures, ... (lucidrl.log_media)
         for note in self._sb3_logger.take_notes():
             logger.info(note)
-        logger.record(self.num_timesteps, metrics)
         if self._user_logger is not None:  # set_logger's: the same row, then its dump (its own outputs)
             for key, value in logger.last_row.items():  # (time/total_timesteps too, as SB3 records it)
                 self._user_logger.record(key, value)
@@ -963,6 +966,7 @@ class Algorithm:
         if self.run_dir is not None:
             self.save(self.run_dir / "model")
         logger.close()
+        self._sb3_logger.detach()
         self._logger, self._last_logger = None, logger
         episodes = len(logger.recent_returns)
         returns = f"mean return of the last {episodes} episodes {logger.mean_return:.1f}" if episodes else (

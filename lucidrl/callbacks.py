@@ -22,7 +22,8 @@ Two forms, mixed freely (a list is a :class:`CallbackList`):
 
   ``self.model``, ``self.num_timesteps`` (the model's, counted per env step inside a rollout as SB3 does),
   ``self.n_calls``, ``self.training_env`` (the model's gymnasium ``VectorEnv``), ``self.logger``
-  (``record``/``record_mean`` go into the next row of metrics.csv / TensorBoard), ``self.locals``
+  (``record``/``record_mean`` go into the next row of metrics.csv / TensorBoard; text, histograms, figures,
+  images, videos and hyperparameters to TensorBoard: ``lucidrl.log_media``), ``self.locals``
   (in ``_on_step``: ``actions``, ``new_obs``, ``rewards``, ``dones``, ``infos`` with SB3's ``episode``,
   ``terminal_observation`` and ``TimeLimit.truncated`` keys; ``self`` is the model) and ``self.globals``.
   The step hook runs only when a BaseCallback is given: without one, collection costs nothing more.
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from lucidrl.errors import ConfigError
+from lucidrl.log_media import number as _number
 
 Callback = Callable[[Any, dict], "bool | None"]
 
@@ -581,25 +583,47 @@ class Hooks:
 
 
 class SB3Logger:
-    """``model.logger``: SB3's ``record`` / ``record_mean`` / ``dump``; recorded values join the next row that
-    lucidrl logs (metrics.csv, TensorBoard), one per update. ``dump`` does nothing: lucidrl writes a row per update."""
+    """``model.logger``: SB3's ``record`` / ``record_mean`` / ``dump`` / ``output_formats`` / ``info``.
+
+    Recorded numbers join the next row that lucidrl logs (metrics.csv, TensorBoard), one per update; text,
+    arrays (histograms) and ``lucidrl.log_media``'s Figure, Image, Video and HParam (or SB3's) go to the run's
+    TensorBoard events at that row's step. ``exclude`` takes SB3's format names: ``"csv"`` keeps a number out of
+    metrics.csv, ``"tensorboard"`` out of TensorBoard, ``"stdout"`` out of the verbose=2 table. ``dump`` does
+    nothing: lucidrl writes a row per update."""
 
     def __init__(self):
         self.name_to_value: dict[str, Any] = {}
+        self.name_to_excluded: dict[str, tuple[str, ...]] = {}
         self._means: dict[str, list[float]] = {}
         self.dir: str | None = None
-        self._left_out: set[str] = set()  # keys already reported as not numbers
+        self._writer: Any = None  # the run's SummaryWriter during learn (attach), for output_formats
+        self._left_out: set[str] = set()  # keys already reported as left out
         self._notes: list[str] = []
+        self._console: Callable[[str], None] = print
 
     def record(self, key: str, value: Any, exclude: Any = None) -> None:
+        before = self.name_to_value.get(key)
+        if before is not None and before is not value:  # replaced before its row: a figure to close is closed
+            from lucidrl.log_media import discard
+
+            discard(before)
         self.name_to_value[key] = value
+        self._exclude(key, exclude)
 
     def record_mean(self, key: str, value: Any, exclude: Any = None) -> None:
         number = _number(value)
         if number is None:
-            self._left_out_note(key, value)
+            self._left_out_note(key, value, "record_mean averages numbers")
         else:
             self._means.setdefault(key, []).append(number)
+            self._exclude(key, exclude)
+
+    def _exclude(self, key: str, exclude: Any) -> None:
+        formats = (exclude,) if isinstance(exclude, str) else tuple(exclude or ())
+        if formats:
+            self.name_to_excluded[key] = formats
+        else:
+            self.name_to_excluded.pop(key, None)
 
     def dump(self, step: int = 0) -> None:
         pass
@@ -607,41 +631,86 @@ class SB3Logger:
     def get_log_dir(self) -> str | None:
         return self.dir
 
+    @property
+    def output_formats(self) -> list[Any]:
+        """During ``learn`` with TensorBoard events: ``[TensorBoardOutputFormat]`` (``.writer``: the run's
+        SummaryWriter; ``lucidrl.log_media``); otherwise ``[]``. metrics.csv is lucidrl's own and not listed."""
+        from lucidrl.log_media import output_format
+
+        return [output_format(self._writer)] if self._writer is not None else []
+
+    def attach(self, writer: Any, console: Callable[[str], None]) -> None:
+        """For one ``learn``: the run's SummaryWriter (None without TensorBoard) and its console (``info``)."""
+        self._writer, self._console = writer, console
+
+    def detach(self) -> None:
+        self._writer, self._console = None, print
+
+    def info(self, *args: Any) -> None:
+        """SB3's ``logger.info`` / ``log`` (also ``warn``, ``error``, ``debug``): a line on the console, as
+        lucidrl's own notes (above the progress bar; nothing at ``verbose=0``)."""
+        self._console(" ".join(map(str, args)))
+
+    log = debug = info
+
+    def warn(self, *args: Any) -> None:
+        self.info("warning:", *args)
+
+    def error(self, *args: Any) -> None:
+        self.info("error:", *args)
+
     def pop(self) -> dict[str, Any]:
-        """The values recorded since the last row, and forget them. Numbers are kept: Python and NumPy
-        numbers, one-element arrays and tensors; anything else (text, a histogram) is left out of the row,
-        and said so once per key (``take_notes``)."""
+        """The numbers recorded since the last row, and forget them: Python and NumPy numbers, one-element arrays
+        and tensors (``record_mean``'s as their mean). The other values wait in ``media`` for ``write_media``."""
         out: dict[str, Any] = {}
+        self.media: dict[str, Any] = {}
         for k, v in self.name_to_value.items():
             number = _number(v)
             if number is None:
-                self._left_out_note(k, v)
+                self.media[k] = v
             else:
                 out[k] = number
         out.update({k: float(np.mean(v)) for k, v in self._means.items()})
-        self.name_to_value, self._means = {}, {}
+        self.excluded = self.name_to_excluded
+        self.name_to_value, self._means, self.name_to_excluded = {}, {}, {}
         return out
+
+    def write_media(self, step: int) -> None:
+        """Write what ``pop`` set aside to the run's TensorBoard events at ``step`` (``lucidrl.log_media``); what
+        TensorBoard cannot show, or a run without TensorBoard events, is left out and said once per key."""
+        from lucidrl.log_media import discard, tensorboard_value, write
+
+        for key, value in getattr(self, "media", {}).items():
+            try:
+                found = tensorboard_value(value)  # (SB3's Figure, ... are checked as lucidrl's)
+            except ConfigError as e:
+                raise ConfigError(f"model.logger.record({key!r}, ...): {e}") from None
+            if found is None:
+                self._left_out_note(key, value, "TensorBoard shows numbers, text, arrays and lucidrl.log_media's kinds")
+            elif "tensorboard" in self.excluded.get(key, ()):
+                discard(value)
+            elif self._writer is None:
+                discard(value)
+                self._left_out_note(
+                    key,
+                    value,
+                    f"a {found[0]} goes to TensorBoard and this run writes no TensorBoard events "
+                    "(give run_dir= or tensorboard_log=, with tensorboard=True)",
+                )
+            else:
+                try:
+                    write(self._writer, key, *found, step)
+                except Exception as e:  # a value the checks let through and TensorBoard refused
+                    raise ConfigError(
+                        f"model.logger.record({key!r}, ...): TensorBoard could not write this {found[0]}: {e}"
+                    ) from None
+        self.media = {}
 
     def take_notes(self) -> list[str]:
         notes, self._notes = self._notes, []
         return notes
 
-    def _left_out_note(self, key: str, value: Any) -> None:
+    def _left_out_note(self, key: str, value: Any, why: str) -> None:
         if key not in self._left_out:
             self._left_out.add(key)
-            self._notes.append(
-                f"model.logger.record({key!r}, ...): a {type(value).__name__} is not a number; lucidrl's rows "
-                "(metrics.csv, TensorBoard scalars) hold numbers only, so it is left out"
-            )
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float where it is one number: a Python or NumPy number, a one-element array or tensor."""
-    if isinstance(value, (bool, int, float, np.number)):
-        return float(value)
-    size = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)  # torch; NumPy
-    if size == 1 and callable(getattr(value, "item", None)):
-        item = value.item()
-        if isinstance(item, (bool, int, float)):
-            return float(item)
-    return None
+            self._notes.append(f"model.logger.record({key!r}, ...): a {type(value).__name__} is left out: {why}")

@@ -263,8 +263,15 @@ class Logger:
         return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else math.nan
 
     # ------------------------------------------------------------------ metrics
-    def record(self, step: int, metrics: dict[str, float]) -> None:
-        """One row of metrics at env step ``step``; adds the episode and speed figures."""
+    @property
+    def writer(self) -> Any:
+        """The run's TensorBoard ``SummaryWriter`` (None without TensorBoard events, or after ``close``)."""
+        return self._tb
+
+    def record(self, step: int, metrics: dict[str, float], exclude: dict[str, tuple[str, ...]] | None = None) -> None:
+        """One row of metrics at env step ``step``; adds the episode and speed figures. ``exclude``: metric ->
+        SB3's format names it stays out of (``"csv"``: metrics.csv; ``"tensorboard"``; ``"stdout"``: the
+        verbose=2 table)."""
         elapsed = time.perf_counter() - self.t0
         row: dict[str, Any] = {STEP_KEY: step}
         if self.recent_returns:
@@ -286,17 +293,22 @@ class Logger:
                 refresh=False,
             )
             self._bar.update(step - self._bar.n)
+
+        def without(fmt: str) -> dict[str, Any]:
+            return {k: v for k, v in row.items() if fmt not in exclude.get(k, ())} if exclude else row
+
         if self.verbose >= 2:
-            self.info(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            shown = without("stdout").items()
+            self.info(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown))
         if self._tb is not None:
             now = time.perf_counter()
             if now - self._tb_written >= TB_MIN_INTERVAL_S:
-                self._write_tb(row)
+                self._write_tb(without("tensorboard"))
                 self._tb_written = now
             else:
-                self._tb_pending = row  # written at the next row that is due, at position(), or at close
+                self._tb_pending = without("tensorboard")  # written at the next row due, at position(), or close
         if self.run_dir is not None:
-            self._write_csv(row)
+            self._write_csv(without("csv"))
 
     def _write_tb(self, row: dict[str, Any]) -> None:
         """One TensorBoard event holding every scalar of the row (one add_scalar per metric costs ~30 us each)."""

@@ -566,14 +566,16 @@ def test_logger_record_takes_one_number_of_any_kind_and_says_what_it_left_out(tm
         def _on_step(self) -> bool:
             self.logger.record("custom/tensor", torch.tensor(1.5))
             self.logger.record("custom/array", np.array(2.5))
-            self.logger.record("custom/text", "hello")
+            self.logger.record("custom/text", "hello")  # TensorBoard's text (tests/contracts/test_log_media.py)
+            self.logger.record("custom/dict", {"a": 1})
             return True
 
     model = lucidrl.PPO("CartPole-v1", **{**SMALL_PPO, "verbose": 1}, run_dir=tmp_path)
     model.learn(32, callback=Record())
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"custom/tensor", "custom/array"} <= set(header) and "custom/text" not in header
-    assert capsys.readouterr().out.count("'custom/text', ...): a str is not a number") == 1
+    assert {"custom/tensor", "custom/array"} <= set(header) and not {"custom/text", "custom/dict"} & set(header)
+    out = capsys.readouterr().out
+    assert out.count("'custom/dict', ...): a dict is left out") == 1 and "'custom/text'" not in out
 
 
 def test_progress_bar_shows_at_verbose_zero(capsys):
