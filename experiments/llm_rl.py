@@ -110,7 +110,7 @@ class ScalarLM(nn.Module):
 def sample_scored(policy, task, prompts: list[str], gen: torch.Generator):
     q = task.encode_prompts(prompts)
     o, _, mask = policy.sample(q, task.max_new_tokens, gen, 1.0)
-    r = torch.tensor([task.reward(p, task.tokenizer.decode(c)) for p, c in zip(prompts, o)])
+    r = torch.tensor([task.score(p, c) for p, c in zip(prompts, o)])
     return q, o, mask, r
 
 

@@ -129,5 +129,5 @@ def accuracy(
 ) -> float:
     """Fraction of ``prompts`` answered exactly right (greedy decoding by default)."""
     comp, _, _ = policy.sample(task.encode_prompts(prompts), task.max_new_tokens, generator, temperature)
-    rewards = [task.reward(p, task.tokenizer.decode(c)) for p, c in zip(prompts, comp)]
+    rewards = [task.score(p, c) for p, c in zip(prompts, comp)]
     return sum(r == 1.0 for r in rewards) / len(prompts)

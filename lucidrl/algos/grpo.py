@@ -74,7 +74,7 @@ class GRPOConfig:
     temperature: float = 1.0
     """Sampling temperature; log-probs of π_θ, π_old and π_ref are taken at the same temperature."""
     max_new_tokens: int | None = None
-    """Longest completion, EOS included (None: the task's answer length + 1)."""
+    """Longest completion, EOS included (None: the task's answer length + 1, also the most it may be)."""
     eps: float = 1e-4
     """Deviation: added to the group std in (E2)."""
     max_grad_norm: float | None = 1.0
@@ -193,6 +193,10 @@ class GRPO:
         self.task = make_task(task)
         cfg = self.config
         self.max_new_tokens = cfg.max_new_tokens or self.task.max_new_tokens
+        if self.max_new_tokens > self.task.max_new_tokens:  # the policy has positions for the task's longest only
+            raise ConfigError(f"max_new_tokens={cfg.max_new_tokens} is more than task {name!r} needs: at most "
+                              f"{self.task.max_new_tokens} (its longest answer and the EOS; the policy has positions "
+                              "for no more); leave it None for that")
         torch.manual_seed(cfg.seed)
         self.policy = make_policy(self.task, cfg.d_model, cfg.n_layers, cfg.n_heads)
         self.reference: CausalLM | None = None  # π_ref: frozen at the start of the first learn()
@@ -227,7 +231,7 @@ class GRPO:
         prompts = [p for p in prompts for _ in range(cfg.group_size)]  # G completions of each prompt
         q = task.encode_prompts(prompts)
         o, _, mask = self.policy.sample(q, self.max_new_tokens, self.generator, cfg.temperature)
-        rewards = torch.tensor([task.reward(p, task.tokenizer.decode(c)) for p, c in zip(prompts, o)])
+        rewards = torch.tensor([task.score(p, c) for p, c in zip(prompts, o)])
         adv = group_advantages(rewards, cfg.group_size, cfg.eps)  # (E2)
         return {"prompts": q, "completions": o, "mask": mask, "advantages": adv}, rewards
 

@@ -223,8 +223,8 @@ def ppo_update(agent: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     epochs = cfg.n_epochs  # passes completed
     for epoch, mb in minibatches(batch, cfg.batch_size, cfg.n_epochs, generator):
         loss, parts = ppo_loss(agent, mb, cfg, clip_range, clip_range_vf, beta)  # (E1-E6)
-        if cfg.target_kl is not None and float(approx_kl(parts["ratio"])) > 1.5 * cfg.target_kl:
-            epochs = epoch  # Deviation: the policy already moved far enough from π_old: stop this update
+        if cfg.target_kl is not None and not float(approx_kl(parts["ratio"])) <= 1.5 * cfg.target_kl:
+            epochs = epoch  # Deviation: the policy already moved far enough from π_old (or the KL overflowed): stop
             break
         optimizer.zero_grad()
         loss.backward()

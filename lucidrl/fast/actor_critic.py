@@ -218,7 +218,7 @@ def ppo_update(agent, optimizer, batch, cfg, clip_range, clip_range_vf, beta, ge
             kl_penalty=(p_old, float(beta)) if penalty else None,
         )
         ratio, kl = extra if penalty else (extra, None)
-        if cfg.target_kl is not None and float(approx_kl(torch.from_numpy(ratio))) > 1.5 * cfg.target_kl:
+        if cfg.target_kl is not None and not float(approx_kl(torch.from_numpy(ratio))) <= 1.5 * cfg.target_kl:
             epochs = epoch  # as the reference: π moved far enough from π_old; this gradient is not applied
             break
         norms.append(clip_grad_norm(net.flat.grad, cfg.max_grad_norm))

@@ -250,6 +250,22 @@ def test_ppo_value_clipping_and_early_stop_equal_the_reference(kind):
     assert any(stopped), "target_kl never stopped an update: the test would not see the early stop"
 
 
+def test_an_overflowing_ratio_stops_the_update_under_target_kl_in_both_backends():
+    """A sample whose old log-probability is -200 has a ratio of e^200 = inf in float32, and the k3 estimate
+    (r - 1) - log r is then inf - inf = NaN; NaN > 1.5 target_kl is False, so the update went on. It stops."""
+    kw = dict(n_envs=2, n_steps=32, batch_size=16, n_epochs=2, target_kl=0.01)
+    ref, fast = pair(lucidrl.PPO, "CartPole-v1", **kw)
+    _, batch = rollout_batch(ref, 32)
+    batch["logprob_old"] = batch["logprob_old"].clone()
+    batch["logprob_old"][:] = -200.0
+    before = copy.deepcopy(ref.agent.state_dict())
+    for model, update in ((ref, ref_ppo.ppo_update), (fast, fast_ac.ppo_update)):
+        m = update(model.agent, model.optimizer, batch, model.config, 0.2, None, 1.0, torch.Generator().manual_seed(7))
+        assert m["train/gradient_steps"] == 0 and m["train/epochs"] == 0
+        for k, v in model.agent.state_dict().items():
+            assert torch.equal(v, before[k]), k
+
+
 def test_the_clipped_value_gradient_is_autograds_including_the_clip_ends_and_ties():
     """``value_loss_grad`` against autograd through ``ppo.value_loss``: samples inside the clip range, outside it
     on both sides, on its ends, and where the clipped and unclipped errors tie."""

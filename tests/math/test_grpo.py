@@ -97,6 +97,25 @@ def test_tokenizer_round_trip_and_eos():
         tok.encode("1*2")
 
 
+def test_a_sampled_completion_with_padding_before_its_end_scores_nothing():
+    """PAD is in the vocabulary, so the policy can sample it; decode skips it, so only score (which GRPO's rollouts,
+    lucidrl.lm.accuracy and experiments/llm_rl.py use) can tell ``4 PAD 7 EOS`` from ``4 7 EOS``."""
+    task = AdditionTask(format_reward=0.1)
+    four, seven = task.tokenizer.encode("47")
+    assert task.score("12+35=", [four, seven, EOS, PAD]) == 1.0  # padding after the end is the sampler's
+    assert task.score("12+35=", torch.tensor([four, seven, EOS, four])) == 1.0  # (and anything after EOS)
+    assert task.tokenizer.decode([four, PAD, seven, EOS]) == "47"
+    assert task.score("12+35=", [four, PAD, seven, EOS]) == 0.0  # not 1.0, nor the format reward
+    assert task.score("12+35=", [four, seven, PAD, PAD]) == 0.0  # no EOS: the padding is inside
+    assert task.score("12+35=", [four, four, EOS]) == 0.1
+
+
+def test_max_new_tokens_beyond_what_the_task_needs_is_refused_with_the_limit():
+    assert GRPO("addition", max_new_tokens=4).max_new_tokens == 4  # the task's own: 3 digits and EOS
+    with pytest.raises(ConfigError, match=r"max_new_tokens=5 is more than task 'addition' needs: at most 4"):
+        GRPO("addition", max_new_tokens=5)
+
+
 def test_rewards_and_splits():
     task = AdditionTask()
     assert task.reward("12+35=", "47") == 1.0

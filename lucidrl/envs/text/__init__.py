@@ -110,6 +110,17 @@ class TextTask:
             return self.format_reward
         return 0.0
 
+    def score(self, prompt: str, ids) -> float:
+        """The reward of a sampled completion, given as token ids: ``reward(prompt, decode(ids))``, except that a
+        PAD before the completion's end (its first EOS, else its last token) scores 0. PAD is not text: ``decode``
+        skips it, so ``4 PAD 7 EOS`` would otherwise pass for ``"47"``; the policy can sample it (it is in the
+        vocabulary), and a malformed completion earns nothing, as a wrong one."""
+        ids = ids.tolist() if torch.is_tensor(ids) else list(ids)
+        end = ids.index(EOS) if EOS in ids else len(ids)
+        if PAD in ids[:end]:
+            return 0.0
+        return self.reward(prompt, self.tokenizer.decode(ids))
+
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         return self.tokenizer.encode_batch(prompts, length=self.prompt_len)
 
