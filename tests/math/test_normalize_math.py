@@ -138,3 +138,44 @@ def test_discretiser_puts_huge_and_infinite_values_in_the_edge_bins_and_refuses_
         d(np.array([[0.0, np.nan]]))
     flat = Discretiser(low=np.array([0.0, 2.0]), high=np.array([1.0, 2.0]), n_bins=np.array([2, 3]))  # low == high
     np.testing.assert_array_equal(flat.bins(np.array([[0.7, 2.0], [0.2, 5.0]])), [[1, 0], [0, 0]])
+
+
+def test_a_rollout_normalises_as_sb3s_vecnormalize_across_terminations_and_truncations():
+    """The collector with an ObsNormalizer and a RewardScaler, and SB3's VecNormalize, on the same env stream (the
+    same seeds and actions; 15-step time limits, so both episode ends occur): the same normalised observations and
+    scaled rewards at every step, the same statistics and the same returns in flight at the end."""
+    pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from lucidrl.envs import make_vec_env
+    from lucidrl.networks import ActorCritic
+    from lucidrl.rollout import RolloutCollector
+
+    N, T, SEED, GAMMA = 3, 200, 5, 0.9
+
+    def make():
+        return gym.make("CartPole-v1", max_episode_steps=15)
+
+    venv = make_vec_env(make, N, seed=SEED, vectorization="sync")
+    obs_n, rew_s = ObsNormalizer(venv.single_observation_space.shape), RewardScaler(GAMMA)
+    torch.manual_seed(0)
+    agent = ActorCritic(venv.single_observation_space, venv.single_action_space, [8], "tanh")
+    collector = RolloutCollector(venv, torch.device("cpu"), seed=SEED, generator=torch.Generator().manual_seed(0),
+                                 obs_normalizer=obs_n, reward_scaler=rew_s)  # fmt: skip
+    r = collector.collect(agent, T)
+    assert r.terminated.sum() >= 3 and (r.truncated & ~r.terminated).sum() >= 3  # both kinds of end happened
+    theirs = VecNormalize(DummyVecEnv([make] * N), gamma=GAMMA)
+    theirs.seed(SEED)
+    obs, rewards = [theirs.reset()], []
+    for t in range(T):
+        o, reward, _, _ = theirs.step(r.actions[t].numpy())
+        obs.append(o)
+        rewards.append(reward)
+    np.testing.assert_allclose(np.stack(obs[:T]), r.obs.numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.stack(rewards), r.rewards.numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(theirs.obs_rms.mean, obs_n.rms.mean.numpy(), atol=1e-7, rtol=0)
+    np.testing.assert_allclose(theirs.obs_rms.var, obs_n.rms.var.numpy(), atol=1e-7, rtol=1e-7)
+    assert theirs.obs_rms.count == pytest.approx(float(obs_n.rms.count))
+    np.testing.assert_allclose(theirs.ret_rms.var, float(rew_s.rms.var), rtol=1e-9)
+    np.testing.assert_allclose(theirs.returns, np.asarray(rew_s.returns), rtol=1e-9)
