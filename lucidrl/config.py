@@ -305,7 +305,10 @@ def check_rollout_workers(config) -> None:
 
 
 # --------------------------------------------------------------------------- dataclass <-> dict
+@functools.cache
 def _type_hints(cls) -> dict[str, Any]:
+    """The fields' types (evaluated once per config class: ``typing.get_type_hints`` compiles every annotation
+    string anew, ~0.7 ms a call, and every ``learn`` checks the whole config)."""
     return typing.get_type_hints(cls)
 
 
