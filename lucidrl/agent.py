@@ -374,6 +374,7 @@ class Algorithm:
     def logger(self) -> Any:
         """SB3's ``record(key, value)`` / ``record_mean``: the values join the next row of metrics (one per update).
         After ``set_logger(logger)``: that logger."""
+        self._sb3_logger.verbose = self.verbose
         return self._sb3_logger if self._user_logger is None else self._user_logger
 
     def set_logger(self, logger: Any) -> None:

@@ -600,6 +600,7 @@ class SB3Logger:
         self._left_out: set[str] = set()  # keys already reported as left out
         self._notes: list[str] = []
         self._console: Callable[[str], None] = print
+        self.verbose = 1  # the model's (set by model.logger): outside learn, info prints at verbose >= 1
 
     def record(self, key: str, value: Any, exclude: Any = None) -> None:
         before = self.name_to_value.get(key)
@@ -646,18 +647,24 @@ class SB3Logger:
     def detach(self) -> None:
         self._writer, self._console = None, print
 
-    def info(self, *args: Any) -> None:
-        """SB3's ``logger.info`` / ``log`` (also ``warn``, ``error``, ``debug``): a line on the console, as
-        lucidrl's own notes (above the progress bar; nothing at ``verbose=0``)."""
+    def log(self, *args: Any, level: int = 20) -> None:
+        """SB3's ``logger.log``: a line on the console as lucidrl's own notes (above the progress bar; nothing at
+        ``verbose=0``), for ``level`` at or above SB3's default INFO (20); ``debug`` (10) prints nothing, as in SB3."""
+        if level < 20 or (self._console is print and self.verbose < 1):
+            return
         self._console(" ".join(map(str, args)))
 
-    log = debug = info
+    def info(self, *args: Any) -> None:
+        self.log(*args, level=20)
+
+    def debug(self, *args: Any) -> None:
+        self.log(*args, level=10)
 
     def warn(self, *args: Any) -> None:
-        self.info("warning:", *args)
+        self.log("warning:", *args, level=30)
 
     def error(self, *args: Any) -> None:
-        self.info("error:", *args)
+        self.log("error:", *args, level=40)
 
     def pop(self) -> dict[str, Any]:
         """The numbers recorded since the last row, and forget them: Python and NumPy numbers, one-element arrays

@@ -6,7 +6,7 @@ In a callback (``self.logger`` is ``model.logger``)::
     from lucidrl.log_media import Figure, HParam, Image, Video
 
     self.logger.record("notes/text", "any text")                        # TensorBoard's Text tab
-    self.logger.record("weights/layer0", model.policy.actor[0].weight)  # a tensor or array: a histogram
+    self.logger.record("weights/layer0", self.model.policy.actor[0].weight)  # a tensor or array: a histogram
     self.logger.record("plots/values", Figure(fig, close=True))         # a matplotlib figure (Images tab)
     self.logger.record("frames/last", Image(frame, "HWC"))              # an image (uint8, or float in [0, 1])
     self.logger.record("episodes/one", Video(frames, fps=30))           # frames [N, T, C, H, W]: an animated GIF
@@ -36,11 +36,15 @@ __all__ = ["Figure", "HParam", "Image", "TensorBoardOutputFormat", "Video"]
 
 def _array(x: Any, what: str) -> np.ndarray:
     """``x`` (a tensor on any device, an array, nested lists) as a NumPy array; a ConfigError names ``what``."""
-    if callable(getattr(x, "detach", None)):  # torch: off the graph and the device
-        x = x.detach().cpu().numpy()
     try:
+        if callable(getattr(x, "detach", None)):  # torch: off the graph and the device
+            x = x.detach().cpu()
+            try:
+                x = x.numpy()
+            except TypeError:  # bfloat16, float8: NumPy has no such type
+                x = x.float().numpy()
         a = np.asarray(x)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         raise ConfigError(f"{what}: not an array ({e})") from None
     if a.dtype.kind not in "biuf":
         raise ConfigError(f"{what}: needs numbers, got an array of dtype {a.dtype}")

@@ -294,8 +294,8 @@ class Logger:
             )
             self._bar.update(step - self._bar.n)
 
-        def without(fmt: str) -> dict[str, Any]:
-            return {k: v for k, v in row.items() if fmt not in exclude.get(k, ())} if exclude else row
+        def without(fmt: str) -> dict[str, Any]:  # (the step is every row's, whatever a callback excluded)
+            return {k: v for k, v in row.items() if k == STEP_KEY or fmt not in exclude.get(k, ())} if exclude else row
 
         if self.verbose >= 2:
             shown = without("stdout").items()

@@ -199,3 +199,39 @@ def test_the_output_format_writes_as_sb3s_and_is_sb3s_class_only_where_sb3_is_im
     ev = events(tmp_path)
     assert ev["a"] == [(5, ev["a"][0][1])] and ev["a"][0][1].simple_value == 1.5
     assert "b/text_summary" in ev and "c" not in ev and "after" in ev
+
+
+@pytest.mark.parametrize("fmt", ["tensorboard", "csv"])
+def test_the_step_stays_in_every_row_whatever_a_callback_excludes(tmp_path, fmt):
+    class Record(BaseCallback):  # as SB3's own loop records it
+        def _on_step(self) -> bool:
+            self.logger.record("time/total_timesteps", self.num_timesteps, exclude=fmt)
+            return True
+
+    lucidrl.PPO("CartPole-v1", **SMALL, run_dir=tmp_path).learn(64, callback=Record())
+    assert [row["time/total_timesteps"] for row in lucidrl.logging.read_metrics(tmp_path / "metrics.csv")] == [32, 64]
+    assert [step for step, _ in events(tmp_path)["loss/value"]] == [32, 64]
+
+
+def test_a_bfloat16_tensor_is_a_histogram(tmp_path):
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            self.logger.record("h", torch.arange(4, dtype=torch.bfloat16))
+            return True
+
+    lucidrl.PPO("CartPole-v1", **SMALL, run_dir=tmp_path).learn(32, callback=Record())
+    histo = events(tmp_path)["h"][0][1].histo
+    assert (histo.num, histo.max, histo.sum) == (4, 3.0, 6.0)
+
+
+def test_logger_log_levels_and_verbose_as_sb3s(capsys):
+    model = lucidrl.PPO("CartPole-v1", **SMALL)  # verbose=0
+    model.logger.info("quiet")
+    model.verbose = 1
+    model.logger.info("shown", 1)
+    model.logger.log("also shown", level=30)
+    model.logger.log("hidden", level=10)
+    model.logger.debug("hidden too")
+    model.logger.warn("careful")
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["shown 1", "also shown", "warning: careful"]
