@@ -706,6 +706,8 @@ class Algorithm:
         run_dir = self.run_dir
         if self.tensorboard_log is not None and (reset_num_timesteps or self.run_dir is None):
             self.run_dir = _next_run_dir(self.tensorboard_log, tb_log_name or type(self).__name__)
+        elif self.tensorboard_log is not None and tb_log_name is not None and not _is_run_of(self.run_dir, tb_log_name):
+            self.run_dir = _continued_run_dir(self.tensorboard_log, tb_log_name)  # the curve goes on under that name
         threads = threads_for(self.config.torch_threads, self)
         lines = [f"backend: {line}" for line in self.backend_lines] + [
             f"{self.name}: {threads} CPU thread(s) for torch, 1 for NumPy's BLAS "
@@ -1365,6 +1367,20 @@ def _next_run_dir(tensorboard_log: str | os.PathLike, name: str) -> Path:
     root = Path(tensorboard_log)
     ids = [int(p.name[len(name) + 1 :]) for p in root.glob(f"{name}_*") if p.name[len(name) + 1 :].isdigit()]
     return root / f"{name}_{max(ids, default=0) + 1}"
+
+
+def _is_run_of(run_dir: Path | None, name: str) -> bool:
+    """Whether ``run_dir`` is one of ``name``'s runs, ``{name}_{i}``."""
+    return run_dir is not None and run_dir.name.startswith(f"{name}_") and run_dir.name[len(name) + 1 :].isdigit()
+
+
+def _continued_run_dir(tensorboard_log: str | os.PathLike, name: str) -> Path:
+    """Where ``learn(tb_log_name=name, reset_num_timesteps=False)`` continues a model's curve, as SB3 names it:
+    ``{name}_{i}``, i the largest there (0 if none). Unlike SB3, a directory that already holds another run's
+    ``metrics.csv`` is not written into (the two runs' rows and models would mix): ``{name}_{i+1}`` then."""
+    latest = _next_run_dir(tensorboard_log, name)
+    before = latest.with_name(f"{name}_{int(latest.name[len(name) + 1 :]) - 1}")
+    return latest if (before / "metrics.csv").exists() else before
 
 
 def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:

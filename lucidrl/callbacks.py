@@ -468,7 +468,15 @@ class StopTrainingOnMaxEpisodes(BaseCallback):
 
     def _on_step(self) -> bool:
         self.n_episodes += int(np.sum(self.locals["dones"]).item())
-        return self.n_episodes < self._total_max_episodes
+        go = self.n_episodes < self._total_max_episodes
+        if not go and self.verbose >= 1:
+            n_envs = self.training_env.num_envs
+            per_env = f" ({self.n_episodes / n_envs:.2f} per env on average)" if n_envs > 1 else ""
+            print(
+                f"Stopping training at step {self.num_timesteps}: {self.n_episodes} episodes ended{per_env}, "
+                f"max_episodes={self.max_episodes} per env"
+            )
+        return go
 
 
 class EveryNTimesteps(EventCallback):

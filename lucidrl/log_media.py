@@ -89,6 +89,12 @@ class Image:
     uint8, or numbers in [0, 1]."""
 
     def __init__(self, image: Any, dataformats: str):
+        if image is None or (isinstance(image, (tuple, list)) and any(x is None for x in image)):
+            raise ConfigError(
+                "Image got None: an env renders nothing unless it was made with a render_mode; build it with "
+                "env_kwargs={'render_mode': 'rgb_array'} (or gym.make(id, render_mode='rgb_array')); a vector env's "
+                "render() gives one frame per copy: take [0]"
+            )
         if not isinstance(dataformats, str) or sorted(dataformats) not in (sorted("HW"), sorted("CHW")):
             raise ConfigError(
                 f"Image's dataformats must be 'HWC', 'CHW', 'HW' or another order of those letters, got {dataformats!r}"

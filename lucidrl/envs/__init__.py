@@ -233,6 +233,29 @@ def check_env_kwargs(env_id: str, spec: gym.envs.registration.EnvSpec, kwargs: d
         )
 
 
+def _sb3_vec_env(env: Any) -> str:
+    """For an env object of SB3's ``stable_baselines3.common.vec_env``: what lucidrl takes in its place (with a
+    leading "; "); "" for anything else. lucidrl trains on Gymnasium's VectorEnv (docs/sb3.md)."""
+    if not type(env).__module__.startswith("stable_baselines3.common.vec_env"):
+        return ""
+    name, inner = type(env).__name__, env
+    while hasattr(inner, "venv"):  # the wrapped VecEnvs, outside in: VecNormalize(VecFrameStack(DummyVecEnv))
+        inner = inner.venv
+        name += f"({type(inner).__name__}"
+    name += ")" * name.count("(")
+    chain = name.replace("(", " ").replace(")", " ").split()
+    if "VecNormalize" in chain:
+        what = ("pass the env (an id or a callable) with normalize_obs=True, normalize_reward=True (and clip_obs=, "
+                "clip_reward= as SB3's): the statistics are saved with the model (docs/normalization.md)")  # fmt: skip
+    elif "VecFrameStack" in chain or "VecTransposeImage" in chain:
+        what = ("pass the Atari id (e.g. 'ALE/Breakout-v5'): lucidrl applies SB3's Atari preprocessing and the "
+                "4-frame stack itself (docs/atari.md)")  # fmt: skip
+    else:
+        what = ("pass the env id or a callable with n_envs=N (vectorization='sync' or 'async', as DummyVecEnv and "
+                "SubprocVecEnv), or a gymnasium.vector.SyncVectorEnv / AsyncVectorEnv")  # fmt: skip
+    return f"; {name} is Stable-Baselines3's VecEnv, and lucidrl trains on Gymnasium's vector envs: {what}"
+
+
 def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
     """One (non-vector) env from an id, an instance (returned as is) or a callable; a VectorEnv is refused."""
     if isinstance(env, gym.vector.VectorEnv):
@@ -258,7 +281,10 @@ def make_env(env: EnvLike, **kwargs: Any) -> gym.Env:
             return gym.make(env, **kwargs)
         except gym.error.DependencyNotInstalled as e:
             raise _missing_dependency(env, e) from None
-    raise EnvError(f"cannot build an env from {type(env).__name__}; pass an env id, a gymnasium.Env or a callable")
+    raise EnvError(
+        f"cannot build an env from {type(env).__name__}"
+        + (_sb3_vec_env(env) or "; pass an env id, a gymnasium.Env or a callable")
+    )
 
 
 NATIVE_MIN_ENVS = 4
@@ -362,8 +388,12 @@ def make_vec_env(
         venv = cls([_wrapped(env, wrapper)] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         raise EnvError(
-            f"cannot build an env from {type(env).__name__}; pass an env id such as 'CartPole-v1', "
-            "a gymnasium.Env, a callable returning one, or a gymnasium.vector.VectorEnv"
+            f"cannot build an env from {type(env).__name__}"
+            + (
+                _sb3_vec_env(env)
+                or "; pass an env id such as 'CartPole-v1', a gymnasium.Env, a callable returning one, or a "
+                "gymnasium.vector.VectorEnv"
+            )
         )
     autoreset_mode(venv)  # refuses DISABLED early
     if is_structured(venv.single_observation_space):  # Dict/Tuple observations: one flat vector from here on

@@ -155,6 +155,8 @@ def test_a_histogram_keeps_the_finite_values(tmp_path):
         (lambda: Image(np.zeros((4, 4)), "HWC"), r"shape \(4, 4\) is not laid out as 'HWC'"),
         (lambda: Image(np.zeros((4, 4)), "XY"), "dataformats must be 'HWC', 'CHW', 'HW'"),
         (lambda: Image(np.array(["a"]), "HW"), "needs numbers"),
+        (lambda: Image(None, "HWC"), r"Image got None: .*render_mode.*take \[0\]"),
+        (lambda: Image((None, None), "HWC"), "Image got None"),
         (lambda: Video(np.zeros((3, 3, 8, 8)), fps=10), r"\[N, T, C, H, W\] .* got \(3, 3, 8, 8\)"),
         (lambda: Video(np.zeros((1, 3, 3, 8, 8)), fps=0), "fps must be a number > 0"),
         (lambda: HParam({"lr": 0.1}, {}), "metric_dict is empty"),

@@ -361,6 +361,39 @@ def test_an_env_with_a_wrapper_the_spec_cannot_rebuild_is_one_copy(capsys):
     assert type(copied.env.envs[1]).__name__ == "ClipReward"  # a Gymnasium wrapper is rebuilt in each copy
 
 
+def test_a_new_tb_log_name_continues_the_curve_in_its_own_directory_as_sb3s_tensorboard_example(tmp_path):
+    model = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0,
+                        tensorboard_log=tmp_path)  # fmt: skip
+    model.learn(64, tb_log_name="first_run")
+    model.learn(64, tb_log_name="second_run", reset_num_timesteps=False)
+    model.learn(64, tb_log_name="third_run", reset_num_timesteps=False)
+    model.learn(64, reset_num_timesteps=False)  # no name: the same directory
+    assert sorted(os.listdir(tmp_path)) == ["first_run_1", "second_run_0", "third_run_0"]  # SB3's names
+    steps = {d: [r["time/total_timesteps"] for r in lucidrl.logging.read_metrics(tmp_path / d / "metrics.csv")]
+             for d in os.listdir(tmp_path)}  # fmt: skip
+    assert steps == {"first_run_1": [32, 64], "second_run_0": [96, 128], "third_run_0": [160, 192, 224, 256]}
+    model.learn(64, tb_log_name="second_run", reset_num_timesteps=False)  # not into the other run's directory
+    assert sorted(os.listdir(tmp_path)) == ["first_run_1", "second_run_0", "second_run_1", "third_run_0"]
+
+
+def test_sb3s_vec_envs_are_refused_with_lucidrls_way_named():
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+
+    cases = [
+        (VecNormalize(sb3_make_vec_env("CartPole-v1", 2)), r"VecNormalize\(DummyVecEnv\) is Stable-Baselines3's "
+         r"VecEnv.*normalize_obs=True, normalize_reward=True"),
+        (sb3_make_vec_env("CartPole-v1", 2), r"DummyVecEnv is .*n_envs=N \(vectorization='sync' or 'async'"),
+        (VecFrameStack(sb3_make_vec_env("CartPole-v1", 2), 4), "pass the Atari id"),
+    ]  # fmt: skip
+    for venv, message in cases:
+        with pytest.raises(EnvError, match=message):
+            lucidrl.PPO("MlpPolicy", venv)
+    with pytest.raises(EnvError, match="DummyVecEnv is Stable-Baselines3's VecEnv"):
+        lucidrl.evaluate_policy(lucidrl.PPO("CartPole-v1", verbose=0), cases[1][0])
+
+
 def test_parameters_seed_logger_and_tensorboard_log(tmp_path):
     class Record(BaseCallback):
         def _on_rollout_end(self) -> None:
@@ -433,7 +466,7 @@ def test_callbacks_are_refused_where_no_sb3_hook_order_exists(tmp_path):
     assert calls
 
 
-def test_every_n_timesteps_and_stop_on_max_episodes():
+def test_every_n_timesteps_and_stop_on_max_episodes(capsys):
     from lucidrl.callbacks import CallbackList, EveryNTimesteps, StopTrainingOnMaxEpisodes
 
     class Count(BaseCallback):
@@ -441,10 +474,12 @@ def test_every_n_timesteps_and_stop_on_max_episodes():
             self.calls = getattr(self, "calls", []) + [self.parent.num_timesteps]
             return True
 
-    count, stop = Count(), StopTrainingOnMaxEpisodes(max_episodes=2)
+    count, stop = Count(), StopTrainingOnMaxEpisodes(max_episodes=2, verbose=1)
     model = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0, seed=0)
     model.learn(100_000, callback=CallbackList([EveryNTimesteps(n_steps=20, callback=count), stop]))
     assert stop.n_episodes == 4 and model.num_timesteps < 1000  # 2 episodes per env copy
+    said = f"Stopping training at step {model.num_timesteps}: 4 episodes ended (2.00 per env on average)"
+    assert said in capsys.readouterr().out
     assert count.calls == list(range(20, model.num_timesteps + 1, 20))  # every 20 env steps (10 calls of 2 envs)
 
 
