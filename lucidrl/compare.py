@@ -43,6 +43,7 @@ import numbers
 import os
 import shutil
 import statistics
+import textwrap
 import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -524,7 +525,8 @@ def write_report(
             )
         else:
             ax.plot(i + 0.3, s.iqm, "D", color="black", markersize=5)
-    ax.set_xticks(range(len(algos)), algos)
+    # long variant names are wrapped onto lines of ~16 characters so that neighbouring labels do not overlap
+    ax.set_xticks(range(len(algos)), [textwrap.fill(a, 16, break_long_words=False) for a in algos])
     ax.set_ylabel(f"final return ({results[0]['eval_episodes']} deterministic episodes)")
     ax.set_title(f"{env_id}, {timesteps} steps: each seed (dots);\nIQM and its 95% bootstrap CI (black)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")

@@ -17,6 +17,14 @@ EXPECTED = {
     "truncation": ["gamma_0.9/learning_curves.png", "gamma_0.99/final_returns.png", "gamma_0.99/results.md"],
     "baseline": ["learning_curves.png", "results.md", "gradient_cosines.png", "gradient_statistics.md"],
     "ppo_clip": ["learning_curves.png", "results.md", "kl_after_update.png"],
+    "ppo_details": [
+        "learning_curves.png",
+        "final_returns.png",
+        "results.md",
+        "curves_diag_explained_variance.png",
+        "curves_diag_grad_norm.png",
+        "curves_diag_kl_after_update.png",
+    ],
     "surrogate": ["surrogate.png", "surrogate.md", "surrogate.json"],
     "bellman": ["values.png", "results.md", "results.json"],
     "pg_vs_cross_entropy": [

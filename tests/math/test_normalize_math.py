@@ -53,6 +53,27 @@ def test_one_row_batches_take_the_exact_same_steps_as_the_general_update():
     assert fast.numpy_views()[0].tolist() == [0.0] * 5 and float(fast.numpy_views()[2]) == pytest.approx(1e-4)
 
 
+@pytest.mark.parametrize("shape", [(), (5,)])
+def test_the_numpy_path_is_bit_identical_to_the_merge_of_np_mean_and_np_var(shape):
+    """The CPU path (NumPy reductions, the count as a Python float: less overhead per env step) takes exactly
+    the steps of np.mean / np.var of the batch merged by (N1) with 0-d float64 arrays, as SB3's RunningMeanStd
+    (which computes the new mean as delta * n / total, here delta * (n / total): within an ulp)."""
+    rng = np.random.default_rng(2)
+    rms = RunningMeanStd(shape)
+    mean, var, count = np.zeros(shape), np.ones(shape), np.float64(1e-4)
+    for n in (4, 1, 16, 3, 64) * 20:
+        x = rng.normal(-2.0, 30.0, (n, *shape))
+        rms.update(x.astype(np.float32))
+        x = x.astype(np.float32).astype(np.float64)
+        batch_mean, batch_var = np.mean(x, axis=0), np.var(x, axis=0)
+        delta, total = batch_mean - mean, count + n
+        m2 = var * count + batch_var * n + np.square(delta) * count * n / total
+        mean, var, count = mean + delta * (n / total), m2 / total, total
+    assert rms.mean.numpy().tolist() == np.asarray(mean).tolist()
+    assert rms.var.numpy().tolist() == np.asarray(var).tolist()
+    assert rms.count.item() == float(count)
+
+
 def test_obs_normalizer_standardises_and_clips_and_forward_changes_nothing():
     norm = ObsNormalizer((2,), clip_obs=2.0)
     x = np.array([[0.0, 100.0], [2.0, 100.0], [4.0, 100.0]], np.float32)
