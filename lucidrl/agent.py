@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import glob
 import math
 import os
 import random
@@ -707,7 +708,8 @@ class Algorithm:
         if self.tensorboard_log is not None and (reset_num_timesteps or self.run_dir is None):
             self.run_dir = _next_run_dir(self.tensorboard_log, tb_log_name or type(self).__name__)
         elif self.tensorboard_log is not None and tb_log_name is not None and not _is_run_of(self.run_dir, tb_log_name):
-            self.run_dir = _continued_run_dir(self.tensorboard_log, tb_log_name)  # the curve goes on under that name
+            own = self.__dict__.setdefault("_tensorboard_runs", set())  # the run directories this model wrote
+            self.run_dir = _continued_run_dir(self.tensorboard_log, tb_log_name, own)  # the curve goes on there
         threads = threads_for(self.config.torch_threads, self)
         lines = [f"backend: {line}" for line in self.backend_lines] + [
             f"{self.name}: {threads} CPU thread(s) for torch, 1 for NumPy's BLAS "
@@ -724,6 +726,8 @@ class Algorithm:
         except BaseException:
             self.run_dir = run_dir
             raise
+        if self.tensorboard_log is not None and self.run_dir is not None:
+            self.__dict__.setdefault("_tensorboard_runs", set()).add(Path(self.run_dir))
         self._hooks, self._log_interval, self._updates_in_learn = hooks, log_interval, 0
         self._sb3_logger.dir = str(self.run_dir) if self.run_dir is not None else None
         self._sb3_logger.attach(logger.writer, logger.info)  # output_formats, info (detached by _end_learn too)
@@ -1365,7 +1369,10 @@ def _check_learn_options(log_interval: Any, tb_log_name: Any, progress_bar: Any)
 def _next_run_dir(tensorboard_log: str | os.PathLike, name: str) -> Path:
     """``tensorboard_log/{name}_{i}`` with i one more than the largest there (SB3's run naming)."""
     root = Path(tensorboard_log)
-    ids = [int(p.name[len(name) + 1 :]) for p in root.glob(f"{name}_*") if p.name[len(name) + 1 :].isdigit()]
+    # escaped: a name such as "x[1]" is a glob pattern that would match other runs' directories, not its own
+    ids = [
+        int(p.name[len(name) + 1 :]) for p in root.glob(f"{glob.escape(name)}_*") if p.name[len(name) + 1 :].isdigit()
+    ]
     return root / f"{name}_{max(ids, default=0) + 1}"
 
 
@@ -1374,13 +1381,15 @@ def _is_run_of(run_dir: Path | None, name: str) -> bool:
     return run_dir is not None and run_dir.name.startswith(f"{name}_") and run_dir.name[len(name) + 1 :].isdigit()
 
 
-def _continued_run_dir(tensorboard_log: str | os.PathLike, name: str) -> Path:
+def _continued_run_dir(tensorboard_log: str | os.PathLike, name: str, own: set[Path]) -> Path:
     """Where ``learn(tb_log_name=name, reset_num_timesteps=False)`` continues a model's curve, as SB3 names it:
-    ``{name}_{i}``, i the largest there (0 if none). Unlike SB3, a directory that already holds another run's
-    ``metrics.csv`` is not written into (the two runs' rows and models would mix): ``{name}_{i+1}`` then."""
+    ``{name}_{i}``, i the largest there (0 if none). Unlike SB3, a directory that holds anything of another run
+    (its rows, events or model, even of a run stopped before its first row) is not written into (the two runs
+    would mix): ``{name}_{i+1}`` then. ``own``: the directories this model wrote, which it goes on in."""
     latest = _next_run_dir(tensorboard_log, name)
     before = latest.with_name(f"{name}_{int(latest.name[len(name) + 1 :]) - 1}")
-    return latest if (before / "metrics.csv").exists() else before
+    free = not before.exists() or (before.is_dir() and not any(before.iterdir()))
+    return before if free or before in own else latest
 
 
 def _restore_run_state(model: Algorithm, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:

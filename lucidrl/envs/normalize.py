@@ -75,7 +75,9 @@ class RunningMeanStd(nn.Module):
         count: Any
         if not isinstance(batch_mean, torch.Tensor) and self._buffers["mean"].is_cpu:  # type: ignore[union-attr]
             mean, var, count_view = self.numpy_views()  # written in place
-            count = float(count_view)  # a Python float: the same float64 arithmetic, less overhead than a 0-d array
+            # a Python float: the same float64 arithmetic, less overhead than a 0-d array (buffers made float32 by
+            # .float() keep their own precision: the 0-d array then)
+            count = float(count_view) if count_view.dtype == np.float64 else count_view
         else:
             mean, var, count = self.mean, self.var, self.count
             count_view = count

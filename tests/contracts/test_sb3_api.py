@@ -372,8 +372,40 @@ def test_a_new_tb_log_name_continues_the_curve_in_its_own_directory_as_sb3s_tens
     steps = {d: [r["time/total_timesteps"] for r in lucidrl.logging.read_metrics(tmp_path / d / "metrics.csv")]
              for d in os.listdir(tmp_path)}  # fmt: skip
     assert steps == {"first_run_1": [32, 64], "second_run_0": [96, 128], "third_run_0": [160, 192, 224, 256]}
-    model.learn(64, tb_log_name="second_run", reset_num_timesteps=False)  # not into the other run's directory
-    assert sorted(os.listdir(tmp_path)) == ["first_run_1", "second_run_0", "second_run_1", "third_run_0"]
+    model.learn(64, tb_log_name="second_run", reset_num_timesteps=False)  # its own directory: goes on there, as SB3
+    assert sorted(os.listdir(tmp_path)) == ["first_run_1", "second_run_0", "third_run_0"]
+    other = lucidrl.PPO("MlpPolicy", "CartPole-v1", n_envs=2, n_steps=16, batch_size=32, verbose=0,
+                        tensorboard_log=tmp_path)  # fmt: skip
+    other.learn(32, tb_log_name="mine")
+    other.learn(32, tb_log_name="second_run", reset_num_timesteps=False)  # never into another model's directory
+    assert other.run_dir == tmp_path / "second_run_1"
+    rows = lucidrl.logging.read_metrics(tmp_path / "second_run_0" / "metrics.csv")
+    assert [r["time/total_timesteps"] for r in rows] == [96, 128, 288, 320]
+
+
+def test_a_run_directory_with_only_events_or_a_glob_character_in_its_name_is_never_shared(tmp_path):
+    """A run stopped before its first row (events and model/, no metrics.csv) is another run's directory too;
+    a tb_log_name such as "x[1]" is a name, not a glob pattern (SB3 escapes it as well)."""
+    kw = dict(n_envs=2, n_steps=16, batch_size=32, verbose=0, tensorboard_log=tmp_path)
+    stopped = lucidrl.PPO("MlpPolicy", "CartPole-v1", **kw)
+
+    class Stop(lucidrl.callbacks.BaseCallback):
+        def _on_step(self):
+            return False  # at the first env step: before any row
+
+    stopped.learn(64, tb_log_name="r", callback=Stop())
+    assert (tmp_path / "r_1").is_dir() and not (tmp_path / "r_1" / "metrics.csv").exists()
+    b = lucidrl.PPO("MlpPolicy", "CartPole-v1", **kw)
+    b.learn(32, tb_log_name="first")
+    b.learn(32, tb_log_name="r", reset_num_timesteps=False)
+    assert b.run_dir == tmp_path / "r_2"
+    a, c = lucidrl.PPO("MlpPolicy", "CartPole-v1", **kw), lucidrl.PPO("MlpPolicy", "CartPole-v1", **kw)
+    a.learn(32, tb_log_name="x[1]")
+    a.learn(32, tb_log_name="x[1]")  # a new run: x[1]_2, as SB3 (the glob once missed x[1]_1: "already holds a run")
+    c.learn(32, tb_log_name="y")
+    c.learn(32, tb_log_name="x[1]", reset_num_timesteps=False)
+    assert sorted(p.name for p in tmp_path.glob("x*")) == ["x[1]_1", "x[1]_2", "x[1]_3"]
+    assert c.run_dir == tmp_path / "x[1]_3"
 
 
 def test_sb3s_vec_envs_are_refused_with_lucidrls_way_named():
