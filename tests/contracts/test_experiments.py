@@ -25,6 +25,14 @@ EXPECTED = {
         "curves_diag_grad_norm.png",
         "curves_diag_kl_after_update.png",
     ],
+    "parallel_envs": [
+        "same_batch/learning_curves.png",
+        "same_batch/learning_curves_wall_time.png",
+        "same_batch/results.md",
+        "more_envs/final_returns.png",
+        "more_envs/learning_curves_wall_time.png",
+        "more_envs/results.md",
+    ],
     "surrogate": ["surrogate.png", "surrogate.md", "surrogate.json"],
     "bellman": ["values.png", "results.md", "results.json"],
     "pg_vs_cross_entropy": [
