@@ -31,6 +31,7 @@ that is not a checkpoint, recovering a killed save) does not apply to a file obj
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import math
@@ -101,7 +102,8 @@ def checkpoint_dir(path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------- crash safety
 def _hidden_copies(dest: Path, kind: str) -> list[Path]:
     """``.NAME.tmp-*`` (a save in progress) or ``.NAME.old-*`` (the copy a save replaces) beside ``dest``."""
-    return sorted(dest.parent.glob(f".{dest.name}.{kind}-*")) if dest.parent.is_dir() else []
+    # the name escaped: "agent[1]" as a pattern would match ".agent1.tmp-*", another model's save in progress
+    return sorted(dest.parent.glob(f".{glob.escape(dest.name)}.{kind}-*")) if dest.parent.is_dir() else []
 
 
 def is_complete(d: Path) -> bool:

@@ -163,6 +163,25 @@ def test_only_the_old_copy_left_is_recovered_and_an_incomplete_one_is_not(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
+def test_a_name_with_glob_characters_never_touches_another_checkpoints_hidden_copies(tmp_path):
+    """ "agent[1]" is a name, not a pattern: its save's cleanup and its recovery leave agent1's copies alone (the
+    pattern ".agent[1].tmp-*" matched ".agent1.tmp-*": a save deleted another's save in progress, a load
+    recovered another model)."""
+    model, neighbour = _saved(tmp_path, "agent1")
+    in_progress, older = tmp_path / ".agent1.tmp-cafe0001", tmp_path / ".agent1.old-cafe0001"
+    shutil.copytree(neighbour, in_progress)
+    shutil.copytree(neighbour, older)
+    with pytest.raises(CheckpointError):
+        lucidrl.load(tmp_path / "agent[1]")  # nothing of its own to recover
+    assert not (tmp_path / "agent[1]").exists() and in_progress.is_dir() and older.is_dir()
+    model.save(tmp_path / "agent[1]")
+    assert in_progress.is_dir() and older.is_dir()
+    zipped = model.save(tmp_path / "agent[2].zip")
+    (tmp_path / ".agent2.zip.tmp-cafe0002").write_bytes(b"another save in progress")
+    model.save(zipped)
+    assert (tmp_path / ".agent2.zip.tmp-cafe0002").is_file()
+
+
 def test_save_refuses_to_replace_what_is_not_a_checkpoint(tmp_path):
     model = lucidrl.PPO("CartPole-v1", preset=False, **PPO_SMALL)
     notes = tmp_path / "notes.txt"
