@@ -10,11 +10,14 @@ GAE λ = 0.8, learning rate and clip annealed from 1e-3 and 0.2), 100k env steps
 * ``same_batch/``: the batch stays 256 transitions, split differently: 1 env x 256 steps, 4 x 64, 8 x 32
   (the preset), 32 x 8, 128 x 2 and 256 x 1. Every variant makes the same 391 updates of 20 gradient steps;
   what changes is how many episodes a batch samples, and after how many steps a rollout ends and GAE
-  bootstraps from V (A2 in ``lucidrl/algos/vpg.py``).
-* ``more_envs/``: only ``n_envs`` changes (what one does from the command line): 2, 8 (the preset), 32
-  and 128 envs x 32 steps. The minibatch stays 256, so for 8 to 128 envs the gradient steps per env step stay
-  the same while the batch grows and the number of updates falls from 391 to 25; 2 envs make batches of 64,
-  one minibatch each, so they take 1,563 updates and four times the gradient steps.
+  bootstraps from V (A1–A2 in ``lucidrl/algos/vpg.py``).
+* ``more_envs/``: ``n_envs`` changes (``--n-envs`` on the command line): 2, 8 (the preset), 32 and 128
+  envs x 32 steps. The minibatch stays 256, so for 8 to 128 envs the gradient steps per env step stay the
+  same while the batch grows and the number of updates falls from 391 to 25; for 2 envs the minibatch must
+  shrink to the batch, 64, so they take 1,563 updates and four times the gradient steps.
+
+All with the default ``vectorization="auto"``: Gymnasium's SyncVectorEnv for 1 and 2 envs, its batched
+CartPoleVectorEnv from 4 envs up.
 
 Besides the tables: learning curves against env steps (as everywhere) and against wall-clock seconds
 (``learning_curves_wall_time.png`` in each directory), where the speed of the bigger vector env shows.
