@@ -567,8 +567,8 @@ def _read_zip(file: Path | CheckpointBytes) -> dict[str, bytes]:
                 f"(without unpickling) with lucidrl.from_sb3({shown}) or `lucidrl import-sb3 {file} OUT.zip`"
             )
         raise CheckpointError(
-            f"{shown} holds a Stable-Baselines3 model, not a lucidrl checkpoint; write its bytes to a file "
-            "PATH.zip and convert that (without unpickling) with lucidrl.from_sb3('PATH.zip') or "
+            f"{shown} holds a Stable-Baselines3 model, not a lucidrl checkpoint; convert it (without unpickling) "
+            "with lucidrl.from_sb3(f), f seeked back to where the model begins, or from a file with "
             "`lucidrl import-sb3 PATH.zip OUT.zip`"
         )
     missing = [f for f in FILES if f not in names]

@@ -45,13 +45,14 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from lucidrl.agent import ALGORITHMS, Algorithm
+from lucidrl.checkpoint import is_file_object, read_file_object
 from lucidrl.envs import EnvLike, env_id_of, make_env
 from lucidrl.envs.structured import flat_space, is_image_entry, is_structured
 from lucidrl.errors import CheckpointError, ConfigError
@@ -107,22 +108,34 @@ _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|
 
 
 # --------------------------------------------------------------------------- reading the zip
-def read_sb3_zip(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """``(data, policy state_dict, info)`` of an SB3 zip; nothing is unpickled.
+def read_sb3_zip(
+    path: str | os.PathLike | IO[bytes],
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """``(data, policy state_dict, info)`` of an SB3 zip, a path or a binary file object (read from its position,
+    as SB3's ``load`` takes one); nothing is unpickled.
 
     ``info``: ``sb3_version``, ``members`` (the zip's file names), ``pytorch_variables`` (the tensors of
-    ``pytorch_variables.pth``, read like the policy)."""
-    p = Path(path)
-    if not p.is_file():
-        also = f" (nor {str(p) + '.zip'!r})" if p.suffix.lower() != ".zip" else ""
-        if p.suffix.lower() != ".zip" and Path(str(p) + ".zip").is_file():
-            p = Path(str(p) + ".zip")
-        else:
-            raise CheckpointError(f"no SB3 model at {str(p)!r}{also}: the file does not exist")
+    ``pytorch_variables.pth``, read like the policy), ``path`` (how messages name it: the file's path, or
+    ``<file object>`` for a stream without a name)."""
+    source: Path | io.BytesIO
+    if is_file_object(path):
+        blob = read_file_object(path, "from_sb3")  # a clear error for a text, unreadable or exhausted stream
+        name = getattr(path, "name", None)
+        p = Path(name) if isinstance(name, str) and name else Path("<file object>")
+        source = io.BytesIO(blob.data)
+    else:
+        p = Path(path)  # type: ignore[arg-type]
+        if not p.is_file():
+            also = f" (nor {str(p) + '.zip'!r})" if p.suffix.lower() != ".zip" else ""
+            if p.suffix.lower() != ".zip" and Path(str(p) + ".zip").is_file():
+                p = Path(str(p) + ".zip")
+            else:
+                raise CheckpointError(f"no SB3 model at {str(p)!r}{also}: the file does not exist")
+        source = p
     names: list[str] = []
     raw: dict[str, bytes] = {}
     try:
-        with zipfile.ZipFile(p) as z:  # read() checks each member's CRC
+        with zipfile.ZipFile(source) as z:  # read() checks each member's CRC
             names = z.namelist()
             raw = {
                 n: z.read(n)
@@ -399,7 +412,7 @@ def _used_keys(state_dict: dict[str, torch.Tensor]) -> set[str]:
 
 # --------------------------------------------------------------------------- the conversion
 def from_sb3(
-    path: str | os.PathLike,
+    path: str | os.PathLike | IO[bytes],
     env: EnvLike | None = None,
     algo: str | None = None,
     device: str = "cpu",
@@ -410,7 +423,8 @@ def from_sb3(
     lucidrl model whose ``predict`` acts as the SB3 model's does. Nothing in the zip is unpickled.
 
     Args:
-        path: the SB3 ``.zip`` (``"x"`` finds ``x.zip``, as SB3's load).
+        path: the SB3 ``.zip`` (``"x"`` finds ``x.zip``, as SB3's load), or a binary file object holding one
+            (``io.BytesIO``, ``open(PATH, "rb")``), read from its position as SB3's load reads it.
         env: an env id or instance: its spaces are used (and it becomes the model's env for ``learn``). SB3 does
             not store the env id, so without ``env`` the model has none: give one to ``evaluate`` or ``set_env``.
         algo: ``"ppo"``, ``"a2c"``, ``"dqn"`` or ``"trpo"``; by default read from the zip (SB3 does not store

@@ -3,6 +3,7 @@
 model does: the same deterministic actions, the same logits / means and values (Q-values for DQN)."""
 
 import base64
+import io
 import json
 import pickle
 import zipfile
@@ -74,6 +75,28 @@ def observations(env_id, n=100):
             obs, _ = env.reset()
     rng = np.random.default_rng(0)
     return (np.stack(rows) + rng.normal(scale=0.3, size=(n, *obs.shape))).astype(np.float32)
+
+
+def test_a_file_object_converts_as_its_path_does_and_sb3s_save_then_load_habit_works(sb3_zips, tmp_path):
+    """from_sb3 takes what SB3's load takes: a path or a binary file object (read from its position; one left at
+    its end by model.save(f), as SB3's docs do, is read whole), never unpickling; text streams are refused."""
+    sb3_model, path = sb3_zips["ppo"]
+    obs = observations("CartPole-v1")
+    expected = lucidrl.from_sb3(path, verbose=0).predict(obs, deterministic=True)[0]
+    with open(path, "rb") as f:
+        opened = lucidrl.from_sb3(f, verbose=0)
+    assert f"read {path.name}" in opened.import_report[0]  # named by the file's path
+    buffer = io.BytesIO()
+    sb3_model.save(buffer)  # SB3's example: save to a buffer, then load from it without a seek
+    for model in (opened, lucidrl.from_sb3(buffer, verbose=0), lucidrl.from_sb3(io.BytesIO(path.read_bytes()))):
+        assert (model.predict(obs, deterministic=True)[0] == expected).all()
+    with pytest.raises(CheckpointError, match="text stream"):
+        lucidrl.from_sb3(io.StringIO("not a zip"))
+    with pytest.raises(CheckpointError, match="<file object>' is not a readable zip"):
+        lucidrl.from_sb3(io.BytesIO(b"not a zip"))
+    buffer.seek(0)
+    with pytest.raises(CheckpointError, match=r"lucidrl\.from_sb3\(f\)"):  # lucidrl.load names the way
+        lucidrl.load(buffer)
 
 
 @pytest.mark.parametrize("name", ["ppo", "a2c", "dqn", "trpo", "ppo_box"])
