@@ -31,8 +31,7 @@ from pathlib import Path
 
 from _common import budget, parse_args
 
-from lucidrl.compare import Variant, band, compare_variants, group_runs, load_results
-from lucidrl.logging import read_metrics
+from lucidrl.compare import Variant, compare_variants, group_runs, load_results, plot_curves
 
 ENV = "CartPole-v1"
 SAME_BATCH = [(1, 256), (4, 64), (8, 32), (32, 8), (128, 2), (256, 1)]
@@ -41,40 +40,6 @@ MORE_ENVS = [2, 8, 32, 128]
 
 def label(n_envs: int, n_steps: int) -> str:
     return f"{n_envs} x {n_steps}" + (" (preset)" if (n_envs, n_steps) == (8, 32) else "")
-
-
-def wall_time_curve(run_dir: Path) -> tuple[list[float], list[float]]:
-    """(seconds of training, logged episode return) of one run."""
-    rows = [r for r in read_metrics(run_dir / "metrics.csv") if "rollout/episode_return" in r and "time/elapsed_s" in r]
-    return [r["time/elapsed_s"] for r in rows], [r["rollout/episode_return"] for r in rows]
-
-
-def plot_wall_time(out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for name, runs in group_runs(load_results(out)).items():
-        curves = [wall_time_curve(Path(r["run_dir"])) for r in runs]
-        curves = [c for c in curves if len(c[0]) >= 2]
-        if not curves:
-            continue
-        # each run's curve up to the shortest run's end: the band covers only what every seed measured
-        x, mean, low, high = band(curves)
-        (line,) = ax.plot(x, mean, label=f"{name} ({len(curves)} seeds)")
-        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("seconds of training (one torch thread per run)")
-    ax.set_ylabel("episode return (mean of last 100 training episodes)")
-    ax.set_title(f"{ENV}: return against wall time\n(mean over seeds, 95% bootstrap band)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "learning_curves_wall_time.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 if __name__ == "__main__":
@@ -92,7 +57,13 @@ if __name__ == "__main__":
         paths = compare_variants(
             variants, ENV, seeds=args.seeds, timesteps=timesteps, out=out, n_jobs=args.jobs, force=args.force
         )
-        paths["wall_time"] = plot_wall_time(out)
+        paths["wall_time"] = plot_curves(  # each group's band covers the seconds every one of its seeds ran
+            group_runs(load_results(out)),
+            out / "learning_curves_wall_time.png",
+            x="time/elapsed_s",
+            xlabel="seconds of training (one torch thread per run)",
+            title=f"{ENV}: return against wall time\n(mean over seeds, 95% bootstrap band)",
+        )
         print(f"## {study}\n")
         print(paths["table"].read_text())
         print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -238,6 +238,7 @@ class Algorithm:
         self._logger: Logger | None = None  # while learn runs: its position goes into each checkpoint
         self._last_logger: Logger | None = None  # the last learn's, for ep_info_buffer after it
         self._resume_log: dict | None = None  # the log position of the checkpoint this model was loaded from
+        self._tensorboard_runs: set[Path] = set()  # the tensorboard_log run directories this model wrote
         self.checkpoint_freq: int | None = None  # learn's checkpoint_freq of the run (saved: a resume goes on with it)
         self.target_timesteps: int | None = None  # the step count the last learn was to reach (saved, as above)
         if self.preset_name:
@@ -708,8 +709,7 @@ class Algorithm:
         if self.tensorboard_log is not None and (reset_num_timesteps or self.run_dir is None):
             self.run_dir = _next_run_dir(self.tensorboard_log, tb_log_name or type(self).__name__)
         elif self.tensorboard_log is not None and tb_log_name is not None and not _is_run_of(self.run_dir, tb_log_name):
-            own = self.__dict__.setdefault("_tensorboard_runs", set())  # the run directories this model wrote
-            self.run_dir = _continued_run_dir(self.tensorboard_log, tb_log_name, own)  # the curve goes on there
+            self.run_dir = _continued_run_dir(self.tensorboard_log, tb_log_name, self._tensorboard_runs)
         threads = threads_for(self.config.torch_threads, self)
         lines = [f"backend: {line}" for line in self.backend_lines] + [
             f"{self.name}: {threads} CPU thread(s) for torch, 1 for NumPy's BLAS "
@@ -727,7 +727,7 @@ class Algorithm:
             self.run_dir = run_dir
             raise
         if self.tensorboard_log is not None and self.run_dir is not None:
-            self.__dict__.setdefault("_tensorboard_runs", set()).add(Path(self.run_dir))
+            self._tensorboard_runs.add(Path(self.run_dir))
         self._hooks, self._log_interval, self._updates_in_learn = hooks, log_interval, 0
         self._sb3_logger.dir = str(self.run_dir) if self.run_dir is not None else None
         self._sb3_logger.attach(logger.writer, logger.info)  # output_formats, info (detached by _end_learn too)

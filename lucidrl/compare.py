@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from lucidrl.errors import ConfigError, LucidRLError
+from lucidrl.logging import STEP_KEY
 from lucidrl.plotting import METRIC, figure_path, finish_figure, load_curve
 from lucidrl.stats import bootstrap_ci, summarize
 
@@ -386,15 +387,20 @@ def run_all(
 
 # --------------------------------------------------------------------------- report
 def curve_band(
-    run_dirs: Sequence[str | os.PathLike], n_points: int = 100, confidence: float = 0.95, metric: str = METRIC
+    run_dirs: Sequence[str | os.PathLike],
+    n_points: int = 100,
+    confidence: float = 0.95,
+    metric: str = METRIC,
+    x: str = STEP_KEY,
 ):
-    """(steps, mean, low, high) of the runs' learning curves (``metric``) on a common grid of env steps.
+    """(steps, mean, low, high) of the runs' learning curves (``metric``) on a common grid of env steps
+    (``x``: of another column, e.g. ``time/elapsed_s``).
 
     Each run's curve is linearly interpolated onto ``n_points`` steps between the latest first
     logged step and the earliest last one (the span every run covers); the band is the
     percentile bootstrap over runs of the mean at each step.
     """
-    return band([load_curve(d, metric) for d in run_dirs], n_points, confidence)
+    return band([load_curve(d, metric, x) for d in run_dirs], n_points, confidence)
 
 
 def band(curves: Sequence[tuple[Sequence[float], Sequence[float]]], n_points: int = 100, confidence: float = 0.95):
@@ -429,11 +435,14 @@ def plot_curves(
     ylabel: str | None = None,
     reference: tuple[float, str] | None = None,
     log_y: bool = False,
+    x: str = STEP_KEY,
+    xlabel: str | None = None,
 ) -> Path:
     """One PNG: per group, the mean over its runs of ``metric`` against env steps with a 95% bootstrap band.
 
     ``reference``: (value, label) of a horizontal line to draw (e.g. the best possible value);
-    ``log_y``: a logarithmic y axis (for quantities such as a KL divergence that span decades).
+    ``log_y``: a logarithmic y axis (for quantities such as a KL divergence that span decades);
+    ``x``: another column of metrics.csv on the x axis (e.g. ``time/elapsed_s``), named by ``xlabel``.
     """
     import matplotlib
 
@@ -444,7 +453,7 @@ def plot_curves(
     bands = {}
     for name, runs in groups.items():
         try:
-            bands[name] = curve_band([Path(r["run_dir"]) for r in runs], metric=metric)
+            bands[name] = curve_band([Path(r["run_dir"]) for r in runs], metric=metric, x=x)
         except LucidRLError:  # this algorithm does not log the metric: left out of this figure
             continue
     if not bands:
@@ -464,7 +473,7 @@ def plot_curves(
         ax.axhline(reference[0], color="black", linestyle="--", linewidth=1, label=reference[1])
     if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel(xlabel or ("environment steps" if x == STEP_KEY else x))
     ax.set_ylabel(ylabel or ("episode return (mean of last 100 training episodes)" if metric == METRIC else metric))
     return finish_figure(fig, ax, path, title)
 

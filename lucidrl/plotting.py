@@ -12,21 +12,22 @@ from lucidrl.logging import STEP_KEY, read_columns, read_metrics, unwritable_dir
 METRIC = "rollout/episode_return"
 
 
-def load_curve(run_dir: str | os.PathLike, metric: str = METRIC) -> tuple[list[float], list[float]]:
-    """(env steps, metric values) of one run; rows without the metric are skipped."""
+def load_curve(run_dir: str | os.PathLike, metric: str = METRIC, x: str = STEP_KEY) -> tuple[list[float], list[float]]:
+    """(env steps, metric values) of one run; rows without the metric are skipped. ``x``: another column to read
+    against, e.g. ``time/elapsed_s`` (seconds of training)."""
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         raise LucidRLError(
             f"{str(run_dir)!r} has no metrics.csv: is it a run directory written by `lucidrl train` "
             "or by a model created with run_dir=...?"
         )
-    rows = [r for r in read_metrics(path) if metric in r and STEP_KEY in r]
+    rows = [r for r in read_metrics(path) if metric in r and x in r]
     if not rows:
         columns = read_columns(path)
         if metric not in columns:
             raise LucidRLError(f"{path} has no column {metric!r}; its columns: {', '.join(columns)}")
         raise LucidRLError(f"{path} has no values of {metric!r}")
-    return [r[STEP_KEY] for r in rows], [r[metric] for r in rows]
+    return [r[x] for r in rows], [r[metric] for r in rows]
 
 
 def plot_runs(

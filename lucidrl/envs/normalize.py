@@ -43,16 +43,15 @@ class RunningMeanStd(nn.Module):
 
     def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4, device: torch.device | str = "cpu"):
         super().__init__()
+        self.shape = tuple(shape)  # (a plain attribute: read at every env step, unlike a buffer's through nn.Module)
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64, device=device))
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64, device=device))
         self.register_buffer("count", torch.tensor(epsilon, dtype=torch.float64, device=device))
 
     def update(self, x: torch.Tensor | np.ndarray) -> None:
         """Add a batch x of shape [B, *shape] (B >= 1)."""
-        mean_buffer = self._buffers["mean"]  # not self.mean: nn.Module's attribute lookup costs a microsecond a step
-        assert mean_buffer is not None
-        if isinstance(x, np.ndarray) and mean_buffer.is_cpu:  # speed: NumPy on small CPU arrays
-            x = x.reshape(-1, *mean_buffer.shape).astype(np.float64, copy=False)
+        if isinstance(x, np.ndarray) and self.on_cpu():  # speed: NumPy on small CPU arrays
+            x = x.reshape(-1, *self.shape).astype(np.float64, copy=False)
             n = x.shape[0]
             if n == 1:  # one env: the batch's mean is its row and its variance 0, exactly as mean/var give
                 self.update_from_moments(x[0], 0.0, 1)
@@ -73,7 +72,7 @@ class RunningMeanStd(nn.Module):
         mean: Any  # NumPy views or the tensors themselves: the same arithmetic on either
         var: Any
         count: Any
-        if not isinstance(batch_mean, torch.Tensor) and self._buffers["mean"].is_cpu:  # type: ignore[union-attr]
+        if not isinstance(batch_mean, torch.Tensor) and self.on_cpu():
             mean, var, count_view = self.numpy_views()  # written in place
             # a Python float: the same float64 arithmetic, less overhead than a 0-d array (buffers made float32 by
             # .float() keep their own precision: the 0-d array then)
@@ -87,6 +86,11 @@ class RunningMeanStd(nn.Module):
         mean += delta * (batch_count / total)  # (N1)
         var[...] = m2 / total
         count_view[...] = total
+
+    def on_cpu(self) -> bool:
+        """Whether the buffers are on the CPU (read from the module's buffer table: ``self.mean`` goes through
+        nn.Module's attribute lookup, a microsecond at every env step)."""
+        return self._buffers["mean"].is_cpu  # type: ignore[union-attr]
 
     def numpy_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """NumPy views of (mean, var, count) on the CPU, made once per storage (this runs at every env step)."""
@@ -125,7 +129,7 @@ class ObsNormalizer(nn.Module):
     def update_and_normalize(self, raw_obs: np.ndarray) -> np.ndarray:
         """Training: add a batch of raw observations to the statistics, then normalise it (N2), NumPy in and out."""
         self.rms.update(raw_obs)
-        if not self.rms._buffers["mean"].is_cpu:  # type: ignore[union-attr]
+        if not self.rms.on_cpu():
             return self(torch.as_tensor(raw_obs, device=self.rms.mean.device)).cpu().numpy()
         mean, var, _ = self.rms.numpy_views()
         z = (raw_obs - mean) / np.sqrt(var + self.epsilon)  # (N2)
@@ -177,9 +181,7 @@ class RewardScaler(nn.Module):
                 self.rms.update(seen)
             self.returns[np.asarray(done, dtype=bool)] = 0.0  # a new episode starts its return at 0
         rms = self.rms
-        std = math.sqrt(
-            float(rms.numpy_views()[1] if rms._buffers["var"].is_cpu else rms.var) + self.epsilon  # type: ignore[union-attr]
-        )
+        std = math.sqrt(float(rms.numpy_views()[1] if rms.on_cpu() else rms.var) + self.epsilon)
         return np.minimum(np.maximum(reward / std, -self.clip_reward), self.clip_reward).astype(np.float32)  # (N3) clip
 
     def scale_on_device(

@@ -9,6 +9,8 @@ import lucidrl
 from lucidrl import ConfigError, LucidRLError
 from lucidrl.cli import main
 from lucidrl.compare import Variant, compare, compare_variants, curve_band, group_runs, load_results, plot_curves
+from lucidrl.logging import read_metrics
+from lucidrl.plotting import METRIC
 
 
 def test_compare_writes_figures_and_table_and_reuses_finished_runs(tmp_path, capsys):
@@ -49,6 +51,11 @@ def test_compare_writes_figures_and_table_and_reuses_finished_runs(tmp_path, cap
             assert (run / "metrics.csv").is_file() and (run / "model" / "weights.safetensors").is_file()
     steps, mean, low, high = curve_band([out / "runs" / "ppo-s0", out / "runs" / "ppo-s1"], n_points=10)
     assert len(steps) == len(mean) == 10 and (low <= mean + 1e-9).all() and (mean <= high + 1e-9).all()
+    runs = [out / "runs" / "ppo-s0", out / "runs" / "ppo-s1"]  # against seconds of training (x): the span both ran
+    seconds, by_time, _, _ = curve_band(runs, n_points=10, x="time/elapsed_s")
+    elapsed = [[r["time/elapsed_s"] for r in read_metrics(d / "metrics.csv") if METRIC in r] for d in runs]
+    assert seconds[0] == max(e[0] for e in elapsed) and seconds[-1] == min(e[-1] for e in elapsed)
+    assert by_time.shape == (10,) and (by_time > 0).all()  # returns, read against those seconds
 
     logs = []  # a second call trains nothing: every run is reused
     compare(["ppo", "reinforce"], "CartPole-v1", seeds=2, timesteps=2048, out=out, eval_episodes=2, log=logs.append)
