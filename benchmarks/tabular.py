@@ -10,7 +10,7 @@ deterministic=True)`` (evaluation episode i is seeded with i):
 
 * FrozenLake-v1 (4x4, slippery): success rate = mean return over 1000 episodes; bar >= 0.70
 * Taxi-v4 (Gymnasium 1.4 renamed Taxi-v3; same default dynamics): mean return over 1000 episodes; bar >= 7.0
-* CartPole-v1 (discretised, 1x6x12x12 bins): mean return over 10 episodes; bar >= 195
+* CartPole-v1 (discretised, 1x12x24x24 bins): mean return over 10 episodes; bar >= 195
 
 ``train_s`` is the wall time of ``learn`` only. Results are appended as JSON lines to
 ``benchmarks/results/qlearning_tabular.jsonl`` and a table is printed.

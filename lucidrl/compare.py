@@ -47,7 +47,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,9 @@ class Job:
     timesteps: int
     run_dir: str
     eval_episodes: int = 10
-    overrides: tuple[tuple[str, Any], ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), hash=False)
+    """The variant's config fields, as sorted pairs; not hashed, since a value may be a list (``net_arch``): jobs
+    differ in their run directories anyway."""
     label: str = ""
     """The name the run is reported under (default: the algorithm's)."""
     wrapper: str = ""
@@ -154,7 +156,7 @@ def probe_variants(jobs: Sequence[Job]) -> None:
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # a model seeds the global RNGs
     try:
         for job in jobs:
-            key = (job.algo, job.overrides, job.wrapper, job.label)
+            key = (job.algo, repr(job.overrides), job.wrapper, job.label)  # repr: a value may be a list (net_arch)
             if key in seen:
                 continue
             seen.add(key)

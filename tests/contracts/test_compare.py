@@ -70,10 +70,11 @@ def test_compare_refuses_bad_input(tmp_path):
 
 def test_variants_are_reported_under_their_labels_with_overrides_and_wrappers(tmp_path):
     """Two variants of one algorithm: their own run directories, labels in the table and results.json, the
-    override and the env wrapper applied in the worker, and a metric plotted by name."""
+    override and the env wrapper applied in the worker, and a metric plotted by name. A list-valued override
+    (net_arch) is applied and its finished run reused."""
     out = tmp_path / "var"
     variants = [
-        Variant("ppo, 1 epoch", "ppo", {"n_epochs": 1}),
+        Variant("ppo, 1 epoch", "ppo", {"n_epochs": 1, "net_arch": [16]}),
         Variant("ppo + time", "ppo", {}, wrapper="gymnasium.wrappers:TimeAwareObservation"),
     ]
     paths = compare_variants(
@@ -97,6 +98,11 @@ def test_variants_are_reported_under_their_labels_with_overrides_and_wrappers(tm
     one_epoch = json.loads((out / "runs" / "ppo_1_epoch-s3" / "model" / "config.json").read_text())
     timed = json.loads((out / "runs" / "ppo_time-s3" / "model" / "config.json").read_text())
     assert _field(one_epoch, "n_epochs") == 1 and _field(timed, "n_epochs") == 20  # the preset's, under the wrapper
+    assert _field(one_epoch, "net_arch") == [16]
+    logs: list[str] = []
+    compare_variants(variants[:1], "CartPole-v1", seeds=[3], timesteps=512, out=out, n_jobs=1, eval_episodes=1,
+                     log=logs.append)  # fmt: skip
+    assert any("reusing" in m for m in logs) and not any("training" in m for m in logs)
     from lucidrl import load
 
     assert load(out / "runs" / "ppo_time-s3" / "model").observation_space.shape == (5,)  # t was added

@@ -97,6 +97,15 @@ EXPECTED = {
         "pendulum_ppo/curves_diag_entropy.png",
         "pendulum_ppo/final_returns.png",
     ],
+    "discretisation": [
+        "learning_curves.png",
+        "final_returns.png",
+        "results.md",
+        "learning_curves_with_dqn.png",
+        "dqn/results.md",
+        "tables.md",
+        "tables.json",
+    ],
     "llm_rl": ["accuracy.png", "reward_model.png", "kl.png", "results.md", "results.json"],
     "double_q": ["left_from_a.png", "q_a_left.png", "results.md", "results.json"],
     "gae_lambda": [
@@ -161,6 +170,16 @@ def test_experiment_script_runs(name, tmp_path):
                 assert curve and all(0.0 <= v <= 1.0 for v in curve)
             assert all(f"| {n} |" in (out / "results.md").read_text() for n in names)
         assert len(result["tabular"]["left_curve"]["Q-learning"]) == result["settings"]["episodes"]
+    if name == "discretisation":  # a table's rows are the grid's cells; what was updated and visited is counted
+        summary = json.loads((out / "tables.json").read_text())
+        assert len(summary) == 8 and "tables" not in summary["DQN (256x256 MLP)"]
+        for label, row in summary.items():
+            assert len(row["final_eval"]) == 2 and f"| {label} |" in (out / "tables.md").read_text()
+        cells = {"angle only 1x1x12x1": 12, "coarse 1x3x6x6": 108, "fine 1x12x24x24": 6912}
+        for label, n in cells.items():
+            for t in summary[label]["tables"]:
+                assert t["rows"] == n and 0 < t["rows_updated"] <= n
+                assert 0 <= t["eval_steps_unlearned"] <= t["eval_steps"]
     if name == "gae_lambda":  # every λ measured on the same batches; λ = 1 is G_t − V(s), the true gradient's Ψ
         snapshots = json.loads((out / "gradient_statistics.json").read_text())
         assert len(snapshots) == 2
