@@ -8,7 +8,7 @@ grid is one row of the table. The grid decides two things at once:
 * **what the agent can tell apart.** Two observations in one cell share one row of Q-values, so one action.
   If they need different actions (the pole leaning left but swinging back, against leaning left and falling),
   no table on that grid can act right in both; the cells are not Markov states any more (Sutton & Barto 2018,
-  section 9.5 on state aggregation, and section 17.3 on partial observability);
+  Example 9.1 in section 9.3 on state aggregation, and section 17.3 on observations and state);
 * **how much there is to learn.** d dimensions of n bins are n^d rows, and each is learned only from the steps
   that land in it: a finer grid spreads the same experience over more rows (the "curse of dimensionality",
   Bellman 1957).
