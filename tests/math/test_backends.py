@@ -48,13 +48,12 @@ RTOL, ATOL = 1e-4, 1e-6
 ENVS = {"categorical": "CartPole-v1", "gaussian": "Pendulum-v1"}
 
 
-def pair(cls, env_id, **kw):
+def pair(cls, env, **kw):
     """The same model twice (same seed: the same initial weights), under each backend."""
     common = dict(seed=0, verbose=0, preset=False, net_arch=[16, 16], **kw)
-    ref, fast = cls(env_id, backend="reference", **common), cls(env_id, backend="fast", **common)
+    ref, fast = cls(env, backend="reference", **common), cls(env, backend="fast", **common)
     for a, b in zip(ref._checkpoint_modules().values(), fast._checkpoint_modules().values()):
-        for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-            assert torch.equal(x, y), k
+        assert_same_modules(a, b, atol=0)  # exactly equal (and of the same dtype)
     return ref, fast
 
 
@@ -100,6 +99,25 @@ def assert_same_metrics(ma: dict, mb: dict, loose: tuple[str, ...] = ()):
 
 
 # --------------------------------------------------------------------------- the MLP core
+def assert_jvp_equals_autograd(core, members, params, flat, hs, x):
+    """JVP: (∂y/∂θ) v equals the directional derivative by forward-mode autograd, for a random direction v; ``hs``
+    are the activations of ``core.forward`` at ``flat`` on the input ``x`` (``x`` dense, as the members take it)."""
+    v = torch.randn_like(flat)
+    vs = list(torch.split(v, [p.numel() for p in params]))
+    position = {id(p): i for i, p in enumerate(params)}
+    for member, got in zip(members, core.jvp(core.blocks(flat), hs, core.blocks(v))):
+        mine = list(member.parameters())
+        tangents = tuple(vs[position[id(p)]].view_as(p) for p in mine)
+        _, expected_dot = torch.func.jvp(
+            lambda *ps, member=member: torch.func.functional_call(
+                member, {n: q for (n, _), q in zip(member.named_parameters(), ps)}, (x,)
+            ),
+            tuple(mine),
+            tangents,
+        )
+        torch.testing.assert_close(got, expected_dot, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("ops", ["numpy", "torch", "feature_major"])
 @pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU, nn.ELU])
 @pytest.mark.parametrize("k", [1, 2])
@@ -125,23 +143,22 @@ def test_the_mlp_core_forward_vjp_and_jvp_equal_autograd(ops, act, k):
         g = torch.zeros_like(flat)
         core.backward(core.blocks(as_array(flat)), core.blocks(as_array(g)), hs, [rows(as_array(d)) for d in ds])
         torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-5)
-    # JVP: (∂y/∂θ) v equals the directional derivative by forward-mode autograd
     if ops != "torch":
         return  # the JVP runs in torch only (TRPO's Fisher products)
-    v = torch.randn_like(flat)
-    vs = list(torch.split(v, [p.numel() for p in params]))
-    position = {id(p): i for i, p in enumerate(params)}
-    for member, got in zip(members, core.jvp(core.blocks(flat), hs, core.blocks(v))):
-        mine = list(member.parameters())
-        tangents = tuple(vs[position[id(p)]].view_as(p) for p in mine)
-        _, expected_dot = torch.func.jvp(
-            lambda *ps, member=member: torch.func.functional_call(
-                member, {n: q for (n, _), q in zip(member.named_parameters(), ps)}, (x,)
-            ),
-            tuple(mine),
-            tangents,
-        )
-        torch.testing.assert_close(got, expected_dot, rtol=1e-4, atol=1e-5)
+    assert_jvp_equals_autograd(core, members, params, flat, hs, x)
+
+
+def assert_learn_agrees(ref, fast, steps, atol=PARAM_ATOL, attrs=None):
+    """``steps`` of learn() under each backend, from the same weights, end with the same weights (to ``atol``): those
+    of the modules ``attrs`` names, or (None) of every module a checkpoint saves."""
+    ref.learn(steps)
+    fast.learn(steps)
+    if attrs is None:
+        pairs = zip(ref._checkpoint_modules().values(), fast._checkpoint_modules().values())
+    else:
+        pairs = ((getattr(ref, name), getattr(fast, name)) for name in attrs)
+    for a, b in pairs:
+        assert_same_modules(a, b, atol=atol)
 
 
 @pytest.mark.parametrize("cls", [lucidrl.PPO, lucidrl.A2C, lucidrl.TRPO, lucidrl.VPG, lucidrl.DQN])
@@ -158,22 +175,32 @@ def test_elu_networks_take_the_fast_backend_and_learn_as_the_reference(cls):
     ref, fast = pair(cls, "CartPole-v1", activation="elu", **kw)
     assert all(line.startswith(line.split(":")[0] + ": fast") for line in fast.backend_lines)
     steps = 2 * (kw.get("n_steps", 0) * kw.get("n_envs", 1)) or 64
-    ref.learn(steps)
-    fast.learn(steps)
-    for a, b in zip(ref._checkpoint_modules().values(), fast._checkpoint_modules().values()):
-        assert_same_modules(a, b, atol=1e-4)
+    assert_learn_agrees(ref, fast, steps, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- acting
+def assert_acting_agrees(model, obs, noise):
+    """The fast acting gives the reference's distribution parameters and values for ``obs``; returns the actions
+    each backend draws with ``noise`` (reference, fast), which the caller compares as its head allows."""
+    a_ref, p_ref, v_ref = rollout_policy(model.agent)(obs, noise)
+    a_fast, p_fast, v_fast = fast_ac.rollout_policy(model.agent)(obs, noise)
+    torch.testing.assert_close(p_fast, p_ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(v_fast, v_ref.detach(), rtol=1e-5, atol=1e-6)
+    return a_ref, a_fast
+
+
+def assert_same_greedy_actions(q_net, obs):
+    """DQN's fast greedy acting takes the reference's argmax, on a batch of observations and on one row."""
+    assert np.array_equal(fast_dqn.greedy_policy(q_net)(obs), ref_dqn.greedy_policy(q_net)(obs))
+    assert np.array_equal(fast_dqn.greedy_policy(q_net)(obs[:1]), ref_dqn.greedy_policy(q_net)(obs[:1]))
+
+
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
 def test_acting_gives_the_same_parameters_values_and_actions_for_the_same_noise(kind):
     model = lucidrl.PPO(ENVS[kind], seed=0, verbose=0, preset=False, n_envs=4, net_arch=[16, 16])
     obs = torch.randn(4, *model.observation_space.shape)
     noise = model.agent.head.noise((4,), torch.Generator().manual_seed(3))
-    a_ref, p_ref, v_ref = rollout_policy(model.agent)(obs, noise)
-    a_fast, p_fast, v_fast = fast_ac.rollout_policy(model.agent)(obs, noise)
-    torch.testing.assert_close(p_fast, p_ref.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(v_fast, v_ref.detach(), rtol=1e-5, atol=1e-6)
+    a_ref, a_fast = assert_acting_agrees(model, obs, noise)
     if kind == "categorical":
         assert torch.equal(a_fast, a_ref)
     else:
@@ -184,8 +211,7 @@ def test_acting_gives_the_same_parameters_values_and_actions_for_the_same_noise(
 def test_dqn_greedy_acting_is_the_same_argmax():
     model = lucidrl.DQN("CartPole-v1", seed=0, verbose=0, preset=False, net_arch=[32, 32])
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
-    assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs), ref_dqn.greedy_policy(model.q_net)(obs))
-    assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs[:1]), ref_dqn.greedy_policy(model.q_net)(obs[:1]))
+    assert_same_greedy_actions(model.q_net, obs)
 
 
 def test_gae_twin_equals_the_reference():
@@ -204,6 +230,23 @@ def test_gae_twin_equals_the_reference():
 
 
 # --------------------------------------------------------------------------- PPO
+def assert_ppo_updates_agree(ref, fast, batch, updates, clip_range, clip_range_vf=None, beta=1.0):
+    """``updates`` PPO updates (``ppo_update``'s clip ranges and KL coefficient β) on one ``batch`` under each
+    backend, each update shuffling its minibatches alike: the same metrics after every update, the same weights and
+    optimiser state after the last. Returns every update's metrics, (reference, fast)."""
+    history = []
+    for _ in range(updates):
+        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+        coefs = (clip_range, clip_range_vf, beta)
+        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, *coefs, gens[0])
+        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, *coefs, gens[1])
+        assert_same_metrics(m_ref, m_fast)
+        history.append((m_ref, m_fast))
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    return history
+
+
 @pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
 def test_ppo_clip_update_equals_the_reference(kind, updates):
@@ -220,13 +263,7 @@ def test_ppo_clip_update_equals_the_reference(kind, updates):
         max_grad_norm=0.5,
     )
     _, batch = rollout_batch(ref, 32)
-    for _ in range(updates):
-        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 1.0, gens[0])
-        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, None, 1.0, gens[1])
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    m_ref, _ = assert_ppo_updates_agree(ref, fast, batch, updates, 0.2)[-1]
     assert m_ref["diag/clip_fraction"] >= 0 and m_ref["train/gradient_steps"] == 4
 
 
@@ -238,15 +275,8 @@ def test_ppo_value_clipping_and_early_stop_equal_the_reference(kind):
     ref, fast = pair(lucidrl.PPO, ENVS[kind], clip_range_vf=0.05, target_kl=0.004, **kw)
     _, batch = rollout_batch(ref, 32)
     batch["values_old"] = batch["values_old"] + 0.3 * torch.randn(batch["values_old"].shape)  # V_old ≠ V: clips bite
-    stopped = []
-    for _ in range(3):
-        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, 0.05, 1.0, gens[0])
-        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, 0.05, 1.0, gens[1])
-        assert_same_metrics(m_ref, m_fast)
-        stopped.append(m_ref["train/gradient_steps"] < 16)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    history = assert_ppo_updates_agree(ref, fast, batch, 3, 0.2, clip_range_vf=0.05)
+    stopped = [m_ref["train/gradient_steps"] < 16 for m_ref, _ in history]
     assert any(stopped), "target_kl never stopped an update: the test would not see the early stop"
 
 
@@ -293,25 +323,14 @@ def test_ppo_penalty_update_equals_the_reference(kind):
     kw = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, ent_coef=0.01, learning_rate=3e-3, max_grad_norm=0.5)
     ref, fast = pair(lucidrl.PPO, ENVS[kind], variant="kl_penalty", **kw)
     _, batch = rollout_batch(ref, 32)
-    for _ in range(3):
-        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 3.0, gens[0])
-        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, None, 3.0, gens[1])
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    m_ref, m_fast = assert_ppo_updates_agree(ref, fast, batch, 3, 0.2, beta=3.0)[-1]
     assert m_ref["diag/kl"] > 1e-4 and "diag/clip_fraction" not in m_fast
 
 
 # --------------------------------------------------------------------------- A2C
-@pytest.mark.parametrize("rms_prop", [True, False])
-@pytest.mark.parametrize("updates", [1, 3])
-@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
-def test_a2c_update_equals_the_reference(kind, updates, rms_prop):
-    ref, fast = pair(
-        lucidrl.A2C, ENVS[kind], n_envs=4, n_steps=5, ent_coef=0.01, use_rms_prop=rms_prop, normalize_advantage=True
-    )
-    _, batch = rollout_batch(ref, 5)
+def assert_a2c_updates_agree(ref, fast, batch, updates):
+    """``updates`` A2C updates on one ``batch`` under each backend: the same metrics after every update, the same
+    weights and optimiser state after the last."""
     for _ in range(updates):
         m_ref = ref_a2c.a2c_update(ref.agent, ref.optimizer, batch, ref.config)
         m_fast = fast_ac.a2c_update(fast.agent, fast.optimizer, batch, fast.config)
@@ -320,11 +339,21 @@ def test_a2c_update_equals_the_reference(kind, updates, rms_prop):
     assert_same_optimizer(ref.optimizer, fast.optimizer)
 
 
-# --------------------------------------------------------------------------- TRPO
+@pytest.mark.parametrize("rms_prop", [True, False])
+@pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
-def test_trpo_local_models_equal_the_reference(kind):
-    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32)
-    _, batch = rollout_batch(ref, 64)
+def test_a2c_update_equals_the_reference(kind, updates, rms_prop):
+    ref, fast = pair(
+        lucidrl.A2C, ENVS[kind], n_envs=4, n_steps=5, ent_coef=0.01, use_rms_prop=rms_prop, normalize_advantage=True
+    )
+    _, batch = rollout_batch(ref, 5)
+    assert_a2c_updates_agree(ref, fast, batch, updates)
+
+
+# --------------------------------------------------------------------------- TRPO
+def assert_trpo_local_models_agree(ref, fast, batch):
+    """TRPO's local models on ``batch`` under each backend: the surrogate L, its gradient g, the Fisher-vector
+    product and the evaluation of a nearby θ (surrogate and KL) agree."""
     adv = batch["advantages"]
     L_ref, g_ref, fvp_ref, eval_ref, _ = ref_trpo.local_models(ref.agent, batch, adv, 0.1)
     L_fast, g_fast, fvp_fast, eval_fast, _ = fast_trpo.local_models(fast.agent, batch, adv, 0.1)
@@ -337,11 +366,17 @@ def test_trpo_local_models_equal_the_reference(kind):
         assert np.isclose(float(b), float(a), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
-def test_trpo_update_equals_the_reference(kind, updates):
-    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32, n_critic_updates=2, cg_max_steps=6)
+def test_trpo_local_models_equal_the_reference(kind):
+    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32)
     _, batch = rollout_batch(ref, 64)
+    assert_trpo_local_models_agree(ref, fast, batch)
+
+
+def assert_trpo_updates_agree(ref, fast, batch, updates):
+    """``updates`` TRPO updates (the natural-gradient policy step, with ``cg_max_steps`` <= 6, then the critic's
+    fit) on one ``batch`` under each backend: the same metrics after every update (CG's to 1e-3), the same weights
+    (to 1e-4) and critic optimiser state after the last, every line search a success."""
     for _ in range(updates):
         with torch.no_grad():  # each update starts at θ_old, as after a new rollout: π_old is the current policy
             batch["params_old"] = ref.agent.policy_params(batch["obs"])
@@ -379,7 +414,39 @@ def test_trpo_update_equals_the_reference(kind, updates):
     assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
 
 
+@pytest.mark.parametrize("updates", [1, 3])
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_trpo_update_equals_the_reference(kind, updates):
+    ref, fast = pair(lucidrl.TRPO, ENVS[kind], n_envs=2, n_steps=64, batch_size=32, n_critic_updates=2, cg_max_steps=6)
+    _, batch = rollout_batch(ref, 64)
+    assert_trpo_updates_agree(ref, fast, batch, updates)
+
+
 # --------------------------------------------------------------------------- VPG / REINFORCE
+def vpg_batch(model, n_steps):
+    """One rollout of ``n_steps`` (``rollout_batch``), flat, with VPG's ψ and the critic's targets."""
+    rollout, _ = rollout_batch(model, n_steps)
+    psi, targets = ref_vpg.psi_and_targets(rollout, model.config)
+    return rollout.flat(psi=psi, targets=targets)
+
+
+def assert_vpg_updates_agree(ref, fast, batch, updates):
+    """``updates`` VPG / REINFORCE updates (the policy step, then the critic's fit where there is a critic) on one
+    ``batch`` under each backend: the same metrics after every update, the same weights and optimiser states after
+    the last."""
+    for _ in range(updates):
+        m_ref = ref_vpg.policy_step(ref.agent, ref.policy_optimizer, batch, ref.config)
+        m_fast = fast_vpg.policy_step(fast.agent, fast.policy_optimizer, batch, fast.config)
+        if ref.config.uses_critic:
+            m_ref.update(ref_vpg.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config))
+            m_fast.update(fast_vpg.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config))
+        assert_same_metrics(m_ref, m_fast)
+    assert_same_modules(ref.agent, fast.agent)
+    assert_same_optimizer(ref.policy_optimizer, fast.policy_optimizer)
+    if ref.config.uses_critic:
+        assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
+
+
 @pytest.mark.parametrize("cls", [lucidrl.VPG, lucidrl.REINFORCE])
 @pytest.mark.parametrize("updates", [1, 3])
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])
@@ -393,20 +460,7 @@ def test_vpg_and_reinforce_updates_equal_the_reference(cls, kind, updates):
         max_grad_norm=1.0,
         **({"n_critic_updates": 3} if cls is lucidrl.VPG else {}),
     )
-    rollout, _ = rollout_batch(ref, 64)
-    psi, targets = ref_vpg.psi_and_targets(rollout, ref.config)
-    batch = rollout.flat(psi=psi, targets=targets)
-    for _ in range(updates):
-        m_ref = ref_vpg.policy_step(ref.agent, ref.policy_optimizer, batch, ref.config)
-        m_fast = fast_vpg.policy_step(fast.agent, fast.policy_optimizer, batch, fast.config)
-        if ref.config.uses_critic:
-            m_ref.update(ref_vpg.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config))
-            m_fast.update(fast_vpg.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config))
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.policy_optimizer, fast.policy_optimizer)
-    if ref.config.uses_critic:
-        assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
+    assert_vpg_updates_agree(ref, fast, vpg_batch(ref, 64), updates)
 
 
 # --------------------------------------------------------------------------- DQN
@@ -426,14 +480,12 @@ def filled_replay(model, n=600):
     return buffer
 
 
-@pytest.mark.parametrize("double_q", [False, True])
-@pytest.mark.parametrize("steps", [1, 3, 64])  # 64: ~1,600 distinct of 4,000 drawn: targets in two chunks
-def test_dqn_round_equals_the_reference(steps, double_q):
-    kw = dict(buffer_size=1000, batch_size=32, learning_rate=1e-3, double_q=double_q, max_grad_norm=1.0)
-    ref, fast = pair(lucidrl.DQN, "CartPole-v1", **kw)
+def assert_dqn_round_agrees(ref, fast, buffer, steps):
+    """One DQN training round of ``steps`` gradient steps under each backend, from the same weights, a target network
+    apart from the online one and the same minibatches of ``buffer``: the same metrics, online and target weights
+    and optimiser state."""
     ref.q_net_target.load_state_dict({k: v + 0.01 for k, v in ref.q_net.state_dict().items()})  # θ⁻ ≠ θ
     fast.q_net_target.load_state_dict(ref.q_net_target.state_dict())
-    buffer = filled_replay(ref, n=4000 if steps > 3 else 600)
     fast_buffer = copy.copy(buffer)
     buffer.generator, fast_buffer.generator = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     m_ref = ref_dqn.dqn_train_round(ref.q_net, ref.q_net_target, ref.optimizer, buffer, steps, ref.config)
@@ -442,6 +494,14 @@ def test_dqn_round_equals_the_reference(steps, double_q):
     assert_same_modules(ref.q_net, fast.q_net)
     assert_same_modules(ref.q_net_target, fast.q_net_target)  # untouched by a round, in both
     assert_same_optimizer(ref.optimizer, fast.optimizer)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+@pytest.mark.parametrize("steps", [1, 3, 64])  # 64: ~1,600 distinct of 4,000 drawn: targets in two chunks
+def test_dqn_round_equals_the_reference(steps, double_q):
+    kw = dict(buffer_size=1000, batch_size=32, learning_rate=1e-3, double_q=double_q, max_grad_norm=1.0)
+    ref, fast = pair(lucidrl.DQN, "CartPole-v1", **kw)
+    assert_dqn_round_agrees(ref, fast, filled_replay(ref, n=4000 if steps > 3 else 600), steps)
 
 
 # --------------------------------------------------------------------------- selection

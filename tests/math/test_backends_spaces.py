@@ -17,8 +17,6 @@ the spaces added since: Discrete observations (``OneHot``: FrozenLake, Taxi), Mu
 
 from __future__ import annotations
 
-import copy
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -27,27 +25,26 @@ from gymnasium import spaces as S
 from torch import nn
 
 import lucidrl
-from lucidrl.algos import a2c as ref_a2c
-from lucidrl.algos import dqn as ref_dqn
-from lucidrl.algos import ppo as ref_ppo
-from lucidrl.algos import trpo as ref_trpo
-from lucidrl.algos import vpg as ref_vpg
 from lucidrl.fast import actor_critic as fast_ac
-from lucidrl.fast import dqn as fast_dqn
 from lucidrl.fast import trpo as fast_trpo
-from lucidrl.fast import vpg as fast_vpg
 from lucidrl.fast.heads import kl_and_grad, logit_terms, sample
 from lucidrl.fast.inputs import SCATTER_BY_PRODUCT, OneHotRows, scatter_columns
 from lucidrl.fast.mlp import MLPCore
 from lucidrl.networks import BernoulliHead, CategoricalHead, DiagGaussianHead, MultiCategoricalHead
-from lucidrl.rollout import rollout_policy
 from tests.math.test_backends import (
-    ATOL,
-    RTOL,
-    assert_same_metrics,
-    assert_same_modules,
-    assert_same_optimizer,
+    assert_a2c_updates_agree,
+    assert_acting_agrees,
+    assert_dqn_round_agrees,
+    assert_jvp_equals_autograd,
+    assert_learn_agrees,
+    assert_ppo_updates_agree,
+    assert_same_greedy_actions,
+    assert_trpo_local_models_agree,
+    assert_trpo_updates_agree,
+    assert_vpg_updates_agree,
+    pair,
     rollout_batch,
+    vpg_batch,
 )
 
 
@@ -86,15 +83,6 @@ DQN_SPACES = {  # Discrete actions (one Q-value each), one-hot observations
 }
 
 
-def pair(cls, env, **kw):
-    """The same model twice (same seed: the same initial weights), under each backend."""
-    common = dict(seed=0, verbose=0, preset=False, net_arch=[16, 16], **kw)
-    ref, fast = cls(env, backend="reference", **common), cls(env, backend="fast", **common)
-    for a, b in zip(ref._checkpoint_modules().values(), fast._checkpoint_modules().values()):
-        assert_same_modules(a, b, atol=0)
-    return ref, fast
-
-
 # --------------------------------------------------------------------------- the one-hot products
 @pytest.mark.parametrize("ops", ["numpy", "torch", "feature_major"])
 @pytest.mark.parametrize("k", [1, 3])  # a OneHot, a MultiOneHot of three components
@@ -124,19 +112,7 @@ def test_one_hot_rows_through_the_core_equal_autograd_through_the_dense_one_hot(
     torch.testing.assert_close(g, expected, rtol=1e-4, atol=1e-5)  # the scatter-add: ∂W_0 = ∂zᵀ x
     if ops != "torch":
         return  # the JVP runs in torch only (TRPO's Fisher products)
-    v = torch.randn_like(flat)
-    vs = list(torch.split(v, [p.numel() for p in params]))
-    position = {id(p): i for i, p in enumerate(params)}
-    for member, got in zip(members, core.jvp(core.blocks(flat), hs, core.blocks(v))):
-        mine = list(member.parameters())
-        _, expected_dot = torch.func.jvp(
-            lambda *ps, member=member: torch.func.functional_call(
-                member, {n: q for (n, _), q in zip(member.named_parameters(), ps)}, (x,)
-            ),
-            tuple(mine),
-            tuple(vs[position[id(p)]].view_as(p) for p in mine),
-        )
-        torch.testing.assert_close(got, expected_dot, rtol=1e-4, atol=1e-5)
+    assert_jvp_equals_autograd(core, members, params, flat, hs, x)  # the JVP: a gather of the direction's columns
 
 
 @pytest.mark.parametrize("B, n", [(40, 10), (600, 300)])  # by the product with the 0/1 matrix; sorted and summed
@@ -186,10 +162,7 @@ def test_acting_gives_the_same_parameters_values_and_actions_for_the_same_noise(
     space_ = model.observation_space
     obs = torch.as_tensor(np.stack([space_.sample() for _ in range(64)]))
     noise = model.agent.head.noise((64,), torch.Generator().manual_seed(3))
-    a_ref, p_ref, v_ref = rollout_policy(model.agent)(obs, noise)
-    a_fast, p_fast, v_fast = fast_ac.rollout_policy(model.agent)(obs, noise)
-    torch.testing.assert_close(p_fast, p_ref.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(v_fast, v_ref.detach(), rtol=1e-5, atol=1e-6)
+    a_ref, a_fast = assert_acting_agrees(model, obs, noise)
     assert a_fast.dtype == a_ref.dtype and torch.equal(a_fast, a_ref)
 
 
@@ -197,8 +170,7 @@ def test_acting_gives_the_same_parameters_values_and_actions_for_the_same_noise(
 def test_dqn_greedy_acting_on_one_hot_observations_is_the_same_argmax(space):
     model = lucidrl.DQN(DQN_SPACES[space], seed=0, verbose=0, preset=False, net_arch=[32, 32])
     obs = np.stack([model.observation_space.sample() for _ in range(64)])
-    assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs), ref_dqn.greedy_policy(model.q_net)(obs))
-    assert np.array_equal(fast_dqn.greedy_policy(model.q_net)(obs[:1]), ref_dqn.greedy_policy(model.q_net)(obs[:1]))
+    assert_same_greedy_actions(model.q_net, obs)
 
 
 # --------------------------------------------------------------------------- PPO, A2C
@@ -209,13 +181,7 @@ def test_ppo_clip_update_equals_the_reference(space, updates):
     kw = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, ent_coef=0.01, learning_rate=1e-3, max_grad_norm=0.5)
     ref, fast = pair(lucidrl.PPO, SPACES[space], **kw)
     _, batch = rollout_batch(ref, 32)
-    for _ in range(updates):
-        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.02, None, 1.0, gens[0])
-        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.02, None, 1.0, gens[1])
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    m_ref, _ = assert_ppo_updates_agree(ref, fast, batch, updates, 0.02)[-1]
     assert updates == 1 or m_ref["diag/clip_fraction"] > 0  # ε = 0.02: the clip is active by the third update
 
 
@@ -224,13 +190,7 @@ def test_ppo_penalty_update_equals_the_reference(space):
     kw = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, learning_rate=3e-3, variant="kl_penalty")
     ref, fast = pair(lucidrl.PPO, SPACES[space], **kw)
     _, batch = rollout_batch(ref, 32)
-    for _ in range(3):
-        gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-        m_ref = ref_ppo.ppo_update(ref.agent, ref.optimizer, batch, ref.config, 0.2, None, 3.0, gens[0])
-        m_fast = fast_ac.ppo_update(fast.agent, fast.optimizer, batch, fast.config, 0.2, None, 3.0, gens[1])
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    m_ref, _ = assert_ppo_updates_agree(ref, fast, batch, 3, 0.2, beta=3.0)[-1]
     assert m_ref["diag/kl"] > 1e-4
 
 
@@ -258,12 +218,7 @@ def test_a2c_update_equals_the_reference(space, rms_prop):
     kw = dict(n_envs=4, n_steps=5, ent_coef=0.01, use_rms_prop=rms_prop, normalize_advantage=True)
     ref, fast = pair(lucidrl.A2C, SPACES[space], **kw)
     _, batch = rollout_batch(ref, 5)
-    for _ in range(3):
-        m_ref = ref_a2c.a2c_update(ref.agent, ref.optimizer, batch, ref.config)
-        m_fast = fast_ac.a2c_update(fast.agent, fast.optimizer, batch, fast.config)
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    assert_a2c_updates_agree(ref, fast, batch, 3)
 
 
 # --------------------------------------------------------------------------- TRPO
@@ -271,16 +226,7 @@ def test_a2c_update_equals_the_reference(space, rms_prop):
 def test_trpo_local_models_equal_the_reference(space):
     ref, fast = pair(lucidrl.TRPO, SPACES.get(space, space), n_envs=2, n_steps=64, batch_size=32)
     _, batch = rollout_batch(ref, 64)
-    adv = batch["advantages"]
-    L_ref, g_ref, fvp_ref, eval_ref, _ = ref_trpo.local_models(ref.agent, batch, adv, 0.1)
-    L_fast, g_fast, fvp_fast, eval_fast, _ = fast_trpo.local_models(fast.agent, batch, adv, 0.1)
-    assert np.isclose(L_fast, L_ref, rtol=RTOL, atol=ATOL)
-    torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
-    v = torch.randn_like(g_ref)
-    torch.testing.assert_close(fvp_fast(v), fvp_ref(v), rtol=1e-4, atol=1e-5)  # F v: Jᵀ M J v = double backward
-    theta = ref_trpo.get_flat_params(ref.agent.actor_parameters()) + 0.01 * torch.randn_like(g_ref)
-    for a, b in zip(eval_ref(theta.clone()), eval_fast(theta.clone())):
-        assert np.isclose(float(b), float(a), rtol=1e-4, atol=1e-7)
+    assert_trpo_local_models_agree(ref, fast, batch)
 
 
 @pytest.mark.parametrize("space", SPACES)
@@ -288,22 +234,7 @@ def test_trpo_update_equals_the_reference(space):
     kw = dict(n_envs=2, n_steps=64, batch_size=32, n_critic_updates=2, cg_max_steps=6)
     ref, fast = pair(lucidrl.TRPO, SPACES[space], **kw)
     _, batch = rollout_batch(ref, 64)
-    for _ in range(2):
-        with torch.no_grad():  # each update starts at θ_old, as after a new rollout: π_old is the current policy
-            batch["params_old"] = ref.agent.policy_params(batch["obs"])
-            batch["logprob_old"] = ref.agent.head.log_prob(batch["params_old"], batch["actions"])
-        m_ref = ref_trpo.trpo_policy_step(ref.agent, batch, ref.config, ref_trpo.local_models)
-        m_fast = ref_trpo.trpo_policy_step(fast.agent, batch, fast.config, fast_trpo.local_models)
-        g5 = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)]
-        m_ref.update(ref_trpo.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config, g5[0]))
-        m_fast.update(fast_trpo.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config, g5[1]))
-        residuals = m_ref.pop("diag/cg_residual"), m_fast.pop("diag/cg_residual")  # (as in test_backends.py)
-        assert np.isclose(*residuals, rtol=1e-2, atol=1e-6), residuals
-        loose = ("diag/expected_improvement", "diag/step_norm", "diag/surrogate_improvement", "loss/policy", "diag/kl")
-        assert_same_metrics(m_ref, m_fast, loose=loose)
-    assert m_ref["train/line_search_success"] == 1.0
-    assert_same_modules(ref.agent, fast.agent, atol=1e-4)
-    assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
+    assert_trpo_updates_agree(ref, fast, batch, 2)
 
 
 # --------------------------------------------------------------------------- VPG / REINFORCE
@@ -313,23 +244,11 @@ def test_vpg_and_reinforce_updates_equal_the_reference(cls, space):
     taxi = space == "Taxi-v4"  # 32 envs x 12 steps: ~100 states in 384 rows, whose gradient the scatter sorts and sums
     kw = dict(n_envs=32 if taxi else 2, n_steps=12 if taxi else 64, ent_coef=0.01, max_grad_norm=1.0)
     ref, fast = pair(cls, SPACES.get(space, space), **kw, **({"n_critic_updates": 3} if cls is lucidrl.VPG else {}))
-    rollout, _ = rollout_batch(ref, kw["n_steps"])
-    psi, targets = ref_vpg.psi_and_targets(rollout, ref.config)
-    batch = rollout.flat(psi=psi, targets=targets)
+    batch = vpg_batch(ref, kw["n_steps"])
     if taxi:
         visited = len(torch.unique(batch["obs"]))
         assert visited > 64 and len(batch["obs"]) * visited > SCATTER_BY_PRODUCT, visited
-    for _ in range(2):
-        m_ref = ref_vpg.policy_step(ref.agent, ref.policy_optimizer, batch, ref.config)
-        m_fast = fast_vpg.policy_step(fast.agent, fast.policy_optimizer, batch, fast.config)
-        if ref.config.uses_critic:
-            m_ref.update(ref_vpg.fit_critic(ref.agent, ref.critic_optimizer, batch, ref.config))
-            m_fast.update(fast_vpg.fit_critic(fast.agent, fast.critic_optimizer, batch, fast.config))
-        assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.agent, fast.agent)
-    assert_same_optimizer(ref.policy_optimizer, fast.policy_optimizer)
-    if ref.config.uses_critic:
-        assert_same_optimizer(ref.critic_optimizer, fast.critic_optimizer)
+    assert_vpg_updates_agree(ref, fast, batch, 2)
 
 
 # --------------------------------------------------------------------------- DQN
@@ -353,17 +272,7 @@ def filled_replay(model, n):
 def test_dqn_round_equals_the_reference(space, steps, double_q):
     kw = dict(buffer_size=4000, batch_size=32, learning_rate=1e-3, double_q=double_q, max_grad_norm=1.0)
     ref, fast = pair(lucidrl.DQN, DQN_SPACES[space], **kw)
-    ref.q_net_target.load_state_dict({k: v + 0.01 for k, v in ref.q_net.state_dict().items()})  # θ⁻ ≠ θ
-    fast.q_net_target.load_state_dict(ref.q_net_target.state_dict())
-    buffer = filled_replay(ref, n=4000 if steps > 3 else 600)
-    fast_buffer = copy.copy(buffer)
-    buffer.generator, fast_buffer.generator = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    m_ref = ref_dqn.dqn_train_round(ref.q_net, ref.q_net_target, ref.optimizer, buffer, steps, ref.config)
-    m_fast = fast_dqn.dqn_train_round(fast.q_net, fast.q_net_target, fast.optimizer, fast_buffer, steps, fast.config)
-    assert_same_metrics(m_ref, m_fast)
-    assert_same_modules(ref.q_net, fast.q_net)
-    assert_same_modules(ref.q_net_target, fast.q_net_target)
-    assert_same_optimizer(ref.optimizer, fast.optimizer)
+    assert_dqn_round_agrees(ref, fast, filled_replay(ref, n=4000 if steps > 3 else 600), steps)
 
 
 # --------------------------------------------------------------------------- selection, and whole runs
@@ -410,19 +319,15 @@ def test_two_updates_of_learn_under_each_backend_end_with_the_same_weights(cls, 
     to rounding, so both backends acted alike (an action sampled differently would move them by ~lr)."""
     ref, fast = pair(cls, SPACES[space], learning_rate=1e-3, **kw)
     steps = 2 * kw["n_envs"] * kw["n_steps"]
-    ref.learn(steps)
-    fast.learn(steps)
+    assert_learn_agrees(ref, fast, steps, atol=1e-4 if cls is lucidrl.TRPO else 2e-5, attrs=["agent"])
     assert fast.backend_lines[0].split(": ")[1].startswith("fast backend")
-    assert_same_modules(ref.agent, fast.agent, atol=1e-4 if cls is lucidrl.TRPO else 2e-5)
 
 
 @pytest.mark.parametrize("space", ["discrete_obs", "multidiscrete_obs"])
 def test_dqn_learn_under_each_backend_ends_with_the_same_weights(space):
     kw = dict(learning_starts=64, train_freq=4, gradient_steps=2, batch_size=16, target_update_interval=50)
     ref, fast = pair(lucidrl.DQN, DQN_SPACES[space], learning_rate=1e-3, **kw)
-    ref.learn(256)
-    fast.learn(256)
-    assert_same_modules(ref.q_net, fast.q_net)
+    assert_learn_agrees(ref, fast, 256, attrs=["q_net"])
 
 
 def test_an_index_outside_the_space_is_refused_as_the_reference_refuses_it():
