@@ -1061,7 +1061,14 @@ def build_parser(algos: typing.Collection[str] | None = None) -> tuple[argparse.
         "results.md (mean, std, IQM with a 95% bootstrap CI, wall time). Finished runs "
         "in OUT are reused; runs there with other settings (env, budget, ...) are refused unless --force.",
     )
-    cp.add_argument("algos", nargs="+", metavar="ALGO", help="algorithms, e.g. ppo a2c trpo")
+    cp.add_argument(
+        "algos",
+        nargs="+",
+        metavar="ALGO",
+        help="algorithms, e.g. ppo a2c trpo; ALGO:KEY=VALUE,KEY=VALUE is a variant of ALGO with those "
+        "hyperparameters changed, reported under that name, e.g. ppo ppo:clip_range=10 or "
+        "'qlearning:n_bins=[1,6,12,12]' (values read as Python literals, else as text)",
+    )
     cp.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
     _add_env_kwargs(cp, "; for every run")
     cp.add_argument(

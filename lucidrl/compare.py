@@ -29,7 +29,9 @@ across seeds, because episodes of one run are not independent draws of the algor
 
 ``compare_variants`` is the same machinery for variants of one algorithm (an ablation: the same
 algorithm with one setting changed, or on a wrapped env), reported under their own labels; the
-experiments of ``experiments/`` use it.
+experiments of ``experiments/`` use it. ``compare`` and ``lucidrl compare`` take such variants
+spelled ``ALGO:KEY=VALUE,KEY=VALUE`` beside plain algorithm names (``parse_variant``), e.g.
+``lucidrl compare ppo ppo:clip_range=10 --env CartPole-v1``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,47 @@ class Variant:
     wrapper: str = ""
     """``"module:function"`` taking a gymnasium.Env and returning one; the module must be importable
     by the worker processes (an installed package, or a file beside the script that runs the comparison)."""
+
+
+def parse_variant(spec: str) -> Variant:
+    """``ALGO`` or ``ALGO:KEY=VALUE,KEY=VALUE,...`` -> a Variant of ALGO with those config fields, labelled ``spec``.
+
+    A VALUE is read as a Python literal (``1``, ``0.5``, ``None``, ``[64, 64]``), else kept as text
+    (``lin_1e-3``); a comma inside brackets or quotes belongs to the value (``qlearning:n_bins=[1,12,24,24]``).
+    Whether each KEY is a field of ALGO's config is checked where the variants are (``compare_variants``)."""
+    import ast
+
+    algo, sep, rest = spec.partition(":")
+    form = "ALGO or ALGO:KEY=VALUE,KEY=VALUE (e.g. ppo:n_epochs=1,clip_range=0.1)"
+    if not sep:
+        return Variant(spec, spec)
+    parts, depth, quote, start = [], 0, "", 0
+    for i, c in enumerate(rest):  # split at the commas outside brackets and quotes
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(rest[start:i])
+            start = i + 1
+    parts.append(rest[start:])
+    overrides: dict[str, Any] = {}
+    for part in parts:
+        key, eq, value = part.strip().partition("=")
+        key = key.strip()
+        if not algo or not eq or not key.isidentifier() or not value.strip():
+            raise ConfigError(f"{spec!r}: {part.strip()!r} is not KEY=VALUE; write {form}")
+        if key in overrides:
+            raise ConfigError(f"{spec!r}: {key} is given twice")
+        try:
+            overrides[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[key] = value.strip()
+    return Variant(spec, algo, overrides)
 
 
 def load_wrapper(path: str):
@@ -603,6 +646,8 @@ def compare(
 ) -> dict[str, Path]:
     """Train every (algorithm, seed) pair on ``env_id`` and write the comparison to ``out``.
 
+    ``algos``: algorithm names, or variants spelled ``ALGO:KEY=VALUE,...`` (``parse_variant``: ALGO's preset for
+    the env with those fields changed, reported under the spelling), e.g. ``["ppo", "ppo:clip_range=10"]``.
     ``seeds``: a count (seeds 0..n-1) or the seeds themselves; ``metrics``: other logged metrics to
     plot over training, one PNG each. ``backend``: ``"local"`` (processes on this machine) or
     ``"ray"`` (one Ray task of ``cpus_per_run`` CPUs per run, on the cluster at ``address`` or a local
@@ -616,7 +661,7 @@ def compare(
     if repeated:
         raise ConfigError(f"compare: each algorithm once; {', '.join(repeated)} is given more than once")
     return compare_variants(
-        [Variant(a, a) for a in algos],
+        [parse_variant(a) for a in algos],
         env_id,
         seeds,
         timesteps,

@@ -8,7 +8,16 @@ import pytest
 import lucidrl
 from lucidrl import ConfigError, LucidRLError
 from lucidrl.cli import main
-from lucidrl.compare import Variant, compare, compare_variants, curve_band, group_runs, load_results, plot_curves
+from lucidrl.compare import (
+    Variant,
+    compare,
+    compare_variants,
+    curve_band,
+    group_runs,
+    load_results,
+    parse_variant,
+    plot_curves,
+)
 from lucidrl.logging import read_metrics
 from lucidrl.plotting import METRIC
 
@@ -115,6 +124,41 @@ def _field(config_json: dict, name: str):
     if name in config_json:
         return config_json[name]
     return next(v[name] for v in config_json.values() if isinstance(v, dict) and name in v)
+
+
+def test_a_variant_is_spelled_algo_colon_key_value_pairs():
+    assert parse_variant("ppo") == Variant("ppo", "ppo")
+    spec = "qlearning:n_bins=[1, 12, 24,24],learning_rate=lin_0.2, gamma=0.9,update='sarsa',bounds=()"
+    v = parse_variant(spec)
+    assert v.label == spec and v.algo == "qlearning"
+    assert v.overrides == {"n_bins": [1, 12, 24, 24], "learning_rate": "lin_0.2", "gamma": 0.9, "update": "sarsa",
+                           "bounds": ()}  # fmt: skip
+    assert parse_variant("ppo:max_grad_norm=None,net_arch={'pi': [8], 'vf': [8]}").overrides == {
+        "max_grad_norm": None,
+        "net_arch": {"pi": [8], "vf": [8]},
+    }
+    for bad in ("ppo:", "ppo:n_epochs", "ppo:=1", "ppo:n_epochs=", ":n_epochs=1", "ppo:1x=2", "ppo:a=1,,b=2"):
+        with pytest.raises(ConfigError, match="is not KEY=VALUE; write ALGO or ALGO:KEY=VALUE"):
+            parse_variant(bad)
+    with pytest.raises(ConfigError, match="n_epochs is given twice"):
+        parse_variant("ppo:n_epochs=1,n_epochs=2")
+
+
+def test_the_cli_compares_an_algorithm_with_its_variants(tmp_path, capsys):
+    """``lucidrl compare ppo ppo:KEY=VALUE,...``: each variant trains with its fields, under its spelling; a field
+    that ALGO does not have is refused before anything trains."""
+    out = tmp_path / "cmp"
+    common = ["--env", "CartPole-v1", "--seeds", "1", "--timesteps", "512", "--eval-episodes", "1", "--out", str(out)]
+    assert main(["compare", "ppo", "ppo:n_epochs=1,net_arch=[16]", *common, "--jobs", "1"]) == 0
+    table = (out / "results.md").read_text()
+    assert "| ppo | 1 |" in table and "| ppo:n_epochs=1,net_arch=[16] | 1 |" in table
+    variant = json.loads((out / "runs" / "ppo_n_epochs_1_net_arch_16-s0" / "model" / "config.json").read_text())
+    assert _field(variant, "n_epochs") == 1 and _field(variant, "net_arch") == [16]
+    plain = json.loads((out / "runs" / "ppo-s0" / "model" / "config.json").read_text())
+    assert _field(plain, "n_epochs") == 20  # the CartPole-v1 preset's
+    capsys.readouterr()
+    assert main(["compare", "ppo:n_epoch=1", *common[:-1], str(tmp_path / "other")]) == 2
+    assert "variant 'ppo:n_epoch=1'" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_variants_refuse_bad_input_before_training(tmp_path):
