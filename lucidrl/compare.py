@@ -139,7 +139,8 @@ def parse_variant(spec: str) -> Variant:
         key, eq, value = part.strip().partition("=")
         key = key.strip()
         if not algo or not eq or not key.isidentifier() or not value.strip():
-            raise ConfigError(f"{spec!r}: {part.strip()!r} is not KEY=VALUE; write {form}")
+            hint = "; a list value goes in brackets, e.g. net_arch=[64,64]" if overrides and not eq else ""
+            raise ConfigError(f"{spec!r}: {part.strip()!r} is not KEY=VALUE; write {form}{hint}")
         if key in overrides:
             raise ConfigError(f"{spec!r}: {key} is given twice")
         try:

@@ -140,6 +140,8 @@ def test_a_variant_is_spelled_algo_colon_key_value_pairs():
     for bad in ("ppo:", "ppo:n_epochs", "ppo:=1", "ppo:n_epochs=", ":n_epochs=1", "ppo:1x=2", "ppo:a=1,,b=2"):
         with pytest.raises(ConfigError, match="is not KEY=VALUE; write ALGO or ALGO:KEY=VALUE"):
             parse_variant(bad)
+    with pytest.raises(ConfigError, match=r"'64' is not KEY=VALUE.*in brackets, e.g. net_arch=\[64,64\]"):
+        parse_variant("ppo:net_arch=64,64")
     with pytest.raises(ConfigError, match="n_epochs is given twice"):
         parse_variant("ppo:n_epochs=1,n_epochs=2")
 
