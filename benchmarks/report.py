@@ -462,12 +462,22 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
                         pairs = [r["train_s"] / peer_s[r["seed"]] for r in groups[k] if r["seed"] in peer_s]
                         ratio = f"{statistics.median(pairs):.2f}" if pairs else ""
                 budget = _fmt_steps(k[3]) + ("" if st["full_budget"] else " (reduced)")
+                current = by_cell.get((k[1], env))
+                earlier = current is not None and k[3] != current["budget"]
+                budget += " ‡" if earlier else ""
                 lines.append(
                     f"| {k[1]} | {LIB_NAMES.get(k[2], k[2])} | {budget} | {st['n']} | "
                     f"{st['mean']:.1f} ± {st['std']:.1f} | {ci} | {st['train_s']:.1f}{' †' if st['loaded'] else ''} | "
                     f"{st['steps_per_s']:.0f} | {ratio} | {st['peak_rss_mib']:.0f} | "
-                    f"{_reference_text(by_cell.get((k[1], env))) if k[2] == 'lucidrl' else ''} |"
+                    f"{_reference_text(current) if k[2] == 'lucidrl' and not earlier else ''} |"
                 )
+            if any(by_cell.get((k[1], env)) is not None and k[3] != by_cell[(k[1], env)]["budget"] for k in keys):
+                lines += [
+                    "",
+                    "‡ An earlier configuration of a grid cell (the grid's budget, or the preset behind it, has "
+                    "changed since these runs; each row's `hyperparams` in the results file says what ran): not the "
+                    "cell's current result, so no published reference is set beside it.",
+                ]
             lines += [
                 "",
                 "Final return per seed: "

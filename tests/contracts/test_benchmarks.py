@@ -59,6 +59,7 @@ def test_report_tables_hold_the_statistics_and_figures_are_written(tmp_path):
     rows.append(_row("ppo", "sb3", 0, 100.0, 99.0))  # an earlier seed-0 row is superseded...
     rows[-1], rows[4] = rows[4], rows[-1]  # ...by the later one (the latest row counts)
     rows.append({**_row("ppo", "lucidrl", 9, 0.0, 1.0), "error": "boom"})
+    rows += [_row("ppo", "lucidrl", s, 100.0, 5.0, budget=50000) for s in range(3)]  # an earlier budget of the cell
     results = tmp_path / "harness.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, figs = tmp_path / "docs" / "benchmarks.md", tmp_path / "docs" / "benchmarks"
@@ -67,12 +68,15 @@ def test_report_tables_hold_the_statistics_and_figures_are_written(tmp_path):
 
     s = summarize([500.0, 450.0, 300.0, 480.0])  # 4 seeds: the IQM drops the lowest and the highest
     assert s.iqm == pytest.approx(465.0)
-    lucid_line = next(ln for ln in page.splitlines() if ln.startswith("| ppo | lucidrl |"))
+    lucid_line = next(ln for ln in page.splitlines() if ln.startswith("| ppo | lucidrl | 100k |"))
     assert f"| {s.mean:.1f} ± {s.std:.1f} |" in lucid_line
     assert f"| {s.iqm:.1f} [{s.iqm_low:.1f}, {s.iqm_high:.1f}] |" in lucid_line
     assert "| 100k | 4 |" in lucid_line and "| 11.5 |" in lucid_line  # median of 10, 12, 11, 13 s
     assert "| 0.33 |" in lucid_line  # median of the seed pairs 10/30, 12/20, 11/40 (seed 3: no pair)
     assert "500.0 ± 0.0 at 100k steps" in lucid_line  # the published reference
+    earlier = next(ln for ln in page.splitlines() if ln.startswith("| ppo | lucidrl | 50k ‡ |"))
+    assert "| 3 | 100.0 ± 0.0 |" in earlier and "at 100k steps" not in earlier  # marked, without the reference
+    assert "‡ An earlier configuration of a grid cell" in page
     peer_line = next(ln for ln in page.splitlines() if ln.startswith("| ppo | SB3 |"))
     sb3 = summarize([500.0, 200.0, 400.0])
     assert f"| {sb3.mean:.1f} ± {sb3.std:.1f} |" in peer_line and "| 3 |" in peer_line and "| 30.0 |" in peer_line
