@@ -36,7 +36,7 @@ off the track (|x| > 2.4), the pole fallen (|θ| > 12°) or the 500-step limit.
 Outputs in docs/experiments/discretisation/: learning_curves.png, final_returns.png, results.md (from
 ``compare``), tables.md and tables.json (coverage), and dqn/ (the DQN runs).
 
-    python experiments/discretisation.py          # 5 seeds, ~10 min at --jobs 2 on an idle 2-core machine
+    python experiments/discretisation.py          # 5 seeds: 17 min at --jobs 1 (other work on the second core)
 """
 
 from __future__ import annotations
