@@ -245,11 +245,9 @@ def test_one_update_equals_sb3_ppo_train_on_the_same_rollout(env_id, target_kl):
     both stop after the same epoch. Advantages: lucidrl's gae, SB3's compute_returns_and_advantage."""
     sb3 = pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import configure
 
-    from lucidrl.advantages import gae
     from lucidrl.algos.ppo import PPO, ppo_update
-    from lucidrl.rollout import Rollout
+    from tests.math.sb3_twins import assert_same_weights, train_twin_on_one_rollout
 
     T, N = 16, 4
     kw = dict(n_steps=T, batch_size=T * N, n_epochs=4, learning_rate=3e-3, ent_coef=0.01, vf_coef=0.5,
@@ -257,49 +255,9 @@ def test_one_update_equals_sb3_ppo_train_on_the_same_rollout(env_id, target_kl):
     env = gym.make_vec(env_id, N, vectorization_mode="sync")
     ours = PPO(env, preset=False, n_envs=N, seed=0, verbose=0, backend="reference", **kw)
     theirs = sb3.PPO("MlpPolicy", make_vec_env(env_id, n_envs=N, seed=0), seed=0, device="cpu", **kw)
-    theirs.set_logger(configure(None, []))
-    pol, actor, critic = theirs.policy, ours.agent.actor, ours.agent.critic
-    pairs = [(actor[0], pol.mlp_extractor.policy_net[0]), (actor[2], pol.mlp_extractor.policy_net[2]),
-             (actor[4], pol.action_net), (critic[0], pol.mlp_extractor.value_net[0]),
-             (critic[2], pol.mlp_extractor.value_net[2]), (critic[4], pol.value_net)]  # fmt: skip
-    gauss = env_id == "Pendulum-v1"
-    with torch.no_grad():
-        for mine, sb3_layer in pairs:
-            sb3_layer.weight.copy_(mine.weight)
-            sb3_layer.bias.copy_(mine.bias)
-        if gauss:
-            pol.log_std.copy_(actor[5].log_std)
-    pol.optimizer = torch.optim.Adam(pol.parameters(), lr=3e-3, eps=1e-5)  # lucidrl's is fresh too
-    first = actor[0].weight.detach().clone()
-    g = np.random.default_rng(0)
-    obs = torch.as_tensor(g.normal(size=(T, N, env.single_observation_space.shape[0])).astype(np.float32))
-    with torch.no_grad():
-        params, values = ours.agent(obs)
-        actions = ours.agent.head.sample(params, torch.Generator().manual_seed(1))
-        logp = ours.agent.head.log_prob(params, actions)
-    rewards = torch.as_tensor(g.normal(size=(T, N)).astype(np.float32))
-    last_values = torch.as_tensor(g.normal(size=N).astype(np.float32))
-    terminated = torch.zeros(T, N, dtype=torch.bool)
-    terminated[5, 1] = terminated[T - 1, 2] = True
-    buf = theirs.rollout_buffer
-    buf.reset()
-    for t in range(T):  # SB3's episode_starts[t]: the step before ended an episode
-        starts = terminated[t - 1].numpy() if t > 0 else np.zeros(N, bool)
-        buf.add(obs[t].numpy(), actions[t].numpy() if gauss else actions[t].numpy()[:, None], rewards[t].numpy(),
-                starts, values[t], logp[t])  # fmt: skip
-    buf.compute_returns_and_advantage(last_values, terminated[-1].numpy())
-    theirs._current_progress_remaining = 1.0
-    theirs.train()
-    next_values = torch.cat([values[1:], last_values[None]])
-    r = Rollout(obs=obs, actions=actions, rewards=rewards, terminated=terminated,
-                truncated=torch.zeros_like(terminated), values_old=values, next_values=next_values,
-                logprob_old=logp, params_old=params, valid=None)  # fmt: skip
-    adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, kw["gamma"], kw["gae_lambda"])
-    m = ppo_update(ours.agent, ours.optimizer, r.flat(advantages=adv, returns=ret), ours.config, 0.2, None, 1.0)
+    first = ours.agent.actor[0].weight.detach().clone()
+    batch = train_twin_on_one_rollout(ours, theirs, env, T, N, kw["gamma"], kw["gae_lambda"], kw["learning_rate"])
+    m = ppo_update(ours.agent, ours.optimizer, batch, ours.config, 0.2, None, 1.0)
     assert m["train/epochs"] == (4 if target_kl is None else 3)  # (the early stop is seen)
-    for mine, sb3_layer in pairs:
-        torch.testing.assert_close(mine.weight, sb3_layer.weight, atol=1e-6, rtol=0)
-        torch.testing.assert_close(mine.bias, sb3_layer.bias, atol=1e-6, rtol=0)
-    assert (actor[0].weight - first).abs().max() > 1e-3  # the update moved the weights (both the same way)
-    if gauss:
-        torch.testing.assert_close(actor[5].log_std, pol.log_std, atol=1e-6, rtol=0)
+    assert_same_weights(ours, theirs, atol=1e-6)
+    assert (ours.agent.actor[0].weight - first).abs().max() > 1e-3  # the update moved the weights (both the same way)

@@ -375,13 +375,10 @@ def test_one_update_equals_sb3_contrib_trpo_train_on_the_same_rollout(env_id):
     matrix, so they accept the same candidate unless it lies between the two at the bound δ: here the accepted
     candidate's KL is below δ both ways, and equal weights show that neither rejected a candidate the other took."""
     sb3_contrib = pytest.importorskip("sb3_contrib")
-    import numpy as np
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import configure
 
-    from lucidrl.advantages import gae
     from lucidrl.algos.trpo import TRPO, fit_critic, trpo_policy_step
-    from lucidrl.rollout import Rollout
+    from tests.math.sb3_twins import assert_same_weights, train_twin_on_one_rollout
 
     T, N = 16, 4
     kw = dict(n_steps=T, batch_size=T * N, n_critic_updates=5, learning_rate=3e-3, gae_lambda=0.9, gamma=0.95,
@@ -389,54 +386,13 @@ def test_one_update_equals_sb3_contrib_trpo_train_on_the_same_rollout(env_id):
     env = gym.make_vec(env_id, N, vectorization_mode="sync")
     ours = TRPO(env, preset=False, n_envs=N, seed=0, verbose=0, backend="reference", **kw)
     theirs = sb3_contrib.TRPO("MlpPolicy", make_vec_env(env_id, n_envs=N, seed=0), seed=0, device="cpu", **kw)
-    theirs.set_logger(configure(None, []))
-    pol, actor, critic = theirs.policy, ours.agent.actor, ours.agent.critic
-    pairs = [(actor[0], pol.mlp_extractor.policy_net[0]), (actor[2], pol.mlp_extractor.policy_net[2]),
-             (actor[4], pol.action_net), (critic[0], pol.mlp_extractor.value_net[0]),
-             (critic[2], pol.mlp_extractor.value_net[2]), (critic[4], pol.value_net)]  # fmt: skip
-    gauss = env_id == "Pendulum-v1"
-    with torch.no_grad():
-        for mine, theirs_layer in pairs:
-            theirs_layer.weight.copy_(mine.weight)
-            theirs_layer.bias.copy_(mine.bias)
-        if gauss:
-            pol.log_std.copy_(actor[5].log_std)
-    pol.optimizer = torch.optim.Adam(pol.parameters(), lr=3e-3, eps=1e-5)  # lucidrl's critic Adam is fresh too
-    first = actor[0].weight.detach().clone()
-    g = np.random.default_rng(0)
-    obs = torch.as_tensor(g.normal(size=(T, N, env.single_observation_space.shape[0])).astype(np.float32))
-    with torch.no_grad():
-        params, values = ours.agent(obs)
-        actions = ours.agent.head.sample(params, torch.Generator().manual_seed(1))
-        logp = ours.agent.head.log_prob(params, actions)
-    rewards = torch.as_tensor(g.normal(size=(T, N)).astype(np.float32))
-    last_values = torch.as_tensor(g.normal(size=N).astype(np.float32))
-    terminated = torch.zeros(T, N, dtype=torch.bool)
-    terminated[5, 1] = terminated[T - 1, 2] = True
-    buf = theirs.rollout_buffer
-    buf.reset()
-    for t in range(T):  # SB3's episode_starts[t]: the step before ended an episode
-        starts = terminated[t - 1].numpy() if t > 0 else np.zeros(N, bool)
-        buf.add(obs[t].numpy(), actions[t].numpy() if gauss else actions[t].numpy()[:, None], rewards[t].numpy(),
-                starts, values[t], logp[t])  # fmt: skip
-    buf.compute_returns_and_advantage(last_values, terminated[-1].numpy())
-    theirs._current_progress_remaining = 1.0
-    theirs.train()
-    next_values = torch.cat([values[1:], last_values[None]])
-    r = Rollout(obs=obs, actions=actions, rewards=rewards, terminated=terminated,
-                truncated=torch.zeros_like(terminated), values_old=values, next_values=next_values,
-                logprob_old=logp, params_old=params, valid=None)  # fmt: skip
-    adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, kw["gamma"], kw["gae_lambda"])
-    batch = r.flat(advantages=adv, returns=ret)
+    first = ours.agent.actor[0].weight.detach().clone()
+    batch = train_twin_on_one_rollout(ours, theirs, env, T, N, kw["gamma"], kw["gae_lambda"], kw["learning_rate"])
     m = trpo_policy_step(ours.agent, batch, ours.config)
     fit_critic(ours.agent, ours.critic_optimizer, batch, ours.config, torch.Generator().manual_seed(0))
     assert m["train/line_search_success"] == 1.0 and 0.0 < m["diag/kl"] < kw["target_kl"]
     with torch.no_grad():  # the accepted step's KL the other way round, which sb3-contrib's line search checks
         reverse = ours.agent.head.kl(ours.agent.policy_params(batch["obs"]), batch["params_old"]).mean()
     assert 0.0 < float(reverse) < kw["target_kl"]
-    for mine, theirs_layer in pairs:
-        torch.testing.assert_close(mine.weight, theirs_layer.weight, atol=1e-5, rtol=0)
-        torch.testing.assert_close(mine.bias, theirs_layer.bias, atol=1e-5, rtol=0)
-    assert (actor[0].weight - first).abs().max() > 1e-4  # the update moved the actor (both the same way)
-    if gauss:
-        torch.testing.assert_close(actor[5].log_std, pol.log_std, atol=1e-5, rtol=0)
+    assert_same_weights(ours, theirs, atol=1e-5)
+    assert (ours.agent.actor[0].weight - first).abs().max() > 1e-4  # the update moved the actor (both the same way)
