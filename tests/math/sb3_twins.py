@@ -1,10 +1,11 @@
 """One update of a lucidrl model and of its Stable-Baselines3 (or sb3-contrib) twin on the same rollout.
 
-``test_ppo_math.py`` and ``test_trpo_math.py`` check that the reference update equals SB3's ``train()``: both
-models get the same weights (SB3's 64x64 ``MlpPolicy`` has the same layers as lucidrl's actor and critic), the
-same random rollout with terminations inside and at its end is written into SB3's rollout buffer and into a
-lucidrl ``Rollout``, SB3 computes its advantages and trains, and the test then runs lucidrl's update on the
-batch returned here and compares the weights with ``assert_same_weights``.
+``test_ppo_math.py``, ``test_trpo_math.py`` and ``test_a2c_math.py`` check that the reference update equals
+SB3's ``train()``: both models get the same weights (SB3's 64x64 ``MlpPolicy`` has the same layers as lucidrl's
+actor and critic, ``give_twin_our_weights``); for PPO and TRPO, ``train_twin_on_one_rollout`` writes the same random
+rollout, with terminations inside and at its end, into SB3's rollout buffer and into a lucidrl ``Rollout``, lets SB3
+compute its advantages and train, and returns lucidrl's batch; the test runs lucidrl's update on it and compares the
+weights with ``assert_same_weights``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ def layer_pairs(ours, theirs) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
             (critic[2], pol.mlp_extractor.value_net[2]), (critic[4], pol.value_net)]  # fmt: skip
 
 
+def give_twin_our_weights(ours, theirs) -> None:
+    """Copy the weights of ``ours`` into ``theirs`` (SB3's policy), log σ too for a Gaussian policy."""
+    with torch.no_grad():
+        for mine, twin in layer_pairs(ours, theirs):
+            twin.weight.copy_(mine.weight)
+            twin.bias.copy_(mine.bias)
+        if hasattr(theirs.policy, "log_std"):
+            theirs.policy.log_std.copy_(ours.agent.actor[5].log_std)
+
+
 def train_twin_on_one_rollout(ours, theirs, env, T: int, N: int, gamma: float, gae_lambda: float, lr: float):
     """Give ``theirs`` the weights of ``ours`` (log σ too) and a fresh Adam, run ``theirs.train()`` on a random
     rollout of T steps x N envs, and return lucidrl's flat batch of that rollout (GAE advantages and returns)."""
@@ -31,12 +42,7 @@ def train_twin_on_one_rollout(ours, theirs, env, T: int, N: int, gamma: float, g
 
     theirs.set_logger(configure(None, []))
     pol, gauss = theirs.policy, hasattr(theirs.policy, "log_std")
-    with torch.no_grad():
-        for mine, twin in layer_pairs(ours, theirs):
-            twin.weight.copy_(mine.weight)
-            twin.bias.copy_(mine.bias)
-        if gauss:
-            pol.log_std.copy_(ours.agent.actor[5].log_std)
+    give_twin_our_weights(ours, theirs)
     pol.optimizer = torch.optim.Adam(pol.parameters(), lr=lr, eps=1e-5)  # lucidrl's is fresh too
     g = np.random.default_rng(0)
     obs = torch.as_tensor(g.normal(size=(T, N, env.single_observation_space.shape[0])).astype(np.float32))
@@ -65,9 +71,9 @@ def train_twin_on_one_rollout(ours, theirs, env, T: int, N: int, gamma: float, g
     return r.flat(advantages=adv, returns=ret)
 
 
-def assert_same_weights(ours, theirs, atol: float) -> None:
+def assert_same_weights(ours, theirs, atol: float, rtol: float = 0.0) -> None:
     for mine, twin in layer_pairs(ours, theirs):
-        torch.testing.assert_close(mine.weight, twin.weight, atol=atol, rtol=0)
-        torch.testing.assert_close(mine.bias, twin.bias, atol=atol, rtol=0)
+        torch.testing.assert_close(mine.weight, twin.weight, atol=atol, rtol=rtol)
+        torch.testing.assert_close(mine.bias, twin.bias, atol=atol, rtol=rtol)
     if hasattr(theirs.policy, "log_std"):
-        torch.testing.assert_close(ours.agent.actor[5].log_std, theirs.policy.log_std, atol=atol, rtol=0)
+        torch.testing.assert_close(ours.agent.actor[5].log_std, theirs.policy.log_std, atol=atol, rtol=rtol)

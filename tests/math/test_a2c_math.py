@@ -15,6 +15,7 @@ from lucidrl.advantages import gae
 from lucidrl.algos.a2c import A2C, a2c_loss, a2c_update
 from lucidrl.networks import ActorCritic
 from lucidrl.rollout import Rollout, rollout_policy
+from tests.math.sb3_twins import assert_same_weights, give_twin_our_weights
 
 
 # --------------------------------------------------------------------------- n-step returns (E1, E2)
@@ -138,24 +139,12 @@ def _sb3_a2c_and_ours(seed=0):
     ours = A2C(env, preset=False, n_envs=8, seed=seed, verbose=0)
     theirs = sb3.A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), seed=seed, device="cpu")
     theirs.set_logger(configure(None, []))
-    pol = theirs.policy
-    pairs = [
-        (ours.agent.actor[0], pol.mlp_extractor.policy_net[0]),
-        (ours.agent.actor[2], pol.mlp_extractor.policy_net[2]),
-        (ours.agent.actor[4], pol.action_net),
-        (ours.agent.critic[0], pol.mlp_extractor.value_net[0]),
-        (ours.agent.critic[2], pol.mlp_extractor.value_net[2]),
-        (ours.agent.critic[4], pol.value_net),
-    ]
-    with torch.no_grad():
-        for mine, sb3_layer in pairs:
-            sb3_layer.weight.copy_(mine.weight)
-            sb3_layer.bias.copy_(mine.bias)
-    return ours, theirs, pairs
+    give_twin_our_weights(ours, theirs)
+    return ours, theirs
 
 
 def test_one_update_equals_sb3_a2c_train_on_the_same_rollout():
-    ours, theirs, pairs = _sb3_a2c_and_ours()
+    ours, theirs = _sb3_a2c_and_ours()
     g = np.random.default_rng(0)
     T, N = 5, 8
     for _update in range(3):  # three updates: RMSprop's running average matters from the second on
@@ -192,8 +181,6 @@ def test_one_update_equals_sb3_a2c_train_on_the_same_rollout():
         adv, ret = gae(r.rewards, r.values_old, r.next_values, r.terminated, r.truncated, 0.99, 1.0)
         np.testing.assert_allclose(adv.numpy(), sb3_advantages, rtol=1e-5, atol=1e-5)
         a2c_update(ours.agent, ours.optimizer, r.flat(advantages=adv, returns=ret), ours.config)
-        for mine, sb3_layer in pairs:
-            torch.testing.assert_close(mine.weight, sb3_layer.weight, atol=2e-5, rtol=1e-4)
-            torch.testing.assert_close(mine.bias, sb3_layer.bias, atol=2e-5, rtol=1e-4)
+        assert_same_weights(ours, theirs, atol=2e-5, rtol=1e-4)
     assert isinstance(theirs.policy.optimizer, torch.optim.RMSprop)
     assert theirs.policy.optimizer.defaults["eps"] == ours.optimizer.defaults["eps"] == 1e-5
