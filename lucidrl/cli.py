@@ -35,7 +35,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from lucidrl.config import field_docs, is_schedule_field, load_presets, parse_schedule
+from lucidrl.config import field_docs, is_schedule_field, literal_or_text, load_presets, parse_schedule
 from lucidrl.errors import CheckpointError, ConfigError, LucidRLError
 
 
@@ -410,16 +410,11 @@ def _add_env_kwargs(parser: argparse.ArgumentParser, more: str = "") -> None:
 def _env_kwarg(text: str) -> tuple[str, Any]:
     """``KEY:VALUE`` (rl-baselines3-zoo's spelling) or ``KEY=VALUE`` -> (KEY, VALUE), VALUE read as a Python
     literal (1, 0.5, True, None, [64, 64], 'x') or else kept as text (as the zoo's --env-kwargs)."""
-    import ast
-
     cut = min((i for i in (text.find(":"), text.find("=")) if i >= 0), default=-1)  # the first of the two
     key, sep, value = (text[:cut], text[cut], text[cut + 1 :]) if cut >= 0 else (text, "", "")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY:VALUE or KEY=VALUE (e.g. is_slippery:False)")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+    return key, literal_or_text(value)
 
 
 def _new_run_dir(name: str) -> Path:

@@ -114,7 +114,7 @@ def parse_variant(spec: str) -> Variant:
     A VALUE is read as a Python literal (``1``, ``0.5``, ``None``, ``[64, 64]``), else kept as text
     (``lin_1e-3``); a comma inside brackets or quotes belongs to the value (``qlearning:n_bins=[1,12,24,24]``).
     Whether each KEY is a field of ALGO's config is checked where the variants are (``compare_variants``)."""
-    import ast
+    from lucidrl.config import literal_or_text
 
     algo, sep, rest = spec.partition(":")
     form = "ALGO or ALGO:KEY=VALUE,KEY=VALUE (e.g. ppo:n_epochs=1,clip_range=0.1)"
@@ -143,10 +143,7 @@ def parse_variant(spec: str) -> Variant:
             raise ConfigError(f"{spec!r}: {part.strip()!r} is not KEY=VALUE; write {form}{hint}")
         if key in overrides:
             raise ConfigError(f"{spec!r}: {key} is given twice")
-        try:
-            overrides[key] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            overrides[key] = value.strip()
+        overrides[key] = literal_or_text(value.strip())
     return Variant(spec, algo, overrides)
 
 

@@ -67,6 +67,16 @@ def value_at(x: FloatOrSchedule, progress_remaining: float) -> float:
     return float(x(progress_remaining)) if callable(x) else float(x)
 
 
+def literal_or_text(text: str) -> Any:
+    """``text`` read as a Python literal (``1``, ``0.5``, ``True``, ``None``, ``[64, 64]``, ``'x'``), else kept as
+    text (``lin_1e-3``): how ``--env-kwargs`` and ``lucidrl compare``'s variants read a value. No code runs
+    (``ast.literal_eval``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def parse_schedule(text: str | float | int, name: str = "value") -> FloatOrSchedule:
     """Parse ``"3e-4"``, ``3e-4`` or ``"lin_3e-4"``. Never evaluates code."""
     if isinstance(text, bool):
