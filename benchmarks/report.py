@@ -447,6 +447,7 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
                 "| published reference |",
                 "|---|---|---|---|---|---|---|---|---|---|---|",
             ]
+            any_earlier = False
             for k in keys:
                 st = cell_stats(groups[k])
                 ci = (
@@ -465,13 +466,14 @@ def render(rows: list[dict[str, Any]], failed: int, cells: list[dict[str, Any]],
                 current = by_cell.get((k[1], env))
                 earlier = current is not None and k[3] != current["budget"]
                 budget += " ‡" if earlier else ""
+                any_earlier |= earlier
                 lines.append(
                     f"| {k[1]} | {LIB_NAMES.get(k[2], k[2])} | {budget} | {st['n']} | "
                     f"{st['mean']:.1f} ± {st['std']:.1f} | {ci} | {st['train_s']:.1f}{' †' if st['loaded'] else ''} | "
                     f"{st['steps_per_s']:.0f} | {ratio} | {st['peak_rss_mib']:.0f} | "
                     f"{_reference_text(current) if k[2] == 'lucidrl' and not earlier else ''} |"
                 )
-            if any(by_cell.get((k[1], env)) is not None and k[3] != by_cell[(k[1], env)]["budget"] for k in keys):
+            if any_earlier:
                 lines += [
                     "",
                     "‡ An earlier configuration of a grid cell (the grid's budget, or the preset behind it, has "
